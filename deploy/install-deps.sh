@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install what building and testing Weir needs on Debian 12, only what is missing.
+# Idempotent and fast when everything is there. Used by tests/run.sh and by the
+# local-cluster script. Set WEIR_SKIP_INSTALL=1 to skip (you manage packages).
+set -euo pipefail
+
+packages=(
+    # build
+    gcc meson ninja-build pkg-config
+    libevent-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libzstd-dev
+    # tests
+    libcmocka-dev python3
+    # fuzzing (libFuzzer ships with clang's runtime)
+    clang libclang-rt-14-dev
+)
+
+if [ "${WEIR_SKIP_INSTALL:-0}" = 1 ]; then
+    exit 0
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+        *"install ok installed"*) ;;
+        *) missing+=("$p") ;;
+    esac
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        echo "install-deps: missing packages (${missing[*]}) and not root; install them or run as root" >&2
+        exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Weir's test command: installs what is missing, builds a normal and an
+# AddressSanitizer+UndefinedBehaviorSanitizer configuration (warnings are errors in
+# both), runs every suite in each, runs each fuzz target briefly under libFuzzer,
+# and ends with one line "N passed, N failed". Exits non-zero on any failure.
+#
+#   tests/run.sh                 everything
+#   WEIR_FUZZ_SECONDS=0 tests/run.sh   skip the libFuzzer runs (corpus replay still runs)
+#   WEIR_BUILD_ROOT=dir          where build trees go (default: build/)
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+build_root=${WEIR_BUILD_ROOT:-$root/build}
+fuzz_seconds=${WEIR_FUZZ_SECONDS:-20}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+passed=0
+failed=0
+failures=()
+
+note() { printf '\n=== %s\n' "$*"; }
+
+if ! "$root/deploy/install-deps.sh"; then
+    echo "tests/run.sh: installing dependencies failed" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+# configure NAME COMPILER [meson args...]: (re)configure a build tree.
+configure() {
+    local name=$1 compiler=$2
+    shift 2
+    local dir="$build_root/$name"
+    if [ -f "$dir/build.ninja" ]; then
+        meson setup --reconfigure "$dir" "$@" >"$dir.setup.log" 2>&1
+    else
+        mkdir -p "$build_root"
+        CC=$compiler meson setup "$dir" "$@" >"$dir.setup.log" 2>&1
+    fi
+}
+
+# count_meson DIR: add the results of the last `meson test` in DIR.
+count_meson() {
+    local log="$1/meson-logs/testlog.json"
+    [ -f "$log" ] || return 0
+    local line
+    while IFS=$'\t' read -r result name; do
+        case "$result" in
+            OK | EXPECTEDFAIL) passed=$((passed + 1)) ;;
+            SKIP) ;;
+            *) failed=$((failed + 1)); failures+=("$2: $name ($result)") ;;
+        esac
+    done < <(/usr/bin/python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line:
+        t = json.loads(line)
+        print(t["result"] + "\t" + t["name"])
+' "$log")
+}
+
+# build_and_test NAME COMPILER [meson args...]
+build_and_test() {
+    local name=$1 compiler=$2
+    shift 2
+    local dir="$build_root/$name"
+    note "build $name"
+    if ! configure "$name" "$compiler" "$@"; then
+        cat "$dir.setup.log"
+        failed=$((failed + 1)); failures+=("$name: meson setup")
+        return
+    fi
+    if ! ninja -C "$dir" -j "$jobs"; then
+        failed=$((failed + 1)); failures+=("$name: build")
+        return
+    fi
+    note "test $name"
+    rm -f "$dir/meson-logs/testlog.json"
+    meson test -C "$dir" --print-errorlogs --num-processes "$jobs" --no-rebuild
+    count_meson "$dir" "$name"
+}
+
+# Sanitizer findings must fail the test, not just print.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:strict_string_checks=1}
+
+build_and_test normal gcc -Dwerror=true -Dbuildtype=debugoptimized
+build_and_test sanitize gcc -Dwerror=true -Dbuildtype=debug \
+    -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dc_args=-fno-sanitize-recover=all
+
+# libFuzzer: a short run of every target, starting from its committed corpus.
+if [ "$fuzz_seconds" -gt 0 ]; then
+    name=fuzz
+    dir="$build_root/$name"
+    note "build $name (clang, libFuzzer)"
+    if configure "$name" clang -Dwerror=true -Dbuildtype=debugoptimized -Dfuzzing=true \
+        -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dc_args=-fno-sanitize-recover=all && ninja -C "$dir" -j "$jobs"; then
+        for fuzzer in "$dir"/tests/fuzz/*-fuzzer; do
+            [ -x "$fuzzer" ] || continue
+            target=$(basename "$fuzzer" -fuzzer)
+            note "fuzz $target for ${fuzz_seconds}s"
+            work=$(mktemp -d)
+            cp -r "$root/tests/fuzz/corpus/$target/." "$work/" 2>/dev/null || true
+            if "$fuzzer" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -malloc_limit_mb=256 \
+                -timeout=10 -print_final_stats=1 -artifact_prefix="$dir/$target-" "$work" \
+                >"$dir/$target.fuzz.log" 2>&1; then
+                passed=$((passed + 1))
+                grep -E 'stat::number_of_executed_units|Done [0-9]+ runs' "$dir/$target.fuzz.log" | tail -1
+            else
+                tail -40 "$dir/$target.fuzz.log"
+                failed=$((failed + 1)); failures+=("fuzz: $target (see $dir/$target.fuzz.log)")
+            fi
+            rm -rf "$work"
+        done
+    else
+        cat "$dir.setup.log" 2>/dev/null | tail -20
+        failed=$((failed + 1)); failures+=("fuzz: build")
+    fi
+fi
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "Failures:"
+    printf '  %s\n' "${failures[@]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
