@@ -1,0 +1,255 @@
+/* Tests for common/log: the exact line format and UTC timestamp, level filtering,
+ * level names and parsing, long messages, and whole lines under concurrent
+ * logging from several threads. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+#define TS_RE "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z "
+
+static FILE *out;
+
+static int setup(void **state)
+{
+    (void)state;
+    out = tmpfile();
+    if (!out)
+        return -1;
+    log_set_output(out);
+    log_set_level(LOG_LEVEL_INFO);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    log_set_output(NULL);
+    log_set_level(LOG_LEVEL_INFO);
+    fclose(out);
+    return 0;
+}
+
+/* Everything logged so far, as a malloc'd NUL-terminated string. */
+static char *captured(void)
+{
+    fflush(out);
+    long n = ftell(out);
+    assert_true(n >= 0);
+    char *s = malloc((size_t)n + 1);
+    assert_non_null(s);
+    rewind(out);
+    assert_int_equal(fread(s, 1, (size_t)n, out), (size_t)n);
+    s[n] = '\0';
+    fseek(out, 0, SEEK_END);
+    return s;
+}
+
+static void assert_matches(const char *s, const char *re)
+{
+    regex_t rx;
+    assert_int_equal(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
+    int rc = regexec(&rx, s, 0, NULL, 0);
+    regfree(&rx);
+    if (rc != 0)
+        fail_msg("\"%s\" does not match /%s/", s, re);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void test_log_line_format_and_utc_timestamp(void **state)
+{
+    (void)state;
+    int64_t before = clock_wall_ms();
+    log_info("storage", "recovered %s: truncated %d bytes", "topic-0", 120);
+    int64_t after = clock_wall_ms();
+    char *s = captured();
+    assert_matches(s, TS_RE "INFO  \\[storage\\] recovered topic-0: truncated 120 bytes\n$");
+
+    /* The timestamp is UTC wall time with milliseconds. */
+    struct tm tm = {0};
+    int ms;
+    assert_int_equal(sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                            &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms),
+                     7);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    int64_t logged = (int64_t)timegm(&tm) * 1000 + ms;
+    assert_true(logged >= before - 1 && logged <= after + 1);
+    free(s);
+}
+
+static void test_log_level_tags_are_padded(void **state)
+{
+    (void)state;
+    log_set_level(LOG_LEVEL_TRACE);
+    log_error("a", "e");
+    log_warn("b", "w");
+    log_info("c", "i");
+    log_debug("d", "d");
+    log_trace("e", "t");
+    log_msg(LOG_LEVEL_INFO, NULL, "no subsystem");
+    char *s = captured();
+    assert_matches(s, TS_RE "ERROR \\[a\\] e\n"
+                            "[0-9T:.Z-]{24} WARN  \\[b\\] w\n"
+                            "[0-9T:.Z-]{24} INFO  \\[c\\] i\n"
+                            "[0-9T:.Z-]{24} DEBUG \\[d\\] d\n"
+                            "[0-9T:.Z-]{24} TRACE \\[e\\] t\n"
+                            "[0-9T:.Z-]{24} INFO  \\[-\\] no subsystem\n$");
+    free(s);
+}
+
+static void test_log_level_filters_and_skips_argument_evaluation(void **state)
+{
+    (void)state;
+    log_set_level(LOG_LEVEL_WARN);
+    assert_int_equal(log_get_level(), LOG_LEVEL_WARN);
+    assert_true(log_enabled(LOG_LEVEL_ERROR));
+    assert_true(log_enabled(LOG_LEVEL_WARN));
+    assert_false(log_enabled(LOG_LEVEL_INFO));
+    int evaluated = 0;
+    log_info("x", "dropped %d", ++evaluated);
+    log_debug("x", "dropped %d", ++evaluated);
+    log_trace("x", "dropped %d", ++evaluated);
+    /* log_info is a plain call (arguments evaluated); debug/trace are guarded. */
+    assert_int_equal(evaluated, 1);
+    log_warn("x", "kept");
+    log_error("x", "kept too");
+    char *s = captured();
+    assert_int_equal(count_lines(s), 2);
+    assert_null(strstr(s, "dropped"));
+    free(s);
+
+    log_set_level(LOG_LEVEL_ERROR);
+    log_warn("x", "now dropped");
+    s = captured();
+    assert_int_equal(count_lines(s), 2);
+    free(s);
+}
+
+static void test_log_level_parse_and_names(void **state)
+{
+    (void)state;
+    const char *names[] = {"error", "warn", "info", "debug", "trace"};
+    for (int i = 0; i < 5; i++) {
+        enum log_level l = LOG_LEVEL_TRACE;
+        assert_int_equal(log_level_parse(names[i], &l), 0);
+        assert_int_equal(l, i);
+        assert_string_equal(log_level_name((enum log_level)i), names[i]);
+    }
+    enum log_level l = LOG_LEVEL_ERROR;
+    assert_int_equal(log_level_parse("DeBuG", &l), 0);
+    assert_int_equal(l, LOG_LEVEL_DEBUG);
+    l = LOG_LEVEL_INFO;
+    assert_int_equal(log_level_parse("verbose", &l), -EINVAL);
+    assert_int_equal(log_level_parse("", &l), -EINVAL);
+    assert_int_equal(log_level_parse("warning", &l), -EINVAL);
+    assert_int_equal(log_level_parse("inf", &l), -EINVAL);
+    assert_int_equal(log_level_parse(NULL, &l), -EINVAL);
+    assert_int_equal(l, LOG_LEVEL_INFO); /* untouched on error */
+}
+
+static void test_log_long_message_is_one_whole_line(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    char *big = malloc(N + 1);
+    assert_non_null(big);
+    memset(big, 'q', N);
+    big[N] = '\0';
+    log_info("big", "<%s>", big);
+    char *s = captured();
+    assert_int_equal(count_lines(s), 1);
+    char *lt = strchr(s, '<');
+    assert_non_null(lt);
+    assert_int_equal(strlen(lt), N + 3); /* "<" N ">" "\n" */
+    assert_int_equal(lt[N + 1], '>');
+    free(s);
+    free(big);
+}
+
+static void test_log_trailing_newline_not_doubled_and_errno_kept(void **state)
+{
+    (void)state;
+    errno = EAGAIN;
+    log_info("x", "ends with newline\n");
+    assert_int_equal(errno, EAGAIN);
+    log_info("x", "%s", "");
+    char *s = captured();
+    assert_int_equal(count_lines(s), 2);
+    assert_non_null(strstr(s, "ends with newline\n"));
+    assert_null(strstr(s, "\n\n"));
+    free(s);
+}
+
+enum { THREADS = 4, LINES = 500 };
+
+static void *log_thread(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    for (int i = 0; i < LINES; i++)
+        log_info("thr", "thread %d line %d %s", id, i, "payload-payload-payload-payload");
+    return NULL;
+}
+
+static void test_log_concurrent_lines_stay_whole(void **state)
+{
+    (void)state;
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, log_thread, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    char *s = captured();
+    assert_int_equal(count_lines(s), THREADS * LINES);
+    int next[THREADS] = {0};
+    char *save = NULL;
+    for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        int id, n;
+        char tail[64];
+        int rc = sscanf(line, "%*24c INFO  [thr] thread %d line %d %63s", &id, &n, tail);
+        if (rc != 3 || id < 0 || id >= THREADS)
+            fail_msg("mangled line: %s", line);
+        assert_string_equal(tail, "payload-payload-payload-payload");
+        /* Each thread's lines appear in its own order. */
+        assert_int_equal(n, next[id]);
+        next[id]++;
+    }
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(next[i], LINES);
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_log_line_format_and_utc_timestamp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_level_tags_are_padded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_level_filters_and_skips_argument_evaluation, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_log_level_parse_and_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_long_message_is_one_whole_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_trailing_newline_not_doubled_and_errno_kept, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_log_concurrent_lines_stay_whole, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
