@@ -1,0 +1,1161 @@
+/* controller: request validation, elections, placement calls and record
+ * building. See controller.h for the rules; everything here reads the state and
+ * writes records, nothing else. */
+#include "coordinator/controller.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "coordinator/placement.h"
+#include "metadata.pb-c.h"
+
+typedef Weir__Meta__MetadataRecord MetaRecord;
+
+void cctl_config_defaults(struct cctl_config *cfg)
+{
+    *cfg = (struct cctl_config){
+        .num_partitions = 1,
+        .default_replication_factor = 1,
+        .min_insync_replicas = 1,
+        .unclean_leader_election = false,
+        .max_partitions_per_request = CCTL_MAX_PARTITIONS_PER_REQUEST,
+    };
+}
+
+static int kerr(struct cctl_error *err, int16_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Set a Kafka error; the C result of the call is still 0. */
+static int kerr(struct cctl_error *err, int16_t code, const char *fmt, ...)
+{
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+static void ok(struct cctl_error *err)
+{
+    err->code = CCTL_NONE;
+    err->message[0] = 0;
+}
+
+static bool contains(const int32_t *v, size_t n, int32_t x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == x)
+            return true;
+    return false;
+}
+
+static bool has_dup(const int32_t *v, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if (contains(v, i, v[i]))
+            return true;
+    return false;
+}
+
+static int emit(struct cstate_records *out, MetaRecord *m)
+{
+    return cstate_records_add(out, m);
+}
+
+/* ---- broker states under a pending change ---------------------------------------
+ * Elections are computed for the state as it will be once this request's broker
+ * record is applied, so a broker's state can be overridden for the computation. */
+
+struct ovr {
+    int32_t id; /* -1: no override */
+    enum cstate_broker_state st;
+};
+
+static const struct ovr NO_OVR = {-1, CSTATE_BROKER_REGISTERED};
+
+static bool bstate(const struct cstate *s, const struct ovr *o, int32_t id,
+                   enum cstate_broker_state *st)
+{
+    if (o->id >= 0 && id == o->id) {
+        *st = o->st;
+        return true;
+    }
+    const struct cstate_broker *b = cstate_broker(s, id);
+    if (!b)
+        return false;
+    *st = b->state;
+    return true;
+}
+
+static bool eligible(const struct cstate *s, const struct ovr *o, int32_t id)
+{
+    enum cstate_broker_state st;
+    return bstate(s, o, id, &st) && st == CSTATE_BROKER_REGISTERED;
+}
+
+static bool alive(const struct cstate *s, const struct ovr *o, int32_t id)
+{
+    enum cstate_broker_state st;
+    return bstate(s, o, id, &st) && st != CSTATE_BROKER_FENCED;
+}
+
+bool cctl_topic_unclean(const struct cctl_ctx *ctx, const struct cstate_topic *t)
+{
+    const char *v = cstate_topic_config(t, "unclean.leader.election.enable");
+    return v ? !strcasecmp(v, "true") : ctx->cfg.unclean_leader_election;
+}
+
+/* A partition's leader and ISR. */
+struct plead {
+    int32_t leader;
+    size_t n_isr;
+    int32_t isr[CSTATE_MAX_REPLICAS];
+};
+
+/* Choose the leader and ISR of a partition with replicas @rep, current leader
+ * @leader and ISR @isr, given broker states (see controller.h for the rules). */
+static void elect(const struct cstate *s, const struct ovr *o, bool unclean, const int32_t *rep,
+                  size_t n_rep, int32_t leader, const int32_t *isr, size_t n_isr, struct plead *ret)
+{
+    ret->n_isr = 0;
+    for (size_t i = 0; i < n_isr; i++)
+        if (eligible(s, o, isr[i]))
+            ret->isr[ret->n_isr++] = isr[i];
+    if (ret->n_isr) {
+        if (leader < 0 || !contains(ret->isr, ret->n_isr, leader)) {
+            for (size_t i = 0; i < n_rep; i++) {
+                if (contains(ret->isr, ret->n_isr, rep[i])) {
+                    leader = rep[i];
+                    break;
+                }
+            }
+        }
+        ret->leader = leader;
+        return;
+    }
+    /* No live ISR member. A shutting-down leader keeps leading: nobody else
+     * can take over without losing acknowledged records. */
+    bool in_isr = leader >= 0 && contains(isr, n_isr, leader);
+    if (in_isr && alive(s, o, leader)) {
+        ret->leader = leader;
+        ret->isr[0] = leader;
+        ret->n_isr = 1;
+        return;
+    }
+    ret->leader = -1;
+    ret->isr[0] = in_isr ? leader : isr[0];
+    ret->n_isr = 1;
+    if (!unclean)
+        return;
+    for (size_t i = 0; i < n_rep; i++) {
+        if (eligible(s, o, rep[i])) {
+            ret->leader = rep[i];
+            ret->isr[0] = rep[i];
+            return;
+        }
+    }
+}
+
+static bool same_set(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!contains(b, nb, a[i]))
+            return false;
+    return true;
+}
+
+/* Append a PartitionChange for partition @idx of @t moving it from @p to @to,
+ * unless nothing changes. *ret_emitted says whether it did. */
+static int emit_change(struct cstate_records *out, const struct cstate_topic *t, int32_t idx,
+                       const struct cstate_partition *p, const struct plead *to, bool *ret_emitted)
+{
+    bool leader_changed = to->leader != p->leader;
+    if (!leader_changed && same_set(to->isr, to->n_isr, cstate_part_isr(p), p->n_isr)) {
+        *ret_emitted = false;
+        return 0;
+    }
+    /* Epochs that cannot grow any more: leave the partition alone rather than
+     * write a record that apply would refuse. Unreachable in practice. */
+    if (p->partition_epoch == INT32_MAX || (leader_changed && p->leader_epoch == INT32_MAX)) {
+        *ret_emitted = false;
+        return 0;
+    }
+    Weir__Meta__PartitionChangeRecord pc;
+    weir__meta__partition_change_record__init(&pc);
+    pc.topic_id.data = (uint8_t *)t->id;
+    pc.topic_id.len = CSTATE_UUID_LEN;
+    pc.partition = idx;
+    pc.leader = to->leader;
+    pc.leader_epoch = p->leader_epoch + (leader_changed ? 1 : 0);
+    pc.isr = (int32_t *)to->isr;
+    pc.n_isr = to->n_isr;
+    pc.partition_epoch = p->partition_epoch + 1;
+    MetaRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_PARTITION_CHANGE;
+    m.partition_change = &pc;
+    int rc = emit(out, &m);
+    if (rc == 0)
+        *ret_emitted = true;
+    return rc;
+}
+
+/* Re-elect partition @idx of @t under @o, appending a change if there is one.
+ * *ret_leader (may be NULL) gets the resulting leader. */
+static int reelect(const struct cstate *s, const struct cctl_ctx *ctx, const struct ovr *o,
+                   const struct cstate_topic *t, int32_t idx, struct cstate_records *out,
+                   int32_t *ret_leader)
+{
+    const struct cstate_partition *p = &t->parts[idx];
+    struct plead to;
+    elect(s, o, cctl_topic_unclean(ctx, t), cstate_part_replicas(p), p->n_replicas, p->leader,
+          cstate_part_isr(p), p->n_isr, &to);
+    bool emitted = false;
+    int rc = emit_change(out, t, idx, p, &to, &emitted);
+    if (rc == 0 && ret_leader)
+        *ret_leader = emitted ? to.leader : p->leader;
+    return rc;
+}
+
+/* ---- cluster and brokers ------------------------------------------------------------ */
+
+static void base64url(const uint8_t *in, size_t n, char *out)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = acc << 8 | in[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[o++] = al[(acc >> bits) & 63];
+        }
+    }
+    if (bits)
+        out[o++] = al[(acc << (6 - bits)) & 63];
+    out[o] = 0;
+}
+
+static void random_uuid(const struct cctl_ctx *ctx, uint8_t id[CSTATE_UUID_LEN])
+{
+    for (;;) {
+        uint64_t a = ctx->rand(ctx->rand_arg), b = ctx->rand(ctx->rand_arg);
+        for (int i = 0; i < 8; i++) {
+            id[i] = (uint8_t)(a >> (8 * i));
+            id[8 + i] = (uint8_t)(b >> (8 * i));
+        }
+        id[6] = (uint8_t)((id[6] & 0x0f) | 0x40); /* version 4 */
+        id[8] = (uint8_t)((id[8] & 0x3f) | 0x80); /* variant 1 */
+        /* Kafka avoids ids whose base64 form starts with '-' (62): a CLI would
+         * read it as an option. */
+        if ((id[0] >> 2) != 62)
+            return;
+    }
+}
+
+int cctl_bootstrap(const struct cstate *s, const struct cctl_ctx *ctx, const char *cluster_id,
+                   struct cstate_records *out, struct cctl_error *err)
+{
+    ok(err);
+    if (s->cluster_id)
+        return 0;
+    char gen[32];
+    if (!cluster_id) {
+        uint8_t id[CSTATE_UUID_LEN];
+        random_uuid(ctx, id);
+        base64url(id, sizeof(id), gen);
+        cluster_id = gen;
+    }
+    if (!*cluster_id || strlen(cluster_id) > CSTATE_MAX_STRING)
+        return kerr(err, CCTL_INVALID_REQUEST, "invalid cluster id");
+    Weir__Meta__BootstrapRecord b;
+    weir__meta__bootstrap_record__init(&b);
+    b.cluster_id = (char *)cluster_id;
+    MetaRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_BOOTSTRAP;
+    m.bootstrap = &b;
+    return emit(out, &m);
+}
+
+static bool str_ok(const char *v, bool need)
+{
+    return (!need || (v && *v)) && (!v || strlen(v) <= CSTATE_MAX_STRING);
+}
+
+static bool endpoint_ok(const struct cstate_endpoint *e)
+{
+    return str_ok(e->host, true) && str_ok(e->listener, false) &&
+           str_ok(e->security_protocol, false) && e->port >= 1 && e->port <= 65535;
+}
+
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+static void endpoint_msg(const struct cstate_endpoint *e, Weir__Meta__Endpoint *m)
+{
+    weir__meta__endpoint__init(m);
+    m->listener = (char *)nz(e->listener);
+    m->host = (char *)nz(e->host);
+    m->port = e->port;
+    m->security_protocol = (char *)nz(e->security_protocol);
+}
+
+int cctl_register_broker(const struct cstate *s, const struct cctl_ctx *ctx,
+                         const struct cctl_register_req *req, struct cstate_records *out,
+                         int64_t *ret_epoch, struct cctl_error *err)
+{
+    ok(err);
+    if (req->broker_id < 0)
+        return kerr(err, CCTL_INVALID_REQUEST, "invalid broker id %d", req->broker_id);
+    bool zero = true;
+    for (size_t i = 0; i < CSTATE_UUID_LEN; i++)
+        zero = zero && !req->incarnation[i];
+    if (zero)
+        return kerr(err, CCTL_INVALID_REQUEST, "broker %d: zero incarnation id", req->broker_id);
+    if (req->n_endpoints > CSTATE_MAX_ENDPOINTS || !str_ok(req->rack, false))
+        return kerr(err, CCTL_INVALID_REQUEST, "broker %d: too many endpoints or rack too long",
+                    req->broker_id);
+    for (size_t i = 0; i < req->n_endpoints; i++) {
+        if (!endpoint_ok(&req->endpoints[i]))
+            return kerr(err, CCTL_INVALID_REQUEST, "broker %d: invalid endpoint %zu",
+                        req->broker_id, i);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(nz(req->endpoints[i].listener), nz(req->endpoints[j].listener)))
+                return kerr(err, CCTL_INVALID_REQUEST, "broker %d: listener %s given twice",
+                            req->broker_id, nz(req->endpoints[i].listener));
+    }
+    if (req->replication && !endpoint_ok(req->replication))
+        return kerr(err, CCTL_INVALID_REQUEST, "broker %d: invalid replication endpoint",
+                    req->broker_id);
+
+    const struct cstate_broker *b = cstate_broker(s, req->broker_id);
+    if (b && b->state != CSTATE_BROKER_FENCED) {
+        if (!memcmp(b->incarnation, req->incarnation, CSTATE_UUID_LEN)) {
+            *ret_epoch = b->epoch; /* a retry of a registration that succeeded */
+            return 0;
+        }
+        return kerr(err, CCTL_DUPLICATE_BROKER_REGISTRATION,
+                    "broker %d is registered by another incarnation whose session is live "
+                    "(epoch %" PRId64 ")",
+                    req->broker_id, b->epoch);
+    }
+
+    int64_t epoch = s->next_broker_epoch;
+    Weir__Meta__Endpoint eps[CSTATE_MAX_ENDPOINTS], *ep_ptrs[CSTATE_MAX_ENDPOINTS], repl;
+    for (size_t i = 0; i < req->n_endpoints; i++) {
+        endpoint_msg(&req->endpoints[i], &eps[i]);
+        ep_ptrs[i] = &eps[i];
+    }
+    Weir__Meta__RegisterBrokerRecord r;
+    weir__meta__register_broker_record__init(&r);
+    r.broker_id = req->broker_id;
+    r.incarnation_id.data = (uint8_t *)req->incarnation;
+    r.incarnation_id.len = CSTATE_UUID_LEN;
+    r.broker_epoch = epoch;
+    r.endpoints = ep_ptrs;
+    r.n_endpoints = req->n_endpoints;
+    if (req->replication) {
+        endpoint_msg(req->replication, &repl);
+        r.replication_endpoint = &repl;
+    }
+    if (req->rack)
+        r.rack = (char *)req->rack;
+    MetaRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_REGISTER_BROKER;
+    m.register_broker = &r;
+    size_t mark = out->n;
+    int rc = emit(out, &m);
+
+    /* Offline partitions it can lead now. */
+    struct ovr o = {req->broker_id, CSTATE_BROKER_REGISTERED};
+    for (const struct cstate_topic *t = s->first_topic; t && rc == 0; t = t->next)
+        for (int32_t i = 0; i < t->n_parts && rc == 0; i++)
+            if (t->parts[i].leader < 0 && cstate_part_is_replica(&t->parts[i], req->broker_id))
+                rc = reelect(s, ctx, &o, t, i, out, NULL);
+    if (rc < 0) {
+        cstate_records_truncate(out, mark);
+        return rc;
+    }
+    *ret_epoch = epoch;
+    return 0;
+}
+
+/* Kafka error for a broker request at @epoch, or CCTL_NONE. */
+static int16_t epoch_error(const struct cstate *s, int32_t id, int64_t epoch, char *msg, size_t len)
+{
+    const struct cstate_broker *b = cstate_broker(s, id);
+    if (!b) {
+        snprintf(msg, len, "broker %d is not registered", id);
+        return CCTL_BROKER_ID_NOT_REGISTERED;
+    }
+    if (b->epoch != epoch || b->state == CSTATE_BROKER_FENCED) {
+        snprintf(msg, len, "broker %d epoch %" PRId64 " is stale (current epoch %" PRId64 ", %s)",
+                 id, epoch, b->epoch, cstate_broker_state_name(b->state));
+        return CCTL_STALE_BROKER_EPOCH;
+    }
+    return CCTL_NONE;
+}
+
+int cctl_check_broker_epoch(const struct cstate *s, int32_t broker_id, int64_t broker_epoch,
+                            struct cctl_error *err)
+{
+    ok(err);
+    err->code = epoch_error(s, broker_id, broker_epoch, err->message, sizeof(err->message));
+    return 0;
+}
+
+/* Re-elect every partition @id is a replica of, under @o. *ret_leads counts
+ * the partitions it leads afterwards. */
+static int reelect_broker(const struct cstate *s, const struct cctl_ctx *ctx, const struct ovr *o,
+                          int32_t id, struct cstate_records *out, int32_t *ret_leads)
+{
+    int32_t leads = 0;
+    for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
+        for (int32_t i = 0; i < t->n_parts; i++) {
+            if (!cstate_part_is_replica(&t->parts[i], id))
+                continue;
+            int32_t leader;
+            int rc = reelect(s, ctx, o, t, i, out, &leader);
+            if (rc < 0)
+                return rc;
+            leads += leader == id;
+        }
+    }
+    *ret_leads = leads;
+    return 0;
+}
+
+int cctl_fence_broker(const struct cstate *s, const struct cctl_ctx *ctx, int32_t broker_id,
+                      int64_t broker_epoch, struct cstate_records *out, struct cctl_error *err)
+{
+    if (cctl_check_broker_epoch(s, broker_id, broker_epoch, err), err->code)
+        return 0;
+    size_t mark = out->n;
+    struct ovr o = {broker_id, CSTATE_BROKER_FENCED};
+    int32_t leads;
+    int rc = reelect_broker(s, ctx, &o, broker_id, out, &leads);
+    if (rc == 0 && leads) {
+        /* Only an epoch overflow keeps a fenced broker leading. */
+        cstate_records_truncate(out, mark);
+        return kerr(err, CCTL_INVALID_REQUEST, "broker %d: leaderships cannot be moved", broker_id);
+    }
+    if (rc == 0) {
+        Weir__Meta__FenceBrokerRecord f;
+        weir__meta__fence_broker_record__init(&f);
+        f.broker_id = broker_id;
+        f.broker_epoch = broker_epoch;
+        MetaRecord m;
+        weir__meta__metadata_record__init(&m);
+        m.record_case = WEIR__META__METADATA_RECORD__RECORD_FENCE_BROKER;
+        m.fence_broker = &f;
+        rc = emit(out, &m);
+    }
+    if (rc < 0)
+        cstate_records_truncate(out, mark);
+    return rc;
+}
+
+int cctl_controlled_shutdown(const struct cstate *s, const struct cctl_ctx *ctx, int32_t broker_id,
+                             int64_t broker_epoch, struct cstate_records *out,
+                             int32_t *ret_remaining, struct cctl_error *err)
+{
+    if (cctl_check_broker_epoch(s, broker_id, broker_epoch, err), err->code)
+        return 0;
+    size_t mark = out->n;
+    int rc = 0;
+    if (cstate_broker(s, broker_id)->state == CSTATE_BROKER_REGISTERED) {
+        Weir__Meta__BrokerControlledShutdownRecord c;
+        weir__meta__broker_controlled_shutdown_record__init(&c);
+        c.broker_id = broker_id;
+        c.broker_epoch = broker_epoch;
+        MetaRecord m;
+        weir__meta__metadata_record__init(&m);
+        m.record_case = WEIR__META__METADATA_RECORD__RECORD_CONTROLLED_SHUTDOWN;
+        m.controlled_shutdown = &c;
+        rc = emit(out, &m);
+    }
+    struct ovr o = {broker_id, CSTATE_BROKER_CONTROLLED_SHUTDOWN};
+    int32_t leads = 0;
+    if (rc == 0)
+        rc = reelect_broker(s, ctx, &o, broker_id, out, &leads);
+    if (rc < 0) {
+        cstate_records_truncate(out, mark);
+        return rc;
+    }
+    *ret_remaining = leads;
+    return 0;
+}
+
+int cctl_unregister_broker(const struct cstate *s, const struct cctl_ctx *ctx, int32_t broker_id,
+                           struct cstate_records *out, struct cctl_error *err)
+{
+    ok(err);
+    const struct cstate_broker *b = cstate_broker(s, broker_id);
+    if (!b)
+        return kerr(err, CCTL_BROKER_ID_NOT_REGISTERED, "broker %d is not registered", broker_id);
+    if (b->state != CSTATE_BROKER_FENCED)
+        return kerr(err, CCTL_INVALID_REQUEST, "broker %d has a live session", broker_id);
+    Weir__Meta__UnregisterBrokerRecord u;
+    weir__meta__unregister_broker_record__init(&u);
+    u.broker_id = broker_id;
+    u.broker_epoch = b->epoch;
+    MetaRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_UNREGISTER_BROKER;
+    m.unregister_broker = &u;
+    return emit(out, &m);
+}
+
+/* ---- topic configs ------------------------------------------------------------------------ */
+
+enum ctype { C_BOOL, C_INT, C_LONG, C_RATIO, C_ENUM, C_POLICY };
+
+struct cdef {
+    const char *name;
+    enum ctype type;
+    int64_t min;
+    const char *const *choices;
+};
+
+static const char *const compression_choices[] = {"uncompressed", "zstd",     "lz4", "snappy",
+                                                  "gzip",         "producer", NULL};
+static const char *const timestamp_choices[] = {"CreateTime", "LogAppendTime", NULL};
+static const char *const policy_choices[] = {"delete", "compact", NULL};
+
+/* Sorted by name. */
+static const struct cdef topic_configs[] = {
+    {"cleanup.policy", C_POLICY, 0, policy_choices},
+    {"compression.type", C_ENUM, 0, compression_choices},
+    {"delete.retention.ms", C_LONG, 0, NULL},
+    {"file.delete.delay.ms", C_LONG, 0, NULL},
+    {"flush.messages", C_LONG, 1, NULL},
+    {"flush.ms", C_LONG, 0, NULL},
+    {"index.interval.bytes", C_INT, 0, NULL},
+    {"max.compaction.lag.ms", C_LONG, 1, NULL},
+    {"max.message.bytes", C_INT, 0, NULL},
+    {"message.timestamp.difference.max.ms", C_LONG, 0, NULL},
+    {"message.timestamp.type", C_ENUM, 0, timestamp_choices},
+    {"min.cleanable.dirty.ratio", C_RATIO, 0, NULL},
+    {"min.compaction.lag.ms", C_LONG, 0, NULL},
+    {"min.insync.replicas", C_INT, 1, NULL},
+    {"preallocate", C_BOOL, 0, NULL},
+    {"retention.bytes", C_LONG, -1, NULL},
+    {"retention.ms", C_LONG, -1, NULL},
+    {"segment.bytes", C_INT, 14, NULL},
+    {"segment.index.bytes", C_INT, 4, NULL},
+    {"segment.jitter.ms", C_LONG, 0, NULL},
+    {"segment.ms", C_LONG, 1, NULL},
+    {"unclean.leader.election.enable", C_BOOL, 0, NULL},
+};
+
+static const struct cdef *config_def(const char *name)
+{
+    size_t lo = 0, hi = sizeof(topic_configs) / sizeof(topic_configs[0]);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(topic_configs[mid].name, name);
+        if (c == 0)
+            return &topic_configs[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Strict decimal: optional '-', digits, nothing else. */
+static bool parse_i64(const char *v, int64_t *ret)
+{
+    const char *p = v;
+    bool neg = *p == '-';
+    p += neg;
+    if (!*p)
+        return false;
+    uint64_t acc = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        unsigned d = (unsigned)(*p - '0');
+        if (acc > (UINT64_MAX - d) / 10)
+            return false;
+        acc = acc * 10 + d;
+    }
+    if (neg ? acc > (uint64_t)INT64_MAX + 1 : acc > (uint64_t)INT64_MAX)
+        return false;
+    *ret = neg ? (int64_t)(0 - acc) : (int64_t)acc;
+    return true;
+}
+
+static bool in_choices(const char *v, size_t n, const char *const *choices)
+{
+    for (size_t i = 0; choices[i]; i++)
+        if (strlen(choices[i]) == n && !strncmp(choices[i], v, n))
+            return true;
+    return false;
+}
+
+int16_t cctl_validate_topic_config(const char *name, const char *value, char *msg, size_t msglen)
+{
+    const struct cdef *d = name ? config_def(name) : NULL;
+    if (!d) {
+        snprintf(msg, msglen, "unknown topic config %s", nz(name));
+        return CCTL_INVALID_CONFIG;
+    }
+    if (!value || strlen(value) > CSTATE_MAX_CONFIG_VALUE) {
+        snprintf(msg, msglen, "invalid value for %s", name);
+        return CCTL_INVALID_CONFIG;
+    }
+    bool good = false;
+    int64_t n;
+    switch (d->type) {
+    case C_BOOL:
+        good = !strcasecmp(value, "true") || !strcasecmp(value, "false");
+        break;
+    case C_INT:
+        good = parse_i64(value, &n) && n >= d->min && n <= INT32_MAX;
+        break;
+    case C_LONG:
+        good = parse_i64(value, &n) && n >= d->min;
+        break;
+    case C_RATIO: {
+        char *end;
+        double r = strtod(value, &end);
+        good = *value && !*end && r >= 0.0 && r <= 1.0;
+        break;
+    }
+    case C_ENUM:
+        good = in_choices(value, strlen(value), d->choices);
+        break;
+    case C_POLICY: {
+        /* A comma-separated list of policies, e.g. "compact,delete". */
+        good = *value != 0;
+        for (const char *p = value; good && *p;) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            good = in_choices(p, len, d->choices);
+            p += len + (comma ? 1 : 0);
+            if (comma && !*p)
+                good = false;
+        }
+        break;
+    }
+    }
+    if (!good) {
+        snprintf(msg, msglen, "invalid value %.64s for topic config %s", value, name);
+        return CCTL_INVALID_CONFIG;
+    }
+    msg[0] = 0;
+    return CCTL_NONE;
+}
+
+/* ---- topics ---------------------------------------------------------------------------------- */
+
+static void new_topic_id(const struct cstate *s, const struct cctl_ctx *ctx,
+                         uint8_t id[CSTATE_UUID_LEN])
+{
+    do
+        random_uuid(ctx, id);
+    while (cstate_topic_by_id(s, id));
+}
+
+/* Check manual assignments: @n of them, all of length @rf (or of the first
+ * one's length when @rf is 0), valid registered brokers, each with a live one. */
+static int check_assignments(const struct cstate *s, const struct cctl_assignment *a, size_t n,
+                             size_t rf, struct cctl_error *err)
+{
+    if (!rf && n)
+        rf = a[0].n_replicas;
+    for (size_t i = 0; i < n; i++) {
+        if (a[i].n_replicas == 0 || a[i].n_replicas > CSTATE_MAX_REPLICAS || !a[i].replicas)
+            return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT, "partition %zu: %zu replicas", i,
+                        a[i].n_replicas);
+        if (a[i].n_replicas != rf)
+            return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT,
+                        "partition %zu: %zu replicas where the others have %zu", i, a[i].n_replicas,
+                        rf);
+        if (has_dup(a[i].replicas, a[i].n_replicas))
+            return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT, "partition %zu: duplicate replica",
+                        i);
+        bool live = false;
+        for (size_t j = 0; j < a[i].n_replicas; j++) {
+            if (!cstate_broker(s, a[i].replicas[j]))
+                return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT,
+                            "partition %zu: broker %d is not registered", i, a[i].replicas[j]);
+            live = live || cstate_broker_eligible(s, a[i].replicas[j]);
+        }
+        if (!live)
+            return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT,
+                        "partition %zu: every assigned broker is fenced or shutting down", i);
+    }
+    return 0;
+}
+
+/* New partitions as PartitionState messages: replicas from @reps (@n * @rf
+ * ids) or from @a; ISR = live replicas; leader = the first of them. The
+ * messages point into @ids, which must hold 2 * @n * CSTATE_MAX_REPLICAS. */
+struct newparts {
+    Weir__Meta__PartitionState *ps;
+    Weir__Meta__PartitionState **ptrs;
+    int32_t *ids;
+};
+
+static void newparts_free(struct newparts *np)
+{
+    free(np->ps);
+    free(np->ptrs);
+    free(np->ids);
+}
+
+static int newparts_build(const struct cstate *s, int32_t first, size_t n,
+                          const struct cctl_assignment *a, const int32_t *reps, size_t rf,
+                          struct newparts *np)
+{
+    np->ps = calloc(n, sizeof(*np->ps));
+    np->ptrs = calloc(n, sizeof(*np->ptrs));
+    size_t per = a ? a[0].n_replicas : rf;
+    np->ids = malloc(2 * n * per * sizeof(*np->ids));
+    if (!np->ps || !np->ptrs || !np->ids) {
+        newparts_free(np);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const int32_t *src = a ? a[i].replicas : reps + i * rf;
+        int32_t *rep = np->ids + 2 * i * per, *isr = rep + per;
+        size_t n_isr = 0;
+        memcpy(rep, src, per * sizeof(*rep));
+        for (size_t j = 0; j < per; j++)
+            if (cstate_broker_eligible(s, rep[j]))
+                isr[n_isr++] = rep[j];
+        Weir__Meta__PartitionState *ps = &np->ps[i];
+        weir__meta__partition_state__init(ps);
+        ps->partition = first + (int32_t)i;
+        ps->replicas = rep;
+        ps->n_replicas = per;
+        ps->isr = isr;
+        ps->n_isr = n_isr;
+        ps->leader = isr[0];
+        np->ptrs[i] = ps;
+    }
+    return 0;
+}
+
+/* Placement over the live brokers. *ret (n * rf ids) is the caller's to free. */
+static int place(const struct cstate *s, const struct cctl_ctx *ctx, const struct cstate_topic *t,
+                 int32_t n, int32_t rf, int32_t first, int32_t **ret, struct cctl_error *err)
+{
+    struct cplace_broker *live;
+    size_t n_live;
+    int rc = cplace_live_brokers(s, &live, &n_live);
+    if (rc < 0)
+        return rc;
+    if (rf < 1 || (size_t)rf > n_live) {
+        free(live);
+        return kerr(err, CCTL_INVALID_REPLICATION_FACTOR,
+                    "replication factor %d: %zu live broker%s", rf, n_live, n_live == 1 ? "" : "s");
+    }
+    struct cplace_request req = {.n_parts = n, .rf = rf, .first_partition = first};
+    /* Continue an existing topic from where its partition 0 starts; a new one
+     * starts at random so that topics spread. */
+    if (!t || cplace_index_of(live, n_live, cstate_part_replicas(&t->parts[0])[0], &req.start))
+        req.start = (uint32_t)(ctx->rand(ctx->rand_arg) % n_live);
+    int32_t *reps = malloc((size_t)n * (size_t)rf * sizeof(*reps));
+    if (!reps) {
+        free(live);
+        return -ENOMEM;
+    }
+    rc = cplace_assign(live, n_live, &req, reps);
+    free(live);
+    if (rc < 0) {
+        free(reps);
+        return rc;
+    }
+    *ret = reps;
+    return 0;
+}
+
+int cctl_create_topic(const struct cstate *s, const struct cctl_ctx *ctx,
+                      const struct cctl_create_topic_req *req, struct cstate_records *out,
+                      uint8_t ret_topic_id[CSTATE_UUID_LEN], struct cctl_error *err)
+{
+    ok(err);
+    const char *name = req->name;
+    if (!cstate_topic_name_valid(name))
+        return kerr(err, CCTL_INVALID_TOPIC_EXCEPTION,
+                    "topic name \"%.64s\" is illegal: 1 to %d characters of [a-zA-Z0-9._-], not "
+                    "\".\" or \"..\"",
+                    nz(name), CSTATE_MAX_TOPIC_NAME);
+    if (cstate_topic_by_name(s, name))
+        return kerr(err, CCTL_TOPIC_ALREADY_EXISTS, "topic %s already exists", name);
+    if (req->n_configs > CSTATE_MAX_CONFIGS)
+        return kerr(err, CCTL_INVALID_CONFIG, "%zu configs (max %d)", req->n_configs,
+                    CSTATE_MAX_CONFIGS);
+    for (size_t i = 0; i < req->n_configs; i++) {
+        err->code = cctl_validate_topic_config(req->configs[i].name, req->configs[i].value,
+                                               err->message, sizeof(err->message));
+        if (err->code)
+            return 0;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(req->configs[i].name, req->configs[j].name))
+                return kerr(err, CCTL_INVALID_CONFIG, "config %s given twice",
+                            req->configs[i].name);
+    }
+
+    int32_t n, rf;
+    int32_t *reps = NULL;
+    const struct cctl_assignment *a = NULL;
+    int rc;
+    if (req->assignments && req->n_assignments) {
+        if (req->num_partitions != -1 || req->replication_factor != -1)
+            return kerr(err, CCTL_INVALID_REQUEST,
+                        "a manual assignment needs partitions and replication factor -1");
+        if (req->n_assignments > (size_t)ctx->cfg.max_partitions_per_request)
+            return kerr(err, CCTL_INVALID_PARTITIONS, "%zu partitions (max %d)", req->n_assignments,
+                        ctx->cfg.max_partitions_per_request);
+        rc = check_assignments(s, req->assignments, req->n_assignments, 0, err);
+        if (rc < 0 || err->code)
+            return rc;
+        a = req->assignments;
+        n = (int32_t)req->n_assignments;
+        rf = (int32_t)a[0].n_replicas;
+    } else {
+        n = req->num_partitions == -1 ? ctx->cfg.num_partitions : req->num_partitions;
+        rf = req->replication_factor == -1 ? ctx->cfg.default_replication_factor
+                                           : req->replication_factor;
+        if (n < 1 || n > ctx->cfg.max_partitions_per_request)
+            return kerr(err, CCTL_INVALID_PARTITIONS, "%d partitions: 1 to %d allowed", n,
+                        ctx->cfg.max_partitions_per_request);
+        if (rf > CSTATE_MAX_REPLICAS)
+            return kerr(err, CCTL_INVALID_REPLICATION_FACTOR, "replication factor %d (max %d)", rf,
+                        CSTATE_MAX_REPLICAS);
+        rc = place(s, ctx, NULL, n, rf, 0, &reps, err);
+        if (rc < 0 || err->code)
+            return rc;
+    }
+
+    struct newparts np;
+    rc = newparts_build(s, 0, (size_t)n, a, reps, (size_t)rf, &np);
+    free(reps);
+    if (rc < 0)
+        return rc;
+    uint8_t id[CSTATE_UUID_LEN];
+    new_topic_id(s, ctx, id);
+    Weir__Meta__ConfigEntry ce[CSTATE_MAX_CONFIGS], *cp[CSTATE_MAX_CONFIGS];
+    for (size_t i = 0; i < req->n_configs; i++) {
+        weir__meta__config_entry__init(&ce[i]);
+        ce[i].name = (char *)req->configs[i].name;
+        ce[i].value = (char *)req->configs[i].value;
+        cp[i] = &ce[i];
+    }
+    Weir__Meta__CreateTopicRecord ct;
+    weir__meta__create_topic_record__init(&ct);
+    ct.name = (char *)name;
+    ct.topic_id.data = id;
+    ct.topic_id.len = CSTATE_UUID_LEN;
+    ct.configs = cp;
+    ct.n_configs = req->n_configs;
+    ct.partitions = np.ptrs;
+    ct.n_partitions = (size_t)n;
+    MetaRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_CREATE_TOPIC;
+    m.create_topic = &ct;
+    rc = emit(out, &m);
+    newparts_free(&np);
+    if (rc == 0 && ret_topic_id)
+        memcpy(ret_topic_id, id, CSTATE_UUID_LEN);
+    return rc;
+}
+
+int cctl_delete_topic(const struct cstate *s, const struct cctl_ctx *ctx, const char *name,
+                      struct cstate_records *out, struct cctl_error *err)
+{
+    ok(err);
+    const struct cstate_topic *t = cstate_topic_by_name(s, name);
+    if (!t)
+        return kerr(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", nz(name));
+    Weir__Meta__DeleteTopicRecord d;
+    weir__meta__delete_topic_record__init(&d);
+    d.topic_id.data = (uint8_t *)t->id;
+    d.topic_id.len = CSTATE_UUID_LEN;
+    d.name = t->name;
+    MetaRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_DELETE_TOPIC;
+    m.delete_topic = &d;
+    return emit(out, &m);
+}
+
+int cctl_create_partitions(const struct cstate *s, const struct cctl_ctx *ctx,
+                           const struct cctl_create_partitions_req *req, struct cstate_records *out,
+                           struct cctl_error *err)
+{
+    ok(err);
+    const struct cstate_topic *t = cstate_topic_by_name(s, req->name);
+    if (!t)
+        return kerr(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", nz(req->name));
+    if (req->total_count <= t->n_parts)
+        return kerr(err, CCTL_INVALID_PARTITIONS,
+                    "topic %s has %d partitions; the new count %d must be higher", t->name,
+                    t->n_parts, req->total_count);
+    int32_t add = req->total_count - t->n_parts;
+    if (add > ctx->cfg.max_partitions_per_request || req->total_count > CSTATE_MAX_PARTITIONS)
+        return kerr(err, CCTL_INVALID_PARTITIONS, "%d new partitions for %s: too many", add,
+                    t->name);
+    int32_t rf = t->parts[0].n_replicas;
+    int32_t *reps = NULL;
+    const struct cctl_assignment *a = NULL;
+    int rc;
+    if (req->assignments && req->n_assignments) {
+        if (req->n_assignments != (size_t)add)
+            return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT,
+                        "%zu assignments for %d new partitions", req->n_assignments, add);
+        rc = check_assignments(s, req->assignments, req->n_assignments, (size_t)rf, err);
+        if (rc < 0 || err->code)
+            return rc;
+        a = req->assignments;
+    } else {
+        rc = place(s, ctx, t, add, rf, t->n_parts, &reps, err);
+        if (rc < 0 || err->code)
+            return rc;
+    }
+    struct newparts np;
+    rc = newparts_build(s, t->n_parts, (size_t)add, a, reps, (size_t)rf, &np);
+    free(reps);
+    if (rc < 0)
+        return rc;
+    Weir__Meta__CreatePartitionsRecord cp;
+    weir__meta__create_partitions_record__init(&cp);
+    cp.topic_id.data = (uint8_t *)t->id;
+    cp.topic_id.len = CSTATE_UUID_LEN;
+    cp.partitions = np.ptrs;
+    cp.n_partitions = (size_t)add;
+    MetaRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_CREATE_PARTITIONS;
+    m.create_partitions = &cp;
+    rc = emit(out, &m);
+    newparts_free(&np);
+    return rc;
+}
+
+int cctl_alter_topic_config(const struct cstate *s, const struct cctl_ctx *ctx, const char *name,
+                            const struct cctl_kv *ops, size_t n_ops, struct cstate_records *out,
+                            struct cctl_error *err)
+{
+    ok(err);
+    const struct cstate_topic *t = cstate_topic_by_name(s, name);
+    if (!t)
+        return kerr(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", nz(name));
+    /* Work on borrowed name/value pointers: the current overrides, then each op. */
+    size_t cap = t->n_configs + n_ops, n = 0;
+    struct cctl_kv *kv = calloc(cap ? cap : 1, sizeof(*kv));
+    if (!kv)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < t->n_configs; i++)
+        kv[n++] = (struct cctl_kv){t->configs[i].name, t->configs[i].value};
+    int rc = 0;
+    for (size_t i = 0; i < n_ops && !err->code; i++) {
+        const char *key = ops[i].name;
+        if (!key || !config_def(key)) {
+            kerr(err, CCTL_INVALID_CONFIG, "unknown topic config %.64s", nz(key));
+            break;
+        }
+        if (ops[i].value) {
+            err->code =
+                cctl_validate_topic_config(key, ops[i].value, err->message, sizeof(err->message));
+            if (err->code)
+                break;
+        }
+        size_t j = 0;
+        while (j < n && strcmp(kv[j].name, key))
+            j++;
+        if (ops[i].value)
+            kv[j == n ? n++ : j] = (struct cctl_kv){key, ops[i].value};
+        else if (j < n)
+            kv[j] = kv[--n];
+    }
+    if (!err->code && n > CSTATE_MAX_CONFIGS)
+        kerr(err, CCTL_INVALID_CONFIG, "%zu overrides (max %d)", n, CSTATE_MAX_CONFIGS);
+    if (err->code) {
+        free(kv);
+        return 0;
+    }
+    Weir__Meta__ConfigEntry ce[CSTATE_MAX_CONFIGS], *cp[CSTATE_MAX_CONFIGS];
+    for (size_t i = 0; i < n; i++) {
+        weir__meta__config_entry__init(&ce[i]);
+        ce[i].name = (char *)kv[i].name;
+        ce[i].value = (char *)kv[i].value;
+        cp[i] = &ce[i];
+    }
+    Weir__Meta__TopicConfigRecord tc;
+    weir__meta__topic_config_record__init(&tc);
+    tc.topic_id.data = (uint8_t *)t->id;
+    tc.topic_id.len = CSTATE_UUID_LEN;
+    tc.configs = cp;
+    tc.n_configs = n;
+    MetaRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_TOPIC_CONFIG;
+    m.topic_config = &tc;
+    size_t mark = out->n;
+    rc = emit(out, &m);
+
+    /* With unclean election newly allowed, offline partitions may elect now. */
+    bool unclean = ctx->cfg.unclean_leader_election;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(kv[i].name, "unclean.leader.election.enable"))
+            unclean = !strcasecmp(kv[i].value, "true");
+    free(kv);
+    if (unclean) {
+        for (int32_t i = 0; i < t->n_parts && rc == 0; i++) {
+            const struct cstate_partition *p = &t->parts[i];
+            if (p->leader >= 0)
+                continue;
+            struct plead to;
+            bool emitted;
+            elect(s, &NO_OVR, true, cstate_part_replicas(p), p->n_replicas, p->leader,
+                  cstate_part_isr(p), p->n_isr, &to);
+            rc = emit_change(out, t, i, p, &to, &emitted);
+        }
+    }
+    if (rc < 0)
+        cstate_records_truncate(out, mark);
+    return rc;
+}
+
+/* ---- partitions -------------------------------------------------------------------------------
+ */
+
+int cctl_alter_partition(const struct cstate *s, const struct cctl_ctx *ctx,
+                         const struct cctl_alter_partition_req *req, struct cstate_records *out,
+                         struct cctl_error *err)
+{
+    if (cctl_check_broker_epoch(s, req->broker_id, req->broker_epoch, err), err->code)
+        return 0;
+    const struct cstate_topic *t;
+    if (req->topic_id) {
+        if (!(t = cstate_topic_by_id(s, req->topic_id)))
+            return kerr(err, CCTL_UNKNOWN_TOPIC_ID, "unknown topic id");
+    } else if (!(t = cstate_topic_by_name(s, req->topic_name))) {
+        return kerr(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s",
+                    nz(req->topic_name));
+    }
+    if (req->partition < 0 || req->partition >= t->n_parts)
+        return kerr(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION, "topic %s has no partition %d", t->name,
+                    req->partition);
+    const struct cstate_partition *p = &t->parts[req->partition];
+    if (req->leader_epoch != p->leader_epoch)
+        return kerr(err, CCTL_FENCED_LEADER_EPOCH,
+                    "%s-%d: leader epoch %d is not the current %d (leader %d)", t->name,
+                    req->partition, req->leader_epoch, p->leader_epoch, p->leader);
+    if (req->broker_id != p->leader)
+        return kerr(err, CCTL_NOT_LEADER_OR_FOLLOWER, "%s-%d: broker %d is not the leader (%d)",
+                    t->name, req->partition, req->broker_id, p->leader);
+    if (req->partition_epoch != p->partition_epoch)
+        return kerr(err, CCTL_INVALID_UPDATE_VERSION,
+                    "%s-%d: partition epoch %d is not the current %d", t->name, req->partition,
+                    req->partition_epoch, p->partition_epoch);
+    if (req->n_isr == 0 || req->n_isr > p->n_replicas || !req->isr || has_dup(req->isr, req->n_isr))
+        return kerr(err, CCTL_INVALID_REQUEST, "%s-%d: ISR empty, too long or with duplicates",
+                    t->name, req->partition);
+    if (!contains(req->isr, req->n_isr, p->leader))
+        return kerr(err, CCTL_INVALID_REQUEST, "%s-%d: ISR without its leader %d", t->name,
+                    req->partition, p->leader);
+    for (size_t i = 0; i < req->n_isr; i++)
+        if (!cstate_part_is_replica(p, req->isr[i]))
+            return kerr(err, CCTL_INVALID_REQUEST, "%s-%d: broker %d is not a replica", t->name,
+                        req->partition, req->isr[i]);
+    for (size_t i = 0; i < req->n_isr; i++) {
+        int32_t b = req->isr[i];
+        if (!cstate_part_in_isr(p, b) && !cstate_broker_eligible(s, b))
+            return kerr(err, CCTL_INELIGIBLE_REPLICA,
+                        "%s-%d: broker %d cannot join the ISR: it is %s", t->name, req->partition,
+                        b,
+                        cstate_broker(s, b) ? cstate_broker_state_name(cstate_broker(s, b)->state)
+                                            : "not registered");
+    }
+    if (p->partition_epoch == INT32_MAX || p->leader_epoch == INT32_MAX)
+        return kerr(err, CCTL_INVALID_REQUEST, "%s-%d: epochs exhausted", t->name, req->partition);
+    /* The requested ISR, then the usual election over it: a shutting-down
+     * leader hands over to a live member of its new ISR. */
+    struct plead to;
+    elect(s, &NO_OVR, false, cstate_part_replicas(p), p->n_replicas, p->leader, req->isr,
+          req->n_isr, &to);
+    bool emitted;
+    return emit_change(out, t, req->partition, p, &to, &emitted);
+}
+
+int cctl_preferred_leaders(const struct cstate *s, const struct cctl_ctx *ctx,
+                           const struct cctl_rebalance_opts *opts, struct cstate_records *out)
+{
+    /* Per broker (by index in s->brokers): partitions it is preferred for, and
+     * how many of those others lead. */
+    uint64_t *pref = calloc(s->n_brokers ? 2 * s->n_brokers : 1, sizeof(*pref));
+    if (!pref)
+        return -ENOMEM;
+    uint64_t *not_led = pref + s->n_brokers;
+    for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
+        for (int32_t i = 0; i < t->n_parts; i++) {
+            const struct cstate_partition *p = &t->parts[i];
+            const struct cstate_broker *b = cstate_broker(s, cstate_part_replicas(p)[0]);
+            if (!b)
+                continue;
+            size_t k = (size_t)(b - s->brokers);
+            pref[k]++;
+            not_led[k] += p->leader != b->id;
+        }
+    }
+    size_t mark = out->n;
+    int rc = 0;
+    for (const struct cstate_topic *t = s->first_topic; t && rc == 0; t = t->next) {
+        for (int32_t i = 0; i < t->n_parts && rc == 0; i++) {
+            const struct cstate_partition *p = &t->parts[i];
+            int32_t want = cstate_part_replicas(p)[0];
+            if (p->leader == want || (opts->broker_id >= 0 && want != opts->broker_id))
+                continue;
+            if (!cstate_broker_eligible(s, want) || !cstate_part_in_isr(p, want))
+                continue;
+            size_t k = (size_t)(cstate_broker(s, want) - s->brokers);
+            if (not_led[k] * 100 <=
+                (uint64_t)(opts->imbalance_pct > 0 ? opts->imbalance_pct : 0) * pref[k])
+                continue;
+            struct plead to = {.leader = want, .n_isr = p->n_isr};
+            memcpy(to.isr, cstate_part_isr(p), p->n_isr * sizeof(int32_t));
+            bool emitted;
+            rc = emit_change(out, t, i, p, &to, &emitted);
+        }
+    }
+    free(pref);
+    if (rc < 0)
+        cstate_records_truncate(out, mark);
+    return rc;
+}
+
+int cctl_elect_offline(const struct cstate *s, const struct cctl_ctx *ctx,
+                       struct cstate_records *out)
+{
+    size_t mark = out->n;
+    int rc = 0;
+    for (const struct cstate_topic *t = s->first_topic; t && rc == 0; t = t->next)
+        for (int32_t i = 0; i < t->n_parts && rc == 0; i++)
+            if (t->parts[i].leader < 0)
+                rc = reelect(s, ctx, &NO_OVR, t, i, out, NULL);
+    if (rc < 0)
+        cstate_records_truncate(out, mark);
+    return rc;
+}
