@@ -1,0 +1,237 @@
+/* coord_config: the coordinator's configuration keys and their resolution into
+ * struct coord_settings. */
+#include "coordinator/coord_config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/config.h"
+
+/* Bytes of a frame not available to a record: frame header and the WatchRecord
+ * fields around it, with room to spare. */
+#define COORD_CONFIG_FRAME_SLACK 1024
+
+int coord_config_parse_listener(const char *value, struct coord_listener *ret, char *err,
+                                size_t errlen)
+{
+    const char *s = value;
+    const char *scheme = strstr(s, "://");
+    if (scheme) {
+        if ((size_t)(scheme - s) != strlen("PLAINTEXT") || strncasecmp(s, "PLAINTEXT", 9) != 0) {
+            snprintf(err, errlen,
+                     "a host:port or PLAINTEXT://host:port (only PLAINTEXT listeners are "
+                     "supported)");
+            return -EINVAL;
+        }
+        s = scheme + 3;
+    }
+    const char *host = s;
+    size_t host_len;
+    const char *port_str;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':') {
+            snprintf(err, errlen, "a host:port, with an IPv6 address as [addr]:port");
+            return -EINVAL;
+        }
+        host = s + 1;
+        host_len = (size_t)(close - host);
+        port_str = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon || memchr(s, ':', (size_t)(colon - s))) {
+            snprintf(err, errlen, "a host:port (IPv6 addresses as [addr]:port)");
+            return -EINVAL;
+        }
+        host_len = (size_t)(colon - s);
+        port_str = colon + 1;
+    }
+    if (host_len >= COORD_CONFIG_HOST_MAX) {
+        snprintf(err, errlen, "a host name of at most %d bytes", COORD_CONFIG_HOST_MAX - 1);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < host_len; i++) {
+        char ch = host[i];
+        if (ch == ' ' || ch == '\t' || ch == '/' || ch == ',') {
+            snprintf(err, errlen, "a host:port");
+            return -EINVAL;
+        }
+    }
+    if (!*port_str) {
+        snprintf(err, errlen, "a host:port with a port in [0, 65535]");
+        return -EINVAL;
+    }
+    long port = 0;
+    for (const char *p = port_str; *p; p++) {
+        if (*p < '0' || *p > '9' || port > 65535) {
+            snprintf(err, errlen, "a host:port with a port in [0, 65535]");
+            return -EINVAL;
+        }
+        port = port * 10 + (*p - '0');
+    }
+    if (port > 65535) {
+        snprintf(err, errlen, "a host:port with a port in [0, 65535]");
+        return -EINVAL;
+    }
+    memcpy(ret->host, host, host_len);
+    ret->host[host_len] = '\0';
+    ret->port = (int)port;
+    return 0;
+}
+
+/* Every comma-separated item must be a listener; an empty list leaves the
+ * coordinator unreachable, so it is refused too. */
+static int validate_listeners(const struct config_def *def, const char *value, char *err,
+                              size_t errlen)
+{
+    (void)def;
+    if (!value)
+        return 0;
+    char *copy = strdup(value);
+    if (!copy) {
+        snprintf(err, errlen, "(out of memory)");
+        return -ENOMEM;
+    }
+    int r = 0;
+    size_t n = 0;
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ' || *item == '\t')
+            item++;
+        size_t len = strlen(item);
+        while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+            item[--len] = '\0';
+        struct coord_listener l;
+        r = coord_config_parse_listener(item, &l, err, errlen);
+        if (r < 0)
+            break;
+        n++;
+    }
+    free(copy);
+    if (r == 0 && (n == 0 || n > COORD_CONFIG_MAX_LISTENERS)) {
+        snprintf(err, errlen, "between 1 and %d comma-separated host:port listeners",
+                 COORD_CONFIG_MAX_LISTENERS);
+        r = -EINVAL;
+    }
+    return r;
+}
+
+static const char *const log_level_choices[] = {"error", "warn", "info", "debug", "trace", NULL};
+
+/* clang-format off */
+const struct config_def coord_config_defs[] = {
+    {.name = "node.id", .type = CONFIG_INT, .default_value = "1", .min = 0, .max = INT32_MAX,
+     .doc = "This coordinator's id, reported to brokers and in logs."},
+    {.name = "listeners", .type = CONFIG_LIST, .default_value = "127.0.0.1:2181",
+     .validate = validate_listeners,
+     .doc = "Where brokers and tools reach the coordinator: host:port or PLAINTEXT://host:port, comma-separated."},
+    {.name = "data.dir", .type = CONFIG_STRING, .default_value = NULL,
+     .doc = "Directory of the metadata log and snapshots (required; created if missing)."},
+    {.name = "session.timeout.ms", .type = CONFIG_INT, .default_value = "9000",
+     .min = 100, .max = 3600000,
+     .doc = "A broker with no heartbeat for this long is fenced."},
+    {.name = "heartbeat.interval.ms", .type = CONFIG_INT, .default_value = "2000",
+     .min = 10, .max = 3600000,
+     .doc = "How often brokers are told to heartbeat; must be below session.timeout.ms."},
+    {.name = "num.partitions", .type = CONFIG_INT, .default_value = "1", .min = 1,
+     .max = 1000000,
+     .doc = "Partitions of a topic created without a partition count."},
+    {.name = "default.replication.factor", .type = CONFIG_INT, .default_value = "1", .min = 1,
+     .max = 64,
+     .doc = "Replication factor of a topic created without one."},
+    {.name = "min.insync.replicas", .type = CONFIG_INT, .default_value = "1", .min = 1,
+     .max = 64,
+     .doc = "Cluster default of the minimum ISR size for acks=all writes."},
+    {.name = "unclean.leader.election.enable", .type = CONFIG_BOOL, .default_value = "false",
+     .doc = "Allow electing a leader outside the ISR when no ISR member is live (may lose data)."},
+    {.name = "auto.create.topics.enable", .type = CONFIG_BOOL, .default_value = "true",
+     .doc = "Create a topic when a client asks for metadata of an unknown one."},
+    {.name = "offsets.topic.num.partitions", .type = CONFIG_INT, .default_value = "50",
+     .min = 1, .max = 1000000,
+     .doc = "Partitions of the internal __consumer_offsets topic."},
+    {.name = "offsets.topic.replication.factor", .type = CONFIG_INT, .default_value = "3",
+     .min = 1, .max = 64,
+     .doc = "Replication factor of __consumer_offsets; its creation fails until that many brokers are live."},
+    {.name = "auto.leader.rebalance.enable", .type = CONFIG_BOOL, .default_value = "true",
+     .doc = "Move leadership back to preferred replicas when they are live and in sync."},
+    {.name = "leader.imbalance.check.interval.seconds", .type = CONFIG_INT,
+     .default_value = "300", .min = 1, .max = 86400,
+     .doc = "How often the preferred-leader rebalance runs."},
+    {.name = "metadata.snapshot.interval.records", .type = CONFIG_INT, .default_value = "10000",
+     .min = 1, .max = INT32_MAX,
+     .doc = "Write a snapshot of the metadata after this many records."},
+    {.name = "rpc.max.frame.bytes", .type = CONFIG_INT, .default_value = "16777216",
+     .min = 4096, .max = 1073741824,
+     .doc = "Largest RPC frame accepted or sent; a peer that sends a larger one is disconnected."},
+    {.name = "log.level", .type = CONFIG_STRING, .default_value = "info",
+     .choices = log_level_choices,
+     .doc = "Lowest level of log lines written to stderr."},
+};
+/* clang-format on */
+
+const size_t coord_config_ndefs = sizeof(coord_config_defs) / sizeof(coord_config_defs[0]);
+
+int coord_config_resolve(const struct config *c, struct coord_settings *ret, char *err,
+                         size_t errlen)
+{
+    struct coord_settings s;
+    memset(&s, 0, sizeof(s));
+
+    s.data_dir = config_get_string(c, "data.dir");
+    if (!s.data_dir || !*s.data_dir) {
+        snprintf(err, errlen,
+                 "'data.dir' is not set: the coordinator needs a directory for its metadata "
+                 "log (set data.dir in the config file or --override data.dir=DIR)");
+        return -EINVAL;
+    }
+
+    size_t n = 0;
+    const char *const *items = config_get_list(c, "listeners", &n);
+    if (n == 0 || n > COORD_CONFIG_MAX_LISTENERS) {
+        snprintf(err, errlen, "'listeners' must name between 1 and %d listeners",
+                 COORD_CONFIG_MAX_LISTENERS);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char why[200] = "";
+        if (coord_config_parse_listener(items[i], &s.listeners[i], why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "invalid value '%s' for 'listeners': expected %s", items[i], why);
+            return -EINVAL;
+        }
+    }
+    s.n_listeners = n;
+
+    s.node_id = (int32_t)config_get_int(c, "node.id");
+    s.session_timeout_ms = (int32_t)config_get_int(c, "session.timeout.ms");
+    s.heartbeat_interval_ms = (int32_t)config_get_int(c, "heartbeat.interval.ms");
+    if (s.heartbeat_interval_ms >= s.session_timeout_ms) {
+        snprintf(err, errlen,
+                 "'heartbeat.interval.ms' (%d) must be below 'session.timeout.ms' (%d), or "
+                 "live brokers would be fenced",
+                 (int)s.heartbeat_interval_ms, (int)s.session_timeout_ms);
+        return -EINVAL;
+    }
+    s.num_partitions = (int32_t)config_get_int(c, "num.partitions");
+    s.default_replication_factor = (int32_t)config_get_int(c, "default.replication.factor");
+    s.min_insync_replicas = (int32_t)config_get_int(c, "min.insync.replicas");
+    s.unclean_leader_election = config_get_bool(c, "unclean.leader.election.enable");
+    s.auto_create_topics = config_get_bool(c, "auto.create.topics.enable");
+    s.offsets_topic_num_partitions = (int32_t)config_get_int(c, "offsets.topic.num.partitions");
+    s.offsets_topic_replication_factor =
+        (int32_t)config_get_int(c, "offsets.topic.replication.factor");
+    s.auto_leader_rebalance = config_get_bool(c, "auto.leader.rebalance.enable");
+    s.leader_imbalance_check_interval_ms =
+        config_get_int(c, "leader.imbalance.check.interval.seconds") * 1000;
+    s.snapshot_interval_records = config_get_int(c, "metadata.snapshot.interval.records");
+    s.max_frame_bytes = (size_t)config_get_int(c, "rpc.max.frame.bytes");
+    s.max_record_bytes = (uint32_t)(s.max_frame_bytes - COORD_CONFIG_FRAME_SLACK);
+    if (log_level_parse(config_get_string(c, "log.level"), &s.log_level) < 0) {
+        snprintf(err, errlen, "invalid value for 'log.level'");
+        return -EINVAL;
+    }
+    *ret = s;
+    return 0;
+}

@@ -1,0 +1,97 @@
+/* service: weir-coordinator's RPC service — the Coordinator methods of
+ * proto/coordinator.proto on top of the controller, the metadata log and the
+ * watch hub.
+ *
+ * A request that changes metadata goes: controller (records, computed against
+ * the "speculative" state, which already holds every record appended so far) ->
+ * each record applied to the speculative state and appended to the metadata log
+ * -> once the log reports the record durable (group commit, in offset order) it
+ * is applied to the "committed" state and pushed to watchers -> the reply, which
+ * waits until every record the request wrote, or read, is durable. Reads
+ * (describe, list, image, watch) are served from the committed state, so nothing
+ * not yet durable is ever shown to anyone. Keeping two states costs twice the
+ * memory of one; it buys a controller that sees its own in-flight changes
+ * (two racing creates of one topic) without ever exposing them early.
+ *
+ * Sessions (csession) are soft state: heartbeats refresh them by monotonic time;
+ * a timer fences brokers whose session expired. After a restart every live
+ * broker gets a fresh session.
+ *
+ * If the metadata log fails (write or fsync error) the service stops
+ * acknowledging at once: every waiting call and every later one fails with
+ * RPC_INTERNAL, and the fatal callback tells the program to exit non-zero;
+ * recovery on the next start decides which records exist. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coordinator/coord_config.h"
+
+/* Method indexes of weir.coord.Coordinator (proto/coordinator.proto), checked
+ * against the generated descriptor when the service is built. */
+enum coord_method {
+    COORD_M_REGISTER_BROKER = 0,
+    COORD_M_HEARTBEAT,
+    COORD_M_CONTROLLED_SHUTDOWN,
+    COORD_M_ALTER_PARTITION,
+    COORD_M_CREATE_TOPICS,
+    COORD_M_DELETE_TOPICS,
+    COORD_M_CREATE_PARTITIONS,
+    COORD_M_DESCRIBE_CLUSTER,
+    COORD_M_LIST_TOPICS,
+    COORD_M_DESCRIBE_TOPICS,
+    COORD_M_GET_IMAGE,
+    COORD_M_WATCH,
+    COORD_M_ALTER_TOPIC_CONFIGS,
+    COORD_M_UNREGISTER_BROKER,
+    COORD_M_COUNT
+};
+
+/* Kafka error codes the service adds to the controller's (controller.h). */
+#define COORD_ERR_UNKNOWN_SERVER_ERROR    (-1)
+#define COORD_ERR_INCONSISTENT_CLUSTER_ID 104
+
+struct event_base;
+struct mlog;
+struct cstate;
+struct coord_service;
+
+/* The service cannot go on (the metadata log failed, or an internal
+ * inconsistency); @why is a sentence for the log. Called once. */
+typedef void (*coord_fatal_fn)(void *ud, const char *why);
+
+struct coord_service_options {
+    const struct coord_settings *settings; /* borrowed; must outlive the service */
+    coord_fatal_fn on_fatal;
+    void *fatal_ud;
+    /* Appended but not yet durable record bytes above which mutating requests
+     * wait (in arrival order) before being processed. 0: 64 MiB. */
+    size_t max_unflushed_bytes;
+};
+
+/* Build the service over @log (attached, recovered, borrowed; must outlive the
+ * service) and @state, the state recovered from it (takes ownership, also on
+ * failure). Nothing is served until coord_service_start(). -ENOMEM, -EINVAL. */
+int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *state,
+                      const struct coord_service_options *opts, struct coord_service **ret);
+
+/* Write the bootstrap record when the state has no cluster id yet, elect leaders
+ * for offline partitions that can have one, start the session and rebalance
+ * timers, and listen on every configured listener. @ready runs once the
+ * bootstrap (if any) is durable and every listener is bound. -errno from bind or
+ * listen (the caller exits). */
+typedef void (*coord_ready_fn)(struct coord_service *svc, void *ud);
+int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *ud);
+
+/* The bound port of listener @i (after start). */
+int coord_service_port(const struct coord_service *svc, size_t i);
+const char *coord_service_cluster_id(const struct coord_service *svc);
+/* The last durable (committed) metadata offset; -1 when none. */
+int64_t coord_service_committed_offset(const struct coord_service *svc);
+
+/* Clean shutdown, blocking: stop accepting, let every appended record become
+ * durable (their calls are answered), then close every connection. Returns the
+ * metadata log's error (0 when clean). Call before coord_service_free(). */
+int coord_service_stop(struct coord_service *svc);
+void coord_service_free(struct coord_service *svc);
