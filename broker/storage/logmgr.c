@@ -1,0 +1,1499 @@
+/* logmgr: the broker's set of partition logs across its log directories — start-up
+ * recovery from checkpoints, creation and deletion, and the background flush,
+ * checkpoint and retention policies (blocking parts on the worker pool). */
+#include "broker/storage/logmgr.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "broker/storage/checkpoint.h"
+#include "common/clock.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/wpool.h"
+
+#define LM_LOCK_FILE     ".lock"
+#define LM_DELETE_SUFFIX "-delete"
+#define LM_NAME_MAX      255
+
+enum lm_cp_kind {
+    LM_CP_RECOVERY = 0,
+    LM_CP_START = 1,
+    LM_CP_KINDS = 2,
+};
+
+static const char *const lm_cp_file[LM_CP_KINDS] = {
+    CHECKPOINT_RECOVERY_POINT_FILE,
+    CHECKPOINT_LOG_START_OFFSET_FILE,
+};
+
+enum lm_timer {
+    LM_TIMER_FLUSH,
+    LM_TIMER_RECOVERY_CP,
+    LM_TIMER_START_CP,
+    LM_TIMER_RETENTION,
+    LM_TIMERS,
+};
+
+/* One log. Reference-counted because flush jobs in flight outlive a deletion: the
+ * table holds one reference, every job one more; a job finishing on an entry
+ * whose log is closed (log == NULL) hands NULL to plog_flush_job_finish(). */
+struct lm_log {
+    char *topic;
+    int32_t partition;
+    uint32_t hash;
+    struct plog *log;
+    size_t dir;
+    int refs;
+    bool flushing;      /* a flush job is in flight */
+    bool flush_again;   /* another flush was asked for meanwhile */
+    bool parent_synced; /* the log's directory entry is known durable */
+    struct plog_recovery_info recovery;
+    struct lm_log *name_next; /* chain in by_name */
+    struct lm_log *ptr_next;  /* chain in by_ptr */
+    struct lm_log *prev, *next;
+};
+
+struct lm_dir {
+    char *path;
+    int lock_fd;
+    size_t nlogs;
+    bool cp_busy[LM_CP_KINDS];  /* a write of this checkpoint is in flight */
+    bool cp_dirty[LM_CP_KINDS]; /* and another was asked for meanwhile */
+};
+
+struct logmgr {
+    struct event_base *base;
+    struct wpool *pool;
+    struct fdcache *fc;
+    struct lm_dir *dirs;
+    size_t ndirs;
+    struct plog_config log_config;
+    int64_t intervals[LM_TIMERS];
+    struct event *timers[LM_TIMERS];
+    int64_t (*now_fn)(void *arg);
+    void *now_arg;
+    logmgr_event_fn on_event;
+    void *event_arg;
+
+    struct lm_log **by_name;
+    struct lm_log **by_ptr;
+    size_t nbuckets; /* power of two */
+    size_t count;
+    struct lm_log *head, *tail;
+
+    bool stopping; /* no new background work (shutdown or free under way) */
+    bool shut_down;
+    struct logmgr_counters counters;
+};
+
+/* ---- small helpers ------------------------------------------------------------- */
+
+static char *lm_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static void lm_report(const struct logmgr *m, enum logmgr_event_type type, const char *topic,
+                      int32_t partition, const char *path, int err,
+                      const struct plog_recovery_info *recovery)
+{
+    log_debug("storage", "logmgr event %d: %s-%" PRId32 " %s: %d", (int)type, topic ? topic : "-",
+              partition, path ? path : "-", err);
+    if (!m->on_event)
+        return;
+    struct logmgr_event ev = {
+        .type = type,
+        .topic = topic,
+        .partition = topic ? partition : -1,
+        .path = path,
+        .err = err,
+        .recovery = recovery,
+    };
+    m->on_event(m->event_arg, &ev);
+}
+
+int64_t logmgr_now_ms(const struct logmgr *mgr)
+{
+    return mgr->now_fn ? mgr->now_fn(mgr->now_arg) : clock_wall_ms();
+}
+
+void logmgr_options_defaults(struct logmgr_options *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    plog_config_defaults(&opts->log_config);
+    opts->max_open_files = 0;
+    opts->recovery_checkpoint_interval_ms = 60000;
+    opts->start_offset_checkpoint_interval_ms = 60000;
+    opts->retention_check_interval_ms = 300000;
+    opts->flush_scheduler_interval_ms = INT64_MAX;
+}
+
+int logmgr_default_max_open_files(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 65536;
+    rlim_t half = rl.rlim_cur / 2;
+    if (half < 64)
+        return 64;
+    if (half > 65536)
+        return 65536;
+    return (int)half;
+}
+
+/* ---- names ------------------------------------------------------------------- */
+
+int logmgr_parse_dir_name(const char *name, size_t *ret_topic_len, int32_t *ret_partition)
+{
+    const char *dash = strrchr(name, '-');
+    if (!dash)
+        return -EINVAL;
+    const char *p = dash + 1;
+    size_t digits = strlen(p);
+    if (digits == 0 || digits > 10 || (digits > 1 && p[0] == '0'))
+        return -EINVAL;
+    int64_t v = 0;
+    for (size_t i = 0; i < digits; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -EINVAL;
+        v = v * 10 + (p[i] - '0');
+    }
+    if (v > INT32_MAX)
+        return -EINVAL;
+    size_t tlen = (size_t)(dash - name);
+    if (!checkpoint_topic_valid(name, tlen))
+        return -EINVAL;
+    *ret_topic_len = tlen;
+    *ret_partition = (int32_t)v;
+    return 0;
+}
+
+/* "<topic>-<partition>.<id>-delete", as Kafka and logmgr_delete() name them. */
+static bool lm_is_delete_dir(const char *name)
+{
+    size_t len = strlen(name);
+    size_t slen = strlen(LM_DELETE_SUFFIX);
+    if (len <= slen || strcmp(name + len - slen, LM_DELETE_SUFFIX) != 0)
+        return false;
+    const char *dot = memrchr(name, '.', len - slen);
+    if (!dot)
+        return false;
+    const char *id = dot + 1, *id_end = name + len - slen;
+    if (id == id_end || id_end - id > 64)
+        return false;
+    for (const char *q = id; q < id_end; q++) {
+        bool alnum =
+            (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z');
+        if (!alnum)
+            return false;
+    }
+    /* The part before the dot ends in "-<digits>". */
+    const char *q = dot;
+    while (q > name && q[-1] >= '0' && q[-1] <= '9')
+        q--;
+    return q < dot && q > name + 1 && q[-1] == '-';
+}
+
+static uint64_t lm_unique_id(void)
+{
+    static uint64_t seq;
+    uint64_t v;
+    if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+        v = (uint64_t)clock_mono_ns() * 0x9e3779b97f4a7c15ULL;
+    return v ^ ++seq;
+}
+
+/* Kafka's delete-dir name, with the topic shortened so the name fits in 255 bytes. */
+static void lm_delete_name(const char *topic, int32_t partition, char *buf, size_t buflen)
+{
+    char suffix[64];
+    snprintf(suffix, sizeof(suffix), "-%" PRId32 ".%016" PRIx64 "%s", partition, lm_unique_id(),
+             LM_DELETE_SUFFIX);
+    size_t tlen = strlen(topic), slen = strlen(suffix);
+    if (tlen > LM_NAME_MAX - slen)
+        tlen = LM_NAME_MAX - slen;
+    assert(buflen > tlen + slen);
+    memcpy(buf, topic, tlen);
+    memcpy(buf + tlen, suffix, slen + 1);
+}
+
+/* ---- the table of logs --------------------------------------------------------- */
+
+static uint32_t lm_hash_name(const char *topic, int32_t partition)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)topic; *p; p++) {
+        h ^= *p;
+        h *= 16777619u;
+    }
+    uint32_t part = (uint32_t)partition;
+    for (int i = 0; i < 4; i++) {
+        h ^= (part >> (8 * i)) & 0xffu;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static uint32_t lm_hash_ptr(const void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+static struct lm_log *lm_find(const struct logmgr *m, const char *topic, int32_t partition)
+{
+    if (!m->by_name)
+        return NULL;
+    uint32_t h = lm_hash_name(topic, partition);
+    for (struct lm_log *e = m->by_name[h & (m->nbuckets - 1)]; e; e = e->name_next) {
+        if (e->hash == h && e->partition == partition && strcmp(e->topic, topic) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static struct lm_log *lm_find_ptr(const struct logmgr *m, const struct plog *log)
+{
+    if (!m->by_ptr || !log)
+        return NULL;
+    for (struct lm_log *e = m->by_ptr[lm_hash_ptr(log) & (m->nbuckets - 1)]; e; e = e->ptr_next) {
+        if (e->log == log)
+            return e;
+    }
+    return NULL;
+}
+
+static void lm_ptr_insert(struct logmgr *m, struct lm_log *e)
+{
+    size_t b = lm_hash_ptr(e->log) & (m->nbuckets - 1);
+    e->ptr_next = m->by_ptr[b];
+    m->by_ptr[b] = e;
+}
+
+static void lm_ptr_remove(struct logmgr *m, struct lm_log *e)
+{
+    struct lm_log **pp = &m->by_ptr[lm_hash_ptr(e->log) & (m->nbuckets - 1)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->ptr_next;
+    if (*pp)
+        *pp = e->ptr_next;
+    e->ptr_next = NULL;
+}
+
+static int lm_table_grow(struct logmgr *m)
+{
+    size_t n = m->nbuckets ? m->nbuckets * 2 : 64;
+    struct lm_log **by_name = calloc(n, sizeof(*by_name));
+    struct lm_log **by_ptr = calloc(n, sizeof(*by_ptr));
+    if (!by_name || !by_ptr) {
+        free(by_name);
+        free(by_ptr);
+        return -ENOMEM;
+    }
+    free(m->by_name);
+    free(m->by_ptr);
+    m->by_name = by_name;
+    m->by_ptr = by_ptr;
+    m->nbuckets = n;
+    for (struct lm_log *e = m->head; e; e = e->next) {
+        size_t b = e->hash & (n - 1);
+        e->name_next = by_name[b];
+        by_name[b] = e;
+        if (e->log)
+            lm_ptr_insert(m, e);
+    }
+    return 0;
+}
+
+/* Takes ownership of @topic. */
+static int lm_insert(struct logmgr *m, char *topic, int32_t partition, size_t dir, struct plog *log,
+                     struct lm_log **ret)
+{
+    if (m->count + 1 > m->nbuckets) {
+        int r = lm_table_grow(m);
+        if (r < 0)
+            return r;
+    }
+    struct lm_log *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    e->topic = topic;
+    e->partition = partition;
+    e->hash = lm_hash_name(topic, partition);
+    e->log = log;
+    e->dir = dir;
+    e->refs = 1;
+    size_t b = e->hash & (m->nbuckets - 1);
+    e->name_next = m->by_name[b];
+    m->by_name[b] = e;
+    lm_ptr_insert(m, e);
+    e->prev = m->tail;
+    if (m->tail)
+        m->tail->next = e;
+    else
+        m->head = e;
+    m->tail = e;
+    m->count++;
+    m->dirs[dir].nlogs++;
+    *ret = e;
+    return 0;
+}
+
+static void lm_unref(struct lm_log *e)
+{
+    if (--e->refs > 0)
+        return;
+    free(e->topic);
+    free(e);
+}
+
+/* Take @e out of the table (its log must already be closed or unlinked from
+ * by_ptr) and drop the table's reference. */
+static void lm_remove(struct logmgr *m, struct lm_log *e)
+{
+    struct lm_log **pp = &m->by_name[e->hash & (m->nbuckets - 1)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->name_next;
+    if (*pp)
+        *pp = e->name_next;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        m->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        m->tail = e->prev;
+    e->prev = e->next = NULL;
+    m->count--;
+    m->dirs[e->dir].nlogs--;
+    lm_unref(e);
+}
+
+/* ---- background jobs: removing files ------------------------------------------- */
+
+struct lm_rmtree_job {
+    struct logmgr *m;
+    char *path;
+    const char *parent; /* fsync first to make the rename durable; borrowed, may be NULL */
+    char *topic;        /* the deleted log, NULL for a stale dir found at start-up */
+    int32_t partition;
+    int result;
+};
+
+static void lm_rmtree_work(void *arg)
+{
+    struct lm_rmtree_job *j = arg;
+    int r = 0;
+    if (j->parent)
+        r = fsutil_fsync_dir(j->parent);
+    int r2 = fsutil_remove_tree(j->path);
+    j->result = r < 0 ? r : r2;
+}
+
+static void lm_rmtree_done(void *arg)
+{
+    struct lm_rmtree_job *j = arg;
+    if (j->result < 0) {
+        j->m->counters.remove_errors++;
+        lm_report(j->m, LOGMGR_EVENT_REMOVE_FAILED, j->topic, j->partition, j->path, j->result,
+                  NULL);
+    } else if (j->topic) {
+        j->m->counters.logs_deleted++;
+    }
+    free(j->path);
+    free(j->topic);
+    free(j);
+}
+
+/* Takes ownership of @path and @topic. On failure the tree stays; the next start
+ * removes it as a stale delete dir. */
+static int lm_rmtree_submit(struct logmgr *m, char *path, const char *parent, char *topic,
+                            int32_t partition)
+{
+    struct lm_rmtree_job *j = calloc(1, sizeof(*j));
+    int r = -ENOMEM;
+    if (j) {
+        j->m = m;
+        j->path = path;
+        j->parent = parent;
+        j->topic = topic;
+        j->partition = partition;
+        r = wpool_submit(m->pool, lm_rmtree_work, lm_rmtree_done, j);
+        if (r == 0)
+            return 0;
+    }
+    m->counters.remove_errors++;
+    lm_report(m, LOGMGR_EVENT_REMOVE_FAILED, topic, partition, path, r, NULL);
+    free(j);
+    free(path);
+    free(topic);
+    return r;
+}
+
+struct lm_unlink_job {
+    struct logmgr *m;
+    char **paths;
+    size_t count;
+    size_t files;    /* unlinked */
+    size_t segments; /* of which .log files */
+    int result;
+    size_t failed; /* index of the first failure */
+};
+
+static bool lm_is_log_file(const char *path)
+{
+    static const char suffix[] = ".log.deleted";
+    size_t n = strlen(path), s = sizeof(suffix) - 1;
+    return n >= s && strcmp(path + n - s, suffix) == 0;
+}
+
+static void lm_unlink_work(void *arg)
+{
+    struct lm_unlink_job *j = arg;
+    for (size_t i = 0; i < j->count; i++) {
+        if (unlink(j->paths[i]) < 0 && errno != ENOENT) {
+            if (j->result == 0) {
+                j->result = -errno;
+                j->failed = i;
+            }
+            continue;
+        }
+        j->files++;
+        if (lm_is_log_file(j->paths[i]))
+            j->segments++;
+    }
+}
+
+static void lm_unlink_done(void *arg)
+{
+    struct lm_unlink_job *j = arg;
+    j->m->counters.files_deleted += j->files;
+    j->m->counters.segments_deleted += j->segments;
+    if (j->result < 0) {
+        j->m->counters.remove_errors++;
+        lm_report(j->m, LOGMGR_EVENT_REMOVE_FAILED, NULL, -1, j->paths[j->failed], j->result, NULL);
+    }
+    plog_paths_free(j->paths, j->count);
+    free(j);
+}
+
+/* ---- background jobs: flushing -------------------------------------------------- */
+
+struct lm_flush_job {
+    struct logmgr *m;
+    struct lm_log *e; /* one reference */
+    struct plog_flush_job *job;
+    const char *parent; /* also fsync this dir (a new log's entry); borrowed, may be NULL */
+    int result;
+};
+
+static void lm_flush_work(void *arg)
+{
+    struct lm_flush_job *f = arg;
+    f->result = plog_flush_job_run(f->job);
+    if (f->result == 0 && f->parent)
+        f->result = fsutil_fsync_dir(f->parent);
+}
+
+static int lm_flush_start(struct logmgr *m, struct lm_log *e);
+
+static void lm_flush_done(void *arg)
+{
+    struct lm_flush_job *f = arg;
+    struct logmgr *m = f->m;
+    struct lm_log *e = f->e;
+
+    plog_flush_job_finish(e->log, f->job, f->result);
+    e->flushing = false;
+    if (f->result == 0) {
+        m->counters.flushes_done++;
+        if (f->parent)
+            e->parent_synced = true;
+    } else {
+        m->counters.flush_errors++;
+        if (e->log)
+            lm_report(m, LOGMGR_EVENT_FLUSH_FAILED, e->topic, e->partition, plog_dir(e->log),
+                      f->result, NULL);
+    }
+    bool again = e->flush_again;
+    e->flush_again = false;
+    free(f);
+    if (again && e->log)
+        lm_flush_start(m, e);
+    lm_unref(e);
+}
+
+static int lm_flush_start(struct logmgr *m, struct lm_log *e)
+{
+    if (m->stopping || !e->log)
+        return 0;
+    if (e->flushing) {
+        e->flush_again = true;
+        return 0;
+    }
+    struct plog_flush_job *job = NULL;
+    int r = plog_flush_prepare(e->log, &job);
+    if (r < 0) {
+        m->counters.flush_errors++;
+        lm_report(m, LOGMGR_EVENT_FLUSH_FAILED, e->topic, e->partition, plog_dir(e->log), r, NULL);
+        return r;
+    }
+    if (!job)
+        return 0;
+    struct lm_flush_job *f = calloc(1, sizeof(*f));
+    if (!f) {
+        plog_flush_job_finish(e->log, job, -ENOMEM);
+        return -ENOMEM;
+    }
+    f->m = m;
+    f->e = e;
+    f->job = job;
+    f->parent = e->parent_synced ? NULL : m->dirs[e->dir].path;
+    r = wpool_submit(m->pool, lm_flush_work, lm_flush_done, f);
+    if (r < 0) {
+        plog_flush_job_finish(e->log, job, r);
+        free(f);
+        return r;
+    }
+    e->refs++;
+    e->flushing = true;
+    m->counters.flushes_started++;
+    return 0;
+}
+
+/* ---- checkpoints ----------------------------------------------------------------- */
+
+static int64_t lm_cp_offset(const struct lm_log *e, int kind)
+{
+    return kind == LM_CP_RECOVERY ? plog_recovery_point(e->log) : plog_log_start_offset(e->log);
+}
+
+/* Collect the entries of every dir with want[dir] set, in one pass over the logs.
+ * Topics are borrowed from the table: use the arrays before any log is removed. */
+static int lm_cp_collect(const struct logmgr *m, int kind, const bool *want,
+                         struct checkpoint_entry **arrays, size_t *counts)
+{
+    for (size_t d = 0; d < m->ndirs; d++) {
+        arrays[d] = NULL;
+        counts[d] = 0;
+        if (want[d] && m->dirs[d].nlogs > 0) {
+            arrays[d] = malloc(m->dirs[d].nlogs * sizeof(**arrays));
+            if (!arrays[d]) {
+                for (size_t k = 0; k < d; k++)
+                    free(arrays[k]);
+                return -ENOMEM;
+            }
+        }
+    }
+    for (const struct lm_log *e = m->head; e; e = e->next) {
+        if (!want[e->dir] || !e->log)
+            continue;
+        int64_t off = lm_cp_offset(e, kind);
+        if (off < 0)
+            continue;
+        arrays[e->dir][counts[e->dir]++] = (struct checkpoint_entry){
+            .topic = e->topic,
+            .partition = e->partition,
+            .offset = off,
+        };
+    }
+    return 0;
+}
+
+struct lm_cp_job {
+    struct logmgr *m;
+    size_t dir;
+    int kind;
+    char *path;
+    char *data;
+    size_t len;
+    int result;
+};
+
+static void lm_cp_start(struct logmgr *m, int kind, size_t only_dir);
+
+static void lm_cp_work(void *arg)
+{
+    struct lm_cp_job *j = arg;
+    j->result = fsutil_write_atomic(j->path, j->data, j->len);
+}
+
+static void lm_cp_done(void *arg)
+{
+    struct lm_cp_job *j = arg;
+    struct logmgr *m = j->m;
+    struct lm_dir *d = &m->dirs[j->dir];
+    d->cp_busy[j->kind] = false;
+    if (j->result == 0) {
+        if (j->kind == LM_CP_RECOVERY)
+            m->counters.recovery_checkpoints_written++;
+        else
+            m->counters.start_offset_checkpoints_written++;
+    } else {
+        m->counters.checkpoint_errors++;
+        lm_report(m, LOGMGR_EVENT_CHECKPOINT_FAILED, NULL, -1, j->path, j->result, NULL);
+    }
+    size_t dir = j->dir;
+    int kind = j->kind;
+    free(j->path);
+    free(j->data);
+    free(j);
+    if (d->cp_dirty[kind]) {
+        d->cp_dirty[kind] = false;
+        lm_cp_start(m, kind, dir);
+    }
+}
+
+/* Write checkpoint @kind of every dir (only_dir == SIZE_MAX) or of one dir,
+ * asynchronously. A dir whose write is still in flight is marked dirty and
+ * written again when that one completes, so writes of one file never overlap. */
+static void lm_cp_start(struct logmgr *m, int kind, size_t only_dir)
+{
+    if (m->stopping)
+        return;
+    bool *want = calloc(m->ndirs, sizeof(*want));
+    struct checkpoint_entry **arrays = calloc(m->ndirs, sizeof(*arrays));
+    size_t *counts = calloc(m->ndirs, sizeof(*counts));
+    bool any = false;
+    if (!want || !arrays || !counts)
+        goto nomem;
+    for (size_t d = 0; d < m->ndirs; d++) {
+        if (only_dir != SIZE_MAX && d != only_dir)
+            continue;
+        if (m->dirs[d].cp_busy[kind]) {
+            m->dirs[d].cp_dirty[kind] = true;
+            continue;
+        }
+        want[d] = true;
+        any = true;
+    }
+    if (!any)
+        goto out;
+    if (lm_cp_collect(m, kind, want, arrays, counts) < 0)
+        goto nomem;
+    for (size_t d = 0; d < m->ndirs; d++) {
+        if (!want[d])
+            continue;
+        char *path = lm_join(m->dirs[d].path, lm_cp_file[kind]);
+        struct lm_cp_job *j = calloc(1, sizeof(*j));
+        int r = (path && j) ? checkpoint_format(arrays[d], counts[d], &j->data, &j->len) : -ENOMEM;
+        if (r == 0) {
+            j->m = m;
+            j->dir = d;
+            j->kind = kind;
+            j->path = path;
+            r = wpool_submit(m->pool, lm_cp_work, lm_cp_done, j);
+            if (r == 0) {
+                m->dirs[d].cp_busy[kind] = true;
+                continue;
+            }
+            free(j->data);
+        }
+        m->counters.checkpoint_errors++;
+        lm_report(m, LOGMGR_EVENT_CHECKPOINT_FAILED, NULL, -1, path ? path : m->dirs[d].path, r,
+                  NULL);
+        free(path);
+        free(j);
+    }
+    for (size_t d = 0; d < m->ndirs; d++)
+        free(arrays[d]);
+    goto out;
+nomem:
+    m->counters.checkpoint_errors++;
+    lm_report(m, LOGMGR_EVENT_CHECKPOINT_FAILED, NULL, -1, NULL, -ENOMEM, NULL);
+out:
+    free(want);
+    free(arrays);
+    free(counts);
+}
+
+/* Blocking: write checkpoint @kind of every dir on this thread (shutdown). */
+static int lm_cp_write_sync(struct logmgr *m, int kind)
+{
+    bool *want = malloc(m->ndirs * sizeof(*want));
+    struct checkpoint_entry **arrays = calloc(m->ndirs, sizeof(*arrays));
+    size_t *counts = calloc(m->ndirs, sizeof(*counts));
+    int first = 0;
+    if (!want || !arrays || !counts) {
+        first = -ENOMEM;
+        goto out;
+    }
+    for (size_t d = 0; d < m->ndirs; d++)
+        want[d] = true;
+    first = lm_cp_collect(m, kind, want, arrays, counts);
+    if (first < 0)
+        goto out;
+    for (size_t d = 0; d < m->ndirs; d++) {
+        char *path = lm_join(m->dirs[d].path, lm_cp_file[kind]);
+        int r = path ? checkpoint_write(path, arrays[d], counts[d]) : -ENOMEM;
+        if (r == 0) {
+            if (kind == LM_CP_RECOVERY)
+                m->counters.recovery_checkpoints_written++;
+            else
+                m->counters.start_offset_checkpoints_written++;
+        } else {
+            m->counters.checkpoint_errors++;
+            lm_report(m, LOGMGR_EVENT_CHECKPOINT_FAILED, NULL, -1, path ? path : m->dirs[d].path, r,
+                      NULL);
+            if (first == 0)
+                first = r;
+        }
+        free(path);
+        free(arrays[d]);
+    }
+out:
+    free(want);
+    free(arrays);
+    free(counts);
+    return first;
+}
+
+void logmgr_run_recovery_checkpoint(struct logmgr *mgr)
+{
+    lm_cp_start(mgr, LM_CP_RECOVERY, SIZE_MAX);
+}
+
+void logmgr_run_start_offset_checkpoint(struct logmgr *mgr)
+{
+    lm_cp_start(mgr, LM_CP_START, SIZE_MAX);
+}
+
+/* ---- flush scheduler and retention ---------------------------------------------- */
+
+void logmgr_run_flush_scheduler(struct logmgr *mgr)
+{
+    if (mgr->stopping)
+        return;
+    int64_t now = logmgr_now_ms(mgr);
+    for (struct lm_log *e = mgr->head; e; e = e->next) {
+        if (e->log && !e->flushing && plog_flush_due(e->log, now))
+            lm_flush_start(mgr, e);
+    }
+}
+
+void logmgr_run_retention(struct logmgr *mgr)
+{
+    if (mgr->stopping)
+        return;
+    int64_t now = logmgr_now_ms(mgr);
+    mgr->counters.retention_runs++;
+    for (struct lm_log *e = mgr->head; e; e = e->next) {
+        if (!e->log)
+            continue;
+        char **paths = NULL;
+        size_t n = 0;
+        int r = plog_enforce_retention(e->log, now, &paths, &n);
+        if (r < 0) {
+            lm_report(mgr, LOGMGR_EVENT_RETENTION_FAILED, e->topic, e->partition, plog_dir(e->log),
+                      r, NULL);
+            continue;
+        }
+        if (n == 0) {
+            if (paths)
+                plog_paths_free(paths, 0);
+            continue;
+        }
+        struct lm_unlink_job *j = calloc(1, sizeof(*j));
+        if (j) {
+            j->m = mgr;
+            j->paths = paths;
+            j->count = n;
+            if (wpool_submit(mgr->pool, lm_unlink_work, lm_unlink_done, j) == 0)
+                continue;
+        }
+        /* The files keep their ".deleted" names; plog_open() removes them at the
+         * next start. */
+        mgr->counters.remove_errors++;
+        lm_report(mgr, LOGMGR_EVENT_REMOVE_FAILED, e->topic, e->partition, paths[0], -ENOMEM, NULL);
+        plog_paths_free(paths, n);
+        free(j);
+    }
+}
+
+/* ---- timers ---------------------------------------------------------------------- */
+
+static void lm_flush_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    logmgr_run_flush_scheduler(arg);
+}
+
+static void lm_recovery_cp_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    logmgr_run_recovery_checkpoint(arg);
+}
+
+static void lm_start_cp_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    logmgr_run_start_offset_checkpoint(arg);
+}
+
+static void lm_retention_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    logmgr_run_retention(arg);
+}
+
+static const event_callback_fn lm_timer_cbs[LM_TIMERS] = {
+    [LM_TIMER_FLUSH] = lm_flush_timer_cb,
+    [LM_TIMER_RECOVERY_CP] = lm_recovery_cp_timer_cb,
+    [LM_TIMER_START_CP] = lm_start_cp_timer_cb,
+    [LM_TIMER_RETENTION] = lm_retention_timer_cb,
+};
+
+static int lm_timers_start(struct logmgr *m)
+{
+    for (int i = 0; i < LM_TIMERS; i++) {
+        int64_t ms = m->intervals[i];
+        if (ms <= 0 || ms > LOGMGR_TIMER_MAX_MS)
+            continue;
+        m->timers[i] = event_new(m->base, -1, EV_PERSIST, lm_timer_cbs[i], m);
+        if (!m->timers[i])
+            return -ENOMEM;
+        struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+                             .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+        if (event_add(m->timers[i], &tv) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static void lm_timers_stop(struct logmgr *m)
+{
+    for (int i = 0; i < LM_TIMERS; i++) {
+        if (m->timers[i]) {
+            event_free(m->timers[i]);
+            m->timers[i] = NULL;
+        }
+    }
+}
+
+/* ---- start-up ----------------------------------------------------------------------- */
+
+static int lm_cp_entry_cmp(const void *a, const void *b)
+{
+    const struct checkpoint_entry *x = a, *y = b;
+    int c = strcmp(x->topic, y->topic);
+    if (c)
+        return c;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    if (x->offset != y->offset)
+        return x->offset < y->offset ? -1 : 1;
+    return 0;
+}
+
+/* The offset checkpointed for a log, or @dflt. A topic-partition listed twice (never
+ * written so, but possible in a hand-edited file) gets its smallest offset: for a
+ * recovery point that is the safe choice. */
+static int64_t lm_cp_lookup(const struct checkpoint_entry *sorted, size_t n, const char *topic,
+                            int32_t partition, int64_t dflt)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(sorted[mid].topic, topic);
+        if (c == 0)
+            c = sorted[mid].partition < partition ? -1 : sorted[mid].partition > partition;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < n && sorted[lo].partition == partition && strcmp(sorted[lo].topic, topic) == 0)
+        return sorted[lo].offset;
+    return dflt;
+}
+
+struct lm_cp_table {
+    struct checkpoint_entry *entries;
+    size_t count;
+};
+
+static int lm_cp_load(struct logmgr *m, const char *dir, int kind, struct lm_cp_table *t,
+                      struct logmgr_open_stats *st)
+{
+    t->entries = NULL;
+    t->count = 0;
+    char *path = lm_join(dir, lm_cp_file[kind]);
+    if (!path)
+        return -ENOMEM;
+    int r = checkpoint_read(path, &t->entries, &t->count);
+    if (r == -ENOENT) {
+        st->checkpoints_missing++;
+        r = 0;
+    } else if (r == -EBADMSG || r == -EFBIG) {
+        st->checkpoints_corrupt++;
+        lm_report(m, LOGMGR_EVENT_CHECKPOINT_CORRUPT, NULL, -1, path, r, NULL);
+        r = 0;
+    } else if (r < 0) {
+        lm_report(m, LOGMGR_EVENT_OPEN_FAILED, NULL, -1, path, r, NULL);
+    } else if (t->count > 1) {
+        qsort(t->entries, t->count, sizeof(*t->entries), lm_cp_entry_cmp);
+    }
+    free(path);
+    return r;
+}
+
+static int lm_lock_dir(struct logmgr *m, struct lm_dir *d)
+{
+    char *path = lm_join(d->path, LM_LOCK_FILE);
+    if (!path)
+        return -ENOMEM;
+    int r = 0;
+    int fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        r = -errno;
+    } else if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        close(fd);
+    } else {
+        d->lock_fd = fd;
+    }
+    if (r < 0)
+        lm_report(m, LOGMGR_EVENT_OPEN_FAILED, NULL, -1, path, r, NULL);
+    free(path);
+    return r;
+}
+
+static int lm_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names of the log directories in @dir, sorted; stale delete dirs are handed to
+ * the pool and other entries reported. */
+static int lm_scan_dir(struct logmgr *m, struct lm_dir *d, char ***ret_names, size_t *ret_count,
+                       struct logmgr_open_stats *st)
+{
+    DIR *dh = opendir(d->path);
+    if (!dh) {
+        int r = -errno;
+        lm_report(m, LOGMGR_EVENT_OPEN_FAILED, NULL, -1, d->path, r, NULL);
+        return r;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int r = 0;
+    struct dirent *de;
+    while ((errno = 0, de = readdir(dh))) {
+        const char *name = de->d_name;
+        if (!strcmp(name, ".") || !strcmp(name, ".."))
+            continue;
+        bool is_dir = de->d_type == DT_DIR;
+        if (de->d_type == DT_UNKNOWN) {
+            struct stat sb;
+            is_dir = fstatat(dirfd(dh), name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sb.st_mode);
+        }
+        if (!is_dir)
+            continue; /* checkpoints, .lock, meta.properties, ... */
+        if (lm_is_delete_dir(name)) {
+            st->stale_delete_dirs++;
+            char *path = lm_join(d->path, name);
+            if (!path) {
+                r = -ENOMEM;
+                break;
+            }
+            lm_report(m, LOGMGR_EVENT_STALE_DELETE_DIR, NULL, -1, path, 0, NULL);
+            lm_rmtree_submit(m, path, NULL, NULL, -1);
+            continue;
+        }
+        size_t tlen;
+        int32_t partition;
+        if (logmgr_parse_dir_name(name, &tlen, &partition) < 0) {
+            st->ignored_entries++;
+            char *path = lm_join(d->path, name);
+            lm_report(m, LOGMGR_EVENT_IGNORED_ENTRY, NULL, -1, path ? path : name, 0, NULL);
+            free(path);
+            continue;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            char **nn = realloc(names, ncap * sizeof(*nn));
+            if (!nn) {
+                r = -ENOMEM;
+                break;
+            }
+            names = nn;
+            cap = ncap;
+        }
+        if (!(names[n] = strdup(name))) {
+            r = -ENOMEM;
+            break;
+        }
+        n++;
+    }
+    if (r == 0 && errno != 0) {
+        r = -errno;
+        lm_report(m, LOGMGR_EVENT_OPEN_FAILED, NULL, -1, d->path, r, NULL);
+    }
+    closedir(dh);
+    if (r < 0) {
+        for (size_t i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        return r;
+    }
+    if (n > 1)
+        qsort(names, n, sizeof(*names), lm_name_cmp);
+    *ret_names = names;
+    *ret_count = n;
+    return 0;
+}
+
+static void lm_stats_add(struct logmgr_open_stats *st, const struct plog_recovery_info *ri)
+{
+    st->logs++;
+    st->segments += ri->segments;
+    st->segments_scanned += ri->segments_scanned;
+    st->indexes_rebuilt += ri->indexes_rebuilt;
+    if (ri->truncated_bytes > 0 || ri->segments_deleted > 0)
+        st->logs_truncated++;
+    st->truncated_bytes += ri->truncated_bytes;
+    st->segments_deleted += ri->segments_deleted;
+    st->stray_files_removed += ri->stray_files_removed;
+}
+
+static int lm_open_log(struct logmgr *m, size_t di, const char *name, size_t tlen,
+                       int32_t partition, const struct lm_cp_table *cps, int64_t now,
+                       struct logmgr_open_stats *st)
+{
+    struct lm_dir *d = &m->dirs[di];
+    char *path = lm_join(d->path, name);
+    char *topic = strndup(name, tlen);
+    int r;
+    if (!path || !topic) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if (lm_find(m, topic, partition)) {
+        r = -EEXIST;
+        lm_report(m, LOGMGR_EVENT_OPEN_FAILED, topic, partition, path, r, NULL);
+        goto fail;
+    }
+    int64_t rp =
+        lm_cp_lookup(cps[LM_CP_RECOVERY].entries, cps[LM_CP_RECOVERY].count, topic, partition, 0);
+    int64_t so =
+        lm_cp_lookup(cps[LM_CP_START].entries, cps[LM_CP_START].count, topic, partition, -1);
+    struct plog *log;
+    struct plog_recovery_info info;
+    memset(&info, 0, sizeof(info));
+    r = plog_open(path, &m->log_config, m->fc, rp, so, now, &log, &info);
+    if (r < 0) {
+        lm_report(m, LOGMGR_EVENT_OPEN_FAILED, topic, partition, path, r, NULL);
+        goto fail;
+    }
+    struct lm_log *e;
+    r = lm_insert(m, topic, partition, di, log, &e);
+    if (r < 0) {
+        plog_close(log);
+        goto fail;
+    }
+    e->parent_synced = true;
+    e->recovery = info;
+    lm_stats_add(st, &info);
+    lm_report(m, LOGMGR_EVENT_LOG_OPENED, e->topic, partition, path, 0, &e->recovery);
+    free(path);
+    return 0;
+fail:
+    free(path);
+    free(topic);
+    return r;
+}
+
+static int lm_open_dir(struct logmgr *m, size_t di, int64_t now, struct logmgr_open_stats *st)
+{
+    struct lm_dir *d = &m->dirs[di];
+    int r = fsutil_mkdirs(d->path, 0755);
+    if (r < 0) {
+        lm_report(m, LOGMGR_EVENT_OPEN_FAILED, NULL, -1, d->path, r, NULL);
+        return r;
+    }
+    r = lm_lock_dir(m, d);
+    if (r < 0)
+        return r;
+
+    struct lm_cp_table cps[LM_CP_KINDS] = {{0}};
+    char **names = NULL;
+    size_t n = 0;
+    for (int k = 0; k < LM_CP_KINDS && r == 0; k++)
+        r = lm_cp_load(m, d->path, k, &cps[k], st);
+    if (r == 0)
+        r = lm_scan_dir(m, d, &names, &n, st);
+    for (size_t i = 0; i < n; i++) {
+        size_t tlen;
+        int32_t partition;
+        if (r == 0 && logmgr_parse_dir_name(names[i], &tlen, &partition) == 0)
+            r = lm_open_log(m, di, names[i], tlen, partition, cps, now, st);
+        free(names[i]);
+    }
+    free(names);
+    for (int k = 0; k < LM_CP_KINDS; k++)
+        checkpoint_entries_free(cps[k].entries, cps[k].count);
+    return r;
+}
+
+int logmgr_new(struct event_base *base, struct wpool *pool, const struct logmgr_options *opts,
+               struct logmgr **ret, struct logmgr_open_stats *ret_stats)
+{
+    if (!base || !pool || !opts || !opts->dirs || opts->ndirs == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < opts->ndirs; i++) {
+        if (!opts->dirs[i] || !opts->dirs[i][0])
+            return -EINVAL;
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(opts->dirs[i], opts->dirs[k]) == 0)
+                return -EINVAL;
+        }
+    }
+    int64_t t0 = clock_mono_ms();
+    struct logmgr *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->base = base;
+    m->pool = pool;
+    m->log_config = opts->log_config;
+    m->intervals[LM_TIMER_FLUSH] = opts->flush_scheduler_interval_ms;
+    m->intervals[LM_TIMER_RECOVERY_CP] = opts->recovery_checkpoint_interval_ms;
+    m->intervals[LM_TIMER_START_CP] = opts->start_offset_checkpoint_interval_ms;
+    m->intervals[LM_TIMER_RETENTION] = opts->retention_check_interval_ms;
+    m->now_fn = opts->now_ms;
+    m->now_arg = opts->now_arg;
+    m->on_event = opts->on_event;
+    m->event_arg = opts->event_arg;
+
+    int r = -ENOMEM;
+    m->dirs = calloc(opts->ndirs, sizeof(*m->dirs));
+    if (!m->dirs)
+        goto fail;
+    m->ndirs = opts->ndirs;
+    for (size_t i = 0; i < m->ndirs; i++)
+        m->dirs[i].lock_fd = -1;
+    for (size_t i = 0; i < m->ndirs; i++) {
+        if (!(m->dirs[i].path = strdup(opts->dirs[i])))
+            goto fail;
+    }
+    r = lm_table_grow(m);
+    if (r < 0)
+        goto fail;
+    int max_open =
+        opts->max_open_files > 0 ? opts->max_open_files : logmgr_default_max_open_files();
+    r = fdcache_new(max_open, &m->fc);
+    if (r < 0)
+        goto fail;
+
+    struct logmgr_open_stats st;
+    memset(&st, 0, sizeof(st));
+    st.dirs = (int32_t)m->ndirs;
+    int64_t now = logmgr_now_ms(m);
+    for (size_t i = 0; i < m->ndirs; i++) {
+        r = lm_open_dir(m, i, now, &st);
+        if (r < 0)
+            goto fail;
+    }
+    r = lm_timers_start(m);
+    if (r < 0)
+        goto fail;
+    st.elapsed_ms = clock_mono_ms() - t0;
+    if (ret_stats)
+        *ret_stats = st;
+    *ret = m;
+    return 0;
+fail:
+    logmgr_free(m);
+    return r;
+}
+
+/* Close every log without flushing and empty the table. Background jobs must have
+ * completed (wpool_drain), so the table holds the last reference of each entry. */
+static void lm_close_all(struct logmgr *m)
+{
+    while (m->head) {
+        struct lm_log *e = m->head;
+        if (e->log) {
+            lm_ptr_remove(m, e);
+            plog_close(e->log);
+            e->log = NULL;
+        }
+        lm_remove(m, e);
+    }
+}
+
+int logmgr_shutdown(struct logmgr *mgr)
+{
+    if (mgr->shut_down)
+        return 0;
+    mgr->stopping = true;
+    lm_timers_stop(mgr);
+    wpool_drain(mgr->pool);
+
+    int first = 0;
+    for (struct lm_log *e = mgr->head; e; e = e->next) {
+        int r = plog_flush_sync(e->log);
+        if (r == 0 && !e->parent_synced)
+            r = fsutil_fsync_dir(mgr->dirs[e->dir].path);
+        if (r < 0) {
+            mgr->counters.flush_errors++;
+            lm_report(mgr, LOGMGR_EVENT_FLUSH_FAILED, e->topic, e->partition, plog_dir(e->log), r,
+                      NULL);
+            if (first == 0)
+                first = r;
+            continue;
+        }
+        e->parent_synced = true;
+    }
+    /* A log whose flush failed kept its old recovery point, so the checkpoints
+     * written now are still truthful. */
+    for (int k = 0; k < LM_CP_KINDS; k++) {
+        int r = lm_cp_write_sync(mgr, k);
+        if (r < 0 && first == 0)
+            first = r;
+    }
+    lm_close_all(mgr);
+    mgr->shut_down = true;
+    return first;
+}
+
+void logmgr_free(struct logmgr *mgr)
+{
+    if (!mgr)
+        return;
+    mgr->stopping = true;
+    lm_timers_stop(mgr);
+    if (mgr->pool)
+        wpool_drain(mgr->pool);
+    if (mgr->by_name)
+        lm_close_all(mgr);
+    free(mgr->by_name);
+    free(mgr->by_ptr);
+    for (size_t i = 0; i < mgr->ndirs; i++) {
+        if (mgr->dirs[i].lock_fd >= 0)
+            close(mgr->dirs[i].lock_fd);
+        free(mgr->dirs[i].path);
+    }
+    free(mgr->dirs);
+    fdcache_free(mgr->fc);
+    free(mgr);
+}
+
+/* ---- logs ------------------------------------------------------------------------- */
+
+struct plog *logmgr_get(struct logmgr *mgr, const char *topic, int32_t partition)
+{
+    struct lm_log *e = lm_find(mgr, topic, partition);
+    return e ? e->log : NULL;
+}
+
+int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition,
+                  const struct plog_config *cfg, struct plog **ret)
+{
+    if (mgr->shut_down || mgr->stopping)
+        return -ESHUTDOWN;
+    if (!topic || !checkpoint_topic_valid(topic, strlen(topic)) || partition < 0)
+        return -EINVAL;
+    if (lm_find(mgr, topic, partition))
+        return -EEXIST;
+    size_t di = 0;
+    for (size_t i = 1; i < mgr->ndirs; i++) {
+        if (mgr->dirs[i].nlogs < mgr->dirs[di].nlogs)
+            di = i;
+    }
+    char name[LM_NAME_MAX + 32];
+    snprintf(name, sizeof(name), "%s-%" PRId32, topic, partition);
+    char *path = lm_join(mgr->dirs[di].path, name);
+    char *tcopy = strdup(topic);
+    int r = -ENOMEM;
+    if (!path || !tcopy)
+        goto out;
+    bool made = mkdir(path, 0755) == 0;
+    if (!made && errno != EEXIST) {
+        r = -errno;
+        goto out;
+    }
+    struct plog *log;
+    struct plog_recovery_info info;
+    memset(&info, 0, sizeof(info));
+    r = plog_open(path, cfg ? cfg : &mgr->log_config, mgr->fc, 0, -1, logmgr_now_ms(mgr), &log,
+                  &info);
+    if (r < 0) {
+        if (made)
+            rmdir(path); /* best effort: only succeeds while still empty */
+        goto out;
+    }
+    struct lm_log *e;
+    r = lm_insert(mgr, tcopy, partition, di, log, &e);
+    if (r < 0) {
+        plog_close(log);
+        goto out;
+    }
+    tcopy = NULL;
+    e->recovery = info;
+    /* The new directory's entry in the log dir is fsynced by the log's first flush,
+     * before its recovery point can move. */
+    e->parent_synced = false;
+    mgr->counters.logs_created++;
+    *ret = log;
+out:
+    free(path);
+    free(tcopy);
+    return r;
+}
+
+int logmgr_delete(struct logmgr *mgr, const char *topic, int32_t partition)
+{
+    if (mgr->shut_down || mgr->stopping)
+        return -ESHUTDOWN;
+    struct lm_log *e = lm_find(mgr, topic, partition);
+    if (!e || !e->log)
+        return -ENOENT;
+    struct lm_dir *d = &mgr->dirs[e->dir];
+    size_t di = e->dir;
+    char name[LM_NAME_MAX + 32];
+    char *old = strdup(plog_dir(e->log));
+    lm_delete_name(topic, partition, name, sizeof(name));
+    char *newpath = lm_join(d->path, name);
+    char *tcopy = strdup(topic);
+    if (!old || !newpath || !tcopy) {
+        free(old);
+        free(newpath);
+        free(tcopy);
+        return -ENOMEM;
+    }
+    struct plog_config cfg = *plog_get_config(e->log);
+    int64_t rp = plog_recovery_point(e->log);
+    int64_t so = plog_log_start_offset(e->log);
+
+    /* Close first: the log may still reach its files by path (pending index
+     * entries are written on close). */
+    lm_ptr_remove(mgr, e);
+    plog_close(e->log);
+    e->log = NULL;
+    if (rename(old, newpath) < 0) {
+        int r = -errno;
+        struct plog *log;
+        if (plog_open(old, &cfg, mgr->fc, rp, so, logmgr_now_ms(mgr), &log, NULL) == 0) {
+            e->log = log;
+            lm_ptr_insert(mgr, e);
+        } else {
+            lm_remove(mgr, e);
+        }
+        free(old);
+        free(newpath);
+        free(tcopy);
+        return r;
+    }
+    free(old);
+    lm_remove(mgr, e);
+    lm_rmtree_submit(mgr, newpath, d->path, tcopy, partition);
+    /* Drop the log from the dir's checkpoints soon, so a new log of the same name
+     * is not recovered from this one's recovery point. */
+    lm_cp_start(mgr, LM_CP_RECOVERY, di);
+    lm_cp_start(mgr, LM_CP_START, di);
+    return 0;
+}
+
+int logmgr_after_append(struct logmgr *mgr, struct plog *log, const struct plog_append_info *info)
+{
+    struct lm_log *e = lm_find_ptr(mgr, log);
+    if (!e)
+        return -ENOENT;
+    if ((info && info->rolled) || plog_flush_due(log, logmgr_now_ms(mgr)))
+        return lm_flush_start(mgr, e);
+    return 0;
+}
+
+int logmgr_append(struct logmgr *mgr, struct plog *log, void *data, size_t len, unsigned flags,
+                  int32_t leader_epoch, struct plog_append_info *ret_info)
+{
+    struct plog_append_info info;
+    int r = plog_append(log, data, len, flags, leader_epoch, logmgr_now_ms(mgr), &info);
+    if (r < 0)
+        return r;
+    /* The append itself succeeded; a failure to start a flush is reported through
+     * the event callback and retried by the next append or the scheduler. */
+    logmgr_after_append(mgr, log, &info);
+    if (ret_info)
+        *ret_info = info;
+    return 0;
+}
+
+int logmgr_flush_async(struct logmgr *mgr, struct plog *log)
+{
+    struct lm_log *e = lm_find_ptr(mgr, log);
+    if (!e)
+        return -ENOENT;
+    return lm_flush_start(mgr, e);
+}
+
+int logmgr_recovery_info(const struct logmgr *mgr, const char *topic, int32_t partition,
+                         struct plog_recovery_info *ret)
+{
+    const struct lm_log *e = lm_find(mgr, topic, partition);
+    if (!e)
+        return -ENOENT;
+    *ret = e->recovery;
+    return 0;
+}
+
+size_t logmgr_count(const struct logmgr *mgr)
+{
+    return mgr->count;
+}
+
+void logmgr_foreach(struct logmgr *mgr, logmgr_visit_fn fn, void *arg)
+{
+    for (struct lm_log *e = mgr->head; e; e = e->next) {
+        if (e->log)
+            fn(arg, e->topic, e->partition, e->log);
+    }
+}
+
+const char *logmgr_log_dir(const struct logmgr *mgr, const char *topic, int32_t partition)
+{
+    const struct lm_log *e = lm_find(mgr, topic, partition);
+    return e ? mgr->dirs[e->dir].path : NULL;
+}
+
+size_t logmgr_dir_log_count(const struct logmgr *mgr, size_t index)
+{
+    return index < mgr->ndirs ? mgr->dirs[index].nlogs : 0;
+}
+
+struct fdcache *logmgr_fdcache(struct logmgr *mgr)
+{
+    return mgr->fc;
+}
+
+void logmgr_get_counters(const struct logmgr *mgr, struct logmgr_counters *ret)
+{
+    *ret = mgr->counters;
+}

@@ -1,0 +1,203 @@
+/* storage_config: the log storage configuration keys (Kafka's names and defaults)
+ * and their resolution into plog and log manager settings. */
+#include "broker/storage/storage_config.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/storage/logmgr.h"
+#include "broker/storage/plog.h"
+#include "common/config.h"
+
+#define MS_PER_MINUTE 60000LL
+#define MS_PER_HOUR   3600000LL
+
+/* Every item of a directory list must name something: "a,,b" or "" is a typo that
+ * would otherwise silently drop a disk. */
+static int validate_dir_list(const struct config_def *def, const char *value, char *err,
+                             size_t errlen)
+{
+    (void)def;
+    if (!value)
+        return 0;
+    const char *p = value;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma ? comma : p + strlen(p);
+        bool blank = true;
+        for (const char *q = p; q < end; q++) {
+            if (*q != ' ' && *q != '\t') {
+                blank = false;
+                break;
+            }
+        }
+        if (blank) {
+            snprintf(err, errlen, "a comma-separated list of directories, none empty");
+            return -EINVAL;
+        }
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+/* clang-format off */
+const struct config_def storage_config_defs[] = {
+    {.name = "log.dirs", .type = CONFIG_LIST, .default_value = NULL,
+     .validate = validate_dir_list,
+     .doc = "Directories holding the log data; when not set, log.dir is used."},
+    {.name = "log.dir", .type = CONFIG_LIST, .default_value = "/tmp/kafka-logs",
+     .validate = validate_dir_list,
+     .doc = "The directory holding the log data (used when log.dirs is not set)."},
+    {.name = "log.segment.bytes", .type = CONFIG_INT, .default_value = "1073741824",
+     .min = 14, .max = INT32_MAX,
+     .doc = "Maximum size of a single log segment file."},
+    {.name = "log.roll.ms", .type = CONFIG_INT, .default_value = NULL,
+     .min = 1, .max = INT64_MAX,
+     .doc = "Maximum age of the active segment before a new one is rolled; overrides log.roll.hours."},
+    {.name = "log.roll.hours", .type = CONFIG_INT, .default_value = "168",
+     .min = 1, .max = INT32_MAX,
+     .doc = "Maximum age in hours of the active segment before a new one is rolled."},
+    {.name = "log.index.interval.bytes", .type = CONFIG_INT, .default_value = "4096",
+     .min = 0, .max = INT32_MAX,
+     .doc = "Bytes of log between two entries of the offset index."},
+    {.name = "log.index.size.max.bytes", .type = CONFIG_INT, .default_value = "10485760",
+     .min = 4, .max = INT32_MAX,
+     .doc = "Maximum size of an offset index; the segment rolls when it is full."},
+    {.name = "log.retention.ms", .type = CONFIG_INT, .default_value = NULL,
+     .min = INT64_MIN, .max = INT64_MAX,
+     .doc = "Time to keep a segment; -1 keeps it forever; overrides log.retention.minutes."},
+    {.name = "log.retention.minutes", .type = CONFIG_INT, .default_value = NULL,
+     .min = INT32_MIN, .max = INT32_MAX,
+     .doc = "Time in minutes to keep a segment; overrides log.retention.hours."},
+    {.name = "log.retention.hours", .type = CONFIG_INT, .default_value = "168",
+     .min = INT32_MIN, .max = INT32_MAX,
+     .doc = "Time in hours to keep a segment; the lowest-priority retention time key."},
+    {.name = "log.retention.bytes", .type = CONFIG_INT, .default_value = "-1",
+     .min = INT64_MIN, .max = INT64_MAX,
+     .doc = "Maximum size of a partition's log before old segments are deleted; -1 is unlimited."},
+    {.name = "log.retention.check.interval.ms", .type = CONFIG_INT, .default_value = "300000",
+     .min = 1, .max = INT64_MAX,
+     .doc = "How often the log manager checks for segments to delete."},
+    {.name = "log.flush.interval.messages", .type = CONFIG_INT,
+     .default_value = "9223372036854775807", .min = 1, .max = INT64_MAX,
+     .doc = "Messages accumulated in a partition before its log is fsynced."},
+    {.name = "log.flush.interval.ms", .type = CONFIG_INT, .default_value = NULL,
+     .min = 0, .max = INT64_MAX,
+     .doc = "Maximum time a message stays in memory before its log is fsynced; null leaves it to the OS."},
+    {.name = "log.flush.scheduler.interval.ms", .type = CONFIG_INT,
+     .default_value = "9223372036854775807", .min = INT64_MIN, .max = INT64_MAX,
+     .doc = "How often the flusher checks whether any log needs to be fsynced."},
+    {.name = "log.flush.offset.checkpoint.interval.ms", .type = CONFIG_INT,
+     .default_value = "60000", .min = 0, .max = INT32_MAX,
+     .doc = "How often the recovery point of every log is written to disk (0: only at shutdown)."},
+    {.name = "log.flush.start.offset.checkpoint.interval.ms", .type = CONFIG_INT,
+     .default_value = "60000", .min = 0, .max = INT32_MAX,
+     .doc = "How often the log start offset of every log is written to disk (0: only at shutdown)."},
+    {.name = "num.recovery.threads.per.data.dir", .type = CONFIG_INT, .default_value = "1",
+     .min = 1, .max = INT32_MAX,
+     .doc = "Threads per data directory for log recovery at start-up (accepted; Weir recovers sequentially)."},
+    {.name = "log.open.files.max", .type = CONFIG_INT, .default_value = "0",
+     .min = 0, .max = 1048576,
+     .doc = "Weir: segment files kept open at once by all logs; 0 derives it from RLIMIT_NOFILE."},
+};
+/* clang-format on */
+
+const size_t storage_config_ndefs = sizeof(storage_config_defs) / sizeof(storage_config_defs[0]);
+
+int storage_config_defs_combine(const struct config_def *defs, size_t ndefs,
+                                struct config_def **ret_defs, size_t *ret_ndefs)
+{
+    size_t n = ndefs + storage_config_ndefs;
+    struct config_def *all = malloc(n * sizeof(*all));
+    if (!all)
+        return -ENOMEM;
+    if (ndefs)
+        memcpy(all, defs, ndefs * sizeof(*all));
+    memcpy(all + ndefs, storage_config_defs, storage_config_ndefs * sizeof(*all));
+    *ret_defs = all;
+    *ret_ndefs = n;
+    return 0;
+}
+
+static bool is_null(const struct config *c, const char *key)
+{
+    return config_get_raw(c, key) == NULL;
+}
+
+void storage_config_plog(const struct config *c, struct plog_config *ret)
+{
+    struct plog_config cfg;
+    plog_config_defaults(&cfg);
+
+    cfg.segment_bytes = config_get_int(c, "log.segment.bytes");
+    if (!is_null(c, "log.roll.ms"))
+        cfg.roll_ms = config_get_int(c, "log.roll.ms");
+    else
+        cfg.roll_ms = config_get_int(c, "log.roll.hours") * MS_PER_HOUR;
+    cfg.index_interval_bytes = (int32_t)config_get_int(c, "log.index.interval.bytes");
+    cfg.max_index_bytes = (int32_t)config_get_int(c, "log.index.size.max.bytes");
+
+    /* The minutes and hours keys are int32, so the products cannot overflow. */
+    int64_t retention;
+    if (!is_null(c, "log.retention.ms"))
+        retention = config_get_int(c, "log.retention.ms");
+    else if (!is_null(c, "log.retention.minutes"))
+        retention = config_get_int(c, "log.retention.minutes") * MS_PER_MINUTE;
+    else
+        retention = config_get_int(c, "log.retention.hours") * MS_PER_HOUR;
+    cfg.retention_ms = retention < 0 ? -1 : retention;
+
+    cfg.retention_bytes = config_get_int(c, "log.retention.bytes");
+    if (cfg.retention_bytes < 0)
+        cfg.retention_bytes = -1;
+    cfg.flush_interval_messages = config_get_int(c, "log.flush.interval.messages");
+    if (is_null(c, "log.flush.interval.ms"))
+        cfg.flush_interval_ms = INT64_MAX;
+    else
+        cfg.flush_interval_ms = config_get_int(c, "log.flush.interval.ms");
+    *ret = cfg;
+}
+
+int storage_config_log_dirs(const struct config *c, const char *const **ret_dirs, size_t *ret_count)
+{
+    const char *key = is_null(c, "log.dirs") ? "log.dir" : "log.dirs";
+    size_t n = 0;
+    const char *const *dirs = config_get_list(c, key, &n);
+    if (n == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!dirs[i] || !dirs[i][0])
+            return -EINVAL;
+    }
+    *ret_dirs = dirs;
+    *ret_count = n;
+    return 0;
+}
+
+int storage_config_logmgr_options(const struct config *c, struct logmgr_options *ret)
+{
+    struct logmgr_options o;
+    logmgr_options_defaults(&o);
+    int r = storage_config_log_dirs(c, &o.dirs, &o.ndirs);
+    if (r < 0)
+        return r;
+    storage_config_plog(c, &o.log_config);
+    o.max_open_files = (int)config_get_int(c, "log.open.files.max");
+    o.recovery_checkpoint_interval_ms =
+        config_get_int(c, "log.flush.offset.checkpoint.interval.ms");
+    o.start_offset_checkpoint_interval_ms =
+        config_get_int(c, "log.flush.start.offset.checkpoint.interval.ms");
+    o.retention_check_interval_ms = config_get_int(c, "log.retention.check.interval.ms");
+    o.flush_scheduler_interval_ms = config_get_int(c, "log.flush.scheduler.interval.ms");
+    o.now_ms = NULL;
+    o.now_arg = NULL;
+    o.on_event = NULL;
+    o.event_arg = NULL;
+    *ret = o;
+    return 0;
+}
