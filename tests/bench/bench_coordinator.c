@@ -430,10 +430,14 @@ int main(int argc, char **argv)
     if (!dir || !*dir)
         dir = exe_dir;
     const char *env = getenv("WEIR_COORDINATOR");
+    int pn;
     if (env && *env)
-        snprintf(coord_path, sizeof(coord_path), "%s", env);
+        pn = snprintf(coord_path, sizeof(coord_path), "%s", env);
     else
-        snprintf(coord_path, sizeof(coord_path), "%s/../../coordinator/weir-coordinator", exe_dir);
+        pn = snprintf(coord_path, sizeof(coord_path), "%s/../../coordinator/weir-coordinator",
+                      exe_dir);
+    if (pn < 0 || (size_t)pn >= sizeof(coord_path))
+        die("path of weir-coordinator too long");
     int c;
     while ((c = getopt(argc, argv, "d:c:s:h")) != -1) {
         switch (c) {
@@ -441,7 +445,9 @@ int main(int argc, char **argv)
             dir = optarg;
             break;
         case 'c':
-            snprintf(coord_path, sizeof(coord_path), "%s", optarg);
+            pn = snprintf(coord_path, sizeof(coord_path), "%s", optarg);
+            if (pn < 0 || (size_t)pn >= sizeof(coord_path))
+                die("-c: path too long");
             break;
         case 's':
             seconds = atoi(optarg);
@@ -460,7 +466,9 @@ int main(int argc, char **argv)
     }
     if (access(coord_path, X_OK) < 0)
         die("%s is not executable (build it, or pass -c)", coord_path);
-    snprintf(bench_dir, sizeof(bench_dir), "%s/weir-bench.XXXXXX", dir);
+    pn = snprintf(bench_dir, sizeof(bench_dir), "%s/weir-bench.XXXXXX", dir);
+    if (pn < 0 || (size_t)pn >= sizeof(bench_dir))
+        die("-d: path too long");
     if (!mkdtemp(bench_dir)) {
         bench_dir[0] = '\0';
         die("cannot create a directory in %s: %s", dir, strerror(errno));
