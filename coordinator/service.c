@@ -1479,12 +1479,20 @@ static void on_rebalance_tick(evutil_socket_t fd, short what, void *arg)
 int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *state,
                       const struct coord_service_options *opts, struct coord_service **ret)
 {
-    if (!base || !log || !state || !opts || !opts->settings)
+    if (!base || !log || !state || !opts || !opts->settings) {
+        cstate_free(state);
         return -EINVAL;
+    }
+    /* The handler table is indexed by method position in coordinator.proto: a
+     * reordered .proto must fail here, in every build, not misroute calls. */
     const ProtobufCServiceDescriptor *desc = &weir__coord__coordinator__descriptor;
-    assert(desc->n_methods == COORD_M_COUNT);
-    for (unsigned i = 0; i < COORD_M_COUNT; i++)
-        assert(strcmp(desc->methods[i].name, method_names[i]) == 0);
+    bool table_ok = desc->n_methods == COORD_M_COUNT;
+    for (unsigned i = 0; table_ok && i < COORD_M_COUNT; i++)
+        table_ok = strcmp(desc->methods[i].name, method_names[i]) == 0;
+    if (!table_ok) {
+        cstate_free(state);
+        return -EPROTO;
+    }
 
     struct coord_service *svc = calloc(1, sizeof(*svc));
     if (!svc) {

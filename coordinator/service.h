@@ -72,7 +72,8 @@ struct coord_service_options {
 
 /* Build the service over @log (attached, recovered, borrowed; must outlive the
  * service) and @state, the state recovered from it (takes ownership, also on
- * failure). Nothing is served until coord_service_start(). -ENOMEM, -EINVAL. */
+ * failure). Nothing is served until coord_service_start(). -ENOMEM, -EINVAL, -EPROTO
+ * when the handler table does not match coordinator.proto's methods. */
 int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *state,
                       const struct coord_service_options *opts, struct coord_service **ret);
 

@@ -216,7 +216,7 @@ static int check_indexes(struct plog *log, struct segment *seg, int64_t end_limi
 {
     struct index_tails t = {0};
     uint8_t e[TIMEINDEX_ENTRY_SIZE];
-    int64_t sz;
+    int64_t sz = 0;
     if (file_size(log, seg, SEG_INDEX, &sz) < 0 || sz % INDEX_ENTRY_SIZE != 0)
         return 0;
     t.idx_n = sz / INDEX_ENTRY_SIZE;
