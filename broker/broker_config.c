@@ -1,0 +1,224 @@
+/* broker_config: the broker's keys with Kafka's names, defaults and bounds. */
+#include "broker/broker_config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/storage/storage_config.h"
+#include "common/config.h"
+#include "common/log.h"
+
+static const char *const log_level_choices[] = {"error", "warn", "info", "debug", "trace", NULL};
+
+static int validate_endpoint(const struct config_def *def, const char *value, char *err,
+                             size_t errlen)
+{
+    struct broker_endpoint ep;
+    if (broker_config_parse_endpoint(value, &ep) != 0) {
+        snprintf(err, errlen, "a listener like PLAINTEXT://127.0.0.1:9092");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+const struct config_def broker_config_defs[] = {
+    {.name = "broker.id",
+     .type = CONFIG_INT,
+     .default_value = "0",
+     .min = 0,
+     .max = INT32_MAX,
+     .doc = "this broker's id in the cluster"},
+    {.name = "listeners",
+     .type = CONFIG_STRING,
+     .default_value = "PLAINTEXT://127.0.0.1:9092",
+     .validate = validate_endpoint,
+     .doc = "where the Kafka listener binds"},
+    {.name = "advertised.listeners",
+     .type = CONFIG_STRING,
+     .default_value = NULL,
+     .doc = "the address clients are told; defaults to listeners"},
+    {.name = "coordinator.connect",
+     .type = CONFIG_STRING,
+     .default_value = NULL,
+     .doc = "host:port of weir-coordinator"},
+    {.name = "zookeeper.connect",
+     .type = CONFIG_STRING,
+     .default_value = NULL,
+     .doc = "alias of coordinator.connect (deprecated)"},
+    {.name = "replication.listener",
+     .type = CONFIG_STRING,
+     .default_value = NULL,
+     .doc = "host:port followers fetch from (replication; not used yet)"},
+    {.name = "broker.rack", .type = CONFIG_STRING, .default_value = NULL, .doc = "rack id"},
+    {.name = "socket.request.max.bytes",
+     .type = CONFIG_INT,
+     .default_value = "104857600",
+     .min = 1024,
+     .max = INT32_MAX,
+     .doc = "largest request frame accepted"},
+    {.name = "message.max.bytes",
+     .type = CONFIG_INT,
+     .default_value = "1048588",
+     .min = 64,
+     .max = INT32_MAX,
+     .doc = "largest record batch accepted"},
+    {.name = "auto.create.topics.enable",
+     .type = CONFIG_BOOL,
+     .default_value = "true",
+     .doc = "create unknown topics named in Metadata requests"},
+    {.name = "num.partitions",
+     .type = CONFIG_INT,
+     .default_value = "1",
+     .min = 1,
+     .max = 1000000,
+     .doc = "partitions of an auto-created topic"},
+    {.name = "default.replication.factor",
+     .type = CONFIG_INT,
+     .default_value = "1",
+     .min = 1,
+     .max = 64,
+     .doc = "replication factor of an auto-created topic"},
+    {.name = "connections.max.idle.ms",
+     .type = CONFIG_INT,
+     .default_value = "600000",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "close connections idle this long"},
+    {.name = "queued.max.requests",
+     .type = CONFIG_INT,
+     .default_value = "500",
+     .min = 1,
+     .max = 1000000,
+     .doc = "requests in flight per connection before reading pauses"},
+    {.name = "request.timeout.ms",
+     .type = CONFIG_INT,
+     .default_value = "30000",
+     .min = 100,
+     .max = INT32_MAX,
+     .doc = "how long admin requests wait for the coordinator"},
+    {.name = "log.level",
+     .type = CONFIG_STRING,
+     .default_value = "info",
+     .choices = log_level_choices,
+     .doc = "log verbosity"},
+};
+const size_t broker_config_ndefs = sizeof(broker_config_defs) / sizeof(broker_config_defs[0]);
+
+int broker_config_new(struct config **ret, struct config_def **ret_defs)
+{
+    struct config_def *defs;
+    size_t n;
+    int r = storage_config_defs_combine(broker_config_defs, broker_config_ndefs, &defs, &n);
+    if (r < 0)
+        return r;
+    struct config *c;
+    r = config_new(defs, n, &c);
+    if (r < 0) {
+        free(defs);
+        return r;
+    }
+    *ret = c;
+    *ret_defs = defs;
+    return 0;
+}
+
+int broker_config_parse_endpoint(const char *s, struct broker_endpoint *ret)
+{
+    struct broker_endpoint ep;
+    memset(&ep, 0, sizeof(ep));
+    const char *sep = strstr(s, "://");
+    const char *hp = s;
+    if (sep) {
+        size_t n = (size_t)(sep - s);
+        if (n == 0 || n >= sizeof(ep.listener))
+            return -EINVAL;
+        memcpy(ep.listener, s, n);
+        hp = sep + 3;
+    } else {
+        strcpy(ep.listener, "PLAINTEXT");
+    }
+    if (strchr(hp, ','))
+        return -EINVAL; /* one listener for now */
+    const char *colon = strrchr(hp, ':');
+    if (!colon)
+        return -EINVAL;
+    size_t hl = (size_t)(colon - hp);
+    if (hl >= sizeof(ep.host))
+        return -EINVAL;
+    if (hl >= 2 && hp[0] == '[' && hp[hl - 1] == ']') {
+        memcpy(ep.host, hp + 1, hl - 2);
+    } else {
+        memcpy(ep.host, hp, hl);
+    }
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || port < 0 || port > 65535)
+        return -EINVAL;
+    ep.port = (int)port;
+    *ret = ep;
+    return 0;
+}
+
+static int parse_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    struct broker_endpoint ep;
+    if (strstr(s, "://") || broker_config_parse_endpoint(s, &ep) != 0 || ep.port == 0 ||
+        !ep.host[0] || strlen(ep.host) >= hostlen)
+        return -EINVAL;
+    strcpy(host, ep.host);
+    *port = ep.port;
+    return 0;
+}
+
+int broker_settings_resolve(const struct config *c, struct broker_settings *ret, char *err,
+                            size_t errlen)
+{
+    struct broker_settings s;
+    memset(&s, 0, sizeof(s));
+    s.broker_id = (int32_t)config_get_int(c, "broker.id");
+    if (broker_config_parse_endpoint(config_get_string(c, "listeners"), &s.listen) != 0) {
+        snprintf(err, errlen, "bad listeners");
+        return -EINVAL;
+    }
+    const char *adv = config_get_string(c, "advertised.listeners");
+    if (adv) {
+        if (broker_config_parse_endpoint(adv, &s.advertised) != 0 || !s.advertised.host[0]) {
+            snprintf(err, errlen, "invalid value '%s' for 'advertised.listeners'", adv);
+            return -EINVAL;
+        }
+    } else {
+        s.advertised = s.listen;
+        if (!s.advertised.host[0] || strcmp(s.advertised.host, "0.0.0.0") == 0)
+            strcpy(s.advertised.host, "127.0.0.1");
+    }
+    const char *coord = config_get_string(c, "coordinator.connect");
+    if (!coord) {
+        coord = config_get_string(c, "zookeeper.connect");
+        if (coord)
+            log_warn("config", "zookeeper.connect is deprecated; use coordinator.connect");
+    }
+    if (!coord) {
+        snprintf(err, errlen, "coordinator.connect is required");
+        return -EINVAL;
+    }
+    if (parse_hostport(coord, s.coord_host, sizeof(s.coord_host), &s.coord_port) != 0) {
+        snprintf(err, errlen, "invalid value '%s' for 'coordinator.connect': expected host:port",
+                 coord);
+        return -EINVAL;
+    }
+    s.replication_listener = config_get_string(c, "replication.listener");
+    s.rack = config_get_string(c, "broker.rack");
+    s.socket_request_max_bytes = config_get_int(c, "socket.request.max.bytes");
+    s.message_max_bytes = (int32_t)config_get_int(c, "message.max.bytes");
+    s.auto_create_topics = config_get_bool(c, "auto.create.topics.enable");
+    s.num_partitions = (int32_t)config_get_int(c, "num.partitions");
+    s.default_replication_factor = (int32_t)config_get_int(c, "default.replication.factor");
+    s.connections_max_idle_ms = config_get_int(c, "connections.max.idle.ms");
+    s.queued_max_requests = (int32_t)config_get_int(c, "queued.max.requests");
+    s.admin_timeout_ms = (int32_t)config_get_int(c, "request.timeout.ms");
+    *ret = s;
+    return 0;
+}

@@ -1,0 +1,56 @@
+/* broker_config: the broker's configuration keys (Kafka's names) and their
+ * resolution into the settings the rest of the broker reads.
+ *
+ * The storage keys (log.dirs, log.segment.bytes, ...) come from
+ * broker/storage/storage_config.h and are combined with the keys declared here. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+
+#define BROKER_HOST_MAX 256
+
+struct broker_endpoint {
+    char listener[32]; /* "PLAINTEXT" */
+    char host[BROKER_HOST_MAX];
+    int port;
+};
+
+struct broker_settings {
+    int32_t broker_id;
+    struct broker_endpoint listen;     /* listeners */
+    struct broker_endpoint advertised; /* advertised.listeners, else listeners */
+    char coord_host[BROKER_HOST_MAX];  /* coordinator.connect */
+    int coord_port;
+    const char *replication_listener; /* replication.listener; NULL: none (unused yet) */
+    const char *rack;                 /* broker.rack; NULL: none */
+    int64_t socket_request_max_bytes;
+    int32_t message_max_bytes;
+    bool auto_create_topics;
+    int32_t num_partitions;
+    int32_t default_replication_factor;
+    int64_t connections_max_idle_ms;
+    int32_t queued_max_requests; /* per-connection requests in flight */
+    int32_t admin_timeout_ms;    /* waiting for the coordinator on admin requests */
+};
+
+/* The broker's own keys, without the storage ones. */
+extern const struct config_def broker_config_defs[];
+extern const size_t broker_config_ndefs;
+
+/* Build a registry over the broker keys plus the storage keys. Free *ret_defs
+ * with free() after config_free(*ret). -ENOMEM. */
+int broker_config_new(struct config **ret, struct config_def **ret_defs);
+
+/* Parse "PLAINTEXT://host:port" (or "host:port"); an empty host means all
+ * interfaces for a listener. -EINVAL. */
+int broker_config_parse_endpoint(const char *s, struct broker_endpoint *ret);
+
+/* Resolve the loaded keys; the strings stay borrowed from @c. -EINVAL with a
+ * message in @err for inconsistent values. zookeeper.connect is accepted as an
+ * alias of coordinator.connect, with a warning. */
+int broker_settings_resolve(const struct config *c, struct broker_settings *ret, char *err,
+                            size_t errlen);

@@ -1,0 +1,493 @@
+/* coordclient: registration, heartbeats, the metadata watch and the local
+ * cstate replica, and forwarding of admin RPCs to the coordinator. */
+#include "broker/coordclient.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/broker_config.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/rpc.h"
+#include "coordinator.pb-c.h"
+#include "coordinator/state.h"
+#include "metadata.pb-c.h"
+
+#define M_REGISTER  0
+#define M_HEARTBEAT 1
+#define M_CSHUTDOWN 2
+#define M_WATCH     11
+
+#define STALE_BROKER_EPOCH 77
+#define SHUTDOWN_TRIES     5
+
+struct waiter {
+    struct waiter *next;
+    int64_t offset;
+    struct event *timer;
+    coordclient_wait_fn fn;
+    void *ud;
+    struct coordclient *cc;
+};
+
+struct coordclient {
+    struct event_base *base;
+    const struct broker_settings *s;
+    struct coordclient_callbacks cb;
+    struct rpc_client *rpc;
+    struct cstate *state;
+    bool synced;
+    bool registered;
+    bool registering;
+    bool shutting_down;
+    int64_t epoch;
+    int64_t coord_offset; /* the coordinator's committed offset, last we heard */
+    uint8_t incarnation[16];
+    int heartbeat_ms;
+    struct event *hb_timer;
+    struct waiter *waiters;
+    int cs_tries;
+    void (*cs_done)(void *);
+    void *cs_ud;
+};
+
+static void do_register(struct coordclient *cc);
+static void do_watch(struct coordclient *cc);
+
+static void new_incarnation(uint8_t out[16])
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, out, 16) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n != 16) {
+        uint64_t t = (uint64_t)clock_mono_ns() ^ ((uint64_t)getpid() << 32);
+        memcpy(out, &t, 8);
+        t = (uint64_t)clock_wall_us();
+        memcpy(out + 8, &t, 8);
+    }
+    out[6] = (uint8_t)((out[6] & 0x0f) | 0x40);
+    out[8] = (uint8_t)((out[8] & 0x3f) | 0x80);
+}
+
+/* ---- waiters ---------------------------------------------------------------- */
+
+static void waiter_remove(struct coordclient *cc, struct waiter *w)
+{
+    for (struct waiter **p = &cc->waiters; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    event_free(w->timer);
+}
+
+static void waiter_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct waiter *w = arg;
+    struct coordclient *cc = w->cc;
+    waiter_remove(cc, w);
+    coordclient_wait_fn fn = w->fn;
+    void *ud = w->ud;
+    free(w);
+    fn(ud, -ETIMEDOUT);
+}
+
+static void waiters_check(struct coordclient *cc)
+{
+    for (;;) {
+        struct waiter *w = cc->waiters;
+        while (w && w->offset > cc->state->offset)
+            w = w->next;
+        if (!w)
+            return;
+        waiter_remove(cc, w);
+        coordclient_wait_fn fn = w->fn;
+        void *ud = w->ud;
+        free(w);
+        fn(ud, 0);
+    }
+}
+
+int coordclient_wait_offset(struct coordclient *cc, int64_t offset, int timeout_ms,
+                            coordclient_wait_fn fn, void *ud)
+{
+    if (cc->state->offset >= offset) {
+        fn(ud, 0);
+        return 0;
+    }
+    struct waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->timer = evtimer_new(cc->base, waiter_timeout, w);
+    if (!w->timer) {
+        free(w);
+        return -ENOMEM;
+    }
+    w->offset = offset;
+    w->fn = fn;
+    w->ud = ud;
+    w->cc = cc;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(w->timer, &tv);
+    w->next = cc->waiters;
+    cc->waiters = w;
+    return 0;
+}
+
+/* ---- watch -------------------------------------------------------------------- */
+
+static void state_changed(struct coordclient *cc)
+{
+    if (cc->cb.on_metadata)
+        cc->cb.on_metadata(cc->cb.ud);
+    waiters_check(cc);
+}
+
+static void on_watch_record(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
+{
+    struct coordclient *cc = ud;
+    const Weir__Coord__WatchRecord *rec = (const Weir__Coord__WatchRecord *)msg;
+    if (!cc->synced)
+        return; /* waiting for the image or the first replayed record */
+    if (rec->offset <= cc->state->offset)
+        return;
+    if (rec->offset != cc->state->offset + 1) {
+        log_warn("coordclient", "metadata gap: got %" PRId64 " after %" PRId64 ": resubscribing",
+                 rec->offset, cc->state->offset);
+        cc->synced = false;
+        do_watch(cc);
+        return;
+    }
+    char why[256] = "";
+    int r = cstate_apply_bytes(cc->state, rec->offset, rec->record.data, rec->record.len, why,
+                               sizeof(why));
+    if (r < 0) {
+        log_warn("coordclient", "metadata record %" PRId64 " does not apply (%s): resubscribing",
+                 rec->offset, why[0] ? why : strerror(-r));
+        cc->synced = false;
+        do_watch(cc);
+        return;
+    }
+    state_changed(cc);
+}
+
+static void on_watch_image(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
+{
+    struct coordclient *cc = ud;
+    const Weir__Coord__WatchImage *img = (const Weir__Coord__WatchImage *)msg;
+    struct cstate *s = NULL;
+    char why[256] = "";
+    int r;
+    if (img->image.len == 0 && img->offset < 0)
+        r = cstate_new(&s);
+    else
+        r = cstate_snapshot_decode(img->image.data, img->image.len, &s, why, sizeof(why));
+    if (r < 0) {
+        log_error("coordclient", "metadata image does not load: %s", why[0] ? why : strerror(-r));
+        return;
+    }
+    s->offset = img->offset;
+    cstate_free(cc->state);
+    cc->state = s;
+    cc->synced = true;
+    if (cc->coord_offset < s->offset)
+        cc->coord_offset = s->offset;
+    log_info("coordclient", "metadata image loaded at offset %" PRId64 ": %zu brokers, %zu topics",
+             img->offset, s->n_brokers, s->n_topics);
+    state_changed(cc);
+}
+
+static void on_watch_response(int status, const struct ProtobufCMessage *msg, const char *errmsg,
+                              void *ud)
+{
+    struct coordclient *cc = ud;
+    if (status != RPC_OK) {
+        log_warn("coordclient", "watch failed: %s", errmsg);
+        return; /* the reconnect subscribes again */
+    }
+    const Weir__Coord__WatchResponse *resp = (const Weir__Coord__WatchResponse *)msg;
+    if (resp->error_code) {
+        log_warn("coordclient", "watch refused: %d %s", resp->error_code, resp->error_message);
+        return;
+    }
+    if (!resp->full_image) {
+        /* Records after our offset follow. When we asked from the beginning
+         * they rebuild the state from scratch. */
+        if (!cc->synced) {
+            struct cstate *s;
+            if (cstate_new(&s) < 0) {
+                log_error("coordclient", "out of memory resetting the metadata state");
+                return;
+            }
+            cstate_free(cc->state);
+            cc->state = s;
+        }
+        cc->synced = true;
+        state_changed(cc);
+    }
+}
+
+static void do_watch(struct coordclient *cc)
+{
+    Weir__Coord__WatchRequest req = WEIR__COORD__WATCH_REQUEST__INIT;
+    req.broker_id = cc->s->broker_id;
+    /* Not synced (start, a gap, a record that did not apply): ask from the
+     * beginning. The old state keeps serving until the replacement arrives. */
+    req.last_offset = cc->synced ? cc->state->offset : -1;
+    int r = rpc_client_call(cc->rpc, M_WATCH, &req.base, 0, on_watch_response, cc);
+    if (r < 0)
+        log_warn("coordclient", "watch call: %s", strerror(-r));
+}
+
+/* ---- registration and heartbeats -------------------------------------------- */
+
+static void hb_schedule(struct coordclient *cc)
+{
+    int ms = cc->heartbeat_ms > 0 ? cc->heartbeat_ms : 1000;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(cc->hb_timer, &tv);
+}
+
+static void on_heartbeat(int status, const struct ProtobufCMessage *msg, const char *errmsg,
+                         void *ud)
+{
+    struct coordclient *cc = ud;
+    if (status != RPC_OK)
+        return;
+    const Weir__Coord__HeartbeatResponse *resp = (const Weir__Coord__HeartbeatResponse *)msg;
+    if (!resp->error_code && resp->metadata_offset > cc->coord_offset)
+        cc->coord_offset = resp->metadata_offset;
+    if (resp->error_code && !cc->shutting_down) {
+        log_warn("coordclient", "heartbeat refused (%d %s): registering again", resp->error_code,
+                 resp->error_message);
+        cc->registered = false;
+        new_incarnation(cc->incarnation);
+        do_register(cc);
+    }
+}
+
+static void hb_fire(evutil_socket_t fd, short what, void *arg)
+{
+    struct coordclient *cc = arg;
+    if (cc->registered && rpc_client_is_connected(cc->rpc)) {
+        Weir__Coord__HeartbeatRequest req = WEIR__COORD__HEARTBEAT_REQUEST__INIT;
+        req.broker_id = cc->s->broker_id;
+        req.broker_epoch = cc->epoch;
+        req.metadata_offset = cc->state->offset;
+        rpc_client_call(cc->rpc, M_HEARTBEAT, &req.base,
+                        cc->heartbeat_ms > 0 ? cc->heartbeat_ms : 0, on_heartbeat, cc);
+    } else if (!cc->registered && !cc->registering && rpc_client_is_connected(cc->rpc)) {
+        do_register(cc);
+    }
+    hb_schedule(cc);
+}
+
+static void on_register(int status, const struct ProtobufCMessage *msg, const char *errmsg,
+                        void *ud)
+{
+    struct coordclient *cc = ud;
+    cc->registering = false;
+    if (status != RPC_OK) {
+        log_warn("coordclient", "registration failed: %s", errmsg);
+        return; /* retried by the heartbeat timer or the next connect */
+    }
+    const Weir__Coord__RegisterBrokerResponse *resp =
+        (const Weir__Coord__RegisterBrokerResponse *)msg;
+    if (resp->error_code) {
+        log_warn("coordclient", "registration refused: %d %s", resp->error_code,
+                 resp->error_message);
+        return;
+    }
+    cc->registered = true;
+    cc->epoch = resp->broker_epoch;
+    cc->heartbeat_ms = resp->heartbeat_interval_ms;
+    if (resp->metadata_offset > cc->coord_offset)
+        cc->coord_offset = resp->metadata_offset;
+    log_info("coordclient", "registered broker %d with epoch %" PRId64 " (cluster %s)",
+             cc->s->broker_id, cc->epoch, resp->cluster_id);
+    if (cc->cb.on_registered)
+        cc->cb.on_registered(cc->cb.ud, cc->epoch);
+}
+
+static void do_register(struct coordclient *cc)
+{
+    if (cc->registering || cc->shutting_down)
+        return;
+    Weir__Meta__Endpoint ep = WEIR__META__ENDPOINT__INIT;
+    ep.listener = (char *)cc->s->advertised.listener;
+    ep.host = (char *)cc->s->advertised.host;
+    ep.port = cc->s->advertised.port;
+    ep.security_protocol = "PLAINTEXT";
+    Weir__Meta__Endpoint *eps[1] = {&ep};
+    Weir__Coord__RegisterBrokerRequest req = WEIR__COORD__REGISTER_BROKER_REQUEST__INIT;
+    req.broker_id = cc->s->broker_id;
+    req.incarnation_id.data = cc->incarnation;
+    req.incarnation_id.len = 16;
+    req.n_endpoints = 1;
+    req.endpoints = eps;
+    req.rack = (char *)(cc->s->rack ? cc->s->rack : "");
+    if (rpc_client_call(cc->rpc, M_REGISTER, &req.base, 0, on_register, cc) == 0)
+        cc->registering = true;
+}
+
+static void on_connect(struct rpc_client *c, void *ud)
+{
+    struct coordclient *cc = ud;
+    log_info("coordclient", "connected to coordinator %s:%d", cc->s->coord_host, cc->s->coord_port);
+    /* Re-registering with the same incarnation renews a live session. */
+    if (!cc->registered)
+        do_register(cc);
+    do_watch(cc);
+}
+
+static void on_disconnect(struct rpc_client *c, void *ud)
+{
+    struct coordclient *cc = ud;
+    log_warn("coordclient", "lost the coordinator; serving with metadata offset %" PRId64,
+             cc->state->offset);
+    cc->registering = false;
+}
+
+int coordclient_new(struct event_base *base, const struct broker_settings *s,
+                    const struct coordclient_callbacks *cb, struct coordclient **ret)
+{
+    struct coordclient *cc = calloc(1, sizeof(*cc));
+    if (!cc)
+        return -ENOMEM;
+    cc->base = base;
+    cc->s = s;
+    if (cb)
+        cc->cb = *cb;
+    new_incarnation(cc->incarnation);
+    int r = cstate_new(&cc->state);
+    if (r < 0)
+        goto fail;
+    cc->hb_timer = evtimer_new(base, hb_fire, cc);
+    if (!cc->hb_timer) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    struct rpc_client_options o = {0};
+    o.on_connect = on_connect;
+    o.on_disconnect = on_disconnect;
+    o.event_ud = cc;
+    o.max_frame_bytes = 64u * 1024 * 1024;
+    r = rpc_client_new(base, s->coord_host, s->coord_port, &weir__coord__coordinator__descriptor,
+                       &o, &cc->rpc);
+    if (r < 0)
+        goto fail;
+    rpc_client_on_push(cc->rpc, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_RECORD,
+                       &weir__coord__watch_record__descriptor, on_watch_record, cc);
+    rpc_client_on_push(cc->rpc, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_IMAGE,
+                       &weir__coord__watch_image__descriptor, on_watch_image, cc);
+    hb_schedule(cc);
+    *ret = cc;
+    return 0;
+fail:
+    coordclient_free(cc);
+    return r;
+}
+
+void coordclient_free(struct coordclient *cc)
+{
+    if (!cc)
+        return;
+    rpc_client_free(cc->rpc);
+    while (cc->waiters) {
+        struct waiter *w = cc->waiters;
+        waiter_remove(cc, w);
+        w->fn(w->ud, -ECANCELED);
+        free(w);
+    }
+    if (cc->hb_timer)
+        event_free(cc->hb_timer);
+    cstate_free(cc->state);
+    free(cc);
+}
+
+const struct cstate *coordclient_state(const struct coordclient *cc)
+{
+    return cc->state;
+}
+bool coordclient_synced(const struct coordclient *cc)
+{
+    return cc->synced;
+}
+bool coordclient_caught_up(const struct coordclient *cc)
+{
+    return cc->synced && cc->registered && cc->state->offset >= cc->coord_offset;
+}
+int64_t coordclient_broker_epoch(const struct coordclient *cc)
+{
+    return cc->epoch;
+}
+bool coordclient_registered(const struct coordclient *cc)
+{
+    return cc->registered;
+}
+
+int coordclient_call(struct coordclient *cc, unsigned method, const struct ProtobufCMessage *req,
+                     int timeout_ms, coordclient_response_fn cb, void *ud)
+{
+    return rpc_client_call(cc->rpc, method, req, timeout_ms, cb, ud);
+}
+
+/* ---- controlled shutdown ------------------------------------------------------ */
+
+static void cs_send(struct coordclient *cc, bool exit_now);
+
+static void cs_finish(struct coordclient *cc)
+{
+    void (*done)(void *) = cc->cs_done;
+    cc->cs_done = NULL;
+    if (done)
+        done(cc->cs_ud);
+}
+
+static void on_cs_exit(int status, const struct ProtobufCMessage *msg, const char *errmsg, void *ud)
+{
+    cs_finish(ud);
+}
+
+static void on_cs(int status, const struct ProtobufCMessage *msg, const char *errmsg, void *ud)
+{
+    struct coordclient *cc = ud;
+    const Weir__Coord__ControlledShutdownResponse *resp =
+        (const Weir__Coord__ControlledShutdownResponse *)msg;
+    if (status == RPC_OK && !resp->error_code && resp->remaining_leaderships > 0 &&
+        ++cc->cs_tries < SHUTDOWN_TRIES) {
+        cs_send(cc, false);
+        return;
+    }
+    cs_send(cc, true);
+}
+
+static void cs_send(struct coordclient *cc, bool exit_now)
+{
+    Weir__Coord__ControlledShutdownRequest req = WEIR__COORD__CONTROLLED_SHUTDOWN_REQUEST__INIT;
+    req.broker_id = cc->s->broker_id;
+    req.broker_epoch = cc->epoch;
+    req.exit = exit_now;
+    if (rpc_client_call(cc->rpc, M_CSHUTDOWN, &req.base, 2000, exit_now ? on_cs_exit : on_cs, cc) <
+        0)
+        cs_finish(cc);
+}
+
+void coordclient_shutdown(struct coordclient *cc, void (*done)(void *ud), void *ud)
+{
+    cc->shutting_down = true;
+    cc->cs_done = done;
+    cc->cs_ud = ud;
+    if (!cc->registered || !rpc_client_is_connected(cc->rpc)) {
+        cs_finish(cc);
+        return;
+    }
+    cs_send(cc, false);
+}

@@ -1,0 +1,65 @@
+/* coordclient: the broker's link to weir-coordinator.
+ *
+ * Registers the broker (a fresh incarnation id per process), heartbeats at the
+ * interval the coordinator answers with, subscribes to the metadata watch and
+ * keeps a local replica of the cluster metadata as a struct cstate — built by the
+ * coordinator's own cstate_apply code, so there is one metadata model. A gap in
+ * the pushed offsets, a reconnect or an image push reloads the full state.
+ *
+ * While the coordinator is unreachable the broker keeps its last state and keeps
+ * serving; on reconnect, or when a heartbeat says STALE_BROKER_EPOCH, it
+ * registers again. Admin requests are forwarded with coordclient_call(); callers
+ * that must see the effect of a change wait with coordclient_wait_offset().
+ *
+ * Everything runs on the event loop thread. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct cstate;
+struct coordclient;
+struct broker_settings;
+struct ProtobufCMessage;
+
+struct coordclient_callbacks {
+    /* The first successful registration (and each later one). */
+    void (*on_registered)(void *ud, int64_t broker_epoch);
+    /* The local state changed (records applied or an image loaded). */
+    void (*on_metadata)(void *ud);
+    void *ud;
+};
+
+/* Starts connecting at once. Borrows @s (must outlive the client). */
+int coordclient_new(struct event_base *base, const struct broker_settings *s,
+                    const struct coordclient_callbacks *cb, struct coordclient **ret);
+void coordclient_free(struct coordclient *cc); /* NULL-safe */
+
+/* The local metadata replica: valid until the next return to the event loop
+ * (an image push replaces it). Never NULL. */
+const struct cstate *coordclient_state(const struct coordclient *cc);
+/* True once the watch delivered a consistent state (image or replay). */
+bool coordclient_synced(const struct coordclient *cc);
+/* Synced, registered, and the state has reached the coordinator's committed
+ * offset as of registration or the last heartbeat: safe to delete local logs
+ * of partitions the state does not assign here. */
+bool coordclient_caught_up(const struct coordclient *cc);
+int64_t coordclient_broker_epoch(const struct coordclient *cc);
+bool coordclient_registered(const struct coordclient *cc);
+
+typedef void (*coordclient_response_fn)(int status, const struct ProtobufCMessage *resp,
+                                        const char *errmsg, void *ud);
+/* Forward one Coordinator RPC (method index of proto/coordinator.proto). */
+int coordclient_call(struct coordclient *cc, unsigned method, const struct ProtobufCMessage *req,
+                     int timeout_ms, coordclient_response_fn cb, void *ud);
+
+/* Call @fn(ud, 0) once the local state reached @offset, or @fn(ud, -ETIMEDOUT)
+ * after @timeout_ms. May call @fn before returning when already there. */
+typedef void (*coordclient_wait_fn)(void *ud, int result);
+int coordclient_wait_offset(struct coordclient *cc, int64_t offset, int timeout_ms,
+                            coordclient_wait_fn fn, void *ud);
+
+/* Controlled shutdown: hand over leaderships (a few tries), then leave with
+ * exit = true. @done is called once either way. */
+void coordclient_shutdown(struct coordclient *cc, void (*done)(void *ud), void *ud);

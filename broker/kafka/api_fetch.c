@@ -1,0 +1,361 @@
+/* api_fetch: Fetch v4-12 for consumers, with long polling, and ListOffsets.
+ *
+ * A fetch reads each partition's whole batches from its high watermark-bounded
+ * log (RF=1: high watermark = last stable offset = log end offset) and answers
+ * with the bytes spliced in by sendfile. When fewer than min_bytes are there it
+ * parks until an append makes enough available or max_wait_ms passes. Parked
+ * fetches are in one list; every append re-checks them (cheap: plog_read only
+ * looks at indexes). */
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_config.h"
+#include "broker/kafka/dispatch.h"
+#include "broker/kafka/kafka_msgs.h"
+#include "broker/kafka/server.h"
+#include "broker/replicas.h"
+#include "broker/storage/logmgr.h"
+#include "common/log.h"
+
+#define E_OFFSET_OUT_OF_RANGE 1
+
+struct fetch_part {
+    const buf_slice *field; /* the response records field, for the resolver */
+    const struct plog *log; /* compared only: does an append concern us */
+    struct seg_file *file;
+    int64_t pos;
+};
+
+struct parked {
+    struct parked *prev, *next;
+    struct broker_ctx *b;
+    struct kreq *req;
+    struct kafka_fetch_request *m;
+    struct kafka_fetch_response resp;
+    struct fetch_part *parts; /* heap; one per response partition */
+    char **topics;            /* NUL-terminated names, in the request's arena */
+    size_t n_parts;
+    struct event *timer;
+    bool in_list;
+};
+
+struct fetch_waiters {
+    struct parked *head;
+};
+
+int api_fetch_waiters_new(struct fetch_waiters **ret)
+{
+    struct fetch_waiters *fw = calloc(1, sizeof(*fw));
+    if (!fw)
+        return -ENOMEM;
+    *ret = fw;
+    return 0;
+}
+
+static void release_parts(struct parked *p)
+{
+    for (size_t i = 0; i < p->n_parts; i++) {
+        seg_file_unref(p->parts[i].file);
+        p->parts[i].file = NULL;
+    }
+}
+
+static int resolve(void *opaque, const buf_slice *field, struct seg_file **ret_file,
+                   int64_t *ret_pos)
+{
+    struct parked *p = opaque;
+    for (size_t i = 0; i < p->n_parts; i++) {
+        if (p->parts[i].field == field && p->parts[i].file) {
+            *ret_file = p->parts[i].file;
+            *ret_pos = p->parts[i].pos;
+            p->parts[i].file = NULL; /* the reference moves to the response */
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* Fill the response from the logs as they are now. Returns the bytes found, or
+ * -1 when a partition has an error (answer at once). */
+static int64_t evaluate(struct parked *p)
+{
+    struct broker_ctx *b = p->b;
+    struct kafka_fetch_request *m = p->m;
+    release_parts(p);
+    int64_t total = 0;
+    bool error = false;
+    int64_t budget = m->max_bytes > 0 ? m->max_bytes : INT32_MAX;
+    size_t k = 0;
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        const struct kafka_fetch_request_topic *t = &m->topics[i];
+        struct kafka_fetch_response_topic *rt = &p->resp.responses[i];
+        const char *topic = p->topics[i];
+        for (int32_t j = 0; j < t->n_partitions; j++, k++) {
+            const struct kafka_fetch_request_partition *rq = &t->partitions[j];
+            struct kafka_fetch_response_partition *rp = &rt->partitions[j];
+            rp->partition_index = rq->partition;
+            rp->error_code = 0;
+            rp->high_watermark = -1;
+            rp->last_stable_offset = -1;
+            rp->log_start_offset = -1;
+            rp->diverging_epoch.epoch = -1;
+            rp->diverging_epoch.end_offset = -1;
+            rp->current_leader.leader_id = -1;
+            rp->current_leader.leader_epoch = -1;
+            rp->snapshot_id.end_offset = -1;
+            rp->snapshot_id.epoch = -1;
+            rp->n_aborted_transactions = 0;
+            rp->aborted_transactions = NULL;
+            rp->preferred_read_replica = -1;
+            rp->records.ptr = (const uint8_t *)"";
+            rp->records.len = 0;
+            p->parts[k].field = &rp->records;
+            p->parts[k].log = NULL;
+            struct replicas_leader l;
+            int e =
+                topic ? replicas_lookup(b->reps, topic, rq->partition, rq->current_leader_epoch, &l)
+                      : 3;
+            if (e) {
+                rp->error_code = (int16_t)e;
+                if (e == 6 || e == 74) {
+                    rp->current_leader.leader_id = l.leader;
+                    rp->current_leader.leader_epoch = l.leader_epoch;
+                }
+                error = true;
+                continue;
+            }
+            p->parts[k].log = l.log;
+            int64_t hw = plog_log_end_offset(l.log);
+            int64_t start = plog_log_start_offset(l.log);
+            rp->high_watermark = hw;
+            rp->last_stable_offset = hw;
+            rp->log_start_offset = start;
+            if (rq->fetch_offset < start || rq->fetch_offset > hw) {
+                rp->error_code = E_OFFSET_OUT_OF_RANGE;
+                error = true;
+                continue;
+            }
+            if (rq->fetch_offset == hw || budget <= 0)
+                continue;
+            int64_t want = rq->partition_max_bytes < budget ? rq->partition_max_bytes : budget;
+            if (want <= 0)
+                continue;
+            struct plog_read_result res;
+            /* KIP-74: the first batch of the response goes out even when larger
+             * than the limits, so a consumer never gets stuck. */
+            int r = plog_read(l.log, rq->fetch_offset, hw, (int32_t)want, total == 0, &res);
+            if (r < 0) {
+                rp->error_code = r == -ERANGE ? E_OFFSET_OUT_OF_RANGE : 56;
+                error = true;
+                continue;
+            }
+            if (res.length > 0 && res.file) {
+                p->parts[k].file = res.file;
+                p->parts[k].pos = res.position;
+                rp->records.ptr = NULL;
+                rp->records.len = (int32_t)res.length;
+                total += res.length;
+                budget -= res.length;
+            } else {
+                seg_file_unref(res.file);
+            }
+        }
+    }
+    return error ? -1 : total;
+}
+
+static void unpark(struct parked *p)
+{
+    struct fetch_waiters *fw = p->b->fw;
+    if (p->in_list) {
+        if (p->prev)
+            p->prev->next = p->next;
+        else
+            fw->head = p->next;
+        if (p->next)
+            p->next->prev = p->prev;
+        p->in_list = false;
+    }
+    if (p->timer) {
+        event_free(p->timer);
+        p->timer = NULL;
+    }
+}
+
+static void answer(struct parked *p)
+{
+    unpark(p);
+    kreq_reply(p->req, &p->resp, resolve, p);
+    release_parts(p); /* whatever the encoder did not take */
+    free(p->parts);
+    free(p);
+}
+
+static void timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct parked *p = arg;
+    evaluate(p);
+    answer(p);
+}
+
+void api_fetch_on_append(void *ud, struct plog *log)
+{
+    struct broker_ctx *b = ud;
+    struct parked *p = b->fw->head;
+    while (p) {
+        struct parked *next = p->next;
+        bool concerned = false;
+        for (size_t i = 0; i < p->n_parts && !concerned; i++)
+            concerned = p->parts[i].log == log;
+        if (!concerned) {
+            p = next;
+            continue;
+        }
+        int64_t got = evaluate(p);
+        if (got < 0 || got >= p->m->min_bytes)
+            answer(p);
+        else
+            release_parts(p);
+        p = next;
+    }
+}
+
+void api_fetch_waiters_free(struct fetch_waiters *fw)
+{
+    if (!fw)
+        return;
+    while (fw->head) {
+        struct parked *p = fw->head;
+        evaluate(p);
+        answer(p);
+    }
+    free(fw);
+}
+
+void api_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body)
+{
+    struct kafka_fetch_request *m = body;
+    struct parked *p = calloc(1, sizeof(*p));
+    if (!p) {
+        kreq_close(req);
+        return;
+    }
+    p->b = b;
+    p->req = req;
+    p->m = m;
+    kafka_fetch_response_init(&p->resp);
+    p->resp.session_id = 0; /* no fetch sessions: full responses (KIP-227) */
+    size_t nparts = 0;
+    for (int32_t i = 0; i < m->n_topics; i++)
+        nparts += (size_t)m->topics[i].n_partitions;
+    p->parts = calloc(nparts ? nparts : 1, sizeof(*p->parts));
+    p->n_parts = nparts;
+    p->resp.n_responses = m->n_topics;
+    p->resp.responses = api_alloc(req, (size_t)m->n_topics, sizeof(*p->resp.responses));
+    p->topics = api_alloc(req, (size_t)m->n_topics, sizeof(char *));
+    bool oom = !p->parts || (m->n_topics > 0 && (!p->resp.responses || !p->topics));
+    for (int32_t i = 0; !oom && i < m->n_topics; i++) {
+        struct kafka_fetch_response_topic *rt = &p->resp.responses[i];
+        rt->topic = m->topics[i].topic;
+        p->topics[i] = api_str(req, m->topics[i].topic); /* NULL: unknown topic */
+        rt->n_partitions = m->topics[i].n_partitions;
+        rt->partitions = api_alloc(req, (size_t)rt->n_partitions, sizeof(*rt->partitions));
+        oom = rt->n_partitions > 0 && !rt->partitions;
+    }
+    if (oom) {
+        free(p->parts);
+        free(p);
+        kreq_close(req);
+        return;
+    }
+    int64_t got = evaluate(p);
+    if (got < 0 || got >= m->min_bytes || m->max_wait_ms <= 0 || nparts == 0) {
+        answer(p);
+        return;
+    }
+    release_parts(p);
+    p->timer = evtimer_new(b->base, timeout_cb, p);
+    if (!p->timer) {
+        evaluate(p);
+        answer(p);
+        return;
+    }
+    struct timeval tv = {m->max_wait_ms / 1000, (m->max_wait_ms % 1000) * 1000};
+    evtimer_add(p->timer, &tv);
+    p->next = b->fw->head;
+    if (p->next)
+        p->next->prev = p;
+    b->fw->head = p;
+    p->in_list = true;
+}
+
+/* ---- ListOffsets ------------------------------------------------------------- */
+
+void api_list_offsets_handle(struct broker_ctx *b, struct kreq *req, void *body)
+{
+    struct kafka_list_offsets_request *m = body;
+    int16_t ver = req->hdr.api_version;
+    struct kafka_list_offsets_response resp;
+    kafka_list_offsets_response_init(&resp);
+    resp.n_topics = m->n_topics;
+    resp.topics = api_alloc(req, (size_t)m->n_topics, sizeof(*resp.topics));
+    if (m->n_topics > 0 && !resp.topics)
+        goto oom;
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        const struct kafka_list_offsets_request_topic *t = &m->topics[i];
+        struct kafka_list_offsets_response_topic *rt = &resp.topics[i];
+        rt->name = t->name;
+        rt->n_partitions = t->n_partitions;
+        rt->partitions = api_alloc(req, (size_t)t->n_partitions, sizeof(*rt->partitions));
+        if (t->n_partitions > 0 && !rt->partitions)
+            goto oom;
+        char *topic = api_str(req, t->name);
+        for (int32_t j = 0; j < t->n_partitions; j++) {
+            const struct kafka_list_offsets_request_partition *rq = &t->partitions[j];
+            struct kafka_list_offsets_response_partition *rp = &rt->partitions[j];
+            rp->partition_index = rq->partition_index;
+            rp->timestamp = -1;
+            rp->offset = -1;
+            rp->leader_epoch = -1;
+            struct replicas_leader l;
+            int e = topic ? replicas_lookup(b->reps, topic, rq->partition_index,
+                                            rq->current_leader_epoch, &l)
+                          : 3;
+            if (e) {
+                rp->error_code = (int16_t)e;
+                continue;
+            }
+            rp->leader_epoch = l.leader_epoch;
+            if (rq->timestamp == -1) {
+                rp->offset = plog_log_end_offset(l.log); /* latest = HW = LSO here */
+            } else if (rq->timestamp == -2) {
+                rp->offset = plog_log_start_offset(l.log);
+            } else if (rq->timestamp < 0) {
+                rp->error_code = 42; /* INVALID_REQUEST: -3 (max timestamp) not advertised */
+                continue;
+            } else {
+                int64_t off, ts;
+                int r = plog_offset_for_timestamp(l.log, rq->timestamp, &off, &ts);
+                if (r == 0) {
+                    rp->offset = off;
+                    rp->timestamp = ts;
+                } else if (r != -ENOENT) {
+                    rp->error_code = 56;
+                }
+            }
+            if (ver == 0) {
+                rp->n_old_style_offsets = rp->offset >= 0 ? 1 : 0;
+                rp->old_style_offsets = api_alloc(req, 1, sizeof(int64_t));
+                if (!rp->old_style_offsets)
+                    goto oom;
+                rp->old_style_offsets[0] = rp->offset;
+            }
+        }
+    }
+    kreq_reply(req, &resp, NULL, NULL);
+    return;
+oom:
+    kreq_close(req);
+}

@@ -1,0 +1,142 @@
+/* api_produce: Produce v3-8 (v0-2 advertised, refused by closing the
+ * connection): validation of the outer batches, append to the leader's log. */
+#include <errno.h>
+#include <string.h>
+
+#include "broker/broker_config.h"
+#include "broker/kafka/dispatch.h"
+#include "broker/kafka/kafka_msgs.h"
+#include "broker/kafka/server.h"
+#include "broker/replicas.h"
+#include "broker/storage/logmgr.h"
+#include "common/batch.h"
+#include "common/log.h"
+
+#define E_CORRUPT_MESSAGE         2
+#define E_MESSAGE_TOO_LARGE       10
+#define E_INVALID_REQUIRED_ACKS   21
+#define E_KAFKA_STORAGE_ERROR     56
+#define E_UNSUPPORTED_COMPRESSION 76
+#define E_INVALID_RECORD          87
+
+/* Per-batch checks that need only the headers: size cap, codec support for
+ * this version, no control batches from clients. Walks lengths safely; anything
+ * malformed is left to batch_validate_all. */
+static int16_t check_batches(const uint8_t *p, size_t len, int32_t max_bytes, int16_t version)
+{
+    size_t at = 0;
+    while (len - at >= BATCH_HEADER_SIZE) {
+        struct batch_header h;
+        if (batch_parse_header(p + at, len - at, &h) != 0 || h.length < 0)
+            return 0;
+        int64_t total = batch_total_size(&h);
+        if (total > max_bytes)
+            return E_MESSAGE_TOO_LARGE;
+        if (h.magic == BATCH_MAGIC_V2 && batch_compression(&h) == BATCH_COMPRESSION_ZSTD &&
+            version < 7)
+            return E_UNSUPPORTED_COMPRESSION;
+        if (h.magic == BATCH_MAGIC_V2 && (h.attributes & BATCH_ATTR_CONTROL))
+            return E_INVALID_RECORD;
+        if ((uint64_t)total > len - at)
+            return 0;
+        at += (size_t)total;
+    }
+    return 0;
+}
+
+static int16_t produce_one(struct broker_ctx *b, int16_t version, const char *topic,
+                           const struct kafka_produce_request_partition *pd,
+                           struct kafka_produce_response_partition *out)
+{
+    struct replicas_leader l;
+    int e = replicas_lookup(b->reps, topic, pd->index, -1, &l);
+    if (e)
+        return (int16_t)e;
+    out->log_start_offset = plog_log_start_offset(l.log);
+    if (pd->records.len <= 0)
+        return E_CORRUPT_MESSAGE;
+    uint8_t *data = (uint8_t *)pd->records.ptr; /* our own request frame */
+    size_t len = (size_t)pd->records.len;
+    int16_t ce = check_batches(data, len, b->s->message_max_bytes, version);
+    if (ce)
+        return ce;
+    int r = batch_validate_all(data, len, BATCH_VALIDATE_EXACT_COUNT, NULL, NULL);
+    if (r < 0)
+        return E_CORRUPT_MESSAGE;
+    struct plog_append_info info;
+    r = logmgr_append(b->lm, l.log, data, len, PLOG_APPEND_ASSIGN_OFFSETS, l.leader_epoch, &info);
+    if (r == -EMSGSIZE)
+        return E_MESSAGE_TOO_LARGE;
+    if (r < 0) {
+        log_error("kafka", "append to %s-%d failed: %s", topic, pd->index, strerror(-r));
+        return E_KAFKA_STORAGE_ERROR;
+    }
+    out->base_offset = info.first_offset;
+    out->log_start_offset = plog_log_start_offset(l.log);
+    replicas_notify_append(b->reps, l.log);
+    return 0;
+}
+
+void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
+{
+    struct kafka_produce_request *m = body;
+    int16_t ver = req->hdr.api_version;
+    if (ver < 3) {
+        /* MessageSet v0/v1 is not supported; advertised only for clients'
+         * feature gates (kafka-clients.md §2, note 1). */
+        log_warn("kafka", "closing connection from %s: Produce v%d (message format < 2)",
+                 kreq_peer(req), ver);
+        kreq_close(req);
+        return;
+    }
+    bool acks_ok = m->acks == -1 || m->acks == 0 || m->acks == 1;
+    struct kafka_produce_response resp;
+    kafka_produce_response_init(&resp);
+    resp.n_responses = m->n_topic_data;
+    resp.responses = api_alloc(req, (size_t)m->n_topic_data, sizeof(*resp.responses));
+    if (m->n_topic_data > 0 && !resp.responses)
+        goto oom;
+    for (int32_t i = 0; i < m->n_topic_data; i++) {
+        const struct kafka_produce_request_topic *t = &m->topic_data[i];
+        struct kafka_produce_response_topic *rt = &resp.responses[i];
+        rt->name = t->name;
+        rt->n_partition_responses = t->n_partition_data;
+        rt->partition_responses =
+            api_alloc(req, (size_t)t->n_partition_data, sizeof(*rt->partition_responses));
+        if (t->n_partition_data > 0 && !rt->partition_responses)
+            goto oom;
+        char *topic = api_str(req, t->name);
+        for (int32_t j = 0; j < t->n_partition_data; j++) {
+            struct kafka_produce_response_partition *rp = &rt->partition_responses[j];
+            rp->index = t->partition_data[j].index;
+            rp->base_offset = -1;
+            rp->log_append_time_ms = -1;
+            rp->log_start_offset = -1;
+            rp->error_message = api_slice(NULL);
+            if (!acks_ok)
+                rp->error_code = E_INVALID_REQUIRED_ACKS;
+            else if (!topic)
+                rp->error_code = 3;
+            else
+                rp->error_code = produce_one(b, ver, topic, &t->partition_data[j], rp);
+        }
+    }
+    if (m->acks == 0 && acks_ok) {
+        /* Clients do not read an answer to acks=0. As in Kafka, an error closes
+         * the connection instead, so the client refreshes its metadata. */
+        bool any_error = false;
+        for (int32_t i = 0; i < resp.n_responses; i++)
+            for (int32_t j = 0; j < resp.responses[i].n_partition_responses; j++)
+                any_error |= resp.responses[i].partition_responses[j].error_code != 0;
+        if (any_error)
+            kreq_close(req);
+        else
+            kreq_no_reply(req);
+        return;
+    }
+    /* RF=1: the local append is all of "acks=all". */
+    kreq_reply(req, &resp, NULL, NULL);
+    return;
+oom:
+    kreq_close(req);
+}

@@ -1,0 +1,91 @@
+/* dispatch: the API table and request routing. */
+#include "broker/kafka/dispatch.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "broker/kafka/kafka_codec.h"
+#include "broker/kafka/kafka_msgs.h"
+#include "broker/kafka/server.h"
+#include "common/arena.h"
+#include "common/log.h"
+
+const struct dispatch_entry dispatch_table[] = {
+    {KAFKA_API_PRODUCE, 0, 8, api_produce_handle},
+    {KAFKA_API_FETCH, 4, 12, api_fetch_handle},
+    {KAFKA_API_LIST_OFFSETS, 0, 5, api_list_offsets_handle},
+    {KAFKA_API_METADATA, 0, 9, api_metadata_handle},
+    {KAFKA_API_API_VERSIONS, 0, 3, api_versions_handle},
+    {KAFKA_API_CREATE_TOPICS, 0, 7, api_create_topics_handle},
+    {KAFKA_API_DELETE_TOPICS, 0, 6, api_delete_topics_handle},
+    {KAFKA_API_CREATE_PARTITIONS, 0, 1, api_create_partitions_handle},
+};
+const size_t dispatch_table_len = sizeof(dispatch_table) / sizeof(dispatch_table[0]);
+
+const struct dispatch_entry *dispatch_find(int16_t api_key)
+{
+    for (size_t i = 0; i < dispatch_table_len; i++)
+        if (dispatch_table[i].api_key == api_key)
+            return &dispatch_table[i];
+    return NULL;
+}
+
+void dispatch_request(void *ud, struct kreq *req)
+{
+    struct broker_ctx *b = ud;
+    int16_t key = req->hdr.api_key, ver = req->hdr.api_version;
+    const struct dispatch_entry *e = dispatch_find(key);
+    const struct kafka_api_info *api = kafka_api_lookup(key);
+    bool known = e && api && ver >= e->min_version && ver <= e->max_version &&
+                 kafka_api_has_version(api, ver);
+    if (key == KAFKA_API_API_VERSIONS && !known) {
+        api_versions_unsupported(req);
+        return;
+    }
+    if (!known) {
+        log_warn("kafka", "closing connection from %s: unsupported api %d version %d",
+                 kreq_peer(req), key, ver);
+        kreq_close(req);
+        return;
+    }
+    void *body = arena_zalloc(&req->arena, api->request_size, 8);
+    if (!body) {
+        kreq_close(req);
+        return;
+    }
+    int r = kafka_request_decode(&req->body, key, ver, &req->arena, body);
+    if (r < 0) {
+        log_warn("kafka", "closing connection from %s: %s v%d request does not decode: %s",
+                 kreq_peer(req), api->name, ver, strerror(-r));
+        kreq_close(req);
+        return;
+    }
+    e->fn(b, req, body);
+}
+
+char *api_str(struct kreq *req, buf_slice s)
+{
+    if (s.len < 0)
+        return NULL;
+    return arena_strndup(&req->arena, (const char *)(s.ptr ? s.ptr : (const uint8_t *)""),
+                         (size_t)s.len);
+}
+
+buf_slice api_slice(const char *s)
+{
+    buf_slice sl;
+    sl.ptr = (const uint8_t *)s;
+    sl.len = s ? (int32_t)strlen(s) : -1;
+    return sl;
+}
+
+void *api_alloc(struct kreq *req, size_t n, size_t size)
+{
+    if (n == 0)
+        return NULL;
+    void *p;
+    if (arena_alloc_array(&req->arena, n, size, 8, &p) != 0)
+        return NULL;
+    memset(p, 0, n * size);
+    return p;
+}

@@ -1,0 +1,84 @@
+/* dispatch: the table of Kafka APIs this broker serves — API key, advertised
+ * version range, handler — and the routing of each request to its handler.
+ *
+ * ApiVersions answers are generated from the same table, so every broker
+ * advertises exactly what it implements. Versions follow the advertisement of
+ * ../shared/reference/kafka-clients.md §2; Produce v0-2 are advertised (for
+ * librdkafka's compression gates) but refused by closing the connection.
+ *
+ * A request for an API or version outside the table closes the connection, as
+ * Kafka does, except ApiVersions, which gets UNSUPPORTED_VERSION in a v0 body.
+ * A body that does not decode also closes the connection. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+struct event_base;
+struct broker_settings;
+struct logmgr;
+struct coordclient;
+struct replicas;
+struct kreq;
+struct fetch_waiters;
+struct plog;
+
+/* What every handler may use. Borrowed pointers, owned by main. */
+struct broker_ctx {
+    struct event_base *base;
+    const struct broker_settings *s;
+    struct logmgr *lm;
+    struct coordclient *cc;
+    struct replicas *reps;
+    struct fetch_waiters *fw; /* api_fetch's parked requests */
+};
+
+/* A handler completes @req (kreq_reply / kreq_no_reply / kreq_close) now or
+ * later. @body is the decoded request struct, in @req's arena. */
+typedef void (*dispatch_handler_fn)(struct broker_ctx *b, struct kreq *req, void *body);
+
+struct dispatch_entry {
+    int16_t api_key;
+    int16_t min_version; /* advertised */
+    int16_t max_version;
+    dispatch_handler_fn fn;
+};
+
+extern const struct dispatch_entry dispatch_table[];
+extern const size_t dispatch_table_len;
+
+const struct dispatch_entry *dispatch_find(int16_t api_key);
+
+/* kserver_request_fn: @ud is the struct broker_ctx. */
+void dispatch_request(void *ud, struct kreq *req);
+
+/* ---- handlers (broker/kafka/api_*.c) ------------------------------------------- */
+
+void api_versions_handle(struct broker_ctx *b, struct kreq *req, void *body);
+/* The UNSUPPORTED_VERSION answer for an ApiVersions version we do not know. */
+void api_versions_unsupported(struct kreq *req);
+void api_metadata_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_list_offsets_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_create_topics_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_delete_topics_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_create_partitions_handle(struct broker_ctx *b, struct kreq *req, void *body);
+
+/* Parked fetches (long poll). */
+int api_fetch_waiters_new(struct fetch_waiters **ret);
+/* Answers every parked fetch now, then frees. NULL-safe. */
+void api_fetch_waiters_free(struct fetch_waiters *fw);
+/* A log got new data: re-check the parked fetches. */
+void api_fetch_on_append(void *ud, struct plog *log);
+
+/* Shared helpers for handlers. */
+/* A NUL-terminated copy of @s in @req's arena; NULL for a null string or on
+ * arena exhaustion. */
+char *api_str(struct kreq *req, buf_slice s);
+/* Slice over a C string (NULL gives a null slice). */
+buf_slice api_slice(const char *s);
+/* Array of @n zeroed elements from the request's arena (NULL when n == 0). */
+void *api_alloc(struct kreq *req, size_t n, size_t size);

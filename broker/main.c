@@ -1,0 +1,283 @@
+/* weir-broker: the Kafka-protocol broker. Parses the configuration, opens the
+ * partition logs, listens for Kafka clients, registers with the coordinator and
+ * follows its metadata, serves until SIGTERM/SIGINT, then shuts down in a
+ * controlled way (leaderships handed over, logs flushed) and exits 0.
+ *
+ *   weir-broker --config server.properties [--override key=value]...
+ *
+ * Prints exactly one line on stdout once it serves with current metadata:
+ *   weir-broker ready: broker 1 kafka 127.0.0.1:9092 (registered, epoch 3)
+ * Everything else goes to stderr through the log. */
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_config.h"
+#include "broker/coordclient.h"
+#include "broker/kafka/dispatch.h"
+#include "broker/kafka/server.h"
+#include "broker/replicas.h"
+#include "broker/storage/logmgr.h"
+#include "broker/storage/storage_config.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/wpool.h"
+
+#define EXIT_RUNTIME      1
+#define EXIT_CONFIG       2
+#define SHUTDOWN_GRACE_MS 5000
+
+struct bmain {
+    struct event_base *base;
+    struct broker_settings s;
+    struct broker_ctx ctx;
+    struct kserver *srv;
+    bool ready_printed;
+    bool stopping;
+    struct event *grace;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n");
+}
+
+static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
+{
+    const char *what = "";
+    enum log_level lvl = LOG_LEVEL_WARN;
+    switch (ev->type) {
+    case LOGMGR_EVENT_LOG_OPENED:
+        lvl = LOG_LEVEL_DEBUG;
+        what = "opened log";
+        break;
+    case LOGMGR_EVENT_IGNORED_ENTRY:
+        what = "ignored entry";
+        break;
+    case LOGMGR_EVENT_CHECKPOINT_CORRUPT:
+        what = "corrupt checkpoint";
+        break;
+    case LOGMGR_EVENT_STALE_DELETE_DIR:
+        lvl = LOG_LEVEL_INFO;
+        what = "removing leftover deleted log";
+        break;
+    case LOGMGR_EVENT_OPEN_FAILED:
+        lvl = LOG_LEVEL_ERROR;
+        what = "open failed";
+        break;
+    case LOGMGR_EVENT_FLUSH_FAILED:
+        lvl = LOG_LEVEL_ERROR;
+        what = "flush failed";
+        break;
+    case LOGMGR_EVENT_CHECKPOINT_FAILED:
+        lvl = LOG_LEVEL_ERROR;
+        what = "checkpoint write failed";
+        break;
+    case LOGMGR_EVENT_RETENTION_FAILED:
+        lvl = LOG_LEVEL_ERROR;
+        what = "retention failed";
+        break;
+    case LOGMGR_EVENT_REMOVE_FAILED:
+        lvl = LOG_LEVEL_ERROR;
+        what = "removal failed";
+        break;
+    }
+    if (log_enabled(lvl))
+        log_msg(lvl, "storage", "%s: %s%s%d %s%s", what, ev->topic ? ev->topic : "",
+                ev->topic ? "-" : "", ev->partition, ev->path ? ev->path : "",
+                ev->err ? strerror(-ev->err) : "");
+}
+
+static void maybe_ready(struct bmain *m)
+{
+    if (m->ready_printed || !coordclient_registered(m->ctx.cc) || !coordclient_synced(m->ctx.cc))
+        return;
+    m->ready_printed = true;
+    printf("weir-broker ready: broker %d kafka %s:%d (registered, epoch %" PRId64 ")\n",
+           m->s.broker_id, m->s.advertised.host, kserver_port(m->srv),
+           coordclient_broker_epoch(m->ctx.cc));
+    fflush(stdout);
+}
+
+static void on_registered(void *ud, int64_t epoch)
+{
+    struct bmain *m = ud;
+    replicas_reconcile(m->ctx.reps);
+    maybe_ready(m);
+}
+
+static void on_metadata(void *ud)
+{
+    struct bmain *m = ud;
+    replicas_reconcile(m->ctx.reps);
+    maybe_ready(m);
+}
+
+static void shutdown_done(void *ud)
+{
+    struct bmain *m = ud;
+    event_base_loopbreak(m->base);
+}
+
+static void grace_expired(evutil_socket_t fd, short what, void *arg)
+{
+    struct bmain *m = arg;
+    log_warn("broker", "controlled shutdown did not finish in time; exiting");
+    event_base_loopbreak(m->base);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct bmain *m = arg;
+    if (m->stopping) {
+        event_base_loopbreak(m->base);
+        return;
+    }
+    m->stopping = true;
+    log_info("broker", "signal %d: controlled shutdown", (int)sig);
+    struct timeval tv = {SHUTDOWN_GRACE_MS / 1000, (SHUTDOWN_GRACE_MS % 1000) * 1000};
+    m->grace = evtimer_new(m->base, grace_expired, m);
+    if (m->grace)
+        evtimer_add(m->grace, &tv);
+    coordclient_shutdown(m->ctx.cc, shutdown_done, m);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct config *cfg = NULL;
+    struct config_def *defs = NULL;
+    char err[512] = "";
+    int r = broker_config_new(&cfg, &defs);
+    if (r < 0) {
+        fprintf(stderr, "weir-broker: %s\n", strerror(-r));
+        return EXIT_RUNTIME;
+    }
+    static struct bmain m;
+    int code = EXIT_RUNTIME;
+    struct wpool *pool = NULL;
+    struct event *sigterm = NULL, *sigint = NULL;
+    r = config_parse_args(cfg, argc, argv, err, sizeof(err));
+    if (r == 0)
+        r = broker_settings_resolve(cfg, &m.s, err, sizeof(err));
+    if (r < 0) {
+        fprintf(stderr, "weir-broker: %s\n", err[0] ? err : strerror(-r));
+        usage(stderr);
+        code = EXIT_CONFIG;
+        goto out;
+    }
+    enum log_level lvl;
+    if (log_level_parse(config_get_string(cfg, "log.level"), &lvl) == 0)
+        log_set_level(lvl);
+
+    m.base = event_base_new();
+    if (!m.base)
+        goto out;
+    r = wpool_new(m.base, 2, &pool);
+    if (r < 0) {
+        log_error("broker", "worker pool: %s", strerror(-r));
+        goto out;
+    }
+    struct logmgr_options lo;
+    r = storage_config_logmgr_options(cfg, &lo);
+    if (r < 0) {
+        fprintf(stderr, "weir-broker: bad log.dirs\n");
+        code = EXIT_CONFIG;
+        goto out;
+    }
+    lo.on_event = on_logmgr_event;
+    struct logmgr_open_stats st;
+    r = logmgr_new(m.base, pool, &lo, &m.ctx.lm, &st);
+    if (r < 0) {
+        log_error("broker", "opening the logs: %s", strerror(-r));
+        goto out;
+    }
+    log_info("broker", "opened %d logs in %d dirs (%d segments re-validated) in %" PRId64 " ms",
+             st.logs, st.dirs, st.segments_scanned, st.elapsed_ms);
+
+    m.ctx.base = m.base;
+    m.ctx.s = &m.s;
+    r = api_fetch_waiters_new(&m.ctx.fw);
+    if (r < 0)
+        goto out;
+    struct kserver_options so = {
+        .host = m.s.listen.host,
+        .port = m.s.listen.port,
+        .max_request_bytes = m.s.socket_request_max_bytes,
+        .max_in_flight = m.s.queued_max_requests,
+        .idle_ms = m.s.connections_max_idle_ms,
+        .on_request = dispatch_request,
+        .ud = &m.ctx,
+    };
+    r = kserver_new(m.base, &so, &m.srv);
+    if (r < 0) {
+        log_error("broker", "listening on %s:%d: %s", m.s.listen.host, m.s.listen.port,
+                  strerror(-r));
+        goto out;
+    }
+    if (m.s.advertised.port == 0)
+        m.s.advertised.port = kserver_port(m.srv);
+    struct coordclient_callbacks cb = {
+        .on_registered = on_registered, .on_metadata = on_metadata, .ud = &m};
+    r = coordclient_new(m.base, &m.s, &cb, &m.ctx.cc);
+    if (r < 0) {
+        log_error("broker", "coordinator client: %s", strerror(-r));
+        goto out;
+    }
+    r = replicas_new(m.s.broker_id, m.ctx.lm, m.ctx.cc, &m.ctx.reps);
+    if (r < 0)
+        goto out;
+    replicas_set_append_hook(m.ctx.reps, api_fetch_on_append, &m.ctx);
+
+    sigterm = evsignal_new(m.base, SIGTERM, on_signal, &m);
+    sigint = evsignal_new(m.base, SIGINT, on_signal, &m);
+    if (!sigterm || !sigint)
+        goto out;
+    evsignal_add(sigterm, NULL);
+    evsignal_add(sigint, NULL);
+    log_info("broker", "broker %d listening on %s:%d, coordinator %s:%d", m.s.broker_id,
+             m.s.listen.host, kserver_port(m.srv), m.s.coord_host, m.s.coord_port);
+
+    event_base_dispatch(m.base);
+    code = 0;
+
+out:
+    api_fetch_waiters_free(m.ctx.fw);
+    m.ctx.fw = NULL;
+    kserver_free(m.srv);
+    coordclient_free(m.ctx.cc);
+    replicas_free(m.ctx.reps);
+    if (m.ctx.lm) {
+        int sr = logmgr_shutdown(m.ctx.lm);
+        if (sr < 0) {
+            log_error("broker", "log shutdown: %s", strerror(-sr));
+            if (code == 0)
+                code = EXIT_RUNTIME;
+        }
+        logmgr_free(m.ctx.lm);
+    }
+    wpool_free(pool);
+    if (sigterm)
+        event_free(sigterm);
+    if (sigint)
+        event_free(sigint);
+    if (m.grace)
+        event_free(m.grace);
+    if (m.base)
+        event_base_free(m.base);
+    config_free(cfg);
+    free(defs);
+    if (code == 0)
+        log_info("broker", "stopped");
+    return code;
+}

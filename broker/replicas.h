@@ -1,0 +1,45 @@
+/* replicas: the partitions this broker hosts, as the local metadata says.
+ *
+ * replicas_reconcile() makes the log manager match the local cstate: it creates
+ * a log for every partition that lists this broker as a replica and, once the
+ * state is known to be caught up with the coordinator, deletes the logs of
+ * partitions that are not assigned here any more (deleted topics). A topic
+ * deleted and re-created under the same name while this broker was away is
+ * noticed by its topic id: the old data is deleted first.
+ *
+ * replicas_lookup() is the leader check every data-path request makes. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct replicas;
+struct logmgr;
+struct coordclient;
+struct plog;
+struct cstate_partition;
+
+int replicas_new(int32_t broker_id, struct logmgr *lm, struct coordclient *cc,
+                 struct replicas **ret);
+void replicas_free(struct replicas *r); /* NULL-safe */
+
+/* Bring the local logs in line with the local metadata. Logs errors itself. */
+void replicas_reconcile(struct replicas *r);
+
+struct replicas_leader {
+    struct plog *log;
+    int32_t leader_epoch;
+    int32_t leader; /* current leader id, -1 none */
+};
+
+/* Kafka error code for serving @topic/@partition as its leader: 0 with *ret
+ * filled, 3 UNKNOWN_TOPIC_OR_PARTITION, 6 NOT_LEADER_OR_FOLLOWER (ret->leader
+ * says who is), 5 LEADER_NOT_AVAILABLE, 74 FENCED_LEADER_EPOCH / 73
+ * UNKNOWN_LEADER_EPOCH when @current_leader_epoch (>= 0) does not match. */
+int replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
+                    int32_t current_leader_epoch, struct replicas_leader *ret);
+
+/* Called after every successful append to @log (wakes parked fetches). */
+typedef void (*replicas_append_fn)(void *ud, struct plog *log);
+void replicas_set_append_hook(struct replicas *r, replicas_append_fn fn, void *ud);
+void replicas_notify_append(struct replicas *r, struct plog *log);
