@@ -10,6 +10,8 @@ packages=(
     libevent-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libzstd-dev
     # tests
     libcmocka-dev python3
+    # integration tests with real clients
+    python3-pytest kcat python3-kafka python3-confluent-kafka
     # fuzzing (libFuzzer ships with clang's runtime)
     clang libclang-rt-14-dev
 )

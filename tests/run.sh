@@ -91,6 +91,47 @@ build_and_test sanitize gcc -Dwerror=true -Dbuildtype=debug \
     -Db_sanitize=address,undefined -Db_lundef=false \
     -Dc_args=-fno-sanitize-recover=all
 
+# Integration tests with real clients (pytest + kcat), a separate step after the
+# meson suites: they run against the normal build's binaries (WEIR_BUILD_DIR),
+# bounded by `timeout`; their passed/failed counts join the totals.
+pytest_integration() {
+    local dir="$build_root/normal"
+    local xml="$dir/pytest-integration.xml"
+    note "pytest integration (against $dir)"
+    if [ ! -x "$dir/broker/weir-broker" ] || [ ! -x "$dir/coordinator/weir-coordinator" ]; then
+        failed=$((failed + 1)); failures+=("pytest: weir-broker/weir-coordinator not built")
+        return
+    fi
+    rm -f "$xml"
+    WEIR_BUILD_DIR="$dir" PYTHONDONTWRITEBYTECODE=1 timeout -k 10 900 \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider --junitxml="$xml" "$root/tests/integration"
+    local rc=$?
+    local counts
+    if ! counts=$(/usr/bin/python3 -c '
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = f = s = 0
+for x in suites:
+    t += int(x.get("tests", 0))
+    f += int(x.get("failures", 0)) + int(x.get("errors", 0))
+    s += int(x.get("skipped", 0))
+print(t - f - s, f)
+' "$xml" 2>/dev/null); then
+        failed=$((failed + 1)); failures+=("pytest: no results (exit $rc; timeout or crash)")
+        return
+    fi
+    local p f
+    read -r p f <<<"$counts"
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$f" -gt 0 ] || { [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ]; }; then
+        [ "$f" -gt 0 ] || failed=$((failed + 1))
+        failures+=("pytest: $f failed (exit $rc; see output above)")
+    fi
+}
+pytest_integration
+
 # libFuzzer: a short run of every target, starting from its committed corpus.
 if [ "$fuzz_seconds" -gt 0 ]; then
     name=fuzz
