@@ -12,6 +12,8 @@ packages=(
     libcmocka-dev python3
     # integration tests with real clients
     python3-pytest kcat python3-kafka python3-confluent-kafka
+    # benchmarks: librdkafka client library, loopback baseline
+    librdkafka-dev iperf3
     # fuzzing (libFuzzer ships with clang's runtime)
     clang libclang-rt-14-dev
 )
@@ -28,6 +30,12 @@ for p in "${packages[@]}"; do
         *) missing+=("$p") ;;
     esac
 done
+
+# Node.js for the kafkajs / @platformatic/kafka tests: the machine image ships a
+# recent node in /usr/local; Debian's nodejs is the fallback when there is none.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    missing+=(nodejs npm)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
