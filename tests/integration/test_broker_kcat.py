@@ -95,7 +95,7 @@ def test_kcat_metadata_lists_every_broker_and_the_topic(cluster):
 
 def test_kcat_round_trip_of_keyed_messages_with_headers(cluster):
     create_topic(cluster, "events", 3)
-    n = 1000
+    n = 10000
     lines = ["key-%d:value-%d-%s" % (i % 37, i, "x" * (i % 50)) for i in range(n)]
     kcat("-P", "-b", cluster.bootstrap(), "-t", "events", "-K", ":", "-H", "trace=abc",
          "-H", "origin=pytest", stdin=("\n".join(lines) + "\n").encode())
@@ -619,7 +619,7 @@ def test_flexible_metadata_v9_lists_brokers_and_partitions(cluster):
 
 
 def test_kafka_python_admin_produce_assign_consume_and_delete(cluster):
-    kafka = pytest.importorskip("kafka")
+    import kafka
     from kafka.admin import NewPartitions, NewTopic
 
     adm = kafka.KafkaAdminClient(bootstrap_servers=cluster.bootstrap(), request_timeout_ms=10000)
@@ -647,6 +647,7 @@ def test_kafka_python_admin_produce_assign_consume_and_delete(cluster):
         assert got == sorted([b"v%d" % i for i in range(100)] + [b"u%d" % i for i in range(100)])
         res = adm.create_partitions({"kp": NewPartitions(8)})
         assert [e[1] for e in res.topic_errors] == [0]
+        wait_topic(cluster, "kp", 8)
         res = adm.delete_topics(["kp"])
         assert [e[1] for e in res.topic_error_codes] == [0]
     finally:
@@ -654,7 +655,7 @@ def test_kafka_python_admin_produce_assign_consume_and_delete(cluster):
 
 
 def test_confluent_kafka_acks_all_offsets_for_times_and_assign(cluster):
-    ck = pytest.importorskip("confluent_kafka")
+    import confluent_kafka as ck
     from confluent_kafka.admin import AdminClient, NewTopic
 
     adm = AdminClient({"bootstrap.servers": cluster.bootstrap()})
@@ -688,8 +689,19 @@ def test_confluent_kafka_acks_all_offsets_for_times_and_assign(cluster):
             m = cons.poll(0.5)
             if m is not None and m.error() is None:
                 got.append((m.partition(), m.offset(), m.value()))
+        # seek back within partition 0 and read the same records again from there
+        p0 = sorted((o, v) for p, o, v in got if p == 0)
+        mid = p0[len(p0) // 2][0]
+        cons.seek(ck.TopicPartition("ck", 0, mid))
+        again = []
+        deadline = time.monotonic() + 20
+        while len(again) < len(p0) - len(p0) // 2 and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is not None and m.error() is None and m.partition() == 0:
+                again.append((m.offset(), m.value()))
     finally:
         cons.close()
     assert sorted(got) == sorted((r[1], r[2], r[3]) for r in reports)
+    assert again == p0[len(p0) // 2:]
     for f in adm.delete_topics(["ck"], request_timeout=10).values():
         assert f.result(15) is None
