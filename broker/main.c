@@ -207,6 +207,7 @@ int main(int argc, char **argv)
 
     m.ctx.base = m.base;
     m.ctx.s = &m.s;
+    m.ctx.cfg = cfg;
     r = api_fetch_waiters_new(&m.ctx.fw);
     if (r < 0)
         goto out;

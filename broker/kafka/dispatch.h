@@ -24,6 +24,7 @@ struct replicas;
 struct kreq;
 struct fetch_waiters;
 struct plog;
+struct config;
 
 /* What every handler may use. Borrowed pointers, owned by main. */
 struct broker_ctx {
@@ -33,6 +34,7 @@ struct broker_ctx {
     struct coordclient *cc;
     struct replicas *reps;
     struct fetch_waiters *fw; /* api_fetch's parked requests */
+    const struct config *cfg; /* the broker's configuration registry (DescribeConfigs) */
 };
 
 /* A handler completes @req (kreq_reply / kreq_no_reply / kreq_close) now or
@@ -66,6 +68,9 @@ void api_list_offsets_handle(struct broker_ctx *b, struct kreq *req, void *body)
 void api_create_topics_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_delete_topics_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_create_partitions_handle(struct broker_ctx *b, struct kreq *req, void *body);
+/* api_configs.c */
+void api_describe_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_describe_cluster_handle(struct broker_ctx *b, struct kreq *req, void *body);
 
 /* Parked fetches (long poll). */
 int api_fetch_waiters_new(struct fetch_waiters **ret);
