@@ -1,0 +1,240 @@
+"""Integration tests of weir-broker with the npm Kafka clients.
+
+kafkajs 2.2.4 and @platformatic/kafka 1.35.0 (pinned in node/package.json and
+node/package-lock.json) are installed with npm into $WEIR_BUILD_DIR/node-cache,
+once per build tree: a later run reuses the install when the lock file and the
+installed versions still match. Each test starts a coordinator and three brokers
+(tests/support/cluster.py), runs one script from tests/integration/node/ that
+creates a topic, produces keyed messages with headers and reads them back with
+Fetch requests sent to each partition's leader WITHOUT a consumer group, and
+checks the JSON the script prints.
+
+No group is used because neither client can consume through a group without
+the group APIs, and the point here is the data path: CreateTopics, Metadata,
+Produce, ListOffsets and Fetch as each client encodes and decodes them
+(kafkajs: non-flexible Metadata v6 / Produce v7 / ListOffsets v3 / Fetch v11;
+platformatic: flexible ApiVersions v3 / Metadata v9 / CreateTopics v7 /
+Fetch v12, Produce v8, ListOffsets v5).
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+
+import cluster as weir_cluster  # noqa: E402
+
+NODE_SRC = os.path.join(HERE, "node")
+STAMP = ".installed-from"
+PINNED = {"kafkajs": "2.2.4", "@platformatic/kafka": "1.35.0"}
+PLATFORMATIC_MIN_NODE = (20, 19, 4)
+NPM_TIMEOUT = 240
+OFFLINE_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ENETUNREACH", "ETIMEDOUT",
+                  "ECONNRESET")
+SCRIPT_TIMEOUT = 120
+COUNT = 2000
+PARTITIONS = 3
+
+
+def node_version():
+    node = shutil.which("node")
+    if node is None:
+        return None
+    out = subprocess.run([node, "--version"], capture_output=True, timeout=30).stdout
+    return tuple(int(x) for x in out.decode().strip().lstrip("v").split(".")[:3])
+
+
+def installed_version(cache, package):
+    try:
+        with open(os.path.join(cache, "node_modules", package, "package.json")) as f:
+            return json.load(f).get("version")
+    except (OSError, ValueError):
+        return None
+
+
+def manifest_digest():
+    h = hashlib.sha256()
+    for f in ("package.json", "package-lock.json"):
+        with open(os.path.join(NODE_SRC, f), "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()
+
+
+def read_stamp(cache):
+    try:
+        with open(os.path.join(cache, STAMP)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def node_cache():
+    """The npm install under the build tree, with the scripts copied next to
+    node_modules (an .mjs file resolves packages from its own directory only)."""
+    if node_version() is None or shutil.which("npm") is None:
+        pytest.skip("node/npm not on PATH (deploy/install-deps.sh installs them)")
+    cache = os.path.join(weir_cluster.build_dir(), "node-cache")
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, ".lock"), "w") as lock:
+        # Two test runs on one build tree must not run npm in the same dir.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # Reuse the install when it was made from these very manifests (npm may
+        # rewrite its copy of the lock file, so compare a stamp, not the files).
+        digest = manifest_digest()
+        fresh = read_stamp(cache) == digest and \
+            all(installed_version(cache, p) == v for p, v in PINNED.items())
+        if not fresh:
+            try:
+                os.unlink(os.path.join(cache, STAMP))
+            except FileNotFoundError:
+                pass
+            for f in ("package.json", "package-lock.json"):
+                shutil.copy(os.path.join(NODE_SRC, f), os.path.join(cache, f))
+            try:
+                p = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=cache,
+                                   capture_output=True, timeout=NPM_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pytest.fail("npm install did not finish within %d s" % NPM_TIMEOUT)
+            err = p.stderr.decode(errors="replace")
+            if p.returncode != 0 and any(code in err for code in OFFLINE_ERRORS):
+                # An offline machine says nothing about the broker; any other
+                # npm failure (bad pin, broken package) is a real failure.
+                why = [ln for ln in err.splitlines() if any(c in ln for c in OFFLINE_ERRORS)]
+                pytest.skip("npm registry unreachable, cannot install %s: %s" % (PINNED, why[0]))
+            assert p.returncode == 0, "npm install failed (%d): %s" % (p.returncode, err[-2000:])
+        for p, v in PINNED.items():
+            assert installed_version(cache, p) == v, "%s is not %s in %s" % (p, v, cache)
+        if not fresh:
+            with open(os.path.join(cache, STAMP), "w") as f:
+                f.write(digest + "\n")
+        for f in os.listdir(NODE_SRC):
+            if f.endswith((".js", ".mjs")):
+                shutil.copy(os.path.join(NODE_SRC, f), os.path.join(cache, f))
+    return cache
+
+
+@pytest.fixture
+def cluster(request):
+    failed_before = request.session.testsfailed
+    c = weir_cluster.Cluster(brokers=3)
+    c.start()
+    try:
+        yield c
+    finally:
+        codes = c.stop_all()
+        if request.session.testsfailed != failed_before:
+            print("\nlogs kept in %s\n%s" % (c.root, c.tails()))
+        else:
+            c.cleanup()
+        bad = {k: v for k, v in codes.items() if v not in (0, None)}
+        assert not bad, "processes exited badly: %r" % bad
+
+
+def run_script(cache, script, c, topic):
+    argv = ["node", script, c.bootstrap(), topic, str(COUNT), str(PARTITIONS)]
+    try:
+        p = subprocess.run(argv, cwd=cache, capture_output=True, timeout=SCRIPT_TIMEOUT)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("%s did not finish within %d s: %s" % (
+            script, SCRIPT_TIMEOUT, (e.stderr or b"").decode(errors="replace")[-2000:]))
+    assert p.returncode == 0, "%s failed (%d): %s" % (script, p.returncode,
+                                                      p.stderr.decode(errors="replace")[-3000:])
+    return json.loads(p.stdout)
+
+
+def check_round_trip(res, origin):
+    produced = res["produced"]
+    assert len(produced) == COUNT
+    consumed = {int(k): v for k, v in res["consumed"].items()}
+    assert sorted(consumed) == list(range(PARTITIONS))
+    # Fetch went to every partition's leader, and the leaders are spread over
+    # all three brokers, so every broker served Produce and Fetch.
+    assert sorted(v["leader"] for v in consumed.values()) == [1, 2, 3]
+
+    high = {int(o["partition"]): int(o["high"]) for o in res["offsets"]}
+    key_part = {}
+    total = 0
+    for part, v in consumed.items():
+        msgs = v["messages"]
+        total += len(msgs)
+        assert msgs, "partition %d is empty" % part
+        # Offsets dense from 0 to the high watermark ListOffsets reported.
+        assert [m["offset"] for m in msgs] == list(range(len(msgs))), "offsets of %d" % part
+        assert high[part] == len(msgs)
+        # 4 KiB per-partition fetch limit against ~10 KiB batches: more than one
+        # Fetch per partition, each returning at least one whole batch.
+        assert v["fetches"] >= 2, "partition %d read in one fetch" % part
+        for m in msgs:
+            assert key_part.setdefault(m["key"], part) == part, "key %s split" % m["key"]
+    assert total == COUNT
+
+    for part, v in consumed.items():
+        # Keys, values and headers intact and in produce order per partition.
+        expected = [m for m in produced if key_part[m["key"]] == part]
+        got = [{"key": m["key"], "value": m["value"], "headers": m["headers"]}
+               for m in v["messages"]]
+        assert got == expected, "partition %d differs from what was produced" % part
+    assert all(m["headers"]["origin"] == origin for m in produced)
+
+    for part, v in consumed.items():
+        # A READ_COMMITTED Fetch at the end of the log waits (maxWaitTime
+        # 300 ms, minBytes 1) and comes back empty with the unchanged high
+        # watermark, and last stable offset = high watermark (no transactions).
+        t = v["tail"]
+        assert (t["errorCode"], t["records"], int(t["highWatermark"]),
+                int(t["lastStableOffset"])) == (0, 0, high[part], high[part])
+        assert t["elapsedMs"] >= 200, "idle fetch on %d returned at once" % part
+
+    # The topic is deleted through the client's admin API and leaves Metadata.
+    assert res["deleted"] is True
+
+    # ListOffsets by a timestamp taken between the second and third send finds
+    # the first record of the third send in every partition.
+    third = {}
+    for a in res["acks"]:
+        if a["send"] == 2:
+            third[a["partition"]] = int(a.get("baseOffset", a.get("offset")))
+    assert {int(o["partition"]): int(o["offset"]) for o in res["byTime"]} == third
+
+    # Acknowledged base offsets grow per partition and stay below the end.
+    last = {}
+    for a in res["acks"]:
+        off = int(a.get("baseOffset", a.get("offset")))
+        assert a.get("errorCode", 0) == 0
+        assert off > last.get(a["partition"], -1)
+        assert off < high[a["partition"]]
+        last[a["partition"]] = off
+
+
+def test_kafkajs_creates_produces_and_fetches_without_a_group(node_cache, cluster):
+    res = run_script(node_cache, "kafkajs_roundtrip.js", cluster, "kafkajs-events")
+    assert res["created"] is True
+    check_round_trip(res, "kafkajs")
+
+
+NODE_VERSION = node_version()
+
+
+@pytest.mark.skipif(NODE_VERSION is not None and NODE_VERSION < PLATFORMATIC_MIN_NODE,
+                    reason="@platformatic/kafka 1.35.0 needs node >= %s, this is %s" % (
+                        ".".join(map(str, PLATFORMATIC_MIN_NODE)),
+                        ".".join(map(str, NODE_VERSION or ()))))
+def test_platformatic_creates_produces_and_fetches_without_a_group(node_cache, cluster):
+    res = run_script(node_cache, "platformatic_roundtrip.mjs", cluster, "platformatic-events")
+    assert res["created"] == [{"name": "platformatic-events", "partitions": PARTITIONS}]
+    check_round_trip(res, "platformatic")
+    # The batches come back with the codec they were produced with (none, gzip,
+    # snappy, lz4): the broker stores them as sent and does not recompress.
+    codecs = set()
+    for v in res["consumed"].values():
+        codecs.update(v["codecs"])
+    assert codecs == {0, 1, 2, 3}
