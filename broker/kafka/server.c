@@ -169,6 +169,20 @@ static void protocol_error(struct kconn *c, const char *why)
     conn_close(c);
 }
 
+int kserver_frame_check(const uint8_t pfx[4], size_t avail, int64_t max_request_bytes,
+                        size_t *ret_len)
+{
+    if (avail < 4)
+        return -EAGAIN;
+    int32_t size = (int32_t)buf_load_be32(pfx);
+    if (size < 0 || (int64_t)size > max_request_bytes)
+        return -EMSGSIZE;
+    if (avail - 4 < (size_t)size)
+        return -EAGAIN;
+    *ret_len = (size_t)size;
+    return 0;
+}
+
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     struct kconn *c = arg;
@@ -191,15 +205,16 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             break;
         uint8_t pfx[4];
         evbuffer_copyout(in, pfx, 4);
-        int32_t size = (int32_t)buf_load_be32(pfx);
-        if (size < 0 || (int64_t)size > s->o.max_request_bytes) {
+        size_t size = 0;
+        int fr = kserver_frame_check(pfx, avail, s->o.max_request_bytes, &size);
+        if (fr == -EMSGSIZE) {
             char why[96];
-            snprintf(why, sizeof(why), "request size %d outside [0, %lld]", size,
-                     (long long)s->o.max_request_bytes);
+            snprintf(why, sizeof(why), "request size %d outside [0, %lld]",
+                     (int32_t)buf_load_be32(pfx), (long long)s->o.max_request_bytes);
             protocol_error(c, why);
             break;
         }
-        if (avail - 4 < (size_t)size)
+        if (fr != 0)
             break;
         evbuffer_drain(in, 4);
         struct kreq *r = calloc(1, sizeof(*r));

@@ -65,6 +65,14 @@ void kserver_free(struct kserver *s);
 int kserver_port(const struct kserver *s);
 size_t kserver_conn_count(const struct kserver *s);
 
+/* The framing step of a connection, without the socket (the fuzz seam): @pfx is
+ * the 4-byte size prefix at the front of the input, @avail the bytes buffered,
+ * prefix included. 0 with *ret_len set when the whole request is buffered;
+ * -EAGAIN when more bytes are needed; -EMSGSIZE for a negative size or one above
+ * @max_request_bytes, which closes the connection. */
+int kserver_frame_check(const uint8_t pfx[4], size_t avail, int64_t max_request_bytes,
+                        size_t *ret_len);
+
 /* "127.0.0.1:5555", valid while the request is. */
 const char *kreq_peer(const struct kreq *req);
 bool kreq_conn_open(const struct kreq *req);
