@@ -91,15 +91,18 @@ build_and_test sanitize gcc -Dwerror=true -Dbuildtype=debug \
     -Db_sanitize=address,undefined -Db_lundef=false \
     -Dc_args=-fno-sanitize-recover=all
 
-# Integration tests with real clients (pytest + kcat), a separate step after the
-# meson suites: they run against the normal build's binaries (WEIR_BUILD_DIR),
-# bounded by `timeout`; their passed/failed counts join the totals.
+# Integration tests with real clients (pytest + kcat, kafka-python, confluent-kafka,
+# node clients), a separate step after the meson suites: they run against each
+# build's binaries (WEIR_BUILD_DIR), so the sanitizer build's processes are
+# exercised by real clients too (a process that exits non-zero, as on a sanitizer
+# report, fails its test). Bounded by `timeout`; counts join the totals.
 pytest_integration() {
-    local dir="$build_root/normal"
+    local name=$1
+    local dir="$build_root/$name"
     local xml="$dir/pytest-integration.xml"
     note "pytest integration (against $dir)"
     if [ ! -x "$dir/broker/weir-broker" ] || [ ! -x "$dir/coordinator/weir-coordinator" ]; then
-        failed=$((failed + 1)); failures+=("pytest: weir-broker/weir-coordinator not built")
+        failed=$((failed + 1)); failures+=("pytest $name: weir-broker/weir-coordinator not built")
         return
     fi
     rm -f "$xml"
@@ -118,7 +121,7 @@ for x in suites:
     s += int(x.get("skipped", 0))
 print(t - f - s, f)
 ' "$xml" 2>/dev/null); then
-        failed=$((failed + 1)); failures+=("pytest: no results (exit $rc; timeout or crash)")
+        failed=$((failed + 1)); failures+=("pytest $name: no results (exit $rc; timeout or crash)")
         return
     fi
     local p f
@@ -127,10 +130,11 @@ print(t - f - s, f)
     failed=$((failed + f))
     if [ "$f" -gt 0 ] || { [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ]; }; then
         [ "$f" -gt 0 ] || failed=$((failed + 1))
-        failures+=("pytest: $f failed (exit $rc; see output above)")
+        failures+=("pytest $name: $f failed (exit $rc; see output above)")
     fi
 }
-pytest_integration
+pytest_integration normal
+pytest_integration sanitize
 
 # libFuzzer: a short run of every target, starting from its committed corpus.
 if [ "$fuzz_seconds" -gt 0 ]; then
