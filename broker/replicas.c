@@ -164,7 +164,10 @@ int replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
     if (!t || partition < 0 || partition >= t->n_parts)
         return 3;
     const struct cstate_partition *p = &t->parts[partition];
-    struct replicas_leader l = {.log = NULL, .leader_epoch = p->leader_epoch, .leader = p->leader};
+    struct replicas_leader l = {.log = NULL,
+                                .leader_epoch = p->leader_epoch,
+                                .leader = p->leader,
+                                .n_replicas = p->n_replicas};
     if (p->leader < 0) {
         *ret = l;
         return 5;

@@ -29,7 +29,8 @@ void replicas_reconcile(struct replicas *r);
 struct replicas_leader {
     struct plog *log;
     int32_t leader_epoch;
-    int32_t leader; /* current leader id, -1 none */
+    int32_t leader;     /* current leader id, -1 none */
+    int32_t n_replicas; /* size of the partition's replica set */
 };
 
 /* Kafka error code for serving @topic/@partition as its leader: 0 with *ret

@@ -14,6 +14,7 @@
 
 #define E_CORRUPT_MESSAGE         2
 #define E_MESSAGE_TOO_LARGE       10
+#define E_NOT_ENOUGH_REPLICAS     19
 #define E_INVALID_REQUIRED_ACKS   21
 #define E_KAFKA_STORAGE_ERROR     56
 #define E_UNSUPPORTED_COMPRESSION 76
@@ -44,7 +45,7 @@ static int16_t check_batches(const uint8_t *p, size_t len, int32_t max_bytes, in
     return 0;
 }
 
-static int16_t produce_one(struct broker_ctx *b, int16_t version, const char *topic,
+static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, const char *topic,
                            const struct kafka_produce_request_partition *pd,
                            struct kafka_produce_response_partition *out)
 {
@@ -52,6 +53,15 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, const char *to
     int e = replicas_lookup(b->reps, topic, pd->index, -1, &l);
     if (e)
         return (int16_t)e;
+    /* Followers do not replicate yet (the replication milestone), so for a
+     * partition with more than one replica "acks=all" cannot be honoured: refuse
+     * it before appending rather than acknowledge a record only the leader has.
+     * acks=1 means "the leader has it" and stays true. */
+    if (acks == -1 && l.n_replicas > 1) {
+        log_debug("kafka", "%s-%d: acks=all refused: %d replicas, no replication yet", topic,
+                  pd->index, (int)l.n_replicas);
+        return E_NOT_ENOUGH_REPLICAS;
+    }
     out->log_start_offset = plog_log_start_offset(l.log);
     if (pd->records.len <= 0)
         return E_CORRUPT_MESSAGE;
@@ -118,7 +128,7 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
             else if (!topic)
                 rp->error_code = 3;
             else
-                rp->error_code = produce_one(b, ver, topic, &t->partition_data[j], rp);
+                rp->error_code = produce_one(b, ver, m->acks, topic, &t->partition_data[j], rp);
         }
     }
     if (m->acks == 0 && acks_ok) {
@@ -134,7 +144,8 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
             kreq_no_reply(req);
         return;
     }
-    /* RF=1: the local append is all of "acks=all". */
+    /* One replica: the local append is all of "acks=all" (more replicas were
+     * refused above). */
     kreq_reply(req, &resp, NULL, NULL);
     return;
 oom:
