@@ -154,7 +154,6 @@ def test_api_versions_advertises_describe_configs_and_describe_cluster(cluster):
 
 
 def test_confluent_describe_configs_topic_shows_override_and_defaults(cluster):
-    pytest.importorskip("confluent_kafka")
     from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource
 
     create_with_retention(cluster, "cfg-ck", "3600000")
@@ -179,7 +178,6 @@ def test_confluent_describe_configs_topic_shows_override_and_defaults(cluster):
 
 
 def test_confluent_describe_configs_broker_registry(cluster):
-    pytest.importorskip("confluent_kafka")
     from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource
 
     adm = AdminClient({"bootstrap.servers": cluster.bootstrap()})
@@ -196,7 +194,7 @@ def test_confluent_describe_configs_broker_registry(cluster):
 
 
 def test_kafka_python_describe_configs_topic_and_broker(cluster):
-    kafka = pytest.importorskip("kafka")
+    import kafka
     from kafka.admin import ConfigResource, ConfigResourceType
 
     create_with_retention(cluster, "cfg-kp", "7200000")
