@@ -834,7 +834,11 @@ int main(int argc, char **argv)
         if (slash)
             *slash = '\0';
     }
-    snprintf(build_dir, sizeof(build_dir), "%s/../..", exe_dir);
+    int bn = snprintf(build_dir, sizeof(build_dir), "%s/../..", exe_dir);
+    if (bn < 0 || (size_t)bn >= sizeof(build_dir)) {
+        fprintf(stderr, "bench_kafka: path of the executable too long\n");
+        return 2;
+    }
     if (!dir || !*dir)
         dir = exe_dir;
     int c;
