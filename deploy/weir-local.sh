@@ -259,16 +259,16 @@ build() {
     fi
     if [ "$build_it" = 1 ]; then
         echo "weir-local: building in $build_dir (release)"
-        # Reconfigure every time: the meson files pick up sources that exist, so
-        # an update that adds a file needs a new configure, not just ninja.
-        local reconf=()
-        [ -f "$build_dir/build.ninja" ] && reconf=(--reconfigure)
-        mkdir -p "$(dirname "$build_dir")"
-        meson setup ${reconf[@]+"${reconf[@]}"} "$build_dir" "$root" --buildtype=release \
-            >"$build_dir.setup.log" 2>&1 || {
-                tail -n 30 "$build_dir.setup.log" >&2
-                die "meson setup failed (full log: $build_dir.setup.log)"
-            }
+        # Configure once; afterwards ninja re-runs meson by itself when a
+        # meson.build changes (every source is listed explicitly).
+        if [ ! -f "$build_dir/build.ninja" ]; then
+            mkdir -p "$(dirname "$build_dir")"
+            meson setup "$build_dir" "$root" --buildtype=release \
+                >"$build_dir.setup.log" 2>&1 || {
+                    tail -n 30 "$build_dir.setup.log" >&2
+                    die "meson setup failed (full log: $build_dir.setup.log)"
+                }
+        fi
         ninja -C "$build_dir" broker/weir-broker coordinator/weir-coordinator >"$build_dir.build.log" 2>&1 || {
             tail -n 30 "$build_dir.build.log" >&2
             die "build failed (full log: $build_dir.build.log)"
