@@ -50,7 +50,44 @@ const struct config_def broker_config_defs[] = {
     {.name = "replication.listener",
      .type = CONFIG_STRING,
      .default_value = NULL,
-     .doc = "host:port followers fetch from (replication; not used yet)"},
+     .doc = "host:port of the replication listener followers fetch from; default: the "
+            "advertised host with a free port"},
+    {.name = "min.insync.replicas",
+     .type = CONFIG_INT,
+     .default_value = "1",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "acks=all needs at least this many in-sync replicas (topic override wins)"},
+    {.name = "replica.lag.time.max.ms",
+     .type = CONFIG_INT,
+     .default_value = "30000",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "a follower not caught up for this long leaves the ISR"},
+    {.name = "replica.fetch.max.bytes",
+     .type = CONFIG_INT,
+     .default_value = "1048576",
+     .min = 1024,
+     .max = INT32_MAX,
+     .doc = "bytes a follower asks for per partition (the first batch always comes)"},
+    {.name = "replica.fetch.response.max.bytes",
+     .type = CONFIG_INT,
+     .default_value = "10485760",
+     .min = 1024,
+     .max = INT32_MAX,
+     .doc = "bytes a follower asks for per fetch"},
+    {.name = "replica.fetch.wait.max.ms",
+     .type = CONFIG_INT,
+     .default_value = "500",
+     .min = 0,
+     .max = 60000,
+     .doc = "how long a leader holds a follower's fetch when there is nothing new"},
+    {.name = "replica.fetch.backoff.ms",
+     .type = CONFIG_INT,
+     .default_value = "100",
+     .min = 0,
+     .max = 60000,
+     .doc = "pause after a failed follower fetch"},
     {.name = "broker.rack", .type = CONFIG_STRING, .default_value = NULL, .doc = "rack id"},
     {.name = "socket.request.max.bytes",
      .type = CONFIG_INT,
@@ -210,6 +247,23 @@ int broker_settings_resolve(const struct config *c, struct broker_settings *ret,
         return -EINVAL;
     }
     s.replication_listener = config_get_string(c, "replication.listener");
+    s.repl_host[0] = 0;
+    s.repl_port = 0;
+    if (s.replication_listener && s.replication_listener[0] &&
+        parse_hostport(s.replication_listener, s.repl_host, sizeof(s.repl_host), &s.repl_port) !=
+            0) {
+        snprintf(err, errlen,
+                 "invalid value '%s' for 'replication.listener': expected host:port",
+                 s.replication_listener);
+        return -EINVAL;
+    }
+    s.min_insync_replicas = (int32_t)config_get_int(c, "min.insync.replicas");
+    s.replica_lag_time_max_ms = config_get_int(c, "replica.lag.time.max.ms");
+    s.replica_fetch_max_bytes = (int32_t)config_get_int(c, "replica.fetch.max.bytes");
+    s.replica_fetch_response_max_bytes =
+        (int32_t)config_get_int(c, "replica.fetch.response.max.bytes");
+    s.replica_fetch_wait_max_ms = (int32_t)config_get_int(c, "replica.fetch.wait.max.ms");
+    s.replica_fetch_backoff_ms = (int32_t)config_get_int(c, "replica.fetch.backoff.ms");
     s.rack = config_get_string(c, "broker.rack");
     s.socket_request_max_bytes = config_get_int(c, "socket.request.max.bytes");
     s.message_max_bytes = (int32_t)config_get_int(c, "message.max.bytes");

@@ -25,7 +25,15 @@ struct broker_settings {
     struct broker_endpoint advertised; /* advertised.listeners, else listeners */
     char coord_host[BROKER_HOST_MAX];  /* coordinator.connect */
     int coord_port;
-    const char *replication_listener; /* replication.listener; NULL: none (unused yet) */
+    const char *replication_listener; /* replication.listener as given; NULL: default */
+    char repl_host[BROKER_HOST_MAX];   /* parsed; "" = the advertised host */
+    int repl_port;                     /* 0 = a free port */
+    int32_t min_insync_replicas;       /* broker default; topic override wins */
+    int64_t replica_lag_time_max_ms;
+    int32_t replica_fetch_max_bytes;
+    int32_t replica_fetch_response_max_bytes;
+    int32_t replica_fetch_wait_max_ms;
+    int32_t replica_fetch_backoff_ms;
     const char *rack;                 /* broker.rack; NULL: none */
     int64_t socket_request_max_bytes;
     int32_t message_max_bytes;

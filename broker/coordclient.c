@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,6 +50,12 @@ struct coordclient {
     int64_t coord_offset; /* the coordinator's committed offset, last we heard */
     uint8_t incarnation[16];
     int heartbeat_ms;
+    int session_timeout_ms;  /* from the registration answer */
+    int64_t lease_start_ms;  /* monotonic send time of the last accepted heartbeat or
+                                registration; -1: none */
+    int64_t reg_offset;      /* the coordinator's offset when we last registered */
+    char repl_host[256];     /* replication endpoint to register; "" none */
+    int repl_port;
     struct event *hb_timer;
     struct waiter *waiters;
     int cs_tries;
@@ -255,19 +262,44 @@ static void hb_schedule(struct coordclient *cc)
     evtimer_add(cc->hb_timer, &tv);
 }
 
+/* One heartbeat or registration in flight, with the time it was sent: an
+ * accepted one extends the lease from its send time, never from its arrival. */
+struct timed_call {
+    struct coordclient *cc;
+    int64_t sent_ms;
+    int64_t epoch;
+};
+
+static struct timed_call *timed_call_new(struct coordclient *cc)
+{
+    struct timed_call *t = malloc(sizeof(*t));
+    if (t) {
+        t->cc = cc;
+        t->sent_ms = clock_mono_ms();
+        t->epoch = cc->epoch;
+    }
+    return t;
+}
+
 static void on_heartbeat(int status, const struct ProtobufCMessage *msg, const char *errmsg,
                          void *ud)
 {
-    struct coordclient *cc = ud;
+    struct timed_call *t = ud;
+    struct coordclient *cc = t->cc;
+    int64_t sent_ms = t->sent_ms, epoch = t->epoch;
+    free(t);
     if (status != RPC_OK)
         return;
     const Weir__Coord__HeartbeatResponse *resp = (const Weir__Coord__HeartbeatResponse *)msg;
     if (!resp->error_code && resp->metadata_offset > cc->coord_offset)
         cc->coord_offset = resp->metadata_offset;
+    if (!resp->error_code && cc->registered && epoch == cc->epoch && sent_ms > cc->lease_start_ms)
+        cc->lease_start_ms = sent_ms;
     if (resp->error_code && !cc->shutting_down) {
         log_warn("coordclient", "heartbeat refused (%d %s): registering again", resp->error_code,
                  resp->error_message);
         cc->registered = false;
+        cc->lease_start_ms = -1;
         new_incarnation(cc->incarnation);
         do_register(cc);
     }
@@ -281,8 +313,10 @@ static void hb_fire(evutil_socket_t fd, short what, void *arg)
         req.broker_id = cc->s->broker_id;
         req.broker_epoch = cc->epoch;
         req.metadata_offset = cc->state->offset;
-        rpc_client_call(cc->rpc, M_HEARTBEAT, &req.base,
-                        cc->heartbeat_ms > 0 ? cc->heartbeat_ms : 0, on_heartbeat, cc);
+        struct timed_call *t = timed_call_new(cc);
+        if (t && rpc_client_call(cc->rpc, M_HEARTBEAT, &req.base,
+                                 cc->heartbeat_ms > 0 ? cc->heartbeat_ms : 0, on_heartbeat, t) < 0)
+            free(t);
     } else if (!cc->registered && !cc->registering && rpc_client_is_connected(cc->rpc)) {
         do_register(cc);
     }
@@ -292,7 +326,10 @@ static void hb_fire(evutil_socket_t fd, short what, void *arg)
 static void on_register(int status, const struct ProtobufCMessage *msg, const char *errmsg,
                         void *ud)
 {
-    struct coordclient *cc = ud;
+    struct timed_call *t = ud;
+    struct coordclient *cc = t->cc;
+    int64_t sent_ms = t->sent_ms;
+    free(t);
     cc->registering = false;
     if (status != RPC_OK) {
         log_warn("coordclient", "registration failed: %s", errmsg);
@@ -308,6 +345,9 @@ static void on_register(int status, const struct ProtobufCMessage *msg, const ch
     cc->registered = true;
     cc->epoch = resp->broker_epoch;
     cc->heartbeat_ms = resp->heartbeat_interval_ms;
+    cc->session_timeout_ms = resp->session_timeout_ms;
+    cc->lease_start_ms = sent_ms;
+    cc->reg_offset = resp->metadata_offset;
     if (resp->metadata_offset > cc->coord_offset)
         cc->coord_offset = resp->metadata_offset;
     log_info("coordclient", "registered broker %d with epoch %" PRId64 " (cluster %s)",
@@ -333,8 +373,21 @@ static void do_register(struct coordclient *cc)
     req.n_endpoints = 1;
     req.endpoints = eps;
     req.rack = (char *)(cc->s->rack ? cc->s->rack : "");
-    if (rpc_client_call(cc->rpc, M_REGISTER, &req.base, 0, on_register, cc) == 0)
+    Weir__Meta__Endpoint rep = WEIR__META__ENDPOINT__INIT;
+    if (cc->repl_host[0]) {
+        rep.listener = "REPLICATION";
+        rep.host = cc->repl_host;
+        rep.port = cc->repl_port;
+        rep.security_protocol = "PLAINTEXT";
+        req.replication_endpoint = &rep;
+    }
+    struct timed_call *t = timed_call_new(cc);
+    if (!t)
+        return;
+    if (rpc_client_call(cc->rpc, M_REGISTER, &req.base, 0, on_register, t) == 0)
         cc->registering = true;
+    else
+        free(t);
 }
 
 static void on_connect(struct rpc_client *c, void *ud)
@@ -363,6 +416,7 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
         return -ENOMEM;
     cc->base = base;
     cc->s = s;
+    cc->lease_start_ms = -1;
     if (cb)
         cc->cb = *cb;
     new_incarnation(cc->incarnation);
@@ -431,6 +485,26 @@ int64_t coordclient_broker_epoch(const struct coordclient *cc)
 bool coordclient_registered(const struct coordclient *cc)
 {
     return cc->registered;
+}
+
+void coordclient_set_replication_endpoint(struct coordclient *cc, const char *host, int port)
+{
+    snprintf(cc->repl_host, sizeof(cc->repl_host), "%s", host ? host : "");
+    cc->repl_port = port;
+}
+
+bool coordclient_lease_valid(const struct coordclient *cc, int64_t now_ms)
+{
+    if (!cc->registered || !cc->synced || cc->lease_start_ms < 0)
+        return false;
+    if (cc->state->offset < cc->reg_offset)
+        return false; /* re-registered, but the leaderships we saw may be stale */
+    return now_ms - cc->lease_start_ms < (int64_t)cc->session_timeout_ms;
+}
+
+int coordclient_session_timeout_ms(const struct coordclient *cc)
+{
+    return cc->session_timeout_ms;
 }
 
 int coordclient_call(struct coordclient *cc, unsigned method, const struct ProtobufCMessage *req,

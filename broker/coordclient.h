@@ -48,6 +48,22 @@ bool coordclient_caught_up(const struct coordclient *cc);
 int64_t coordclient_broker_epoch(const struct coordclient *cc);
 bool coordclient_registered(const struct coordclient *cc);
 
+/* The replication endpoint to announce at registration (call before the loop
+ * runs; a later change is sent at the next registration). */
+void coordclient_set_replication_endpoint(struct coordclient *cc, const char *host, int port);
+
+/* The leader lease: true while this broker may acknowledge writes as a leader.
+ * It holds when the broker is registered, its state has caught up with the
+ * coordinator's offset at registration (so the leaderships it sees are not from
+ * before a fencing), and a heartbeat or registration *sent* less than
+ * session.timeout.ms ago (@now_ms, monotonic) was accepted. The coordinator
+ * fences a broker no earlier than session.timeout.ms after it *received* the
+ * last heartbeat, so a broker whose lease is valid has not been fenced for
+ * silence (architecture invariant 2). */
+bool coordclient_lease_valid(const struct coordclient *cc, int64_t now_ms);
+/* session.timeout.ms as the coordinator announced it (0 before registering). */
+int coordclient_session_timeout_ms(const struct coordclient *cc);
+
 typedef void (*coordclient_response_fn)(int status, const struct ProtobufCMessage *resp,
                                         const char *errmsg, void *ud);
 /* Forward one Coordinator RPC (method index of proto/coordinator.proto). */

@@ -20,6 +20,7 @@
 #include "broker/coordclient.h"
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/server.h"
+#include "broker/replica/repl.h"
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
 #include "broker/storage/storage_config.h"
@@ -107,6 +108,7 @@ static void on_registered(void *ud, int64_t epoch)
 {
     struct bmain *m = ud;
     replicas_reconcile(m->ctx.reps);
+    repl_on_metadata(m->ctx.repl);
     maybe_ready(m);
 }
 
@@ -114,6 +116,7 @@ static void on_metadata(void *ud)
 {
     struct bmain *m = ud;
     replicas_reconcile(m->ctx.reps);
+    repl_on_metadata(m->ctx.repl);
     maybe_ready(m);
 }
 
@@ -238,7 +241,20 @@ int main(int argc, char **argv)
     r = replicas_new(m.s.broker_id, m.ctx.lm, m.ctx.cc, &m.ctx.reps);
     if (r < 0)
         goto out;
-    replicas_set_append_hook(m.ctx.reps, api_fetch_on_append, &m.ctx);
+    struct repl_options ro = {.base = m.base,
+                              .s = &m.s,
+                              .lm = m.ctx.lm,
+                              .cc = m.ctx.cc,
+                              .on_visible = api_fetch_on_append,
+                              .ud = &m.ctx};
+    r = repl_new(&ro, &m.ctx.repl);
+    if (r < 0) {
+        log_error("broker", "replication listener: %s", strerror(-r));
+        goto out;
+    }
+    replicas_set_repl(m.ctx.reps, m.ctx.repl);
+    coordclient_set_replication_endpoint(m.ctx.cc, repl_advertised_host(m.ctx.repl),
+                                         repl_port(m.ctx.repl));
 
     sigterm = evsignal_new(m.base, SIGTERM, on_signal, &m);
     sigint = evsignal_new(m.base, SIGINT, on_signal, &m);
@@ -246,8 +262,9 @@ int main(int argc, char **argv)
         goto out;
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
-    log_info("broker", "broker %d listening on %s:%d, coordinator %s:%d", m.s.broker_id,
-             m.s.listen.host, kserver_port(m.srv), m.s.coord_host, m.s.coord_port);
+    log_info("broker", "broker %d listening on %s:%d, replication %s:%d, coordinator %s:%d",
+             m.s.broker_id, m.s.listen.host, kserver_port(m.srv), repl_advertised_host(m.ctx.repl),
+             repl_port(m.ctx.repl), m.s.coord_host, m.s.coord_port);
 
     event_base_dispatch(m.base);
     code = 0;
@@ -255,6 +272,7 @@ int main(int argc, char **argv)
 out:
     api_fetch_waiters_free(m.ctx.fw);
     m.ctx.fw = NULL;
+    repl_free(m.ctx.repl); /* answers parked produces while the server still exists */
     kserver_free(m.srv);
     coordclient_free(m.ctx.cc);
     replicas_free(m.ctx.reps);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "broker/coordclient.h"
+#include "broker/replica/repl.h"
 #include "broker/storage/logmgr.h"
 #include "common/log.h"
 #include "coordinator/state.h"
@@ -23,9 +24,13 @@ struct replicas {
     struct coordclient *cc;
     struct known_topic *known;
     size_t n_known, cap_known;
-    replicas_append_fn on_append;
-    void *append_ud;
+    struct repl *repl;
 };
+
+void replicas_set_repl(struct replicas *r, struct repl *repl)
+{
+    r->repl = repl;
+}
 
 int replicas_new(int32_t broker_id, struct logmgr *lm, struct coordclient *cc,
                  struct replicas **ret)
@@ -165,6 +170,8 @@ int replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
         return 3;
     const struct cstate_partition *p = &t->parts[partition];
     struct replicas_leader l = {.log = NULL,
+                                .part = NULL,
+                                .high_watermark = -1,
                                 .leader_epoch = p->leader_epoch,
                                 .leader = p->leader,
                                 .n_replicas = p->n_replicas};
@@ -185,18 +192,16 @@ int replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
         *ret = l;
         return 5; /* assigned but not created yet (or creation failed) */
     }
+    if (r->repl) {
+        l.part = repl_part_get(r->repl, topic, partition);
+        if (!l.part) {
+            *ret = l;
+            return 5; /* replication has not taken this leadership up yet */
+        }
+        l.high_watermark = repl_part_high_watermark(l.part);
+    } else {
+        l.high_watermark = plog_log_end_offset(l.log);
+    }
     *ret = l;
     return 0;
-}
-
-void replicas_set_append_hook(struct replicas *r, replicas_append_fn fn, void *ud)
-{
-    r->on_append = fn;
-    r->append_ud = ud;
-}
-
-void replicas_notify_append(struct replicas *r, struct plog *log)
-{
-    if (r->on_append)
-        r->on_append(r->append_ud, log);
 }

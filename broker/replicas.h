@@ -26,8 +26,13 @@ void replicas_free(struct replicas *r); /* NULL-safe */
 /* Bring the local logs in line with the local metadata. Logs errors itself. */
 void replicas_reconcile(struct replicas *r);
 
+struct repl;
+struct repl_part;
+
 struct replicas_leader {
     struct plog *log;
+    struct repl_part *part;  /* replication state (NULL only without a repl) */
+    int64_t high_watermark;  /* what consumers may see */
     int32_t leader_epoch;
     int32_t leader;     /* current leader id, -1 none */
     int32_t n_replicas; /* size of the partition's replica set */
@@ -40,7 +45,7 @@ struct replicas_leader {
 int replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
                     int32_t current_leader_epoch, struct replicas_leader *ret);
 
-/* Called after every successful append to @log (wakes parked fetches). */
-typedef void (*replicas_append_fn)(void *ud, struct plog *log);
-void replicas_set_append_hook(struct replicas *r, replicas_append_fn fn, void *ud);
-void replicas_notify_append(struct replicas *r, struct plog *log);
+/* The replication layer consulted by replicas_lookup (set once by main). */
+void replicas_set_repl(struct replicas *r, struct repl *repl);
+
+

@@ -15,6 +15,7 @@
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
+#include "broker/replica/repl.h"
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
 #include "common/log.h"
@@ -127,17 +128,20 @@ static int64_t evaluate(struct parked *p)
                 continue;
             }
             p->parts[k].log = l.log;
-            int64_t hw = plog_log_end_offset(l.log);
+            int64_t hw = l.high_watermark;
+            int64_t end = plog_log_end_offset(l.log);
             int64_t start = plog_log_start_offset(l.log);
             rp->high_watermark = hw;
             rp->last_stable_offset = hw;
             rp->log_start_offset = start;
-            if (rq->fetch_offset < start || rq->fetch_offset > hw) {
+            if (rq->fetch_offset < start || rq->fetch_offset > end) {
                 rp->error_code = E_OFFSET_OUT_OF_RANGE;
                 error = true;
                 continue;
             }
-            if (rq->fetch_offset == hw || budget <= 0)
+            /* Between the HW and the log end: not committed yet, nothing to see
+             * (a new leader's HW may start below what the old one showed). */
+            if (rq->fetch_offset >= hw || budget <= 0)
                 continue;
             int64_t want = rq->partition_max_bytes < budget ? rq->partition_max_bytes : budget;
             if (want <= 0)
@@ -237,6 +241,14 @@ void api_fetch_waiters_free(struct fetch_waiters *fw)
 void api_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body)
 {
     struct kafka_fetch_request *m = body;
+    if (m->replica_id >= 0) {
+        /* Replication uses the internal RPC (proto/replica.proto); a Kafka
+         * client claiming to be a replica would otherwise move the ISR state. */
+        log_warn("kafka", "closing connection from %s: Fetch with replica_id %d (brokers "
+                 "replicate over the replication listener)", kreq_peer(req), (int)m->replica_id);
+        kreq_close(req);
+        return;
+    }
     struct parked *p = calloc(1, sizeof(*p));
     if (!p) {
         kreq_close(req);
@@ -329,7 +341,7 @@ void api_list_offsets_handle(struct broker_ctx *b, struct kreq *req, void *body)
             }
             rp->leader_epoch = l.leader_epoch;
             if (rq->timestamp == -1) {
-                rp->offset = plog_log_end_offset(l.log); /* latest = HW = LSO here */
+                rp->offset = l.high_watermark; /* latest = HW (= LSO: no transactions) */
             } else if (rq->timestamp == -2) {
                 rp->offset = plog_log_start_offset(l.log);
             } else if (rq->timestamp < 0) {
@@ -352,6 +364,58 @@ void api_list_offsets_handle(struct broker_ctx *b, struct kreq *req, void *body)
                     goto oom;
                 rp->old_style_offsets[0] = rp->offset;
             }
+        }
+    }
+    kreq_reply(req, &resp, NULL, NULL);
+    return;
+oom:
+    kreq_close(req);
+}
+
+/* ---- OffsetForLeaderEpoch --------------------------------------------------------- */
+
+/* Where each requested leader epoch ends in the leader's log (KIP-101/KIP-320):
+ * librdkafka asks after a leader change to find out whether its position was
+ * truncated away. */
+void api_offset_for_leader_epoch_handle(struct broker_ctx *b, struct kreq *req, void *body)
+{
+    struct kafka_offset_for_leader_epoch_request *m = body;
+    struct kafka_offset_for_leader_epoch_response resp;
+    kafka_offset_for_leader_epoch_response_init(&resp);
+    resp.n_topics = m->n_topics;
+    resp.topics = api_alloc(req, (size_t)m->n_topics, sizeof(*resp.topics));
+    if (m->n_topics > 0 && !resp.topics)
+        goto oom;
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        const struct kafka_offset_for_leader_epoch_request_topic *t = &m->topics[i];
+        struct kafka_offset_for_leader_epoch_response_topic *rt = &resp.topics[i];
+        rt->topic = t->topic;
+        rt->n_partitions = t->n_partitions;
+        rt->partitions = api_alloc(req, (size_t)t->n_partitions, sizeof(*rt->partitions));
+        if (t->n_partitions > 0 && !rt->partitions)
+            goto oom;
+        char *topic = api_str(req, t->topic);
+        for (int32_t j = 0; j < t->n_partitions; j++) {
+            const struct kafka_offset_for_leader_epoch_request_partition *rq = &t->partitions[j];
+            struct kafka_offset_for_leader_epoch_response_partition *rp = &rt->partitions[j];
+            rp->partition = rq->partition;
+            rp->leader_epoch = -1;
+            rp->end_offset = -1;
+            struct replicas_leader l;
+            int e = topic ? replicas_lookup(b->reps, topic, rq->partition,
+                                            rq->current_leader_epoch, &l)
+                          : 3;
+            if (e == 0 && !l.part)
+                e = 5;
+            if (e) {
+                rp->error_code = (int16_t)e;
+                continue;
+            }
+            int32_t ep;
+            int64_t end;
+            repl_part_epoch_end_offset(l.part, rq->leader_epoch, &ep, &end);
+            rp->leader_epoch = ep;
+            rp->end_offset = end;
         }
     }
     kreq_reply(req, &resp, NULL, NULL);

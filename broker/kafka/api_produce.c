@@ -1,5 +1,8 @@
 /* api_produce: Produce v3-8 (v0-2 advertised, refused by closing the
- * connection): validation of the outer batches, append to the leader's log. */
+ * connection): validation of the outer batches, append to the leader's log,
+ * and for acks=all a wait until the high watermark passes every appended batch
+ * (broker/replica/repl.h), answered REQUEST_TIMED_OUT after the request's
+ * timeout. */
 #include <errno.h>
 #include <string.h>
 
@@ -7,6 +10,7 @@
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
+#include "broker/replica/repl.h"
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
 #include "common/batch.h"
@@ -45,23 +49,46 @@ static int16_t check_batches(const uint8_t *p, size_t len, int32_t max_bytes, in
     return 0;
 }
 
+/* An acks=all produce waiting for the high watermark; in the request's arena. */
+struct produce_wait {
+    struct kreq *req;
+    struct kafka_produce_response resp;
+    int pending; /* partitions still waiting, +1 while the handler runs */
+};
+
+struct produce_part_wait {
+    struct produce_wait *w;
+    struct kafka_produce_response_partition *rp;
+};
+
+static void produce_wait_release(struct produce_wait *w)
+{
+    if (--w->pending == 0)
+        kreq_reply(w->req, &w->resp, NULL, NULL); /* frees the arena, w included */
+}
+
+static void on_acked(void *ud, int16_t error)
+{
+    struct produce_part_wait *pw = ud;
+    if (error) {
+        pw->rp->error_code = error;
+        pw->rp->base_offset = -1;
+    }
+    produce_wait_release(pw->w);
+}
+
 static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, const char *topic,
                            const struct kafka_produce_request_partition *pd,
-                           struct kafka_produce_response_partition *out)
+                           struct kafka_produce_response_partition *out,
+                           struct plog_append_info *ret_info, struct replicas_leader *ret_l)
 {
     struct replicas_leader l;
     int e = replicas_lookup(b->reps, topic, pd->index, -1, &l);
     if (e)
         return (int16_t)e;
-    /* Followers do not replicate yet (the replication milestone), so for a
-     * partition with more than one replica "acks=all" cannot be honoured: refuse
-     * it before appending rather than acknowledge a record only the leader has.
-     * acks=1 means "the leader has it" and stays true. */
-    if (acks == -1 && l.n_replicas > 1) {
-        log_debug("kafka", "%s-%d: acks=all refused: %d replicas, no replication yet", topic,
-                  pd->index, (int)l.n_replicas);
-        return E_NOT_ENOUGH_REPLICAS;
-    }
+    int16_t re = repl_produce_check(b->repl, l.part, acks);
+    if (re)
+        return re;
     out->log_start_offset = plog_log_start_offset(l.log);
     if (pd->records.len <= 0)
         return E_CORRUPT_MESSAGE;
@@ -83,7 +110,9 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
     }
     out->base_offset = info.first_offset;
     out->log_start_offset = plog_log_start_offset(l.log);
-    replicas_notify_append(b->reps, l.log);
+    repl_leader_appended(b->repl, l.part);
+    *ret_info = info;
+    *ret_l = l;
     return 0;
 }
 
@@ -100,6 +129,11 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
         return;
     }
     bool acks_ok = m->acks == -1 || m->acks == 0 || m->acks == 1;
+    struct produce_wait *w = api_alloc(req, 1, sizeof(*w));
+    if (!w)
+        goto oom;
+    w->req = req;
+    w->pending = 1;
     struct kafka_produce_response resp;
     kafka_produce_response_init(&resp);
     resp.n_responses = m->n_topic_data;
@@ -127,8 +161,25 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
                 rp->error_code = E_INVALID_REQUIRED_ACKS;
             else if (!topic)
                 rp->error_code = 3;
-            else
-                rp->error_code = produce_one(b, ver, m->acks, topic, &t->partition_data[j], rp);
+            else {
+                struct plog_append_info info = {0};
+                struct replicas_leader l = {0};
+                rp->error_code =
+                    produce_one(b, ver, m->acks, topic, &t->partition_data[j], rp, &info, &l);
+                if (rp->error_code == 0 && m->acks == -1) {
+                    struct produce_part_wait *pw = api_alloc(req, 1, sizeof(*pw));
+                    if (!pw)
+                        goto oom;
+                    pw->w = w;
+                    pw->rp = rp;
+                    int r = repl_wait_hw(b->repl, l.part, info.last_offset, m->timeout_ms,
+                                         on_acked, pw);
+                    if (r == 0)
+                        w->pending++;
+                    else if (r < 0)
+                        rp->error_code = 7; /* REQUEST_TIMED_OUT: could not wait */
+                }
+            }
         }
     }
     if (m->acks == 0 && acks_ok) {
@@ -144,9 +195,10 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
             kreq_no_reply(req);
         return;
     }
-    /* One replica: the local append is all of "acks=all" (more replicas were
-     * refused above). */
-    kreq_reply(req, &resp, NULL, NULL);
+    /* acks=1, or acks=all with the HW already past every batch: answer now;
+     * else the last on_acked answers. */
+    w->resp = resp;
+    produce_wait_release(w);
     return;
 oom:
     kreq_close(req);

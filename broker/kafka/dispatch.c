@@ -21,6 +21,7 @@ const struct dispatch_entry dispatch_table[] = {
     {KAFKA_API_CREATE_PARTITIONS, 0, 1, api_create_partitions_handle},
     {KAFKA_API_DESCRIBE_CONFIGS, 0, 2, api_describe_configs_handle},
     {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster_handle},
+    {KAFKA_API_OFFSET_FOR_LEADER_EPOCH, 0, 4, api_offset_for_leader_epoch_handle},
 };
 const size_t dispatch_table_len = sizeof(dispatch_table) / sizeof(dispatch_table[0]);
 

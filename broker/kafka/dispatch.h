@@ -21,6 +21,7 @@ struct broker_settings;
 struct logmgr;
 struct coordclient;
 struct replicas;
+struct repl;
 struct kreq;
 struct fetch_waiters;
 struct plog;
@@ -33,6 +34,7 @@ struct broker_ctx {
     struct logmgr *lm;
     struct coordclient *cc;
     struct replicas *reps;
+    struct repl *repl;        /* replication: HW, acks=all, leader epochs */
     struct fetch_waiters *fw; /* api_fetch's parked requests */
     const struct config *cfg; /* the broker's configuration registry (DescribeConfigs) */
 };
@@ -65,6 +67,7 @@ void api_metadata_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_list_offsets_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_offset_for_leader_epoch_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_create_topics_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_delete_topics_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_create_partitions_handle(struct broker_ctx *b, struct kreq *req, void *body);

@@ -1,0 +1,329 @@
+/* epochcache: the leader-epoch cache of one partition replica, its strict
+ * reader and atomic writer of Kafka's leader-epoch-checkpoint file, and
+ * Kafka's endOffsetFor lookup used for log divergence (KIP-101, KIP-279). */
+#include "broker/replica/epochcache.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fsutil.h"
+
+#define EPOCHCACHE_VERSION 0
+/* The shortest entry line: "0 0\n". */
+#define EC_MIN_LINE 4
+/* The longest entry line: int32 digits, space, int64 digits, newline. */
+#define EC_MAX_LINE (10 + 1 + 19 + 1)
+/* Version line, count line (at most 6 digits), and every entry at full width. */
+#define EC_MAX_FILE_BYTES (2 + 7 + (size_t)EPOCHCACHE_MAX_ENTRIES * EC_MAX_LINE)
+
+struct epochcache {
+    char *path;
+    struct epochcache_entry *entries;
+    size_t count;
+};
+
+/* A cursor over the file text; every reader fails rather than run past the end. */
+struct ec_cursor {
+    const char *p;
+    const char *end;
+};
+
+/* Parse an unsigned decimal of at most @max that ends at @term. Digits only: no
+ * sign (so no negative values), no spaces, and no leading zeros except for 0
+ * itself, which is how Kafka writes them. */
+static int ec_read_number(struct ec_cursor *c, char term, int64_t max, int64_t *ret)
+{
+    const char *p = c->p;
+    int64_t v = 0;
+    size_t digits = 0;
+    while (p < c->end && *p >= '0' && *p <= '9') {
+        int d = *p - '0';
+        if (v > (max - d) / 10)
+            return -EBADMSG;
+        v = v * 10 + d;
+        digits++;
+        p++;
+    }
+    if (digits == 0 || (digits > 1 && c->p[0] == '0'))
+        return -EBADMSG;
+    if (p >= c->end || *p != term)
+        return -EBADMSG;
+    c->p = p + 1;
+    *ret = v;
+    return 0;
+}
+
+/* Parse the whole file into a malloc'd array (NULL when empty). -EBADMSG for
+ * anything that is not a well-formed, ordered cache; -ENOMEM. */
+static int ec_parse(const char *text, size_t len, struct epochcache_entry **ret_entries,
+                    size_t *ret_count)
+{
+    struct ec_cursor c = {text, text + len};
+    int64_t version, count;
+    int r;
+
+    r = ec_read_number(&c, '\n', INT32_MAX, &version);
+    if (r < 0)
+        return r;
+    if (version != EPOCHCACHE_VERSION)
+        return -EBADMSG;
+    r = ec_read_number(&c, '\n', EPOCHCACHE_MAX_ENTRIES, &count);
+    if (r < 0)
+        return r;
+    /* A count the rest of the file cannot hold is refused before allocating. */
+    if ((size_t)count > (size_t)(c.end - c.p) / EC_MIN_LINE)
+        return -EBADMSG;
+
+    struct epochcache_entry *entries = NULL;
+    if (count > 0) {
+        entries = calloc((size_t)count, sizeof(*entries));
+        if (!entries)
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < (size_t)count; i++) {
+        int64_t epoch, offset;
+        if (ec_read_number(&c, ' ', INT32_MAX, &epoch) < 0 ||
+            ec_read_number(&c, '\n', INT64_MAX, &offset) < 0)
+            goto bad;
+        if (i > 0 && (epoch <= entries[i - 1].epoch || offset < entries[i - 1].start_offset))
+            goto bad;
+        entries[i].epoch = (int32_t)epoch;
+        entries[i].start_offset = offset;
+    }
+    if (c.p != c.end)
+        goto bad;
+    *ret_entries = entries;
+    *ret_count = (size_t)count;
+    return 0;
+
+bad:
+    free(entries);
+    return -EBADMSG;
+}
+
+/* Write @n entries to the cache's file, replacing it atomically. */
+static int ec_write(const struct epochcache *c, const struct epochcache_entry *entries, size_t n)
+{
+    _Static_assert(EC_MAX_FILE_BYTES < SIZE_MAX / 2, "cap cannot overflow");
+    if (n > EPOCHCACHE_MAX_ENTRIES)
+        return -E2BIG;
+    size_t cap = 32 + n * EC_MAX_LINE;
+    char *buf = malloc(cap);
+    if (!buf)
+        return -ENOMEM;
+    size_t len = (size_t)snprintf(buf, cap, "%d\n%zu\n", EPOCHCACHE_VERSION, n);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%" PRId32 " %" PRId64 "\n", entries[i].epoch,
+                                entries[i].start_offset);
+    /* cap counted every field at full width, so nothing was cut. */
+    int r = fsutil_write_atomic(c->path, buf, len);
+    free(buf);
+    return r;
+}
+
+/* Make entries [@from, count) the whole cache, with the first one's start
+ * raised to @first_start when that is higher. The file is written first and
+ * memory changed only when that succeeded, so the two never disagree. */
+static int ec_keep_range(struct epochcache *c, size_t from, int64_t first_start)
+{
+    size_t n = c->count - from;
+    struct epochcache_entry *kept = NULL;
+    if (n > 0) {
+        kept = malloc(n * sizeof(*kept));
+        if (!kept)
+            return -ENOMEM;
+        memcpy(kept, c->entries + from, n * sizeof(*kept));
+        if (kept[0].start_offset < first_start)
+            kept[0].start_offset = first_start;
+    }
+    int r = ec_write(c, kept, n);
+    if (r < 0) {
+        free(kept);
+        return r;
+    }
+    free(c->entries);
+    c->entries = kept;
+    c->count = n;
+    return 0;
+}
+
+int epochcache_open(const char *dir, int64_t log_end_offset, struct epochcache **ret,
+                    bool *ret_discarded)
+{
+    struct epochcache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    size_t plen = strlen(dir) + 1 + strlen(EPOCHCACHE_FILE) + 1;
+    c->path = malloc(plen);
+    if (!c->path) {
+        free(c);
+        return -ENOMEM;
+    }
+    snprintf(c->path, plen, "%s/%s", dir, EPOCHCACHE_FILE);
+
+    bool discarded = false;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int r = fsutil_read_file(c->path, EC_MAX_FILE_BYTES, &data, &len);
+    if (r == -ENOENT) {
+        r = 0;
+    } else if (r == -EFBIG) {
+        /* Larger than the largest valid file: it cannot parse. */
+        discarded = true;
+        r = 0;
+    } else if (r == 0) {
+        r = ec_parse((const char *)data, len, &c->entries, &c->count);
+        free(data);
+        if (r == -EBADMSG) {
+            discarded = true;
+            r = 0;
+        }
+    }
+    if (r < 0)
+        goto fail;
+    if (discarded) {
+        r = ec_write(c, NULL, 0);
+        if (r < 0)
+            goto fail;
+    }
+    r = epochcache_truncate_from_end(c, log_end_offset);
+    if (r < 0)
+        goto fail;
+
+    *ret = c;
+    if (ret_discarded)
+        *ret_discarded = discarded;
+    return 0;
+
+fail:
+    epochcache_free(c);
+    return r;
+}
+
+void epochcache_free(struct epochcache *c)
+{
+    if (!c)
+        return;
+    free(c->entries);
+    free(c->path);
+    free(c);
+}
+
+int32_t epochcache_latest_epoch(const struct epochcache *c)
+{
+    return c->count > 0 ? c->entries[c->count - 1].epoch : EPOCHCACHE_UNDEFINED;
+}
+
+size_t epochcache_count(const struct epochcache *c)
+{
+    return c->count;
+}
+
+struct epochcache_entry epochcache_get(const struct epochcache *c, size_t i)
+{
+    return c->entries[i];
+}
+
+int epochcache_assign(struct epochcache *c, int32_t epoch, int64_t start_offset)
+{
+    if (epoch < 0 || start_offset < 0)
+        return -EINVAL;
+    if (epoch <= epochcache_latest_epoch(c))
+        return 0;
+    if (c->count > 0 && start_offset < c->entries[c->count - 1].start_offset)
+        return -EINVAL;
+    if (c->count >= EPOCHCACHE_MAX_ENTRIES)
+        return -E2BIG;
+    /* Grow first: if the write then fails the spare slot is harmless. */
+    struct epochcache_entry *grown = realloc(c->entries, (c->count + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    c->entries = grown;
+    c->entries[c->count] = (struct epochcache_entry){epoch, start_offset};
+    int r = ec_write(c, c->entries, c->count + 1);
+    if (r < 0)
+        return r;
+    c->count++;
+    return 0;
+}
+
+/* Index of the first entry with an epoch above @epoch (count if none). */
+static size_t ec_upper_bound(const struct epochcache *c, int32_t epoch)
+{
+    size_t lo = 0, hi = c->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->entries[mid].epoch <= epoch)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void epochcache_end_offset(const struct epochcache *c, int32_t requested_epoch,
+                           int64_t log_end_offset, int32_t *ret_epoch, int64_t *ret_end_offset)
+{
+    if (requested_epoch == EPOCHCACHE_UNDEFINED || c->count == 0) {
+        *ret_epoch = EPOCHCACHE_UNDEFINED;
+        *ret_end_offset = EPOCHCACHE_UNDEFINED;
+        return;
+    }
+    if (requested_epoch == epochcache_latest_epoch(c)) {
+        *ret_epoch = requested_epoch;
+        *ret_end_offset = log_end_offset;
+        return;
+    }
+    size_t higher = ec_upper_bound(c, requested_epoch);
+    if (higher == c->count) {
+        /* Above every epoch this log knows: the caller is ahead of us. */
+        *ret_epoch = EPOCHCACHE_UNDEFINED;
+        *ret_end_offset = EPOCHCACHE_UNDEFINED;
+        return;
+    }
+    /* Below the first epoch the requested epoch is echoed back: the log has no
+     * older epoch to name, only the point where its own history starts. */
+    *ret_epoch = higher == 0 ? requested_epoch : c->entries[higher - 1].epoch;
+    *ret_end_offset = c->entries[higher].start_offset;
+}
+
+int epochcache_truncate_from_end(struct epochcache *c, int64_t offset)
+{
+    size_t keep = c->count;
+    while (keep > 0 && c->entries[keep - 1].start_offset >= offset)
+        keep--;
+    if (keep == c->count)
+        return 0;
+    int r = ec_write(c, c->entries, keep);
+    if (r < 0)
+        return r;
+    c->count = keep;
+    return 0;
+}
+
+int epochcache_truncate_from_start(struct epochcache *c, int64_t offset)
+{
+    if (c->count == 0)
+        return 0;
+    /* Entry i ends where entry i+1 starts; the latest never ends. */
+    size_t from = 0;
+    while (from + 1 < c->count && c->entries[from + 1].start_offset <= offset)
+        from++;
+    if (from == 0 && c->entries[0].start_offset >= offset)
+        return 0;
+    return ec_keep_range(c, from, offset);
+}
+
+int epochcache_clear(struct epochcache *c)
+{
+    int r = ec_write(c, NULL, 0);
+    if (r < 0)
+        return r;
+    free(c->entries);
+    c->entries = NULL;
+    c->count = 0;
+    return 0;
+}

@@ -1,0 +1,83 @@
+/* epochcache: a partition replica's leader-epoch cache — for every leader epoch
+ * that wrote to this log, the offset of its first batch — kept in the file
+ * `leader-epoch-checkpoint` of the partition directory, in Kafka's format:
+ *
+ *   0            version
+ *   2            number of entries
+ *   0 0          "epoch start_offset", one line per entry, epochs increasing
+ *   3 1200
+ *
+ * It answers "where does epoch E end in this log?" (Kafka's
+ * OffsetsForLeaderEpoch), which is how a follower finds the point where its log
+ * and the leader's part (KIP-101, KIP-279), and how a leader tells a fetching
+ * follower that it has diverged.
+ *
+ * Entries have strictly increasing epochs and non-decreasing start offsets. Every
+ * change is written to the file at once (temp file, fsync, rename, fsync of the
+ * directory) before the call returns: changes are rare (a leader change, or a
+ * follower seeing a new epoch in the batches it copies), so this blocks the loop
+ * for one small write and fsync only then.
+ *
+ * Errors are negative errno; nothing is logged above debug. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EPOCHCACHE_FILE      "leader-epoch-checkpoint"
+#define EPOCHCACHE_UNDEFINED (-1)
+#define EPOCHCACHE_MAX_ENTRIES 100000
+
+struct epochcache;
+
+struct epochcache_entry {
+    int32_t epoch;
+    int64_t start_offset;
+};
+
+/* Load the cache of the log in directory @dir (a missing file is an empty cache)
+ * and drop the entries that start at or after @log_end_offset (a log cut back by
+ * recovery). A file that does not parse (bad version, count, line, epochs not
+ * increasing, offsets decreasing, more than EPOCHCACHE_MAX_ENTRIES) is treated
+ * as empty and rewritten, and *ret_discarded (may be NULL) is set to true so the
+ * caller can log it. -ENOMEM, or an errno from reading/writing the file. */
+int epochcache_open(const char *dir, int64_t log_end_offset, struct epochcache **ret,
+                    bool *ret_discarded);
+void epochcache_free(struct epochcache *c); /* NULL-safe */
+
+/* The latest epoch, or EPOCHCACHE_UNDEFINED when empty. */
+int32_t epochcache_latest_epoch(const struct epochcache *c);
+size_t epochcache_count(const struct epochcache *c);
+/* Entry @i (0 = oldest). @i < count. */
+struct epochcache_entry epochcache_get(const struct epochcache *c, size_t i);
+
+/* Record that @epoch starts at @start_offset. An epoch not above the latest is
+ * ignored (0; a follower sees each epoch in many batches); a start offset below
+ * the latest entry's is -EINVAL. Persists before returning. */
+int epochcache_assign(struct epochcache *c, int32_t epoch, int64_t start_offset);
+
+/* Kafka's endOffsetFor: for @requested_epoch, the largest epoch <= it that this
+ * log knows and the offset where that epoch ends (the start of the next higher
+ * epoch, or @log_end_offset for the latest):
+ *   - requested is the latest epoch: (latest, log_end_offset);
+ *   - requested is above every epoch, or the cache is empty, or requested is
+ *     EPOCHCACHE_UNDEFINED: (UNDEFINED, UNDEFINED);
+ *   - requested is below every epoch: (requested, start of the first entry);
+ *   - otherwise: (largest epoch <= requested, start of the first epoch > requested).
+ * Always succeeds. */
+void epochcache_end_offset(const struct epochcache *c, int32_t requested_epoch,
+                           int64_t log_end_offset, int32_t *ret_epoch, int64_t *ret_end_offset);
+
+/* The log was cut back to end at @offset: drop every entry that starts at or
+ * after it. Persists when something changed. */
+int epochcache_truncate_from_end(struct epochcache *c, int64_t offset);
+
+/* The log now starts at @offset (retention, or a follower restarting its log
+ * from the leader's start): drop entries that end at or before it and move the
+ * start of the first remaining one up to @offset. Persists when something
+ * changed. */
+int epochcache_truncate_from_start(struct epochcache *c, int64_t offset);
+
+/* Forget everything (the log was emptied). Persists. */
+int epochcache_clear(struct epochcache *c);

@@ -1,0 +1,1406 @@
+/* repl: leader and follower sides of partition replication (see repl.h). */
+#include "broker/replica/repl.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_config.h"
+#include "broker/coordclient.h"
+#include "broker/replica/epochcache.h"
+#include "broker/storage/logmgr.h"
+#include "common/batch.h"
+#include "common/clock.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/rpc.h"
+#include "coordinator.pb-c.h"
+#include "coordinator/state.h"
+#include "replica.pb-c.h"
+
+#define E_OFFSET_OUT_OF_RANGE    1
+#define E_NOT_LEADER             6
+#define E_REQUEST_TIMED_OUT      7
+#define E_NOT_ENOUGH_REPLICAS    19
+#define E_KAFKA_STORAGE_ERROR    56
+#define E_UNKNOWN_LEADER_EPOCH   73
+#define E_FENCED_LEADER_EPOCH    74
+#define E_UNKNOWN_TOPIC_ID       100
+
+#define M_ALTER_PARTITION 3 /* proto/coordinator.proto method index */
+#define M_REPL_FETCH      0 /* proto/replica.proto */
+
+#define FETCH_RPC_MAX_FRAME (128u * 1024 * 1024)
+#define ALTER_RETRY_MS      1000
+
+enum role { ROLE_NONE = 0, ROLE_LEADER, ROLE_FOLLOWER };
+
+struct fetcher;
+
+/* A parked acks=all produce. FIFO per partition: appends come in offset order,
+ * so the list is sorted by last_offset. */
+struct ack_waiter {
+    struct ack_waiter *next, *prev;
+    struct repl_part *part;
+    int64_t last_offset;
+    repl_ack_fn fn;
+    void *ud;
+    struct event *timer;
+};
+
+/* What the leader knows of one follower. */
+struct rfollower {
+    int32_t id;
+    int64_t leo;                 /* last fetch offset from a non-diverged fetch; -1 unknown */
+    int64_t last_caught_up_ms;   /* monotonic */
+    int64_t last_fetch_ms;       /* monotonic time of the previous fetch */
+    int64_t leader_leo_at_fetch; /* our LEO at the previous fetch */
+};
+
+struct repl_part {
+    struct repl_part *hnext; /* hash chain */
+    char *topic;
+    int32_t partition;
+    uint8_t topic_id[CSTATE_UUID_LEN];
+    struct plog *log;
+    struct epochcache *ec;
+    enum role role;
+    int32_t leader;
+    int32_t leader_epoch;
+    int32_t partition_epoch;
+    int32_t min_isr;
+    int64_t hw;
+    int32_t *replicas; /* copies of the metadata lists */
+    int32_t *isr;
+    uint8_t n_replicas, n_isr;
+    bool seen; /* metadata sweep mark */
+    /* leader */
+    struct rfollower *fol; /* n_replicas entries (our own slot unused) */
+    bool alter_inflight;
+    int32_t alter_adding; /* a member being added (counted for the HW), -1 none */
+    int64_t alter_retry_ms;
+    struct ack_waiter *wait_head, *wait_tail;
+    int64_t timed_out; /* acks=all produces answered REQUEST_TIMED_OUT */
+    /* follower */
+    struct fetcher *fetcher;
+};
+
+/* A follower fetch parked on the leader until data arrives or max_wait passes. */
+struct parked_fetch {
+    struct parked_fetch *next, *prev;
+    struct repl *r;
+    struct rpc_call *call;
+    const Weir__Repl__FetchRequest *req;
+    struct event *timer;
+};
+
+/* One connection to a leader broker, fetching every partition we follow there. */
+struct fetcher {
+    struct fetcher *next;
+    struct repl *r;
+    int32_t leader;
+    char host[BROKER_HOST_MAX];
+    int port;
+    struct rpc_client *rpc;
+    bool inflight;
+    bool used; /* metadata sweep mark */
+    struct event *backoff;
+    struct repl_part **parts;
+    size_t n_parts, cap_parts;
+};
+
+struct repl {
+    struct event_base *base;
+    const struct broker_settings *s;
+    struct logmgr *lm;
+    struct coordclient *cc;
+    repl_visible_fn on_visible;
+    void *ud;
+    struct rpc_server *srv;
+    char adv_host[BROKER_HOST_MAX];
+    struct repl_part **buckets;
+    size_t nbuckets, nparts;
+    struct parked_fetch *parked;
+    struct fetcher *fetchers;
+    struct event *isr_timer;
+    struct repl_stats st;
+    bool freeing;
+};
+
+/* ---- partition table ------------------------------------------------------------ */
+
+static uint64_t part_hash(const char *topic, int32_t partition)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (h ^ (uint32_t)partition) * 1099511628211ULL;
+}
+
+struct repl_part *repl_part_get(struct repl *r, const char *topic, int32_t partition)
+{
+    if (!r->nbuckets)
+        return NULL;
+    uint64_t h = part_hash(topic, partition) & (r->nbuckets - 1);
+    for (struct repl_part *p = r->buckets[h]; p; p = p->hnext)
+        if (p->partition == partition && strcmp(p->topic, topic) == 0)
+            return p;
+    return NULL;
+}
+
+static int table_grow(struct repl *r)
+{
+    size_t n = r->nbuckets ? r->nbuckets * 2 : 64;
+    struct repl_part **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return -ENOMEM;
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        struct repl_part *p = r->buckets[i];
+        while (p) {
+            struct repl_part *next = p->hnext;
+            uint64_t h = part_hash(p->topic, p->partition) & (n - 1);
+            p->hnext = nb[h];
+            nb[h] = p;
+            p = next;
+        }
+    }
+    free(r->buckets);
+    r->buckets = nb;
+    r->nbuckets = n;
+    return 0;
+}
+
+static struct repl_part *part_by_id(struct repl *r, const uint8_t *id, size_t idlen,
+                                    int32_t partition, bool *ret_unknown_topic)
+{
+    *ret_unknown_topic = false;
+    if (idlen != CSTATE_UUID_LEN) {
+        *ret_unknown_topic = true;
+        return NULL;
+    }
+    const struct cstate_topic *t = cstate_topic_by_id(coordclient_state(r->cc), id);
+    if (!t) {
+        *ret_unknown_topic = true;
+        return NULL;
+    }
+    return repl_part_get(r, t->name, partition);
+}
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+static bool ids_contain(const int32_t *v, size_t n, int32_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == id)
+            return true;
+    return false;
+}
+
+static struct rfollower *follower_of(struct repl_part *p, int32_t id)
+{
+    for (uint8_t i = 0; i < p->n_replicas; i++)
+        if (p->fol && p->fol[i].id == id)
+            return &p->fol[i];
+    return NULL;
+}
+
+static int64_t leo(const struct repl_part *p)
+{
+    return plog_log_end_offset(p->log);
+}
+
+int64_t repl_part_high_watermark(const struct repl_part *p)
+{
+    return p->hw;
+}
+
+void repl_part_epoch_end_offset(const struct repl_part *p, int32_t epoch, int32_t *ret_epoch,
+                                int64_t *ret_end_offset)
+{
+    epochcache_end_offset(p->ec, epoch, leo(p), ret_epoch, ret_end_offset);
+}
+
+void repl_get_stats(const struct repl *r, struct repl_stats *ret)
+{
+    struct repl_stats st = r->st;
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (const struct repl_part *p = r->buckets[i]; p; p = p->hnext)
+            st.acks_timed_out += p->timed_out;
+    *ret = st;
+}
+
+const char *repl_advertised_host(const struct repl *r)
+{
+    return r->adv_host;
+}
+
+int repl_port(const struct repl *r)
+{
+    return rpc_server_port(r->srv);
+}
+
+/* ---- acks=all waiters ---------------------------------------------------------------- */
+
+static void waiter_unlink(struct ack_waiter *w)
+{
+    struct repl_part *p = w->part;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        p->wait_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        p->wait_tail = w->prev;
+    w->next = w->prev = NULL;
+}
+
+static void waiter_finish(struct ack_waiter *w, int16_t err)
+{
+    waiter_unlink(w);
+    if (w->timer)
+        event_free(w->timer);
+    repl_ack_fn fn = w->fn;
+    void *ud = w->ud;
+    free(w);
+    fn(ud, err);
+}
+
+static void waiter_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct ack_waiter *w = arg;
+    (void)fd;
+    (void)what;
+    w->part->timed_out++;
+    waiter_finish(w, E_REQUEST_TIMED_OUT);
+}
+
+static void fail_waiters(struct repl_part *p, int16_t err)
+{
+    while (p->wait_head)
+        waiter_finish(p->wait_head, err);
+}
+
+/* ---- leader: HW and ISR ---------------------------------------------------------------- */
+
+static void complete_waiters(struct repl *r, struct repl_part *p)
+{
+    if (!p->wait_head)
+        return;
+    bool lease = coordclient_lease_valid(r->cc, clock_mono_ms());
+    while (p->wait_head && p->wait_head->last_offset < p->hw) {
+        if (!lease)
+            r->st.acks_lease_lost++;
+        waiter_finish(p->wait_head, lease ? 0 : E_NOT_LEADER);
+    }
+}
+
+/* HW = min LEO over the ISR and a member being added; never backwards; frozen
+ * while the ISR is below min.insync.replicas (invariant 3). */
+static void maybe_advance_hw(struct repl *r, struct repl_part *p)
+{
+    if (p->role != ROLE_LEADER || p->n_isr < p->min_isr)
+        return;
+    int64_t hw = leo(p);
+    for (uint8_t i = 0; i < p->n_replicas; i++) {
+        int32_t id = p->replicas[i];
+        if (id == r->s->broker_id)
+            continue;
+        if (!ids_contain(p->isr, p->n_isr, id) && id != p->alter_adding)
+            continue;
+        struct rfollower *f = follower_of(p, id);
+        if (!f || f->leo < 0)
+            return; /* not heard from it in this leadership yet */
+        if (f->leo < hw)
+            hw = f->leo;
+    }
+    if (hw <= p->hw)
+        return;
+    p->hw = hw;
+    complete_waiters(r, p);
+    if (r->on_visible)
+        r->on_visible(r->ud, p->log);
+}
+
+struct alter_ctx {
+    struct repl *r;
+    char *topic;
+    int32_t partition;
+    int32_t leader_epoch;
+};
+
+static void adopt_isr(struct repl_part *p, const int32_t *isr, size_t n)
+{
+    int32_t *v = malloc((n ? n : 1) * sizeof(*v));
+    if (!v)
+        return;
+    memcpy(v, isr, n * sizeof(*v));
+    free(p->isr);
+    p->isr = v;
+    p->n_isr = (uint8_t)n;
+}
+
+static void on_alter_response(int status, const struct ProtobufCMessage *msg, const char *errmsg,
+                              void *ud)
+{
+    struct alter_ctx *a = ud;
+    struct repl *r = a->r;
+    struct repl_part *p = (status == RPC_SHUTTING_DOWN || r->freeing)
+                              ? NULL
+                              : repl_part_get(r, a->topic, a->partition);
+    if (p && p->leader_epoch == a->leader_epoch) {
+        p->alter_inflight = false;
+        p->alter_adding = -1;
+        const Weir__Coord__AlterPartitionResponse *resp =
+            status == RPC_OK ? (const Weir__Coord__AlterPartitionResponse *)msg : NULL;
+        if (!resp) {
+            log_warn("replica", "%s-%d: ISR change not answered: %s", a->topic, a->partition,
+                     errmsg);
+            p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
+        } else if (resp->error_code || resp->n_results != 1) {
+            log_warn("replica", "%s-%d: ISR change refused: %d %s", a->topic, a->partition,
+                     resp->error_code, resp->error_message);
+            p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
+        } else {
+            const Weir__Coord__AlterPartitionResult *res = resp->results[0];
+            if (res->error_code) {
+                log_warn("replica", "%s-%d: ISR change refused: %d %s", a->topic, a->partition,
+                         res->error_code, res->error_message);
+                p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
+            }
+            /* The answer is committed state: adopt it now rather than at the
+             * watch push, so a shrink unblocks the HW at once. */
+            if (res->leader_epoch == p->leader_epoch &&
+                res->partition_epoch > p->partition_epoch && res->leader == r->s->broker_id) {
+                p->partition_epoch = res->partition_epoch;
+                adopt_isr(p, res->isr, res->n_isr);
+                log_info("replica", "%s-%d: ISR now %zu members (partition epoch %d)", a->topic,
+                         a->partition, res->n_isr, res->partition_epoch);
+                maybe_advance_hw(r, p);
+            }
+        }
+    }
+    free(a->topic);
+    free(a);
+}
+
+static void send_alter(struct repl *r, struct repl_part *p, const int32_t *new_isr, size_t n,
+                       int32_t adding)
+{
+    struct alter_ctx *a = calloc(1, sizeof(*a));
+    if (!a || !(a->topic = strdup(p->topic))) {
+        free(a);
+        return;
+    }
+    a->r = r;
+    a->partition = p->partition;
+    a->leader_epoch = p->leader_epoch;
+    Weir__Coord__AlterPartitionItem item = WEIR__COORD__ALTER_PARTITION_ITEM__INIT;
+    item.topic_id.data = p->topic_id;
+    item.topic_id.len = CSTATE_UUID_LEN;
+    item.partition = p->partition;
+    item.leader_epoch = p->leader_epoch;
+    item.partition_epoch = p->partition_epoch;
+    item.n_new_isr = n;
+    item.new_isr = (int32_t *)new_isr;
+    Weir__Coord__AlterPartitionItem *items[1] = {&item};
+    Weir__Coord__AlterPartitionRequest req = WEIR__COORD__ALTER_PARTITION_REQUEST__INIT;
+    req.broker_id = r->s->broker_id;
+    req.broker_epoch = coordclient_broker_epoch(r->cc);
+    req.n_items = 1;
+    req.items = items;
+    int rc = coordclient_call(r->cc, M_ALTER_PARTITION, &req.base, 5000, on_alter_response, a);
+    if (rc < 0) {
+        free(a->topic);
+        free(a);
+        p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
+        return;
+    }
+    p->alter_inflight = true;
+    p->alter_adding = adding;
+}
+
+/* A follower that reached the HW (and the start of our epoch) rejoins the ISR. */
+static void maybe_expand_isr(struct repl *r, struct repl_part *p, struct rfollower *f)
+{
+    if (p->alter_inflight || ids_contain(p->isr, p->n_isr, f->id) ||
+        clock_mono_ms() < p->alter_retry_ms)
+        return;
+    const struct cstate *s = coordclient_state(r->cc);
+    if (!cstate_broker_eligible(s, f->id))
+        return;
+    size_t n = epochcache_count(p->ec);
+    int64_t epoch_start = n ? epochcache_get(p->ec, n - 1).start_offset : 0;
+    if (f->leo < p->hw || f->leo < epoch_start)
+        return;
+    int32_t v[256];
+    if (p->n_isr >= 255)
+        return;
+    memcpy(v, p->isr, p->n_isr * sizeof(*v));
+    v[p->n_isr] = f->id;
+    r->st.isr_expands++;
+    log_info("replica", "%s-%d: broker %d caught up at %" PRId64 ": adding it to the ISR",
+             p->topic, p->partition, f->id, f->leo);
+    send_alter(r, p, v, p->n_isr + 1u, f->id);
+}
+
+static void check_isr_shrink(struct repl *r, struct repl_part *p, int64_t now)
+{
+    if (p->role != ROLE_LEADER || p->alter_inflight || now < p->alter_retry_ms)
+        return;
+    int32_t v[256];
+    size_t n = 0;
+    bool drop = false;
+    for (uint8_t i = 0; i < p->n_isr; i++) {
+        int32_t id = p->isr[i];
+        struct rfollower *f = id == r->s->broker_id ? NULL : follower_of(p, id);
+        if (f && now - f->last_caught_up_ms > r->s->replica_lag_time_max_ms) {
+            log_info("replica",
+                     "%s-%d: broker %d not caught up for %" PRId64 " ms (LEO %" PRId64
+                     ", ours %" PRId64 "): removing it from the ISR",
+                     p->topic, p->partition, id, now - f->last_caught_up_ms, f->leo, leo(p));
+            drop = true;
+            continue;
+        }
+        v[n++] = id;
+    }
+    if (!drop || n == 0)
+        return;
+    r->st.isr_shrinks++;
+    send_alter(r, p, v, n, -1);
+}
+
+static void isr_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct repl *r = arg;
+    (void)fd;
+    (void)what;
+    int64_t now = clock_mono_ms();
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (struct repl_part *p = r->buckets[i]; p; p = p->hnext)
+            check_isr_shrink(r, p, now);
+}
+
+/* ---- leader: serving follower fetches ----------------------------------------------------- */
+
+static void parked_free(struct parked_fetch *pf)
+{
+    struct repl *r = pf->r;
+    if (pf->prev)
+        pf->prev->next = pf->next;
+    else
+        r->parked = pf->next;
+    if (pf->next)
+        pf->next->prev = pf->prev;
+    if (pf->timer)
+        event_free(pf->timer);
+    free(pf);
+}
+
+/* Evaluate one follower fetch; fills *resp. Returns the record bytes found, or
+ * -1 when the answer must go out now whatever the bytes (errors, divergence).
+ * Buffers of records are malloc'd into resp (freed by free_fetch_response). */
+static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
+                           Weir__Repl__FetchResponse *resp, Weir__Repl__FetchPartitionResult *res,
+                           Weir__Repl__FetchPartitionResult **resv)
+{
+    int64_t total = 0;
+    bool urgent = false;
+    int64_t now = clock_mono_ms();
+    int64_t budget = req->max_bytes > 0 ? req->max_bytes : r->s->replica_fetch_response_max_bytes;
+    resp->n_partitions = req->n_partitions;
+    resp->partitions = resv;
+    for (size_t i = 0; i < req->n_partitions; i++) {
+        const Weir__Repl__FetchPartition *fp = req->partitions[i];
+        Weir__Repl__FetchPartitionResult *o = &res[i];
+        weir__repl__fetch_partition_result__init(o);
+        resv[i] = o;
+        o->topic_id = fp->topic_id;
+        o->partition = fp->partition;
+        o->high_watermark = -1;
+        o->log_start_offset = -1;
+        o->log_end_offset = -1;
+        bool unknown_topic;
+        struct repl_part *p =
+            part_by_id(r, fp->topic_id.data, fp->topic_id.len, fp->partition, &unknown_topic);
+        if (!p) {
+            o->error_code = unknown_topic ? E_UNKNOWN_TOPIC_ID : E_NOT_LEADER;
+            urgent = true;
+            continue;
+        }
+        if (p->role != ROLE_LEADER || !p->log) {
+            o->error_code = E_NOT_LEADER;
+            urgent = true;
+            continue;
+        }
+        if (fp->current_leader_epoch != p->leader_epoch) {
+            o->error_code = fp->current_leader_epoch < p->leader_epoch ? E_FENCED_LEADER_EPOCH
+                                                                       : E_UNKNOWN_LEADER_EPOCH;
+            urgent = true;
+            continue;
+        }
+        struct rfollower *f = follower_of(p, req->replica_id);
+        if (!f) {
+            o->error_code = E_NOT_LEADER; /* not a replica of this partition */
+            urgent = true;
+            continue;
+        }
+        int64_t end = leo(p), start = plog_log_start_offset(p->log);
+        o->log_start_offset = start;
+        o->log_end_offset = end;
+        if (fp->last_fetched_epoch >= 0) {
+            int32_t e;
+            int64_t eend;
+            epochcache_end_offset(p->ec, fp->last_fetched_epoch, end, &e, &eend);
+            if (e != EPOCHCACHE_UNDEFINED && (e < fp->last_fetched_epoch || eend < fp->fetch_offset)) {
+                o->diverging = true;
+                o->diverging_epoch = e;
+                o->diverging_end_offset = eend;
+                o->high_watermark = p->hw;
+                urgent = true;
+                continue;
+            }
+        }
+        if (fp->fetch_offset < start || fp->fetch_offset > end) {
+            o->error_code = E_OFFSET_OUT_OF_RANGE;
+            o->high_watermark = p->hw;
+            urgent = true;
+            continue;
+        }
+        /* The follower has everything below its fetch offset. */
+        if (fp->fetch_offset >= end)
+            f->last_caught_up_ms = now;
+        else if (f->last_fetch_ms > 0 && fp->fetch_offset >= f->leader_leo_at_fetch &&
+                 f->last_fetch_ms > f->last_caught_up_ms)
+            f->last_caught_up_ms = f->last_fetch_ms;
+        f->last_fetch_ms = now;
+        f->leader_leo_at_fetch = end;
+        f->leo = fp->fetch_offset;
+        maybe_advance_hw(r, p);
+        maybe_expand_isr(r, p, f);
+        o->high_watermark = p->hw;
+        if (fp->fetch_offset == end || budget <= 0)
+            continue;
+        int32_t want = req->partition_max_bytes > 0 ? req->partition_max_bytes
+                                                    : r->s->replica_fetch_max_bytes;
+        if (want > budget)
+            want = (int32_t)budget;
+        struct plog_read_result rr;
+        int rc = plog_read(p->log, fp->fetch_offset, end, want, total == 0, &rr);
+        if (rc < 0) {
+            o->error_code = rc == -ERANGE ? E_OFFSET_OUT_OF_RANGE : E_KAFKA_STORAGE_ERROR;
+            urgent = true;
+            continue;
+        }
+        if (rr.length <= 0) {
+            seg_file_unref(rr.file);
+            continue;
+        }
+        uint8_t *buf = malloc((size_t)rr.length);
+        if (!buf) {
+            seg_file_unref(rr.file);
+            o->error_code = E_KAFKA_STORAGE_ERROR;
+            urgent = true;
+            continue;
+        }
+        rc = fsutil_pread_all(seg_file_fd(rr.file), buf, (size_t)rr.length, rr.position);
+        seg_file_unref(rr.file);
+        if (rc < 0) {
+            free(buf);
+            log_error("replica", "%s-%d: reading for broker %d: %s", p->topic, p->partition,
+                      req->replica_id, strerror(-rc));
+            o->error_code = E_KAFKA_STORAGE_ERROR;
+            urgent = true;
+            continue;
+        }
+        o->records.data = buf;
+        o->records.len = (size_t)rr.length;
+        total += rr.length;
+        budget -= rr.length;
+    }
+    return urgent ? -1 : total;
+}
+
+static void reply_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req)
+{
+    size_t n = req->n_partitions;
+    Weir__Repl__FetchPartitionResult *res = calloc(n ? n : 1, sizeof(*res));
+    Weir__Repl__FetchPartitionResult **resv = calloc(n ? n : 1, sizeof(*resv));
+    Weir__Repl__FetchResponse resp = WEIR__REPL__FETCH_RESPONSE__INIT;
+    if (!res || !resv) {
+        free(res);
+        free(resv);
+        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
+        return;
+    }
+    serve_fetch(r, req, &resp, res, resv);
+    r->st.fetches_served++;
+    rpc_call_reply(call, &resp.base);
+    for (size_t i = 0; i < n; i++)
+        if (res[i].records.len)
+            free(res[i].records.data);
+    free(res);
+    free(resv);
+}
+
+static void parked_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct parked_fetch *pf = arg;
+    (void)fd;
+    (void)what;
+    struct repl *r = pf->r;
+    struct rpc_call *call = pf->call;
+    const Weir__Repl__FetchRequest *req = pf->req;
+    parked_free(pf);
+    reply_fetch(r, call, req);
+}
+
+/* Answer parked fetches of the followers of @p (new data or a role change). */
+static void wake_fetches(struct repl *r, struct repl_part *p)
+{
+    struct parked_fetch *pf = r->parked;
+    while (pf) {
+        struct parked_fetch *next = pf->next;
+        if (!p || ids_contain(p->replicas, p->n_replicas, pf->req->replica_id)) {
+            struct rpc_call *call = pf->call;
+            const Weir__Repl__FetchRequest *req = pf->req;
+            parked_free(pf);
+            reply_fetch(r, call, req);
+            /* reply_fetch can not change the parked list but for nothing: the
+             * successor pointer stays valid. */
+        }
+        pf = next;
+    }
+}
+
+static void on_fetch_request(struct rpc_call *call, const struct ProtobufCMessage *msg, void *ud)
+{
+    struct repl *r = ud;
+    const Weir__Repl__FetchRequest *req = (const Weir__Repl__FetchRequest *)msg;
+    /* A follower has at most one fetch parked here: an older one (from a
+     * connection that dropped) is answered first. */
+    for (struct parked_fetch *pf = r->parked; pf; pf = pf->next) {
+        if (pf->req->replica_id == req->replica_id) {
+            struct rpc_call *oc = pf->call;
+            const Weir__Repl__FetchRequest *oreq = pf->req;
+            parked_free(pf);
+            reply_fetch(r, oc, oreq);
+            break;
+        }
+    }
+    size_t n = req->n_partitions;
+    if (n > 1000000) {
+        rpc_call_fail(call, RPC_INTERNAL, "too many partitions");
+        return;
+    }
+    Weir__Repl__FetchPartitionResult *res = calloc(n ? n : 1, sizeof(*res));
+    Weir__Repl__FetchPartitionResult **resv = calloc(n ? n : 1, sizeof(*resv));
+    if (!res || !resv) {
+        free(res);
+        free(resv);
+        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
+        return;
+    }
+    Weir__Repl__FetchResponse resp = WEIR__REPL__FETCH_RESPONSE__INIT;
+    int64_t got = serve_fetch(r, req, &resp, res, resv);
+    struct parked_fetch *pf = NULL;
+    if (got == 0 && req->max_wait_ms > 0 && !r->freeing)
+        pf = calloc(1, sizeof(*pf));
+    if (pf) {
+        pf->r = r;
+        pf->call = call;
+        pf->req = req;
+        pf->timer = evtimer_new(r->base, parked_timeout, pf);
+        if (pf->timer) {
+            int w = req->max_wait_ms > 30000 ? 30000 : req->max_wait_ms;
+            struct timeval tv = {w / 1000, (w % 1000) * 1000};
+            evtimer_add(pf->timer, &tv);
+            pf->next = r->parked;
+            if (pf->next)
+                pf->next->prev = pf;
+            r->parked = pf;
+            free(res);
+            free(resv);
+            return;
+        }
+        free(pf);
+    }
+    r->st.fetches_served++;
+    rpc_call_reply(call, &resp.base);
+    for (size_t i = 0; i < n; i++)
+        if (res[i].records.len)
+            free(res[i].records.data);
+    free(res);
+    free(resv);
+}
+
+/* ---- follower: fetchers ------------------------------------------------------------------ */
+
+struct fetch_ctx {
+    struct fetcher *f;
+    size_t n;
+    struct fetch_item {
+        uint8_t topic_id[CSTATE_UUID_LEN];
+        int32_t partition;
+        int32_t leader_epoch;
+        int64_t fetch_offset;
+    } *items;
+};
+
+static void fetcher_kick(struct fetcher *f);
+
+static void fetcher_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    fetcher_kick(arg);
+}
+
+static void fetcher_backoff(struct fetcher *f)
+{
+    int ms = f->r->s->replica_fetch_backoff_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(f->backoff, &tv);
+}
+
+/* Truncate after the leader said our log diverged at (epoch, end). Kafka's
+ * follower rule: with our own end offset for the leader's epoch, cut to the
+ * smaller of the two when we know that epoch, else to what we know of it;
+ * the next fetch (with the new last epoch) finds any further divergence. */
+static void follower_truncate(struct repl *r, struct repl_part *p, int32_t lepoch, int64_t lend)
+{
+    int64_t end = leo(p), target;
+    int32_t fe;
+    int64_t fend;
+    epochcache_end_offset(p->ec, lepoch, end, &fe, &fend);
+    if (fe == EPOCHCACHE_UNDEFINED || fend == EPOCHCACHE_UNDEFINED)
+        target = lend < end ? lend : end;
+    else if (fe != lepoch)
+        target = fend < end ? fend : end;
+    else
+        target = lend < fend ? lend : fend;
+    int64_t newend = end;
+    int rc = plog_truncate_to(p->log, target, &newend);
+    if (rc < 0) {
+        log_error("replica", "%s-%d: truncating to %" PRId64 ": %s", p->topic, p->partition,
+                  target, strerror(-rc));
+        return;
+    }
+    rc = epochcache_truncate_from_end(p->ec, newend);
+    if (rc < 0)
+        log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
+    if (p->hw > newend)
+        p->hw = newend;
+    r->st.truncations++;
+    log_info("replica",
+             "%s-%d: log diverged from leader %d (its epoch %d ends at %" PRId64
+             "): truncated from %" PRId64 " to %" PRId64,
+             p->topic, p->partition, p->leader, lepoch, lend, end, newend);
+}
+
+static int follower_append(struct repl *r, struct repl_part *p, uint8_t *data, size_t len)
+{
+    int rc = batch_validate_all(data, len, 0, NULL, NULL);
+    if (rc < 0) {
+        log_error("replica", "%s-%d: leader %d sent invalid batches: %s", p->topic, p->partition,
+                  p->leader, strerror(-rc));
+        return rc;
+    }
+    struct plog_append_info info;
+    rc = logmgr_append(r->lm, p->log, data, len, 0, -1, &info);
+    if (rc < 0) {
+        log_error("replica", "%s-%d: appending %zu bytes from leader %d at %" PRId64 ": %s",
+                  p->topic, p->partition, len, p->leader, leo(p), strerror(-rc));
+        return rc;
+    }
+    /* New epochs in what we copied start where their first batch does. */
+    size_t at = 0;
+    while (len - at >= BATCH_HEADER_SIZE) {
+        struct batch_header h;
+        if (batch_parse_header(data + at, len - at, &h) != 0)
+            break;
+        if (h.partition_leader_epoch > epochcache_latest_epoch(p->ec)) {
+            int e = epochcache_assign(p->ec, h.partition_leader_epoch, h.base_offset);
+            if (e < 0)
+                log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition,
+                          strerror(-e));
+        }
+        at += (size_t)batch_total_size(&h);
+    }
+    return 0;
+}
+
+static void on_fetch_response(int status, const struct ProtobufCMessage *msg, const char *errmsg,
+                              void *ud)
+{
+    struct fetch_ctx *ctx = ud;
+    struct fetcher *f = ctx->f;
+    if (status == RPC_SHUTTING_DOWN) {
+        free(ctx->items);
+        free(ctx);
+        return;
+    }
+    struct repl *r = f->r;
+    f->inflight = false;
+    bool backoff = false;
+    const Weir__Repl__FetchResponse *resp =
+        status == RPC_OK ? (const Weir__Repl__FetchResponse *)msg : NULL;
+    if (!resp || resp->error_code || resp->n_partitions != ctx->n) {
+        log_debug("replica", "fetch from broker %d failed: %s", f->leader,
+                  resp ? resp->error_message : errmsg);
+        backoff = true;
+    } else {
+        for (size_t i = 0; i < ctx->n; i++) {
+            const Weir__Repl__FetchPartitionResult *o = resp->partitions[i];
+            const struct fetch_item *it = &ctx->items[i];
+            bool unknown;
+            struct repl_part *p = part_by_id(r, it->topic_id, CSTATE_UUID_LEN, it->partition,
+                                             &unknown);
+            /* Drop answers for a state that changed while the fetch was out. */
+            if (!p || p->role != ROLE_FOLLOWER || p->fetcher != f ||
+                p->leader_epoch != it->leader_epoch || !p->log || leo(p) != it->fetch_offset)
+                continue;
+            if (o->error_code == E_OFFSET_OUT_OF_RANGE) {
+                int64_t end = leo(p);
+                if (o->log_end_offset >= 0 && end > o->log_end_offset) {
+                    int64_t ne;
+                    if (plog_truncate_to(p->log, o->log_end_offset, &ne) == 0) {
+                        epochcache_truncate_from_end(p->ec, ne);
+                        if (p->hw > ne)
+                            p->hw = ne;
+                        r->st.truncations++;
+                        log_info("replica", "%s-%d: ahead of leader %d: truncated to %" PRId64,
+                                 p->topic, p->partition, p->leader, ne);
+                    }
+                } else if (o->log_start_offset > end) {
+                    if (plog_truncate_fully(p->log, o->log_start_offset) == 0) {
+                        epochcache_clear(p->ec);
+                        p->hw = o->log_start_offset;
+                        log_info("replica", "%s-%d: behind leader %d's log start: restarting at %" PRId64,
+                                 p->topic, p->partition, p->leader, o->log_start_offset);
+                    }
+                } else {
+                    backoff = true;
+                }
+                continue;
+            }
+            if (o->error_code) {
+                backoff = true;
+                continue;
+            }
+            if (o->diverging) {
+                follower_truncate(r, p, o->diverging_epoch, o->diverging_end_offset);
+                continue;
+            }
+            if (o->records.len > 0 &&
+                follower_append(r, p, o->records.data, o->records.len) < 0)
+                backoff = true;
+            int64_t hw = o->high_watermark < leo(p) ? o->high_watermark : leo(p);
+            if (hw > p->hw)
+                p->hw = hw;
+        }
+    }
+    free(ctx->items);
+    free(ctx);
+    if (backoff)
+        fetcher_backoff(f);
+    else
+        fetcher_kick(f);
+}
+
+static void fetcher_kick(struct fetcher *f)
+{
+    struct repl *r = f->r;
+    if (f->inflight || r->freeing || evtimer_pending(f->backoff, NULL))
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_parts; i++)
+        if (f->parts[i]->log)
+            n++;
+    if (n == 0)
+        return;
+    struct fetch_ctx *ctx = calloc(1, sizeof(*ctx));
+    Weir__Repl__FetchPartition *fps = calloc(n, sizeof(*fps));
+    Weir__Repl__FetchPartition **fpv = calloc(n, sizeof(*fpv));
+    if (ctx)
+        ctx->items = calloc(n, sizeof(*ctx->items));
+    if (!ctx || !fps || !fpv || !ctx->items) {
+        if (ctx)
+            free(ctx->items);
+        free(ctx);
+        free(fps);
+        free(fpv);
+        fetcher_backoff(f);
+        return;
+    }
+    ctx->f = f;
+    size_t k = 0;
+    for (size_t i = 0; i < f->n_parts; i++) {
+        struct repl_part *p = f->parts[i];
+        if (!p->log)
+            continue;
+        Weir__Repl__FetchPartition *fp = &fps[k];
+        weir__repl__fetch_partition__init(fp);
+        fp->topic_id.data = p->topic_id;
+        fp->topic_id.len = CSTATE_UUID_LEN;
+        fp->partition = p->partition;
+        fp->current_leader_epoch = p->leader_epoch;
+        fp->fetch_offset = leo(p);
+        fp->last_fetched_epoch = epochcache_latest_epoch(p->ec);
+        fp->log_start_offset = plog_log_start_offset(p->log);
+        fpv[k] = fp;
+        memcpy(ctx->items[k].topic_id, p->topic_id, CSTATE_UUID_LEN);
+        ctx->items[k].partition = p->partition;
+        ctx->items[k].leader_epoch = p->leader_epoch;
+        ctx->items[k].fetch_offset = fp->fetch_offset;
+        k++;
+    }
+    ctx->n = k;
+    Weir__Repl__FetchRequest req = WEIR__REPL__FETCH_REQUEST__INIT;
+    req.replica_id = r->s->broker_id;
+    req.broker_epoch = coordclient_broker_epoch(r->cc);
+    req.max_wait_ms = r->s->replica_fetch_wait_max_ms;
+    req.max_bytes = r->s->replica_fetch_response_max_bytes;
+    req.partition_max_bytes = r->s->replica_fetch_max_bytes;
+    req.n_partitions = k;
+    req.partitions = fpv;
+    int rc = rpc_client_call(f->rpc, M_REPL_FETCH, &req.base, req.max_wait_ms + 10000,
+                             on_fetch_response, ctx);
+    free(fps);
+    free(fpv);
+    if (rc < 0) {
+        free(ctx->items);
+        free(ctx);
+        fetcher_backoff(f);
+        return;
+    }
+    f->inflight = true;
+    r->st.fetches_sent++;
+}
+
+static void fetcher_free(struct fetcher *f)
+{
+    if (!f)
+        return;
+    rpc_client_free(f->rpc); /* completes the in-flight call with SHUTTING_DOWN */
+    if (f->backoff)
+        event_free(f->backoff);
+    free(f->parts);
+    free(f);
+}
+
+static struct fetcher *fetcher_get(struct repl *r, int32_t leader)
+{
+    const struct cstate_broker *b = cstate_broker(coordclient_state(r->cc), leader);
+    if (!b || !b->replication.host || b->state == CSTATE_BROKER_FENCED)
+        return NULL;
+    struct fetcher *f;
+    for (f = r->fetchers; f; f = f->next)
+        if (f->leader == leader)
+            break;
+    if (f && (strcmp(f->host, b->replication.host) != 0 || f->port != b->replication.port)) {
+        /* The leader restarted on another port: start over. */
+        struct fetcher **pp = &r->fetchers;
+        while (*pp != f)
+            pp = &(*pp)->next;
+        *pp = f->next;
+        fetcher_free(f);
+        f = NULL;
+    }
+    if (f)
+        return f;
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    f->r = r;
+    f->leader = leader;
+    snprintf(f->host, sizeof(f->host), "%s", b->replication.host);
+    f->port = b->replication.port;
+    f->backoff = evtimer_new(r->base, fetcher_backoff_cb, f);
+    struct rpc_client_options o = {0};
+    o.max_frame_bytes = FETCH_RPC_MAX_FRAME;
+    o.backoff_max_ms = 1000;
+    if (!f->backoff || rpc_client_new(r->base, f->host, f->port, &weir__repl__replica__descriptor,
+                                      &o, &f->rpc) < 0) {
+        fetcher_free(f);
+        return NULL;
+    }
+    f->next = r->fetchers;
+    r->fetchers = f;
+    log_info("replica", "fetching from broker %d at %s:%d", leader, f->host, f->port);
+    return f;
+}
+
+static int fetcher_add(struct fetcher *f, struct repl_part *p)
+{
+    if (f->n_parts == f->cap_parts) {
+        size_t cap = f->cap_parts ? f->cap_parts * 2 : 16;
+        struct repl_part **v = realloc(f->parts, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        f->parts = v;
+        f->cap_parts = cap;
+    }
+    f->parts[f->n_parts++] = p;
+    return 0;
+}
+
+/* ---- metadata ------------------------------------------------------------------------------ */
+
+static int32_t topic_min_isr(struct repl *r, const struct cstate_topic *t)
+{
+    const char *v = cstate_topic_config(t, "min.insync.replicas");
+    if (v) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*v && !*end && n >= 1 && n <= INT32_MAX)
+            return (int32_t)n;
+    }
+    return r->s->min_insync_replicas;
+}
+
+static void part_free(struct repl_part *p)
+{
+    fail_waiters(p, E_NOT_LEADER);
+    epochcache_free(p->ec);
+    free(p->replicas);
+    free(p->isr);
+    free(p->fol);
+    free(p->topic);
+    free(p);
+}
+
+static struct repl_part *part_create(struct repl *r, const struct cstate_topic *t, int32_t part)
+{
+    if (r->nparts + 1 > r->nbuckets && table_grow(r) < 0)
+        return NULL;
+    struct repl_part *p = calloc(1, sizeof(*p));
+    if (!p || !(p->topic = strdup(t->name))) {
+        free(p);
+        return NULL;
+    }
+    p->partition = part;
+    memcpy(p->topic_id, t->id, CSTATE_UUID_LEN);
+    p->leader = -1;
+    p->leader_epoch = -1;
+    p->partition_epoch = -1;
+    p->alter_adding = -1;
+    p->hw = 0;
+    uint64_t h = part_hash(p->topic, part) & (r->nbuckets - 1);
+    p->hnext = r->buckets[h];
+    r->buckets[h] = p;
+    r->nparts++;
+    return p;
+}
+
+static void part_unlink(struct repl *r, struct repl_part *p)
+{
+    uint64_t h = part_hash(p->topic, p->partition) & (r->nbuckets - 1);
+    struct repl_part **pp = &r->buckets[h];
+    while (*pp != p)
+        pp = &(*pp)->hnext;
+    *pp = p->hnext;
+    r->nparts--;
+}
+
+/* Attach @log (new, or replaced after a delete/re-create) and its epoch cache. */
+static int part_attach_log(struct repl_part *p, struct plog *log)
+{
+    if (p->log == log && p->ec)
+        return 0;
+    epochcache_free(p->ec);
+    p->ec = NULL;
+    p->log = NULL;
+    bool discarded = false;
+    int rc = epochcache_open(plog_dir(log), plog_log_end_offset(log), &p->ec, &discarded);
+    if (rc < 0) {
+        log_error("replica", "%s-%d: opening the leader epoch cache: %s", p->topic, p->partition,
+                  strerror(-rc));
+        return rc;
+    }
+    if (discarded)
+        log_warn("replica", "%s-%d: unreadable %s discarded", p->topic, p->partition,
+                 EPOCHCACHE_FILE);
+    p->log = log;
+    p->hw = plog_log_start_offset(log);
+    return 0;
+}
+
+static int copy_ids(int32_t **dst, const int32_t *src, size_t n)
+{
+    int32_t *v = malloc((n ? n : 1) * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    memcpy(v, src, n * sizeof(*v));
+    free(*dst);
+    *dst = v;
+    return 0;
+}
+
+static void become_leader(struct repl *r, struct repl_part *p)
+{
+    int64_t now = clock_mono_ms();
+    fail_waiters(p, E_NOT_LEADER); /* from an earlier leadership */
+    int rc = epochcache_assign(p->ec, p->leader_epoch, leo(p));
+    if (rc < 0)
+        log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
+    free(p->fol);
+    p->fol = calloc(p->n_replicas ? p->n_replicas : 1, sizeof(*p->fol));
+    for (uint8_t i = 0; p->fol && i < p->n_replicas; i++) {
+        p->fol[i].id = p->replicas[i];
+        p->fol[i].leo = -1;
+        p->fol[i].last_caught_up_ms = now; /* every ISR member gets a full lag period */
+        p->fol[i].last_fetch_ms = 0;
+        p->fol[i].leader_leo_at_fetch = 0;
+    }
+    p->alter_inflight = false;
+    p->alter_adding = -1;
+    p->alter_retry_ms = 0;
+    p->fetcher = NULL;
+    p->role = ROLE_LEADER;
+    log_info("replica", "%s-%d: leader in epoch %d at offset %" PRId64 " (HW %" PRId64 ")",
+             p->topic, p->partition, p->leader_epoch, leo(p), p->hw);
+}
+
+static void become_follower(struct repl *r, struct repl_part *p)
+{
+    (void)r;
+    fail_waiters(p, E_NOT_LEADER);
+    free(p->fol);
+    p->fol = NULL;
+    p->alter_inflight = false;
+    p->alter_adding = -1;
+    if (p->log && p->hw > leo(p))
+        p->hw = leo(p);
+    p->role = ROLE_FOLLOWER;
+    log_info("replica", "%s-%d: following broker %d in epoch %d from offset %" PRId64, p->topic,
+             p->partition, p->leader, p->leader_epoch, p->log ? leo(p) : -1);
+}
+
+void repl_on_metadata(struct repl *r)
+{
+    const struct cstate *s = coordclient_state(r->cc);
+    if (!coordclient_synced(r->cc))
+        return;
+    int32_t me = r->s->broker_id;
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (struct repl_part *p = r->buckets[i]; p; p = p->hnext)
+            p->seen = false;
+    for (struct fetcher *f = r->fetchers; f; f = f->next) {
+        f->n_parts = 0;
+        f->used = false;
+    }
+    for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
+        int32_t min_isr = topic_min_isr(r, t);
+        for (int32_t pi = 0; pi < t->n_parts; pi++) {
+            const struct cstate_partition *cp = &t->parts[pi];
+            if (!cstate_part_is_replica(cp, me))
+                continue;
+            struct repl_part *p = repl_part_get(r, t->name, pi);
+            if (p && memcmp(p->topic_id, t->id, CSTATE_UUID_LEN) != 0) {
+                /* re-created topic: the old state goes */
+                part_unlink(r, p);
+                part_free(p);
+                p = NULL;
+            }
+            if (!p && !(p = part_create(r, t, pi)))
+                continue;
+            p->seen = true;
+            p->min_isr = min_isr;
+            struct plog *log = logmgr_get(r->lm, t->name, pi);
+            if (!log || part_attach_log(p, log) < 0) {
+                fail_waiters(p, E_NOT_LEADER);
+                p->role = ROLE_NONE;
+                p->log = NULL;
+                continue;
+            }
+            bool epoch_changed = cp->leader_epoch != p->leader_epoch || cp->leader != p->leader;
+            bool newer = epoch_changed || cp->partition_epoch >= p->partition_epoch;
+            if (newer) {
+                copy_ids(&p->replicas, cstate_part_replicas(cp), cp->n_replicas);
+                p->n_replicas = cp->n_replicas;
+                adopt_isr(p, cstate_part_isr(cp), cp->n_isr);
+                p->partition_epoch = cp->partition_epoch;
+            }
+            p->leader = cp->leader;
+            p->leader_epoch = cp->leader_epoch;
+            if (cp->leader == me) {
+                if (p->role != ROLE_LEADER || epoch_changed)
+                    become_leader(r, p);
+                else if (p->fol && p->n_replicas) {
+                    /* replicas may have changed size (reassignment): keep it simple */
+                }
+                if (p->alter_adding >= 0 && ids_contain(p->isr, p->n_isr, p->alter_adding))
+                    p->alter_adding = -1;
+                maybe_advance_hw(r, p);
+            } else {
+                if (p->role != ROLE_FOLLOWER || epoch_changed)
+                    become_follower(r, p);
+                p->fetcher = cp->leader >= 0 ? fetcher_get(r, cp->leader) : NULL;
+                if (p->fetcher) {
+                    p->fetcher->used = true;
+                    fetcher_add(p->fetcher, p);
+                }
+            }
+        }
+    }
+    /* Replicas no longer hosted here. */
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        struct repl_part *p = r->buckets[i];
+        while (p) {
+            struct repl_part *next = p->hnext;
+            if (!p->seen) {
+                part_unlink(r, p);
+                part_free(p);
+            }
+            p = next;
+        }
+    }
+    /* Fetchers with nothing left to fetch. */
+    struct fetcher **pp = &r->fetchers;
+    while (*pp) {
+        struct fetcher *f = *pp;
+        if (!f->used) {
+            *pp = f->next;
+            log_info("replica", "stopped fetching from broker %d", f->leader);
+            fetcher_free(f);
+            continue;
+        }
+        pp = &f->next;
+    }
+    for (struct fetcher *f = r->fetchers; f; f = f->next)
+        fetcher_kick(f);
+    /* Parked follower fetches may now be answered differently (role changes). */
+    wake_fetches(r, NULL);
+}
+
+/* ---- produce path --------------------------------------------------------------------------- */
+
+int16_t repl_produce_check(struct repl *r, struct repl_part *p, int16_t acks)
+{
+    if (!p || p->role != ROLE_LEADER || !p->log)
+        return E_NOT_LEADER;
+    if (!coordclient_lease_valid(r->cc, clock_mono_ms()))
+        return E_NOT_LEADER;
+    if (acks == -1 && p->n_isr < p->min_isr)
+        return E_NOT_ENOUGH_REPLICAS;
+    return 0;
+}
+
+void repl_leader_appended(struct repl *r, struct repl_part *p)
+{
+    maybe_advance_hw(r, p);
+    wake_fetches(r, p);
+}
+
+int repl_wait_hw(struct repl *r, struct repl_part *p, int64_t last_offset, int32_t timeout_ms,
+                 repl_ack_fn fn, void *ud)
+{
+    if (p->hw > last_offset)
+        return 1;
+    struct ack_waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->part = p;
+    w->last_offset = last_offset;
+    w->fn = fn;
+    w->ud = ud;
+    w->timer = evtimer_new(r->base, waiter_timeout, w);
+    if (!w->timer) {
+        free(w);
+        return -ENOMEM;
+    }
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(w->timer, &tv);
+    w->prev = p->wait_tail;
+    if (p->wait_tail)
+        p->wait_tail->next = w;
+    else
+        p->wait_head = w;
+    p->wait_tail = w;
+    return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static const struct rpc_handler repl_handlers_template[1] = {{on_fetch_request, NULL}};
+
+int repl_new(const struct repl_options *opts, struct repl **ret)
+{
+    struct repl *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->base = opts->base;
+    r->s = opts->s;
+    r->lm = opts->lm;
+    r->cc = opts->cc;
+    r->on_visible = opts->on_visible;
+    r->ud = opts->ud;
+    const struct broker_settings *s = opts->s;
+    const char *listen_host = s->repl_host[0] ? s->repl_host : s->listen.host;
+    if (!listen_host[0])
+        listen_host = "0.0.0.0";
+    snprintf(r->adv_host, sizeof(r->adv_host), "%s",
+             s->repl_host[0] && strcmp(s->repl_host, "0.0.0.0") != 0 ? s->repl_host
+                                                                    : s->advertised.host);
+    struct rpc_handler h[1] = {repl_handlers_template[0]};
+    h[0].ud = r;
+    struct rpc_server_options so = {0};
+    so.max_frame_bytes = FETCH_RPC_MAX_FRAME;
+    so.max_output_bytes = 2u * FETCH_RPC_MAX_FRAME;
+    int rc = rpc_server_new(r->base, listen_host, s->repl_port, &weir__repl__replica__descriptor, h,
+                            &so, &r->srv);
+    if (rc < 0) {
+        free(r);
+        return rc;
+    }
+    r->isr_timer = event_new(r->base, -1, EV_PERSIST, isr_timer_cb, r);
+    if (!r->isr_timer) {
+        repl_free(r);
+        return -ENOMEM;
+    }
+    int64_t iv = s->replica_lag_time_max_ms / 2;
+    if (iv < 100)
+        iv = 100;
+    struct timeval tv = {(time_t)(iv / 1000), (suseconds_t)((iv % 1000) * 1000)};
+    evtimer_add(r->isr_timer, &tv);
+    *ret = r;
+    return 0;
+}
+
+void repl_free(struct repl *r)
+{
+    if (!r)
+        return;
+    r->freeing = true;
+    while (r->parked) {
+        struct parked_fetch *pf = r->parked;
+        struct rpc_call *call = pf->call;
+        const Weir__Repl__FetchRequest *req = pf->req;
+        parked_free(pf);
+        reply_fetch(r, call, req);
+    }
+    while (r->fetchers) {
+        struct fetcher *f = r->fetchers;
+        r->fetchers = f->next;
+        fetcher_free(f);
+    }
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        struct repl_part *p = r->buckets[i];
+        while (p) {
+            struct repl_part *next = p->hnext;
+            part_free(p);
+            p = next;
+        }
+    }
+    free(r->buckets);
+    if (r->isr_timer)
+        event_free(r->isr_timer);
+    rpc_server_free(r->srv);
+    free(r);
+}

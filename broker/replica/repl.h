@@ -1,0 +1,101 @@
+/* repl: partition replication — the leader and follower sides of every
+ * partition replica this broker hosts.
+ *
+ * State per replica (struct repl_part), driven by the local metadata (the
+ * coordinator's state, see coordclient.h):
+ *   - leader: tracks each follower's log end offset (LEO) and last caught-up
+ *     time, keeps the high watermark (HW) = the smallest LEO over the ISR (plus a
+ *     member being added), never advancing it while the ISR is smaller than
+ *     min.insync.replicas; completes acks=all produces parked until the HW passes
+ *     them; shrinks the ISR of followers not caught up for replica.lag.time.max.ms
+ *     and grows it for followers that reached the HW, through the coordinator's
+ *     AlterPartition with its leader and partition epochs;
+ *   - follower: one fetcher per leader broker pulls all partitions it follows
+ *     from that leader over the replication RPC (proto/replica.proto) with its LEO
+ *     and last fetched epoch, truncates when the leader says the logs diverged
+ *     (by leader epoch, never by HW), appends the batches exactly as the leader
+ *     stored them, and keeps its HW = min(leader's HW, own LEO).
+ * Every replica keeps a leader-epoch cache (epochcache.h) next to its log.
+ *
+ * The leader lease (coordclient_lease_valid) gates every acknowledgement: a
+ * leader whose lease lapsed answers NOT_LEADER_OR_FOLLOWER.
+ *
+ * Everything runs on the broker's event loop. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct broker_settings;
+struct logmgr;
+struct coordclient;
+struct plog;
+struct repl;
+struct repl_part;
+
+/* Called when a partition's consumer-visible data grew (its HW advanced). */
+typedef void (*repl_visible_fn)(void *ud, struct plog *log);
+
+struct repl_options {
+    struct event_base *base;
+    const struct broker_settings *s; /* borrowed, outlives the repl */
+    struct logmgr *lm;
+    struct coordclient *cc;
+    repl_visible_fn on_visible;
+    void *ud;
+};
+
+/* Starts the replication listener (replication.listener, or the Kafka listener's
+ * host on a free port). -errno from bind/listen, -ENOMEM. */
+int repl_new(const struct repl_options *opts, struct repl **ret);
+/* Fails every parked produce (NOT_LEADER_OR_FOLLOWER), answers parked follower
+ * fetches, stops fetchers and the listener. NULL-safe. */
+void repl_free(struct repl *r);
+/* The replication endpoint to register with the coordinator. */
+const char *repl_advertised_host(const struct repl *r);
+int repl_port(const struct repl *r);
+
+/* The local metadata changed (after the logs were reconciled with it): take up
+ * or give up leaderships, start or stop fetching, adopt ISR changes. */
+void repl_on_metadata(struct repl *r);
+
+/* The replica state of a partition hosted here, or NULL. Valid until the next
+ * repl_on_metadata(). */
+struct repl_part *repl_part_get(struct repl *r, const char *topic, int32_t partition);
+int64_t repl_part_high_watermark(const struct repl_part *p);
+/* Kafka's OffsetsForLeaderEpoch answer from this replica's epoch cache. */
+void repl_part_epoch_end_offset(const struct repl_part *p, int32_t epoch, int32_t *ret_epoch,
+                                int64_t *ret_end_offset);
+
+/* ---- produce path (leader) ---------------------------------------------------- */
+
+/* Before appending: 0; NOT_LEADER_OR_FOLLOWER (6) when the lease has lapsed or
+ * this broker does not lead @p; NOT_ENOUGH_REPLICAS (19) for acks=all when the
+ * ISR is smaller than min.insync.replicas. */
+int16_t repl_produce_check(struct repl *r, struct repl_part *p, int16_t acks);
+
+/* The leader appended to @p's log: followers' parked fetches are woken and the
+ * HW recomputed (a single-member ISR advances it at once). */
+void repl_leader_appended(struct repl *r, struct repl_part *p);
+
+/* acks=all: call @fn(ud, error) once the HW is above @last_offset (error 0), or
+ * with REQUEST_TIMED_OUT (7) after @timeout_ms, or NOT_LEADER_OR_FOLLOWER (6)
+ * when leadership or the lease is lost first. Returns 1 when already satisfied
+ * (@fn not called), 0 when parked (@fn called later, never from inside this
+ * call), or -ENOMEM. */
+typedef void (*repl_ack_fn)(void *ud, int16_t error);
+int repl_wait_hw(struct repl *r, struct repl_part *p, int64_t last_offset, int32_t timeout_ms,
+                 repl_ack_fn fn, void *ud);
+
+/* Figures for tests and logs. */
+struct repl_stats {
+    int64_t fetches_served;   /* follower fetches answered as leader */
+    int64_t fetches_sent;     /* fetches sent as follower */
+    int64_t truncations;      /* follower truncations after divergence */
+    int64_t isr_shrinks;      /* AlterPartition requests sent to shrink */
+    int64_t isr_expands;      /* ... to grow */
+    int64_t acks_timed_out;   /* acks=all produces answered REQUEST_TIMED_OUT */
+    int64_t acks_lease_lost;  /* ... answered NOT_LEADER_OR_FOLLOWER */
+};
+void repl_get_stats(const struct repl *r, struct repl_stats *ret);
