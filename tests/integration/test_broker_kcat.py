@@ -421,33 +421,6 @@ def test_produce_errors_too_large_and_bad_acks():
     assert codes["broker-1"] == 0
 
 
-def test_acks_all_on_a_partition_with_replicas_is_refused_until_replication(cluster):
-    """Followers do not replicate yet: acks=all on an RF 3 partition must get
-    NOT_ENOUGH_REPLICAS and append nothing, never an acknowledgement that only the
-    leader holds; acks=1 (the leader has it) is still honoured."""
-    conn = kafka_raw.Conn(*cluster.addr(1))
-    try:
-        assert conn.create_topic("rf3", 1, replication=3) == 0
-    finally:
-        conn.close()
-    wait_topic(cluster, "rf3", 1)
-    conn = kafka_raw.Conn(*cluster.addr(1))
-    try:
-        part = conn.metadata(["rf3"])["topics"]["rf3"]["partitions"][0]
-        assert sorted(part["replicas"]) == [1, 2, 3]
-        leader = part["leader"]
-    finally:
-        conn.close()
-    conn = kafka_raw.Conn(*cluster.addr(leader))
-    try:
-        batch = kafka_raw.record_batch([b"must-not-be-acked"])
-        assert conn.produce("rf3", 0, batch, acks=-1)[0] == 19  # NOT_ENOUGH_REPLICAS
-        # nothing was appended: the next acks=1 record lands at offset 0
-        assert conn.produce("rf3", 0, kafka_raw.record_batch([b"leader-only"]), acks=1) == (0, 0)
-    finally:
-        conn.close()
-
-
 def test_in_flight_cap_pauses_reading_but_keeps_order():
     c = weir_cluster.Cluster(brokers=1, broker_overrides={"queued.max.requests": "2"})
     c.start()

@@ -1,0 +1,242 @@
+"""Replication seen from a Kafka client: acks=all waits for the ISR, the high
+watermark bounds what consumers see, min.insync.replicas refuses before
+appending, a parked acks=all times out, OffsetForLeaderEpoch answers from the
+leader-epoch cache, and a Fetch that claims to be a replica is refused.
+
+Real coordinator and brokers on free ports (tests/support/cluster.py); the
+broker-failure scenarios with continuous producers are in tests/fault/.
+"""
+
+import os
+import signal
+import struct
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+
+import cluster as weir_cluster  # noqa: E402
+import kafka_raw  # noqa: E402
+
+NOT_ENOUGH_REPLICAS = 19
+REQUEST_TIMED_OUT = 7
+
+
+@pytest.fixture
+def cluster(request):
+    failed_before = request.session.testsfailed
+    c = weir_cluster.Cluster(brokers=3, broker_overrides={"replica.lag.time.max.ms": "2000"})
+    c.start()
+    try:
+        yield c
+    finally:
+        for p in c.brokers.values():  # never leave a stopped process behind
+            if p.running():
+                os.kill(p.pid, signal.SIGCONT)
+        c.stop_all()
+        if request.session.testsfailed != failed_before:
+            print("\nlogs kept in %s\n%s" % (c.root, c.tails()))
+        else:
+            c.cleanup()
+
+
+def create_topic(c, name, partitions, rf, configs=None):
+    """CreateTopics v1 with configs, then wait until every broker sees a leader."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    adm = AdminClient({"bootstrap.servers": c.bootstrap()})
+    fs = adm.create_topics([NewTopic(name, partitions, rf, config=configs or {})],
+                           request_timeout=10)
+    for f in fs.values():
+        assert f.result(15) is None
+    deadline = time.monotonic() + 10
+    for b in sorted(c.brokers):
+        conn = kafka_raw.Conn(*c.addr(b))
+        try:
+            while True:
+                t = conn.metadata()["topics"].get(name)
+                if t and len(t["partitions"]) == partitions and \
+                        all(p["leader"] >= 0 for p in t["partitions"]):
+                    break
+                assert time.monotonic() < deadline, "broker %d does not see %s" % (b, name)
+                time.sleep(0.02)
+        finally:
+            conn.close()
+
+
+def partition_md(c, topic, p, via=None):
+    """Metadata v9 of one partition: leader, leader_epoch, replicas, isr, offline."""
+    conn = kafka_raw.Conn(*c.addr(via or min(b for b in c.brokers if c.brokers[b].running())))
+    try:
+        parts = kafka_raw.metadata_v9(conn, [topic])["topics"][topic]["partitions"]
+        return [q for q in parts if q["partition"] == p][0]
+    finally:
+        conn.close()
+
+
+def wait_for(what, fn, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.05)
+
+
+def latest(c, b, topic, p):
+    conn = kafka_raw.Conn(*c.addr(b))
+    try:
+        err, _ts, off = kafka_raw.list_offsets(conn, topic, p, -1)
+        assert err == 0
+        return off
+    finally:
+        conn.close()
+
+
+def segment_bytes(c, b, topic, p):
+    d = os.path.join(c.root, "broker-%d" % b, "%s-%d" % (topic, p))
+    return b"".join(open(os.path.join(d, f), "rb").read()
+                    for f in sorted(os.listdir(d)) if f.endswith(".log"))
+
+
+def test_acks_all_is_answered_once_every_isr_member_has_the_batch(cluster):
+    create_topic(cluster, "r3", 1, 3, {"min.insync.replicas": "2"})
+    part = partition_md(cluster, "r3", 0)
+    assert sorted(part["replicas"]) == [1, 2, 3] and sorted(part["isr"]) == [1, 2, 3]
+    leader = part["leader"]
+    conn = kafka_raw.Conn(*cluster.addr(leader))
+    try:
+        for i in range(5):
+            assert conn.produce("r3", 0, kafka_raw.record_batch([b"rec-%d" % i]),
+                                acks=-1) == (0, i)
+    finally:
+        conn.close()
+    # The acknowledgement came after the HW passed the batch, i.e. after every
+    # ISR member had it: the followers' logs hold the same bytes already.
+    leader_log = segment_bytes(cluster, leader, "r3", 0)
+    assert leader_log.count(b"rec-") == 5
+    for b in cluster.brokers:
+        assert segment_bytes(cluster, b, "r3", 0) == leader_log, "broker %d differs" % b
+    assert latest(cluster, leader, "r3", 0) == 5
+
+
+def test_min_insync_refuses_before_appending_and_freezes_the_hw(cluster):
+    create_topic(cluster, "mi3", 1, 3, {"min.insync.replicas": "3"})
+    part = partition_md(cluster, "mi3", 0)
+    leader = part["leader"]
+    follower = [b for b in part["replicas"] if b != leader][0]
+    conn = kafka_raw.Conn(*cluster.addr(leader))
+    try:
+        assert conn.produce("mi3", 0, kafka_raw.record_batch([b"a"]), acks=-1) == (0, 0)
+    finally:
+        conn.close()
+    cluster.kill9_broker(follower)
+    wait_for("the ISR to lose broker %d" % follower,
+             lambda: follower not in partition_md(cluster, "mi3", 0, via=leader)["isr"])
+    conn = kafka_raw.Conn(*cluster.addr(leader))
+    try:
+        assert conn.produce("mi3", 0, kafka_raw.record_batch([b"b"]), acks=-1)[0] == \
+            NOT_ENOUGH_REPLICAS
+        # refused before the append: the acks=1 record takes offset 1
+        assert conn.produce("mi3", 0, kafka_raw.record_batch([b"c"]), acks=1) == (0, 1)
+    finally:
+        conn.close()
+    # ISR 2 < min.insync 3: the HW stays where it was, consumers do not see "c"
+    time.sleep(0.5)
+    assert latest(cluster, leader, "mi3", 0) == 1
+    cluster.start_broker(follower)
+    wait_for("broker %d to rejoin the ISR" % follower,
+             lambda: len(partition_md(cluster, "mi3", 0, via=leader)["isr"]) == 3)
+    wait_for("the HW to pass the acks=1 record", lambda: latest(cluster, leader, "mi3", 0) == 2)
+
+
+def test_acks_all_times_out_when_followers_do_not_fetch(cluster):
+    create_topic(cluster, "slow", 1, 3, {"min.insync.replicas": "2"})
+    part = partition_md(cluster, "slow", 0)
+    leader = part["leader"]
+    followers = [b for b in part["replicas"] if b != leader]
+    for b in followers:
+        os.kill(cluster.brokers[b].pid, signal.SIGSTOP)
+    try:
+        conn = kafka_raw.Conn(*cluster.addr(leader))
+        try:
+            body = kafka_raw._string(None) + struct.pack(">hi", -1, 800)  # acks=all, 800 ms
+            batch = kafka_raw.record_batch([b"parked"])
+            body += struct.pack(">i", 1) + kafka_raw._string("slow")
+            body += struct.pack(">ii", 1, 0) + struct.pack(">i", len(batch)) + batch
+            t0 = time.monotonic()
+            r = conn.response(conn.request(0, 3, body))
+            waited = time.monotonic() - t0
+            topics = r.array(lambda: (r.string(), r.array(lambda: r.take(">ihqq"))))
+            assert topics[0][1][0][1] == REQUEST_TIMED_OUT
+            assert 0.7 <= waited < 5.0, waited
+            # other requests on the same connection were not blocked meanwhile
+            assert conn.metadata(["slow"])["topics"]["slow"]["partitions"][0]["leader"] == leader
+        finally:
+            conn.close()
+    finally:
+        for b in followers:
+            os.kill(cluster.brokers[b].pid, signal.SIGCONT)
+
+
+def test_offset_for_leader_epoch_after_a_leader_change(cluster):
+    create_topic(cluster, "ep", 1, 3, {"min.insync.replicas": "2"})
+    part = partition_md(cluster, "ep", 0)
+    first = part["leader"]
+    conn = kafka_raw.Conn(*cluster.addr(first))
+    try:
+        for i in range(3):
+            assert conn.produce("ep", 0, kafka_raw.record_batch([b"e0-%d" % i]), acks=-1)[0] == 0
+    finally:
+        conn.close()
+    cluster.brokers[first].stop()  # controlled shutdown: leadership moves
+    part = wait_for("a new leader", lambda: (lambda p: p if p["leader"] not in (first, -1)
+                                              else None)(partition_md(cluster, "ep", 0)))
+    second, epoch = part["leader"], part["leader_epoch"]
+    assert epoch >= 1
+    conn = kafka_raw.Conn(*cluster.addr(second))
+    try:
+        wait_for("the new leader to take writes", lambda: conn.produce(
+            "ep", 0, kafka_raw.record_batch([b"e1"]), acks=-1)[0] == 0)
+
+        def ofle(leader_epoch, current=-1):
+            # OffsetForLeaderEpoch v3: replica_id, [topic [partition current epoch]]
+            body = struct.pack(">i", -1) + struct.pack(">i", 1) + kafka_raw._string("ep")
+            body += struct.pack(">i", 1) + struct.pack(">iii", 0, current, leader_epoch)
+            r = conn.response(conn.request(23, 3, body))
+            r.take(">i")  # throttle
+            topics = r.array(lambda: (r.string(), r.array(lambda: r.take(">hiiq"))))
+            err, p, ep, end = topics[0][1][0]
+            return err, ep, end
+
+        # epoch 0 (the first leader's) ends where the new epoch starts: offset 3
+        assert ofle(0) == (0, 0, 3)
+        assert ofle(epoch) == (0, epoch, latest_leo(cluster, second))
+        assert ofle(0, current=epoch + 5)[0] == 73  # UNKNOWN_LEADER_EPOCH
+    finally:
+        conn.close()
+
+
+def latest_leo(c, b):
+    return latest(c, b, "ep", 0)
+
+
+def test_a_fetch_that_claims_to_be_a_replica_is_refused(cluster):
+    create_topic(cluster, "nrep", 1, 3)
+    leader = partition_md(cluster, "nrep", 0)["leader"]
+    conn = kafka_raw.Conn(*cluster.addr(leader))
+    try:
+        body = kafka_raw.fetch_body("nrep", 0, 0, max_wait_ms=0)
+        body = struct.pack(">i", 2) + body[4:]  # replica_id 2 instead of -1
+        conn.request(1, 4, body)
+        assert conn.is_closed()
+    finally:
+        conn.close()
+    conn = kafka_raw.Conn(*cluster.addr(leader))
+    try:  # the broker itself is fine
+        assert conn.produce("nrep", 0, kafka_raw.record_batch([b"x"]), acks=-1) == (0, 0)
+    finally:
+        conn.close()
