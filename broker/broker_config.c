@@ -252,8 +252,7 @@ int broker_settings_resolve(const struct config *c, struct broker_settings *ret,
     if (s.replication_listener && s.replication_listener[0] &&
         parse_hostport(s.replication_listener, s.repl_host, sizeof(s.repl_host), &s.repl_port) !=
             0) {
-        snprintf(err, errlen,
-                 "invalid value '%s' for 'replication.listener': expected host:port",
+        snprintf(err, errlen, "invalid value '%s' for 'replication.listener': expected host:port",
                  s.replication_listener);
         return -EINVAL;
     }

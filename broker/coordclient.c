@@ -50,11 +50,11 @@ struct coordclient {
     int64_t coord_offset; /* the coordinator's committed offset, last we heard */
     uint8_t incarnation[16];
     int heartbeat_ms;
-    int session_timeout_ms;  /* from the registration answer */
-    int64_t lease_start_ms;  /* monotonic send time of the last accepted heartbeat or
-                                registration; -1: none */
-    int64_t reg_offset;      /* the coordinator's offset when we last registered */
-    char repl_host[256];     /* replication endpoint to register; "" none */
+    int session_timeout_ms; /* from the registration answer */
+    int64_t lease_start_ms; /* monotonic send time of the last accepted heartbeat or
+                               registration; -1: none */
+    int64_t reg_offset;     /* the coordinator's offset when we last registered */
+    char repl_host[256];    /* replication endpoint to register; "" none */
     int repl_port;
     struct event *hb_timer;
     struct waiter *waiters;

@@ -244,8 +244,10 @@ void api_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body)
     if (m->replica_id >= 0) {
         /* Replication uses the internal RPC (proto/replica.proto); a Kafka
          * client claiming to be a replica would otherwise move the ISR state. */
-        log_warn("kafka", "closing connection from %s: Fetch with replica_id %d (brokers "
-                 "replicate over the replication listener)", kreq_peer(req), (int)m->replica_id);
+        log_warn("kafka",
+                 "closing connection from %s: Fetch with replica_id %d (brokers "
+                 "replicate over the replication listener)",
+                 kreq_peer(req), (int)m->replica_id);
         kreq_close(req);
         return;
     }
@@ -402,9 +404,9 @@ void api_offset_for_leader_epoch_handle(struct broker_ctx *b, struct kreq *req, 
             rp->leader_epoch = -1;
             rp->end_offset = -1;
             struct replicas_leader l;
-            int e = topic ? replicas_lookup(b->reps, topic, rq->partition,
-                                            rq->current_leader_epoch, &l)
-                          : 3;
+            int e =
+                topic ? replicas_lookup(b->reps, topic, rq->partition, rq->current_leader_epoch, &l)
+                      : 3;
             if (e == 0 && !l.part)
                 e = 5;
             if (e) {

@@ -172,8 +172,8 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
                         goto oom;
                     pw->w = w;
                     pw->rp = rp;
-                    int r = repl_wait_hw(b->repl, l.part, info.last_offset, m->timeout_ms,
-                                         on_acked, pw);
+                    int r = repl_wait_hw(b->repl, l.part, info.last_offset, m->timeout_ms, on_acked,
+                                         pw);
                     if (r == 0)
                         w->pending++;
                     else if (r < 0)

@@ -327,3 +327,27 @@ int epochcache_clear(struct epochcache *c)
     c->count = 0;
     return 0;
 }
+
+int64_t epochcache_truncation_offset(const struct epochcache *c, int32_t leader_epoch,
+                                     int64_t leader_end_offset, int64_t log_end_offset,
+                                     bool *ret_final)
+{
+    int32_t fe;
+    int64_t fend;
+    bool final = true;
+    int64_t target;
+    epochcache_end_offset(c, leader_epoch, log_end_offset, &fe, &fend);
+    if (fe == EPOCHCACHE_UNDEFINED || fend == EPOCHCACHE_UNDEFINED) {
+        target = leader_end_offset < log_end_offset ? leader_end_offset : log_end_offset;
+    } else if (fe != leader_epoch) {
+        target = fend < log_end_offset ? fend : log_end_offset;
+        final = false;
+    } else {
+        target = leader_end_offset < fend ? leader_end_offset : fend;
+    }
+    if (target < 0)
+        target = 0;
+    if (ret_final)
+        *ret_final = final;
+    return target;
+}

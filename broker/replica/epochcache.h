@@ -69,6 +69,19 @@ int epochcache_assign(struct epochcache *c, int32_t epoch, int64_t start_offset)
 void epochcache_end_offset(const struct epochcache *c, int32_t requested_epoch,
                            int64_t log_end_offset, int32_t *ret_epoch, int64_t *ret_end_offset);
 
+/* A follower's side of divergence (Kafka's fetcher, KIP-101/KIP-279): the
+ * leader said its epoch @leader_epoch ends at @leader_end_offset. Returns the
+ * offset this log (ending at @log_end_offset, with this cache) must be cut to:
+ *   - this log knows no epoch <= leader_epoch: min(leader end, log end);
+ *   - its nearest epoch below is another one (it never had leader_epoch):
+ *     min(where that epoch ends here, log end) — not final, the next fetch with
+ *     the new last epoch finds any further divergence (*ret_final false);
+ *   - it knows leader_epoch: min(leader end, where the epoch ends here).
+ * @ret_final may be NULL. */
+int64_t epochcache_truncation_offset(const struct epochcache *c, int32_t leader_epoch,
+                                     int64_t leader_end_offset, int64_t log_end_offset,
+                                     bool *ret_final);
+
 /* The log was cut back to end at @offset: drop every entry that starts at or
  * after it. Persists when something changed. */
 int epochcache_truncate_from_end(struct epochcache *c, int64_t offset);

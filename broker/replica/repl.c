@@ -21,14 +21,14 @@
 #include "coordinator/state.h"
 #include "replica.pb-c.h"
 
-#define E_OFFSET_OUT_OF_RANGE    1
-#define E_NOT_LEADER             6
-#define E_REQUEST_TIMED_OUT      7
-#define E_NOT_ENOUGH_REPLICAS    19
-#define E_KAFKA_STORAGE_ERROR    56
-#define E_UNKNOWN_LEADER_EPOCH   73
-#define E_FENCED_LEADER_EPOCH    74
-#define E_UNKNOWN_TOPIC_ID       100
+#define E_OFFSET_OUT_OF_RANGE  1
+#define E_NOT_LEADER           6
+#define E_REQUEST_TIMED_OUT    7
+#define E_NOT_ENOUGH_REPLICAS  19
+#define E_KAFKA_STORAGE_ERROR  56
+#define E_UNKNOWN_LEADER_EPOCH 73
+#define E_FENCED_LEADER_EPOCH  74
+#define E_UNKNOWN_TOPIC_ID     100
 
 #define M_ALTER_PARTITION 3 /* proto/coordinator.proto method index */
 #define M_REPL_FETCH      0 /* proto/replica.proto */
@@ -373,8 +373,8 @@ static void on_alter_response(int status, const struct ProtobufCMessage *msg, co
             }
             /* The answer is committed state: adopt it now rather than at the
              * watch push, so a shrink unblocks the HW at once. */
-            if (res->leader_epoch == p->leader_epoch &&
-                res->partition_epoch > p->partition_epoch && res->leader == r->s->broker_id) {
+            if (res->leader_epoch == p->leader_epoch && res->partition_epoch > p->partition_epoch &&
+                res->leader == r->s->broker_id) {
                 p->partition_epoch = res->partition_epoch;
                 adopt_isr(p, res->isr, res->n_isr);
                 log_info("replica", "%s-%d: ISR now %zu members (partition epoch %d)", a->topic,
@@ -442,8 +442,8 @@ static void maybe_expand_isr(struct repl *r, struct repl_part *p, struct rfollow
     memcpy(v, p->isr, p->n_isr * sizeof(*v));
     v[p->n_isr] = f->id;
     r->st.isr_expands++;
-    log_info("replica", "%s-%d: broker %d caught up at %" PRId64 ": adding it to the ISR",
-             p->topic, p->partition, f->id, f->leo);
+    log_info("replica", "%s-%d: broker %d caught up at %" PRId64 ": adding it to the ISR", p->topic,
+             p->partition, f->id, f->leo);
     send_alter(r, p, v, p->n_isr + 1u, f->id);
 }
 
@@ -555,7 +555,8 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
             int32_t e;
             int64_t eend;
             epochcache_end_offset(p->ec, fp->last_fetched_epoch, end, &e, &eend);
-            if (e != EPOCHCACHE_UNDEFINED && (e < fp->last_fetched_epoch || eend < fp->fetch_offset)) {
+            if (e != EPOCHCACHE_UNDEFINED &&
+                (e < fp->last_fetched_epoch || eend < fp->fetch_offset)) {
                 o->diverging = true;
                 o->diverging_epoch = e;
                 o->diverging_end_offset = eend;
@@ -584,8 +585,8 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
         o->high_watermark = p->hw;
         if (fp->fetch_offset == end || budget <= 0)
             continue;
-        int32_t want = req->partition_max_bytes > 0 ? req->partition_max_bytes
-                                                    : r->s->replica_fetch_max_bytes;
+        int32_t want =
+            req->partition_max_bytes > 0 ? req->partition_max_bytes : r->s->replica_fetch_max_bytes;
         if (want > budget)
             want = (int32_t)budget;
         struct plog_read_result rr;
@@ -747,7 +748,7 @@ struct fetch_ctx {
         int32_t partition;
         int32_t leader_epoch;
         int64_t fetch_offset;
-    } *items;
+    } * items;
 };
 
 static void fetcher_kick(struct fetcher *f);
@@ -766,27 +767,18 @@ static void fetcher_backoff(struct fetcher *f)
     evtimer_add(f->backoff, &tv);
 }
 
-/* Truncate after the leader said our log diverged at (epoch, end). Kafka's
- * follower rule: with our own end offset for the leader's epoch, cut to the
- * smaller of the two when we know that epoch, else to what we know of it;
- * the next fetch (with the new last epoch) finds any further divergence. */
+/* Truncate after the leader said our log diverged at (epoch, end): see
+ * epochcache_truncation_offset; the next fetch (with the new last epoch) finds
+ * any further divergence. */
 static void follower_truncate(struct repl *r, struct repl_part *p, int32_t lepoch, int64_t lend)
 {
-    int64_t end = leo(p), target;
-    int32_t fe;
-    int64_t fend;
-    epochcache_end_offset(p->ec, lepoch, end, &fe, &fend);
-    if (fe == EPOCHCACHE_UNDEFINED || fend == EPOCHCACHE_UNDEFINED)
-        target = lend < end ? lend : end;
-    else if (fe != lepoch)
-        target = fend < end ? fend : end;
-    else
-        target = lend < fend ? lend : fend;
+    int64_t end = leo(p);
+    int64_t target = epochcache_truncation_offset(p->ec, lepoch, lend, end, NULL);
     int64_t newend = end;
     int rc = plog_truncate_to(p->log, target, &newend);
     if (rc < 0) {
-        log_error("replica", "%s-%d: truncating to %" PRId64 ": %s", p->topic, p->partition,
-                  target, strerror(-rc));
+        log_error("replica", "%s-%d: truncating to %" PRId64 ": %s", p->topic, p->partition, target,
+                  strerror(-rc));
         return;
     }
     rc = epochcache_truncate_from_end(p->ec, newend);
@@ -857,8 +849,8 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
             const Weir__Repl__FetchPartitionResult *o = resp->partitions[i];
             const struct fetch_item *it = &ctx->items[i];
             bool unknown;
-            struct repl_part *p = part_by_id(r, it->topic_id, CSTATE_UUID_LEN, it->partition,
-                                             &unknown);
+            struct repl_part *p =
+                part_by_id(r, it->topic_id, CSTATE_UUID_LEN, it->partition, &unknown);
             /* Drop answers for a state that changed while the fetch was out. */
             if (!p || p->role != ROLE_FOLLOWER || p->fetcher != f ||
                 p->leader_epoch != it->leader_epoch || !p->log || leo(p) != it->fetch_offset)
@@ -879,7 +871,8 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                     if (plog_truncate_fully(p->log, o->log_start_offset) == 0) {
                         epochcache_clear(p->ec);
                         p->hw = o->log_start_offset;
-                        log_info("replica", "%s-%d: behind leader %d's log start: restarting at %" PRId64,
+                        log_info("replica",
+                                 "%s-%d: behind leader %d's log start: restarting at %" PRId64,
                                  p->topic, p->partition, p->leader, o->log_start_offset);
                     }
                 } else {
@@ -895,8 +888,7 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                 follower_truncate(r, p, o->diverging_epoch, o->diverging_end_offset);
                 continue;
             }
-            if (o->records.len > 0 &&
-                follower_append(r, p, o->records.data, o->records.len) < 0)
+            if (o->records.len > 0 && follower_append(r, p, o->records.data, o->records.len) < 0)
                 backoff = true;
             int64_t hw = o->high_watermark < leo(p) ? o->high_watermark : leo(p);
             if (hw > p->hw)
@@ -1347,7 +1339,7 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
         listen_host = "0.0.0.0";
     snprintf(r->adv_host, sizeof(r->adv_host), "%s",
              s->repl_host[0] && strcmp(s->repl_host, "0.0.0.0") != 0 ? s->repl_host
-                                                                    : s->advertised.host);
+                                                                     : s->advertised.host);
     struct rpc_handler h[1] = {repl_handlers_template[0]};
     h[0].ud = r;
     struct rpc_server_options so = {0};

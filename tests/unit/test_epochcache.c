@@ -358,10 +358,10 @@ static void test_open_reports_io_errors(void **state)
     testutil_rmtree(dir);
 }
 
-/* One round of a follower's truncation as Kafka's fetcher does it (KIP-279):
- * ask the leader where the follower's latest epoch ends; if the leader names an
- * epoch the follower does not know, cut back to where the follower's own
- * history of that epoch ends and ask again. Returns true when done. */
+/* One round of a follower's truncation as repl.c does it (KIP-279): the
+ * leader's answer for the follower's latest epoch (the divergence check of its
+ * fetch), then epochcache_truncation_offset on the follower. Returns true when
+ * the round was final. */
 static bool follower_truncate_round(struct epochcache *leader, int64_t leader_leo,
                                     struct epochcache *follower, int64_t *follower_leo)
 {
@@ -369,11 +369,8 @@ static bool follower_truncate_round(struct epochcache *leader, int64_t leader_le
     int64_t lo;
     epochcache_end_offset(leader, epochcache_latest_epoch(follower), leader_leo, &le, &lo);
     assert_int_not_equal(le, EPOCHCACHE_UNDEFINED);
-    int32_t fe;
-    int64_t fo;
-    epochcache_end_offset(follower, le, *follower_leo, &fe, &fo);
-    bool done = fe == le;
-    int64_t to = done ? (fo < lo ? fo : lo) : fo;
+    bool done;
+    int64_t to = epochcache_truncation_offset(follower, le, lo, *follower_leo, &done);
     if (to < *follower_leo)
         *follower_leo = to;
     assert_int_equal(epochcache_truncate_from_end(follower, *follower_leo), 0);
