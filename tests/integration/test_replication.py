@@ -240,3 +240,54 @@ def test_a_fetch_that_claims_to_be_a_replica_is_refused(cluster):
         assert conn.produce("nrep", 0, kafka_raw.record_batch([b"x"]), acks=-1) == (0, 0)
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("unclean", [False, True])
+def test_a_partition_without_a_live_isr_member_stays_offline_unless_unclean(cluster, unclean):
+    configs = {"min.insync.replicas": "1"}
+    if unclean:
+        configs["unclean.leader.election.enable"] = "true"
+    create_topic(cluster, "uc", 1, 2, configs)
+    part = partition_md(cluster, "uc", 0)
+    leader = part["leader"]
+    follower = [b for b in part["replicas"] if b != leader][0]
+    other = [b for b in cluster.brokers if b not in part["replicas"]][0]
+    conn = kafka_raw.Conn(*cluster.addr(leader))
+    try:
+        assert conn.produce("uc", 0, kafka_raw.record_batch([b"both"]), acks=-1) == (0, 0)
+    finally:
+        conn.close()
+    cluster.kill9_broker(follower)
+    wait_for("the ISR to shrink to the leader",
+             lambda: partition_md(cluster, "uc", 0, via=other)["isr"] == [leader])
+    conn = kafka_raw.Conn(*cluster.addr(leader))
+    try:  # acks=all with min.insync 1: the leader alone is enough
+        assert conn.produce("uc", 0, kafka_raw.record_batch([b"leader-only"]), acks=-1) == (0, 1)
+    finally:
+        conn.close()
+    cluster.kill9_broker(leader)
+    cluster.start_broker(follower)  # its log lacks offset 1
+    if not unclean:
+        wait_for("the partition to go offline",
+                 lambda: partition_md(cluster, "uc", 0, via=other)["leader"] == -1)
+        time.sleep(1.0)  # and it stays so: the stale follower is not elected
+        part = partition_md(cluster, "uc", 0, via=other)
+        assert part["leader"] == -1 and part["isr"] == [leader]
+        conn = kafka_raw.Conn(*cluster.addr(follower))
+        try:
+            assert conn.produce("uc", 0, kafka_raw.record_batch([b"x"]), acks=-1)[0] in (5, 6)
+        finally:
+            conn.close()
+    else:
+        part = wait_for("the stale follower to be elected",
+                        lambda: (lambda q: q if q["leader"] == follower else None)(
+                            partition_md(cluster, "uc", 0, via=other)))
+        assert part["isr"] == [follower]
+        conn = kafka_raw.Conn(*cluster.addr(follower))
+        try:  # data loss by choice: the new leader continues from its own log end
+            res = wait_for("the new leader to take writes", lambda: (lambda r: r if r[0] == 0
+                                                                    else None)(conn.produce(
+                "uc", 0, kafka_raw.record_batch([b"after"]), acks=-1)))
+            assert res == (0, 1)
+        finally:
+            conn.close()
