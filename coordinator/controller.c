@@ -1146,6 +1146,27 @@ int cctl_preferred_leaders(const struct cstate *s, const struct cctl_ctx *ctx,
     return rc;
 }
 
+int cctl_preferred_leader_return(const struct cstate *s, const struct cctl_ctx *ctx,
+                                 const uint8_t *topic_id, int32_t partition,
+                                 struct cstate_records *out)
+{
+    (void)ctx;
+    const struct cstate_topic *t = topic_id ? cstate_topic_by_id(s, topic_id) : NULL;
+    if (!t || partition < 0 || partition >= t->n_parts)
+        return 0;
+    const struct cstate_partition *p = &t->parts[partition];
+    int32_t want = cstate_part_replicas(p)[0];
+    /* An offline partition is the elections' business, not a rebalance's. */
+    if (p->leader < 0 || p->leader == want)
+        return 0;
+    if (!cstate_broker_eligible(s, want) || !cstate_part_in_isr(p, want))
+        return 0;
+    struct plead to = {.leader = want, .n_isr = p->n_isr};
+    memcpy(to.isr, cstate_part_isr(p), p->n_isr * sizeof(int32_t));
+    bool emitted;
+    return emit_change(out, t, partition, p, &to, &emitted);
+}
+
 int cctl_elect_offline(const struct cstate *s, const struct cctl_ctx *ctx,
                        struct cstate_records *out)
 {

@@ -255,6 +255,19 @@ struct cctl_rebalance_opts {
 int cctl_preferred_leaders(const struct cstate *s, const struct cctl_ctx *ctx,
                            const struct cctl_rebalance_opts *opts, struct cstate_records *out);
 
+/* A preferred leader's prompt return: when partition @partition of the topic
+ * with id @topic_id has a leader other than its preferred replica (first
+ * replica), and that replica is in the ISR and eligible (registered, not
+ * fenced, not shutting down), one PartitionChange moving leadership to it
+ * (leader epoch + 1, partition epoch + 1, same ISR). Nothing otherwise, also for
+ * an unknown topic or partition or exhausted epochs. The service calls it right
+ * after committing an ISR change that added the preferred replica, when
+ * auto.leader.rebalance.enable is set, rather than leaving the move to the
+ * periodic rebalance (cctl_preferred_leaders). */
+int cctl_preferred_leader_return(const struct cstate *s, const struct cctl_ctx *ctx,
+                                 const uint8_t *topic_id, int32_t partition,
+                                 struct cstate_records *out);
+
 /* Elect leaders for every offline partition that can have one now (after a
  * restart, a config change or a partial batch): clean from the ISR, or unclean
  * where allowed. */

@@ -133,6 +133,9 @@ const struct config_def coord_config_defs[] = {
     {.name = "session.timeout.ms", .type = CONFIG_INT, .default_value = "9000",
      .min = 100, .max = 3600000,
      .doc = "A broker with no heartbeat for this long is fenced."},
+    {.name = "session.disconnect.timeout.ms", .type = CONFIG_INT, .default_value = "500",
+     .min = 0, .max = 600000,
+     .doc = "When the connection a broker last registered or heartbeated on closes, it is fenced this long after unless it registers or heartbeats on a new connection (never later than session.timeout.ms allows)."},
     {.name = "heartbeat.interval.ms", .type = CONFIG_INT, .default_value = "2000",
      .min = 10, .max = 3600000,
      .doc = "How often brokers are told to heartbeat; must be below session.timeout.ms."},
@@ -207,6 +210,7 @@ int coord_config_resolve(const struct config *c, struct coord_settings *ret, cha
     s.node_id = (int32_t)config_get_int(c, "node.id");
     s.session_timeout_ms = (int32_t)config_get_int(c, "session.timeout.ms");
     s.heartbeat_interval_ms = (int32_t)config_get_int(c, "heartbeat.interval.ms");
+    s.session_disconnect_timeout_ms = (int32_t)config_get_int(c, "session.disconnect.timeout.ms");
     if (s.heartbeat_interval_ms >= s.session_timeout_ms) {
         snprintf(err, errlen,
                  "'heartbeat.interval.ms' (%d) must be below 'session.timeout.ms' (%d), or "

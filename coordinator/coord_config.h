@@ -33,6 +33,7 @@ struct coord_settings {
     size_t n_listeners;
     const char *data_dir; /* borrowed from the config */
     int32_t session_timeout_ms;
+    int32_t session_disconnect_timeout_ms; /* grace after the broker's connection closes */
     int32_t heartbeat_interval_ms;
     int32_t num_partitions;
     int32_t default_replication_factor;

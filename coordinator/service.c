@@ -49,6 +49,19 @@ struct pending {
     size_t len;
 };
 
+/* The connection broker @broker_id last registered or heartbeated on, held so
+ * that its close cuts the broker's session short (session.disconnect.timeout.ms):
+ * a crashed broker's kernel closes its sockets at once, so the close is a much
+ * earlier sign of death than a missing heartbeat. A list, scanned on every
+ * heartbeat: brokers number in the tens to hundreds, which costs less than
+ * decoding the heartbeat. */
+struct broker_conn {
+    struct broker_conn *next;
+    struct coord_service *svc;
+    int32_t broker_id;
+    struct rpc_conn *conn; /* referenced; its close hook has this entry as ud */
+};
+
 /* A mutating call waiting for the unflushed bytes to drop. */
 struct parked {
     struct parked *next;
@@ -78,6 +91,7 @@ struct coord_service {
 
     struct pending *pend_head, *pend_tail;
     struct parked *park_head, *park_tail;
+    struct broker_conn *bconns;
 
     bool failed;
     bool stopping;
@@ -494,6 +508,106 @@ static uint64_t svc_rand(void *arg)
     return v;
 }
 
+/* ---- sessions and broker connections --------------------------------------------- */
+
+static void arm_ms(struct event *ev, int64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    event_add(ev, &tv);
+}
+
+/* Sleep until the next session deadline (bounded, since heartbeats move
+ * deadlines later); re-arming replaces the pending wake-up. */
+static void session_rearm(struct coord_service *svc, int64_t now)
+{
+    int64_t next = csession_next_deadline(svc->sessions);
+    int64_t delay = SVC_SESSION_TICK_MAX_MS;
+    if (next != INT64_MAX && next - now + 1 < delay)
+        delay = next - now + 1;
+    if (delay < SVC_SESSION_TICK_MIN_MS)
+        delay = SVC_SESSION_TICK_MIN_MS;
+    arm_ms(svc->session_timer, delay);
+}
+
+/* The broker's connection closed: fence it after session.disconnect.timeout.ms
+ * unless it registers or heartbeats on a new connection first. */
+static void session_cut(struct coord_service *svc, int32_t id)
+{
+    if (svc->failed || svc->stopping)
+        return;
+    int64_t now = clock_mono_ms();
+    int64_t grace = svc->cfg->session_disconnect_timeout_ms;
+    int64_t deadline;
+    if (!csession_shorten(svc->sessions, id, now + grace + 1, &deadline))
+        return;
+    log_info("coordinator",
+             "broker %d connection closed: fencing in %" PRId64 " ms unless it returns", (int)id,
+             deadline - 1 - now);
+    session_rearm(svc, now);
+}
+
+static void bconn_unlink(struct coord_service *svc, struct broker_conn *bc)
+{
+    for (struct broker_conn **p = &svc->bconns; *p; p = &(*p)->next) {
+        if (*p == bc) {
+            *p = bc->next;
+            return;
+        }
+    }
+}
+
+/* The close hook: the hook is already gone, the entry goes too. */
+static void on_broker_conn_close(struct rpc_conn *conn, void *ud)
+{
+    struct broker_conn *bc = ud;
+    struct coord_service *svc = bc->svc;
+    int32_t id = bc->broker_id;
+    bconn_unlink(svc, bc);
+    rpc_conn_unref(conn);
+    free(bc);
+    session_cut(svc, id);
+}
+
+static void bconn_drop(struct coord_service *svc, struct broker_conn *bc)
+{
+    bconn_unlink(svc, bc);
+    rpc_conn_remove_on_close(bc->conn, on_broker_conn_close, bc);
+    rpc_conn_unref(bc->conn);
+    free(bc);
+}
+
+/* Broker @id just registered or heartbeated on @call's connection (its session
+ * was touched): watch that connection instead of any earlier one, whose close
+ * then means nothing. */
+static void track_broker_conn(struct coord_service *svc, int32_t id, struct rpc_call *call)
+{
+    struct rpc_conn *conn = rpc_call_connection(call);
+    struct broker_conn *bc = svc->bconns;
+    while (bc && bc->broker_id != id)
+        bc = bc->next;
+    if (bc && bc->conn == conn)
+        return;
+    if (bc)
+        bconn_drop(svc, bc);
+    bc = calloc(1, sizeof(*bc));
+    if (!bc)
+        return; /* the session timeout still applies */
+    bc->svc = svc;
+    bc->broker_id = id;
+    int r = rpc_conn_on_close(conn, on_broker_conn_close, bc);
+    if (r < 0) {
+        free(bc);
+        /* Closed before the request was handled (it waited for the log): the
+         * broker's latest connection is already gone. */
+        if (r == -ENOTCONN)
+            session_cut(svc, id);
+        return;
+    }
+    bc->conn = rpc_conn_ref(conn);
+    bc->next = svc->bconns;
+    svc->bconns = bc;
+}
+
 /* ---- brokers --------------------------------------------------------------------- */
 
 static void do_register(struct coord_service *svc, struct rpc_call *call,
@@ -542,7 +656,8 @@ static void do_register(struct coord_service *svc, struct rpc_call *call,
                 size_t n = svc->recs.n;
                 write_item(svc, &err);
                 if (err.code == CCTL_NONE) {
-                    csession_touch(svc->sessions, req->broker_id, epoch, clock_mono_ms());
+                    if (csession_touch(svc->sessions, req->broker_id, epoch, clock_mono_ms()) == 0)
+                        track_broker_conn(svc, req->broker_id, call);
                     if (n > 0)
                         log_info("coordinator",
                                  "registering broker %d from %s with epoch %" PRId64
@@ -582,7 +697,8 @@ static void h_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg, void
     if (r < 0)
         err_internal(&err, r);
     if (err.code == CCTL_NONE) {
-        csession_touch(svc->sessions, req->broker_id, req->broker_epoch, clock_mono_ms());
+        if (csession_touch(svc->sessions, req->broker_id, req->broker_epoch, clock_mono_ms()) == 0)
+            track_broker_conn(svc, req->broker_id, call);
         const struct cstate_broker *b = cstate_broker(svc->spec, req->broker_id);
         resp.shutting_down = b && b->state == CSTATE_BROKER_CONTROLLED_SHUTDOWN;
     }
@@ -653,6 +769,39 @@ static void do_unregister(struct coord_service *svc, struct rpc_call *call,
 
 /* ---- partitions ----------------------------------------------------------------- */
 
+/* Whether partition @idx of topic @topic_id has its preferred replica (first
+ * replica) in the ISR; false for an unknown one. */
+static bool preferred_in_isr(const struct cstate *s, const uint8_t *topic_id, int32_t idx)
+{
+    const struct cstate_topic *t = cstate_topic_by_id(s, topic_id);
+    if (!t || idx < 0 || idx >= t->n_parts)
+        return false;
+    const struct cstate_partition *p = &t->parts[idx];
+    return cstate_part_in_isr(p, cstate_part_replicas(p)[0]);
+}
+
+/* An ISR change just added the preferred replica back: hand it the leadership
+ * now rather than at the next periodic rebalance, so a restarted broker takes
+ * its share of the load back as soon as it has caught up. */
+static void preferred_return(struct coord_service *svc, const uint8_t *topic_id, int32_t idx)
+{
+    int r = cctl_preferred_leader_return(svc->spec, &svc->ctx, topic_id, idx, &svc->recs);
+    if (r < 0) {
+        log_error("coordinator", "preferred-leader check failed: %s", strerror(-r));
+        cstate_records_clear(&svc->recs);
+        return;
+    }
+    if (svc->recs.n == 0)
+        return;
+    /* Records exist only for a known partition. */
+    const struct cstate_topic *t = cstate_topic_by_id(svc->spec, topic_id);
+    log_info(
+        "coordinator",
+        "%s-%d: preferred replica %d is back in the ISR: moving leadership to it (%zu records)",
+        t->name, (int)idx, (int)cstate_part_replicas(&t->parts[idx])[0], svc->recs.n);
+    svc_write_internal(svc, "preferred-leader return");
+}
+
 static void do_alter_partition(struct coord_service *svc, struct rpc_call *call,
                                const Weir__Coord__AlterPartitionRequest *req)
 {
@@ -681,6 +830,7 @@ static void do_alter_partition(struct coord_service *svc, struct rpc_call *call,
         o->partition = it->partition;
         o->leader = -1;
         struct cctl_error *err = &errs[i];
+        bool pref_added = false;
         if (top.code != CCTL_NONE) {
             *err = top;
         } else if (it->topic_id.len != CSTATE_UUID_LEN) {
@@ -696,12 +846,15 @@ static void do_alter_partition(struct coord_service *svc, struct rpc_call *call,
                 .isr = it->new_isr,
                 .n_isr = it->n_new_isr,
             };
+            bool pref_before = preferred_in_isr(svc->spec, it->topic_id.data, it->partition);
             r = cctl_alter_partition(svc->spec, &svc->ctx, &ar, &svc->recs, err);
             if (r < 0) {
                 err_internal(err, r);
                 cstate_records_clear(&svc->recs);
             } else if (err->code == CCTL_NONE) {
                 write_item(svc, err);
+                pref_added = err->code == CCTL_NONE && !pref_before &&
+                             preferred_in_isr(svc->spec, it->topic_id.data, it->partition);
             } else {
                 log_info("coordinator", "ISR change for partition %d from broker %d refused: %s",
                          (int)it->partition, (int)req->broker_id, err->message);
@@ -724,6 +877,11 @@ static void do_alter_partition(struct coord_service *svc, struct rpc_call *call,
                 }
             }
         }
+        /* After the result: it reports the ISR change the leader asked for;
+         * the leadership move reaches it, like every broker, through the watch
+         * (and the reply waits until the move is durable too). */
+        if (pref_added && svc->cfg->auto_leader_rebalance)
+            preferred_return(svc, it->topic_id.data, it->partition);
     }
     resp.error_code = top.code;
     resp.error_message = err_msg(&top);
@@ -1412,14 +1570,8 @@ static void h_watch(struct rpc_call *call, const ProtobufCMessage *msg, void *ud
 
 /* ---- timers ------------------------------------------------------------------------ */
 
-static void arm_ms(struct event *ev, int64_t ms)
-{
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    event_add(ev, &tv);
-}
-
 /* Fence every broker whose session expired, then sleep until the next
- * deadline (bounded, since heartbeats move deadlines later). */
+ * deadline. */
 static void on_session_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1432,8 +1584,15 @@ static void on_session_tick(evutil_socket_t fd, short what, void *arg)
     int64_t epoch;
     while (!svc->failed && csession_next_expired(svc->sessions, now, &id, &epoch)) {
         struct cctl_error err = {0};
+        bool cut = csession_is_cut(svc->sessions, id);
         int r = cctl_fence_broker(svc->spec, &svc->ctx, id, epoch, &svc->recs, &err);
-        if (r == 0 && err.code == CCTL_NONE) {
+        if (r == 0 && err.code == CCTL_NONE && cut) {
+            log_info("coordinator",
+                     "broker %d (epoch %" PRId64 ") did not return after its connection "
+                     "closed: fencing it (%zu records)",
+                     (int)id, epoch, svc->recs.n);
+            svc_write_internal(svc, "fencing");
+        } else if (r == 0 && err.code == CCTL_NONE) {
             log_info("coordinator",
                      "broker %d (epoch %" PRId64 ") sent no heartbeat for %d ms: fencing it "
                      "(%zu records)",
@@ -1446,13 +1605,7 @@ static void on_session_tick(evutil_socket_t fd, short what, void *arg)
         }
         csession_remove(svc->sessions, id);
     }
-    int64_t next = csession_next_deadline(svc->sessions);
-    int64_t delay = SVC_SESSION_TICK_MAX_MS;
-    if (next != INT64_MAX && next - now + 1 < delay)
-        delay = next - now + 1;
-    if (delay < SVC_SESSION_TICK_MIN_MS)
-        delay = SVC_SESSION_TICK_MIN_MS;
-    arm_ms(svc->session_timer, delay);
+    session_rearm(svc, now);
 }
 
 static void on_rebalance_tick(evutil_socket_t fd, short what, void *arg)
@@ -1677,7 +1830,13 @@ void coord_service_free(struct coord_service *svc)
 {
     if (!svc)
         return;
+    /* Closing the connections runs their hooks: no session is cut any more. */
+    svc->stopping = true;
     close_servers(svc);
+    /* Every watched connection closed above and its hook freed its entry;
+     * whatever remains (none expected) is let go here. */
+    while (svc->bconns)
+        bconn_drop(svc, svc->bconns);
     fail_waiting_calls(svc, RPC_SHUTTING_DOWN, "coordinator is stopping");
     if (svc->session_timer)
         event_free(svc->session_timer);

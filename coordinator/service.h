@@ -14,8 +14,14 @@
  * (two racing creates of one topic) without ever exposing them early.
  *
  * Sessions (csession) are soft state: heartbeats refresh them by monotonic time;
- * a timer fences brokers whose session expired. After a restart every live
- * broker gets a fresh session.
+ * a timer fences brokers whose session expired. When the connection a broker
+ * last registered or heartbeated on closes, its session is cut to
+ * session.disconnect.timeout.ms unless it returns on a new connection. After a
+ * restart every live broker gets a fresh session.
+ *
+ * An AlterPartition that adds a partition's preferred replica back to the ISR
+ * is followed at once by the move of leadership to it (with
+ * auto.leader.rebalance.enable), besides the periodic rebalance.
  *
  * If the metadata log fails (write or fsync error) the service stops
  * acknowledging at once: every waiting call and every later one fails with

@@ -13,6 +13,7 @@ struct sess {
     int32_t id;
     int64_t epoch;
     int64_t last_ms;
+    int64_t cut_ms; /* csession_shorten's deadline; INT64_MAX: none */
 };
 
 struct csession_table {
@@ -78,7 +79,7 @@ int csession_touch(struct csession_table *t, int32_t id, int64_t epoch, int64_t 
         memmove(&t->v[i + 1], &t->v[i], (t->n - i) * sizeof(*t->v));
         t->n++;
     }
-    t->v[i] = (struct sess){id, epoch, now_ms};
+    t->v[i] = (struct sess){id, epoch, now_ms, INT64_MAX};
     return 0;
 }
 
@@ -101,6 +102,12 @@ bool csession_has(const struct csession_table *t, int32_t id, int64_t *ret_epoch
     return true;
 }
 
+bool csession_is_cut(const struct csession_table *t, int32_t id)
+{
+    size_t i = lower_bound(t, id);
+    return i < t->n && t->v[i].id == id && t->v[i].cut_ms != INT64_MAX;
+}
+
 size_t csession_count(const struct csession_table *t)
 {
     return t->n;
@@ -109,9 +116,24 @@ size_t csession_count(const struct csession_table *t)
 /* First instant at which the session counts as expired. */
 static int64_t deadline(const struct csession_table *t, const struct sess *s)
 {
-    if (s->last_ms > INT64_MAX - t->timeout_ms - 1)
-        return INT64_MAX;
-    return s->last_ms + t->timeout_ms + 1;
+    int64_t d = INT64_MAX;
+    if (s->last_ms <= INT64_MAX - t->timeout_ms - 1)
+        d = s->last_ms + t->timeout_ms + 1;
+    return s->cut_ms < d ? s->cut_ms : d;
+}
+
+bool csession_shorten(struct csession_table *t, int32_t id, int64_t deadline_ms,
+                      int64_t *ret_deadline)
+{
+    size_t i = lower_bound(t, id);
+    if (i == t->n || t->v[i].id != id)
+        return false;
+    struct sess *s = &t->v[i];
+    if (deadline_ms < s->cut_ms)
+        s->cut_ms = deadline_ms;
+    if (ret_deadline)
+        *ret_deadline = deadline(t, s);
+    return true;
 }
 
 bool csession_next_expired(const struct csession_table *t, int64_t now_ms, int32_t *ret_id,
@@ -150,7 +172,7 @@ int csession_reset(struct csession_table *t, const struct cstate *s, int64_t now
     for (size_t i = 0; i < s->n_brokers; i++) {
         const struct cstate_broker *b = &s->brokers[i];
         if (b->state != CSTATE_BROKER_FENCED)
-            t->v[t->n++] = (struct sess){b->id, b->epoch, now_ms};
+            t->v[t->n++] = (struct sess){b->id, b->epoch, now_ms, INT64_MAX};
     }
     return 0;
 }

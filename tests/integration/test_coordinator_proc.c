@@ -413,13 +413,14 @@ alter_isr(struct cc_client *cc, int32_t leader, int64_t epoch,
 }
 
 /* Broker 2 is fenced, comes back, is added back to the ISRs by the leader, and
- * the periodic preferred-leader election gives its partitions back. */
+ * gets its preferred leaderships back at once: the change that adds it is
+ * followed by the move, before the periodic rebalance (300 s here) could run. */
 static void test_returning_broker_gets_preferred_leaderships_back(void **state)
 {
     struct fixture *f = *state;
     struct coord *c = &f->c[0];
     const char *extra[] = {"session.timeout.ms=1000", "heartbeat.interval.ms=200",
-                           "leader.imbalance.check.interval.seconds=1", NULL};
+                           "leader.imbalance.check.interval.seconds=300", NULL};
     start_coord(c, extra);
     struct cc_client cc;
     assert_int_equal(cc_client_init(&cc, f->base, c->port), 0);
@@ -470,31 +471,42 @@ static void test_returning_broker_gets_preferred_leaderships_back(void **state)
         assert_non_null(ar);
         assert_int_equal(ar->error_code, 0);
         assert_int_equal(ar->results[0]->error_code, 0);
+        /* The result reports the ISR change itself (leader 1, same leader
+         * epoch); a leadership move is a separate change after it. */
         assert_int_equal(ar->results[0]->n_isr, 2);
+        assert_int_equal(ar->results[0]->leader, 1);
+        assert_int_equal(ar->results[0]->leader_epoch, ps->leader_epoch);
         assert_int_equal(ar->results[0]->partition_epoch, ps->partition_epoch + 1);
         cc_free(ar);
+        /* The reply waited for everything the change wrote, so the move (if
+         * any) is already visible. */
+        Weir__Coord__DescribeTopicsResponse *now = cc_describe_topics(&cc, names, 1);
+        assert_non_null(now);
+        const Weir__Meta__PartitionState *after = find_part(now->topics[0], ps->partition);
+        assert_non_null(after);
+        if (ps->replicas[0] == 2) {
+            assert_int_equal(after->leader, 2);
+            assert_int_equal(after->leader_epoch, ps->leader_epoch + 1);
+            assert_int_equal(after->partition_epoch, ps->partition_epoch + 2);
+        } else {
+            assert_int_equal(after->leader, 1);
+            assert_int_equal(after->leader_epoch, ps->leader_epoch);
+            assert_int_equal(after->partition_epoch, ps->partition_epoch + 1);
+        }
+        assert_int_equal(after->n_isr, 2);
+        cc_free(now);
     }
     cc_free(d);
     assert_true(preferred_by_2 >= 1);
-
-    /* Within a couple of check intervals broker 2 leads its preferred partitions. */
-    deadline = clock_mono_ms() + 5000;
-    bool back = false;
-    while (!back && clock_mono_ms() < deadline) {
-        assert_int_equal(cc_heartbeat(&cc, 1, ep1), 0);
-        assert_int_equal(cc_heartbeat(&cc, 2, ep2), 0);
-        d = cc_describe_topics(&cc, names, 1);
-        assert_non_null(d);
-        back = true;
-        for (size_t p = 0; p < d->topics[0]->n_partitions; p++) {
-            const Weir__Meta__PartitionState *ps = d->topics[0]->partitions[p];
-            back &= ps->leader == ps->replicas[0];
-        }
-        cc_free(d);
-        procutil_sleep_ms(100);
+    assert_true(procutil_file_contains(f->errlog, "is back in the ISR: moving leadership"));
+    assert_false(procutil_file_contains(f->errlog, "preferred-leader rebalance"));
+    d = cc_describe_topics(&cc, names, 1);
+    assert_non_null(d);
+    for (size_t p = 0; p < d->topics[0]->n_partitions; p++) {
+        const Weir__Meta__PartitionState *ps = d->topics[0]->partitions[p];
+        assert_int_equal(ps->leader, ps->replicas[0]);
     }
-    assert_true(back);
-    assert_true(procutil_file_contains(f->errlog, "preferred-leader rebalance"));
+    cc_free(d);
 
     /* Controlled shutdown of broker 2 hands its leaderships to broker 1; then
      * its exit fences it at once. */
@@ -521,6 +533,127 @@ static void test_returning_broker_gets_preferred_leaderships_back(void **state)
     cc_free(cs);
     assert_int_equal(cc_heartbeat(&cc, 2, ep2), 77 /* STALE_BROKER_EPOCH */);
     cc_client_deinit(&cc);
+}
+
+/* The state of broker @id in DescribeCluster; -1 when it is not listed. */
+static int broker_state(struct cc_client *cc, int32_t id, int64_t *ret_epoch)
+{
+    Weir__Coord__DescribeClusterResponse *dc = cc_describe_cluster(cc);
+    assert_non_null(dc);
+    int st = -1;
+    for (size_t i = 0; i < dc->n_brokers; i++) {
+        if (dc->brokers[i]->broker_id == id) {
+            st = (int)dc->brokers[i]->state;
+            if (ret_epoch)
+                *ret_epoch = dc->brokers[i]->broker_epoch;
+        }
+    }
+    cc_free(dc);
+    return st;
+}
+
+static const char *const DISCONNECT_CFG[] = {"session.timeout.ms=6000",
+                                             "heartbeat.interval.ms=1000",
+                                             "session.disconnect.timeout.ms=500", NULL};
+
+/* A broker whose connection closes (a kill -9: its kernel closes the socket) is
+ * fenced after session.disconnect.timeout.ms, far sooner than the 6 s session
+ * timeout, and its leaderships move. */
+static void test_closed_connection_fences_broker_after_grace(void **state)
+{
+    struct fixture *f = *state;
+    struct coord *c = &f->c[0];
+    start_coord(c, DISCONNECT_CFG);
+    struct cc_client cc, b2;
+    assert_int_equal(cc_client_init(&cc, f->base, c->port), 0);
+    assert_int_equal(cc_client_init(&b2, f->base, c->port), 0);
+    int64_t ep1 = -1, ep2 = -1;
+    assert_int_equal(cc_register(&cc, 1, 1, NULL, &ep1), 0);
+    assert_int_equal(cc_register(&b2, 2, 1, NULL, &ep2), 0);
+    assert_int_equal(cc_create_topic(&cc, "dc", 4, 2, NULL), 0);
+    assert_int_equal(cc_heartbeat(&b2, 2, ep2), 0);
+
+    int64_t closed_at = clock_mono_ms();
+    cc_client_deinit(&b2);
+    int64_t fenced_after = -1;
+    while (clock_mono_ms() - closed_at < 6000) {
+        assert_int_equal(cc_heartbeat(&cc, 1, ep1), 0);
+        if (broker_state(&cc, 2, NULL) == WEIR__META__BROKER_STATE__BROKER_FENCED) {
+            fenced_after = clock_mono_ms() - closed_at;
+            break;
+        }
+        procutil_sleep_ms(20);
+    }
+    if (fenced_after < 0)
+        fail_msg("broker 2 was not fenced within session.timeout.ms of its connection closing");
+    print_message("broker 2 fenced %lld ms after its connection closed\n", (long long)fenced_after);
+    /* Not before the grace (less a margin for the close reaching the server
+     * before our clock read), and well before the 6 s session timeout. */
+    if (fenced_after < 400 || fenced_after > 1500)
+        fail_msg("broker 2 fenced %lld ms after its connection closed; expected 500..1500",
+                 (long long)fenced_after);
+    assert_true(procutil_file_contains(
+        f->errlog, "broker 2 connection closed: fencing in 500 ms unless it returns"));
+    assert_true(procutil_file_contains(f->errlog, "did not return after its connection closed"));
+    assert_false(procutil_file_contains(f->errlog, "sent no heartbeat"));
+    const char *names[] = {"dc"};
+    Weir__Coord__DescribeTopicsResponse *d = cc_describe_topics(&cc, names, 1);
+    assert_non_null(d);
+    for (size_t p = 0; p < d->topics[0]->n_partitions; p++) {
+        const Weir__Meta__PartitionState *ps = d->topics[0]->partitions[p];
+        assert_int_equal(ps->leader, 1);
+        assert_false(contains(ps->isr, ps->n_isr, 2));
+    }
+    cc_free(d);
+    /* Broker 1's connection is open: it is untouched. */
+    assert_int_equal(broker_state(&cc, 1, NULL), WEIR__META__BROKER_STATE__BROKER_REGISTERED);
+    cc_client_deinit(&cc);
+}
+
+/* A live broker's client reconnects within the grace and heartbeats or
+ * registers again: it keeps its session and epoch. The close of a connection
+ * the broker has already moved away from changes nothing. */
+static void test_broker_that_reconnects_within_grace_stays(void **state)
+{
+    struct fixture *f = *state;
+    struct coord *c = &f->c[0];
+    start_coord(c, DISCONNECT_CFG);
+    struct cc_client obs, a, b;
+    assert_int_equal(cc_client_init(&obs, f->base, c->port), 0);
+    assert_int_equal(cc_client_init(&a, f->base, c->port), 0);
+    int64_t ep = -1, got = -1;
+    assert_int_equal(cc_register(&a, 2, 1, NULL, &ep), 0);
+
+    /* It moves to connection b (a heartbeat there), then a closes. */
+    assert_int_equal(cc_client_init(&b, f->base, c->port), 0);
+    assert_int_equal(cc_heartbeat(&b, 2, ep), 0);
+    cc_client_deinit(&a);
+    int64_t t0 = clock_mono_ms();
+    while (clock_mono_ms() - t0 < 1200) {
+        assert_int_equal(broker_state(&obs, 2, &got), WEIR__META__BROKER_STATE__BROKER_REGISTERED);
+        procutil_sleep_ms(50);
+    }
+    assert_false(procutil_file_contains(f->errlog, "broker 2 connection closed"));
+
+    /* Now b closes; within ~100 ms the broker is back on c, re-registering
+     * with the same incarnation, and heartbeats there. */
+    cc_client_deinit(&b);
+    procutil_sleep_ms(100);
+    struct cc_client cn;
+    assert_int_equal(cc_client_init(&cn, f->base, c->port), 0);
+    assert_int_equal(cc_register(&cn, 2, 1, NULL, &got), 0);
+    assert_int_equal(got, ep);
+    t0 = clock_mono_ms();
+    while (clock_mono_ms() - t0 < 1500) {
+        assert_int_equal(cc_heartbeat(&cn, 2, ep), 0);
+        assert_int_equal(broker_state(&obs, 2, &got), WEIR__META__BROKER_STATE__BROKER_REGISTERED);
+        assert_int_equal(got, ep);
+        procutil_sleep_ms(100);
+    }
+    assert_true(procutil_file_contains(f->errlog, "broker 2 connection closed"));
+    assert_false(procutil_file_contains(f->errlog, "fencing it"));
+    cc_client_deinit(&cn);
+    cc_client_deinit(&obs);
 }
 
 /* With a small snapshot interval, snapshots are written and a restart starts
@@ -915,6 +1048,11 @@ static void expect_refusal(const char *data, const char *const *extra, const cha
 static void test_bad_config_or_data_dir_exits_nonzero_with_message(void **state)
 {
     struct fixture *f = *state;
+    /* The disconnect grace first, while nothing else in the log names it. */
+    const char *grace_neg[] = {"session.disconnect.timeout.ms=-1", NULL};
+    expect_refusal(f->data, grace_neg, "session.disconnect.timeout.ms");
+    const char *grace_big[] = {"session.disconnect.timeout.ms=600001", NULL};
+    expect_refusal(f->data, grace_big, "session.disconnect.timeout.ms");
     const char *unknown[] = {"no.such.key=1", NULL};
     expect_refusal(f->data, unknown, "no.such.key");
     const char *bad_int[] = {"session.timeout.ms=soon", NULL};
@@ -952,10 +1090,13 @@ static void test_sigterm_exits_zero(void **state)
     int64_t epoch = -1;
     assert_int_equal(cc_register(&cc, 1, 1, NULL, &epoch), 0);
     assert_int_equal(cc_create_topic(&cc, "t", 1, 1, NULL), 0);
-    cc_client_deinit(&cc);
+    /* Broker 1's connection is still open and watched: stopping closes it,
+     * which must neither cut its session nor touch freed memory (ASan). */
     procutil_signal(&c->p, SIGTERM);
     assert_int_equal(wait_exit(c), 0);
     assert_true(procutil_file_contains(f->errlog, "stopped cleanly"));
+    assert_false(procutil_file_contains(f->errlog, "connection closed: fencing"));
+    cc_client_deinit(&cc);
     procutil_close(&c->p);
     /* And it starts again from what it wrote. */
     start_coord(c, NULL);
@@ -994,6 +1135,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_returning_broker_gets_preferred_leaderships_back,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closed_connection_fences_broker_after_grace, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_broker_that_reconnects_within_grace_stays, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_snapshots_are_written_and_used_by_recovery, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_watches_deliver_changes_in_order_to_two_subscribers,

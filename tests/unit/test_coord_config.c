@@ -82,6 +82,7 @@ static void test_defaults_resolve_as_documented(void **state)
     assert_string_equal(s.data_dir, "/var/lib/weir/coordinator");
     assert_int_equal(s.session_timeout_ms, 9000);
     assert_int_equal(s.heartbeat_interval_ms, 2000);
+    assert_int_equal(s.session_disconnect_timeout_ms, 500);
     assert_int_equal(s.num_partitions, 1);
     assert_int_equal(s.default_replication_factor, 1);
     assert_int_equal(s.min_insync_replicas, 1);
@@ -126,6 +127,31 @@ static void test_heartbeat_interval_must_be_below_session_timeout(void **state)
     config_free(c);
 }
 
+static void test_disconnect_timeout_is_range_checked(void **state)
+{
+    (void)state;
+    struct config *c = new_config();
+    set(c, "data.dir=/d");
+    const char *bad[] = {"session.disconnect.timeout.ms=-1", "session.disconnect.timeout.ms=600001",
+                         "session.disconnect.timeout.ms=abc", "session.disconnect.timeout.ms="};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[256] = "";
+        if (config_apply_override(c, bad[i], err, sizeof(err)) != -EINVAL)
+            fail_msg("'%s' was accepted", bad[i]);
+        if (!strstr(err, "session.disconnect.timeout.ms"))
+            fail_msg("'%s': message does not name the key: %s", bad[i], err);
+    }
+    struct coord_settings s;
+    char err[256] = "";
+    set(c, "session.disconnect.timeout.ms=0");
+    assert_int_equal(coord_config_resolve(c, &s, err, sizeof(err)), 0);
+    assert_int_equal(s.session_disconnect_timeout_ms, 0);
+    set(c, "session.disconnect.timeout.ms=600000");
+    assert_int_equal(coord_config_resolve(c, &s, err, sizeof(err)), 0);
+    assert_int_equal(s.session_disconnect_timeout_ms, 600000);
+    config_free(c);
+}
+
 static void test_several_listeners_resolve_in_order(void **state)
 {
     (void)state;
@@ -152,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_missing_data_dir_is_an_error_naming_the_key),
         cmocka_unit_test(test_heartbeat_interval_must_be_below_session_timeout),
         cmocka_unit_test(test_several_listeners_resolve_in_order),
+        cmocka_unit_test(test_disconnect_timeout_is_range_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -744,6 +744,33 @@ static bool ev_isr_change(struct sim *m)
 
 /* Over a tick, leaders notice followers: a live one that has caught up joins
  * the ISR, one that is down or paused falls out of it. */
+/* What the service does after an ISR change that added a partition's preferred
+ * replica: move leadership to it at once when it is eligible. */
+static bool preferred_return(struct sim *m, const uint8_t *topic, int32_t idx)
+{
+    const struct cstate_topic *t = cstate_topic_by_id(m->s, topic);
+    const struct cstate_partition *p = &t->parts[idx];
+    int32_t pref = cstate_part_replicas(p)[0];
+    int32_t le0 = p->leader_epoch, pe0 = p->partition_epoch, leader0 = p->leader;
+    size_t n_isr0 = p->n_isr;
+    bool should = leader0 >= 0 && leader0 != pref && cstate_broker_eligible(m->s, pref) &&
+                  cstate_part_in_isr(p, pref);
+    assert_int_equal(cctl_preferred_leader_return(m->s, &m->ctx, topic, idx, &m->recs), 0);
+    say(m, "  preferred return to %d: %zu changes\n", pref, m->recs.n);
+    if (m->recs.n != (should ? 1u : 0u))
+        return violation(m, "preferred return to %d wrote %zu records, expected %d", pref,
+                         m->recs.n, should);
+    if (!commit(m))
+        return false;
+    t = cstate_topic_by_id(m->s, topic);
+    p = &t->parts[idx];
+    if (should && (p->leader != pref || p->leader_epoch != le0 + 1 ||
+                   p->partition_epoch != pe0 + 1 || p->n_isr != n_isr0))
+        return violation(m, "preferred return gave leader %d le %d pe %d isr %u", p->leader,
+                         p->leader_epoch, p->partition_epoch, p->n_isr);
+    return true;
+}
+
 static bool leaders_follow_replicas(struct sim *m)
 {
     struct want {
@@ -796,7 +823,16 @@ static bool leaders_follow_replicas(struct sim *m)
             .isr = w[k].isr,
             .n_isr = w[k].n,
         };
+        const struct cstate_topic *t = cstate_topic_by_id(m->s, w[k].topic);
+        int32_t pref = cstate_part_replicas(&t->parts[w[k].partition])[0];
+        bool had = cstate_part_in_isr(&t->parts[w[k].partition], pref);
         good = send_alter(m, &req, "follow");
+        t = cstate_topic_by_id(m->s, w[k].topic);
+        /* Half the time as with auto.leader.rebalance.enable, so the periodic
+         * rebalance still finds work. */
+        if (good && !had && cstate_part_in_isr(&t->parts[w[k].partition], pref) &&
+            chance(&m->rng, 50))
+            good = preferred_return(m, w[k].topic, w[k].partition);
     }
     free(w);
     return good;

@@ -438,6 +438,45 @@ static void test_fence_with_unclean_election_elects_live_replica(void **state)
     env_free(e);
 }
 
+static void test_min_isr_and_unclean_overrides_through_alter_config(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    e->ctx.cfg.unclean_leader_election = true; /* cluster default on */
+    bootstrap(e, 2);
+    create_manual(e, "t", (const int32_t[]){0, 1}, 2, NULL, 0);
+    /* min.insync.replicas: an int >= 1, as Kafka validates it. */
+    const char *bad[] = {"0", "-1", "abc", "1.5", "", "2147483648"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const struct cctl_kv kv = {"min.insync.replicas", bad[i]};
+        assert_int_equal(cctl_alter_topic_config(e->s, &e->ctx, "t", &kv, 1, &e->recs, &e->err), 0);
+        if (e->err.code != CCTL_INVALID_CONFIG)
+            fail_msg("min.insync.replicas=%s accepted", bad[i]);
+        assert_non_null(strstr(e->err.message, "min.insync.replicas"));
+        assert_int_equal(e->recs.n, 0);
+    }
+    /* The override turns unclean election off for this topic only. */
+    const struct cctl_kv set[] = {{"min.insync.replicas", "2"},
+                                  {"unclean.leader.election.enable", "false"}};
+    assert_int_equal(cctl_alter_topic_config(e->s, &e->ctx, "t", set, 2, &e->recs, &e->err), 0);
+    assert_int_equal(e->err.code, 0);
+    commit(e);
+    const struct cstate_topic *t = cstate_topic_by_name(e->s, "t");
+    assert_string_equal(cstate_topic_config(t, "min.insync.replicas"), "2");
+    assert_false(cctl_topic_unclean(&e->ctx, t));
+    create_manual(e, "d", (const int32_t[]){0, 1}, 2, NULL, 0);
+    assert_true(cctl_topic_unclean(&e->ctx, cstate_topic_by_name(e->s, "d")));
+    assert_int_equal(alter(e, 0, "t", 0, 0, 0, (const int32_t[]){0}, 1), 0);
+    assert_int_equal(alter(e, 0, "d", 0, 0, 0, (const int32_t[]){0}, 1), 0);
+    fence(e, 0);
+    assert_int_equal(part(e, "t", 0)->leader, -1); /* override: stays offline */
+    assert_int_equal(part(e, "d", 0)->leader, 1);  /* default: unclean election */
+    /* The last ISR member returns and leads again. */
+    reg(e, 0);
+    assert_int_equal(part(e, "t", 0)->leader, 0);
+    env_free(e);
+}
+
 static void test_reregistered_last_isr_member_is_elected(void **state)
 {
     (void)state;
@@ -921,6 +960,93 @@ static void test_preferred_leader_election_restores_first_replica(void **state)
     env_free(e);
 }
 
+static const uint8_t *topic_id(struct env *e, const char *name)
+{
+    const struct cstate_topic *t = cstate_topic_by_name(e->s, name);
+    assert_non_null(t);
+    return t->id;
+}
+
+static void test_preferred_leader_returns_once_back_in_isr(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 3);
+    create_manual(e, "a", (const int32_t[]){0, 1, 2}, 3, NULL, 0);
+    fence(e, 0);
+    const struct cstate_partition *p = part(e, "a", 0);
+    assert_int_equal(p->leader, 1);
+    int32_t le = p->leader_epoch, pe = p->partition_epoch;
+    assert_isr(p, (const int32_t[]){1, 2}, 2);
+    reg(e, 0);
+    /* Registered again but not in the ISR: it does not lead yet. */
+    assert_int_equal(cctl_preferred_leader_return(e->s, &e->ctx, topic_id(e, "a"), 0, &e->recs), 0);
+    assert_int_equal(e->recs.n, 0);
+    /* The leader adds it back; now it takes over, with the same ISR. */
+    assert_int_equal(alter(e, 1, "a", 0, le, pe, (const int32_t[]){1, 2, 0}, 3), 0);
+    p = part(e, "a", 0);
+    assert_int_equal(p->partition_epoch, pe + 1);
+    assert_int_equal(cctl_preferred_leader_return(e->s, &e->ctx, topic_id(e, "a"), 0, &e->recs), 0);
+    assert_int_equal(commit(e), 1);
+    p = part(e, "a", 0);
+    assert_int_equal(p->leader, 0);
+    assert_int_equal(p->leader_epoch, le + 1);
+    assert_int_equal(p->partition_epoch, pe + 2);
+    assert_isr(p, (const int32_t[]){0, 1, 2}, 3);
+    /* Already the leader: nothing more. */
+    assert_int_equal(cctl_preferred_leader_return(e->s, &e->ctx, topic_id(e, "a"), 0, &e->recs), 0);
+    assert_int_equal(e->recs.n, 0);
+    /* Unknown topic or partition: nothing, no error. */
+    const uint8_t nobody[CSTATE_UUID_LEN] = {1, 2, 3};
+    assert_int_equal(cctl_preferred_leader_return(e->s, &e->ctx, nobody, 0, &e->recs), 0);
+    assert_int_equal(cctl_preferred_leader_return(e->s, &e->ctx, topic_id(e, "a"), 1, &e->recs), 0);
+    assert_int_equal(cctl_preferred_leader_return(e->s, &e->ctx, topic_id(e, "a"), -1, &e->recs),
+                     0);
+    assert_int_equal(e->recs.n, 0);
+    env_free(e);
+}
+
+static void test_preferred_leader_return_needs_an_eligible_replica(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 3);
+    create_manual(e, "a", (const int32_t[]){0, 1, 2}, 3, NULL, 0);
+    create_manual(e, "b", (const int32_t[]){0, 2, 1}, 3, NULL, 0);
+    /* Broker 0 shuts down in a controlled way: leaderships move to 1. */
+    int32_t remaining = -1;
+    assert_int_equal(
+        cctl_controlled_shutdown(e->s, &e->ctx, 0, e->epochs[0], &e->recs, &remaining, &e->err), 0);
+    assert_int_equal(e->err.code, 0);
+    commit(e);
+    assert_int_equal(remaining, 0);
+    const struct cstate_partition *p = part(e, "a", 0);
+    assert_int_equal(p->leader, 1);
+    /* It left the ISRs (the state's invariants keep a shutting-down broker
+     * only as a last member, which then leads), so nothing moves back. */
+    assert_false(cstate_part_in_isr(p, 0));
+    assert_int_equal(cctl_preferred_leader_return(e->s, &e->ctx, topic_id(e, "a"), 0, &e->recs), 0);
+    assert_int_equal(e->recs.n, 0);
+    /* ...nor once fenced; and an offline partition is not a rebalance's to fix. */
+    fence(e, 0);
+    assert_int_equal(cctl_preferred_leader_return(e->s, &e->ctx, topic_id(e, "a"), 0, &e->recs), 0);
+    assert_int_equal(e->recs.n, 0);
+    assert_int_equal(part(e, "a", 0)->leader, 1);
+    reg(e, 0);
+    p = part(e, "b", 0);
+    assert_int_equal(p->leader, 2);
+    assert_int_equal(
+        alter(e, 2, "b", 0, p->leader_epoch, p->partition_epoch, (const int32_t[]){2, 1, 0}, 3), 0);
+    /* Fenced right after rejoining b's ISR (before the service could move
+     * leadership): no move to a fenced broker, and it left the ISR. */
+    fence(e, 0);
+    assert_false(cstate_part_in_isr(part(e, "b", 0), 0));
+    assert_int_equal(cctl_preferred_leader_return(e->s, &e->ctx, topic_id(e, "b"), 0, &e->recs), 0);
+    assert_int_equal(e->recs.n, 0);
+    assert_int_equal(part(e, "b", 0)->leader, 2);
+    env_free(e);
+}
+
 /* ---- apply, snapshots, invariants ------------------------------------------------------ */
 
 static void build_varied_state(struct env *e)
@@ -1283,6 +1409,43 @@ static void test_sessions_expire_after_timeout(void **state)
     csession_free(t);
 }
 
+static void test_sessions_can_be_cut_short_until_the_next_touch(void **state)
+{
+    (void)state;
+    struct csession_table *t;
+    assert_int_equal(csession_new(1000, &t), 0);
+    int32_t id;
+    int64_t epoch, d = 0;
+    assert_false(csession_shorten(t, 3, 100, &d)); /* no session */
+    assert_int_equal(csession_touch(t, 3, 7, 0), 0);
+    assert_int_equal(csession_touch(t, 4, 8, 0), 0);
+    /* The connection closed at 200 with a 500 ms grace. */
+    assert_false(csession_is_cut(t, 3));
+    assert_true(csession_shorten(t, 3, 700, &d));
+    assert_int_equal(d, 700);
+    assert_true(csession_is_cut(t, 3));
+    assert_false(csession_is_cut(t, 4));
+    assert_int_equal(csession_next_deadline(t), 700);
+    assert_false(csession_next_expired(t, 699, &id, &epoch));
+    assert_true(csession_next_expired(t, 700, &id, &epoch));
+    assert_int_equal(id, 3);
+    assert_int_equal(epoch, 7);
+    /* Never later than the normal deadline, and a later cut keeps the earlier. */
+    assert_true(csession_shorten(t, 4, 5000, &d));
+    assert_int_equal(d, 1001);
+    assert_true(csession_shorten(t, 3, 900, &d));
+    assert_int_equal(d, 700);
+    /* A heartbeat (from a new connection) restores the normal deadline. */
+    assert_int_equal(csession_touch(t, 3, 7, 650), 0);
+    assert_false(csession_is_cut(t, 3));
+    assert_false(csession_next_expired(t, 1000, &id, &epoch));
+    assert_true(csession_next_expired(t, 1001, &id, &epoch));
+    assert_int_equal(id, 4);
+    csession_remove(t, 4);
+    assert_int_equal(csession_next_deadline(t), 1651);
+    csession_free(t);
+}
+
 static void test_record_format_names_the_change(void **state)
 {
     (void)state;
@@ -1314,6 +1477,7 @@ int main(void)
         cmocka_unit_test(test_fence_moves_leadership_to_live_isr_member),
         cmocka_unit_test(test_fence_last_isr_member_leaves_partition_offline),
         cmocka_unit_test(test_fence_with_unclean_election_elects_live_replica),
+        cmocka_unit_test(test_min_isr_and_unclean_overrides_through_alter_config),
         cmocka_unit_test(test_reregistered_last_isr_member_is_elected),
         cmocka_unit_test(test_reregistered_follower_rejoins_isr_only_through_leader),
         cmocka_unit_test(test_enabling_unclean_election_elects_offline_partitions),
@@ -1328,12 +1492,15 @@ int main(void)
         cmocka_unit_test(test_create_partitions_never_fewer),
         cmocka_unit_test(test_controlled_shutdown_moves_leaderships_first),
         cmocka_unit_test(test_preferred_leader_election_restores_first_replica),
+        cmocka_unit_test(test_preferred_leader_returns_once_back_in_isr),
+        cmocka_unit_test(test_preferred_leader_return_needs_an_eligible_replica),
         cmocka_unit_test(test_snapshot_round_trip_is_deep_equal),
         cmocka_unit_test(test_snapshot_decode_survives_corruption),
         cmocka_unit_test(test_apply_refuses_records_that_do_not_fit),
         cmocka_unit_test(test_check_catches_broken_invariants),
         cmocka_unit_test(test_topic_indexes_survive_churn),
         cmocka_unit_test(test_sessions_expire_after_timeout),
+        cmocka_unit_test(test_sessions_can_be_cut_short_until_the_next_touch),
         cmocka_unit_test(test_record_format_names_the_change),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
