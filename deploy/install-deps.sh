@@ -2,7 +2,27 @@
 # Install what building and testing Weir needs on Debian 12, only what is missing.
 # Idempotent and fast when everything is there. Used by tests/run.sh and by the
 # local-cluster script. Set WEIR_SKIP_INSTALL=1 to skip (you manage packages).
+#
+#   deploy/install-deps.sh            what building and testing needs
+#   deploy/install-deps.sh --bench    also the benchmark-only packages: the NATS
+#                                     JetStream side-by-side of tests/bench/bench_kafka
+#                                     (nats-server, libnats-dev; never installed by default)
 set -euo pipefail
+
+bench=0
+for arg in "$@"; do
+    case "$arg" in
+        --bench) bench=1 ;;
+        -h | --help)
+            echo "usage: $0 [--bench]"
+            exit 0
+            ;;
+        *)
+            echo "install-deps: unknown argument: $arg (usage: $0 [--bench])" >&2
+            exit 2
+            ;;
+    esac
+done
 
 packages=(
     # build
@@ -17,6 +37,12 @@ packages=(
     # fuzzing (libFuzzer ships with clang's runtime)
     clang libclang-rt-14-dev
 )
+if [ "$bench" = 1 ]; then
+    # benchmark only: NATS JetStream R3 side by side (bench_nats); Debian's package
+    # does not start the service where policy-rc.d forbids it, and bench_nats starts
+    # its own servers on free ports either way
+    packages+=(nats-server libnats-dev)
+fi
 
 if [ "${WEIR_SKIP_INSTALL:-0}" = 1 ]; then
     exit 0
