@@ -493,12 +493,17 @@ void coordclient_set_replication_endpoint(struct coordclient *cc, const char *ho
     cc->repl_port = port;
 }
 
+bool coordclient_current(const struct coordclient *cc)
+{
+    /* Before the state reaches the registration's offset, what it shows may be
+     * from before a fencing (or a replay passing through old leaderships). */
+    return cc->registered && cc->synced && cc->state->offset >= cc->reg_offset;
+}
+
 bool coordclient_lease_valid(const struct coordclient *cc, int64_t now_ms)
 {
-    if (!cc->registered || !cc->synced || cc->lease_start_ms < 0)
+    if (!coordclient_current(cc) || cc->lease_start_ms < 0)
         return false;
-    if (cc->state->offset < cc->reg_offset)
-        return false; /* re-registered, but the leaderships we saw may be stale */
     return now_ms - cc->lease_start_ms < (int64_t)cc->session_timeout_ms;
 }
 

@@ -52,6 +52,10 @@ bool coordclient_registered(const struct coordclient *cc);
  * runs; a later change is sent at the next registration). */
 void coordclient_set_replication_endpoint(struct coordclient *cc, const char *host, int port);
 
+/* Registered, synced, and the state has reached the coordinator's offset at
+ * this registration: the leaderships it shows may be acted on. */
+bool coordclient_current(const struct coordclient *cc);
+
 /* The leader lease: true while this broker may acknowledge writes as a leader.
  * It holds when the broker is registered, its state has caught up with the
  * coordinator's offset at registration (so the leaderships it sees are not from

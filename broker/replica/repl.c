@@ -881,6 +881,8 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                 continue;
             }
             if (o->error_code) {
+                log_debug("replica", "%s-%d: fetch from leader %d at %" PRId64 ": error %d",
+                          p->topic, p->partition, p->leader, it->fetch_offset, o->error_code);
                 backoff = true;
                 continue;
             }
@@ -1175,7 +1177,10 @@ static void become_follower(struct repl *r, struct repl_part *p)
 void repl_on_metadata(struct repl *r)
 {
     const struct cstate *s = coordclient_state(r->cc);
-    if (!coordclient_synced(r->cc))
+    /* Act only on a state that is current for this registration: a restarted
+     * broker replaying the watch must not take up leaderships it held long
+     * ago (and stamp their epochs into its epoch caches). */
+    if (!coordclient_current(r->cc))
         return;
     int32_t me = r->s->broker_id;
     for (size_t i = 0; i < r->nbuckets; i++)
