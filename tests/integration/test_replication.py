@@ -244,6 +244,9 @@ def test_a_fetch_that_claims_to_be_a_replica_is_refused(cluster):
 
 @pytest.mark.parametrize("unclean", [False, True])
 def test_a_partition_without_a_live_isr_member_stays_offline_unless_unclean(cluster, unclean):
+    """Clean: offline and refusing writes. Unclean: the stale replica leads,
+    and the old leader truncates its divergent tail by leader epoch when it
+    returns."""
     configs = {"min.insync.replicas": "1"}
     if unclean:
         configs["unclean.leader.election.enable"] = "true"
@@ -291,3 +294,22 @@ def test_a_partition_without_a_live_isr_member_stays_offline_unless_unclean(clus
             assert res == (0, 1)
         finally:
             conn.close()
+        # The old leader comes back with "leader-only" at offset 1 in epoch 0;
+        # the new leader's epoch 0 ends at 1, so it truncates there (by epoch,
+        # KIP-101) and copies "after": both logs end up byte-identical.
+        old_log = segment_bytes(cluster, leader, "uc", 0)
+        assert b"leader-only" in old_log
+        cluster.start_broker(leader)
+        wait_for("the old leader to rejoin the ISR",
+                 lambda: sorted(partition_md(cluster, "uc", 0, via=other)["isr"]) ==
+                 sorted([leader, follower]))
+        wait_for("identical logs", lambda: segment_bytes(cluster, leader, "uc", 0) ==
+                 segment_bytes(cluster, follower, "uc", 0))
+        new_log = segment_bytes(cluster, leader, "uc", 0)
+        assert b"leader-only" not in new_log and b"after" in new_log and b"both" in new_log
+        ec = open(os.path.join(cluster.root, "broker-%d" % leader, "uc-0",
+                               "leader-epoch-checkpoint")).read().split("\n")
+        # epoch 0 from 0, then the unclean leader's epoch from offset 1 (and maybe
+        # the old leader's own epoch later, once it is the preferred leader again)
+        entries = [tuple(map(int, line.split())) for line in ec[2:2 + int(ec[1])]]
+        assert ec[0] == "0" and entries[0] == (0, 0) and entries[1][1] == 1, ec
