@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/storage/checkpoint.h"
 #include "common/fsutil.h"
 
 #define EPOCHCACHE_VERSION 0
@@ -25,52 +26,21 @@ struct epochcache {
     size_t count;
 };
 
-/* A cursor over the file text; every reader fails rather than run past the end. */
-struct ec_cursor {
-    const char *p;
-    const char *end;
-};
-
-/* Parse an unsigned decimal of at most @max that ends at @term. Digits only: no
- * sign (so no negative values), no spaces, and no leading zeros except for 0
- * itself, which is how Kafka writes them. */
-static int ec_read_number(struct ec_cursor *c, char term, int64_t max, int64_t *ret)
-{
-    const char *p = c->p;
-    int64_t v = 0;
-    size_t digits = 0;
-    while (p < c->end && *p >= '0' && *p <= '9') {
-        int d = *p - '0';
-        if (v > (max - d) / 10)
-            return -EBADMSG;
-        v = v * 10 + d;
-        digits++;
-        p++;
-    }
-    if (digits == 0 || (digits > 1 && c->p[0] == '0'))
-        return -EBADMSG;
-    if (p >= c->end || *p != term)
-        return -EBADMSG;
-    c->p = p + 1;
-    *ret = v;
-    return 0;
-}
-
 /* Parse the whole file into a malloc'd array (NULL when empty). -EBADMSG for
  * anything that is not a well-formed, ordered cache; -ENOMEM. */
 static int ec_parse(const char *text, size_t len, struct epochcache_entry **ret_entries,
                     size_t *ret_count)
 {
-    struct ec_cursor c = {text, text + len};
+    struct checkpoint_cursor c = {text, text + len};
     int64_t version, count;
     int r;
 
-    r = ec_read_number(&c, '\n', INT32_MAX, &version);
+    r = checkpoint_read_number(&c, '\n', INT32_MAX, &version);
     if (r < 0)
         return r;
     if (version != EPOCHCACHE_VERSION)
         return -EBADMSG;
-    r = ec_read_number(&c, '\n', EPOCHCACHE_MAX_ENTRIES, &count);
+    r = checkpoint_read_number(&c, '\n', EPOCHCACHE_MAX_ENTRIES, &count);
     if (r < 0)
         return r;
     /* A count the rest of the file cannot hold is refused before allocating. */
@@ -85,8 +55,8 @@ static int ec_parse(const char *text, size_t len, struct epochcache_entry **ret_
     }
     for (size_t i = 0; i < (size_t)count; i++) {
         int64_t epoch, offset;
-        if (ec_read_number(&c, ' ', INT32_MAX, &epoch) < 0 ||
-            ec_read_number(&c, '\n', INT64_MAX, &offset) < 0)
+        if (checkpoint_read_number(&c, ' ', INT32_MAX, &epoch) < 0 ||
+            checkpoint_read_number(&c, '\n', INT64_MAX, &offset) < 0)
             goto bad;
         if (i > 0 && (epoch <= entries[i - 1].epoch || offset < entries[i - 1].start_offset))
             goto bad;

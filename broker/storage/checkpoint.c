@@ -31,16 +31,9 @@ bool checkpoint_topic_valid(const char *name, size_t len)
     return true;
 }
 
-/* A cursor over the text; every reader fails rather than run past the end. */
-struct cp_cursor {
-    const char *p;
-    const char *end;
-};
-
-/* Parse an unsigned decimal of at most @max, ending at @term. Digits only: no sign,
- * no spaces; leading zeros only for the value 0 itself, as Kafka never writes them
- * and a canonical form keeps "one value, one spelling". */
-static int cp_read_number(struct cp_cursor *c, char term, int64_t max, int64_t *ret)
+/* Leading zeros only for the value 0 itself, as Kafka never writes them and a
+ * canonical form keeps "one value, one spelling". */
+int checkpoint_read_number(struct checkpoint_cursor *c, char term, int64_t max, int64_t *ret)
 {
     const char *p = c->p;
     int64_t v = 0;
@@ -74,16 +67,16 @@ void checkpoint_entries_free(struct checkpoint_entry *entries, size_t count)
 int checkpoint_parse(const char *text, size_t len, struct checkpoint_entry **ret_entries,
                      size_t *ret_count)
 {
-    struct cp_cursor c = {text, text + len};
+    struct checkpoint_cursor c = {text, text + len};
     int64_t version, count;
     int r;
 
-    r = cp_read_number(&c, '\n', INT32_MAX, &version);
+    r = checkpoint_read_number(&c, '\n', INT32_MAX, &version);
     if (r < 0)
         return r;
     if (version != CHECKPOINT_VERSION)
         return -EBADMSG;
-    r = cp_read_number(&c, '\n', CHECKPOINT_MAX_ENTRIES, &count);
+    r = checkpoint_read_number(&c, '\n', CHECKPOINT_MAX_ENTRIES, &count);
     if (r < 0)
         return r;
     /* Every entry takes at least CHECKPOINT_MIN_LINE bytes: a count the rest of
@@ -116,10 +109,10 @@ int checkpoint_parse(const char *text, size_t len, struct checkpoint_entry **ret
         c.p = sp + 1;
 
         int64_t partition, offset;
-        r = cp_read_number(&c, ' ', INT32_MAX, &partition);
+        r = checkpoint_read_number(&c, ' ', INT32_MAX, &partition);
         if (r < 0)
             goto fail_cur;
-        r = cp_read_number(&c, '\n', INT64_MAX, &offset);
+        r = checkpoint_read_number(&c, '\n', INT64_MAX, &offset);
         if (r < 0)
             goto fail_cur;
         entries[n].partition = (int32_t)partition;

@@ -20,6 +20,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The number reader of Kafka's checkpoint-style text files (also the leader
+ * epoch checkpoint): a cursor that never runs past @end, and an unsigned decimal
+ * of at most @max ending at the character @term (consumed). Digits only, no
+ * sign, no spaces, no leading zeros. -EBADMSG. */
+struct checkpoint_cursor {
+    const char *p;
+    const char *end;
+};
+int checkpoint_read_number(struct checkpoint_cursor *c, char term, int64_t max, int64_t *ret);
+
 #define CHECKPOINT_RECOVERY_POINT_FILE   "recovery-point-offset-checkpoint"
 #define CHECKPOINT_LOG_START_OFFSET_FILE "log-start-offset-checkpoint"
 
