@@ -32,6 +32,8 @@ packages=(
     libcmocka-dev python3
     # integration tests with real clients
     python3-pytest kcat python3-kafka python3-confluent-kafka
+    # broker-failure tests: network namespaces, veth, routes (tests/fault scenario 8)
+    iproute2
     # benchmarks: librdkafka client library, loopback baseline
     librdkafka-dev iperf3
     # fuzzing (libFuzzer ships with clang's runtime)

@@ -96,18 +96,20 @@ build_and_test sanitize gcc -Dwerror=true -Dbuildtype=debug \
 # build's binaries (WEIR_BUILD_DIR), so the sanitizer build's processes are
 # exercised by real clients too (a process that exits non-zero, as on a sanitizer
 # report, fails its test). Bounded by `timeout`; counts join the totals.
-pytest_integration() {
-    local name=$1
+# pytest_suite NAME LABEL DIR BOUND: run pytest on tests/DIR against build NAME, bounded
+# by BOUND seconds, and add its junit counts to the totals.
+pytest_suite() {
+    local name=$1 label=$2 suite=$3 bound=$4
     local dir="$build_root/$name"
-    local xml="$dir/pytest-integration.xml"
-    note "pytest integration (against $dir)"
+    local xml="$dir/pytest-$label.xml"
+    note "pytest $label (against $dir)"
     if [ ! -x "$dir/broker/weir-broker" ] || [ ! -x "$dir/coordinator/weir-coordinator" ]; then
-        failed=$((failed + 1)); failures+=("pytest $name: weir-broker/weir-coordinator not built")
+        failed=$((failed + 1)); failures+=("pytest $label $name: weir-broker/weir-coordinator not built")
         return
     fi
     rm -f "$xml"
-    WEIR_BUILD_DIR="$dir" PYTHONDONTWRITEBYTECODE=1 timeout -k 10 900 \
-        /usr/bin/python3 -m pytest -q -p no:cacheprovider --junitxml="$xml" "$root/tests/integration"
+    WEIR_BUILD_DIR="$dir" PYTHONDONTWRITEBYTECODE=1 timeout -k 10 "$bound" \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider --junitxml="$xml" "$root/tests/$suite"
     local rc=$?
     local counts
     if ! counts=$(/usr/bin/python3 -c '
@@ -121,7 +123,7 @@ for x in suites:
     s += int(x.get("skipped", 0))
 print(t - f - s, f)
 ' "$xml" 2>/dev/null); then
-        failed=$((failed + 1)); failures+=("pytest $name: no results (exit $rc; timeout or crash)")
+        failed=$((failed + 1)); failures+=("pytest $label $name: no results (exit $rc; timeout or crash)")
         return
     fi
     local p f
@@ -130,11 +132,20 @@ print(t - f - s, f)
     failed=$((failed + f))
     if [ "$f" -gt 0 ] || { [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ]; }; then
         [ "$f" -gt 0 ] || failed=$((failed + 1))
-        failures+=("pytest $name: $f failed (exit $rc; see output above)")
+        failures+=("pytest $label $name: $f failed (exit $rc; see output above)")
     fi
 }
+pytest_integration() { pytest_suite "$1" integration integration 900; }
 pytest_integration normal
 pytest_integration sanitize
+
+# Broker-failure scenarios (tests/fault: kill -9, SIGSTOP, rolling SIGTERM, coordinator
+# restart, a network partition in namespaces) with the produce/consume checker and
+# the replica log comparison, against each build. WEIR_SOAK must stay unset here: CI
+# runs every scenario once (about 4 min per build is the budget; 360 s hard bound).
+pytest_fault() { WEIR_SOAK= pytest_suite "$1" fault fault 360; }
+pytest_fault normal
+pytest_fault sanitize
 
 # libFuzzer: a short run of every target, starting from its committed corpus.
 if [ "$fuzz_seconds" -gt 0 ]; then

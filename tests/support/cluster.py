@@ -8,9 +8,15 @@ context manager, or call stop_all()). Logs stay in the root for failed tests;
 tails() returns the end of every log for the failure report.
 
 Set $WEIR_KEEP_LOGS=1 to keep every test's directory. Binaries come from $WEIR_BUILD_DIR (a meson build tree), default build-main.
+
+For fault tests: pause/resume a process (SIGSTOP/SIGCONT by PID), extra
+coordinator and per-broker overrides, and Netns, which puts every process in its
+own network namespace (veth pairs to a bridge in a namespace of its own, and one
+veth back to the test's namespace so clients route to the brokers).
 """
 
 import os
+import random
 import select
 import shutil
 import signal
@@ -49,6 +55,7 @@ class Proc:
         self.log_path = log_path
         self.popen = None
         self.ready_line = None
+        self.paused = False
 
     def start(self, timeout=READY_TIMEOUT):
         log = open(self.log_path, "ab")
@@ -96,6 +103,8 @@ class Proc:
             return None
         if self.popen.poll() is None:
             os.kill(self.popen.pid, signal.SIGTERM)
+            if self.paused:  # a stopped process would not see the SIGTERM
+                self.resume()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -112,6 +121,16 @@ class Proc:
             self.popen.wait()
         self.popen.stdout.close()
 
+    def pause(self):
+        """SIGSTOP by PID (a GC-like pause: sockets stay open, nothing is answered)."""
+        os.kill(self.popen.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        if self.popen is not None and self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGCONT)
+        self.paused = False
+
     def tail(self, lines=30):
         try:
             with open(self.log_path, "rb") as f:
@@ -124,10 +143,17 @@ class Proc:
 class Cluster:
     """A coordinator and brokers 1..n. Use as a context manager."""
 
-    def __init__(self, brokers=3, broker_overrides=None, root=None):
+    def __init__(self, brokers=3, broker_overrides=None, root=None, coordinator_overrides=None,
+                 per_broker_overrides=None, netns=None):
+        """coordinator_overrides: extra coordinator --override keys (after the defaults, so
+        they win); per_broker_overrides: {bid: {key: value}} after broker_overrides;
+        netns: a started Netns holding "coordinator" and every broker id."""
         self.n = brokers
         self.root = root or tempfile.mkdtemp(prefix="weir-it-")
         self.broker_overrides = dict(broker_overrides or {})
+        self.coordinator_overrides = dict(coordinator_overrides or {})
+        self.per_broker_overrides = {b: dict(o) for b, o in (per_broker_overrides or {}).items()}
+        self.netns = netns
         self.coord_port = free_port()
         self.coordinator = None
         self.brokers = {}
@@ -138,21 +164,28 @@ class Cluster:
     def _coordinator_proc(self):
         argv = [binary("coordinator/weir-coordinator"),
                 "--override", "node.id=1",
-                "--override", "listeners=127.0.0.1:%d" % self.coord_port,
+                "--override", "listeners=%s:%d" % (self.host("coordinator"), self.coord_port),
                 "--override", "data.dir=%s" % os.path.join(self.root, "coordinator"),
                 "--override", "session.timeout.ms=6000",
                 "--override", "heartbeat.interval.ms=500"]
+        for k, v in self.coordinator_overrides.items():
+            argv += ["--override", "%s=%s" % (k, v)]
+        argv = self._ns_prefix("coordinator") + argv
         return Proc("coordinator", argv, os.path.join(self.root, "coordinator.log"))
 
     def _broker_proc(self, bid):
         port = self.ports.setdefault(bid, free_port())
         argv = [binary("broker/weir-broker"),
                 "--override", "broker.id=%d" % bid,
-                "--override", "listeners=PLAINTEXT://127.0.0.1:%d" % port,
-                "--override", "log.dirs=%s" % os.path.join(self.root, "broker-%d" % bid),
-                "--override", "coordinator.connect=127.0.0.1:%d" % self.coord_port]
+                "--override", "listeners=PLAINTEXT://%s:%d" % (self.host(bid), port),
+                "--override", "log.dirs=%s" % self.log_dir(bid),
+                "--override", "coordinator.connect=%s:%d" % (self.host("coordinator"),
+                                                             self.coord_port)]
         for k, v in self.broker_overrides.items():
             argv += ["--override", "%s=%s" % (k, v)]
+        for k, v in self.per_broker_overrides.get(bid, {}).items():
+            argv += ["--override", "%s=%s" % (k, v)]
+        argv = self._ns_prefix(bid) + argv
         return Proc("broker-%d" % bid, argv, os.path.join(self.root, "broker-%d.log" % bid))
 
     def start(self):
@@ -180,6 +213,16 @@ class Cluster:
         if old is not None and old.running():
             old.stop()
         return self.start_broker(bid)
+
+    def pause_broker(self, bid):
+        self.brokers[bid].pause()
+
+    def resume_broker(self, bid):
+        self.brokers[bid].resume()
+
+    def term_broker(self, bid, timeout=STOP_TIMEOUT):
+        """SIGTERM (controlled shutdown), SIGKILL after @timeout. Returns the exit code."""
+        return self.brokers[bid].stop(timeout)
 
     def kill9_coordinator(self):
         self.coordinator.kill()
@@ -215,11 +258,21 @@ class Cluster:
 
     # ---- addresses and diagnostics ------------------------------------------
 
+    def host(self, name):
+        """The address process @name ("coordinator" or a broker id) listens on."""
+        return self.netns.addr(name) if self.netns is not None else "127.0.0.1"
+
+    def _ns_prefix(self, name):
+        return ["ip", "netns", "exec", self.netns.ns(name)] if self.netns is not None else []
+
+    def log_dir(self, bid):
+        return os.path.join(self.root, "broker-%d" % bid)
+
     def bootstrap(self):
-        return ",".join("127.0.0.1:%d" % self.ports[b] for b in sorted(self.brokers))
+        return ",".join("%s:%d" % (self.host(b), self.ports[b]) for b in sorted(self.brokers))
 
     def addr(self, bid):
-        return ("127.0.0.1", self.ports[bid])
+        return (self.host(bid), self.ports[bid])
 
     def tails(self, lines=30):
         out = []
@@ -235,3 +288,124 @@ class Cluster:
     def __exit__(self, *exc):
         self.stop_all()
         return False
+
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip"] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=10, check=check)
+
+
+class Netns:
+    """One network namespace per process name, joined by a bridge in a namespace of its own.
+
+    Addresses are 10.213.S.N/24 with a random S not routed here yet; the test's own
+    namespace gets 10.213.S.254 on a veth to the bridge, so clients in the test process
+    reach every listener. cut(a, b) drops traffic between two names (blackhole routes,
+    both directions) without touching their other links; heal() removes every
+    cut. close() deletes everything it created, also after a partial start.
+    """
+
+    def __init__(self, names):
+        self.names = list(names)
+        self.tag = "weirf%04x" % random.randrange(1 << 16)
+        self.bridge_ns = self.tag + "-br"
+        self.host_if = self.tag + "h"
+        self.subnet = None
+        self.created = []  # namespaces, for close()
+        self.host_link = False
+        self.cuts = set()
+
+    def ns(self, name):
+        return "%s-%s" % (self.tag, name)
+
+    def addr(self, name):
+        return "%s.%d" % (self.subnet, self.names.index(name) + 1)
+
+    def _if(self, name):
+        return "%s-%d" % (self.tag, self.names.index(name) + 1)
+
+    @staticmethod
+    def available():
+        """None if namespaces can be made here, else the reason."""
+        probe = "w4probe%d" % os.getpid()
+        try:
+            r = _ip("netns", "add", probe, check=False)
+        except (OSError, subprocess.SubprocessError) as e:
+            return "ip netns add: %s" % e
+        if r.returncode != 0:
+            return "ip netns add failed: %s" % r.stderr.decode(errors="replace").strip()
+        _ip("netns", "del", probe, check=False)
+        return None
+
+    def start(self):
+        try:
+            routes = _ip("-4", "route", "show", "table", "all").stdout.decode()
+            for _ in range(50):
+                s = "10.213.%d" % random.randrange(1, 250)
+                if (s + ".") not in routes:
+                    self.subnet = s
+                    break
+            assert self.subnet, "no free 10.213.x.0/24 subnet"
+            _ip("netns", "add", self.bridge_ns)
+            self.created.append(self.bridge_ns)
+            br = ["netns", "exec", self.bridge_ns, "ip"]
+            _ip(*br, "link", "add", "br0", "type", "bridge")
+            _ip(*br, "link", "set", "br0", "up")
+            _ip(*br, "link", "set", "lo", "up")
+            for name in self.names:
+                ns, ifn = self.ns(name), self._if(name)
+                _ip("netns", "add", ns)
+                self.created.append(ns)
+                # both ends are created in the test's namespace, then moved
+                _ip("link", "add", ifn, "type", "veth", "peer", "name", ifn + "b")
+                _ip("link", "set", ifn, "netns", ns)
+                _ip("link", "set", ifn + "b", "netns", self.bridge_ns)
+                _ip(*br, "link", "set", ifn + "b", "master", "br0")
+                _ip(*br, "link", "set", ifn + "b", "up")
+                n = ["netns", "exec", ns, "ip"]
+                _ip(*n, "link", "set", "lo", "up")
+                _ip(*n, "addr", "add", self.addr(name) + "/24", "dev", ifn)
+                _ip(*n, "link", "set", ifn, "up")
+            _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.host_if + "b")
+            self.host_link = True
+            _ip("link", "set", self.host_if + "b", "netns", self.bridge_ns)
+            _ip(*br, "link", "set", self.host_if + "b", "master", "br0")
+            _ip(*br, "link", "set", self.host_if + "b", "up")
+            _ip("addr", "add", self.subnet + ".254/24", "dev", self.host_if)
+            _ip("link", "set", self.host_if, "up")
+        except Exception:
+            self.close()
+            raise
+        return self
+
+    def cut(self, a, b):
+        """Drop every packet between @a and @b: a blackhole route to the other on each side.
+
+        No packet filter is loadable here (tc classifiers and nft are missing), and routes
+        do the job: established connections lose their packets silently (the route cache
+        is revalidated), new connects fail at once, and other links are untouched."""
+        for x, y in ((a, b), (b, a)):
+            _ip("-n", self.ns(x), "route", "add", "blackhole", self.addr(y) + "/32")
+            self.cuts.add((x, y))
+
+    def heal(self):
+        for x, y in sorted(self.cuts, key=str):
+            _ip("-n", self.ns(x), "route", "del", "blackhole", self.addr(y) + "/32", check=False)
+        self.cuts.clear()
+
+    def close(self):
+        """Delete every namespace and veth made here (veths die with their namespace)."""
+        if self.host_link:
+            _ip("link", "del", self.host_if, check=False)
+            self.host_link = False
+        for ns in reversed(self.created):
+            _ip("netns", "del", ns, check=False)
+        self.created = []
+
+    def leftovers(self):
+        """Namespaces or links of this instance still present (for the cleanup assert)."""
+        out = [n for n in _ip("netns", "list").stdout.decode().split() if n.startswith(self.tag)]
+        links = _ip("-o", "link", "show").stdout.decode()
+        if self.host_if in links:
+            out.append(self.host_if)
+        return out
