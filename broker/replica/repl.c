@@ -21,14 +21,15 @@
 #include "coordinator/state.h"
 #include "replica.pb-c.h"
 
-#define E_OFFSET_OUT_OF_RANGE  1
-#define E_NOT_LEADER           6
-#define E_REQUEST_TIMED_OUT    7
-#define E_NOT_ENOUGH_REPLICAS  19
-#define E_KAFKA_STORAGE_ERROR  56
-#define E_UNKNOWN_LEADER_EPOCH 73
-#define E_FENCED_LEADER_EPOCH  74
-#define E_UNKNOWN_TOPIC_ID     100
+#define E_OFFSET_OUT_OF_RANGE              1
+#define E_NOT_LEADER                       6
+#define E_REQUEST_TIMED_OUT                7
+#define E_NOT_ENOUGH_REPLICAS              19
+#define E_NOT_ENOUGH_REPLICAS_AFTER_APPEND 20
+#define E_KAFKA_STORAGE_ERROR              56
+#define E_UNKNOWN_LEADER_EPOCH             73
+#define E_FENCED_LEADER_EPOCH              74
+#define E_UNKNOWN_TOPIC_ID                 100
 
 #define M_ALTER_PARTITION 3 /* proto/coordinator.proto method index */
 #define M_REPL_FETCH      0 /* proto/replica.proto */
@@ -325,6 +326,20 @@ static void maybe_advance_hw(struct repl *r, struct repl_part *p)
         r->on_visible(r->ud, p->log);
 }
 
+/* The ISR fell below min.insync.replicas: the HW is frozen, so parked acks=all
+ * produces would only time out. Answer them now with
+ * NOT_ENOUGH_REPLICAS_AFTER_APPEND (Kafka's answer for a batch appended while
+ * the ISR was large enough), which clients retry. */
+static void check_min_isr(struct repl *r, struct repl_part *p)
+{
+    if (p->role == ROLE_LEADER && p->n_isr < p->min_isr && p->wait_head) {
+        log_info("replica", "%s-%d: ISR %u below min.insync.replicas %d: failing parked acks",
+                 p->topic, p->partition, (unsigned)p->n_isr, (int)p->min_isr);
+        r->st.acks_below_min_isr++;
+        fail_waiters(p, E_NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+    }
+}
+
 struct alter_ctx {
     struct repl *r;
     char *topic;
@@ -380,6 +395,7 @@ static void on_alter_response(int status, const struct ProtobufCMessage *msg, co
                 log_info("replica", "%s-%d: ISR now %zu members (partition epoch %d)", a->topic,
                          a->partition, res->n_isr, res->partition_epoch);
                 maybe_advance_hw(r, p);
+                check_min_isr(r, p);
             }
         }
     }
@@ -1233,6 +1249,7 @@ void repl_on_metadata(struct repl *r)
                 if (p->alter_adding >= 0 && ids_contain(p->isr, p->n_isr, p->alter_adding))
                     p->alter_adding = -1;
                 maybe_advance_hw(r, p);
+                check_min_isr(r, p);
             } else {
                 if (p->role != ROLE_FOLLOWER || epoch_changed)
                     become_follower(r, p);

@@ -80,8 +80,10 @@ int16_t repl_produce_check(struct repl *r, struct repl_part *p, int16_t acks);
 void repl_leader_appended(struct repl *r, struct repl_part *p);
 
 /* acks=all: call @fn(ud, error) once the HW is above @last_offset (error 0), or
- * with REQUEST_TIMED_OUT (7) after @timeout_ms, or NOT_LEADER_OR_FOLLOWER (6)
- * when leadership or the lease is lost first. Returns 1 when already satisfied
+ * with REQUEST_TIMED_OUT (7) after @timeout_ms, NOT_LEADER_OR_FOLLOWER (6)
+ * when leadership or the lease is lost first, or
+ * NOT_ENOUGH_REPLICAS_AFTER_APPEND (20) when the ISR falls below
+ * min.insync.replicas (the HW is then frozen). Returns 1 when already satisfied
  * (@fn not called), 0 when parked (@fn called later, never from inside this
  * call), or -ENOMEM. */
 typedef void (*repl_ack_fn)(void *ud, int16_t error);
@@ -97,5 +99,6 @@ struct repl_stats {
     int64_t isr_expands;      /* ... to grow */
     int64_t acks_timed_out;   /* acks=all produces answered REQUEST_TIMED_OUT */
     int64_t acks_lease_lost;  /* ... answered NOT_LEADER_OR_FOLLOWER */
+    int64_t acks_below_min_isr; /* ... NOT_ENOUGH_REPLICAS_AFTER_APPEND (ISR shrank) */
 };
 void repl_get_stats(const struct repl *r, struct repl_stats *ret);

@@ -313,3 +313,34 @@ def test_a_partition_without_a_live_isr_member_stays_offline_unless_unclean(clus
         # the old leader's own epoch later, once it is the preferred leader again)
         entries = [tuple(map(int, line.split())) for line in ec[2:2 + int(ec[1])]]
         assert ec[0] == "0" and entries[0] == (0, 0) and entries[1][1] == 1, ec
+
+
+def test_parked_acks_all_fail_fast_when_the_isr_shrinks_below_min_insync(cluster):
+    create_topic(cluster, "shrink", 1, 3, {"min.insync.replicas": "2"})
+    part = partition_md(cluster, "shrink", 0)
+    leader = part["leader"]
+    followers = [b for b in part["replicas"] if b != leader]
+    for b in followers:
+        os.kill(cluster.brokers[b].pid, signal.SIGSTOP)
+    try:
+        conn = kafka_raw.Conn(*cluster.addr(leader), timeout=30)
+        try:
+            body = kafka_raw._string(None) + struct.pack(">hi", -1, 20000)  # acks=all, 20 s
+            batch = kafka_raw.record_batch([b"parked"])
+            body += struct.pack(">i", 1) + kafka_raw._string("shrink")
+            body += struct.pack(">ii", 1, 0) + struct.pack(">i", len(batch)) + batch
+            t0 = time.monotonic()
+            r = conn.response(conn.request(0, 3, body))
+            waited = time.monotonic() - t0
+            topics = r.array(lambda: (r.string(), r.array(lambda: r.take(">ihqq"))))
+            # replica.lag.time.max.ms=2000: the ISR shrinks to the leader alone,
+            # below min.insync.replicas, and the parked produce is answered
+            # NOT_ENOUGH_REPLICAS_AFTER_APPEND then, not at its 20 s timeout.
+            assert topics[0][1][0][1] == 20
+            assert waited < 8.0, waited
+        finally:
+            conn.close()
+        assert partition_md(cluster, "shrink", 0, via=leader)["isr"] == [leader]
+    finally:
+        for b in followers:
+            os.kill(cluster.brokers[b].pid, signal.SIGCONT)
