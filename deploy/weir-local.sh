@@ -181,10 +181,9 @@ write_configs() {
 node.id=1
 listeners=127.0.0.1:$coord_port
 data.dir=$data_dir/coordinator
-# Replication is not implemented yet: every partition has one replica, also
-# those of the internal offsets topic. Raise these to 3 once it is.
-default.replication.factor=1
-offsets.topic.replication.factor=1
+# Three replicas for every partition, so the cluster survives the loss of a broker.
+default.replication.factor=3
+offsets.topic.replication.factor=3
 EOF
     for i in 1 2 3; do
         cat >"$(conf_of "broker-$i")" <<EOF
@@ -194,8 +193,9 @@ listeners=PLAINTEXT://127.0.0.1:${kafka_ports[$((i - 1))]}
 advertised.listeners=PLAINTEXT://127.0.0.1:${kafka_ports[$((i - 1))]}
 coordinator.connect=127.0.0.1:$coord_port
 log.dirs=$data_dir/broker-$i
-# Replication is not implemented yet: auto-created topics get one replica.
-default.replication.factor=1
+# Auto-created topics get three replicas; acks=all needs two of them in sync.
+default.replication.factor=3
+min.insync.replicas=2
 EOF
     done
 }
