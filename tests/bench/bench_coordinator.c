@@ -123,20 +123,6 @@ static void phase_stop(struct phase *ph, int64_t *ret_records, int64_t *ret_grou
         fclose(f);
 }
 
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = -1;
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    if (f)
-        fclose(f);
-    return kib;
-}
-
 /* ---- closed-loop creators ----------------------------------------------------------- */
 
 struct creator {
@@ -357,7 +343,7 @@ static void bench_memory(struct event_base *base, long *ret_before, long *ret_af
     for (int id = 1; id <= 3; id++)
         if (cc_register(&cc, id, 1, NULL, &epoch) != 0)
             die("register failed");
-    *ret_before = rss_kib(ph.p.pid);
+    *ret_before = procutil_rss_kib(ph.p.pid);
     int64_t t0 = clock_mono_ms();
     for (int i = 0; i < MEM_TOPICS; i++) {
         char name[32];
@@ -374,7 +360,7 @@ static void bench_memory(struct event_base *base, long *ret_before, long *ret_af
         *ret_image = g->image.len;
         cc_free(g);
     }
-    *ret_after = rss_kib(ph.p.pid);
+    *ret_after = procutil_rss_kib(ph.p.pid);
     cc_client_deinit(&cc);
     int64_t a, b, c;
     phase_stop(&ph, &a, &b, &c);

@@ -116,43 +116,6 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* ---- procfs ------------------------------------------------------------------------- */
-
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = -1;
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    if (f)
-        fclose(f);
-    return kib;
-}
-
-/* utime + stime in seconds, or -1. */
-static double cpu_s(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* The command name may hold spaces; fields resume after the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    unsigned long ut = 0, st = 0;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* ---- the cluster --------------------------------------------------------------------- */
 
 struct server {
@@ -222,10 +185,10 @@ static void broker_wait_ready(int idx)
  * no longer counts; its CPU until then is lost, which only matters after it). */
 static double cluster_cpu_s(void)
 {
-    double t = cpu_s(coord.p.pid);
+    double t = procutil_cpu_seconds(coord.p.pid);
     for (int i = 0; i < NBROKERS; i++)
         if (brokers[i].p.pid > 0 && !brokers[i].p.exited)
-            t += cpu_s(brokers[i].p.pid);
+            t += procutil_cpu_seconds(brokers[i].p.pid);
     return t;
 }
 
@@ -1300,9 +1263,9 @@ int main(int argc, char **argv)
         blen += snprintf(bootstrap + blen, sizeof(bootstrap) - (size_t)blen, "%s127.0.0.1:%d",
                          i ? "," : "", brokers[i].port);
     procutil_sleep_ms(500);
-    long rss_coord = rss_kib(coord.p.pid), rss_b[NBROKERS], rss_bmax = 0;
+    long rss_coord = procutil_rss_kib(coord.p.pid), rss_b[NBROKERS], rss_bmax = 0;
     for (int i = 0; i < NBROKERS; i++) {
-        rss_b[i] = rss_kib(brokers[i].p.pid);
+        rss_b[i] = procutil_rss_kib(brokers[i].p.pid);
         rss_bmax = rss_b[i] > rss_bmax ? rss_b[i] : rss_bmax;
     }
     printf("  cluster of %d brokers + coordinator ready in %.0f ms\n", NBROKERS, cluster_ms);
@@ -1377,9 +1340,9 @@ int main(int argc, char **argv)
         sr = stall_run("stall");
     }
 
-    long rss_after_coord = rss_kib(coord.p.pid), rss_after_bmax = 0;
+    long rss_after_coord = procutil_rss_kib(coord.p.pid), rss_after_bmax = 0;
     for (int i = 0; i < NBROKERS; i++) {
-        long r = rss_kib(brokers[i].p.pid);
+        long r = procutil_rss_kib(brokers[i].p.pid);
         rss_after_bmax = r > rss_after_bmax ? r : rss_after_bmax;
     }
     /* Stop the cluster before the baselines so they get the CPUs to themselves. */

@@ -105,43 +105,11 @@ static double now_s(void)
     return (double)now_ns() / 1e9;
 }
 
-/* utime + stime in seconds, or -1. */
-static double cpu_s(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = -1;
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    if (f)
-        fclose(f);
-    return kib;
-}
-
 static double servers_cpu_s(void)
 {
     double t = 0;
     for (int i = 0; i < NSERVERS; i++)
-        t += cpu_s(servers[i].p.pid);
+        t += procutil_cpu_seconds(servers[i].p.pid);
     return t;
 }
 
@@ -555,8 +523,9 @@ int main(int argc, char **argv)
     double ready_ms = cluster_start();
     procutil_sleep_ms(500);
     printf("  nats cluster ready (/healthz) in %.0f ms; idle RSS %.1f / %.1f / %.1f MB\n", ready_ms,
-           (double)rss_kib(servers[0].p.pid) / 1024, (double)rss_kib(servers[1].p.pid) / 1024,
-           (double)rss_kib(servers[2].p.pid) / 1024);
+           (double)procutil_rss_kib(servers[0].p.pid) / 1024,
+           (double)procutil_rss_kib(servers[1].p.pid) / 1024,
+           (double)procutil_rss_kib(servers[2].p.pid) / 1024);
     fflush(stdout);
     client_connect();
 

@@ -53,5 +53,11 @@ int procutil_free_port(void);
 /* True when @path contains @needle (a log line, say). */
 bool procutil_file_contains(const char *path, const char *needle);
 
+/* Resident set size of @pid in KiB (VmRSS), or -1. */
+long procutil_rss_kib(pid_t pid);
+
+/* CPU time of @pid (utime + stime) in seconds, or -1. */
+double procutil_cpu_seconds(pid_t pid);
+
 /* Sleep @ms milliseconds. */
 void procutil_sleep_ms(int ms);
