@@ -38,21 +38,6 @@ def cluster(request):
         assert not bad, "processes exited badly: %r" % bad
 
 
-def wait_topic(c, name):
-    deadline = time.monotonic() + 10
-    for b in sorted(c.brokers):
-        conn = kafka_raw.Conn(*c.addr(b))
-        try:
-            while True:
-                t = conn.metadata()["topics"].get(name)
-                if t and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"]):
-                    break
-                assert time.monotonic() < deadline, "broker %d does not see %s" % (b, name)
-                time.sleep(0.02)
-        finally:
-            conn.close()
-
-
 def create_with_retention(c, name, retention_ms):
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -61,7 +46,7 @@ def create_with_retention(c, name, retention_ms):
                            request_timeout=10)
     for f in fs.values():
         assert f.result(15) is None
-    wait_topic(c, name)
+    c.wait_topic(name)
 
 
 # ---- raw requests ----------------------------------------------------------------

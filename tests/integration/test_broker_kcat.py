@@ -51,32 +51,12 @@ def create_topic(c, name, partitions):
     """Create through broker 1, then wait until every broker's metadata shows the
     topic with a leader for each partition (the other brokers' watches may lag
     the one that answered by a moment)."""
-    import time
-
     conn = kafka_raw.Conn(*c.addr(min(c.brokers)))
     try:
         assert conn.create_topic(name, partitions) == 0
     finally:
         conn.close()
-    wait_topic(c, name, partitions)
-
-
-def wait_topic(c, name, partitions):
-    import time
-
-    deadline = time.monotonic() + 10
-    for b in sorted(c.brokers):
-        conn = kafka_raw.Conn(*c.addr(b))
-        try:
-            while True:
-                t = conn.metadata()["topics"].get(name)
-                if t and len(t["partitions"]) == partitions and \
-                        all(p["leader"] >= 0 for p in t["partitions"]):
-                    break
-                assert time.monotonic() < deadline, "broker %d does not see %s" % (b, name)
-                time.sleep(0.02)
-        finally:
-            conn.close()
+    c.wait_topic(name, partitions)
 
 
 def test_kcat_metadata_lists_every_broker_and_the_topic(cluster):
@@ -331,7 +311,7 @@ def test_admin_requests_are_forwarded_and_seen_in_metadata_at_once(cluster):
         assert conn.create_partitions("admin-t", 5) == 0
         assert len(conn.metadata(["admin-t"])["topics"]["admin-t"]["partitions"]) == 5
         assert conn.create_partitions("admin-t", 2) == 37  # INVALID_PARTITIONS
-        wait_topic(cluster, "admin-t", 5)
+        cluster.wait_topic("admin-t", 5)
         # Data, then deletion: every broker drops its logs of the topic.
         for p in conn.metadata(["admin-t"])["topics"]["admin-t"]["partitions"]:
             leader = kafka_raw.Conn(*cluster.addr(p["leader"]))
@@ -626,7 +606,7 @@ def test_kafka_python_admin_produce_assign_consume_and_delete(cluster):
     try:
         res = adm.create_topics([NewTopic("kp", 6, 1)])
         assert [e[1] for e in res.topic_errors] == [0]
-        wait_topic(cluster, "kp", 6)
+        cluster.wait_topic("kp", 6)
         prod = kafka.KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks=1)
         try:
             for i in range(100):
@@ -647,7 +627,7 @@ def test_kafka_python_admin_produce_assign_consume_and_delete(cluster):
         assert got == sorted([b"v%d" % i for i in range(100)] + [b"u%d" % i for i in range(100)])
         res = adm.create_partitions({"kp": NewPartitions(8)})
         assert [e[1] for e in res.topic_errors] == [0]
-        wait_topic(cluster, "kp", 8)
+        cluster.wait_topic("kp", 8)
         res = adm.delete_topics(["kp"])
         assert [e[1] for e in res.topic_error_codes] == [0]
     finally:
@@ -661,7 +641,7 @@ def test_confluent_kafka_acks_all_offsets_for_times_and_assign(cluster):
     adm = AdminClient({"bootstrap.servers": cluster.bootstrap()})
     for f in adm.create_topics([NewTopic("ck", 3, 1)], request_timeout=10).values():
         assert f.result(15) is None
-    wait_topic(cluster, "ck", 3)
+    cluster.wait_topic("ck", 3)
     reports = []
     prod = ck.Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all"})
     for i in range(300):

@@ -51,19 +51,7 @@ def create_topic(c, name, partitions, rf, configs=None):
                            request_timeout=10)
     for f in fs.values():
         assert f.result(15) is None
-    deadline = time.monotonic() + 10
-    for b in sorted(c.brokers):
-        conn = kafka_raw.Conn(*c.addr(b))
-        try:
-            while True:
-                t = conn.metadata()["topics"].get(name)
-                if t and len(t["partitions"]) == partitions and \
-                        all(p["leader"] >= 0 for p in t["partitions"]):
-                    break
-                assert time.monotonic() < deadline, "broker %d does not see %s" % (b, name)
-                time.sleep(0.02)
-        finally:
-            conn.close()
+    c.wait_topic(name, partitions)
 
 
 def partition_md(c, topic, p, via=None):

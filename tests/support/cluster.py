@@ -274,6 +274,27 @@ class Cluster:
     def addr(self, bid):
         return (self.host(bid), self.ports[bid])
 
+    def wait_topic(self, name, partitions=None, timeout=10.0):
+        """Wait until every running broker's metadata shows @name (with @partitions
+        partitions, when given) and a leader for each partition: the brokers'
+        watches may lag the one that answered a CreateTopics by a moment."""
+        import kafka_raw
+
+        deadline = time.monotonic() + timeout
+        for b in sorted(b for b, p in self.brokers.items() if p.running()):
+            conn = kafka_raw.Conn(*self.addr(b))
+            try:
+                while True:
+                    t = conn.metadata()["topics"].get(name)
+                    if t and t["partitions"] and \
+                            (partitions is None or len(t["partitions"]) == partitions) and \
+                            all(p["leader"] >= 0 for p in t["partitions"]):
+                        break
+                    assert time.monotonic() < deadline, "broker %d does not see %s" % (b, name)
+                    time.sleep(0.02)
+            finally:
+                conn.close()
+
     def tails(self, lines=30):
         out = []
         procs = ([self.coordinator] if self.coordinator else []) + \
