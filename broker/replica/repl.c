@@ -84,7 +84,6 @@ struct repl_part {
     int32_t alter_adding; /* a member being added (counted for the HW), -1 none */
     int64_t alter_retry_ms;
     struct ack_waiter *wait_head, *wait_tail;
-    int64_t timed_out; /* acks=all produces answered REQUEST_TIMED_OUT */
     /* follower */
     struct fetcher *fetcher;
 };
@@ -127,7 +126,6 @@ struct repl {
     struct parked_fetch *parked;
     struct fetcher *fetchers;
     struct event *isr_timer;
-    struct repl_stats st;
     bool freeing;
 };
 
@@ -224,15 +222,6 @@ void repl_part_epoch_end_offset(const struct repl_part *p, int32_t epoch, int32_
     epochcache_end_offset(p->ec, epoch, leo(p), ret_epoch, ret_end_offset);
 }
 
-void repl_get_stats(const struct repl *r, struct repl_stats *ret)
-{
-    struct repl_stats st = r->st;
-    for (size_t i = 0; i < r->nbuckets; i++)
-        for (const struct repl_part *p = r->buckets[i]; p; p = p->hnext)
-            st.acks_timed_out += p->timed_out;
-    *ret = st;
-}
-
 const char *repl_advertised_host(const struct repl *r)
 {
     return r->adv_host;
@@ -275,7 +264,6 @@ static void waiter_timeout(evutil_socket_t fd, short what, void *arg)
     struct ack_waiter *w = arg;
     (void)fd;
     (void)what;
-    w->part->timed_out++;
     waiter_finish(w, E_REQUEST_TIMED_OUT);
 }
 
@@ -292,11 +280,8 @@ static void complete_waiters(struct repl *r, struct repl_part *p)
     if (!p->wait_head)
         return;
     bool lease = coordclient_lease_valid(r->cc, clock_mono_ms());
-    while (p->wait_head && p->wait_head->last_offset < p->hw) {
-        if (!lease)
-            r->st.acks_lease_lost++;
+    while (p->wait_head && p->wait_head->last_offset < p->hw)
         waiter_finish(p->wait_head, lease ? 0 : E_NOT_LEADER);
-    }
 }
 
 /* HW = min LEO over the ISR and a member being added; never backwards; frozen
@@ -335,7 +320,6 @@ static void check_min_isr(struct repl *r, struct repl_part *p)
     if (p->role == ROLE_LEADER && p->n_isr < p->min_isr && p->wait_head) {
         log_info("replica", "%s-%d: ISR %u below min.insync.replicas %d: failing parked acks",
                  p->topic, p->partition, (unsigned)p->n_isr, (int)p->min_isr);
-        r->st.acks_below_min_isr++;
         fail_waiters(p, E_NOT_ENOUGH_REPLICAS_AFTER_APPEND);
     }
 }
@@ -457,7 +441,6 @@ static void maybe_expand_isr(struct repl *r, struct repl_part *p, struct rfollow
         return;
     memcpy(v, p->isr, p->n_isr * sizeof(*v));
     v[p->n_isr] = f->id;
-    r->st.isr_expands++;
     log_info("replica", "%s-%d: broker %d caught up at %" PRId64 ": adding it to the ISR", p->topic,
              p->partition, f->id, f->leo);
     send_alter(r, p, v, p->n_isr + 1u, f->id);
@@ -485,7 +468,6 @@ static void check_isr_shrink(struct repl *r, struct repl_part *p, int64_t now)
     }
     if (!drop || n == 0)
         return;
-    r->st.isr_shrinks++;
     send_alter(r, p, v, n, -1);
 }
 
@@ -641,7 +623,12 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
     return urgent ? -1 : total;
 }
 
-static void reply_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req)
+static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req);
+
+/* Evaluate @req and answer it; with @may_park, a fetch that finds nothing new is
+ * parked instead (until an append or max_wait_ms). */
+static void answer_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req,
+                         bool may_park)
 {
     size_t n = req->n_partitions;
     Weir__Repl__FetchPartitionResult *res = calloc(n ? n : 1, sizeof(*res));
@@ -653,14 +640,19 @@ static void reply_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl_
         rpc_call_fail(call, RPC_INTERNAL, "out of memory");
         return;
     }
-    serve_fetch(r, req, &resp, res, resv);
-    r->st.fetches_served++;
-    rpc_call_reply(call, &resp.base);
+    int64_t got = serve_fetch(r, req, &resp, res, resv);
+    if (!(may_park && got == 0 && park_fetch(r, call, req)))
+        rpc_call_reply(call, &resp.base);
     for (size_t i = 0; i < n; i++)
         if (res[i].records.len)
             free(res[i].records.data);
     free(res);
     free(resv);
+}
+
+static void reply_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req)
+{
+    answer_fetch(r, call, req, false);
 }
 
 static void parked_timeout(evutil_socket_t fd, short what, void *arg)
@@ -685,12 +677,35 @@ static void wake_fetches(struct repl *r, struct repl_part *p)
             struct rpc_call *call = pf->call;
             const Weir__Repl__FetchRequest *req = pf->req;
             parked_free(pf);
-            reply_fetch(r, call, req);
-            /* reply_fetch can not change the parked list but for nothing: the
-             * successor pointer stays valid. */
+            reply_fetch(r, call, req); /* never parks: @next stays valid */
         }
         pf = next;
     }
+}
+
+static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req)
+{
+    if (req->max_wait_ms <= 0 || r->freeing)
+        return false;
+    struct parked_fetch *pf = calloc(1, sizeof(*pf));
+    if (!pf)
+        return false;
+    pf->r = r;
+    pf->call = call;
+    pf->req = req;
+    pf->timer = evtimer_new(r->base, parked_timeout, pf);
+    if (!pf->timer) {
+        free(pf);
+        return false;
+    }
+    int w = req->max_wait_ms > 30000 ? 30000 : req->max_wait_ms;
+    struct timeval tv = {w / 1000, (w % 1000) * 1000};
+    evtimer_add(pf->timer, &tv);
+    pf->next = r->parked;
+    if (pf->next)
+        pf->next->prev = pf;
+    r->parked = pf;
+    return true;
 }
 
 static void on_fetch_request(struct rpc_call *call, const struct ProtobufCMessage *msg, void *ud)
@@ -708,50 +723,11 @@ static void on_fetch_request(struct rpc_call *call, const struct ProtobufCMessag
             break;
         }
     }
-    size_t n = req->n_partitions;
-    if (n > 200000) { /* far more partitions than one broker pair shares */
+    if (req->n_partitions > 200000) { /* far more partitions than one broker pair shares */
         rpc_call_fail(call, RPC_INTERNAL, "too many partitions");
         return;
     }
-    Weir__Repl__FetchPartitionResult *res = calloc(n ? n : 1, sizeof(*res));
-    Weir__Repl__FetchPartitionResult **resv = calloc(n ? n : 1, sizeof(*resv));
-    if (!res || !resv) {
-        free(res);
-        free(resv);
-        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
-        return;
-    }
-    Weir__Repl__FetchResponse resp = WEIR__REPL__FETCH_RESPONSE__INIT;
-    int64_t got = serve_fetch(r, req, &resp, res, resv);
-    struct parked_fetch *pf = NULL;
-    if (got == 0 && req->max_wait_ms > 0 && !r->freeing)
-        pf = calloc(1, sizeof(*pf));
-    if (pf) {
-        pf->r = r;
-        pf->call = call;
-        pf->req = req;
-        pf->timer = evtimer_new(r->base, parked_timeout, pf);
-        if (pf->timer) {
-            int w = req->max_wait_ms > 30000 ? 30000 : req->max_wait_ms;
-            struct timeval tv = {w / 1000, (w % 1000) * 1000};
-            evtimer_add(pf->timer, &tv);
-            pf->next = r->parked;
-            if (pf->next)
-                pf->next->prev = pf;
-            r->parked = pf;
-            free(res);
-            free(resv);
-            return;
-        }
-        free(pf);
-    }
-    r->st.fetches_served++;
-    rpc_call_reply(call, &resp.base);
-    for (size_t i = 0; i < n; i++)
-        if (res[i].records.len)
-            free(res[i].records.data);
-    free(res);
-    free(resv);
+    answer_fetch(r, call, req, true);
 }
 
 /* ---- follower: fetchers ------------------------------------------------------------------ */
@@ -802,7 +778,6 @@ static void follower_truncate(struct repl *r, struct repl_part *p, int32_t lepoc
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
     if (p->hw > newend)
         p->hw = newend;
-    r->st.truncations++;
     log_info("replica",
              "%s-%d: log diverged from leader %d (its epoch %d ends at %" PRId64
              "): truncated from %" PRId64 " to %" PRId64,
@@ -879,7 +854,6 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                         epochcache_truncate_from_end(p->ec, ne);
                         if (p->hw > ne)
                             p->hw = ne;
-                        r->st.truncations++;
                         log_info("replica", "%s-%d: ahead of leader %d: truncated to %" PRId64,
                                  p->topic, p->partition, p->leader, ne);
                     }
@@ -988,7 +962,6 @@ static void fetcher_kick(struct fetcher *f)
         return;
     }
     f->inflight = true;
-    r->st.fetches_sent++;
 }
 
 static void fetcher_free(struct fetcher *f)
@@ -1243,9 +1216,6 @@ void repl_on_metadata(struct repl *r)
             if (cp->leader == me) {
                 if (p->role != ROLE_LEADER || epoch_changed)
                     become_leader(r, p);
-                else if (p->fol && p->n_replicas) {
-                    /* replicas may have changed size (reassignment): keep it simple */
-                }
                 if (p->alter_adding >= 0 && ids_contain(p->isr, p->n_isr, p->alter_adding))
                     p->alter_adding = -1;
                 maybe_advance_hw(r, p);
@@ -1342,8 +1312,6 @@ int repl_wait_hw(struct repl *r, struct repl_part *p, int64_t last_offset, int32
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
-static const struct rpc_handler repl_handlers_template[1] = {{on_fetch_request, NULL}};
-
 int repl_new(const struct repl_options *opts, struct repl **ret)
 {
     struct repl *r = calloc(1, sizeof(*r));
@@ -1362,8 +1330,7 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     snprintf(r->adv_host, sizeof(r->adv_host), "%s",
              s->repl_host[0] && strcmp(s->repl_host, "0.0.0.0") != 0 ? s->repl_host
                                                                      : s->advertised.host);
-    struct rpc_handler h[1] = {repl_handlers_template[0]};
-    h[0].ud = r;
+    struct rpc_handler h[1] = {{on_fetch_request, r}};
     struct rpc_server_options so = {0};
     so.max_frame_bytes = FETCH_RPC_MAX_FRAME;
     so.max_output_bytes = 2u * FETCH_RPC_MAX_FRAME;

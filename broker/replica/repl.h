@@ -89,16 +89,3 @@ void repl_leader_appended(struct repl *r, struct repl_part *p);
 typedef void (*repl_ack_fn)(void *ud, int16_t error);
 int repl_wait_hw(struct repl *r, struct repl_part *p, int64_t last_offset, int32_t timeout_ms,
                  repl_ack_fn fn, void *ud);
-
-/* Figures for tests and logs. */
-struct repl_stats {
-    int64_t fetches_served;   /* follower fetches answered as leader */
-    int64_t fetches_sent;     /* fetches sent as follower */
-    int64_t truncations;      /* follower truncations after divergence */
-    int64_t isr_shrinks;      /* AlterPartition requests sent to shrink */
-    int64_t isr_expands;      /* ... to grow */
-    int64_t acks_timed_out;   /* acks=all produces answered REQUEST_TIMED_OUT */
-    int64_t acks_lease_lost;  /* ... answered NOT_LEADER_OR_FOLLOWER */
-    int64_t acks_below_min_isr; /* ... NOT_ENOUGH_REPLICAS_AFTER_APPEND (ISR shrank) */
-};
-void repl_get_stats(const struct repl *r, struct repl_stats *ret);
