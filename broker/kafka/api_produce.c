@@ -18,7 +18,6 @@
 
 #define E_CORRUPT_MESSAGE         2
 #define E_MESSAGE_TOO_LARGE       10
-#define E_NOT_ENOUGH_REPLICAS     19
 #define E_INVALID_REQUIRED_ACKS   21
 #define E_KAFKA_STORAGE_ERROR     56
 #define E_UNSUPPORTED_COMPRESSION 76
@@ -140,6 +139,11 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
     resp.responses = api_alloc(req, (size_t)m->n_topic_data, sizeof(*resp.responses));
     if (m->n_topic_data > 0 && !resp.responses)
         goto oom;
+    /* Every allocation comes before the first append: once a partition waits
+     * for the HW, the request can no longer be abandoned. */
+    struct produce_part_wait **pws = api_alloc(req, (size_t)m->n_topic_data, sizeof(*pws));
+    if (m->n_topic_data > 0 && !pws)
+        goto oom;
     for (int32_t i = 0; i < m->n_topic_data; i++) {
         const struct kafka_produce_request_topic *t = &m->topic_data[i];
         struct kafka_produce_response_topic *rt = &resp.responses[i];
@@ -147,8 +151,13 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
         rt->n_partition_responses = t->n_partition_data;
         rt->partition_responses =
             api_alloc(req, (size_t)t->n_partition_data, sizeof(*rt->partition_responses));
-        if (t->n_partition_data > 0 && !rt->partition_responses)
+        pws[i] = api_alloc(req, (size_t)t->n_partition_data, sizeof(*pws[i]));
+        if (t->n_partition_data > 0 && (!rt->partition_responses || !pws[i]))
             goto oom;
+    }
+    for (int32_t i = 0; i < m->n_topic_data; i++) {
+        const struct kafka_produce_request_topic *t = &m->topic_data[i];
+        struct kafka_produce_response_topic *rt = &resp.responses[i];
         char *topic = api_str(req, t->name);
         for (int32_t j = 0; j < t->n_partition_data; j++) {
             struct kafka_produce_response_partition *rp = &rt->partition_responses[j];
@@ -167,9 +176,7 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
                 rp->error_code =
                     produce_one(b, ver, m->acks, topic, &t->partition_data[j], rp, &info, &l);
                 if (rp->error_code == 0 && m->acks == -1) {
-                    struct produce_part_wait *pw = api_alloc(req, 1, sizeof(*pw));
-                    if (!pw)
-                        goto oom;
+                    struct produce_part_wait *pw = &pws[i][j];
                     pw->w = w;
                     pw->rp = rp;
                     int r = repl_wait_hw(b->repl, l.part, info.last_offset, m->timeout_ms, on_acked,
