@@ -173,8 +173,7 @@ int replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
                                 .part = NULL,
                                 .high_watermark = -1,
                                 .leader_epoch = p->leader_epoch,
-                                .leader = p->leader,
-                                .n_replicas = p->n_replicas};
+                                .leader = p->leader};
     if (p->leader < 0) {
         *ret = l;
         return 5;

@@ -31,11 +31,10 @@ struct repl_part;
 
 struct replicas_leader {
     struct plog *log;
-    struct repl_part *part;  /* replication state (NULL only without a repl) */
-    int64_t high_watermark;  /* what consumers may see */
+    struct repl_part *part; /* replication state (NULL only without a repl) */
+    int64_t high_watermark; /* what consumers may see */
     int32_t leader_epoch;
-    int32_t leader;     /* current leader id, -1 none */
-    int32_t n_replicas; /* size of the partition's replica set */
+    int32_t leader; /* current leader id, -1 none */
 };
 
 /* Kafka error code for serving @topic/@partition as its leader: 0 with *ret
@@ -47,5 +46,3 @@ int replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
 
 /* The replication layer consulted by replicas_lookup (set once by main). */
 void replicas_set_repl(struct replicas *r, struct repl *repl);
-
-
