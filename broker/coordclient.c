@@ -14,15 +14,12 @@
 #include "broker/broker_config.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "methods.h"
 #include "common/rpc.h"
 #include "coordinator.pb-c.h"
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 #include "metadata.pb-c.h"
 
-#define M_REGISTER  0
-#define M_HEARTBEAT 1
-#define M_CSHUTDOWN 2
-#define M_WATCH     11
 
 #define STALE_BROKER_EPOCH 77
 #define SHUTDOWN_TRIES     5
@@ -248,7 +245,7 @@ static void do_watch(struct coordclient *cc)
     /* Not synced (start, a gap, a record that did not apply): ask from the
      * beginning. The old state keeps serving until the replacement arrives. */
     req.last_offset = cc->synced ? cc->state->offset : -1;
-    int r = rpc_client_call(cc->rpc, M_WATCH, &req.base, 0, on_watch_response, cc);
+    int r = rpc_client_call(cc->rpc, COORD_M_WATCH, &req.base, 0, on_watch_response, cc);
     if (r < 0)
         log_warn("coordclient", "watch call: %s", strerror(-r));
 }
@@ -314,7 +311,7 @@ static void hb_fire(evutil_socket_t fd, short what, void *arg)
         req.broker_epoch = cc->epoch;
         req.metadata_offset = cc->state->offset;
         struct timed_call *t = timed_call_new(cc);
-        if (t && rpc_client_call(cc->rpc, M_HEARTBEAT, &req.base,
+        if (t && rpc_client_call(cc->rpc, COORD_M_HEARTBEAT, &req.base,
                                  cc->heartbeat_ms > 0 ? cc->heartbeat_ms : 0, on_heartbeat, t) < 0)
             free(t);
     } else if (!cc->registered && !cc->registering && rpc_client_is_connected(cc->rpc)) {
@@ -384,7 +381,7 @@ static void do_register(struct coordclient *cc)
     struct timed_call *t = timed_call_new(cc);
     if (!t)
         return;
-    if (rpc_client_call(cc->rpc, M_REGISTER, &req.base, 0, on_register, t) == 0)
+    if (rpc_client_call(cc->rpc, COORD_M_REGISTER_BROKER, &req.base, 0, on_register, t) == 0)
         cc->registering = true;
     else
         free(t);
@@ -554,7 +551,7 @@ static void cs_send(struct coordclient *cc, bool exit_now)
     req.broker_id = cc->s->broker_id;
     req.broker_epoch = cc->epoch;
     req.exit = exit_now;
-    if (rpc_client_call(cc->rpc, M_CSHUTDOWN, &req.base, 2000, exit_now ? on_cs_exit : on_cs, cc) <
+    if (rpc_client_call(cc->rpc, COORD_M_CONTROLLED_SHUTDOWN, &req.base, 2000, exit_now ? on_cs_exit : on_cs, cc) <
         0)
         cs_finish(cc);
 }

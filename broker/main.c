@@ -26,6 +26,7 @@
 #include "broker/storage/storage_config.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "methods.h"
 #include "common/wpool.h"
 
 #define EXIT_RUNTIME      1
@@ -183,6 +184,10 @@ int main(int argc, char **argv)
     if (log_level_parse(config_get_string(cfg, "log.level"), &lvl) == 0)
         log_set_level(lvl);
 
+    if (proto_methods_check() < 0) {
+        log_error("broker", "proto/methods.h does not match the generated RPC descriptors");
+        goto out;
+    }
     m.base = event_base_new();
     if (!m.base)
         goto out;

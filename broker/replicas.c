@@ -10,7 +10,7 @@
 #include "broker/replica/repl.h"
 #include "broker/storage/logmgr.h"
 #include "common/log.h"
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 
 /* Topic ids of the logs we created, so a re-created topic is told apart. */
 struct known_topic {

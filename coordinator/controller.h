@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 
 /* Kafka error codes used here. */
 #define CCTL_NONE                          0

@@ -26,7 +26,7 @@
 #include "coordinator/coord_config.h"
 #include "coordinator/mlog.h"
 #include "coordinator/service.h"
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 
 #define EXIT_RUNTIME 1 /* data directory, recovery, listen, metadata log failure */
 #define EXIT_CONFIG  2 /* command line or configuration */

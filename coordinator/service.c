@@ -20,7 +20,7 @@
 #include "coordinator/controller.h"
 #include "coordinator/mlog.h"
 #include "coordinator/session.h"
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 #include "coordinator/watch.h"
 #include "metadata.pb-c.h"
 
@@ -106,23 +106,6 @@ struct coord_service {
     bool img_valid;
 
     struct cstate_records recs; /* scratch */
-};
-
-static const char *const method_names[COORD_M_COUNT] = {
-    [COORD_M_REGISTER_BROKER] = "RegisterBroker",
-    [COORD_M_HEARTBEAT] = "Heartbeat",
-    [COORD_M_CONTROLLED_SHUTDOWN] = "ControlledShutdown",
-    [COORD_M_ALTER_PARTITION] = "AlterPartition",
-    [COORD_M_CREATE_TOPICS] = "CreateTopics",
-    [COORD_M_DELETE_TOPICS] = "DeleteTopics",
-    [COORD_M_CREATE_PARTITIONS] = "CreatePartitions",
-    [COORD_M_DESCRIBE_CLUSTER] = "DescribeCluster",
-    [COORD_M_LIST_TOPICS] = "ListTopics",
-    [COORD_M_DESCRIBE_TOPICS] = "DescribeTopics",
-    [COORD_M_GET_IMAGE] = "GetImage",
-    [COORD_M_WATCH] = "Watch",
-    [COORD_M_ALTER_TOPIC_CONFIGS] = "AlterTopicConfigs",
-    [COORD_M_UNREGISTER_BROKER] = "UnregisterBroker",
 };
 
 /* ---- failure ---------------------------------------------------------------- */
@@ -1638,11 +1621,7 @@ int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *
     }
     /* The handler table is indexed by method position in coordinator.proto: a
      * reordered .proto must fail here, in every build, not misroute calls. */
-    const ProtobufCServiceDescriptor *desc = &weir__coord__coordinator__descriptor;
-    bool table_ok = desc->n_methods == COORD_M_COUNT;
-    for (unsigned i = 0; table_ok && i < COORD_M_COUNT; i++)
-        table_ok = strcmp(desc->methods[i].name, method_names[i]) == 0;
-    if (!table_ok) {
+    if (proto_methods_check() < 0) {
         cstate_free(state);
         return -EPROTO;
     }

@@ -33,26 +33,7 @@
 #include <stdint.h>
 
 #include "coordinator/coord_config.h"
-
-/* Method indexes of weir.coord.Coordinator (proto/coordinator.proto), checked
- * against the generated descriptor when the service is built. */
-enum coord_method {
-    COORD_M_REGISTER_BROKER = 0,
-    COORD_M_HEARTBEAT,
-    COORD_M_CONTROLLED_SHUTDOWN,
-    COORD_M_ALTER_PARTITION,
-    COORD_M_CREATE_TOPICS,
-    COORD_M_DELETE_TOPICS,
-    COORD_M_CREATE_PARTITIONS,
-    COORD_M_DESCRIBE_CLUSTER,
-    COORD_M_LIST_TOPICS,
-    COORD_M_DESCRIBE_TOPICS,
-    COORD_M_GET_IMAGE,
-    COORD_M_WATCH,
-    COORD_M_ALTER_TOPIC_CONFIGS,
-    COORD_M_UNREGISTER_BROKER,
-    COORD_M_COUNT
-};
+#include "methods.h" /* proto/: enum coord_method */
 
 /* Kafka error codes the service adds to the controller's (controller.h). */
 #define COORD_ERR_UNKNOWN_SERVER_ERROR    (-1)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 
 struct sess {
     int32_t id;

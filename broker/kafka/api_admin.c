@@ -13,11 +13,9 @@
 #include "broker/kafka/server.h"
 #include "common/arena.h"
 #include "common/log.h"
+#include "methods.h"
 #include "coordinator.pb-c.h"
 
-#define M_CREATE_TOPICS     4
-#define M_DELETE_TOPICS     5
-#define M_CREATE_PARTITIONS 6
 #define E_REQUEST_TIMED_OUT 7
 
 struct admin_ctx {
@@ -163,7 +161,7 @@ void api_create_topics_handle(struct broker_ctx *b, struct kreq *req, void *body
     creq.n_topics = n;
     creq.topics = tp;
     creq.validate_only = m->validate_only;
-    if (coordclient_call(b->cc, M_CREATE_TOPICS, &creq.base, c->timeout_ms, create_topics_done, c) <
+    if (coordclient_call(b->cc, COORD_M_CREATE_TOPICS, &creq.base, c->timeout_ms, create_topics_done, c) <
         0)
         create_topics_done(-1, NULL, "coordinator unavailable", c);
     return;
@@ -269,7 +267,7 @@ void api_delete_topics_handle(struct broker_ctx *b, struct kreq *req, void *body
     c->req = req;
     c->resp = resp;
     c->timeout_ms = clamp_timeout(b, m->timeout_ms);
-    if (coordclient_call(b->cc, M_DELETE_TOPICS, &dreq.base, c->timeout_ms, delete_topics_done, c) <
+    if (coordclient_call(b->cc, COORD_M_DELETE_TOPICS, &dreq.base, c->timeout_ms, delete_topics_done, c) <
         0)
         delete_topics_done(-1, NULL, "coordinator unavailable", c);
     return;
@@ -353,7 +351,7 @@ void api_create_partitions_handle(struct broker_ctx *b, struct kreq *req, void *
     preq.n_topics = n;
     preq.topics = tp;
     preq.validate_only = m->validate_only;
-    if (coordclient_call(b->cc, M_CREATE_PARTITIONS, &preq.base, c->timeout_ms,
+    if (coordclient_call(b->cc, COORD_M_CREATE_PARTITIONS, &preq.base, c->timeout_ms,
                          create_partitions_done, c) < 0)
         create_partitions_done(-1, NULL, "coordinator unavailable", c);
     return;

@@ -17,7 +17,7 @@
 #include "broker/storage/storage_config.h"
 #include "common/arena.h"
 #include "common/config.h"
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 
 #define E_UNKNOWN_TOPIC          3
 #define E_INVALID_TOPIC          17

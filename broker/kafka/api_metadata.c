@@ -11,13 +11,13 @@
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
 #include "common/log.h"
+#include "methods.h"
 #include "coordinator.pb-c.h"
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 
 #define E_UNKNOWN_TOPIC        3
 #define E_LEADER_NOT_AVAILABLE 5
 #define E_INVALID_TOPIC        17
-#define M_CREATE_TOPICS        4
 #define AUTO_CREATE_WAIT_MS    5000
 
 struct md_ctx {
@@ -222,7 +222,7 @@ void api_metadata_handle(struct broker_ctx *b, struct kreq *req, void *body)
     creq.n_topics = n;
     creq.topics = ptrs;
     creq.auto_create = true;
-    if (coordclient_call(b->cc, M_CREATE_TOPICS, &creq.base, AUTO_CREATE_WAIT_MS, md_created, c) <
+    if (coordclient_call(b->cc, COORD_M_CREATE_TOPICS, &creq.base, AUTO_CREATE_WAIT_MS, md_created, c) <
         0) {
         free(c);
         md_reply(b, req, m);

@@ -16,9 +16,10 @@
 #include "common/clock.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "methods.h"
 #include "common/rpc.h"
 #include "coordinator.pb-c.h"
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 #include "replica.pb-c.h"
 
 #define E_OFFSET_OUT_OF_RANGE              1
@@ -31,8 +32,6 @@
 #define E_FENCED_LEADER_EPOCH              74
 #define E_UNKNOWN_TOPIC_ID                 100
 
-#define M_ALTER_PARTITION 3 /* proto/coordinator.proto method index */
-#define M_REPL_FETCH      0 /* proto/replica.proto */
 
 #define FETCH_RPC_MAX_FRAME (128u * 1024 * 1024)
 #define ALTER_RETRY_MS      1000
@@ -412,7 +411,7 @@ static void send_alter(struct repl *r, struct repl_part *p, const int32_t *new_i
     req.broker_epoch = coordclient_broker_epoch(r->cc);
     req.n_items = 1;
     req.items = items;
-    int rc = coordclient_call(r->cc, M_ALTER_PARTITION, &req.base, 5000, on_alter_response, a);
+    int rc = coordclient_call(r->cc, COORD_M_ALTER_PARTITION, &req.base, 5000, on_alter_response, a);
     if (rc < 0) {
         free(a->topic);
         free(a);
@@ -951,7 +950,7 @@ static void fetcher_kick(struct fetcher *f)
     req.partition_max_bytes = r->s->replica_fetch_max_bytes;
     req.n_partitions = k;
     req.partitions = fpv;
-    int rc = rpc_client_call(f->rpc, M_REPL_FETCH, &req.base, req.max_wait_ms + 10000,
+    int rc = rpc_client_call(f->rpc, REPL_M_FETCH, &req.base, req.max_wait_ms + 10000,
                              on_fetch_response, ctx);
     free(fps);
     free(fpv);

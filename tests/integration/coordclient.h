@@ -17,7 +17,7 @@
 #include "common/clock.h"
 #include "common/rpc.h"
 #include "coordinator.pb-c.h"
-#include "coordinator/service.h"
+#include "methods.h" /* proto/ */
 #include "metadata.pb-c.h"
 
 #define CC_SVC (&weir__coord__coordinator__descriptor)

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/rpc_frame.h"
 #include "coordclient.h"
 #include "tests/support/procutil.h"

@@ -15,7 +15,7 @@
 
 #include "coordinator/controller.h"
 #include "coordinator/placement.h"
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 
 #define MAXB 16
 

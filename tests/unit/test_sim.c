@@ -32,7 +32,7 @@
 
 #include "coordinator/controller.h"
 #include "coordinator/session.h"
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 
 #define MAX_BROKERS   6
 #define MAX_TOPICS    64 /* topic ids remembered per seed */

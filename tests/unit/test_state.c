@@ -17,7 +17,7 @@
 
 #include "coordinator/controller.h"
 #include "coordinator/session.h"
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 #include "metadata.pb-c.h"
 
 /* ---- harness ------------------------------------------------------------------- */

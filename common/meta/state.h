@@ -1,4 +1,4 @@
-/* state: the coordinator's metadata state and the records that change it.
+/* state: the cluster metadata model and the records that change it.
  *
  * The state is brokers (sorted by id) and topics (in creation order, indexed by
  * name and by UUID) with their partitions. It changes only through

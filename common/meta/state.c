@@ -2,7 +2,7 @@
  * invariant checker. Every apply function validates the whole record before it
  * changes anything, and allocates before it links, so a rejected record or a
  * failed allocation leaves the state as it was. */
-#include "coordinator/state.h"
+#include "common/meta/state.h"
 
 #include <errno.h>
 #include <inttypes.h>
