@@ -13,6 +13,7 @@
 
 #include "broker/broker_config.h"
 #include "common/clock.h"
+#include "common/kerr.h"
 #include "common/log.h"
 #include "methods.h"
 #include "common/rpc.h"
@@ -21,7 +22,6 @@
 #include "metadata.pb-c.h"
 
 
-#define STALE_BROKER_EPOCH 77
 #define SHUTDOWN_TRIES     5
 
 struct waiter {
@@ -218,7 +218,8 @@ static void on_watch_response(int status, const struct ProtobufCMessage *msg, co
     }
     const Weir__Coord__WatchResponse *resp = (const Weir__Coord__WatchResponse *)msg;
     if (resp->error_code) {
-        log_warn("coordclient", "watch refused: %d %s", resp->error_code, resp->error_message);
+        log_warn("coordclient", "watch refused: %s: %s", kerr_name((int16_t)resp->error_code),
+                 resp->error_message);
         return;
     }
     if (!resp->full_image) {
@@ -293,7 +294,8 @@ static void on_heartbeat(int status, const struct ProtobufCMessage *msg, const c
     if (!resp->error_code && cc->registered && epoch == cc->epoch && sent_ms > cc->lease_start_ms)
         cc->lease_start_ms = sent_ms;
     if (resp->error_code && !cc->shutting_down) {
-        log_warn("coordclient", "heartbeat refused (%d %s): registering again", resp->error_code,
+        log_warn("coordclient", "heartbeat refused (%s: %s): registering again",
+                 kerr_name((int16_t)resp->error_code),
                  resp->error_message);
         cc->registered = false;
         cc->lease_start_ms = -1;
@@ -335,7 +337,7 @@ static void on_register(int status, const struct ProtobufCMessage *msg, const ch
     const Weir__Coord__RegisterBrokerResponse *resp =
         (const Weir__Coord__RegisterBrokerResponse *)msg;
     if (resp->error_code) {
-        log_warn("coordclient", "registration refused: %d %s", resp->error_code,
+        log_warn("coordclient", "registration refused: %s: %s", kerr_name((int16_t)resp->error_code),
                  resp->error_message);
         return;
     }

@@ -9,6 +9,7 @@
 #include "broker/coordclient.h"
 #include "broker/replica/repl.h"
 #include "broker/storage/logmgr.h"
+#include "common/kerr.h"
 #include "common/log.h"
 #include "common/meta/state.h"
 
@@ -161,13 +162,13 @@ void replicas_reconcile(struct replicas *r)
     }
 }
 
-int replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
-                    int32_t current_leader_epoch, struct replicas_leader *ret)
+int16_t replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
+                        int32_t current_leader_epoch, struct replicas_leader *ret)
 {
     const struct cstate *s = coordclient_state(r->cc);
     const struct cstate_topic *t = cstate_topic_by_name(s, topic);
     if (!t || partition < 0 || partition >= t->n_parts)
-        return 3;
+        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
     const struct cstate_partition *p = &t->parts[partition];
     struct replicas_leader l = {.log = NULL,
                                 .part = NULL,
@@ -176,31 +177,32 @@ int replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
                                 .leader = p->leader};
     if (p->leader < 0) {
         *ret = l;
-        return 5;
+        return KERR_LEADER_NOT_AVAILABLE;
     }
     if (p->leader != r->id) {
         *ret = l;
-        return 6;
+        return KERR_NOT_LEADER_OR_FOLLOWER;
     }
     if (current_leader_epoch >= 0 && current_leader_epoch != p->leader_epoch) {
         *ret = l;
-        return current_leader_epoch < p->leader_epoch ? 74 : 73;
+        return current_leader_epoch < p->leader_epoch ? KERR_FENCED_LEADER_EPOCH
+                                                     : KERR_UNKNOWN_LEADER_EPOCH;
     }
     l.log = logmgr_get(r->lm, topic, partition);
     if (!l.log) {
         *ret = l;
-        return 5; /* assigned but not created yet (or creation failed) */
+        return KERR_LEADER_NOT_AVAILABLE; /* assigned but not created yet (or creation failed) */
     }
     if (r->repl) {
         l.part = repl_part_get(r->repl, topic, partition);
         if (!l.part) {
             *ret = l;
-            return 5; /* replication has not taken this leadership up yet */
+            return KERR_LEADER_NOT_AVAILABLE; /* replication has not taken this leadership up yet */
         }
         l.high_watermark = repl_part_high_watermark(l.part);
     } else {
         l.high_watermark = plog_log_end_offset(l.log);
     }
     *ret = l;
-    return 0;
+    return KERR_NONE;
 }

@@ -37,12 +37,13 @@ struct replicas_leader {
     int32_t leader; /* current leader id, -1 none */
 };
 
-/* Kafka error code for serving @topic/@partition as its leader: 0 with *ret
- * filled, 3 UNKNOWN_TOPIC_OR_PARTITION, 6 NOT_LEADER_OR_FOLLOWER (ret->leader
- * says who is), 5 LEADER_NOT_AVAILABLE, 74 FENCED_LEADER_EPOCH / 73
- * UNKNOWN_LEADER_EPOCH when @current_leader_epoch (>= 0) does not match. */
-int replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
-                    int32_t current_leader_epoch, struct replicas_leader *ret);
+/* The Kafka error code (common/kerr.h: response data, not a C return) for
+ * serving @topic/@partition as its leader: KERR_NONE with *ret filled,
+ * UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER (ret->leader says who is),
+ * LEADER_NOT_AVAILABLE, FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH when
+ * @current_leader_epoch (>= 0) is older / newer than the partition's. */
+int16_t replicas_lookup(struct replicas *r, const char *topic, int32_t partition,
+                        int32_t current_leader_epoch, struct replicas_leader *ret);
 
 /* The replication layer consulted by replicas_lookup (set once by main). */
 void replicas_set_repl(struct replicas *r, struct repl *repl);

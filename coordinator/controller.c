@@ -43,7 +43,7 @@ static int kerr(struct cctl_error *err, int16_t code, const char *fmt, ...)
 
 static void ok(struct cctl_error *err)
 {
-    err->code = CCTL_NONE;
+    err->code = KERR_NONE;
     err->message[0] = 0;
 }
 
@@ -277,7 +277,7 @@ int cctl_bootstrap(const struct cstate *s, const struct cctl_ctx *ctx, const cha
         cluster_id = gen;
     }
     if (!*cluster_id || strlen(cluster_id) > CSTATE_MAX_STRING)
-        return kerr(err, CCTL_INVALID_REQUEST, "invalid cluster id");
+        return kerr(err, KERR_INVALID_REQUEST, "invalid cluster id");
     Weir__Meta__BootstrapRecord b;
     weir__meta__bootstrap_record__init(&b);
     b.cluster_id = (char *)cluster_id;
@@ -319,26 +319,26 @@ int cctl_register_broker(const struct cstate *s, const struct cctl_ctx *ctx,
 {
     ok(err);
     if (req->broker_id < 0)
-        return kerr(err, CCTL_INVALID_REQUEST, "invalid broker id %d", req->broker_id);
+        return kerr(err, KERR_INVALID_REQUEST, "invalid broker id %d", req->broker_id);
     bool zero = true;
     for (size_t i = 0; i < CSTATE_UUID_LEN; i++)
         zero = zero && !req->incarnation[i];
     if (zero)
-        return kerr(err, CCTL_INVALID_REQUEST, "broker %d: zero incarnation id", req->broker_id);
+        return kerr(err, KERR_INVALID_REQUEST, "broker %d: zero incarnation id", req->broker_id);
     if (req->n_endpoints > CSTATE_MAX_ENDPOINTS || !str_ok(req->rack, false))
-        return kerr(err, CCTL_INVALID_REQUEST, "broker %d: too many endpoints or rack too long",
+        return kerr(err, KERR_INVALID_REQUEST, "broker %d: too many endpoints or rack too long",
                     req->broker_id);
     for (size_t i = 0; i < req->n_endpoints; i++) {
         if (!endpoint_ok(&req->endpoints[i]))
-            return kerr(err, CCTL_INVALID_REQUEST, "broker %d: invalid endpoint %zu",
+            return kerr(err, KERR_INVALID_REQUEST, "broker %d: invalid endpoint %zu",
                         req->broker_id, i);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(nz(req->endpoints[i].listener), nz(req->endpoints[j].listener)))
-                return kerr(err, CCTL_INVALID_REQUEST, "broker %d: listener %s given twice",
+                return kerr(err, KERR_INVALID_REQUEST, "broker %d: listener %s given twice",
                             req->broker_id, nz(req->endpoints[i].listener));
     }
     if (req->replication && !endpoint_ok(req->replication))
-        return kerr(err, CCTL_INVALID_REQUEST, "broker %d: invalid replication endpoint",
+        return kerr(err, KERR_INVALID_REQUEST, "broker %d: invalid replication endpoint",
                     req->broker_id);
 
     const struct cstate_broker *b = cstate_broker(s, req->broker_id);
@@ -347,7 +347,7 @@ int cctl_register_broker(const struct cstate *s, const struct cctl_ctx *ctx,
             *ret_epoch = b->epoch; /* a retry of a registration that succeeded */
             return 0;
         }
-        return kerr(err, CCTL_DUPLICATE_BROKER_REGISTRATION,
+        return kerr(err, KERR_DUPLICATE_BROKER_REGISTRATION,
                     "broker %d is registered by another incarnation whose session is live "
                     "(epoch %" PRId64 ")",
                     req->broker_id, b->epoch);
@@ -394,20 +394,20 @@ int cctl_register_broker(const struct cstate *s, const struct cctl_ctx *ctx,
     return 0;
 }
 
-/* Kafka error for a broker request at @epoch, or CCTL_NONE. */
+/* Kafka error for a broker request at @epoch, or KERR_NONE. */
 static int16_t epoch_error(const struct cstate *s, int32_t id, int64_t epoch, char *msg, size_t len)
 {
     const struct cstate_broker *b = cstate_broker(s, id);
     if (!b) {
         snprintf(msg, len, "broker %d is not registered", id);
-        return CCTL_BROKER_ID_NOT_REGISTERED;
+        return KERR_BROKER_ID_NOT_REGISTERED;
     }
     if (b->epoch != epoch || b->state == CSTATE_BROKER_FENCED) {
         snprintf(msg, len, "broker %d epoch %" PRId64 " is stale (current epoch %" PRId64 ", %s)",
                  id, epoch, b->epoch, cstate_broker_state_name(b->state));
-        return CCTL_STALE_BROKER_EPOCH;
+        return KERR_STALE_BROKER_EPOCH;
     }
-    return CCTL_NONE;
+    return KERR_NONE;
 }
 
 int cctl_check_broker_epoch(const struct cstate *s, int32_t broker_id, int64_t broker_epoch,
@@ -451,7 +451,7 @@ int cctl_fence_broker(const struct cstate *s, const struct cctl_ctx *ctx, int32_
     if (rc == 0 && leads) {
         /* Only an epoch overflow keeps a fenced broker leading. */
         cstate_records_truncate(out, mark);
-        return kerr(err, CCTL_INVALID_REQUEST, "broker %d: leaderships cannot be moved", broker_id);
+        return kerr(err, KERR_INVALID_REQUEST, "broker %d: leaderships cannot be moved", broker_id);
     }
     if (rc == 0) {
         Weir__Meta__FenceBrokerRecord f;
@@ -506,9 +506,9 @@ int cctl_unregister_broker(const struct cstate *s, const struct cctl_ctx *ctx, i
     ok(err);
     const struct cstate_broker *b = cstate_broker(s, broker_id);
     if (!b)
-        return kerr(err, CCTL_BROKER_ID_NOT_REGISTERED, "broker %d is not registered", broker_id);
+        return kerr(err, KERR_BROKER_ID_NOT_REGISTERED, "broker %d is not registered", broker_id);
     if (b->state != CSTATE_BROKER_FENCED)
-        return kerr(err, CCTL_INVALID_REQUEST, "broker %d has a live session", broker_id);
+        return kerr(err, KERR_INVALID_REQUEST, "broker %d has a live session", broker_id);
     Weir__Meta__UnregisterBrokerRecord u;
     weir__meta__unregister_broker_record__init(&u);
     u.broker_id = broker_id;
@@ -614,11 +614,11 @@ int16_t cctl_validate_topic_config(const char *name, const char *value, char *ms
     const struct cdef *d = name ? config_def(name) : NULL;
     if (!d) {
         snprintf(msg, msglen, "unknown topic config %s", nz(name));
-        return CCTL_INVALID_CONFIG;
+        return KERR_INVALID_CONFIG;
     }
     if (!value || strlen(value) > CSTATE_MAX_CONFIG_VALUE) {
         snprintf(msg, msglen, "invalid value for %s", name);
-        return CCTL_INVALID_CONFIG;
+        return KERR_INVALID_CONFIG;
     }
     bool good = false;
     int64_t n;
@@ -657,10 +657,10 @@ int16_t cctl_validate_topic_config(const char *name, const char *value, char *ms
     }
     if (!good) {
         snprintf(msg, msglen, "invalid value %.64s for topic config %s", value, name);
-        return CCTL_INVALID_CONFIG;
+        return KERR_INVALID_CONFIG;
     }
     msg[0] = 0;
-    return CCTL_NONE;
+    return KERR_NONE;
 }
 
 /* ---- topics ---------------------------------------------------------------------------------- */
@@ -682,24 +682,24 @@ static int check_assignments(const struct cstate *s, const struct cctl_assignmen
         rf = a[0].n_replicas;
     for (size_t i = 0; i < n; i++) {
         if (a[i].n_replicas == 0 || a[i].n_replicas > CSTATE_MAX_REPLICAS || !a[i].replicas)
-            return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT, "partition %zu: %zu replicas", i,
+            return kerr(err, KERR_INVALID_REPLICA_ASSIGNMENT, "partition %zu: %zu replicas", i,
                         a[i].n_replicas);
         if (a[i].n_replicas != rf)
-            return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT,
+            return kerr(err, KERR_INVALID_REPLICA_ASSIGNMENT,
                         "partition %zu: %zu replicas where the others have %zu", i, a[i].n_replicas,
                         rf);
         if (has_dup(a[i].replicas, a[i].n_replicas))
-            return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT, "partition %zu: duplicate replica",
+            return kerr(err, KERR_INVALID_REPLICA_ASSIGNMENT, "partition %zu: duplicate replica",
                         i);
         bool live = false;
         for (size_t j = 0; j < a[i].n_replicas; j++) {
             if (!cstate_broker(s, a[i].replicas[j]))
-                return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT,
+                return kerr(err, KERR_INVALID_REPLICA_ASSIGNMENT,
                             "partition %zu: broker %d is not registered", i, a[i].replicas[j]);
             live = live || cstate_broker_eligible(s, a[i].replicas[j]);
         }
         if (!live)
-            return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT,
+            return kerr(err, KERR_INVALID_REPLICA_ASSIGNMENT,
                         "partition %zu: every assigned broker is fenced or shutting down", i);
     }
     return 0;
@@ -765,7 +765,7 @@ static int place(const struct cstate *s, const struct cctl_ctx *ctx, const struc
         return rc;
     if (rf < 1 || (size_t)rf > n_live) {
         free(live);
-        return kerr(err, CCTL_INVALID_REPLICATION_FACTOR,
+        return kerr(err, KERR_INVALID_REPLICATION_FACTOR,
                     "replication factor %d: %zu live broker%s", rf, n_live, n_live == 1 ? "" : "s");
     }
     struct cplace_request req = {.n_parts = n, .rf = rf, .first_partition = first};
@@ -795,14 +795,14 @@ int cctl_create_topic(const struct cstate *s, const struct cctl_ctx *ctx,
     ok(err);
     const char *name = req->name;
     if (!cstate_topic_name_valid(name))
-        return kerr(err, CCTL_INVALID_TOPIC_EXCEPTION,
+        return kerr(err, KERR_INVALID_TOPIC_EXCEPTION,
                     "topic name \"%.64s\" is illegal: 1 to %d characters of [a-zA-Z0-9._-], not "
                     "\".\" or \"..\"",
                     nz(name), CSTATE_MAX_TOPIC_NAME);
     if (cstate_topic_by_name(s, name))
-        return kerr(err, CCTL_TOPIC_ALREADY_EXISTS, "topic %s already exists", name);
+        return kerr(err, KERR_TOPIC_ALREADY_EXISTS, "topic %s already exists", name);
     if (req->n_configs > CSTATE_MAX_CONFIGS)
-        return kerr(err, CCTL_INVALID_CONFIG, "%zu configs (max %d)", req->n_configs,
+        return kerr(err, KERR_INVALID_CONFIG, "%zu configs (max %d)", req->n_configs,
                     CSTATE_MAX_CONFIGS);
     for (size_t i = 0; i < req->n_configs; i++) {
         err->code = cctl_validate_topic_config(req->configs[i].name, req->configs[i].value,
@@ -811,7 +811,7 @@ int cctl_create_topic(const struct cstate *s, const struct cctl_ctx *ctx,
             return 0;
         for (size_t j = 0; j < i; j++)
             if (!strcmp(req->configs[i].name, req->configs[j].name))
-                return kerr(err, CCTL_INVALID_CONFIG, "config %s given twice",
+                return kerr(err, KERR_INVALID_CONFIG, "config %s given twice",
                             req->configs[i].name);
     }
 
@@ -821,10 +821,10 @@ int cctl_create_topic(const struct cstate *s, const struct cctl_ctx *ctx,
     int rc;
     if (req->assignments && req->n_assignments) {
         if (req->num_partitions != -1 || req->replication_factor != -1)
-            return kerr(err, CCTL_INVALID_REQUEST,
+            return kerr(err, KERR_INVALID_REQUEST,
                         "a manual assignment needs partitions and replication factor -1");
         if (req->n_assignments > (size_t)ctx->cfg.max_partitions_per_request)
-            return kerr(err, CCTL_INVALID_PARTITIONS, "%zu partitions (max %d)", req->n_assignments,
+            return kerr(err, KERR_INVALID_PARTITIONS, "%zu partitions (max %d)", req->n_assignments,
                         ctx->cfg.max_partitions_per_request);
         rc = check_assignments(s, req->assignments, req->n_assignments, 0, err);
         if (rc < 0 || err->code)
@@ -837,10 +837,10 @@ int cctl_create_topic(const struct cstate *s, const struct cctl_ctx *ctx,
         rf = req->replication_factor == -1 ? ctx->cfg.default_replication_factor
                                            : req->replication_factor;
         if (n < 1 || n > ctx->cfg.max_partitions_per_request)
-            return kerr(err, CCTL_INVALID_PARTITIONS, "%d partitions: 1 to %d allowed", n,
+            return kerr(err, KERR_INVALID_PARTITIONS, "%d partitions: 1 to %d allowed", n,
                         ctx->cfg.max_partitions_per_request);
         if (rf > CSTATE_MAX_REPLICAS)
-            return kerr(err, CCTL_INVALID_REPLICATION_FACTOR, "replication factor %d (max %d)", rf,
+            return kerr(err, KERR_INVALID_REPLICATION_FACTOR, "replication factor %d (max %d)", rf,
                         CSTATE_MAX_REPLICAS);
         rc = place(s, ctx, NULL, n, rf, 0, &reps, err);
         if (rc < 0 || err->code)
@@ -887,7 +887,7 @@ int cctl_delete_topic(const struct cstate *s, const struct cctl_ctx *ctx, const 
     ok(err);
     const struct cstate_topic *t = cstate_topic_by_name(s, name);
     if (!t)
-        return kerr(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", nz(name));
+        return kerr(err, KERR_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", nz(name));
     Weir__Meta__DeleteTopicRecord d;
     weir__meta__delete_topic_record__init(&d);
     d.topic_id.data = (uint8_t *)t->id;
@@ -907,14 +907,14 @@ int cctl_create_partitions(const struct cstate *s, const struct cctl_ctx *ctx,
     ok(err);
     const struct cstate_topic *t = cstate_topic_by_name(s, req->name);
     if (!t)
-        return kerr(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", nz(req->name));
+        return kerr(err, KERR_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", nz(req->name));
     if (req->total_count <= t->n_parts)
-        return kerr(err, CCTL_INVALID_PARTITIONS,
+        return kerr(err, KERR_INVALID_PARTITIONS,
                     "topic %s has %d partitions; the new count %d must be higher", t->name,
                     t->n_parts, req->total_count);
     int32_t add = req->total_count - t->n_parts;
     if (add > ctx->cfg.max_partitions_per_request || req->total_count > CSTATE_MAX_PARTITIONS)
-        return kerr(err, CCTL_INVALID_PARTITIONS, "%d new partitions for %s: too many", add,
+        return kerr(err, KERR_INVALID_PARTITIONS, "%d new partitions for %s: too many", add,
                     t->name);
     int32_t rf = t->parts[0].n_replicas;
     int32_t *reps = NULL;
@@ -922,7 +922,7 @@ int cctl_create_partitions(const struct cstate *s, const struct cctl_ctx *ctx,
     int rc;
     if (req->assignments && req->n_assignments) {
         if (req->n_assignments != (size_t)add)
-            return kerr(err, CCTL_INVALID_REPLICA_ASSIGNMENT,
+            return kerr(err, KERR_INVALID_REPLICA_ASSIGNMENT,
                         "%zu assignments for %d new partitions", req->n_assignments, add);
         rc = check_assignments(s, req->assignments, req->n_assignments, (size_t)rf, err);
         if (rc < 0 || err->code)
@@ -960,7 +960,7 @@ int cctl_alter_topic_config(const struct cstate *s, const struct cctl_ctx *ctx, 
     ok(err);
     const struct cstate_topic *t = cstate_topic_by_name(s, name);
     if (!t)
-        return kerr(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", nz(name));
+        return kerr(err, KERR_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", nz(name));
     /* Work on borrowed name/value pointers: the current overrides, then each op. */
     size_t cap = t->n_configs + n_ops, n = 0;
     struct cctl_kv *kv = calloc(cap ? cap : 1, sizeof(*kv));
@@ -972,7 +972,7 @@ int cctl_alter_topic_config(const struct cstate *s, const struct cctl_ctx *ctx, 
     for (size_t i = 0; i < n_ops && !err->code; i++) {
         const char *key = ops[i].name;
         if (!key || !config_def(key)) {
-            kerr(err, CCTL_INVALID_CONFIG, "unknown topic config %.64s", nz(key));
+            kerr(err, KERR_INVALID_CONFIG, "unknown topic config %.64s", nz(key));
             break;
         }
         if (ops[i].value) {
@@ -990,7 +990,7 @@ int cctl_alter_topic_config(const struct cstate *s, const struct cctl_ctx *ctx, 
             kv[j] = kv[--n];
     }
     if (!err->code && n > CSTATE_MAX_CONFIGS)
-        kerr(err, CCTL_INVALID_CONFIG, "%zu overrides (max %d)", n, CSTATE_MAX_CONFIGS);
+        kerr(err, KERR_INVALID_CONFIG, "%zu overrides (max %d)", n, CSTATE_MAX_CONFIGS);
     if (err->code) {
         free(kv);
         return 0;
@@ -1050,47 +1050,47 @@ int cctl_alter_partition(const struct cstate *s, const struct cctl_ctx *ctx,
     const struct cstate_topic *t;
     if (req->topic_id) {
         if (!(t = cstate_topic_by_id(s, req->topic_id)))
-            return kerr(err, CCTL_UNKNOWN_TOPIC_ID, "unknown topic id");
+            return kerr(err, KERR_UNKNOWN_TOPIC_ID, "unknown topic id");
     } else if (!(t = cstate_topic_by_name(s, req->topic_name))) {
-        return kerr(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s",
+        return kerr(err, KERR_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s",
                     nz(req->topic_name));
     }
     if (req->partition < 0 || req->partition >= t->n_parts)
-        return kerr(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION, "topic %s has no partition %d", t->name,
+        return kerr(err, KERR_UNKNOWN_TOPIC_OR_PARTITION, "topic %s has no partition %d", t->name,
                     req->partition);
     const struct cstate_partition *p = &t->parts[req->partition];
     if (req->leader_epoch != p->leader_epoch)
-        return kerr(err, CCTL_FENCED_LEADER_EPOCH,
+        return kerr(err, KERR_FENCED_LEADER_EPOCH,
                     "%s-%d: leader epoch %d is not the current %d (leader %d)", t->name,
                     req->partition, req->leader_epoch, p->leader_epoch, p->leader);
     if (req->broker_id != p->leader)
-        return kerr(err, CCTL_NOT_LEADER_OR_FOLLOWER, "%s-%d: broker %d is not the leader (%d)",
+        return kerr(err, KERR_NOT_LEADER_OR_FOLLOWER, "%s-%d: broker %d is not the leader (%d)",
                     t->name, req->partition, req->broker_id, p->leader);
     if (req->partition_epoch != p->partition_epoch)
-        return kerr(err, CCTL_INVALID_UPDATE_VERSION,
+        return kerr(err, KERR_INVALID_UPDATE_VERSION,
                     "%s-%d: partition epoch %d is not the current %d", t->name, req->partition,
                     req->partition_epoch, p->partition_epoch);
     if (req->n_isr == 0 || req->n_isr > p->n_replicas || !req->isr || has_dup(req->isr, req->n_isr))
-        return kerr(err, CCTL_INVALID_REQUEST, "%s-%d: ISR empty, too long or with duplicates",
+        return kerr(err, KERR_INVALID_REQUEST, "%s-%d: ISR empty, too long or with duplicates",
                     t->name, req->partition);
     if (!contains(req->isr, req->n_isr, p->leader))
-        return kerr(err, CCTL_INVALID_REQUEST, "%s-%d: ISR without its leader %d", t->name,
+        return kerr(err, KERR_INVALID_REQUEST, "%s-%d: ISR without its leader %d", t->name,
                     req->partition, p->leader);
     for (size_t i = 0; i < req->n_isr; i++)
         if (!cstate_part_is_replica(p, req->isr[i]))
-            return kerr(err, CCTL_INVALID_REQUEST, "%s-%d: broker %d is not a replica", t->name,
+            return kerr(err, KERR_INVALID_REQUEST, "%s-%d: broker %d is not a replica", t->name,
                         req->partition, req->isr[i]);
     for (size_t i = 0; i < req->n_isr; i++) {
         int32_t b = req->isr[i];
         if (!cstate_part_in_isr(p, b) && !cstate_broker_eligible(s, b))
-            return kerr(err, CCTL_INELIGIBLE_REPLICA,
+            return kerr(err, KERR_INELIGIBLE_REPLICA,
                         "%s-%d: broker %d cannot join the ISR: it is %s", t->name, req->partition,
                         b,
                         cstate_broker(s, b) ? cstate_broker_state_name(cstate_broker(s, b)->state)
                                             : "not registered");
     }
     if (p->partition_epoch == INT32_MAX || p->leader_epoch == INT32_MAX)
-        return kerr(err, CCTL_INVALID_REQUEST, "%s-%d: epochs exhausted", t->name, req->partition);
+        return kerr(err, KERR_INVALID_REQUEST, "%s-%d: epochs exhausted", t->name, req->partition);
     /* The requested ISR, then the usual election over it: a shutting-down
      * leader hands over to a live member of its new ISR. */
     struct plead to;

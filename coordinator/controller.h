@@ -37,32 +37,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/kerr.h"
 #include "common/meta/state.h"
-
-/* Kafka error codes used here. */
-#define CCTL_NONE                          0
-#define CCTL_UNKNOWN_TOPIC_OR_PARTITION    3
-#define CCTL_NOT_LEADER_OR_FOLLOWER        6
-#define CCTL_INVALID_TOPIC_EXCEPTION       17
-#define CCTL_TOPIC_ALREADY_EXISTS          36
-#define CCTL_INVALID_PARTITIONS            37
-#define CCTL_INVALID_REPLICATION_FACTOR    38
-#define CCTL_INVALID_REPLICA_ASSIGNMENT    39
-#define CCTL_INVALID_CONFIG                40
-#define CCTL_INVALID_REQUEST               42
-#define CCTL_POLICY_VIOLATION              44
-#define CCTL_FENCED_LEADER_EPOCH           74
-#define CCTL_STALE_BROKER_EPOCH            77
-#define CCTL_UNKNOWN_TOPIC_ID              100
-#define CCTL_DUPLICATE_BROKER_REGISTRATION 101
-#define CCTL_BROKER_ID_NOT_REGISTERED      102
-#define CCTL_INELIGIBLE_REPLICA            107
-#define CCTL_INVALID_UPDATE_VERSION        108
 
 #define CCTL_MAX_PARTITIONS_PER_REQUEST 100000
 
 struct cctl_error {
-    int16_t code; /* CCTL_NONE on success */
+    int16_t code; /* KERR_NONE on success */
     char message[256];
 };
 
@@ -116,7 +97,7 @@ int cctl_register_broker(const struct cstate *s, const struct cctl_ctx *ctx,
 
 /* Check a heartbeat's (or any broker request's) id and epoch: the broker must
  * be registered with that epoch and not fenced. BROKER_ID_NOT_REGISTERED or
- * STALE_BROKER_EPOCH (a zombie from an ended session). Never any records. */
+ * KERR_STALE_BROKER_EPOCH (a zombie from an ended session). Never any records. */
 int cctl_check_broker_epoch(const struct cstate *s, int32_t broker_id, int64_t broker_epoch,
                             struct cctl_error *err);
 
@@ -203,7 +184,7 @@ int cctl_alter_topic_config(const struct cstate *s, const struct cctl_ctx *ctx, 
                             struct cctl_error *err);
 
 /* Validate one topic config entry against the known keys: INVALID_CONFIG with
- * the reason, or CCTL_NONE. Known keys: cleanup.policy, compression.type,
+ * the reason, or KERR_NONE. Known keys: cleanup.policy, compression.type,
  * delete.retention.ms, file.delete.delay.ms, flush.messages, flush.ms,
  * index.interval.bytes, max.compaction.lag.ms, max.message.bytes,
  * message.timestamp.type, message.timestamp.difference.max.ms,
@@ -230,7 +211,7 @@ struct cctl_alter_partition_req {
 };
 
 /* An ISR change from a leader (Kafka's AlterPartition). In order of checking:
- * STALE_BROKER_EPOCH / BROKER_ID_NOT_REGISTERED; UNKNOWN_TOPIC_ID /
+ * KERR_STALE_BROKER_EPOCH / BROKER_ID_NOT_REGISTERED; UNKNOWN_TOPIC_ID /
  * UNKNOWN_TOPIC_OR_PARTITION; FENCED_LEADER_EPOCH (not the current leader
  * epoch); NOT_LEADER_OR_FOLLOWER (not the current leader); INVALID_UPDATE_VERSION
  * (not the current partition epoch); INVALID_REQUEST (empty, duplicates, a

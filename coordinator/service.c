@@ -14,6 +14,7 @@
 #include <sys/random.h>
 
 #include "common/clock.h"
+#include "common/kerr.h"
 #include "common/log.h"
 #include "common/rpc.h"
 #include "coordinator.pb-c.h"
@@ -447,7 +448,7 @@ static char *err_msg(struct cctl_error *err)
 /* A controller error that is the coordinator's own failure. */
 static void err_internal(struct cctl_error *err, int r)
 {
-    err_set(err, COORD_ERR_UNKNOWN_SERVER_ERROR, "internal error: %s", strerror(-r));
+    err_set(err, KERR_UNKNOWN_SERVER_ERROR, "internal error: %s", strerror(-r));
 }
 
 /* Write the records the controller produced for one item; sets @err on failure. */
@@ -455,7 +456,7 @@ static void write_item(struct coord_service *svc, struct cctl_error *err)
 {
     int r = svc_write(svc, &svc->recs, NULL);
     if (r == -EMSGSIZE)
-        err_set(err, CCTL_POLICY_VIOLATION,
+        err_set(err, KERR_POLICY_VIOLATION,
                 "the change needs a metadata record larger than %" PRIu32 " bytes",
                 svc->cfg->max_record_bytes);
     else if (r < 0)
@@ -602,15 +603,15 @@ static void do_register(struct coord_service *svc, struct rpc_call *call,
     int64_t epoch = -1;
 
     if (req->incarnation_id.len != CSTATE_UUID_LEN) {
-        err_set(&err, CCTL_INVALID_REQUEST, "incarnation_id must be %d bytes, not %zu",
+        err_set(&err, KERR_INVALID_REQUEST, "incarnation_id must be %d bytes, not %zu",
                 CSTATE_UUID_LEN, req->incarnation_id.len);
     } else if (req->cluster_id && req->cluster_id[0] && svc->spec->cluster_id &&
                strcmp(req->cluster_id, svc->spec->cluster_id) != 0) {
-        err_set(&err, COORD_ERR_INCONSISTENT_CLUSTER_ID,
+        err_set(&err, KERR_INCONSISTENT_CLUSTER_ID,
                 "broker belongs to cluster %.64s, this coordinator serves %s", req->cluster_id,
                 svc->spec->cluster_id);
     } else if (req->n_endpoints > CSTATE_MAX_ENDPOINTS) {
-        err_set(&err, CCTL_INVALID_REQUEST, "%zu endpoints; at most %d", req->n_endpoints,
+        err_set(&err, KERR_INVALID_REQUEST, "%zu endpoints; at most %d", req->n_endpoints,
                 CSTATE_MAX_ENDPOINTS);
     } else {
         eps = calloc(req->n_endpoints ? req->n_endpoints : 1, sizeof(*eps));
@@ -635,10 +636,10 @@ static void do_register(struct coord_service *svc, struct rpc_call *call,
             if (r < 0) {
                 err_internal(&err, r);
                 cstate_records_clear(&svc->recs);
-            } else if (err.code == CCTL_NONE) {
+            } else if (err.code == KERR_NONE) {
                 size_t n = svc->recs.n;
                 write_item(svc, &err);
-                if (err.code == CCTL_NONE) {
+                if (err.code == KERR_NONE) {
                     if (csession_touch(svc->sessions, req->broker_id, epoch, clock_mono_ms()) == 0)
                         track_broker_conn(svc, req->broker_id, call);
                     if (n > 0)
@@ -652,7 +653,7 @@ static void do_register(struct coord_service *svc, struct rpc_call *call,
         }
     }
     free(eps);
-    if (err.code != CCTL_NONE)
+    if (err.code != KERR_NONE)
         log_info("coordinator", "registration of broker %d refused: %s", (int)req->broker_id,
                  err.message);
     resp.error_code = err.code;
@@ -679,7 +680,7 @@ static void h_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg, void
     int r = cctl_check_broker_epoch(svc->spec, req->broker_id, req->broker_epoch, &err);
     if (r < 0)
         err_internal(&err, r);
-    if (err.code == CCTL_NONE) {
+    if (err.code == KERR_NONE) {
         if (csession_touch(svc->sessions, req->broker_id, req->broker_epoch, clock_mono_ms()) == 0)
             track_broker_conn(svc, req->broker_id, call);
         const struct cstate_broker *b = cstate_broker(svc->spec, req->broker_id);
@@ -707,10 +708,10 @@ static void do_controlled_shutdown(struct coord_service *svc, struct rpc_call *c
     if (r < 0) {
         err_internal(&err, r);
         cstate_records_clear(&svc->recs);
-    } else if (err.code == CCTL_NONE) {
+    } else if (err.code == KERR_NONE) {
         size_t n = svc->recs.n;
         write_item(svc, &err);
-        if (err.code == CCTL_NONE) {
+        if (err.code == KERR_NONE) {
             if (req->exit) {
                 csession_remove(svc->sessions, req->broker_id);
                 log_info("coordinator",
@@ -739,9 +740,9 @@ static void do_unregister(struct coord_service *svc, struct rpc_call *call,
     if (r < 0) {
         err_internal(&err, r);
         cstate_records_clear(&svc->recs);
-    } else if (err.code == CCTL_NONE) {
+    } else if (err.code == KERR_NONE) {
         write_item(svc, &err);
-        if (err.code == CCTL_NONE)
+        if (err.code == KERR_NONE)
             log_info("coordinator", "unregistering broker %d", (int)req->broker_id);
     }
     resp.error_code = err.code;
@@ -814,10 +815,10 @@ static void do_alter_partition(struct coord_service *svc, struct rpc_call *call,
         o->leader = -1;
         struct cctl_error *err = &errs[i];
         bool pref_added = false;
-        if (top.code != CCTL_NONE) {
+        if (top.code != KERR_NONE) {
             *err = top;
         } else if (it->topic_id.len != CSTATE_UUID_LEN) {
-            err_set(err, CCTL_UNKNOWN_TOPIC_ID, "topic_id must be %d bytes", CSTATE_UUID_LEN);
+            err_set(err, KERR_UNKNOWN_TOPIC_ID, "topic_id must be %d bytes", CSTATE_UUID_LEN);
         } else {
             struct cctl_alter_partition_req ar = {
                 .broker_id = req->broker_id,
@@ -834,9 +835,9 @@ static void do_alter_partition(struct coord_service *svc, struct rpc_call *call,
             if (r < 0) {
                 err_internal(err, r);
                 cstate_records_clear(&svc->recs);
-            } else if (err->code == CCTL_NONE) {
+            } else if (err->code == KERR_NONE) {
                 write_item(svc, err);
-                pref_added = err->code == CCTL_NONE && !pref_before &&
+                pref_added = err->code == KERR_NONE && !pref_before &&
                              preferred_in_isr(svc->spec, it->topic_id.data, it->partition);
             } else {
                 log_info("coordinator", "ISR change for partition %d from broker %d refused: %s",
@@ -894,7 +895,7 @@ static int assignments_from_pb(Weir__Coord__ReplicaAssignment *const *in, size_t
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         if ((int64_t)in[i]->partition != (int64_t)base + (int64_t)i) {
-            err_set(err, CCTL_INVALID_REPLICA_ASSIGNMENT,
+            err_set(err, KERR_INVALID_REPLICA_ASSIGNMENT,
                     "assignment %zu is for partition %d; expected partition %" PRId64, i,
                     (int)in[i]->partition, (int64_t)base + (int64_t)i);
             free(a);
@@ -948,16 +949,16 @@ static void do_create_topics(struct coord_service *svc, struct rpc_call *call,
                                           : (rf > 0 ? rf : svc->cfg->default_replication_factor);
 
         if (req->auto_create && !svc->cfg->auto_create_topics) {
-            err_set(err, CCTL_UNKNOWN_TOPIC_OR_PARTITION,
+            err_set(err, KERR_UNKNOWN_TOPIC_OR_PARTITION,
                     "topic %.249s does not exist and auto.create.topics.enable is false", o->name);
         } else if (eff_np > budget) {
-            err_set(err, CCTL_POLICY_VIOLATION,
+            err_set(err, KERR_POLICY_VIOLATION,
                     "one request may create at most %d partitions in all",
                     CCTL_MAX_PARTITIONS_PER_REQUEST);
         }
         struct cctl_assignment *asg = NULL;
         struct cctl_kv *kv = NULL;
-        if (err->code == CCTL_NONE) {
+        if (err->code == KERR_NONE) {
             int r = assignments_from_pb(t->assignments, t->n_assignments, 0, &asg, err);
             size_t nkv = t->n_configs;
             bool add_compact = offsets;
@@ -971,7 +972,7 @@ static void do_create_topics(struct coord_service *svc, struct rpc_call *call,
             }
             if (r < 0)
                 err_internal(err, r);
-            if (err->code == CCTL_NONE) {
+            if (err->code == KERR_NONE) {
                 for (size_t k = 0; k < nkv; k++) {
                     kv[k].name = t->configs[k]->name;
                     kv[k].value = t->configs[k]->value;
@@ -996,19 +997,19 @@ static void do_create_topics(struct coord_service *svc, struct rpc_call *call,
                     cr.num_partitions = -1;
                     cr.replication_factor = -1;
                     if (t->num_partitions > 0 || t->replication_factor > 0)
-                        err_set(err, CCTL_INVALID_REQUEST,
+                        err_set(err, KERR_INVALID_REQUEST,
                                 "num_partitions and replication_factor must be unset with a "
                                 "manual assignment");
                 }
-                if (err->code == CCTL_NONE) {
+                if (err->code == KERR_NONE) {
                     r = cctl_create_topic(svc->spec, &svc->ctx, &cr, &svc->recs, ids[i], err);
                     if (r < 0) {
                         err_internal(err, r);
                         cstate_records_clear(&svc->recs);
-                    } else if (err->code == CCTL_NONE && req->validate_only) {
+                    } else if (err->code == KERR_NONE && req->validate_only) {
                         cstate_records_clear(&svc->recs);
                         memset(ids[i], 0, CSTATE_UUID_LEN);
-                    } else if (err->code == CCTL_NONE) {
+                    } else if (err->code == KERR_NONE) {
                         write_item(svc, err);
                     } else {
                         cstate_records_clear(&svc->recs);
@@ -1020,7 +1021,7 @@ static void do_create_topics(struct coord_service *svc, struct rpc_call *call,
         free(kv);
         o->error_code = err->code;
         o->error_message = err_msg(err);
-        if (err->code == CCTL_NONE) {
+        if (err->code == KERR_NONE) {
             budget -= eff_np;
             o->num_partitions = eff_np;
             o->replication_factor = eff_rf;
@@ -1030,7 +1031,7 @@ static void do_create_topics(struct coord_service *svc, struct rpc_call *call,
                 log_info("coordinator", "creating topic %s with %d partitions, RF %d", t->name,
                          (int)eff_np, (int)eff_rf);
             }
-        } else if (err->code != CCTL_TOPIC_ALREADY_EXISTS || !req->auto_create) {
+        } else if (err->code != KERR_TOPIC_ALREADY_EXISTS || !req->auto_create) {
             log_info("coordinator", "create topic %.249s refused: %s", o->name, err->message);
         }
     }
@@ -1050,9 +1051,9 @@ static void delete_one(struct coord_service *svc, const char *name, struct cctl_
     if (r < 0) {
         err_internal(err, r);
         cstate_records_clear(&svc->recs);
-    } else if (err->code == CCTL_NONE) {
+    } else if (err->code == KERR_NONE) {
         write_item(svc, err);
-        if (err->code == CCTL_NONE)
+        if (err->code == KERR_NONE)
             log_info("coordinator", "deleting topic %s", name);
     } else {
         cstate_records_clear(&svc->recs);
@@ -1100,7 +1101,7 @@ static void do_delete_topics(struct coord_service *svc, struct rpc_call *call,
             const struct cstate_topic *t =
                 id.len == CSTATE_UUID_LEN ? cstate_topic_by_id(svc->spec, id.data) : NULL;
             if (!t) {
-                err_set(err, CCTL_UNKNOWN_TOPIC_ID, "no topic with that id");
+                err_set(err, KERR_UNKNOWN_TOPIC_ID, "no topic with that id");
             } else {
                 names[i] = strdup(t->name);
                 if (!names[i]) {
@@ -1156,7 +1157,7 @@ static void do_create_partitions(struct coord_service *svc, struct rpc_call *cal
                                     &asg, err);
         if (r < 0)
             err_internal(err, r);
-        if (err->code == CCTL_NONE) {
+        if (err->code == KERR_NONE) {
             struct cctl_create_partitions_req cr = {
                 .name = t->name,
                 .total_count = t->count,
@@ -1168,9 +1169,9 @@ static void do_create_partitions(struct coord_service *svc, struct rpc_call *cal
             if (r < 0) {
                 err_internal(err, r);
                 cstate_records_clear(&svc->recs);
-            } else if (err->code == CCTL_NONE && !req->validate_only) {
+            } else if (err->code == KERR_NONE && !req->validate_only) {
                 write_item(svc, err);
-                if (err->code == CCTL_NONE)
+                if (err->code == KERR_NONE)
                     log_info("coordinator", "topic %s: partitions %d -> %d", t->name, (int)before,
                              (int)t->count);
             } else {
@@ -1225,9 +1226,9 @@ static void do_alter_configs(struct coord_service *svc, struct rpc_call *call,
             if (r < 0) {
                 err_internal(err, r);
                 cstate_records_clear(&svc->recs);
-            } else if (err->code == CCTL_NONE && !req->validate_only) {
+            } else if (err->code == KERR_NONE && !req->validate_only) {
                 write_item(svc, err);
-                if (err->code == CCTL_NONE)
+                if (err->code == KERR_NONE)
                     log_info("coordinator", "topic %s: %zu config changes", t->name, t->n_ops);
             } else {
                 cstate_records_clear(&svc->recs);
@@ -1500,7 +1501,7 @@ static void h_describe_topics(struct rpc_call *call, const ProtobufCMessage *msg
             t = cstate_topic_by_name(s, req->names[i]);
             if (!t) {
                 td[i].name = str_or_empty(req->names[i]);
-                td[i].error_code = CCTL_UNKNOWN_TOPIC_OR_PARTITION;
+                td[i].error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
                 td[i].error_message = "unknown topic";
                 continue;
             }
@@ -1569,13 +1570,13 @@ static void on_session_tick(evutil_socket_t fd, short what, void *arg)
         struct cctl_error err = {0};
         bool cut = csession_is_cut(svc->sessions, id);
         int r = cctl_fence_broker(svc->spec, &svc->ctx, id, epoch, &svc->recs, &err);
-        if (r == 0 && err.code == CCTL_NONE && cut) {
+        if (r == 0 && err.code == KERR_NONE && cut) {
             log_info("coordinator",
                      "broker %d (epoch %" PRId64 ") did not return after its connection "
                      "closed: fencing it (%zu records)",
                      (int)id, epoch, svc->recs.n);
             svc_write_internal(svc, "fencing");
-        } else if (r == 0 && err.code == CCTL_NONE) {
+        } else if (r == 0 && err.code == KERR_NONE) {
             log_info("coordinator",
                      "broker %d (epoch %" PRId64 ") sent no heartbeat for %d ms: fencing it "
                      "(%zu records)",
@@ -1712,7 +1713,7 @@ int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *u
     svc->ready_ud = ud;
     struct cctl_error err = {0};
     int r = cctl_bootstrap(svc->spec, &svc->ctx, NULL, &svc->recs, &err);
-    if (r < 0 || err.code != CCTL_NONE) {
+    if (r < 0 || err.code != KERR_NONE) {
         log_error("coordinator", "cannot bootstrap the cluster: %s",
                   r < 0 ? strerror(-r) : err.message);
         cstate_records_clear(&svc->recs);

@@ -35,10 +35,6 @@
 #include "coordinator/coord_config.h"
 #include "methods.h" /* proto/: enum coord_method */
 
-/* Kafka error codes the service adds to the controller's (controller.h). */
-#define COORD_ERR_UNKNOWN_SERVER_ERROR    (-1)
-#define COORD_ERR_INCONSISTENT_CLUSTER_ID 104
-
 struct event_base;
 struct mlog;
 struct cstate;

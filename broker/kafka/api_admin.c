@@ -12,11 +12,11 @@
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
 #include "common/arena.h"
+#include "common/kerr.h"
 #include "common/log.h"
 #include "methods.h"
 #include "coordinator.pb-c.h"
 
-#define E_REQUEST_TIMED_OUT 7
 
 struct admin_ctx {
     struct broker_ctx *b;
@@ -59,7 +59,7 @@ static void create_topics_done(int status, const struct ProtobufCMessage *msg, c
     struct kafka_create_topics_response *resp = c->resp;
     if (status != 0) {
         for (int32_t i = 0; i < resp->n_topics; i++) {
-            resp->topics[i].error_code = E_REQUEST_TIMED_OUT;
+            resp->topics[i].error_code = KERR_REQUEST_TIMED_OUT;
             resp->topics[i].error_message = api_slice(dup_msg(c->req, errmsg));
         }
         admin_done(c, 0);
@@ -179,7 +179,7 @@ static void delete_topics_done(int status, const struct ProtobufCMessage *msg, c
     struct kafka_delete_topics_response *resp = c->resp;
     if (status != 0) {
         for (int32_t i = 0; i < resp->n_responses; i++) {
-            resp->responses[i].error_code = E_REQUEST_TIMED_OUT;
+            resp->responses[i].error_code = KERR_REQUEST_TIMED_OUT;
             resp->responses[i].error_message = api_slice(dup_msg(c->req, errmsg));
         }
         admin_done(c, 0);
@@ -285,7 +285,7 @@ static void create_partitions_done(int status, const struct ProtobufCMessage *ms
     struct kafka_create_partitions_response *resp = c->resp;
     if (status != 0) {
         for (int32_t i = 0; i < resp->n_results; i++) {
-            resp->results[i].error_code = E_REQUEST_TIMED_OUT;
+            resp->results[i].error_code = KERR_REQUEST_TIMED_OUT;
             resp->results[i].error_message = api_slice(dup_msg(c->req, errmsg));
         }
         admin_done(c, 0);

@@ -17,13 +17,9 @@
 #include "broker/storage/storage_config.h"
 #include "common/arena.h"
 #include "common/config.h"
+#include "common/kerr.h"
 #include "common/meta/state.h"
 
-#define E_UNKNOWN_TOPIC          3
-#define E_INVALID_TOPIC          17
-#define E_INVALID_REQUEST        42
-#define E_MISMATCHED_ENDPOINT    114
-#define E_UNSUPPORTED_ENDPOINT   115
 #define RES_TOPIC                2
 #define RES_BROKER               4
 #define SRC_TOPIC_CONFIG         1
@@ -162,13 +158,13 @@ static int describe_topic(struct broker_ctx *b, struct kreq *req, bool synonyms,
     if (!name)
         return -ENOMEM;
     if (!cstate_topic_name_valid(name)) {
-        res->error_code = E_INVALID_TOPIC;
+        res->error_code = KERR_INVALID_TOPIC_EXCEPTION;
         res->error_message = api_slice("invalid topic name");
         return 0;
     }
     const struct cstate_topic *t = cstate_topic_by_name(s, name);
     if (!t) {
-        res->error_code = E_UNKNOWN_TOPIC;
+        res->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
         res->error_message = api_slice("unknown topic");
         return 0;
     }
@@ -254,7 +250,7 @@ static int describe_broker(struct broker_ctx *b, struct kreq *req, bool synonyms
         errno = 0;
         long id = strtol(name, &end, 10);
         if (errno || *end || end == name || id < 0 || id > INT32_MAX) {
-            res->error_code = E_INVALID_REQUEST;
+            res->error_code = KERR_INVALID_REQUEST;
             res->error_message = api_slice("broker resource name must be a broker id");
             return 0;
         }
@@ -263,7 +259,7 @@ static int describe_broker(struct broker_ctx *b, struct kreq *req, bool synonyms
             snprintf(msg, sizeof(msg),
                      "broker %ld's configuration is served by broker %ld, not by broker %" PRId32,
                      id, id, b->s->broker_id);
-            res->error_code = E_INVALID_REQUEST;
+            res->error_code = KERR_INVALID_REQUEST;
             res->error_message = api_slice(arena_strdup(&req->arena, msg));
             return res->error_message.ptr ? 0 : -ENOMEM;
         }
@@ -302,7 +298,7 @@ void api_describe_configs_handle(struct broker_ctx *b, struct kreq *req, void *b
         } else if (r->resource_type == RES_BROKER) {
             rc = describe_broker(b, req, synonyms, r, res);
         } else {
-            res->error_code = E_INVALID_REQUEST;
+            res->error_code = KERR_INVALID_REQUEST;
             res->error_message = api_slice("unsupported resource type");
         }
         if (rc < 0)
@@ -346,8 +342,8 @@ void api_describe_cluster_handle(struct broker_ctx *b, struct kreq *req, void *b
     resp.cluster_authorized_operations =
         m->include_cluster_authorized_operations ? CLUSTER_OPS : AUTHORIZED_OPS_OMITTED;
     if (ver >= 1 && m->endpoint_type != ENDPOINT_BROKER) {
-        resp.error_code = m->endpoint_type == ENDPOINT_CONTROLLER ? E_MISMATCHED_ENDPOINT
-                                                                  : E_UNSUPPORTED_ENDPOINT;
+        resp.error_code = m->endpoint_type == ENDPOINT_CONTROLLER ? KERR_MISMATCHED_ENDPOINT_TYPE
+                                                                  : KERR_UNSUPPORTED_ENDPOINT_TYPE;
         resp.error_message = api_slice("this is a broker endpoint; ask for endpoint type 1");
         resp.cluster_id = api_slice(s->cluster_id ? s->cluster_id : "");
         kreq_reply(req, &resp, NULL, NULL);

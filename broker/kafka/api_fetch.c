@@ -18,9 +18,9 @@
 #include "broker/replica/repl.h"
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
+#include "common/kerr.h"
 #include "common/log.h"
 
-#define E_OFFSET_OUT_OF_RANGE 1
 
 struct fetch_part {
     const buf_slice *field; /* the response records field, for the resolver */
@@ -115,12 +115,12 @@ static int64_t evaluate(struct parked *p)
             p->parts[k].field = &rp->records;
             p->parts[k].log = NULL;
             struct replicas_leader l;
-            int e =
+            int16_t e =
                 topic ? replicas_lookup(b->reps, topic, rq->partition, rq->current_leader_epoch, &l)
-                      : 3;
+                      : KERR_UNKNOWN_TOPIC_OR_PARTITION;
             if (e) {
                 rp->error_code = (int16_t)e;
-                if (e == 6 || e == 74) {
+                if (e == KERR_NOT_LEADER_OR_FOLLOWER || e == KERR_FENCED_LEADER_EPOCH) {
                     rp->current_leader.leader_id = l.leader;
                     rp->current_leader.leader_epoch = l.leader_epoch;
                 }
@@ -135,7 +135,7 @@ static int64_t evaluate(struct parked *p)
             rp->last_stable_offset = hw;
             rp->log_start_offset = start;
             if (rq->fetch_offset < start || rq->fetch_offset > end) {
-                rp->error_code = E_OFFSET_OUT_OF_RANGE;
+                rp->error_code = KERR_OFFSET_OUT_OF_RANGE;
                 error = true;
                 continue;
             }
@@ -151,7 +151,7 @@ static int64_t evaluate(struct parked *p)
              * than the limits, so a consumer never gets stuck. */
             int r = plog_read(l.log, rq->fetch_offset, hw, (int32_t)want, total == 0, &res);
             if (r < 0) {
-                rp->error_code = r == -ERANGE ? E_OFFSET_OUT_OF_RANGE : 56;
+                rp->error_code = r == -ERANGE ? KERR_OFFSET_OUT_OF_RANGE : KERR_KAFKA_STORAGE_ERROR;
                 error = true;
                 continue;
             }
@@ -334,9 +334,9 @@ void api_list_offsets_handle(struct broker_ctx *b, struct kreq *req, void *body)
             rp->offset = -1;
             rp->leader_epoch = -1;
             struct replicas_leader l;
-            int e = topic ? replicas_lookup(b->reps, topic, rq->partition_index,
+            int16_t e = topic ? replicas_lookup(b->reps, topic, rq->partition_index,
                                             rq->current_leader_epoch, &l)
-                          : 3;
+                          : KERR_UNKNOWN_TOPIC_OR_PARTITION;
             if (e) {
                 rp->error_code = (int16_t)e;
                 continue;
@@ -347,7 +347,7 @@ void api_list_offsets_handle(struct broker_ctx *b, struct kreq *req, void *body)
             } else if (rq->timestamp == -2) {
                 rp->offset = plog_log_start_offset(l.log);
             } else if (rq->timestamp < 0) {
-                rp->error_code = 42; /* INVALID_REQUEST: -3 (max timestamp) not advertised */
+                rp->error_code = KERR_INVALID_REQUEST; /* -3 (max timestamp) not advertised */
                 continue;
             } else {
                 int64_t off, ts;
@@ -356,7 +356,7 @@ void api_list_offsets_handle(struct broker_ctx *b, struct kreq *req, void *body)
                     rp->offset = off;
                     rp->timestamp = ts;
                 } else if (r != -ENOENT) {
-                    rp->error_code = 56;
+                    rp->error_code = KERR_KAFKA_STORAGE_ERROR;
                 }
             }
             if (ver == 0) {
@@ -404,11 +404,11 @@ void api_offset_for_leader_epoch_handle(struct broker_ctx *b, struct kreq *req, 
             rp->leader_epoch = -1;
             rp->end_offset = -1;
             struct replicas_leader l;
-            int e =
+            int16_t e =
                 topic ? replicas_lookup(b->reps, topic, rq->partition, rq->current_leader_epoch, &l)
-                      : 3;
+                      : KERR_UNKNOWN_TOPIC_OR_PARTITION;
             if (e == 0 && !l.part)
-                e = 5;
+                e = KERR_LEADER_NOT_AVAILABLE;
             if (e) {
                 rp->error_code = (int16_t)e;
                 continue;

@@ -10,14 +10,12 @@
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
+#include "common/kerr.h"
 #include "common/log.h"
 #include "methods.h"
 #include "coordinator.pb-c.h"
 #include "common/meta/state.h"
 
-#define E_UNKNOWN_TOPIC        3
-#define E_LEADER_NOT_AVAILABLE 5
-#define E_INVALID_TOPIC        17
 #define AUTO_CREATE_WAIT_MS    5000
 
 struct md_ctx {
@@ -67,7 +65,7 @@ static bool fill_topic(struct kreq *req, const struct cstate *s, const struct cs
     for (int32_t i = 0; i < t->n_parts; i++) {
         const struct cstate_partition *p = &t->parts[i];
         struct kafka_metadata_response_partition *rp = &rt->partitions[i];
-        rp->error_code = p->leader < 0 ? E_LEADER_NOT_AVAILABLE : 0;
+        rp->error_code = p->leader < 0 ? KERR_LEADER_NOT_AVAILABLE : 0;
         rp->partition_index = i;
         rp->leader_id = p->leader;
         rp->leader_epoch = p->leader_epoch;
@@ -142,10 +140,10 @@ static void md_reply(struct broker_ctx *b, struct kreq *req, struct kafka_metada
             rt->name = m->topics[i].name;
             rt->topic_authorized_operations = INT32_MIN;
             rt->error_code =
-                name && cstate_topic_name_valid(name) ? E_UNKNOWN_TOPIC : E_INVALID_TOPIC;
+                name && cstate_topic_name_valid(name) ? KERR_UNKNOWN_TOPIC_OR_PARTITION : KERR_INVALID_TOPIC_EXCEPTION;
             if (name && cstate_topic_name_valid(name) && b->s->auto_create_topics &&
                 (ver < 4 || m->allow_auto_topic_creation))
-                rt->error_code = E_LEADER_NOT_AVAILABLE; /* being created */
+                rt->error_code = KERR_LEADER_NOT_AVAILABLE; /* being created */
         }
     }
     resp.n_topics = (int32_t)nt;

@@ -14,14 +14,9 @@
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
 #include "common/batch.h"
+#include "common/kerr.h"
 #include "common/log.h"
 
-#define E_CORRUPT_MESSAGE         2
-#define E_MESSAGE_TOO_LARGE       10
-#define E_INVALID_REQUIRED_ACKS   21
-#define E_KAFKA_STORAGE_ERROR     56
-#define E_UNSUPPORTED_COMPRESSION 76
-#define E_INVALID_RECORD          87
 
 /* Per-batch checks that need only the headers: size cap, codec support for
  * this version, no control batches from clients. Walks lengths safely; anything
@@ -35,12 +30,12 @@ static int16_t check_batches(const uint8_t *p, size_t len, int32_t max_bytes, in
             return 0;
         int64_t total = batch_total_size(&h);
         if (total > max_bytes)
-            return E_MESSAGE_TOO_LARGE;
+            return KERR_MESSAGE_TOO_LARGE;
         if (h.magic == BATCH_MAGIC_V2 && batch_compression(&h) == BATCH_COMPRESSION_ZSTD &&
             version < 7)
-            return E_UNSUPPORTED_COMPRESSION;
+            return KERR_UNSUPPORTED_COMPRESSION_TYPE;
         if (h.magic == BATCH_MAGIC_V2 && (h.attributes & BATCH_ATTR_CONTROL))
-            return E_INVALID_RECORD;
+            return KERR_INVALID_RECORD;
         if ((uint64_t)total > len - at)
             return 0;
         at += (size_t)total;
@@ -82,7 +77,7 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
                            struct plog_append_info *ret_info, struct replicas_leader *ret_l)
 {
     struct replicas_leader l;
-    int e = replicas_lookup(b->reps, topic, pd->index, -1, &l);
+    int16_t e = replicas_lookup(b->reps, topic, pd->index, -1, &l);
     if (e)
         return (int16_t)e;
     int16_t re = repl_produce_check(b->repl, l.part, acks);
@@ -90,7 +85,7 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
         return re;
     out->log_start_offset = plog_log_start_offset(l.log);
     if (pd->records.len <= 0)
-        return E_CORRUPT_MESSAGE;
+        return KERR_CORRUPT_MESSAGE;
     uint8_t *data = (uint8_t *)pd->records.ptr; /* our own request frame */
     size_t len = (size_t)pd->records.len;
     int16_t ce = check_batches(data, len, b->s->message_max_bytes, version);
@@ -98,14 +93,14 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
         return ce;
     int r = batch_validate_all(data, len, BATCH_VALIDATE_EXACT_COUNT, NULL, NULL);
     if (r < 0)
-        return E_CORRUPT_MESSAGE;
+        return KERR_CORRUPT_MESSAGE;
     struct plog_append_info info;
     r = logmgr_append(b->lm, l.log, data, len, PLOG_APPEND_ASSIGN_OFFSETS, l.leader_epoch, &info);
     if (r == -EMSGSIZE)
-        return E_MESSAGE_TOO_LARGE;
+        return KERR_MESSAGE_TOO_LARGE;
     if (r < 0) {
         log_error("kafka", "append to %s-%d failed: %s", topic, pd->index, strerror(-r));
-        return E_KAFKA_STORAGE_ERROR;
+        return KERR_KAFKA_STORAGE_ERROR;
     }
     out->base_offset = info.first_offset;
     out->log_start_offset = plog_log_start_offset(l.log);
@@ -167,9 +162,9 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
             rp->log_start_offset = -1;
             rp->error_message = api_slice(NULL);
             if (!acks_ok)
-                rp->error_code = E_INVALID_REQUIRED_ACKS;
+                rp->error_code = KERR_INVALID_REQUIRED_ACKS;
             else if (!topic)
-                rp->error_code = 3;
+                rp->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
             else {
                 struct plog_append_info info = {0};
                 struct replicas_leader l = {0};
@@ -184,7 +179,7 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
                     if (r == 0)
                         w->pending++;
                     else if (r < 0)
-                        rp->error_code = 7; /* REQUEST_TIMED_OUT: could not wait */
+                        rp->error_code = KERR_REQUEST_TIMED_OUT; /* could not wait */
                 }
             }
         }

@@ -4,8 +4,7 @@
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
-
-#define UNSUPPORTED_VERSION 35
+#include "common/kerr.h"
 
 void api_versions_handle(struct broker_ctx *b, struct kreq *req, void *body)
 {
@@ -37,7 +36,7 @@ void api_versions_unsupported(struct kreq *req)
     struct kafka_api_versions_response_api_version key = {.api_key = KAFKA_API_API_VERSIONS,
                                                           .min_version = e->min_version,
                                                           .max_version = e->max_version};
-    resp.error_code = UNSUPPORTED_VERSION;
+    resp.error_code = KERR_UNSUPPORTED_VERSION;
     resp.api_keys = &key;
     resp.n_api_keys = 1;
     req->reply_version = 0;

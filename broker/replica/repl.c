@@ -15,6 +15,7 @@
 #include "common/batch.h"
 #include "common/clock.h"
 #include "common/fsutil.h"
+#include "common/kerr.h"
 #include "common/log.h"
 #include "methods.h"
 #include "common/rpc.h"
@@ -22,15 +23,6 @@
 #include "common/meta/state.h"
 #include "replica.pb-c.h"
 
-#define E_OFFSET_OUT_OF_RANGE              1
-#define E_NOT_LEADER                       6
-#define E_REQUEST_TIMED_OUT                7
-#define E_NOT_ENOUGH_REPLICAS              19
-#define E_NOT_ENOUGH_REPLICAS_AFTER_APPEND 20
-#define E_KAFKA_STORAGE_ERROR              56
-#define E_UNKNOWN_LEADER_EPOCH             73
-#define E_FENCED_LEADER_EPOCH              74
-#define E_UNKNOWN_TOPIC_ID                 100
 
 
 #define FETCH_RPC_MAX_FRAME (128u * 1024 * 1024)
@@ -263,7 +255,7 @@ static void waiter_timeout(evutil_socket_t fd, short what, void *arg)
     struct ack_waiter *w = arg;
     (void)fd;
     (void)what;
-    waiter_finish(w, E_REQUEST_TIMED_OUT);
+    waiter_finish(w, KERR_REQUEST_TIMED_OUT);
 }
 
 static void fail_waiters(struct repl_part *p, int16_t err)
@@ -280,7 +272,7 @@ static void complete_waiters(struct repl *r, struct repl_part *p)
         return;
     bool lease = coordclient_lease_valid(r->cc, clock_mono_ms());
     while (p->wait_head && p->wait_head->last_offset < p->hw)
-        waiter_finish(p->wait_head, lease ? 0 : E_NOT_LEADER);
+        waiter_finish(p->wait_head, lease ? 0 : KERR_NOT_LEADER_OR_FOLLOWER);
 }
 
 /* HW = min LEO over the ISR and a member being added; never backwards; frozen
@@ -319,7 +311,7 @@ static void check_min_isr(struct repl *r, struct repl_part *p)
     if (p->role == ROLE_LEADER && p->n_isr < p->min_isr && p->wait_head) {
         log_info("replica", "%s-%d: ISR %u below min.insync.replicas %d: failing parked acks",
                  p->topic, p->partition, (unsigned)p->n_isr, (int)p->min_isr);
-        fail_waiters(p, E_NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+        fail_waiters(p, KERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND);
     }
 }
 
@@ -359,14 +351,14 @@ static void on_alter_response(int status, const struct ProtobufCMessage *msg, co
                      errmsg);
             p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
         } else if (resp->error_code || resp->n_results != 1) {
-            log_warn("replica", "%s-%d: ISR change refused: %d %s", a->topic, a->partition,
-                     resp->error_code, resp->error_message);
+            log_warn("replica", "%s-%d: ISR change refused: %s: %s", a->topic, a->partition,
+                     kerr_name((int16_t)resp->error_code), resp->error_message);
             p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
         } else {
             const Weir__Coord__AlterPartitionResult *res = resp->results[0];
             if (res->error_code) {
-                log_warn("replica", "%s-%d: ISR change refused: %d %s", a->topic, a->partition,
-                         res->error_code, res->error_message);
+                log_warn("replica", "%s-%d: ISR change refused: %s: %s", a->topic, a->partition,
+                         kerr_name((int16_t)res->error_code), res->error_message);
                 p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
             }
             /* The answer is committed state: adopt it now rather than at the
@@ -524,24 +516,24 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
         struct repl_part *p =
             part_by_id(r, fp->topic_id.data, fp->topic_id.len, fp->partition, &unknown_topic);
         if (!p) {
-            o->error_code = unknown_topic ? E_UNKNOWN_TOPIC_ID : E_NOT_LEADER;
+            o->error_code = unknown_topic ? KERR_UNKNOWN_TOPIC_ID : KERR_NOT_LEADER_OR_FOLLOWER;
             urgent = true;
             continue;
         }
         if (p->role != ROLE_LEADER || !p->log) {
-            o->error_code = E_NOT_LEADER;
+            o->error_code = KERR_NOT_LEADER_OR_FOLLOWER;
             urgent = true;
             continue;
         }
         if (fp->current_leader_epoch != p->leader_epoch) {
-            o->error_code = fp->current_leader_epoch < p->leader_epoch ? E_FENCED_LEADER_EPOCH
-                                                                       : E_UNKNOWN_LEADER_EPOCH;
+            o->error_code = fp->current_leader_epoch < p->leader_epoch ? KERR_FENCED_LEADER_EPOCH
+                                                                       : KERR_UNKNOWN_LEADER_EPOCH;
             urgent = true;
             continue;
         }
         struct rfollower *f = follower_of(p, req->replica_id);
         if (!f) {
-            o->error_code = E_NOT_LEADER; /* not a replica of this partition */
+            o->error_code = KERR_NOT_LEADER_OR_FOLLOWER; /* not a replica of this partition */
             urgent = true;
             continue;
         }
@@ -563,7 +555,7 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
             }
         }
         if (fp->fetch_offset < start || fp->fetch_offset > end) {
-            o->error_code = E_OFFSET_OUT_OF_RANGE;
+            o->error_code = KERR_OFFSET_OUT_OF_RANGE;
             o->high_watermark = p->hw;
             urgent = true;
             continue;
@@ -589,7 +581,7 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
         struct plog_read_result rr;
         int rc = plog_read(p->log, fp->fetch_offset, end, want, total == 0, &rr);
         if (rc < 0) {
-            o->error_code = rc == -ERANGE ? E_OFFSET_OUT_OF_RANGE : E_KAFKA_STORAGE_ERROR;
+            o->error_code = rc == -ERANGE ? KERR_OFFSET_OUT_OF_RANGE : KERR_KAFKA_STORAGE_ERROR;
             urgent = true;
             continue;
         }
@@ -600,7 +592,7 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
         uint8_t *buf = malloc((size_t)rr.length);
         if (!buf) {
             seg_file_unref(rr.file);
-            o->error_code = E_KAFKA_STORAGE_ERROR;
+            o->error_code = KERR_KAFKA_STORAGE_ERROR;
             urgent = true;
             continue;
         }
@@ -610,7 +602,7 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
             free(buf);
             log_error("replica", "%s-%d: reading for broker %d: %s", p->topic, p->partition,
                       req->replica_id, strerror(-rc));
-            o->error_code = E_KAFKA_STORAGE_ERROR;
+            o->error_code = KERR_KAFKA_STORAGE_ERROR;
             urgent = true;
             continue;
         }
@@ -845,7 +837,7 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
             if (!p || p->role != ROLE_FOLLOWER || p->fetcher != f ||
                 p->leader_epoch != it->leader_epoch || !p->log || leo(p) != it->fetch_offset)
                 continue;
-            if (o->error_code == E_OFFSET_OUT_OF_RANGE) {
+            if (o->error_code == KERR_OFFSET_OUT_OF_RANGE) {
                 int64_t end = leo(p);
                 if (o->log_end_offset >= 0 && end > o->log_end_offset) {
                     int64_t ne;
@@ -870,8 +862,9 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                 continue;
             }
             if (o->error_code) {
-                log_debug("replica", "%s-%d: fetch from leader %d at %" PRId64 ": error %d",
-                          p->topic, p->partition, p->leader, it->fetch_offset, o->error_code);
+                log_debug("replica", "%s-%d: fetch from leader %d at %" PRId64 ": %s",
+                          p->topic, p->partition, p->leader, it->fetch_offset,
+                          kerr_name((int16_t)o->error_code));
                 backoff = true;
                 continue;
             }
@@ -1046,7 +1039,7 @@ static int32_t topic_min_isr(struct repl *r, const struct cstate_topic *t)
 
 static void part_free(struct repl_part *p)
 {
-    fail_waiters(p, E_NOT_LEADER);
+    fail_waiters(p, KERR_NOT_LEADER_OR_FOLLOWER);
     epochcache_free(p->ec);
     free(p->replicas);
     free(p->isr);
@@ -1125,7 +1118,7 @@ static int copy_ids(int32_t **dst, const int32_t *src, size_t n)
 static void become_leader(struct repl *r, struct repl_part *p)
 {
     int64_t now = clock_mono_ms();
-    fail_waiters(p, E_NOT_LEADER); /* from an earlier leadership */
+    fail_waiters(p, KERR_NOT_LEADER_OR_FOLLOWER); /* from an earlier leadership */
     int rc = epochcache_assign(p->ec, p->leader_epoch, leo(p));
     if (rc < 0)
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
@@ -1150,7 +1143,7 @@ static void become_leader(struct repl *r, struct repl_part *p)
 static void become_follower(struct repl *r, struct repl_part *p)
 {
     (void)r;
-    fail_waiters(p, E_NOT_LEADER);
+    fail_waiters(p, KERR_NOT_LEADER_OR_FOLLOWER);
     free(p->fol);
     p->fol = NULL;
     p->alter_inflight = false;
@@ -1197,7 +1190,7 @@ void repl_on_metadata(struct repl *r)
             p->min_isr = min_isr;
             struct plog *log = logmgr_get(r->lm, t->name, pi);
             if (!log || part_attach_log(p, log) < 0) {
-                fail_waiters(p, E_NOT_LEADER);
+                fail_waiters(p, KERR_NOT_LEADER_OR_FOLLOWER);
                 p->role = ROLE_NONE;
                 p->log = NULL;
                 continue;
@@ -1265,11 +1258,11 @@ void repl_on_metadata(struct repl *r)
 int16_t repl_produce_check(struct repl *r, struct repl_part *p, int16_t acks)
 {
     if (!p || p->role != ROLE_LEADER || !p->log)
-        return E_NOT_LEADER;
+        return KERR_NOT_LEADER_OR_FOLLOWER;
     if (!coordclient_lease_valid(r->cc, clock_mono_ms()))
-        return E_NOT_LEADER;
+        return KERR_NOT_LEADER_OR_FOLLOWER;
     if (acks == -1 && p->n_isr < p->min_isr)
-        return E_NOT_ENOUGH_REPLICAS;
+        return KERR_NOT_ENOUGH_REPLICAS;
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/kerr.h"
 #include "common/log.h"
 #include "common/rpc_frame.h"
 #include "coordclient.h"
@@ -379,7 +380,7 @@ static void test_silent_broker_fenced_and_partitions_get_new_leaders(void **stat
     cc_free(d);
 
     /* The zombie's epoch is dead; a new incarnation registers with a new one. */
-    assert_int_equal(cc_heartbeat(&cc, 3, ep[3]), 77 /* STALE_BROKER_EPOCH */);
+    assert_int_equal(cc_heartbeat(&cc, 3, ep[3]), 77 /* KERR_STALE_BROKER_EPOCH */);
     int64_t again = -1;
     assert_int_equal(cc_register(&cc, 3, 2, NULL, &again), 0);
     assert_true(again > ep[3]);
@@ -461,7 +462,7 @@ static void test_returning_broker_gets_preferred_leaderships_back(void **state)
         Weir__Coord__AlterPartitionResponse *ar =
             alter_isr(&cc, 1, ep1, t, ps, isr, 2, ps->partition_epoch - 1);
         assert_non_null(ar);
-        assert_int_equal(ar->results[0]->error_code, 108 /* INVALID_UPDATE_VERSION */);
+        assert_int_equal(ar->results[0]->error_code, KERR_INVALID_UPDATE_VERSION);
         cc_free(ar);
         /* Only the leader may change the ISR. */
         ar = alter_isr(&cc, 2, ep2, t, ps, isr, 2, ps->partition_epoch);
@@ -532,7 +533,7 @@ static void test_returning_broker_gets_preferred_leaderships_back(void **state)
         RPC_OK);
     assert_int_equal(cs->error_code, 0);
     cc_free(cs);
-    assert_int_equal(cc_heartbeat(&cc, 2, ep2), 77 /* STALE_BROKER_EPOCH */);
+    assert_int_equal(cc_heartbeat(&cc, 2, ep2), 77 /* KERR_STALE_BROKER_EPOCH */);
     cc_client_deinit(&cc);
 }
 

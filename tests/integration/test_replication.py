@@ -203,7 +203,7 @@ def test_offset_for_leader_epoch_after_a_leader_change(cluster):
         # epoch 0 (the first leader's) ends where the new epoch starts: offset 3
         assert ofle(0) == (0, 0, 3)
         assert ofle(epoch) == (0, epoch, latest_leo(cluster, second))
-        assert ofle(0, current=epoch + 5)[0] == 73  # UNKNOWN_LEADER_EPOCH
+        assert ofle(0, current=epoch + 5)[0] == 75  # UNKNOWN_LEADER_EPOCH
     finally:
         conn.close()
 

@@ -32,6 +32,7 @@
 
 #include "coordinator/controller.h"
 #include "coordinator/session.h"
+#include "common/kerr.h"
 #include "common/meta/state.h"
 
 #define MAX_BROKERS   6
@@ -461,7 +462,7 @@ static bool do_register(struct sim *m, int32_t id, bool new_incarnation)
         .broker_id = id, .endpoints = &ep, .n_endpoints = 1, .rack = p->rack};
     uuid_of_proc(m, id, req.incarnation);
     const struct cstate_broker *b = cstate_broker(m->s, id);
-    int16_t want = CCTL_NONE;
+    int16_t want = KERR_NONE;
     int64_t want_epoch = m->s->next_broker_epoch;
     bool retry = false;
     if (b && b->state != CSTATE_BROKER_FENCED) {
@@ -469,7 +470,7 @@ static bool do_register(struct sim *m, int32_t id, bool new_incarnation)
             retry = true;
             want_epoch = b->epoch;
         } else {
-            want = CCTL_DUPLICATE_BROKER_REGISTRATION;
+            want = KERR_DUPLICATE_BROKER_REGISTRATION;
         }
     }
     int64_t epoch = -1;
@@ -496,7 +497,7 @@ static bool do_fence(struct sim *m, int32_t id, int64_t epoch, const char *why)
 {
     assert_int_equal(cctl_fence_broker(m->s, &m->ctx, id, epoch, &m->recs, &m->err), 0);
     say(m, "  fence %d (%s): %d %s\n", id, why, m->err.code, m->err.message);
-    if (!expect_code(m, CCTL_NONE) || !commit(m))
+    if (!expect_code(m, KERR_NONE) || !commit(m))
         return false;
     csession_remove(m->sess, id);
     const struct cstate_broker *b = cstate_broker(m->s, id);
@@ -519,10 +520,10 @@ static bool heartbeat(struct sim *m, int32_t id)
 {
     struct proc *p = &m->procs[id];
     const struct cstate_broker *b = cstate_broker(m->s, id);
-    int16_t want = !b ? CCTL_BROKER_ID_NOT_REGISTERED
+    int16_t want = !b ? KERR_BROKER_ID_NOT_REGISTERED
                    : (b->epoch != p->epoch || b->state == CSTATE_BROKER_FENCED)
-                       ? CCTL_STALE_BROKER_EPOCH
-                       : CCTL_NONE;
+                       ? KERR_STALE_BROKER_EPOCH
+                       : KERR_NONE;
     assert_int_equal(cctl_check_broker_epoch(m->s, id, p->epoch, &m->err), 0);
     if (!expect_code(m, want))
         return false;
@@ -597,36 +598,36 @@ static int16_t expect_alter(const struct sim *m, const struct cctl_alter_partiti
 {
     const struct cstate_broker *b = cstate_broker(m->s, r->broker_id);
     if (!b)
-        return CCTL_BROKER_ID_NOT_REGISTERED;
+        return KERR_BROKER_ID_NOT_REGISTERED;
     if (b->epoch != r->broker_epoch || b->state == CSTATE_BROKER_FENCED)
-        return CCTL_STALE_BROKER_EPOCH;
+        return KERR_STALE_BROKER_EPOCH;
     const struct cstate_topic *t = cstate_topic_by_id(m->s, r->topic_id);
     if (!t)
-        return CCTL_UNKNOWN_TOPIC_ID;
+        return KERR_UNKNOWN_TOPIC_ID;
     if (r->partition < 0 || r->partition >= t->n_parts)
-        return CCTL_UNKNOWN_TOPIC_OR_PARTITION;
+        return KERR_UNKNOWN_TOPIC_OR_PARTITION;
     const struct cstate_partition *p = &t->parts[r->partition];
     if (r->leader_epoch != p->leader_epoch)
-        return CCTL_FENCED_LEADER_EPOCH;
+        return KERR_FENCED_LEADER_EPOCH;
     if (r->broker_id != p->leader)
-        return CCTL_NOT_LEADER_OR_FOLLOWER;
+        return KERR_NOT_LEADER_OR_FOLLOWER;
     if (r->partition_epoch != p->partition_epoch)
-        return CCTL_INVALID_UPDATE_VERSION;
+        return KERR_INVALID_UPDATE_VERSION;
     bool has_leader = false;
     for (size_t i = 0; i < r->n_isr; i++) {
         if (!cstate_part_is_replica(p, r->isr[i]))
-            return CCTL_INVALID_REQUEST;
+            return KERR_INVALID_REQUEST;
         for (size_t j = 0; j < i; j++)
             if (r->isr[i] == r->isr[j])
-                return CCTL_INVALID_REQUEST;
+                return KERR_INVALID_REQUEST;
         has_leader = has_leader || r->isr[i] == p->leader;
     }
     if (!r->n_isr || !has_leader)
-        return CCTL_INVALID_REQUEST;
+        return KERR_INVALID_REQUEST;
     for (size_t i = 0; i < r->n_isr; i++)
         if (!cstate_part_in_isr(p, r->isr[i]) && !cstate_broker_eligible(m->s, r->isr[i]))
-            return CCTL_INELIGIBLE_REPLICA;
-    return CCTL_NONE;
+            return KERR_INELIGIBLE_REPLICA;
+    return KERR_NONE;
 }
 
 static bool send_alter(struct sim *m, struct cctl_alter_partition_req *req, const char *kind)
@@ -935,7 +936,7 @@ static bool ev_pause(struct sim *m)
         };
         if (!send_alter(m, &req, "after pause"))
             return false;
-        if (zombie && m->err.code != CCTL_STALE_BROKER_EPOCH)
+        if (zombie && m->err.code != KERR_STALE_BROKER_EPOCH)
             return violation(m, "zombie %d's ISR change got %d", id, m->err.code);
         break;
     }
@@ -950,10 +951,10 @@ static bool ev_controlled_shutdown(struct sim *m)
         return true;
     int32_t remaining = -1;
     const struct cstate_broker *b = cstate_broker(m->s, id);
-    int16_t want = !b ? CCTL_BROKER_ID_NOT_REGISTERED
+    int16_t want = !b ? KERR_BROKER_ID_NOT_REGISTERED
                    : b->epoch == p->epoch && b->state != CSTATE_BROKER_FENCED
-                       ? CCTL_NONE
-                       : CCTL_STALE_BROKER_EPOCH;
+                       ? KERR_NONE
+                       : KERR_STALE_BROKER_EPOCH;
     assert_int_equal(
         cctl_controlled_shutdown(m->s, &m->ctx, id, p->epoch, &m->recs, &remaining, &m->err), 0);
     say(m, "  controlled shutdown %d: %d remaining %d\n", id, m->err.code, remaining);
@@ -986,9 +987,9 @@ static bool ev_unregister(struct sim *m)
 {
     int32_t id = (int32_t)below(&m->rng, (uint32_t)m->n_brokers);
     const struct cstate_broker *b = cstate_broker(m->s, id);
-    int16_t want = !b                                 ? CCTL_BROKER_ID_NOT_REGISTERED
-                   : b->state != CSTATE_BROKER_FENCED ? CCTL_INVALID_REQUEST
-                                                      : CCTL_NONE;
+    int16_t want = !b                                 ? KERR_BROKER_ID_NOT_REGISTERED
+                   : b->state != CSTATE_BROKER_FENCED ? KERR_INVALID_REQUEST
+                                                      : KERR_NONE;
     assert_int_equal(cctl_unregister_broker(m->s, &m->ctx, id, &m->recs, &m->err), 0);
     say(m, "  unregister %d: %d\n", id, m->err.code);
     if (!expect_code(m, want))
@@ -1031,7 +1032,7 @@ static bool ev_create_topic(struct sim *m)
     int32_t manual[MAX_PARTS][MAX_BROKERS];
     struct cctl_assignment a[MAX_PARTS];
     bool use_manual = n > 0 && chance(&m->rng, 20) && (size_t)rf <= m->s->n_brokers;
-    int16_t manual_err = CCTL_NONE;
+    int16_t manual_err = KERR_NONE;
     if (use_manual) {
         for (int32_t i = 0; i < n; i++) {
             bool live = false;
@@ -1041,7 +1042,7 @@ static bool ev_create_topic(struct sim *m)
                 live = live || cstate_broker_eligible(m->s, manual[i][j]);
             }
             if (!live)
-                manual_err = CCTL_INVALID_REPLICA_ASSIGNMENT;
+                manual_err = KERR_INVALID_REPLICA_ASSIGNMENT;
             a[i] = (struct cctl_assignment){manual[i], (size_t)rf};
         }
     }
@@ -1054,13 +1055,13 @@ static bool ev_create_topic(struct sim *m)
         .configs = cfg,
         .n_configs = n_cfg,
     };
-    int16_t want = !cstate_topic_name_valid(name)      ? CCTL_INVALID_TOPIC_EXCEPTION
-                   : cstate_topic_by_name(m->s, name)  ? CCTL_TOPIC_ALREADY_EXISTS
-                   : bad_cfg                           ? CCTL_INVALID_CONFIG
+    int16_t want = !cstate_topic_name_valid(name)      ? KERR_INVALID_TOPIC_EXCEPTION
+                   : cstate_topic_by_name(m->s, name)  ? KERR_TOPIC_ALREADY_EXISTS
+                   : bad_cfg                           ? KERR_INVALID_CONFIG
                    : use_manual                        ? manual_err
-                   : n < 1                             ? CCTL_INVALID_PARTITIONS
-                   : (size_t)rf > eligible_count(m->s) ? CCTL_INVALID_REPLICATION_FACTOR
-                                                       : CCTL_NONE;
+                   : n < 1                             ? KERR_INVALID_PARTITIONS
+                   : (size_t)rf > eligible_count(m->s) ? KERR_INVALID_REPLICATION_FACTOR
+                                                       : KERR_NONE;
     assert_int_equal(cctl_create_topic(m->s, &m->ctx, &req, &m->recs, NULL, &m->err), 0);
     say(m, "  create %s n=%d rf=%d%s: %d %s\n", name, n, rf, use_manual ? " manual" : "",
         m->err.code, m->err.message);
@@ -1072,7 +1073,7 @@ static bool ev_create_topic(struct sim *m)
 static bool ev_delete_topic(struct sim *m)
 {
     const char *name = topic_name(m);
-    int16_t want = cstate_topic_by_name(m->s, name) ? CCTL_NONE : CCTL_UNKNOWN_TOPIC_OR_PARTITION;
+    int16_t want = cstate_topic_by_name(m->s, name) ? KERR_NONE : KERR_UNKNOWN_TOPIC_OR_PARTITION;
     assert_int_equal(cctl_delete_topic(m->s, &m->ctx, name, &m->recs, &m->err), 0);
     say(m, "  delete %s: %d\n", name, m->err.code);
     if (!expect_code(m, want))
@@ -1088,11 +1089,11 @@ static bool ev_add_partitions(struct sim *m)
     int32_t total = cur - 1 + (int32_t)below(&m->rng, 4);
     if (total > MAX_PARTS)
         total = cur + 1 > MAX_PARTS ? cur : MAX_PARTS;
-    int16_t want = !t             ? CCTL_UNKNOWN_TOPIC_OR_PARTITION
-                   : total <= cur ? CCTL_INVALID_PARTITIONS
+    int16_t want = !t             ? KERR_UNKNOWN_TOPIC_OR_PARTITION
+                   : total <= cur ? KERR_INVALID_PARTITIONS
                    : (size_t)t->parts[0].n_replicas > eligible_count(m->s)
-                       ? CCTL_INVALID_REPLICATION_FACTOR
-                       : CCTL_NONE;
+                       ? KERR_INVALID_REPLICATION_FACTOR
+                       : KERR_NONE;
     struct cctl_create_partitions_req req = {.name = name, .total_count = total};
     assert_int_equal(cctl_create_partitions(m->s, &m->ctx, &req, &m->recs, &m->err), 0);
     say(m, "  add partitions %s %d -> %d: %d %s\n", name, cur, total, m->err.code, m->err.message);
@@ -1109,9 +1110,9 @@ static bool ev_alter_config(struct sim *m)
     if (chance(&m->rng, 20))
         op = (struct cctl_kv){"retention.ms", chance(&m->rng, 50) ? "60000" : "never"};
     bool bad = op.value && !strcmp(op.value, "never");
-    int16_t want = !cstate_topic_by_name(m->s, name) ? CCTL_UNKNOWN_TOPIC_OR_PARTITION
-                   : bad                             ? CCTL_INVALID_CONFIG
-                                                     : CCTL_NONE;
+    int16_t want = !cstate_topic_by_name(m->s, name) ? KERR_UNKNOWN_TOPIC_OR_PARTITION
+                   : bad                             ? KERR_INVALID_CONFIG
+                                                     : KERR_NONE;
     assert_int_equal(cctl_alter_topic_config(m->s, &m->ctx, name, &op, 1, &m->recs, &m->err), 0);
     say(m, "  alter config %s %s=%s: %d\n", name, op.name, op.value ? op.value : "(remove)",
         m->err.code);

@@ -17,6 +17,7 @@
 
 #include "coordinator/controller.h"
 #include "coordinator/session.h"
+#include "common/kerr.h"
 #include "common/meta/state.h"
 #include "metadata.pb-c.h"
 
@@ -246,7 +247,7 @@ static void test_register_retry_by_same_incarnation_is_idempotent(void **state)
     incarnation(req.incarnation, 3, 7);
     int64_t again = -1;
     assert_int_equal(cctl_register_broker(e->s, &e->ctx, &req, &e->recs, &again, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_NONE);
+    assert_int_equal(e->err.code, KERR_NONE);
     assert_int_equal(again, epoch);
     assert_int_equal(e->recs.n, 0);
     env_free(e);
@@ -262,7 +263,7 @@ static void test_register_other_incarnation_refused_while_session_live(void **st
     incarnation(req.incarnation, 1, 2);
     int64_t got = -1;
     assert_int_equal(cctl_register_broker(e->s, &e->ctx, &req, &e->recs, &got, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_DUPLICATE_BROKER_REGISTRATION);
+    assert_int_equal(e->err.code, KERR_DUPLICATE_BROKER_REGISTRATION);
     assert_int_equal(got, -1);
     assert_int_equal(e->recs.n, 0);
     /* Also while shutting down: the session is still live. */
@@ -271,7 +272,7 @@ static void test_register_other_incarnation_refused_while_session_live(void **st
         cctl_controlled_shutdown(e->s, &e->ctx, 1, epoch, &e->recs, &remaining, &e->err), 0);
     commit(e);
     assert_int_equal(cctl_register_broker(e->s, &e->ctx, &req, &e->recs, &got, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_DUPLICATE_BROKER_REGISTRATION);
+    assert_int_equal(e->err.code, KERR_DUPLICATE_BROKER_REGISTRATION);
     env_free(e);
 }
 
@@ -302,23 +303,23 @@ static void test_heartbeat_with_stale_epoch_is_rejected(void **state)
     bootstrap(e, 2);
     int64_t old = e->epochs[0];
     assert_int_equal(cctl_check_broker_epoch(e->s, 0, old, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_NONE);
+    assert_int_equal(e->err.code, KERR_NONE);
     assert_int_equal(cctl_check_broker_epoch(e->s, 0, old + 100, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_STALE_BROKER_EPOCH);
+    assert_int_equal(e->err.code, KERR_STALE_BROKER_EPOCH);
     fence(e, 0);
     /* The fenced session's epoch is dead: a zombie's heartbeat is refused. */
     assert_int_equal(cctl_check_broker_epoch(e->s, 0, old, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_STALE_BROKER_EPOCH);
+    assert_int_equal(e->err.code, KERR_STALE_BROKER_EPOCH);
     int64_t now = reg(e, 0);
     assert_int_equal(cctl_check_broker_epoch(e->s, 0, old, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_STALE_BROKER_EPOCH);
+    assert_int_equal(e->err.code, KERR_STALE_BROKER_EPOCH);
     assert_int_equal(cctl_check_broker_epoch(e->s, 0, now, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_NONE);
+    assert_int_equal(e->err.code, KERR_NONE);
     assert_int_equal(cctl_check_broker_epoch(e->s, 9, 1, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_BROKER_ID_NOT_REGISTERED);
+    assert_int_equal(e->err.code, KERR_BROKER_ID_NOT_REGISTERED);
     /* A stale epoch cannot fence the new session either. */
     assert_int_equal(cctl_fence_broker(e->s, &e->ctx, 0, old, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_STALE_BROKER_EPOCH);
+    assert_int_equal(e->err.code, KERR_STALE_BROKER_EPOCH);
     assert_int_equal(e->recs.n, 0);
     env_free(e);
 }
@@ -335,23 +336,23 @@ static void test_register_rejects_malformed_requests(void **state)
     int64_t epoch;
     /* zero incarnation */
     assert_int_equal(cctl_register_broker(e->s, &e->ctx, &req, &e->recs, &epoch, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_REQUEST);
+    assert_int_equal(e->err.code, KERR_INVALID_REQUEST);
     incarnation(req.incarnation, 1, 1);
     req.endpoints = &bad_port;
     req.n_endpoints = 1;
     assert_int_equal(cctl_register_broker(e->s, &e->ctx, &req, &e->recs, &epoch, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_REQUEST);
+    assert_int_equal(e->err.code, KERR_INVALID_REQUEST);
     req.endpoints = &no_host;
     assert_int_equal(cctl_register_broker(e->s, &e->ctx, &req, &e->recs, &epoch, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_REQUEST);
+    assert_int_equal(e->err.code, KERR_INVALID_REQUEST);
     req.endpoints = twice;
     req.n_endpoints = 2;
     assert_int_equal(cctl_register_broker(e->s, &e->ctx, &req, &e->recs, &epoch, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_REQUEST);
+    assert_int_equal(e->err.code, KERR_INVALID_REQUEST);
     req.broker_id = -1;
     req.n_endpoints = 0;
     assert_int_equal(cctl_register_broker(e->s, &e->ctx, &req, &e->recs, &epoch, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_REQUEST);
+    assert_int_equal(e->err.code, KERR_INVALID_REQUEST);
     assert_int_equal(e->recs.n, 0);
     assert_int_equal(e->s->n_brokers, 0);
     env_free(e);
@@ -450,7 +451,7 @@ static void test_min_isr_and_unclean_overrides_through_alter_config(void **state
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const struct cctl_kv kv = {"min.insync.replicas", bad[i]};
         assert_int_equal(cctl_alter_topic_config(e->s, &e->ctx, "t", &kv, 1, &e->recs, &e->err), 0);
-        if (e->err.code != CCTL_INVALID_CONFIG)
+        if (e->err.code != KERR_INVALID_CONFIG)
             fail_msg("min.insync.replicas=%s accepted", bad[i]);
         assert_non_null(strstr(e->err.message, "min.insync.replicas"));
         assert_int_equal(e->recs.n, 0);
@@ -523,7 +524,7 @@ static void test_enabling_unclean_election_elects_offline_partitions(void **stat
     assert_int_equal(part(e, "t", 0)->leader, -1);
     const struct cctl_kv on = {"unclean.leader.election.enable", "true"};
     assert_int_equal(cctl_alter_topic_config(e->s, &e->ctx, "t", &on, 1, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_NONE);
+    assert_int_equal(e->err.code, KERR_NONE);
     assert_int_equal(commit(e), 2);
     assert_int_equal(part(e, "t", 0)->leader, 1);
     assert_string_equal(
@@ -536,9 +537,9 @@ static void test_enabling_unclean_election_elects_offline_partitions(void **stat
         cstate_topic_config(cstate_topic_by_name(e->s, "t"), "unclean.leader.election.enable"));
     const struct cctl_kv bad = {"retention.ms", "soon"};
     assert_int_equal(cctl_alter_topic_config(e->s, &e->ctx, "t", &bad, 1, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_CONFIG);
+    assert_int_equal(e->err.code, KERR_INVALID_CONFIG);
     assert_int_equal(cctl_alter_topic_config(e->s, &e->ctx, "nope", &on, 1, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(e->err.code, KERR_UNKNOWN_TOPIC_OR_PARTITION);
     assert_int_equal(e->recs.n, 0);
     env_free(e);
 }
@@ -595,36 +596,36 @@ static void test_alter_partition_rejects_stale_and_invalid_requests(void **state
     reg(e, 0);
     const int32_t isr12[] = {1, 2};
     /* the old leader, with its old epochs */
-    assert_int_equal(alter(e, 0, "t", 0, 0, 0, isr12, 2), CCTL_FENCED_LEADER_EPOCH);
+    assert_int_equal(alter(e, 0, "t", 0, 0, 0, isr12, 2), KERR_FENCED_LEADER_EPOCH);
     /* a follower with the current epochs */
-    assert_int_equal(alter(e, 2, "t", 0, 1, 1, isr12, 2), CCTL_NOT_LEADER_OR_FOLLOWER);
+    assert_int_equal(alter(e, 2, "t", 0, 1, 1, isr12, 2), KERR_NOT_LEADER_OR_FOLLOWER);
     /* the leader with a partition epoch it should have refreshed */
     assert_int_equal(alter(e, 1, "t", 0, 1, 0, (const int32_t[]){1}, 1),
-                     CCTL_INVALID_UPDATE_VERSION);
+                     KERR_INVALID_UPDATE_VERSION);
     /* a leader epoch from the future */
-    assert_int_equal(alter(e, 1, "t", 0, 2, 1, (const int32_t[]){1}, 1), CCTL_FENCED_LEADER_EPOCH);
+    assert_int_equal(alter(e, 1, "t", 0, 2, 1, (const int32_t[]){1}, 1), KERR_FENCED_LEADER_EPOCH);
     /* malformed ISRs */
-    assert_int_equal(alter(e, 1, "t", 0, 1, 1, (const int32_t[]){2}, 1), CCTL_INVALID_REQUEST);
-    assert_int_equal(alter(e, 1, "t", 0, 1, 1, (const int32_t[]){1, 3}, 2), CCTL_INVALID_REQUEST);
-    assert_int_equal(alter(e, 1, "t", 0, 1, 1, (const int32_t[]){1, 1}, 2), CCTL_INVALID_REQUEST);
-    assert_int_equal(alter(e, 1, "t", 0, 1, 1, NULL, 0), CCTL_INVALID_REQUEST);
+    assert_int_equal(alter(e, 1, "t", 0, 1, 1, (const int32_t[]){2}, 1), KERR_INVALID_REQUEST);
+    assert_int_equal(alter(e, 1, "t", 0, 1, 1, (const int32_t[]){1, 3}, 2), KERR_INVALID_REQUEST);
+    assert_int_equal(alter(e, 1, "t", 0, 1, 1, (const int32_t[]){1, 1}, 2), KERR_INVALID_REQUEST);
+    assert_int_equal(alter(e, 1, "t", 0, 1, 1, NULL, 0), KERR_INVALID_REQUEST);
     /* a stale broker epoch */
     int64_t saved = e->epochs[1];
     e->epochs[1] = saved - 1;
-    assert_int_equal(alter(e, 1, "t", 0, 1, 1, isr12, 2), CCTL_STALE_BROKER_EPOCH);
+    assert_int_equal(alter(e, 1, "t", 0, 1, 1, isr12, 2), KERR_STALE_BROKER_EPOCH);
     e->epochs[1] = saved;
     /* unknown topic or partition */
-    assert_int_equal(alter(e, 1, "nope", 0, 1, 1, isr12, 2), CCTL_UNKNOWN_TOPIC_OR_PARTITION);
-    assert_int_equal(alter(e, 1, "t", 5, 1, 1, isr12, 2), CCTL_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(alter(e, 1, "nope", 0, 1, 1, isr12, 2), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(alter(e, 1, "t", 5, 1, 1, isr12, 2), KERR_UNKNOWN_TOPIC_OR_PARTITION);
     uint8_t zero[16] = {0};
     struct cctl_alter_partition_req req = {
         .broker_id = 1, .broker_epoch = e->epochs[1], .topic_id = zero, .isr = isr12, .n_isr = 2};
     assert_int_equal(cctl_alter_partition(e->s, &e->ctx, &req, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_UNKNOWN_TOPIC_ID);
+    assert_int_equal(e->err.code, KERR_UNKNOWN_TOPIC_ID);
     /* adding a fenced broker */
     fence(e, 0);
     assert_int_equal(alter(e, 1, "t", 0, 1, 1, (const int32_t[]){1, 2, 0}, 3),
-                     CCTL_INELIGIBLE_REPLICA);
+                     KERR_INELIGIBLE_REPLICA);
     assert_int_equal(part(e, "t", 0)->partition_epoch, 1);
     env_free(e);
 }
@@ -641,13 +642,13 @@ static void test_create_topic_validates_names(void **state)
     long_name[250] = 0;
     const char *bad[] = {"", ".", "..", "a b", "a/b", "caf\xc3\xa9", "x:y", long_name};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(create_err(e, bad[i], 1, 1, NULL, 0), CCTL_INVALID_TOPIC_EXCEPTION);
-    assert_int_equal(create_err(e, NULL, 1, 1, NULL, 0), CCTL_INVALID_TOPIC_EXCEPTION);
+        assert_int_equal(create_err(e, bad[i], 1, 1, NULL, 0), KERR_INVALID_TOPIC_EXCEPTION);
+    assert_int_equal(create_err(e, NULL, 1, 1, NULL, 0), KERR_INVALID_TOPIC_EXCEPTION);
     long_name[249] = 0;
     assert_int_equal(create_err(e, long_name, 1, 1, NULL, 0), 0);
     assert_int_equal(create_err(e, "...", 1, 1, NULL, 0), 0);
     assert_int_equal(create_err(e, "A-z_0.9", 1, 1, NULL, 0), 0);
-    assert_int_equal(create_err(e, "A-z_0.9", 1, 1, NULL, 0), CCTL_TOPIC_ALREADY_EXISTS);
+    assert_int_equal(create_err(e, "A-z_0.9", 1, 1, NULL, 0), KERR_TOPIC_ALREADY_EXISTS);
     env_free(e);
 }
 
@@ -656,21 +657,21 @@ static void test_create_topic_rejects_bad_counts_and_configs(void **state)
     (void)state;
     struct env *e = env_new();
     bootstrap(e, 3);
-    assert_int_equal(create_err(e, "t", 0, 1, NULL, 0), CCTL_INVALID_PARTITIONS);
-    assert_int_equal(create_err(e, "t", -5, 1, NULL, 0), CCTL_INVALID_PARTITIONS);
+    assert_int_equal(create_err(e, "t", 0, 1, NULL, 0), KERR_INVALID_PARTITIONS);
+    assert_int_equal(create_err(e, "t", -5, 1, NULL, 0), KERR_INVALID_PARTITIONS);
     assert_int_equal(create_err(e, "t", CCTL_MAX_PARTITIONS_PER_REQUEST + 1, 1, NULL, 0),
-                     CCTL_INVALID_PARTITIONS);
-    assert_int_equal(create_err(e, "t", 1, 0, NULL, 0), CCTL_INVALID_REPLICATION_FACTOR);
-    assert_int_equal(create_err(e, "t", 1, 4, NULL, 0), CCTL_INVALID_REPLICATION_FACTOR);
+                     KERR_INVALID_PARTITIONS);
+    assert_int_equal(create_err(e, "t", 1, 0, NULL, 0), KERR_INVALID_REPLICATION_FACTOR);
+    assert_int_equal(create_err(e, "t", 1, 4, NULL, 0), KERR_INVALID_REPLICATION_FACTOR);
     assert_int_equal(create_err(e, "t", 1, 3, NULL, 0), 0);
     /* only live brokers count */
     fence(e, 2);
-    assert_int_equal(create_err(e, "t2", 1, 3, NULL, 0), CCTL_INVALID_REPLICATION_FACTOR);
+    assert_int_equal(create_err(e, "t2", 1, 3, NULL, 0), KERR_INVALID_REPLICATION_FACTOR);
     int32_t remaining;
     assert_int_equal(
         cctl_controlled_shutdown(e->s, &e->ctx, 1, e->epochs[1], &e->recs, &remaining, &e->err), 0);
     commit(e);
-    assert_int_equal(create_err(e, "t2", 1, 2, NULL, 0), CCTL_INVALID_REPLICATION_FACTOR);
+    assert_int_equal(create_err(e, "t2", 1, 2, NULL, 0), KERR_INVALID_REPLICATION_FACTOR);
     assert_int_equal(create_err(e, "t2", 1, 1, NULL, 0), 0);
 
     const struct cctl_kv bad[][1] = {
@@ -689,9 +690,9 @@ static void test_create_topic_rejects_bad_counts_and_configs(void **state)
         {{"max.message.bytes", NULL}},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(create_err(e, "t3", 1, 1, bad[i], 1), CCTL_INVALID_CONFIG);
+        assert_int_equal(create_err(e, "t3", 1, 1, bad[i], 1), KERR_INVALID_CONFIG);
     const struct cctl_kv twice[] = {{"retention.ms", "1"}, {"retention.ms", "2"}};
-    assert_int_equal(create_err(e, "t3", 1, 1, twice, 2), CCTL_INVALID_CONFIG);
+    assert_int_equal(create_err(e, "t3", 1, 1, twice, 2), KERR_INVALID_CONFIG);
     const struct cctl_kv good[] = {
         {"cleanup.policy", "compact,delete"}, {"retention.ms", "-1"},
         {"retention.bytes", "1073741824"},    {"segment.bytes", "1048576"},
@@ -751,7 +752,7 @@ static void test_create_topic_honours_and_validates_manual_assignment(void **sta
         .n_assignments = 2,
     };
     assert_int_equal(cctl_create_topic(e->s, &e->ctx, &req, &e->recs, NULL, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_NONE);
+    assert_int_equal(e->err.code, KERR_NONE);
     commit(e);
     const struct cstate_partition *p = part(e, "m", 0);
     assert_int_equal(cstate_part_replicas(p)[0], 2);
@@ -768,13 +769,13 @@ static void test_create_topic_honours_and_validates_manual_assignment(void **sta
         int32_t parts, rf;
         int16_t code;
     } cases[] = {
-        {{{dup, 2}}, 1, -1, -1, CCTL_INVALID_REPLICA_ASSIGNMENT},
-        {{{unknown, 2}}, 1, -1, -1, CCTL_INVALID_REPLICA_ASSIGNMENT},
-        {{{p0, 2}, {three, 3}}, 2, -1, -1, CCTL_INVALID_REPLICA_ASSIGNMENT},
-        {{{dead, 1}}, 1, -1, -1, CCTL_INVALID_REPLICA_ASSIGNMENT},
-        {{{NULL, 0}}, 1, -1, -1, CCTL_INVALID_REPLICA_ASSIGNMENT},
-        {{{p0, 2}}, 1, 1, -1, CCTL_INVALID_REQUEST},
-        {{{p0, 2}}, 1, -1, 2, CCTL_INVALID_REQUEST},
+        {{{dup, 2}}, 1, -1, -1, KERR_INVALID_REPLICA_ASSIGNMENT},
+        {{{unknown, 2}}, 1, -1, -1, KERR_INVALID_REPLICA_ASSIGNMENT},
+        {{{p0, 2}, {three, 3}}, 2, -1, -1, KERR_INVALID_REPLICA_ASSIGNMENT},
+        {{{dead, 1}}, 1, -1, -1, KERR_INVALID_REPLICA_ASSIGNMENT},
+        {{{NULL, 0}}, 1, -1, -1, KERR_INVALID_REPLICA_ASSIGNMENT},
+        {{{p0, 2}}, 1, 1, -1, KERR_INVALID_REQUEST},
+        {{{p0, 2}}, 1, -1, 2, KERR_INVALID_REQUEST},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct cctl_create_topic_req r = {
@@ -797,12 +798,12 @@ static void test_delete_topic(void **state)
     struct env *e = env_new();
     bootstrap(e, 1);
     assert_int_equal(cctl_delete_topic(e->s, &e->ctx, "t", &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(e->err.code, KERR_UNKNOWN_TOPIC_OR_PARTITION);
     create(e, "t", 3, 1);
     uint8_t old_id[16];
     memcpy(old_id, cstate_topic_by_name(e->s, "t")->id, 16);
     assert_int_equal(cctl_delete_topic(e->s, &e->ctx, "t", &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_NONE);
+    assert_int_equal(e->err.code, KERR_NONE);
     commit(e);
     assert_null(cstate_topic_by_name(e->s, "t"));
     assert_null(cstate_topic_by_id(e->s, old_id));
@@ -821,18 +822,18 @@ static void test_create_partitions_never_fewer(void **state)
     create(e, "t", 3, 2);
     struct cctl_create_partitions_req req = {.name = "t", .total_count = 2};
     assert_int_equal(cctl_create_partitions(e->s, &e->ctx, &req, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_PARTITIONS);
+    assert_int_equal(e->err.code, KERR_INVALID_PARTITIONS);
     req.total_count = 3;
     assert_int_equal(cctl_create_partitions(e->s, &e->ctx, &req, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_PARTITIONS);
+    assert_int_equal(e->err.code, KERR_INVALID_PARTITIONS);
     req.name = "nope";
     req.total_count = 5;
     assert_int_equal(cctl_create_partitions(e->s, &e->ctx, &req, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(e->err.code, KERR_UNKNOWN_TOPIC_OR_PARTITION);
     assert_int_equal(e->recs.n, 0);
     req.name = "t";
     assert_int_equal(cctl_create_partitions(e->s, &e->ctx, &req, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_NONE);
+    assert_int_equal(e->err.code, KERR_NONE);
     commit(e);
     const struct cstate_topic *t = cstate_topic_by_name(e->s, "t");
     assert_int_equal(t->n_parts, 5);
@@ -848,14 +849,14 @@ static void test_create_partitions_never_fewer(void **state)
     req.assignments = &one_rf1;
     req.n_assignments = 1;
     assert_int_equal(cctl_create_partitions(e->s, &e->ctx, &req, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(e->err.code, KERR_INVALID_REPLICA_ASSIGNMENT);
     req.total_count = 7;
     req.assignments = &one;
     assert_int_equal(cctl_create_partitions(e->s, &e->ctx, &req, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(e->err.code, KERR_INVALID_REPLICA_ASSIGNMENT);
     req.total_count = 6;
     assert_int_equal(cctl_create_partitions(e->s, &e->ctx, &req, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_NONE);
+    assert_int_equal(e->err.code, KERR_NONE);
     commit(e);
     assert_int_equal(cstate_topic_by_name(e->s, "t")->parts[5].leader, 0);
     /* the topic's RF no longer fits the live brokers */
@@ -865,7 +866,7 @@ static void test_create_partitions_never_fewer(void **state)
     req.assignments = NULL;
     req.n_assignments = 0;
     assert_int_equal(cctl_create_partitions(e->s, &e->ctx, &req, &e->recs, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_INVALID_REPLICATION_FACTOR);
+    assert_int_equal(e->err.code, KERR_INVALID_REPLICATION_FACTOR);
     env_free(e);
 }
 
@@ -884,7 +885,7 @@ static void test_controlled_shutdown_moves_leaderships_first(void **state)
     int32_t remaining = -1;
     assert_int_equal(
         cctl_controlled_shutdown(e->s, &e->ctx, 0, e->epochs[0], &e->recs, &remaining, &e->err), 0);
-    assert_int_equal(e->err.code, CCTL_NONE);
+    assert_int_equal(e->err.code, KERR_NONE);
     assert_int_equal(remaining, 1);
     commit(e);
     assert_int_equal(cstate_broker(e->s, 0)->state, CSTATE_BROKER_CONTROLLED_SHUTDOWN);
@@ -901,8 +902,8 @@ static void test_controlled_shutdown_moves_leaderships_first(void **state)
 
     /* It may not rejoin ISRs or be chosen as a replica now. */
     assert_int_equal(alter(e, 1, "c", 0, 0, 1, (const int32_t[]){1, 0}, 2),
-                     CCTL_INELIGIBLE_REPLICA);
-    assert_int_equal(create_err(e, "n", 1, 3, NULL, 0), CCTL_INVALID_REPLICATION_FACTOR);
+                     KERR_INELIGIBLE_REPLICA);
+    assert_int_equal(create_err(e, "n", 1, 3, NULL, 0), KERR_INVALID_REPLICATION_FACTOR);
 
     /* The follower of b catches up; the leader's ISR expansion hands over. */
     p = part(e, "b", 0);
