@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import checker as weir_checker  # noqa: E402
 import cluster as weir_cluster  # noqa: E402
+import deps  # noqa: E402
 import kafka_raw  # noqa: E402
 import logcmp  # noqa: E402
 
@@ -143,8 +144,9 @@ def fault_cluster(request, netns=False):
     ns = None
     if netns:
         why = weir_cluster.Netns.available()
-        if why:
-            pytest.skip("network namespaces unavailable: %s" % why)
+        deps.require(why is None, "network namespaces unavailable (%s)" % why,
+                     "run as root (CAP_SYS_ADMIN and CAP_NET_ADMIN) with iproute2 installed "
+                     "(deploy/install-deps.sh)")
         ns = weir_cluster.Netns(["coordinator", 1, 2, 3]).start()
     c = None
     failed_before = request.session.testsfailed
