@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import checker as weir_checker  # noqa: E402
 import cluster as weir_cluster  # noqa: E402
+import deps  # noqa: E402
 import kafka_raw  # noqa: E402
 import logcmp  # noqa: E402
 
@@ -143,8 +144,9 @@ def fault_cluster(request, netns=False):
     ns = None
     if netns:
         why = weir_cluster.Netns.available()
-        if why:
-            pytest.skip("network namespaces unavailable: %s" % why)
+        deps.require(why is None, "network namespaces unavailable (%s)" % why,
+                     "run as root (CAP_SYS_ADMIN and CAP_NET_ADMIN) with iproute2 installed "
+                     "(deploy/install-deps.sh)")
         ns = weir_cluster.Netns(["coordinator", 1, 2, 3]).start()
     c = None
     failed_before = request.session.testsfailed
@@ -157,17 +159,17 @@ def fault_cluster(request, netns=False):
         yield c
         ok = True
     finally:
-        codes = c.stop_all() if c is not None else {}
-        if ns is not None:
-            ns.close()
-            assert not ns.leftovers(), "namespaces/links left: %r" % ns.leftovers()
-        if c is not None:
-            if ok and request.session.testsfailed == failed_before:
-                c.cleanup()
-            else:
-                print("\nlogs kept in %s\n%s" % (c.root, c.tails()))
-    bad = {k: v for k, v in codes.items() if v not in (0, None)}
-    assert not bad, "processes exited badly at the end: %r" % bad
+        # Every process started, restarted ones included, must have exited 0 on
+        # SIGTERM, or -9 when the scenario killed it on purpose.
+        problems = []
+        try:
+            if c is not None:
+                problems = c.finish(failed=not ok or request.session.testsfailed != failed_before)
+        finally:
+            if ns is not None:
+                ns.close()
+                assert not ns.leftovers(), "namespaces/links left: %r" % ns.leftovers()
+    assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 def verify(c, ch, label, run, extra="", after=None):

@@ -29,14 +29,9 @@ def cluster(request):
     try:
         yield c
     finally:
-        codes = c.stop_all()
-        if request.session.testsfailed != failed_before:
-            print("\nlogs kept in %s\n%s" % (c.root, c.tails()))
-        else:
-            c.cleanup()
-        # A broker that does not shut down cleanly is a failure of its own.
-        bad = {k: v for k, v in codes.items() if v not in (0, None)}
-        assert not bad, "processes exited badly: %r" % bad
+        # A process that does not exit 0 on SIGTERM (a sanitizer report) is a failure.
+        problems = c.finish(failed=request.session.testsfailed != failed_before)
+        assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 def kcat(*args, stdin=None):
@@ -288,9 +283,8 @@ def test_idle_connections_are_closed():
         finally:
             conn.close()
     finally:
-        codes = c.stop_all()
-        c.cleanup()
-    assert codes["broker-1"] == 0
+        problems = c.finish(failed=False)  # logs kept if a process exited badly
+    assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 def test_admin_requests_are_forwarded_and_seen_in_metadata_at_once(cluster):
@@ -374,9 +368,8 @@ def test_metadata_auto_creates_only_when_enabled():
             finally:
                 conn.close()
         finally:
-            codes = c.stop_all()
-            c.cleanup()
-        assert codes["broker-1"] == 0
+            problems = c.finish(failed=False)  # logs kept if a process exited badly
+        assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 def test_produce_errors_too_large_and_bad_acks():
@@ -396,9 +389,8 @@ def test_produce_errors_too_large_and_bad_acks():
         finally:
             conn.close()
     finally:
-        codes = c.stop_all()
-        c.cleanup()
-    assert codes["broker-1"] == 0
+        problems = c.finish(failed=False)  # logs kept if a process exited badly
+    assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 def test_in_flight_cap_pauses_reading_but_keeps_order():
@@ -417,9 +409,8 @@ def test_in_flight_cap_pauses_reading_but_keeps_order():
         finally:
             conn.close()
     finally:
-        codes = c.stop_all()
-        c.cleanup()
-    assert codes["broker-1"] == 0
+        problems = c.finish(failed=False)  # logs kept if a process exited badly
+    assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 def test_broker_keeps_serving_without_the_coordinator_and_rejoins(cluster):
@@ -478,9 +469,8 @@ def test_unread_responses_pause_reading_until_the_client_catches_up():
         finally:
             conn.close()
     finally:
-        codes = c.stop_all()
-        c.cleanup()
-    assert codes["broker-1"] == 0
+        problems = c.finish(failed=False)  # logs kept if a process exited badly
+    assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
@@ -564,9 +554,8 @@ def test_zookeeper_connect_is_an_alias_and_bad_config_exits_2():
         assert bad.returncode == 2
         assert b"no.such.key" in bad.stderr
     finally:
-        codes = c.stop_all()
-        c.cleanup()
-    assert codes["broker-7"] == 0
+        problems = c.finish(failed=False)  # logs kept if a process exited badly
+    assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 def test_flexible_metadata_v9_lists_brokers_and_partitions(cluster):

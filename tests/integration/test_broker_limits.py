@@ -34,13 +34,9 @@ def cluster(request):
     try:
         yield c
     finally:
-        codes = c.stop_all()
-        if request.session.testsfailed != failed_before:
-            print("\nlogs kept in %s\n%s" % (c.root, c.tails()))
-        else:
-            c.cleanup()
-        bad = {k: v for k, v in codes.items() if v not in (0, None)}
-        assert not bad, "processes exited badly: %r" % bad
+        # A process that does not exit 0 on SIGTERM (a sanitizer report) is a failure.
+        problems = c.finish(failed=request.session.testsfailed != failed_before)
+        assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 def create_topic(c, name, partitions, timeout=20):

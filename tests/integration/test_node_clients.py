@@ -9,6 +9,10 @@ creates a topic, produces keyed messages with headers and reads them back with
 Fetch requests sent to each partition's leader WITHOUT a consumer group, and
 checks the JSON the script prints.
 
+Without node/npm, with a node too old for a client, or with the npm registry
+unreachable before the first install, the tests skip with what is missing and how
+to get it; under CI=true they fail instead (tests/support/deps.py).
+
 No group is used because neither client can consume through a group without
 the group APIs, and the point here is the data path: CreateTopics, Metadata,
 Produce, ListOffsets and Fetch as each client encodes and decodes them
@@ -31,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 
 import cluster as weir_cluster  # noqa: E402
+import deps  # noqa: E402
 
 NODE_SRC = os.path.join(HERE, "node")
 STAMP = ".installed-from"
@@ -80,8 +85,9 @@ def read_stamp(cache):
 def node_cache():
     """The npm install under the build tree, with the scripts copied next to
     node_modules (an .mjs file resolves packages from its own directory only)."""
-    if node_version() is None or shutil.which("npm") is None:
-        pytest.skip("node/npm not on PATH (deploy/install-deps.sh installs them)")
+    deps.require(node_version() is not None and shutil.which("npm") is not None,
+                 "node or npm not on PATH",
+                 "deploy/install-deps.sh installs them (Debian packages nodejs, npm)")
     cache = os.path.join(weir_cluster.build_dir(), "node-cache")
     os.makedirs(cache, exist_ok=True)
     with open(os.path.join(cache, ".lock"), "w") as lock:
@@ -109,7 +115,11 @@ def node_cache():
                 # An offline machine says nothing about the broker; any other
                 # npm failure (bad pin, broken package) is a real failure.
                 why = [ln for ln in err.splitlines() if any(c in ln for c in OFFLINE_ERRORS)]
-                pytest.skip("npm registry unreachable, cannot install %s: %s" % (PINNED, why[0]))
+                deps.require(False, "npm registry unreachable, cannot install %s (%s)" % (
+                    ", ".join("%s %s" % pv for pv in PINNED.items()), why[0].strip()),
+                    "run once with access to the npm registry (`npm config get registry`; "
+                    "a proxy with `npm config set proxy`): the install is kept in %s and "
+                    "reused offline" % cache)
             assert p.returncode == 0, "npm install failed (%d): %s" % (p.returncode, err[-2000:])
         for p, v in PINNED.items():
             assert installed_version(cache, p) == v, "%s is not %s in %s" % (p, v, cache)
@@ -130,13 +140,9 @@ def cluster(request):
     try:
         yield c
     finally:
-        codes = c.stop_all()
-        if request.session.testsfailed != failed_before:
-            print("\nlogs kept in %s\n%s" % (c.root, c.tails()))
-        else:
-            c.cleanup()
-        bad = {k: v for k, v in codes.items() if v not in (0, None)}
-        assert not bad, "processes exited badly: %r" % bad
+        # A process that does not exit 0 on SIGTERM (a sanitizer report) is a failure.
+        problems = c.finish(failed=request.session.testsfailed != failed_before)
+        assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 def run_script(cache, script, c, topic):
@@ -221,15 +227,23 @@ def test_kafkajs_creates_produces_and_fetches_without_a_group(node_cache, cluste
     check_round_trip(res, "kafkajs")
 
 
-NODE_VERSION = node_version()
+@pytest.fixture
+def platformatic_cache(node_cache):
+    """node_cache, on a node that @platformatic/kafka supports (checked before the
+    cluster starts)."""
+    have = node_version()
+    deps.require(have >= PLATFORMATIC_MIN_NODE,
+                 "@platformatic/kafka %s needs node >= %s, found %s" % (
+                     PINNED["@platformatic/kafka"], ".".join(map(str, PLATFORMATIC_MIN_NODE)),
+                     ".".join(map(str, have))),
+                 "put a newer node first on PATH (nodejs.org or NodeSource packages; "
+                 "Debian 12's nodejs is 18.x)")
+    return node_cache
 
 
-@pytest.mark.skipif(NODE_VERSION is not None and NODE_VERSION < PLATFORMATIC_MIN_NODE,
-                    reason="@platformatic/kafka 1.35.0 needs node >= %s, this is %s" % (
-                        ".".join(map(str, PLATFORMATIC_MIN_NODE)),
-                        ".".join(map(str, NODE_VERSION or ()))))
-def test_platformatic_creates_produces_and_fetches_without_a_group(node_cache, cluster):
-    res = run_script(node_cache, "platformatic_roundtrip.mjs", cluster, "platformatic-events")
+def test_platformatic_creates_produces_and_fetches_without_a_group(platformatic_cache, cluster):
+    res = run_script(platformatic_cache, "platformatic_roundtrip.mjs", cluster,
+                     "platformatic-events")
     assert res["created"] == [{"name": "platformatic-events", "partitions": PARTITIONS}]
     check_round_trip(res, "platformatic")
     # The batches come back with the codec they were produced with (none, gzip,

@@ -7,6 +7,13 @@ SIGKILL. Nothing is left running, also when a test fails (use the cluster as a
 context manager, or call stop_all()). Logs stay in the root for failed tests;
 tails() returns the end of every log for the failure report.
 
+Every process a cluster started must exit 0 on SIGTERM, including the ones a test
+restarted or replaced along the way: a sanitizer report makes a process exit
+non-zero, and that fails the test. exit_problems() lists the ones that did not;
+a process the test killed on purpose (kill9_*: SIGKILL) is expected to die so.
+Fixtures end with finish(), which stops everything, keeps the logs when
+something failed and returns those problems for the fixture to assert on.
+
 Set $WEIR_KEEP_LOGS=1 to keep every test's directory. Binaries come from $WEIR_BUILD_DIR (a meson build tree), default build-main.
 
 For fault tests: pause/resume a process (SIGSTOP/SIGCONT by PID), extra
@@ -56,6 +63,8 @@ class Proc:
         self.popen = None
         self.ready_line = None
         self.paused = False
+        self.killed = False  # SIGKILLed on purpose by the test: -9 is its expected end
+        self.term_timeout = None  # seconds it ignored SIGTERM for before stop() killed it
 
     def start(self, timeout=READY_TIMEOUT):
         log = open(self.log_path, "ab")
@@ -87,7 +96,7 @@ class Proc:
                         raise RuntimeError("%s printed %r instead of a ready line" %
                                            (self.name, line))
                     return line
-        self.kill()
+        self._sigkill()
         raise TimeoutError("%s not ready within %.0f s" % (self.name, timeout))
 
     @property
@@ -108,18 +117,50 @@ class Proc:
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.term_timeout = timeout
                 os.kill(self.popen.pid, signal.SIGKILL)
                 self.popen.wait()
         self.popen.stdout.close()
         return self.popen.returncode
 
     def kill(self):
+        """SIGKILL on purpose (a kill -9 scenario): its -9 exit is not a problem. A process
+        that had already exited keeps its own exit code (a crash is still one)."""
+        if self._sigkill():
+            self.killed = True
+
+    def _sigkill(self):
+        """SIGKILL if still running; True if the signal was sent."""
         if self.popen is None:
-            return
+            return False
+        sent = False
         if self.popen.poll() is None:
             os.kill(self.popen.pid, signal.SIGKILL)
+            sent = True
             self.popen.wait()
         self.popen.stdout.close()
+        return sent
+
+    def exit_problem(self):
+        """None if it exited as it should (0, or -9 after kill()), else why not."""
+        if self.popen is None:
+            return None
+        rc = self.popen.poll()
+        if rc is None:
+            return "%s (pid %d): still running" % (self.name, self.popen.pid)
+        if self.term_timeout is not None:
+            return "%s (pid %d): still running %.0f s after SIGTERM, killed (log %s)" % (
+                self.name, self.popen.pid, self.term_timeout, self.log_path)
+        if rc == 0 or (self.killed and rc == -signal.SIGKILL):
+            return None
+        if rc < 0:
+            try:
+                how = "killed by %s" % signal.Signals(-rc).name
+            except ValueError:
+                how = "killed by signal %d" % -rc
+        else:
+            how = "exited with %d" % rc
+        return "%s (pid %d): %s (log %s)" % (self.name, self.popen.pid, how, self.log_path)
 
     def pause(self):
         """SIGSTOP by PID (a GC-like pause: sockets stay open, nothing is answered)."""
@@ -158,6 +199,7 @@ class Cluster:
         self.coordinator = None
         self.brokers = {}
         self.ports = {}
+        self.started = []  # every Proc started, also those since restarted or replaced
 
     # ---- processes ----------------------------------------------------------
 
@@ -191,6 +233,7 @@ class Cluster:
     def start(self):
         try:
             self.coordinator = self._coordinator_proc()
+            self.started.append(self.coordinator)
             self.coordinator.start()
             for bid in range(1, self.n + 1):
                 self.start_broker(bid)
@@ -202,6 +245,7 @@ class Cluster:
     def start_broker(self, bid):
         p = self._broker_proc(bid)
         self.brokers[bid] = p
+        self.started.append(p)
         p.start()
         return p
 
@@ -232,6 +276,7 @@ class Cluster:
         if self.coordinator is not None and self.coordinator.running():
             self.coordinator.stop()
         self.coordinator = self._coordinator_proc()
+        self.started.append(self.coordinator)
         self.coordinator.start()
         return self.coordinator
 
@@ -242,13 +287,35 @@ class Cluster:
             try:
                 codes[p.name] = p.stop()
             except Exception:
-                p.kill()
+                p._sigkill()
         if self.coordinator is not None:
             try:
                 codes["coordinator"] = self.coordinator.stop()
             except Exception:
-                self.coordinator.kill()
+                self.coordinator._sigkill()
         return codes
+
+    def exit_problems(self):
+        """One line per process started here that did not end as it should: exit 0 on
+        SIGTERM, or -9 when the test killed it on purpose. Covers processes since
+        restarted or replaced, and ones a test put in self.brokers itself."""
+        procs = list(self.started)
+        for p in list(self.brokers.values()) + [self.coordinator]:
+            if p is not None and all(p is not q for q in procs):
+                procs.append(p)
+        return [why for why in (p.exit_problem() for p in procs) if why]
+
+    def finish(self, failed):
+        """Fixture teardown: stop every process, then remove the data and logs unless
+        @failed (the test failed) or a process exited badly; in those cases print
+        where they are and their tails. Returns exit_problems() to assert on."""
+        self.stop_all()
+        problems = self.exit_problems()
+        if failed or problems:
+            print("\nlogs kept in %s\n%s" % (self.root, self.tails()))
+        else:
+            self.cleanup()
+        return problems
 
     def cleanup(self):
         """Remove the data and logs (kept when $WEIR_KEEP_LOGS is set)."""
