@@ -26,6 +26,7 @@
 #include "broker/storage/storage_config.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/purgatory.h"
 #include "methods.h"
 #include "common/wpool.h"
 
@@ -216,7 +217,7 @@ int main(int argc, char **argv)
     m.ctx.base = m.base;
     m.ctx.s = &m.s;
     m.ctx.cfg = cfg;
-    r = api_fetch_waiters_new(&m.ctx.fw);
+    r = purg_new(m.base, "fetch", &m.ctx.fetches);
     if (r < 0)
         goto out;
     struct kserver_options so = {
@@ -275,8 +276,8 @@ int main(int argc, char **argv)
     code = 0;
 
 out:
-    api_fetch_waiters_free(m.ctx.fw);
-    m.ctx.fw = NULL;
+    purg_free(m.ctx.fetches); /* answers parked fetches */
+    m.ctx.fetches = NULL;
     repl_free(m.ctx.repl); /* answers parked produces while the server still exists */
     kserver_free(m.srv);
     coordclient_free(m.ctx.cc);

@@ -3,11 +3,11 @@
  * A fetch reads each partition's whole batches from its high watermark-bounded
  * log (RF=1: high watermark = last stable offset = log end offset) and answers
  * with the bytes spliced in by sendfile. When fewer than min_bytes are there it
- * parks until an append makes enough available or max_wait_ms passes. Parked
- * fetches are in one list; every append re-checks them (cheap: plog_read only
- * looks at indexes). */
+ * parks in the "fetch" purgatory (common/purgatory.h), watching one key per log
+ * it reads, until the HW of one of those logs advances and enough is available
+ * (each re-check is cheap: plog_read only looks at indexes), max_wait_ms
+ * passes, or its connection closes. */
 #include <errno.h>
-#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,17 +20,22 @@
 #include "broker/storage/logmgr.h"
 #include "common/kerr.h"
 #include "common/log.h"
+#include "common/purgatory.h"
 
+
+/* Keys on the stack for a fetch of up to this many partitions. */
+#define INLINE_KEYS 16
 
 struct fetch_part {
     const buf_slice *field; /* the response records field, for the resolver */
-    const struct plog *log; /* compared only: does an append concern us */
+    const struct plog *log; /* the purgatory key: appends to it wake us */
     struct seg_file *file;
     int64_t pos;
 };
 
+/* A fetch, parked or being answered. */
 struct parked {
-    struct parked *prev, *next;
+    struct purg_op op;
     struct broker_ctx *b;
     struct kreq *req;
     struct kafka_fetch_request *m;
@@ -38,22 +43,7 @@ struct parked {
     struct fetch_part *parts; /* heap; one per response partition */
     char **topics;            /* NUL-terminated names, in the request's arena */
     size_t n_parts;
-    struct event *timer;
-    bool in_list;
 };
-
-struct fetch_waiters {
-    struct parked *head;
-};
-
-int api_fetch_waiters_new(struct fetch_waiters **ret)
-{
-    struct fetch_waiters *fw = calloc(1, sizeof(*fw));
-    if (!fw)
-        return -ENOMEM;
-    *ret = fw;
-    return 0;
-}
 
 static void release_parts(struct parked *p)
 {
@@ -170,72 +160,69 @@ static int64_t evaluate(struct parked *p)
     return error ? -1 : total;
 }
 
-static void unpark(struct parked *p)
-{
-    struct fetch_waiters *fw = p->b->fw;
-    if (p->in_list) {
-        if (p->prev)
-            p->prev->next = p->next;
-        else
-            fw->head = p->next;
-        if (p->next)
-            p->next->prev = p->prev;
-        p->in_list = false;
-    }
-    if (p->timer) {
-        event_free(p->timer);
-        p->timer = NULL;
-    }
-}
-
 static void answer(struct parked *p)
 {
-    unpark(p);
     kreq_reply(p->req, &p->resp, resolve, p);
     release_parts(p); /* whatever the encoder did not take */
     free(p->parts);
     free(p);
 }
 
-static void timeout_cb(evutil_socket_t fd, short what, void *arg)
+/* A log we read got new visible data: enough now, or an error to report? On
+ * yes the evaluation stays in p->resp for the answer. */
+static bool parked_try(struct purg_op *op)
 {
-    struct parked *p = arg;
-    evaluate(p);
+    struct parked *p = (struct parked *)op;
+    int64_t got = evaluate(p);
+    if (got < 0 || got >= p->m->min_bytes)
+        return true;
+    release_parts(p);
+    return false;
+}
+
+static void parked_complete(struct purg_op *op, int reason)
+{
+    struct parked *p = (struct parked *)op;
+    if (reason == PURG_CANCELLED) {
+        /* The connection closed: nobody to answer, only memory to free. */
+        kreq_no_reply(p->req);
+        release_parts(p);
+        free(p->parts);
+        free(p);
+        return;
+    }
+    if (reason != PURG_COMPLETED) /* max_wait_ms, or shutdown: what is there now */
+        evaluate(p);
     answer(p);
 }
 
 void api_fetch_on_append(void *ud, struct plog *log)
 {
     struct broker_ctx *b = ud;
-    struct parked *p = b->fw->head;
-    while (p) {
-        struct parked *next = p->next;
-        bool concerned = false;
-        for (size_t i = 0; i < p->n_parts && !concerned; i++)
-            concerned = p->parts[i].log == log;
-        if (!concerned) {
-            p = next;
-            continue;
-        }
-        int64_t got = evaluate(p);
-        if (got < 0 || got >= p->m->min_bytes)
-            answer(p);
-        else
-            release_parts(p);
-        p = next;
-    }
+    if (b->fetches) /* NULL while the broker shuts down */
+        purg_check(b->fetches, purg_key_ptr(log));
 }
 
-void api_fetch_waiters_free(struct fetch_waiters *fw)
+/* Park @p (evaluated, not enough) until one of its logs gets data. Owned by the
+ * connection, whose close cancels the wait; a closed one gets no wait at all. */
+static int park(struct broker_ctx *b, struct parked *p)
 {
-    if (!fw)
-        return;
-    while (fw->head) {
-        struct parked *p = fw->head;
-        evaluate(p);
-        answer(p);
-    }
-    free(fw);
+    if (!b->fetches || !kreq_conn_open(p->req))
+        return -ENOTCONN;
+    uint64_t inl[INLINE_KEYS];
+    uint64_t *keys = p->n_parts <= INLINE_KEYS ? inl : malloc(p->n_parts * sizeof(*keys));
+    if (!keys)
+        return -ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_parts; i++)
+        if (p->parts[i].log) /* all of them: a partition without is an error, answered */
+            keys[n++] = purg_key_ptr(p->parts[i].log);
+    purg_op_init(&p->op, parked_try, parked_complete, p->req->conn);
+    /* Not tried again: the caller just evaluated. */
+    int r = purg_watch(b->fetches, &p->op, keys, n, p->m->max_wait_ms);
+    if (keys != inl)
+        free(keys);
+    return r;
 }
 
 void api_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body)
@@ -290,19 +277,10 @@ void api_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body)
         return;
     }
     release_parts(p);
-    p->timer = evtimer_new(b->base, timeout_cb, p);
-    if (!p->timer) {
+    if (park(b, p) < 0) {
         evaluate(p);
         answer(p);
-        return;
     }
-    struct timeval tv = {m->max_wait_ms / 1000, (m->max_wait_ms % 1000) * 1000};
-    evtimer_add(p->timer, &tv);
-    p->next = b->fw->head;
-    if (p->next)
-        p->next->prev = p;
-    b->fw->head = p;
-    p->in_list = true;
 }
 
 /* ---- ListOffsets ------------------------------------------------------------- */

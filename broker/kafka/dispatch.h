@@ -23,7 +23,7 @@ struct coordclient;
 struct replicas;
 struct repl;
 struct kreq;
-struct fetch_waiters;
+struct purg;
 struct plog;
 struct config;
 
@@ -35,7 +35,7 @@ struct broker_ctx {
     struct coordclient *cc;
     struct replicas *reps;
     struct repl *repl;        /* replication: HW, acks=all, leader epochs */
-    struct fetch_waiters *fw; /* api_fetch's parked requests */
+    struct purg *fetches;     /* api_fetch's parked requests, keyed by log */
     const struct config *cfg; /* the broker's configuration registry (DescribeConfigs) */
 };
 
@@ -75,11 +75,10 @@ void api_create_partitions_handle(struct broker_ctx *b, struct kreq *req, void *
 void api_describe_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_describe_cluster_handle(struct broker_ctx *b, struct kreq *req, void *body);
 
-/* Parked fetches (long poll). */
-int api_fetch_waiters_new(struct fetch_waiters **ret);
-/* Answers every parked fetch now, then frees. NULL-safe. */
-void api_fetch_waiters_free(struct fetch_waiters *fw);
-/* A log got new data: re-check the parked fetches. */
+/* Parked fetches (long poll) wait in b->fetches (a purgatory named "fetch";
+ * purg_free answers each with the logs as they are). A log's consumer-visible
+ * data grew (repl_visible_fn; @ud is the struct broker_ctx): re-check the
+ * fetches parked on that log. */
 void api_fetch_on_append(void *ud, struct plog *log);
 
 /* Shared helpers for handlers. */
