@@ -174,8 +174,9 @@ void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)
                     struct produce_part_wait *pw = &pws[i][j];
                     pw->w = w;
                     pw->rp = rp;
-                    int r = repl_wait_hw(b->repl, l.part, info.last_offset, m->timeout_ms, on_acked,
-                                         pw);
+                    /* Owned by the connection: its close cancels the wait. */
+                    int r = repl_wait_hw(b->repl, l.part, info.last_offset, m->timeout_ms,
+                                         req->conn, on_acked, pw);
                     if (r == 0)
                         w->pending++;
                     else if (r < 0)

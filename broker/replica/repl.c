@@ -17,6 +17,7 @@
 #include "common/fsutil.h"
 #include "common/kerr.h"
 #include "common/log.h"
+#include "common/purgatory.h"
 #include "methods.h"
 #include "common/rpc.h"
 #include "coordinator.pb-c.h"
@@ -32,15 +33,17 @@ enum role { ROLE_NONE = 0, ROLE_LEADER, ROLE_FOLLOWER };
 
 struct fetcher;
 
-/* A parked acks=all produce. FIFO per partition: appends come in offset order,
- * so the list is sorted by last_offset. */
+/* A parked acks=all produce of one partition, in the acks purgatory under the
+ * partition's key. FIFO per partition: appends come in offset order, so the
+ * watchers of a key are sorted by last_offset and an ordered check stops at the
+ * first one the HW has not passed. */
 struct ack_waiter {
-    struct ack_waiter *next, *prev;
+    struct purg_op op;
+    struct repl *r;
     struct repl_part *part;
     int64_t last_offset;
     repl_ack_fn fn;
     void *ud;
-    struct event *timer;
 };
 
 /* What the leader knows of one follower. */
@@ -74,18 +77,17 @@ struct repl_part {
     bool alter_inflight;
     int32_t alter_adding; /* a member being added (counted for the HW), -1 none */
     int64_t alter_retry_ms;
-    struct ack_waiter *wait_head, *wait_tail;
     /* follower */
     struct fetcher *fetcher;
 };
 
-/* A follower fetch parked on the leader until data arrives or max_wait passes. */
+/* A follower fetch parked on the leader until data arrives or max_wait passes,
+ * in the fetches purgatory under the follower's broker id. */
 struct parked_fetch {
-    struct parked_fetch *next, *prev;
+    struct purg_op op;
     struct repl *r;
     struct rpc_call *call;
     const Weir__Repl__FetchRequest *req;
-    struct event *timer;
 };
 
 /* One connection to a leader broker, fetching every partition we follow there. */
@@ -114,7 +116,8 @@ struct repl {
     char adv_host[BROKER_HOST_MAX];
     struct repl_part **buckets;
     size_t nbuckets, nparts;
-    struct parked_fetch *parked;
+    struct purg *acks;    /* ack_waiter, keyed by repl_part */
+    struct purg *fetches; /* parked_fetch, keyed by follower id */
     struct fetcher *fetchers;
     struct event *isr_timer;
     bool freeing;
@@ -225,54 +228,49 @@ int repl_port(const struct repl *r)
 
 /* ---- acks=all waiters ---------------------------------------------------------------- */
 
-static void waiter_unlink(struct ack_waiter *w)
+static uint64_t part_key(const struct repl_part *p)
 {
-    struct repl_part *p = w->part;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        p->wait_head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        p->wait_tail = w->prev;
-    w->next = w->prev = NULL;
+    return purg_key_ptr(p);
 }
 
-static void waiter_finish(struct ack_waiter *w, int16_t err)
+static bool waiter_try(struct purg_op *op)
 {
-    waiter_unlink(w);
-    if (w->timer)
-        event_free(w->timer);
+    struct ack_waiter *w = (struct ack_waiter *)op;
+    return w->last_offset < w->part->hw;
+}
+
+/* The Kafka error of a completed wait: the HW passed it (answered only while the
+ * lease holds), its timeout, or what fail_waiters() said (PURG_REASON_USER +
+ * the error). A cancelled wait (connection closed) or one ended by shutdown
+ * answers NOT_LEADER_OR_FOLLOWER; nobody reads the former. */
+static void waiter_complete(struct purg_op *op, int reason)
+{
+    struct ack_waiter *w = (struct ack_waiter *)op;
+    int16_t err;
+    if (reason == PURG_COMPLETED)
+        err = coordclient_lease_valid(w->r->cc, clock_mono_ms()) ? 0 : KERR_NOT_LEADER_OR_FOLLOWER;
+    else if (reason == PURG_EXPIRED)
+        err = KERR_REQUEST_TIMED_OUT;
+    else if (reason >= PURG_REASON_USER)
+        err = (int16_t)(reason - PURG_REASON_USER);
+    else
+        err = KERR_NOT_LEADER_OR_FOLLOWER;
     repl_ack_fn fn = w->fn;
     void *ud = w->ud;
     free(w);
     fn(ud, err);
 }
 
-static void waiter_timeout(evutil_socket_t fd, short what, void *arg)
+static void fail_waiters(struct repl *r, struct repl_part *p, int16_t err)
 {
-    struct ack_waiter *w = arg;
-    (void)fd;
-    (void)what;
-    waiter_finish(w, KERR_REQUEST_TIMED_OUT);
-}
-
-static void fail_waiters(struct repl_part *p, int16_t err)
-{
-    while (p->wait_head)
-        waiter_finish(p->wait_head, err);
+    purg_complete_key(r->acks, part_key(p), PURG_REASON_USER + err);
 }
 
 /* ---- leader: HW and ISR ---------------------------------------------------------------- */
 
 static void complete_waiters(struct repl *r, struct repl_part *p)
 {
-    if (!p->wait_head)
-        return;
-    bool lease = coordclient_lease_valid(r->cc, clock_mono_ms());
-    while (p->wait_head && p->wait_head->last_offset < p->hw)
-        waiter_finish(p->wait_head, lease ? 0 : KERR_NOT_LEADER_OR_FOLLOWER);
+    purg_check_ordered(r->acks, part_key(p));
 }
 
 /* HW = min LEO over the ISR and a member being added; never backwards; frozen
@@ -308,10 +306,11 @@ static void maybe_advance_hw(struct repl *r, struct repl_part *p)
  * the ISR was large enough), which clients retry. */
 static void check_min_isr(struct repl *r, struct repl_part *p)
 {
-    if (p->role == ROLE_LEADER && p->n_isr < p->min_isr && p->wait_head) {
+    if (p->role == ROLE_LEADER && p->n_isr < p->min_isr &&
+        purg_key_count(r->acks, part_key(p)) > 0) {
         log_info("replica", "%s-%d: ISR %u below min.insync.replicas %d: failing parked acks",
                  p->topic, p->partition, (unsigned)p->n_isr, (int)p->min_isr);
-        fail_waiters(p, KERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+        fail_waiters(r, p, KERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND);
     }
 }
 
@@ -475,18 +474,9 @@ static void isr_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- leader: serving follower fetches ----------------------------------------------------- */
 
-static void parked_free(struct parked_fetch *pf)
+static uint64_t follower_key(int32_t id)
 {
-    struct repl *r = pf->r;
-    if (pf->prev)
-        pf->prev->next = pf->next;
-    else
-        r->parked = pf->next;
-    if (pf->next)
-        pf->next->prev = pf->prev;
-    if (pf->timer)
-        event_free(pf->timer);
-    free(pf);
+    return (uint64_t)(uint32_t)id;
 }
 
 /* Evaluate one follower fetch; fills *resp. Returns the record bytes found, or
@@ -646,56 +636,57 @@ static void reply_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl_
     answer_fetch(r, call, req, false);
 }
 
-static void parked_timeout(evutil_socket_t fd, short what, void *arg)
+/* Any event on the follower's key answers its parked fetch: the fetch found
+ * nothing when it parked, and whatever changed is news to the follower. */
+static bool parked_try(struct purg_op *op)
 {
-    struct parked_fetch *pf = arg;
-    (void)fd;
-    (void)what;
+    (void)op;
+    return true;
+}
+
+/* Whatever ended the wait (new data, a role change, a newer fetch from the same
+ * follower, max_wait, shutdown), the follower gets the log as it is now. */
+static void parked_complete(struct purg_op *op, int reason)
+{
+    (void)reason;
+    struct parked_fetch *pf = (struct parked_fetch *)op;
     struct repl *r = pf->r;
     struct rpc_call *call = pf->call;
     const Weir__Repl__FetchRequest *req = pf->req;
-    parked_free(pf);
-    reply_fetch(r, call, req);
+    free(pf);
+    reply_fetch(r, call, req); /* never parks */
 }
 
-/* Answer parked fetches of the followers of @p (new data or a role change). */
+/* Answer parked fetches of the followers of @p (new data), or every parked
+ * fetch when @p is NULL (role changes). */
 static void wake_fetches(struct repl *r, struct repl_part *p)
 {
-    struct parked_fetch *pf = r->parked;
-    while (pf) {
-        struct parked_fetch *next = pf->next;
-        if (!p || ids_contain(p->replicas, p->n_replicas, pf->req->replica_id)) {
-            struct rpc_call *call = pf->call;
-            const Weir__Repl__FetchRequest *req = pf->req;
-            parked_free(pf);
-            reply_fetch(r, call, req); /* never parks: @next stays valid */
-        }
-        pf = next;
+    if (!p) {
+        purg_complete_all(r->fetches, PURG_COMPLETED);
+        return;
     }
+    for (uint8_t i = 0; i < p->n_replicas; i++)
+        purg_check(r->fetches, follower_key(p->replicas[i]));
 }
 
 static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req)
 {
     if (req->max_wait_ms <= 0 || r->freeing)
         return false;
-    struct parked_fetch *pf = calloc(1, sizeof(*pf));
+    struct parked_fetch *pf = malloc(sizeof(*pf));
     if (!pf)
         return false;
+    purg_op_init(&pf->op, parked_try, parked_complete, NULL);
     pf->r = r;
     pf->call = call;
     pf->req = req;
-    pf->timer = evtimer_new(r->base, parked_timeout, pf);
-    if (!pf->timer) {
+    int w = req->max_wait_ms > 30000 ? 30000 : req->max_wait_ms;
+    uint64_t key = follower_key(req->replica_id);
+    /* Not tried again: the caller just found nothing to send. */
+    if (purg_watch(r->fetches, &pf->op, &key, 1, w) < 0) {
         free(pf);
         return false;
     }
-    int w = req->max_wait_ms > 30000 ? 30000 : req->max_wait_ms;
-    struct timeval tv = {w / 1000, (w % 1000) * 1000};
-    evtimer_add(pf->timer, &tv);
-    pf->next = r->parked;
-    if (pf->next)
-        pf->next->prev = pf;
-    r->parked = pf;
     return true;
 }
 
@@ -705,15 +696,7 @@ static void on_fetch_request(struct rpc_call *call, const struct ProtobufCMessag
     const Weir__Repl__FetchRequest *req = (const Weir__Repl__FetchRequest *)msg;
     /* A follower has at most one fetch parked here: an older one (from a
      * connection that dropped) is answered first. */
-    for (struct parked_fetch *pf = r->parked; pf; pf = pf->next) {
-        if (pf->req->replica_id == req->replica_id) {
-            struct rpc_call *oc = pf->call;
-            const Weir__Repl__FetchRequest *oreq = pf->req;
-            parked_free(pf);
-            reply_fetch(r, oc, oreq);
-            break;
-        }
-    }
+    purg_complete_key(r->fetches, follower_key(req->replica_id), PURG_COMPLETED);
     if (req->n_partitions > 200000) { /* far more partitions than one broker pair shares */
         rpc_call_fail(call, RPC_INTERNAL, "too many partitions");
         return;
@@ -1037,9 +1020,9 @@ static int32_t topic_min_isr(struct repl *r, const struct cstate_topic *t)
     return r->s->min_insync_replicas;
 }
 
-static void part_free(struct repl_part *p)
+static void part_free(struct repl *r, struct repl_part *p)
 {
-    fail_waiters(p, KERR_NOT_LEADER_OR_FOLLOWER);
+    fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
     epochcache_free(p->ec);
     free(p->replicas);
     free(p->isr);
@@ -1118,7 +1101,7 @@ static int copy_ids(int32_t **dst, const int32_t *src, size_t n)
 static void become_leader(struct repl *r, struct repl_part *p)
 {
     int64_t now = clock_mono_ms();
-    fail_waiters(p, KERR_NOT_LEADER_OR_FOLLOWER); /* from an earlier leadership */
+    fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER); /* from an earlier leadership */
     int rc = epochcache_assign(p->ec, p->leader_epoch, leo(p));
     if (rc < 0)
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
@@ -1142,8 +1125,7 @@ static void become_leader(struct repl *r, struct repl_part *p)
 
 static void become_follower(struct repl *r, struct repl_part *p)
 {
-    (void)r;
-    fail_waiters(p, KERR_NOT_LEADER_OR_FOLLOWER);
+    fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
     free(p->fol);
     p->fol = NULL;
     p->alter_inflight = false;
@@ -1181,7 +1163,7 @@ void repl_on_metadata(struct repl *r)
             if (p && memcmp(p->topic_id, t->id, CSTATE_UUID_LEN) != 0) {
                 /* re-created topic: the old state goes */
                 part_unlink(r, p);
-                part_free(p);
+                part_free(r, p);
                 p = NULL;
             }
             if (!p && !(p = part_create(r, t, pi)))
@@ -1190,7 +1172,7 @@ void repl_on_metadata(struct repl *r)
             p->min_isr = min_isr;
             struct plog *log = logmgr_get(r->lm, t->name, pi);
             if (!log || part_attach_log(p, log) < 0) {
-                fail_waiters(p, KERR_NOT_LEADER_OR_FOLLOWER);
+                fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
                 p->role = ROLE_NONE;
                 p->log = NULL;
                 continue;
@@ -1230,7 +1212,7 @@ void repl_on_metadata(struct repl *r)
             struct repl_part *next = p->hnext;
             if (!p->seen) {
                 part_unlink(r, p);
-                part_free(p);
+                part_free(r, p);
             }
             p = next;
         }
@@ -1273,33 +1255,32 @@ void repl_leader_appended(struct repl *r, struct repl_part *p)
 }
 
 int repl_wait_hw(struct repl *r, struct repl_part *p, int64_t last_offset, int32_t timeout_ms,
-                 repl_ack_fn fn, void *ud)
+                 const void *owner, repl_ack_fn fn, void *ud)
 {
     if (p->hw > last_offset)
         return 1;
-    struct ack_waiter *w = calloc(1, sizeof(*w));
+    struct ack_waiter *w = malloc(sizeof(*w));
     if (!w)
         return -ENOMEM;
+    purg_op_init(&w->op, waiter_try, waiter_complete, owner);
+    w->r = r;
     w->part = p;
     w->last_offset = last_offset;
     w->fn = fn;
     w->ud = ud;
-    w->timer = evtimer_new(r->base, waiter_timeout, w);
-    if (!w->timer) {
+    uint64_t key = part_key(p);
+    /* Watch without trying: the HW was just compared. */
+    int rc = purg_watch(r->acks, &w->op, &key, 1, timeout_ms < 0 ? 0 : timeout_ms);
+    if (rc < 0) {
         free(w);
-        return -ENOMEM;
+        return rc;
     }
-    if (timeout_ms < 0)
-        timeout_ms = 0;
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    evtimer_add(w->timer, &tv);
-    w->prev = p->wait_tail;
-    if (p->wait_tail)
-        p->wait_tail->next = w;
-    else
-        p->wait_head = w;
-    p->wait_tail = w;
     return 0;
+}
+
+size_t repl_cancel_owner(struct repl *r, const void *owner)
+{
+    return purg_cancel_owner(r->acks, owner);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -1315,6 +1296,12 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     r->cc = opts->cc;
     r->on_visible = opts->on_visible;
     r->ud = opts->ud;
+    if (purg_new(r->base, "produce", &r->acks) < 0 ||
+        purg_new(r->base, "replica-fetch", &r->fetches) < 0) {
+        purg_free(r->acks);
+        free(r);
+        return -ENOMEM;
+    }
     const struct broker_settings *s = opts->s;
     const char *listen_host = s->repl_host[0] ? s->repl_host : s->listen.host;
     if (!listen_host[0])
@@ -1329,6 +1316,8 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     int rc = rpc_server_new(r->base, listen_host, s->repl_port, &weir__repl__replica__descriptor, h,
                             &so, &r->srv);
     if (rc < 0) {
+        purg_free(r->fetches);
+        purg_free(r->acks);
         free(r);
         return rc;
     }
@@ -1351,13 +1340,8 @@ void repl_free(struct repl *r)
     if (!r)
         return;
     r->freeing = true;
-    while (r->parked) {
-        struct parked_fetch *pf = r->parked;
-        struct rpc_call *call = pf->call;
-        const Weir__Repl__FetchRequest *req = pf->req;
-        parked_free(pf);
-        reply_fetch(r, call, req);
-    }
+    /* Parked follower fetches are answered with the logs as they are. */
+    purg_complete_all(r->fetches, PURG_SHUTDOWN);
     while (r->fetchers) {
         struct fetcher *f = r->fetchers;
         r->fetchers = f->next;
@@ -1367,7 +1351,7 @@ void repl_free(struct repl *r)
         struct repl_part *p = r->buckets[i];
         while (p) {
             struct repl_part *next = p->hnext;
-            part_free(p);
+            part_free(r, p);
             p = next;
         }
     }
@@ -1375,5 +1359,7 @@ void repl_free(struct repl *r)
     if (r->isr_timer)
         event_free(r->isr_timer);
     rpc_server_free(r->srv);
+    purg_free(r->fetches);
+    purg_free(r->acks); /* empty: every partition failed its waiters */
     free(r);
 }

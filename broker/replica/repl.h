@@ -17,6 +17,11 @@
  *     stored them, and keeps its HW = min(leader's HW, own LEO).
  * Every replica keeps a leader-epoch cache (epochcache.h) next to its log.
  *
+ * Waits live in two purgatories (common/purgatory.h): "produce" holds acks=all
+ * produces keyed by partition, in offset order, checked in order when the HW
+ * advances; "replica-fetch" holds each follower's parked fetch keyed by its
+ * broker id, answered on an append to any partition it replicates.
+ *
  * The leader lease (coordclient_lease_valid) gates every acknowledgement: a
  * leader whose lease lapsed answers NOT_LEADER_OR_FOLLOWER.
  *
@@ -24,6 +29,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
@@ -85,7 +91,12 @@ void repl_leader_appended(struct repl *r, struct repl_part *p);
  * NOT_ENOUGH_REPLICAS_AFTER_APPEND (20) when the ISR falls below
  * min.insync.replicas (the HW is then frozen). Returns 1 when already satisfied
  * (@fn not called), 0 when parked (@fn called later, never from inside this
- * call), or -ENOMEM. */
+ * call), or -ENOMEM. The wait sits in the "produce" purgatory
+ * (common/purgatory.h) under @p, in offset order; @owner (may be NULL) tags it
+ * for repl_cancel_owner(). */
 typedef void (*repl_ack_fn)(void *ud, int16_t error);
 int repl_wait_hw(struct repl *r, struct repl_part *p, int64_t last_offset, int32_t timeout_ms,
-                 repl_ack_fn fn, void *ud);
+                 const void *owner, repl_ack_fn fn, void *ud);
+/* End every acks=all wait of @owner now (its connection closed): @fn gets
+ * NOT_LEADER_OR_FOLLOWER, which nobody will read. Returns how many. */
+size_t repl_cancel_owner(struct repl *r, const void *owner);
