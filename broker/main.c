@@ -227,6 +227,7 @@ int main(int argc, char **argv)
         .max_in_flight = m.s.queued_max_requests,
         .idle_ms = m.s.connections_max_idle_ms,
         .on_request = dispatch_request,
+        .on_close = dispatch_conn_closed,
         .ud = &m.ctx,
     };
     r = kserver_new(m.base, &so, &m.srv);
@@ -279,6 +280,7 @@ out:
     purg_free(m.ctx.fetches); /* answers parked fetches */
     m.ctx.fetches = NULL;
     repl_free(m.ctx.repl); /* answers parked produces while the server still exists */
+    m.ctx.repl = NULL;
     kserver_free(m.srv);
     coordclient_free(m.ctx.cc);
     replicas_free(m.ctx.reps);

@@ -57,8 +57,14 @@ struct produce_part_wait {
 
 static void produce_wait_release(struct produce_wait *w)
 {
-    if (--w->pending == 0)
-        kreq_reply(w->req, &w->resp, NULL, NULL); /* frees the arena, w included */
+    if (--w->pending > 0)
+        return;
+    /* Both free the arena, w included. A closed connection (its waits were
+     * cancelled, or it went away meanwhile) would only drop the bytes. */
+    if (kreq_conn_open(w->req))
+        kreq_reply(w->req, &w->resp, NULL, NULL);
+    else
+        kreq_no_reply(w->req);
 }
 
 static void on_acked(void *ud, int16_t error)

@@ -7,8 +7,10 @@
 #include "broker/kafka/kafka_codec.h"
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
+#include "broker/replica/repl.h"
 #include "common/arena.h"
 #include "common/log.h"
+#include "common/purgatory.h"
 
 const struct dispatch_entry dispatch_table[] = {
     {KAFKA_API_PRODUCE, 0, 8, api_produce_handle},
@@ -31,6 +33,20 @@ const struct dispatch_entry *dispatch_find(int16_t api_key)
         if (dispatch_table[i].api_key == api_key)
             return &dispatch_table[i];
     return NULL;
+}
+
+void dispatch_conn_closed(void *ud, struct kconn *conn)
+{
+    struct broker_ctx *b = ud;
+    size_t n = 0;
+    /* Either may be gone already when the server closes its connections at
+     * shutdown (main frees them first, answering what waited). */
+    if (b->fetches)
+        n += purg_cancel_owner(b->fetches, conn);
+    if (b->repl)
+        n += repl_cancel_owner(b->repl, conn);
+    if (n)
+        log_debug("kafka", "connection from %s closed: %zu waits cancelled", kconn_peer(conn), n);
 }
 
 void dispatch_request(void *ud, struct kreq *req)

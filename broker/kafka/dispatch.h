@@ -23,6 +23,7 @@ struct coordclient;
 struct replicas;
 struct repl;
 struct kreq;
+struct kconn;
 struct purg;
 struct plog;
 struct config;
@@ -57,6 +58,10 @@ const struct dispatch_entry *dispatch_find(int16_t api_key);
 
 /* kserver_request_fn: @ud is the struct broker_ctx. */
 void dispatch_request(void *ud, struct kreq *req);
+/* kserver_close_fn: the requests of @conn still waiting in a purgatory (parked
+ * fetches, acks=all produces) are cancelled, so they free their memory now
+ * rather than at their timeout. */
+void dispatch_conn_closed(void *ud, struct kconn *conn);
 
 /* ---- handlers (broker/kafka/api_*.c) ------------------------------------------- */
 

@@ -123,6 +123,9 @@ static void conn_close(struct kconn *c)
         c->next->prev = c->prev;
     s->n_conns--;
     log_debug("kafka", "connection from %s closed", c->peer);
+    /* May complete requests; the open reference keeps c alive meanwhile. */
+    if (s->o.on_close)
+        s->o.on_close(s->o.ud, c);
     conn_unref(c); /* the open connection's reference */
 }
 
@@ -373,6 +376,11 @@ size_t kserver_conn_count(const struct kserver *s)
 const char *kreq_peer(const struct kreq *req)
 {
     return req->conn->peer;
+}
+
+const char *kconn_peer(const struct kconn *conn)
+{
+    return conn->peer;
 }
 
 bool kreq_conn_open(const struct kreq *req)

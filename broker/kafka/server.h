@@ -46,6 +46,11 @@ struct kreq {
 };
 
 typedef void (*kserver_request_fn)(void *ud, struct kreq *req);
+/* @conn closed (peer, error, idle, kserver_free): requests of it still in
+ * flight will have their responses dropped, so whoever holds them may complete
+ * them now. @conn is only a tag here (compare it with kreq->conn); it stays
+ * valid during the call. */
+typedef void (*kserver_close_fn)(void *ud, struct kconn *conn);
 
 struct kserver_options {
     const char *host; /* "" or NULL: all interfaces */
@@ -55,6 +60,7 @@ struct kserver_options {
     int64_t idle_ms;
     size_t arena_cap; /* per request; 0: 64 MiB */
     kserver_request_fn on_request;
+    kserver_close_fn on_close; /* may be NULL */
     void *ud;
 };
 
@@ -75,6 +81,8 @@ int kserver_frame_check(const uint8_t pfx[4], size_t avail, int64_t max_request_
 
 /* "127.0.0.1:5555", valid while the request is. */
 const char *kreq_peer(const struct kreq *req);
+/* The same for a connection, valid while it is (e.g. during kserver_close_fn). */
+const char *kconn_peer(const struct kconn *conn);
 bool kreq_conn_open(const struct kreq *req);
 
 /* Maps an out-of-band records field (ptr NULL, len > 0) of @msg to the file

@@ -1,7 +1,8 @@
 """Replication seen from a Kafka client: acks=all waits for the ISR, the high
 watermark bounds what consumers see, min.insync.replicas refuses before
 appending, a parked acks=all times out, OffsetForLeaderEpoch answers from the
-leader-epoch cache, and a Fetch that claims to be a replica is refused.
+leader-epoch cache, a Fetch that claims to be a replica is refused, and closing
+a connection cancels its parked acks=all produce and fetch.
 
 Real coordinator and brokers on free ports (tests/support/cluster.py); the
 broker-failure scenarios with continuous producers are in tests/fault/.
@@ -331,3 +332,53 @@ def test_parked_acks_all_fail_fast_when_the_isr_shrinks_below_min_insync(cluster
     finally:
         for b in followers:
             os.kill(cluster.brokers[b].pid, signal.SIGCONT)
+
+
+def test_closing_a_connection_cancels_its_parked_produce_and_fetch():
+    # Own cluster: debug logs show the cancellation, and the default
+    # replica.lag.time.max.ms keeps the stopped followers in the ISR meanwhile.
+    c = weir_cluster.Cluster(brokers=3, broker_overrides={"log.level": "debug"})
+    c.start()
+    ok = False
+    followers = []
+    try:
+        create_topic(c, "gone", 1, 3, {"min.insync.replicas": "2"})
+        leader = partition_md(c, "gone", 0)["leader"]
+        followers = [b for b in partition_md(c, "gone", 0)["replicas"] if b != leader]
+        for b in followers:
+            os.kill(c.brokers[b].pid, signal.SIGSTOP)
+        conn = kafka_raw.Conn(*c.addr(leader))
+        peer = "%s:%d" % conn.sock.getsockname()[:2]
+        body = kafka_raw._string(None) + struct.pack(">hi", -1, 60000)  # acks=all, 60 s
+        batch = kafka_raw.record_batch([b"orphan"])
+        body += struct.pack(">i", 1) + kafka_raw._string("gone")
+        body += struct.pack(">ii", 1, 0) + struct.pack(">i", len(batch)) + batch
+        conn.request(0, 3, body)
+        # HW 0: nothing visible at offset 0, so the fetch parks too (60 s).
+        conn.request(1, 4, kafka_raw.fetch_body("gone", 0, 0, max_wait_ms=60000))
+        time.sleep(0.5)
+        conn.close()
+        log = os.path.join(c.root, "broker-%d.log" % leader)
+        line = "connection from %s closed: 2 waits cancelled" % peer
+        wait_for("the cancellation log line",
+                 lambda: line in open(log, errors="replace").read(), timeout=10)
+        for b in followers:
+            os.kill(c.brokers[b].pid, signal.SIGCONT)
+        followers = []
+        # The purgatories carry on: a new acks=all produce parks and is answered
+        # when the HW passes it; the orphaned record kept offset 0.
+        conn = kafka_raw.Conn(*c.addr(leader), timeout=20)
+        try:
+            assert conn.produce("gone", 0, kafka_raw.record_batch([b"next"]), acks=-1) == (0, 1)
+        finally:
+            conn.close()
+        ok = True
+    finally:
+        for b in followers:
+            os.kill(c.brokers[b].pid, signal.SIGCONT)
+        codes = c.stop_all()
+        if not ok:
+            print("\nlogs kept in %s\n%s" % (c.root, c.tails()))
+        else:
+            c.cleanup()
+    assert all(v in (0, None) for v in codes.values()), codes
