@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,9 +441,10 @@ static void err_set(struct cctl_error *err, int16_t code, const char *fmt, ...)
     va_end(ap);
 }
 
-static char *err_msg(struct cctl_error *err)
+/* For a response's error_message, which protobuf-c types as char *. */
+static char *err_msg(const struct cctl_error *err)
 {
-    return err->code ? err->message : (char *)"";
+    return (char *)(err->code ? err->message : "");
 }
 
 /* A controller error that is the coordinator's own failure. */
@@ -751,7 +753,109 @@ static void do_unregister(struct coord_service *svc, struct rpc_call *call,
     svc_reply(svc, call, &resp.base, svc->spec->offset);
 }
 
-/* ---- partitions ----------------------------------------------------------------- */
+/* ---- the batch skeleton ----------------------------------------------------------- */
+
+/* One call of a batch method while it runs. Every array holds n entries in
+ * request order; @items and @state are the method's own scratch (item_size
+ * bytes per item, state_size bytes per call), zeroed. */
+struct svc_batch {
+    struct coord_service *svc;
+    const ProtobufCMessage *req;
+    size_t n;
+    void **results;          /* each an initialised ops->result message */
+    struct cctl_error *errs; /* each item's outcome */
+    void *items;             /* n * ops->item_size bytes */
+    void *state;             /* ops->state_size bytes */
+    bool validate_only;      /* set by begin(): items are planned, never written */
+};
+
+/* A mutating method whose request is a list of items, each planned, written
+ * and answered on its own: what the method adds to the common skeleton of
+ * batch_run(). */
+struct svc_batch_ops {
+    const ProtobufCMessageDescriptor *resp;   /* the response message */
+    const ProtobufCMessageDescriptor *result; /* one item's result message */
+    size_t item_size;
+    size_t state_size;
+    size_t (*count)(const ProtobufCMessage *req);
+    /* Optional: request-wide checks and settings, before any item. */
+    void (*begin)(struct svc_batch *b);
+    /* Fill @result's identity, then ask the controller for item @i's records
+     * (into svc->recs) or a refusal (into @err). -errno: the coordinator
+     * failed (the item gets UNKNOWN_SERVER_ERROR). */
+    int (*plan)(struct svc_batch *b, size_t i, void *result, struct cctl_error *err);
+    /* After the item's records were written (or not, @err says): fill the rest
+     * of @result and its error. */
+    void (*done)(struct svc_batch *b, size_t i, void *result, const struct cctl_error *err);
+    /* Point the response at the results; set its request-wide fields. */
+    void (*finish)(struct svc_batch *b, void *resp);
+    /* Optional: free what done() allocated for @result, once answered. */
+    void (*release)(struct svc_batch *b, size_t i, void *result);
+};
+
+static size_t align_up(size_t n)
+{
+    const size_t a = _Alignof(max_align_t);
+    return (n + a - 1) / a * a;
+}
+
+/* Run one call of a batch method: item after item in request order, plan it
+ * and append its records before the next is planned (so a later item sees an
+ * earlier one's change, as in the speculative state), then answer once every
+ * record written is durable. Everything the call needs is one allocation;
+ * without it the call fails before any item. */
+static void batch_run(struct coord_service *svc, struct rpc_call *call, const ProtobufCMessage *req,
+                      const struct svc_batch_ops *ops)
+{
+    size_t n = ops->count(req);
+    size_t at_results = align_up(ops->resp->sizeof_message);
+    size_t at_ptrs = at_results + align_up(n * ops->result->sizeof_message);
+    size_t at_errs = at_ptrs + align_up(n * sizeof(void *));
+    size_t at_items = at_errs + align_up(n * sizeof(struct cctl_error));
+    size_t at_state = at_items + align_up(n * ops->item_size);
+    size_t size = at_state + ops->state_size;
+    uint8_t *mem = calloc(1, size);
+    if (!mem) {
+        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
+        return;
+    }
+    void *resp = mem;
+    protobuf_c_message_init(ops->resp, resp);
+    struct svc_batch b = {
+        .svc = svc,
+        .req = req,
+        .n = n,
+        .results = (void **)(mem + at_ptrs),
+        .errs = (struct cctl_error *)(mem + at_errs),
+        .items = mem + at_items,
+        .state = mem + at_state,
+    };
+    if (ops->begin)
+        ops->begin(&b);
+    for (size_t i = 0; i < n; i++) {
+        void *o = mem + at_results + i * ops->result->sizeof_message;
+        struct cctl_error *err = &b.errs[i];
+        protobuf_c_message_init(ops->result, o);
+        b.results[i] = o;
+        int r = ops->plan(&b, i, o, err);
+        if (r < 0) {
+            err_internal(err, r);
+            cstate_records_clear(&svc->recs);
+        } else if (err->code == KERR_NONE && !b.validate_only) {
+            write_item(svc, err);
+        } else {
+            cstate_records_clear(&svc->recs);
+        }
+        ops->done(&b, i, o, err);
+    }
+    ops->finish(&b, resp);
+    svc_reply(svc, call, resp, svc->spec->offset);
+    for (size_t i = 0; ops->release && i < n; i++)
+        ops->release(&b, i, b.results[i]);
+    free(mem);
+}
+
+/* ---- AlterPartition ------------------------------------------------------------- */
 
 /* Whether partition @idx of topic @topic_id has its preferred replica (first
  * replica) in the ISR; false for an unknown one. */
@@ -786,99 +890,130 @@ static void preferred_return(struct coord_service *svc, const uint8_t *topic_id,
     svc_write_internal(svc, "preferred-leader return");
 }
 
-static void do_alter_partition(struct coord_service *svc, struct rpc_call *call,
-                               const Weir__Coord__AlterPartitionRequest *req)
+struct alter_partition_state {
+    struct cctl_error top; /* request-wide: the sender's broker epoch */
+};
+
+struct alter_partition_item {
+    bool pref_before; /* the preferred replica was in the ISR before the change */
+};
+
+static size_t alter_partition_count(const ProtobufCMessage *msg)
 {
-    Weir__Coord__AlterPartitionResponse resp = WEIR__COORD__ALTER_PARTITION_RESPONSE__INIT;
-    size_t n = req->n_items;
-    Weir__Coord__AlterPartitionResult *res = calloc(n ? n : 1, sizeof(*res));
-    Weir__Coord__AlterPartitionResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-    struct cctl_error *errs = calloc(n ? n : 1, sizeof(*errs));
-    if (!res || !ptrs || !errs) {
-        free(res);
-        free(ptrs);
-        free(errs);
-        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
-        return;
-    }
-    struct cctl_error top = {0};
-    int r = cctl_check_broker_epoch(svc->spec, req->broker_id, req->broker_epoch, &top);
-    if (r < 0)
-        err_internal(&top, r);
-    for (size_t i = 0; i < n; i++) {
-        const Weir__Coord__AlterPartitionItem *it = req->items[i];
-        Weir__Coord__AlterPartitionResult *o = &res[i];
-        weir__coord__alter_partition_result__init(o);
-        ptrs[i] = o;
-        o->topic_id = it->topic_id;
-        o->partition = it->partition;
-        o->leader = -1;
-        struct cctl_error *err = &errs[i];
-        bool pref_added = false;
-        if (top.code != KERR_NONE) {
-            *err = top;
-        } else if (it->topic_id.len != CSTATE_UUID_LEN) {
-            err_set(err, KERR_UNKNOWN_TOPIC_ID, "topic_id must be %d bytes", CSTATE_UUID_LEN);
-        } else {
-            struct cctl_alter_partition_req ar = {
-                .broker_id = req->broker_id,
-                .broker_epoch = req->broker_epoch,
-                .topic_id = it->topic_id.data,
-                .partition = it->partition,
-                .leader_epoch = it->leader_epoch,
-                .partition_epoch = it->partition_epoch,
-                .isr = it->new_isr,
-                .n_isr = it->n_new_isr,
-            };
-            bool pref_before = preferred_in_isr(svc->spec, it->topic_id.data, it->partition);
-            r = cctl_alter_partition(svc->spec, &svc->ctx, &ar, &svc->recs, err);
-            if (r < 0) {
-                err_internal(err, r);
-                cstate_records_clear(&svc->recs);
-            } else if (err->code == KERR_NONE) {
-                write_item(svc, err);
-                pref_added = err->code == KERR_NONE && !pref_before &&
-                             preferred_in_isr(svc->spec, it->topic_id.data, it->partition);
-            } else {
-                log_info("coordinator", "ISR change for partition %d from broker %d refused: %s",
-                         (int)it->partition, (int)req->broker_id, err->message);
-            }
-        }
-        o->error_code = err->code;
-        o->error_message = err_msg(err);
-        if (it->topic_id.len == CSTATE_UUID_LEN) {
-            const struct cstate_topic *t = cstate_topic_by_id(svc->spec, it->topic_id.data);
-            if (t && it->partition >= 0 && it->partition < t->n_parts) {
-                const struct cstate_partition *p = &t->parts[it->partition];
-                o->leader = p->leader;
-                o->leader_epoch = p->leader_epoch;
-                o->partition_epoch = p->partition_epoch;
-                /* Copied: a later item's change may move the state's arrays. */
-                o->isr = malloc((p->n_isr ? p->n_isr : 1) * sizeof(int32_t));
-                if (o->isr) {
-                    memcpy(o->isr, cstate_part_isr(p), p->n_isr * sizeof(int32_t));
-                    o->n_isr = p->n_isr;
-                }
-            }
-        }
-        /* After the result: it reports the ISR change the leader asked for;
-         * the leadership move reaches it, like every broker, through the watch
-         * (and the reply waits until the move is durable too). */
-        if (pref_added && svc->cfg->auto_leader_rebalance)
-            preferred_return(svc, it->topic_id.data, it->partition);
-    }
-    resp.error_code = top.code;
-    resp.error_message = err_msg(&top);
-    resp.n_results = n;
-    resp.results = ptrs;
-    resp.metadata_offset = svc->spec->offset;
-    svc_reply(svc, call, &resp.base, svc->spec->offset);
-    for (size_t i = 0; i < n; i++)
-        free(res[i].isr);
-    free(res);
-    free(ptrs);
-    free(errs);
+    return ((const Weir__Coord__AlterPartitionRequest *)msg)->n_items;
 }
+
+static void alter_partition_begin(struct svc_batch *b)
+{
+    const Weir__Coord__AlterPartitionRequest *req = (const void *)b->req;
+    struct alter_partition_state *st = b->state;
+    int r = cctl_check_broker_epoch(b->svc->spec, req->broker_id, req->broker_epoch, &st->top);
+    if (r < 0)
+        err_internal(&st->top, r);
+}
+
+static int alter_partition_plan(struct svc_batch *b, size_t i, void *result, struct cctl_error *err)
+{
+    struct coord_service *svc = b->svc;
+    const Weir__Coord__AlterPartitionRequest *req = (const void *)b->req;
+    const struct alter_partition_state *st = b->state;
+    struct alter_partition_item *ai = (struct alter_partition_item *)b->items + i;
+    const Weir__Coord__AlterPartitionItem *it = req->items[i];
+    Weir__Coord__AlterPartitionResult *o = result;
+    o->topic_id = it->topic_id;
+    o->partition = it->partition;
+    o->leader = -1;
+    if (st->top.code != KERR_NONE) {
+        *err = st->top;
+        return 0;
+    }
+    if (it->topic_id.len != CSTATE_UUID_LEN) {
+        err_set(err, KERR_UNKNOWN_TOPIC_ID, "topic_id must be %d bytes", CSTATE_UUID_LEN);
+        return 0;
+    }
+    struct cctl_alter_partition_req ar = {
+        .broker_id = req->broker_id,
+        .broker_epoch = req->broker_epoch,
+        .topic_id = it->topic_id.data,
+        .partition = it->partition,
+        .leader_epoch = it->leader_epoch,
+        .partition_epoch = it->partition_epoch,
+        .isr = it->new_isr,
+        .n_isr = it->n_new_isr,
+    };
+    ai->pref_before = preferred_in_isr(svc->spec, it->topic_id.data, it->partition);
+    int r = cctl_alter_partition(svc->spec, &svc->ctx, &ar, &svc->recs, err);
+    if (r >= 0 && err->code != KERR_NONE)
+        log_info("coordinator", "ISR change for partition %d from broker %d refused: %s",
+                 (int)it->partition, (int)req->broker_id, err->message);
+    return r;
+}
+
+static void alter_partition_done(struct svc_batch *b, size_t i, void *result,
+                                 const struct cctl_error *err)
+{
+    struct coord_service *svc = b->svc;
+    const Weir__Coord__AlterPartitionRequest *req = (const void *)b->req;
+    const struct alter_partition_item *ai = (const struct alter_partition_item *)b->items + i;
+    const Weir__Coord__AlterPartitionItem *it = req->items[i];
+    Weir__Coord__AlterPartitionResult *o = result;
+    /* No error here means the change was written. */
+    bool pref_added = err->code == KERR_NONE && !ai->pref_before &&
+                      preferred_in_isr(svc->spec, it->topic_id.data, it->partition);
+    o->error_code = err->code;
+    o->error_message = err_msg(err);
+    if (it->topic_id.len == CSTATE_UUID_LEN) {
+        const struct cstate_topic *t = cstate_topic_by_id(svc->spec, it->topic_id.data);
+        if (t && it->partition >= 0 && it->partition < t->n_parts) {
+            const struct cstate_partition *p = &t->parts[it->partition];
+            o->leader = p->leader;
+            o->leader_epoch = p->leader_epoch;
+            o->partition_epoch = p->partition_epoch;
+            /* Copied: a later item's change may move the state's arrays. */
+            o->isr = malloc((p->n_isr ? p->n_isr : 1) * sizeof(int32_t));
+            if (o->isr) {
+                memcpy(o->isr, cstate_part_isr(p), p->n_isr * sizeof(int32_t));
+                o->n_isr = p->n_isr;
+            }
+        }
+    }
+    /* After the result: it reports the ISR change the leader asked for; the
+     * leadership move reaches it, like every broker, through the watch (and
+     * the reply waits until the move is durable too). */
+    if (pref_added && svc->cfg->auto_leader_rebalance)
+        preferred_return(svc, it->topic_id.data, it->partition);
+}
+
+static void alter_partition_finish(struct svc_batch *b, void *msg)
+{
+    const struct alter_partition_state *st = b->state;
+    Weir__Coord__AlterPartitionResponse *resp = msg;
+    resp->error_code = st->top.code;
+    resp->error_message = err_msg(&st->top);
+    resp->n_results = b->n;
+    resp->results = (Weir__Coord__AlterPartitionResult **)b->results;
+    resp->metadata_offset = b->svc->spec->offset;
+}
+
+static void alter_partition_release(struct svc_batch *b, size_t i, void *result)
+{
+    (void)b;
+    (void)i;
+    free(((Weir__Coord__AlterPartitionResult *)result)->isr);
+}
+
+static const struct svc_batch_ops alter_partition_ops = {
+    .resp = &weir__coord__alter_partition_response__descriptor,
+    .result = &weir__coord__alter_partition_result__descriptor,
+    .item_size = sizeof(struct alter_partition_item),
+    .state_size = sizeof(struct alter_partition_state),
+    .count = alter_partition_count,
+    .begin = alter_partition_begin,
+    .plan = alter_partition_plan,
+    .done = alter_partition_done,
+    .finish = alter_partition_finish,
+    .release = alter_partition_release,
+};
 
 /* ---- topics --------------------------------------------------------------------- */
 
@@ -908,371 +1043,405 @@ static int assignments_from_pb(Weir__Coord__ReplicaAssignment *const *in, size_t
     return 0;
 }
 
-static void do_create_topics(struct coord_service *svc, struct rpc_call *call,
-                             const Weir__Coord__CreateTopicsRequest *req)
+/* CreateTopics */
+
+struct create_topics_state {
+    int64_t budget; /* partitions the rest of the request may still create */
+};
+
+struct create_topics_item {
+    uint8_t id[CSTATE_UUID_LEN];
+    int32_t num_partitions, replication_factor; /* in effect, for the result */
+};
+
+static size_t create_topics_count(const ProtobufCMessage *msg)
 {
-    Weir__Coord__CreateTopicsResponse resp = WEIR__COORD__CREATE_TOPICS_RESPONSE__INIT;
-    size_t n = req->n_topics;
-    Weir__Coord__CreatableTopicResult *res = calloc(n ? n : 1, sizeof(*res));
-    Weir__Coord__CreatableTopicResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-    struct cctl_error *errs = calloc(n ? n : 1, sizeof(*errs));
-    uint8_t(*ids)[CSTATE_UUID_LEN] = calloc(n ? n : 1, CSTATE_UUID_LEN);
-    if (!res || !ptrs || !errs || !ids) {
-        free(res);
-        free(ptrs);
-        free(errs);
-        free(ids);
-        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
-        return;
-    }
-    int64_t budget = CCTL_MAX_PARTITIONS_PER_REQUEST; /* partitions over the whole request */
-    for (size_t i = 0; i < n; i++) {
-        const Weir__Coord__CreatableTopic *t = req->topics[i];
-        Weir__Coord__CreatableTopicResult *o = &res[i];
-        struct cctl_error *err = &errs[i];
-        weir__coord__creatable_topic_result__init(o);
-        ptrs[i] = o;
-        o->name = str_or_empty(t->name);
-
-        bool offsets = t->name && strcmp(t->name, SVC_OFFSETS_TOPIC) == 0;
-        int32_t np = t->num_partitions > 0 ? t->num_partitions : -1;
-        int32_t rf = t->replication_factor > 0 ? t->replication_factor : -1;
-        if (offsets && t->n_assignments == 0) {
-            if (np < 0)
-                np = svc->cfg->offsets_topic_num_partitions;
-            if (rf < 0)
-                rf = svc->cfg->offsets_topic_replication_factor;
-        }
-        int32_t eff_np =
-            t->n_assignments ? (int32_t)t->n_assignments : (np > 0 ? np : svc->cfg->num_partitions);
-        int32_t eff_rf = t->n_assignments ? (int32_t)t->assignments[0]->n_broker_ids
-                                          : (rf > 0 ? rf : svc->cfg->default_replication_factor);
-
-        if (req->auto_create && !svc->cfg->auto_create_topics) {
-            err_set(err, KERR_UNKNOWN_TOPIC_OR_PARTITION,
-                    "topic %.249s does not exist and auto.create.topics.enable is false", o->name);
-        } else if (eff_np > budget) {
-            err_set(err, KERR_POLICY_VIOLATION,
-                    "one request may create at most %d partitions in all",
-                    CCTL_MAX_PARTITIONS_PER_REQUEST);
-        }
-        struct cctl_assignment *asg = NULL;
-        struct cctl_kv *kv = NULL;
-        if (err->code == KERR_NONE) {
-            int r = assignments_from_pb(t->assignments, t->n_assignments, 0, &asg, err);
-            size_t nkv = t->n_configs;
-            bool add_compact = offsets;
-            for (size_t k = 0; k < t->n_configs && add_compact; k++)
-                if (t->configs[k]->name && strcmp(t->configs[k]->name, "cleanup.policy") == 0)
-                    add_compact = false;
-            if (r == 0) {
-                kv = calloc(nkv + 1, sizeof(*kv));
-                if (!kv)
-                    r = -ENOMEM;
-            }
-            if (r < 0)
-                err_internal(err, r);
-            if (err->code == KERR_NONE) {
-                for (size_t k = 0; k < nkv; k++) {
-                    kv[k].name = t->configs[k]->name;
-                    kv[k].value = t->configs[k]->value;
-                }
-                /* Kafka's offsets topic is compacted: without it, committed
-                 * offsets would be deleted by time. */
-                if (add_compact) {
-                    kv[nkv].name = "cleanup.policy";
-                    kv[nkv].value = "compact";
-                    nkv++;
-                }
-                struct cctl_create_topic_req cr = {
-                    .name = t->name,
-                    .num_partitions = np,
-                    .replication_factor = rf,
-                    .assignments = asg,
-                    .n_assignments = t->n_assignments,
-                    .configs = kv,
-                    .n_configs = nkv,
-                };
-                if (asg) {
-                    cr.num_partitions = -1;
-                    cr.replication_factor = -1;
-                    if (t->num_partitions > 0 || t->replication_factor > 0)
-                        err_set(err, KERR_INVALID_REQUEST,
-                                "num_partitions and replication_factor must be unset with a "
-                                "manual assignment");
-                }
-                if (err->code == KERR_NONE) {
-                    r = cctl_create_topic(svc->spec, &svc->ctx, &cr, &svc->recs, ids[i], err);
-                    if (r < 0) {
-                        err_internal(err, r);
-                        cstate_records_clear(&svc->recs);
-                    } else if (err->code == KERR_NONE && req->validate_only) {
-                        cstate_records_clear(&svc->recs);
-                        memset(ids[i], 0, CSTATE_UUID_LEN);
-                    } else if (err->code == KERR_NONE) {
-                        write_item(svc, err);
-                    } else {
-                        cstate_records_clear(&svc->recs);
-                    }
-                }
-            }
-        }
-        free(asg);
-        free(kv);
-        o->error_code = err->code;
-        o->error_message = err_msg(err);
-        if (err->code == KERR_NONE) {
-            budget -= eff_np;
-            o->num_partitions = eff_np;
-            o->replication_factor = eff_rf;
-            if (!req->validate_only) {
-                o->topic_id.data = ids[i];
-                o->topic_id.len = CSTATE_UUID_LEN;
-                log_info("coordinator", "creating topic %s with %d partitions, RF %d", t->name,
-                         (int)eff_np, (int)eff_rf);
-            }
-        } else if (err->code != KERR_TOPIC_ALREADY_EXISTS || !req->auto_create) {
-            log_info("coordinator", "create topic %.249s refused: %s", o->name, err->message);
-        }
-    }
-    resp.n_results = n;
-    resp.results = ptrs;
-    resp.metadata_offset = svc->spec->offset;
-    svc_reply(svc, call, &resp.base, svc->spec->offset);
-    free(res);
-    free(ptrs);
-    free(errs);
-    free(ids);
+    return ((const Weir__Coord__CreateTopicsRequest *)msg)->n_topics;
 }
 
-static void delete_one(struct coord_service *svc, const char *name, struct cctl_error *err)
+static void create_topics_begin(struct svc_batch *b)
 {
-    int r = cctl_delete_topic(svc->spec, &svc->ctx, name, &svc->recs, err);
-    if (r < 0) {
-        err_internal(err, r);
-        cstate_records_clear(&svc->recs);
-    } else if (err->code == KERR_NONE) {
-        write_item(svc, err);
-        if (err->code == KERR_NONE)
-            log_info("coordinator", "deleting topic %s", name);
+    const Weir__Coord__CreateTopicsRequest *req = (const void *)b->req;
+    struct create_topics_state *st = b->state;
+    st->budget = CCTL_MAX_PARTITIONS_PER_REQUEST;
+    b->validate_only = req->validate_only;
+}
+
+static int create_topic_plan(struct svc_batch *b, size_t i, void *result, struct cctl_error *err)
+{
+    struct coord_service *svc = b->svc;
+    const Weir__Coord__CreateTopicsRequest *req = (const void *)b->req;
+    const struct create_topics_state *st = b->state;
+    struct create_topics_item *ci = (struct create_topics_item *)b->items + i;
+    const Weir__Coord__CreatableTopic *t = req->topics[i];
+    Weir__Coord__CreatableTopicResult *o = result;
+    o->name = str_or_empty(t->name);
+
+    bool offsets = t->name && strcmp(t->name, SVC_OFFSETS_TOPIC) == 0;
+    int32_t np = t->num_partitions > 0 ? t->num_partitions : -1;
+    int32_t rf = t->replication_factor > 0 ? t->replication_factor : -1;
+    if (offsets && t->n_assignments == 0) {
+        if (np < 0)
+            np = svc->cfg->offsets_topic_num_partitions;
+        if (rf < 0)
+            rf = svc->cfg->offsets_topic_replication_factor;
+    }
+    ci->num_partitions =
+        t->n_assignments ? (int32_t)t->n_assignments : (np > 0 ? np : svc->cfg->num_partitions);
+    ci->replication_factor = t->n_assignments
+                                 ? (int32_t)t->assignments[0]->n_broker_ids
+                                 : (rf > 0 ? rf : svc->cfg->default_replication_factor);
+
+    if (req->auto_create && !svc->cfg->auto_create_topics) {
+        err_set(err, KERR_UNKNOWN_TOPIC_OR_PARTITION,
+                "topic %.249s does not exist and auto.create.topics.enable is false", o->name);
+        return 0;
+    }
+    if (ci->num_partitions > st->budget) {
+        err_set(err, KERR_POLICY_VIOLATION, "one request may create at most %d partitions in all",
+                CCTL_MAX_PARTITIONS_PER_REQUEST);
+        return 0;
+    }
+    struct cctl_assignment *asg = NULL;
+    int r = assignments_from_pb(t->assignments, t->n_assignments, 0, &asg, err);
+    if (r < 0 || err->code != KERR_NONE)
+        return r;
+    size_t nkv = t->n_configs;
+    bool add_compact = offsets;
+    for (size_t k = 0; k < t->n_configs && add_compact; k++)
+        if (t->configs[k]->name && strcmp(t->configs[k]->name, "cleanup.policy") == 0)
+            add_compact = false;
+    struct cctl_kv *kv = calloc(nkv + 1, sizeof(*kv));
+    if (!kv) {
+        free(asg);
+        return -ENOMEM;
+    }
+    for (size_t k = 0; k < nkv; k++) {
+        kv[k].name = t->configs[k]->name;
+        kv[k].value = t->configs[k]->value;
+    }
+    /* Kafka's offsets topic is compacted: without it, committed offsets would
+     * be deleted by time. */
+    if (add_compact) {
+        kv[nkv].name = "cleanup.policy";
+        kv[nkv].value = "compact";
+        nkv++;
+    }
+    struct cctl_create_topic_req cr = {
+        .name = t->name,
+        .num_partitions = np,
+        .replication_factor = rf,
+        .assignments = asg,
+        .n_assignments = t->n_assignments,
+        .configs = kv,
+        .n_configs = nkv,
+    };
+    if (asg) {
+        cr.num_partitions = -1;
+        cr.replication_factor = -1;
+        if (t->num_partitions > 0 || t->replication_factor > 0)
+            err_set(err, KERR_INVALID_REQUEST,
+                    "num_partitions and replication_factor must be unset with a manual "
+                    "assignment");
+    }
+    if (err->code == KERR_NONE)
+        r = cctl_create_topic(svc->spec, &svc->ctx, &cr, &svc->recs, ci->id, err);
+    free(asg);
+    free(kv);
+    return r;
+}
+
+static void create_topic_done(struct svc_batch *b, size_t i, void *result,
+                              const struct cctl_error *err)
+{
+    const Weir__Coord__CreateTopicsRequest *req = (const void *)b->req;
+    struct create_topics_state *st = b->state;
+    struct create_topics_item *ci = (struct create_topics_item *)b->items + i;
+    const Weir__Coord__CreatableTopic *t = req->topics[i];
+    Weir__Coord__CreatableTopicResult *o = result;
+    o->error_code = err->code;
+    o->error_message = err_msg(err);
+    if (err->code == KERR_NONE) {
+        st->budget -= ci->num_partitions;
+        o->num_partitions = ci->num_partitions;
+        o->replication_factor = ci->replication_factor;
+        if (!req->validate_only) {
+            o->topic_id.data = ci->id;
+            o->topic_id.len = CSTATE_UUID_LEN;
+            log_info("coordinator", "creating topic %s with %d partitions, RF %d", t->name,
+                     (int)ci->num_partitions, (int)ci->replication_factor);
+        }
+    } else if (err->code != KERR_TOPIC_ALREADY_EXISTS || !req->auto_create) {
+        log_info("coordinator", "create topic %.249s refused: %s", o->name, err->message);
+    }
+}
+
+static void create_topics_finish(struct svc_batch *b, void *msg)
+{
+    Weir__Coord__CreateTopicsResponse *resp = msg;
+    resp->n_results = b->n;
+    resp->results = (Weir__Coord__CreatableTopicResult **)b->results;
+    resp->metadata_offset = b->svc->spec->offset;
+}
+
+static const struct svc_batch_ops create_topics_ops = {
+    .resp = &weir__coord__create_topics_response__descriptor,
+    .result = &weir__coord__creatable_topic_result__descriptor,
+    .item_size = sizeof(struct create_topics_item),
+    .state_size = sizeof(struct create_topics_state),
+    .count = create_topics_count,
+    .begin = create_topics_begin,
+    .plan = create_topic_plan,
+    .done = create_topic_done,
+    .finish = create_topics_finish,
+};
+
+/* DeleteTopics: the names first, then the ids, each answered in that order. */
+
+struct delete_topics_item {
+    uint8_t id[CSTATE_UUID_LEN]; /* of a topic deleted by name */
+    char *name;                  /* of a topic deleted by id */
+};
+
+static size_t delete_topics_count(const ProtobufCMessage *msg)
+{
+    const Weir__Coord__DeleteTopicsRequest *req = (const void *)msg;
+    return req->n_names + req->n_topic_ids;
+}
+
+static int delete_topic_plan(struct svc_batch *b, size_t i, void *result, struct cctl_error *err)
+{
+    struct coord_service *svc = b->svc;
+    const Weir__Coord__DeleteTopicsRequest *req = (const void *)b->req;
+    struct delete_topics_item *di = (struct delete_topics_item *)b->items + i;
+    Weir__Coord__DeletableTopicResult *o = result;
+    const char *name;
+    if (i < req->n_names) {
+        name = req->names[i];
+        o->name = str_or_empty(name);
+        const struct cstate_topic *t = cstate_topic_by_name(svc->spec, name);
+        if (t) {
+            memcpy(di->id, t->id, CSTATE_UUID_LEN);
+            o->topic_id.data = di->id;
+            o->topic_id.len = CSTATE_UUID_LEN;
+        }
     } else {
-        cstate_records_clear(&svc->recs);
+        ProtobufCBinaryData id = req->topic_ids[i - req->n_names];
+        o->name = "";
+        o->topic_id = id;
+        const struct cstate_topic *t =
+            id.len == CSTATE_UUID_LEN ? cstate_topic_by_id(svc->spec, id.data) : NULL;
+        if (!t) {
+            err_set(err, KERR_UNKNOWN_TOPIC_ID, "no topic with that id");
+            return 0;
+        }
+        di->name = strdup(t->name);
+        if (!di->name)
+            return -ENOMEM;
+        o->name = di->name;
+        name = di->name;
     }
+    return cctl_delete_topic(svc->spec, &svc->ctx, name, &svc->recs, err);
 }
 
-static void do_delete_topics(struct coord_service *svc, struct rpc_call *call,
-                             const Weir__Coord__DeleteTopicsRequest *req)
+static void delete_topic_done(struct svc_batch *b, size_t i, void *result,
+                              const struct cctl_error *err)
 {
-    Weir__Coord__DeleteTopicsResponse resp = WEIR__COORD__DELETE_TOPICS_RESPONSE__INIT;
-    size_t n = req->n_names + req->n_topic_ids;
-    Weir__Coord__DeletableTopicResult *res = calloc(n ? n : 1, sizeof(*res));
-    Weir__Coord__DeletableTopicResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-    struct cctl_error *errs = calloc(n ? n : 1, sizeof(*errs));
-    char **names = calloc(n ? n : 1, sizeof(*names)); /* names of topics deleted by id */
-    uint8_t(*ids)[CSTATE_UUID_LEN] = calloc(n ? n : 1, CSTATE_UUID_LEN);
-    if (!res || !ptrs || !errs || !names || !ids) {
-        free(res);
-        free(ptrs);
-        free(errs);
-        free(names);
-        free(ids);
-        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        Weir__Coord__DeletableTopicResult *o = &res[i];
-        struct cctl_error *err = &errs[i];
-        weir__coord__deletable_topic_result__init(o);
-        ptrs[i] = o;
-        if (i < req->n_names) {
-            const char *name = req->names[i];
-            o->name = str_or_empty(name);
-            const struct cstate_topic *t = cstate_topic_by_name(svc->spec, name);
-            if (t) {
-                memcpy(ids[i], t->id, CSTATE_UUID_LEN);
-                o->topic_id.data = ids[i];
-                o->topic_id.len = CSTATE_UUID_LEN;
-            }
-            delete_one(svc, name, err);
-        } else {
-            ProtobufCBinaryData id = req->topic_ids[i - req->n_names];
-            o->name = "";
-            o->topic_id = id;
-            const struct cstate_topic *t =
-                id.len == CSTATE_UUID_LEN ? cstate_topic_by_id(svc->spec, id.data) : NULL;
-            if (!t) {
-                err_set(err, KERR_UNKNOWN_TOPIC_ID, "no topic with that id");
-            } else {
-                names[i] = strdup(t->name);
-                if (!names[i]) {
-                    err_internal(err, -ENOMEM);
-                } else {
-                    o->name = names[i];
-                    delete_one(svc, names[i], err);
-                }
-            }
-        }
-        o->error_code = err->code;
-        o->error_message = err_msg(err);
-    }
-    resp.n_results = n;
-    resp.results = ptrs;
-    resp.metadata_offset = svc->spec->offset;
-    svc_reply(svc, call, &resp.base, svc->spec->offset);
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(res);
-    free(ptrs);
-    free(errs);
-    free(names);
-    free(ids);
+    (void)b;
+    (void)i;
+    Weir__Coord__DeletableTopicResult *o = result;
+    if (err->code == KERR_NONE)
+        log_info("coordinator", "deleting topic %s", o->name);
+    o->error_code = err->code;
+    o->error_message = err_msg(err);
 }
 
-static void do_create_partitions(struct coord_service *svc, struct rpc_call *call,
-                                 const Weir__Coord__CreatePartitionsRequest *req)
+static void delete_topics_finish(struct svc_batch *b, void *msg)
 {
-    Weir__Coord__CreatePartitionsResponse resp = WEIR__COORD__CREATE_PARTITIONS_RESPONSE__INIT;
-    size_t n = req->n_topics;
-    Weir__Coord__CreatePartitionsResult *res = calloc(n ? n : 1, sizeof(*res));
-    Weir__Coord__CreatePartitionsResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-    struct cctl_error *errs = calloc(n ? n : 1, sizeof(*errs));
-    if (!res || !ptrs || !errs) {
-        free(res);
-        free(ptrs);
-        free(errs);
-        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const Weir__Coord__CreatePartitionsTopic *t = req->topics[i];
-        Weir__Coord__CreatePartitionsResult *o = &res[i];
-        struct cctl_error *err = &errs[i];
-        weir__coord__create_partitions_result__init(o);
-        ptrs[i] = o;
-        o->name = str_or_empty(t->name);
-        const struct cstate_topic *topic =
-            t->name ? cstate_topic_by_name(svc->spec, t->name) : NULL;
-        struct cctl_assignment *asg = NULL;
-        int r = assignments_from_pb(t->assignments, t->n_assignments, topic ? topic->n_parts : 0,
-                                    &asg, err);
-        if (r < 0)
-            err_internal(err, r);
-        if (err->code == KERR_NONE) {
-            struct cctl_create_partitions_req cr = {
-                .name = t->name,
-                .total_count = t->count,
-                .assignments = asg,
-                .n_assignments = t->n_assignments,
-            };
-            int32_t before = topic ? topic->n_parts : 0;
-            r = cctl_create_partitions(svc->spec, &svc->ctx, &cr, &svc->recs, err);
-            if (r < 0) {
-                err_internal(err, r);
-                cstate_records_clear(&svc->recs);
-            } else if (err->code == KERR_NONE && !req->validate_only) {
-                write_item(svc, err);
-                if (err->code == KERR_NONE)
-                    log_info("coordinator", "topic %s: partitions %d -> %d", t->name, (int)before,
-                             (int)t->count);
-            } else {
-                cstate_records_clear(&svc->recs);
-            }
-        }
-        free(asg);
-        o->error_code = err->code;
-        o->error_message = err_msg(err);
-    }
-    resp.n_results = n;
-    resp.results = ptrs;
-    resp.metadata_offset = svc->spec->offset;
-    svc_reply(svc, call, &resp.base, svc->spec->offset);
-    free(res);
-    free(ptrs);
-    free(errs);
+    Weir__Coord__DeleteTopicsResponse *resp = msg;
+    resp->n_results = b->n;
+    resp->results = (Weir__Coord__DeletableTopicResult **)b->results;
+    resp->metadata_offset = b->svc->spec->offset;
 }
 
-static void do_alter_configs(struct coord_service *svc, struct rpc_call *call,
-                             const Weir__Coord__AlterTopicConfigsRequest *req)
+static void delete_topic_release(struct svc_batch *b, size_t i, void *result)
 {
-    Weir__Coord__AlterTopicConfigsResponse resp = WEIR__COORD__ALTER_TOPIC_CONFIGS_RESPONSE__INIT;
-    size_t n = req->n_topics;
-    Weir__Coord__AlterTopicConfigsResult *res = calloc(n ? n : 1, sizeof(*res));
-    Weir__Coord__AlterTopicConfigsResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-    struct cctl_error *errs = calloc(n ? n : 1, sizeof(*errs));
-    if (!res || !ptrs || !errs) {
-        free(res);
-        free(ptrs);
-        free(errs);
-        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const Weir__Coord__AlterTopicConfigsTopic *t = req->topics[i];
-        Weir__Coord__AlterTopicConfigsResult *o = &res[i];
-        struct cctl_error *err = &errs[i];
-        weir__coord__alter_topic_configs_result__init(o);
-        ptrs[i] = o;
-        o->name = str_or_empty(t->name);
-        struct cctl_kv *ops = calloc(t->n_ops ? t->n_ops : 1, sizeof(*ops));
-        if (!ops) {
-            err_internal(err, -ENOMEM);
-        } else {
-            for (size_t k = 0; k < t->n_ops; k++) {
-                ops[k].name = t->ops[k]->name;
-                ops[k].value = t->ops[k]->remove ? NULL : t->ops[k]->value;
-            }
-            int r = cctl_alter_topic_config(svc->spec, &svc->ctx, t->name, ops, t->n_ops,
-                                            &svc->recs, err);
-            if (r < 0) {
-                err_internal(err, r);
-                cstate_records_clear(&svc->recs);
-            } else if (err->code == KERR_NONE && !req->validate_only) {
-                write_item(svc, err);
-                if (err->code == KERR_NONE)
-                    log_info("coordinator", "topic %s: %zu config changes", t->name, t->n_ops);
-            } else {
-                cstate_records_clear(&svc->recs);
-            }
-        }
-        free(ops);
-        o->error_code = err->code;
-        o->error_message = err_msg(err);
-    }
-    resp.n_results = n;
-    resp.results = ptrs;
-    resp.metadata_offset = svc->spec->offset;
-    svc_reply(svc, call, &resp.base, svc->spec->offset);
-    free(res);
-    free(ptrs);
-    free(errs);
+    (void)result;
+    free(((struct delete_topics_item *)b->items)[i].name);
 }
+
+static const struct svc_batch_ops delete_topics_ops = {
+    .resp = &weir__coord__delete_topics_response__descriptor,
+    .result = &weir__coord__deletable_topic_result__descriptor,
+    .item_size = sizeof(struct delete_topics_item),
+    .count = delete_topics_count,
+    .plan = delete_topic_plan,
+    .done = delete_topic_done,
+    .finish = delete_topics_finish,
+    .release = delete_topic_release,
+};
+
+/* CreatePartitions */
+
+struct create_partitions_item {
+    int32_t before; /* the topic's partition count before the change */
+};
+
+static size_t create_partitions_count(const ProtobufCMessage *msg)
+{
+    return ((const Weir__Coord__CreatePartitionsRequest *)msg)->n_topics;
+}
+
+static void create_partitions_begin(struct svc_batch *b)
+{
+    b->validate_only = ((const Weir__Coord__CreatePartitionsRequest *)b->req)->validate_only;
+}
+
+static int create_partitions_plan(struct svc_batch *b, size_t i, void *result,
+                                  struct cctl_error *err)
+{
+    struct coord_service *svc = b->svc;
+    const Weir__Coord__CreatePartitionsRequest *req = (const void *)b->req;
+    struct create_partitions_item *pi = (struct create_partitions_item *)b->items + i;
+    const Weir__Coord__CreatePartitionsTopic *t = req->topics[i];
+    Weir__Coord__CreatePartitionsResult *o = result;
+    o->name = str_or_empty(t->name);
+    const struct cstate_topic *topic = t->name ? cstate_topic_by_name(svc->spec, t->name) : NULL;
+    pi->before = topic ? topic->n_parts : 0;
+    struct cctl_assignment *asg = NULL;
+    int r = assignments_from_pb(t->assignments, t->n_assignments, pi->before, &asg, err);
+    if (r == 0 && err->code == KERR_NONE) {
+        struct cctl_create_partitions_req cr = {
+            .name = t->name,
+            .total_count = t->count,
+            .assignments = asg,
+            .n_assignments = t->n_assignments,
+        };
+        r = cctl_create_partitions(svc->spec, &svc->ctx, &cr, &svc->recs, err);
+    }
+    free(asg);
+    return r;
+}
+
+static void create_partitions_done(struct svc_batch *b, size_t i, void *result,
+                                   const struct cctl_error *err)
+{
+    const Weir__Coord__CreatePartitionsRequest *req = (const void *)b->req;
+    const struct create_partitions_item *pi = (const struct create_partitions_item *)b->items + i;
+    const Weir__Coord__CreatePartitionsTopic *t = req->topics[i];
+    Weir__Coord__CreatePartitionsResult *o = result;
+    if (err->code == KERR_NONE && !b->validate_only)
+        log_info("coordinator", "topic %s: partitions %d -> %d", t->name, (int)pi->before,
+                 (int)t->count);
+    o->error_code = err->code;
+    o->error_message = err_msg(err);
+}
+
+static void create_partitions_finish(struct svc_batch *b, void *msg)
+{
+    Weir__Coord__CreatePartitionsResponse *resp = msg;
+    resp->n_results = b->n;
+    resp->results = (Weir__Coord__CreatePartitionsResult **)b->results;
+    resp->metadata_offset = b->svc->spec->offset;
+}
+
+static const struct svc_batch_ops create_partitions_ops = {
+    .resp = &weir__coord__create_partitions_response__descriptor,
+    .result = &weir__coord__create_partitions_result__descriptor,
+    .item_size = sizeof(struct create_partitions_item),
+    .count = create_partitions_count,
+    .begin = create_partitions_begin,
+    .plan = create_partitions_plan,
+    .done = create_partitions_done,
+    .finish = create_partitions_finish,
+};
+
+/* AlterTopicConfigs */
+
+static size_t alter_configs_count(const ProtobufCMessage *msg)
+{
+    return ((const Weir__Coord__AlterTopicConfigsRequest *)msg)->n_topics;
+}
+
+static void alter_configs_begin(struct svc_batch *b)
+{
+    b->validate_only = ((const Weir__Coord__AlterTopicConfigsRequest *)b->req)->validate_only;
+}
+
+static int alter_configs_plan(struct svc_batch *b, size_t i, void *result, struct cctl_error *err)
+{
+    struct coord_service *svc = b->svc;
+    const Weir__Coord__AlterTopicConfigsRequest *req = (const void *)b->req;
+    const Weir__Coord__AlterTopicConfigsTopic *t = req->topics[i];
+    Weir__Coord__AlterTopicConfigsResult *o = result;
+    o->name = str_or_empty(t->name);
+    struct cctl_kv *ops = calloc(t->n_ops ? t->n_ops : 1, sizeof(*ops));
+    if (!ops)
+        return -ENOMEM;
+    for (size_t k = 0; k < t->n_ops; k++) {
+        ops[k].name = t->ops[k]->name;
+        ops[k].value = t->ops[k]->remove ? NULL : t->ops[k]->value;
+    }
+    int r = cctl_alter_topic_config(svc->spec, &svc->ctx, t->name, ops, t->n_ops, &svc->recs, err);
+    free(ops);
+    return r;
+}
+
+static void alter_configs_done(struct svc_batch *b, size_t i, void *result,
+                               const struct cctl_error *err)
+{
+    const Weir__Coord__AlterTopicConfigsRequest *req = (const void *)b->req;
+    const Weir__Coord__AlterTopicConfigsTopic *t = req->topics[i];
+    Weir__Coord__AlterTopicConfigsResult *o = result;
+    if (err->code == KERR_NONE && !b->validate_only)
+        log_info("coordinator", "topic %s: %zu config changes", t->name, t->n_ops);
+    o->error_code = err->code;
+    o->error_message = err_msg(err);
+}
+
+static void alter_configs_finish(struct svc_batch *b, void *msg)
+{
+    Weir__Coord__AlterTopicConfigsResponse *resp = msg;
+    resp->n_results = b->n;
+    resp->results = (Weir__Coord__AlterTopicConfigsResult **)b->results;
+    resp->metadata_offset = b->svc->spec->offset;
+}
+
+static const struct svc_batch_ops alter_configs_ops = {
+    .resp = &weir__coord__alter_topic_configs_response__descriptor,
+    .result = &weir__coord__alter_topic_configs_result__descriptor,
+    .count = alter_configs_count,
+    .begin = alter_configs_begin,
+    .plan = alter_configs_plan,
+    .done = alter_configs_done,
+    .finish = alter_configs_finish,
+};
 
 /* ---- mutating dispatch and back-pressure ---------------------------------------- */
+
+/* The batch methods, by method number; the others are handled one by one. */
+static const struct svc_batch_ops *const batch_methods[COORD_M_COUNT] = {
+    [COORD_M_ALTER_PARTITION] = &alter_partition_ops,
+    [COORD_M_CREATE_TOPICS] = &create_topics_ops,
+    [COORD_M_DELETE_TOPICS] = &delete_topics_ops,
+    [COORD_M_CREATE_PARTITIONS] = &create_partitions_ops,
+    [COORD_M_ALTER_TOPIC_CONFIGS] = &alter_configs_ops,
+};
 
 static void process_mutation(struct coord_service *svc, struct rpc_call *call,
                              const ProtobufCMessage *req)
 {
-    switch (rpc_call_method(call)) {
+    unsigned m = rpc_call_method(call);
+    if (m < COORD_M_COUNT && batch_methods[m]) {
+        batch_run(svc, call, req, batch_methods[m]);
+        return;
+    }
+    switch (m) {
     case COORD_M_REGISTER_BROKER:
         do_register(svc, call, (const Weir__Coord__RegisterBrokerRequest *)req);
         break;
     case COORD_M_CONTROLLED_SHUTDOWN:
         do_controlled_shutdown(svc, call, (const Weir__Coord__ControlledShutdownRequest *)req);
-        break;
-    case COORD_M_ALTER_PARTITION:
-        do_alter_partition(svc, call, (const Weir__Coord__AlterPartitionRequest *)req);
-        break;
-    case COORD_M_CREATE_TOPICS:
-        do_create_topics(svc, call, (const Weir__Coord__CreateTopicsRequest *)req);
-        break;
-    case COORD_M_DELETE_TOPICS:
-        do_delete_topics(svc, call, (const Weir__Coord__DeleteTopicsRequest *)req);
-        break;
-    case COORD_M_CREATE_PARTITIONS:
-        do_create_partitions(svc, call, (const Weir__Coord__CreatePartitionsRequest *)req);
-        break;
-    case COORD_M_ALTER_TOPIC_CONFIGS:
-        do_alter_configs(svc, call, (const Weir__Coord__AlterTopicConfigsRequest *)req);
         break;
     case COORD_M_UNREGISTER_BROKER:
         do_unregister(svc, call, (const Weir__Coord__UnregisterBrokerRequest *)req);
