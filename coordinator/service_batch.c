@@ -106,14 +106,7 @@ void svc_batch_run(struct coord_service *svc, struct rpc_call *call, const Proto
         protobuf_c_message_init(ops->result, o);
         b.results[i] = o;
         int r = ops->plan(&b, i, o, err);
-        if (r < 0) {
-            svc_err_internal(err, r);
-            cstate_records_clear(&svc->recs);
-        } else if (err->code == KERR_NONE && !b.validate_only) {
-            svc_write_item(svc, err);
-        } else {
-            cstate_records_clear(&svc->recs);
-        }
+        svc_write_item(svc, r, err, !b.validate_only);
         ops->done(&b, i, o, err);
     }
     ops->finish(&b, resp);

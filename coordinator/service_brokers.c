@@ -184,22 +184,16 @@ void svc_register_broker(struct coord_service *svc, struct rpc_call *call,
                 rr.replication = &repl;
             }
             int r = cctl_register_broker(svc->spec, &svc->ctx, &rr, &svc->recs, &epoch, &err);
-            if (r < 0) {
-                svc_err_internal(&err, r);
-                cstate_records_clear(&svc->recs);
-            } else if (err.code == KERR_NONE) {
-                size_t n = svc->recs.n;
-                svc_write_item(svc, &err);
-                if (err.code == KERR_NONE) {
-                    if (csession_touch(svc->sessions, req->broker_id, epoch, clock_mono_ms()) == 0)
-                        track_broker_conn(svc, req->broker_id, call);
-                    if (n > 0)
-                        log_info("coordinator",
-                                 "registering broker %d from %s with epoch %" PRId64
-                                 " (%zu records)",
-                                 (int)req->broker_id, rpc_conn_peer(rpc_call_connection(call)),
-                                 epoch, n);
-                }
+            size_t n = svc->recs.n;
+            svc_write_item(svc, r, &err, true);
+            if (err.code == KERR_NONE) {
+                if (csession_touch(svc->sessions, req->broker_id, epoch, clock_mono_ms()) == 0)
+                    track_broker_conn(svc, req->broker_id, call);
+                if (n > 0)
+                    log_info("coordinator",
+                             "registering broker %d from %s with epoch %" PRId64 " (%zu records)",
+                             (int)req->broker_id, rpc_conn_peer(rpc_call_connection(call)), epoch,
+                             n);
             }
         }
     }
@@ -258,24 +252,16 @@ void svc_controlled_shutdown(struct coord_service *svc, struct rpc_call *call,
     else
         r = cctl_controlled_shutdown(svc->spec, &svc->ctx, req->broker_id, req->broker_epoch,
                                      &svc->recs, &remaining, &err);
-    if (r < 0) {
-        svc_err_internal(&err, r);
-        cstate_records_clear(&svc->recs);
+    size_t n = svc->recs.n;
+    svc_write_item(svc, r, &err, true);
+    if (err.code == KERR_NONE && req->exit) {
+        csession_remove(svc->sessions, req->broker_id);
+        log_info("coordinator",
+                 "broker %d (epoch %" PRId64 ") is exiting: fencing it (%zu records)",
+                 (int)req->broker_id, req->broker_epoch, n);
     } else if (err.code == KERR_NONE) {
-        size_t n = svc->recs.n;
-        svc_write_item(svc, &err);
-        if (err.code == KERR_NONE) {
-            if (req->exit) {
-                csession_remove(svc->sessions, req->broker_id);
-                log_info("coordinator",
-                         "broker %d (epoch %" PRId64 ") is exiting: fencing it (%zu records)",
-                         (int)req->broker_id, req->broker_epoch, n);
-            } else {
-                log_info("coordinator",
-                         "broker %d controlled shutdown: %zu records, %d leaderships remain",
-                         (int)req->broker_id, n, (int)remaining);
-            }
-        }
+        log_info("coordinator", "broker %d controlled shutdown: %zu records, %d leaderships remain",
+                 (int)req->broker_id, n, (int)remaining);
     }
     resp.error_code = err.code;
     resp.error_message = svc_err_msg(&err);
@@ -292,14 +278,9 @@ void svc_unregister_broker(struct coord_service *svc, struct rpc_call *call,
     Weir__Coord__UnregisterBrokerResponse resp = WEIR__COORD__UNREGISTER_BROKER_RESPONSE__INIT;
     struct cctl_error err = {0};
     int r = cctl_unregister_broker(svc->spec, &svc->ctx, req->broker_id, &svc->recs, &err);
-    if (r < 0) {
-        svc_err_internal(&err, r);
-        cstate_records_clear(&svc->recs);
-    } else if (err.code == KERR_NONE) {
-        svc_write_item(svc, &err);
-        if (err.code == KERR_NONE)
-            log_info("coordinator", "unregistering broker %d", (int)req->broker_id);
-    }
+    svc_write_item(svc, r, &err, true);
+    if (err.code == KERR_NONE)
+        log_info("coordinator", "unregistering broker %d", (int)req->broker_id);
     resp.error_code = err.code;
     resp.error_message = svc_err_msg(&err);
     resp.metadata_offset = svc->spec->offset;

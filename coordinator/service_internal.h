@@ -131,9 +131,12 @@ int svc_write(struct coord_service *svc, struct cstate_records *recs, int64_t *r
 /* Write svc->recs, records that come from the coordinator itself (timers,
  * start-up); failures are logged with @what. */
 void svc_write_internal(struct coord_service *svc, const char *what);
-/* Write svc->recs, the records the controller produced for one item; sets
- * @err on failure. */
-void svc_write_item(struct coord_service *svc, struct cctl_error *err);
+/* Settle one item the controller planned: it returned @r (0 or -errno) and
+ * @err, the records in svc->recs. Written when it agreed and @write is set
+ * (false: a validate_only request), else dropped. On return @err is the
+ * item's outcome: the controller's refusal, UNKNOWN_SERVER_ERROR for an
+ * @r < 0, or why the write failed. */
+void svc_write_item(struct coord_service *svc, int r, struct cctl_error *err, bool write);
 /* Stop acknowledging anything: the state in memory may now hold changes that
  * are not durable, so only a restart (recovery) can tell what exists. */
 void svc_fatal(struct coord_service *svc, const char *fmt, ...)
@@ -156,8 +159,7 @@ void svc_wait_durable(struct coord_service *svc);
 /* Back-pressure: when mutations are parked already, or too many appended
  * bytes are not yet durable, @call waits (in arrival order) and true is
  * returned; @call is then taken (parked, or failed for want of memory). */
-bool svc_park(struct coord_service *svc, struct rpc_call *call,
-              const struct ProtobufCMessage *req);
+bool svc_park(struct coord_service *svc, struct rpc_call *call, const struct ProtobufCMessage *req);
 /* Fail the parked mutations (never appended) with @status. */
 void svc_park_fail_all(struct coord_service *svc, int status, const char *text);
 /* Fail every waiting call, held replies and parked mutations, with @status. */

@@ -114,9 +114,18 @@ void svc_write_internal(struct coord_service *svc, const char *what)
     cstate_records_clear(&svc->recs);
 }
 
-void svc_write_item(struct coord_service *svc, struct cctl_error *err)
+void svc_write_item(struct coord_service *svc, int r, struct cctl_error *err, bool write)
 {
-    int r = svc_write(svc, &svc->recs, NULL);
+    if (r < 0) {
+        svc_err_internal(err, r);
+        cstate_records_clear(&svc->recs);
+        return;
+    }
+    if (err->code != KERR_NONE || !write) {
+        cstate_records_clear(&svc->recs);
+        return;
+    }
+    r = svc_write(svc, &svc->recs, NULL);
     if (r == -EMSGSIZE)
         svc_err_set(err, KERR_POLICY_VIOLATION,
                     "the change needs a metadata record larger than %" PRIu32 " bytes",
