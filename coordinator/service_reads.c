@@ -122,9 +122,15 @@ static int describe_topic(const struct cstate_topic *t, Weir__Coord__TopicDescri
     size_t np = (size_t)t->n_parts;
     Weir__Meta__PartitionState *ps = calloc(np ? np : 1, sizeof(*ps));
     Weir__Meta__PartitionState **pp = calloc(np ? np : 1, sizeof(*pp));
-    Weir__Meta__ConfigEntry *ce = calloc(t->n_configs ? t->n_configs : 1, sizeof(*ce));
-    Weir__Meta__ConfigEntry **cp = calloc(t->n_configs ? t->n_configs : 1, sizeof(*cp));
-    if (!ps || !pp || !ce || !cp) {
+    /* No config array for a topic without overrides: describe_free() finds
+     * the entries through configs[0], which would not be set. */
+    Weir__Meta__ConfigEntry *ce = NULL;
+    Weir__Meta__ConfigEntry **cp = NULL;
+    if (t->n_configs > 0) {
+        ce = calloc(t->n_configs, sizeof(*ce));
+        cp = calloc(t->n_configs, sizeof(*cp));
+    }
+    if (!ps || !pp || (t->n_configs > 0 && (!ce || !cp))) {
         free(ps);
         free(pp);
         free(ce);
