@@ -31,7 +31,7 @@ struct svc_batch {
     const ProtobufCMessage *req;
     size_t n;
     void **results;          /* each an initialised ops->result message */
-    struct cctl_error *errs; /* each item's outcome */
+    struct cctl_error *errs; /* outcomes; results' error_message point here */
     void *items;             /* n * ops->item_size bytes */
     void *state;             /* ops->state_size bytes */
     bool validate_only;      /* set by begin(): items are planned, never written */
@@ -57,7 +57,8 @@ struct svc_batch_ops {
     void (*done)(struct svc_batch *b, size_t i, void *result, const struct cctl_error *err);
     /* Point the response at the results; set its request-wide fields. */
     void (*finish)(struct svc_batch *b, void *resp);
-    /* Optional: free what done() allocated for @result, once answered. */
+    /* Optional: free what plan() or done() allocated for item @i, once
+     * answered. */
     void (*release)(struct svc_batch *b, size_t i, void *result);
 };
 
@@ -75,6 +76,8 @@ static size_t align_up(size_t n)
 void svc_batch_run(struct coord_service *svc, struct rpc_call *call, const ProtobufCMessage *req,
                    const struct svc_batch_ops *ops)
 {
+    /* n is bounded by the frame the RPC layer accepted (every item took bytes
+     * of it), so none of these sizes can overflow. */
     size_t n = ops->count(req);
     size_t at_results = align_up(ops->resp->sizeof_message);
     size_t at_ptrs = at_results + align_up(n * ops->result->sizeof_message);
