@@ -35,8 +35,7 @@ struct rpc_server;
 struct csession_table;
 struct watch_hub;
 struct broker_conn;
-struct pending;
-struct parked;
+struct purg;
 struct svc_batch_ops;
 
 #define SVC_SESSION_TICK_MIN_MS 5
@@ -48,11 +47,13 @@ struct inflight {
     size_t len;
 };
 
-/* The two waits (service_wait.c); nothing else touches these fields. */
+/* The two waits (service_wait.c); nothing else touches these fields. Both are
+ * operations in one purgatory (common/purgatory.h), under two keys. */
 struct svc_waits {
-    struct pending *pend_head, *pend_tail; /* by wait_offset, ascending */
-    struct parked *park_head, *park_tail;  /* in arrival order */
+    struct purg *pg;
     struct event *unpark_ev;
+    int fail_status;       /* for svc_wait_fail_all()'s forced completions */
+    const char *fail_text; /* borrowed for the duration of that call */
 };
 
 struct coord_service {
