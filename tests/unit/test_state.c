@@ -1,4 +1,4 @@
-/* Tests for coordinator/state, coordinator/controller and coordinator/session:
+/* Tests for common/meta/state, coordinator/controller and coordinator/session:
  * registration and zombie fencing, fencing and elections (clean, unclean, none
  * left), ISR change validation, topic and partition errors, controlled shutdown,
  * preferred-leader election, record application edge cases, snapshots and the
