@@ -136,6 +136,20 @@ int64_t plog_log_end_offset(const struct plog *log)
     return log->leo;
 }
 
+int64_t plog_high_watermark(const struct plog *log)
+{
+    return log->hw;
+}
+
+void plog_set_high_watermark(struct plog *log, int64_t hw)
+{
+    if (hw > log->leo)
+        hw = log->leo;
+    if (hw < log->log_start)
+        hw = log->log_start;
+    log->hw = hw;
+}
+
 int64_t plog_recovery_point(const struct plog *log)
 {
     return log->recovery_point;
@@ -463,6 +477,10 @@ static void after_truncation(struct plog *log)
         log->recovery_point = log->leo;
     if (log->log_start > log->leo)
         log->log_start = log->leo;
+    if (log->hw > log->leo)
+        log->hw = log->leo;
+    if (log->hw < log->log_start)
+        log->hw = log->log_start;
     log->rc_valid = false;
     log->trunc_gen++;
 }
@@ -543,7 +561,9 @@ int plog_truncate_fully(struct plog *log, int64_t offset)
 
 int plog_raise_start_offset(struct plog *log, int64_t offset)
 {
-    if (offset > log->leo)
+    /* Kafka: the log start never passes the high watermark, so a consumer can
+     * always read from it, and nothing uncommitted is declared deleted. */
+    if (offset > log->hw)
         return -ERANGE;
     if (offset > log->log_start)
         log->log_start = offset;
@@ -628,6 +648,17 @@ int plog_enforce_retention(struct plog *log, int64_t now_ms, char ***ret_paths, 
         j = n;
     if (j > k)
         k = j;
+    /* Only segments wholly below the high watermark may go (Kafka's
+     * deletableSegments): a segment holding uncommitted records may still be
+     * needed by a follower or become the committed history. */
+    size_t below_hw = 0;
+    while (below_hw < k) {
+        int64_t upper = below_hw + 1 < n ? log->segs[below_hw + 1]->base : log->leo;
+        if (upper > log->hw)
+            break;
+        below_hw++;
+    }
+    k = below_hw;
 
     if (k == 0) {
         *ret_paths = NULL;

@@ -108,6 +108,12 @@ const char *plog_dir(const struct plog *log);
 int64_t plog_log_start_offset(const struct plog *log);
 int64_t plog_log_end_offset(const struct plog *log);   /* next offset to be assigned */
 int64_t plog_recovery_point(const struct plog *log);   /* everything below is fsynced */
+/* The high watermark replication last set (the log start offset after open,
+ * until then). Bounds retention and plog_raise_start_offset(). */
+int64_t plog_high_watermark(const struct plog *log);
+/* Set it (replication, or the HW checkpoint at start-up), clamped to
+ * [log start offset, log end offset]. Truncation lowers it to the new end. */
+void plog_set_high_watermark(struct plog *log, int64_t hw);
 int64_t plog_size_bytes(const struct plog *log);       /* sum of .log sizes */
 int32_t plog_segment_count(const struct plog *log);
 int64_t plog_active_segment_base(const struct plog *log);
@@ -187,14 +193,16 @@ int plog_truncate_to(struct plog *log, int64_t offset, int64_t *ret_log_end);
 int plog_truncate_fully(struct plog *log, int64_t offset);
 
 /* Raise the log start offset (DeleteRecords); segments entirely below it become
- * deletable by plog_enforce_retention(). -ERANGE if @offset > log end offset;
- * lower than the current start is a no-op. */
+ * deletable by plog_enforce_retention(). -ERANGE if @offset > the high
+ * watermark (as Kafka); lower than the current start is a no-op. */
 int plog_raise_start_offset(struct plog *log, int64_t offset);
 
 /* Apply retention: drop the oldest segments whose largest timestamp is older than
  * now - retention_ms, then while the log is larger than retention_bytes drop the
  * oldest segment that keeps it at or above that size, and drop segments wholly
- * below the log start offset. When every segment has expired by time, a new empty
+ * below the log start offset — but only segments wholly below the high watermark
+ * (the next segment's base, or the log end for the last one, <= HW), as Kafka.
+ * When every segment has expired by time, a new empty
  * active segment is rolled at the log end first, so the log is never left without
  * one. The log start offset moves to the first remaining segment's base if it was
  * below it. The removed files are renamed with a ".deleted" suffix and their paths

@@ -27,6 +27,9 @@ struct plog {
     int64_t leo;
     int64_t recovery_point;
     int64_t size_bytes;
+    /* The replica's high watermark as replication last set it (log start until
+     * then): retention and plog_raise_start_offset() never go past it. */
+    int64_t hw;
 
     /* Where the last read ended, so a sequential consumer skips the lookup. */
     bool rc_valid;

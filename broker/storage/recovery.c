@@ -478,6 +478,9 @@ int plog_open(const char *dir, const struct plog_config *cfg, struct fdcache *fc
         log->recovery_point = log->segs[0]->base;
     if (log->recovery_point > log->leo)
         log->recovery_point = log->leo;
+    /* Unknown until the caller sets it (from the HW checkpoint, or replication):
+     * the log start keeps retention from deleting anything meanwhile. */
+    log->hw = log->log_start;
 
     *ret = log;
     if (ret_info)

@@ -291,6 +291,7 @@ static void test_plog_read_at_log_end_is_empty_and_out_of_range_fails(void **sta
     assert_int_equal(rr.next_offset, 3);
     assert_int_equal(plog_read(fx->log, 4, INT64_MAX, 1000, true, &rr), -ERANGE);
     assert_int_equal(plog_read(fx->log, -1, INT64_MAX, 1000, true, &rr), -ERANGE);
+    plog_set_high_watermark(fx->log, 3);
     assert_int_equal(plog_raise_start_offset(fx->log, 2), 0);
     assert_int_equal(plog_read(fx->log, 1, INT64_MAX, 1000, true, &rr), -ERANGE);
     /* The batch holding the start offset is returned whole. */
@@ -629,6 +630,7 @@ static void test_plog_raise_start_offset_then_retention_deletes_below(void **sta
     for (int i = 0; i < 12; i++)
         append_batch(fx->log, 1, TS0, 300); /* segments at 0, 3, 6, 9 */
     assert_int_equal(plog_segment_count(fx->log), 4);
+    plog_set_high_watermark(fx->log, 12);
     assert_int_equal(plog_raise_start_offset(fx->log, 13), -ERANGE);
     assert_int_equal(plog_raise_start_offset(fx->log, 7), 0);
     assert_int_equal(plog_raise_start_offset(fx->log, 2), 0); /* lower: no-op */
@@ -651,6 +653,69 @@ static void test_plog_raise_start_offset_then_retention_deletes_below(void **sta
     check_append_continues(fx, 12);
 }
 
+/* DeleteRecords never moves the log start past the high watermark, and the HW
+ * stays within [log start, log end] through truncation. */
+static void test_plog_raise_start_offset_bounded_by_hw(void **state)
+{
+    struct fixture *fx = *state;
+    open_log(fx);
+    for (int i = 0; i < 10; i++)
+        append_batch(fx->log, 1, TS0, 100);
+    assert_int_equal(plog_high_watermark(fx->log), 0); /* unknown after open */
+    assert_int_equal(plog_raise_start_offset(fx->log, 1), -ERANGE);
+    plog_set_high_watermark(fx->log, 4);
+    assert_int_equal(plog_raise_start_offset(fx->log, 5), -ERANGE);
+    assert_int_equal(plog_log_start_offset(fx->log), 0);
+    assert_int_equal(plog_raise_start_offset(fx->log, 4), 0);
+    assert_int_equal(plog_log_start_offset(fx->log), 4);
+    /* Clamped to the log end and to the log start. */
+    plog_set_high_watermark(fx->log, 50);
+    assert_int_equal(plog_high_watermark(fx->log), 10);
+    plog_set_high_watermark(fx->log, 2);
+    assert_int_equal(plog_high_watermark(fx->log), 4);
+    plog_set_high_watermark(fx->log, 9);
+    assert_int_equal(plog_truncate_to(fx->log, 7, NULL), 0);
+    assert_int_equal(plog_high_watermark(fx->log), 7);
+    assert_int_equal(plog_truncate_fully(fx->log, 20), 0);
+    assert_int_equal(plog_high_watermark(fx->log), 20);
+}
+
+/* Retention with every segment expired deletes only segments wholly below the
+ * HW, whatever the policy (time, size, log start). */
+static void test_plog_retention_never_deletes_at_or_above_hw(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.segment_bytes = SEG3;
+    fx->cfg.retention_ms = 10 * HOUR_MS;
+    fx->cfg.retention_bytes = 0;
+    open_log(fx);
+    for (int i = 0; i < 12; i++)
+        append_batch(fx->log, 1, TS0, 300); /* segments at 0, 3, 6, 9 */
+    assert_int_equal(plog_segment_count(fx->log), 4);
+    char **paths;
+    size_t n;
+    /* The HW is the first offset of segment 6: segments 0 and 3 may go. */
+    plog_set_high_watermark(fx->log, 6);
+    assert_int_equal(plog_enforce_retention(fx->log, TS0 + 100 * HOUR_MS, &paths, &n), 0);
+    free_paths_and_unlink(paths, n);
+    assert_int_equal(plog_segment_count(fx->log), 2);
+    assert_int_equal(plog_log_start_offset(fx->log), 6);
+    /* The HW inside segment 6 (offset 8 is its last): it stays. */
+    plog_set_high_watermark(fx->log, 8);
+    assert_int_equal(plog_enforce_retention(fx->log, TS0 + 100 * HOUR_MS, &paths, &n), 0);
+    assert_int_equal(n, 0);
+    plog_paths_free(paths, n);
+    assert_int_equal(plog_segment_count(fx->log), 2);
+    read_all(fx->log, 6, 1000);
+    /* The HW at the log end: all goes, an empty active segment remains. */
+    plog_set_high_watermark(fx->log, 12);
+    assert_int_equal(plog_enforce_retention(fx->log, TS0 + 100 * HOUR_MS, &paths, &n), 0);
+    free_paths_and_unlink(paths, n);
+    assert_int_equal(plog_segment_count(fx->log), 1);
+    assert_int_equal(plog_log_start_offset(fx->log), 12);
+    check_append_continues(fx, 12);
+}
+
 static void test_plog_retention_by_time(void **state)
 {
     struct fixture *fx = *state;
@@ -662,6 +727,7 @@ static void test_plog_retention_by_time(void **state)
         assert_int_equal(
             append_batch_at(fx->log, 1, TS0 + i * HOUR_MS, 300, TS0 + i * HOUR_MS, NULL), 0);
     assert_int_equal(plog_segment_count(fx->log), 4);
+    plog_set_high_watermark(fx->log, 11); /* everything committed */
     char **paths;
     size_t n;
     /* At hour 15 the first segment (max hour 2) is older than 10 h, hour 5 is not. */
@@ -673,6 +739,8 @@ static void test_plog_retention_by_time(void **state)
     plog_close(fx->log);
     assert_int_equal(plog_open(fx->dir, &fx->cfg, fx->fc, 11, -1, TS0, &fx->log, NULL), 0);
     assert_int_equal(plog_log_start_offset(fx->log), 3);
+    assert_int_equal(plog_high_watermark(fx->log), 3); /* unknown after open */
+    plog_set_high_watermark(fx->log, 11);
     assert_int_equal(plog_enforce_retention(fx->log, TS0 + 18 * HOUR_MS + 1, &paths, &n), 0);
     free_paths_and_unlink(paths, n);
     assert_int_equal(plog_log_start_offset(fx->log), 9);
@@ -698,6 +766,7 @@ static void test_plog_retention_by_bytes(void **state)
     for (int i = 0; i < 12; i++)
         append_batch(fx->log, 1, TS0, 300);
     int64_t seg_bytes = plog_size_bytes(fx->log) / 4;
+    plog_set_high_watermark(fx->log, 12);
     fx->cfg.retention_bytes = seg_bytes * 2 + 10;
     plog_set_config(fx->log, &fx->cfg);
     char **paths;
@@ -726,6 +795,7 @@ static void test_plog_seg_file_readable_after_retention_deletes_segment(void **s
         append_batch(fx->log, 1, TS0, 300);
     struct plog_read_result rr;
     assert_int_equal(plog_read(fx->log, 0, INT64_MAX, INT32_MAX, true, &rr), 0);
+    plog_set_high_watermark(fx->log, 6);
     assert_int_equal(plog_raise_start_offset(fx->log, 3), 0);
     char **paths;
     size_t n;
@@ -947,6 +1017,8 @@ int main(void)
         T(test_plog_truncate_lowers_recovery_point),
         T(test_plog_truncate_fully),
         T(test_plog_raise_start_offset_then_retention_deletes_below),
+        T(test_plog_raise_start_offset_bounded_by_hw),
+        T(test_plog_retention_never_deletes_at_or_above_hw),
         T(test_plog_retention_by_time),
         T(test_plog_retention_by_bytes),
         T(test_plog_seg_file_readable_after_retention_deletes_segment),

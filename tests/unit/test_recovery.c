@@ -655,6 +655,7 @@ static void test_recovery_keeps_max_timestamp_for_retention(void **state)
     int64_t leo = plog_log_end_offset(fx->log);
     assert_int_equal(plog_flush_sync(fx->log), 0);
     reopen(fx, leo);
+    plog_set_high_watermark(fx->log, leo);
     /* Batch i has timestamps TS0 + 10 i .. + 2; the active segment's max is known. */
     char **paths;
     size_t n;
