@@ -210,6 +210,16 @@ int64_t repl_part_high_watermark(const struct repl_part *p)
     return p->hw;
 }
 
+/* Every HW change goes through here: the log holds a copy, which bounds its
+ * retention and DeleteRecords and is what logmgr checkpoints
+ * (replication-offset-checkpoint). */
+static void part_set_hw(struct repl_part *p, int64_t hw)
+{
+    p->hw = hw;
+    if (p->log)
+        plog_set_high_watermark(p->log, hw);
+}
+
 void repl_part_epoch_end_offset(const struct repl_part *p, int32_t epoch, int32_t *ret_epoch,
                                 int64_t *ret_end_offset)
 {
@@ -294,7 +304,7 @@ static void maybe_advance_hw(struct repl *r, struct repl_part *p)
     }
     if (hw <= p->hw)
         return;
-    p->hw = hw;
+    part_set_hw(p, hw);
     complete_waiters(r, p);
     if (r->on_visible)
         r->on_visible(r->ud, p->log);
@@ -751,11 +761,25 @@ static void follower_truncate(struct repl *r, struct repl_part *p, int32_t lepoc
     if (rc < 0)
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
     if (p->hw > newend)
-        p->hw = newend;
+        part_set_hw(p, newend);
     log_info("replica",
              "%s-%d: log diverged from leader %d (its epoch %d ends at %" PRId64
              "): truncated from %" PRId64 " to %" PRId64,
              p->topic, p->partition, p->leader, lepoch, lend, end, newend);
+}
+
+/* The leader's log start moved (DeleteRecords, retention): follow it as far as
+ * our HW allows (Kafka's follower does the same); the rest comes with a later
+ * fetch, once our HW has caught up. */
+static void follower_raise_start(struct repl_part *p, int64_t leader_start)
+{
+    if (leader_start <= plog_log_start_offset(p->log))
+        return;
+    int64_t to = leader_start < p->hw ? leader_start : p->hw;
+    int rc = plog_raise_start_offset(p->log, to);
+    if (rc < 0)
+        log_error("replica", "%s-%d: raising the log start offset to %" PRId64 ": %s", p->topic,
+                  p->partition, to, strerror(-rc));
 }
 
 static int follower_append(struct repl *r, struct repl_part *p, uint8_t *data, size_t len)
@@ -827,14 +851,14 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                     if (plog_truncate_to(p->log, o->log_end_offset, &ne) == 0) {
                         epochcache_truncate_from_end(p->ec, ne);
                         if (p->hw > ne)
-                            p->hw = ne;
+                            part_set_hw(p, ne);
                         log_info("replica", "%s-%d: ahead of leader %d: truncated to %" PRId64,
                                  p->topic, p->partition, p->leader, ne);
                     }
                 } else if (o->log_start_offset > end) {
                     if (plog_truncate_fully(p->log, o->log_start_offset) == 0) {
                         epochcache_clear(p->ec);
-                        p->hw = o->log_start_offset;
+                        part_set_hw(p, o->log_start_offset);
                         log_info("replica",
                                  "%s-%d: behind leader %d's log start: restarting at %" PRId64,
                                  p->topic, p->partition, p->leader, o->log_start_offset);
@@ -859,7 +883,8 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                 backoff = true;
             int64_t hw = o->high_watermark < leo(p) ? o->high_watermark : leo(p);
             if (hw > p->hw)
-                p->hw = hw;
+                part_set_hw(p, hw);
+            follower_raise_start(p, o->log_start_offset);
         }
     }
     free(ctx->items);
@@ -1083,7 +1108,8 @@ static int part_attach_log(struct repl_part *p, struct plog *log)
         log_warn("replica", "%s-%d: unreadable %s discarded", p->topic, p->partition,
                  EPOCHCACHE_FILE);
     p->log = log;
-    p->hw = plog_log_start_offset(log);
+    /* The log's HW: from the checkpoint at start-up (logmgr), else its start. */
+    p->hw = plog_high_watermark(log);
     return 0;
 }
 
@@ -1131,7 +1157,7 @@ static void become_follower(struct repl *r, struct repl_part *p)
     p->alter_inflight = false;
     p->alter_adding = -1;
     if (p->log && p->hw > leo(p))
-        p->hw = leo(p);
+        part_set_hw(p, leo(p));
     p->role = ROLE_FOLLOWER;
     log_info("replica", "%s-%d: following broker %d in epoch %d from offset %" PRId64, p->topic,
              p->partition, p->leader, p->leader_epoch, p->log ? leo(p) : -1);

@@ -5,7 +5,7 @@
  *   N                        number of entries
  *   <topic> <partition> <offset>   N times, single spaces
  *
- * Kafka keeps two of these per log dir with the names below; their layout is
+ * Kafka keeps three of these per log dir with the names below; their layout is
  * identical, so Kafka's tools read ours and ours reads Kafka's.
  *
  * Reading is strict: anything other than exactly that (another version, a count
@@ -32,6 +32,8 @@ int checkpoint_read_number(struct checkpoint_cursor *c, char term, int64_t max, 
 
 #define CHECKPOINT_RECOVERY_POINT_FILE   "recovery-point-offset-checkpoint"
 #define CHECKPOINT_LOG_START_OFFSET_FILE "log-start-offset-checkpoint"
+/* Kafka's high watermark checkpoint (ReplicaManager's highWatermarkCheckpoints). */
+#define CHECKPOINT_REPLICATION_OFFSET_FILE "replication-offset-checkpoint"
 
 #define CHECKPOINT_VERSION 0
 /* Kafka's limit for a topic name. */

@@ -33,12 +33,14 @@
 enum lm_cp_kind {
     LM_CP_RECOVERY = 0,
     LM_CP_START = 1,
-    LM_CP_KINDS = 2,
+    LM_CP_HW = 2,
+    LM_CP_KINDS = 3,
 };
 
 static const char *const lm_cp_file[LM_CP_KINDS] = {
     CHECKPOINT_RECOVERY_POINT_FILE,
     CHECKPOINT_LOG_START_OFFSET_FILE,
+    CHECKPOINT_REPLICATION_OFFSET_FILE,
 };
 
 enum lm_timer {
@@ -46,6 +48,7 @@ enum lm_timer {
     LM_TIMER_RECOVERY_CP,
     LM_TIMER_START_CP,
     LM_TIMER_RETENTION,
+    LM_TIMER_HW_CP,
     LM_TIMERS,
 };
 
@@ -144,6 +147,7 @@ void logmgr_options_defaults(struct logmgr_options *opts)
     opts->recovery_checkpoint_interval_ms = 60000;
     opts->start_offset_checkpoint_interval_ms = 60000;
     opts->retention_check_interval_ms = 300000;
+    opts->hw_checkpoint_interval_ms = 5000;
     opts->flush_scheduler_interval_ms = INT64_MAX;
 }
 
@@ -588,7 +592,24 @@ static int lm_flush_start(struct logmgr *m, struct lm_log *e)
 
 static int64_t lm_cp_offset(const struct lm_log *e, int kind)
 {
-    return kind == LM_CP_RECOVERY ? plog_recovery_point(e->log) : plog_log_start_offset(e->log);
+    switch (kind) {
+    case LM_CP_RECOVERY:
+        return plog_recovery_point(e->log);
+    case LM_CP_START:
+        return plog_log_start_offset(e->log);
+    default:
+        return plog_high_watermark(e->log);
+    }
+}
+
+static void lm_cp_count_written(struct logmgr *m, int kind)
+{
+    if (kind == LM_CP_RECOVERY)
+        m->counters.recovery_checkpoints_written++;
+    else if (kind == LM_CP_START)
+        m->counters.start_offset_checkpoints_written++;
+    else
+        m->counters.hw_checkpoints_written++;
 }
 
 /* Collect the entries of every dir with want[dir] set, in one pass over the logs.
@@ -648,10 +669,7 @@ static void lm_cp_done(void *arg)
     struct lm_dir *d = &m->dirs[j->dir];
     d->cp_busy[j->kind] = false;
     if (j->result == 0) {
-        if (j->kind == LM_CP_RECOVERY)
-            m->counters.recovery_checkpoints_written++;
-        else
-            m->counters.start_offset_checkpoints_written++;
+        lm_cp_count_written(m, j->kind);
     } else {
         m->counters.checkpoint_errors++;
         lm_report(m, LOGMGR_EVENT_CHECKPOINT_FAILED, NULL, -1, j->path, j->result, NULL);
@@ -750,10 +768,7 @@ static int lm_cp_write_sync(struct logmgr *m, int kind)
         char *path = lm_join(m->dirs[d].path, lm_cp_file[kind]);
         int r = path ? checkpoint_write(path, arrays[d], counts[d]) : -ENOMEM;
         if (r == 0) {
-            if (kind == LM_CP_RECOVERY)
-                m->counters.recovery_checkpoints_written++;
-            else
-                m->counters.start_offset_checkpoints_written++;
+            lm_cp_count_written(m, kind);
         } else {
             m->counters.checkpoint_errors++;
             lm_report(m, LOGMGR_EVENT_CHECKPOINT_FAILED, NULL, -1, path ? path : m->dirs[d].path, r,
@@ -779,6 +794,11 @@ void logmgr_run_recovery_checkpoint(struct logmgr *mgr)
 void logmgr_run_start_offset_checkpoint(struct logmgr *mgr)
 {
     lm_cp_start(mgr, LM_CP_START, SIZE_MAX);
+}
+
+void logmgr_run_hw_checkpoint(struct logmgr *mgr)
+{
+    lm_cp_start(mgr, LM_CP_HW, SIZE_MAX);
 }
 
 /* ---- flush scheduler and retention ---------------------------------------------- */
@@ -863,11 +883,19 @@ static void lm_retention_timer_cb(evutil_socket_t fd, short what, void *arg)
     logmgr_run_retention(arg);
 }
 
+static void lm_hw_cp_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    logmgr_run_hw_checkpoint(arg);
+}
+
 static const event_callback_fn lm_timer_cbs[LM_TIMERS] = {
     [LM_TIMER_FLUSH] = lm_flush_timer_cb,
     [LM_TIMER_RECOVERY_CP] = lm_recovery_cp_timer_cb,
     [LM_TIMER_START_CP] = lm_start_cp_timer_cb,
     [LM_TIMER_RETENTION] = lm_retention_timer_cb,
+    [LM_TIMER_HW_CP] = lm_hw_cp_timer_cb,
 };
 
 static int lm_timers_start(struct logmgr *m)
@@ -1112,6 +1140,11 @@ static int lm_open_log(struct logmgr *m, size_t di, const char *name, size_t tle
         lm_report(m, LOGMGR_EVENT_OPEN_FAILED, topic, partition, path, r, NULL);
         goto fail;
     }
+    /* Kafka: a restarted replica starts its HW from the checkpoint, bounded by
+     * its log (plog clamps); without one it stays at the log start. */
+    int64_t hw = lm_cp_lookup(cps[LM_CP_HW].entries, cps[LM_CP_HW].count, topic, partition, -1);
+    if (hw >= 0)
+        plog_set_high_watermark(log, hw);
     struct lm_log *e;
     r = lm_insert(m, topic, partition, di, log, &e);
     if (r < 0) {
@@ -1186,6 +1219,7 @@ int logmgr_new(struct event_base *base, struct wpool *pool, const struct logmgr_
     m->intervals[LM_TIMER_RECOVERY_CP] = opts->recovery_checkpoint_interval_ms;
     m->intervals[LM_TIMER_START_CP] = opts->start_offset_checkpoint_interval_ms;
     m->intervals[LM_TIMER_RETENTION] = opts->retention_check_interval_ms;
+    m->intervals[LM_TIMER_HW_CP] = opts->hw_checkpoint_interval_ms;
     m->now_fn = opts->now_ms;
     m->now_arg = opts->now_arg;
     m->on_event = opts->on_event;

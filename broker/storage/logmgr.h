@@ -4,6 +4,7 @@
  *   <dir>/.lock                              held (flock) while a manager uses the dir
  *   <dir>/recovery-point-offset-checkpoint   per log: everything below is fsynced
  *   <dir>/log-start-offset-checkpoint        per log: the log start offset
+ *   <dir>/replication-offset-checkpoint      per log: the high watermark
  *   <dir>/<topic>-<partition>/               one plog per partition replica
  *   <dir>/<topic>-<partition>.<16 hex>-delete/   a deleted log, being removed
  * The topic may itself contain '-' and '.': the partition is the number after the
@@ -14,8 +15,10 @@
  *   - flushing: by message count after appends (and on segment roll), by age on the
  *     flush scheduler timer; the fsyncs run on the worker pool and the recovery
  *     point advances when they complete;
- *   - checkpoints: the recovery points and log start offsets of each dir are
- *     collected on the loop and written (atomically, fsynced) on a worker;
+ *   - checkpoints: the recovery points, log start offsets and high watermarks
+ *     (plog_high_watermark, set by replication) of each dir are collected on the
+ *     loop and written (atomically, fsynced) on a worker; at start-up each log's
+ *     HW is set from its dir's checkpoint (bounded by its log end);
  *   - retention: plog_enforce_retention() on a timer; the files it retires are
  *     unlinked on a worker;
  *   - deletion: a deleted log's directory is renamed at once (so the name is free
@@ -84,6 +87,7 @@ struct logmgr_options {
     int64_t recovery_checkpoint_interval_ms;     /* log.flush.offset.checkpoint.interval.ms */
     int64_t start_offset_checkpoint_interval_ms; /* log.flush.start.offset.checkpoint... */
     int64_t retention_check_interval_ms;         /* log.retention.check.interval.ms */
+    int64_t hw_checkpoint_interval_ms;           /* replica.high.watermark.checkpoint.interval.ms */
     int64_t flush_scheduler_interval_ms;         /* log.flush.scheduler.interval.ms */
     /* Wall clock in ms for segment ages, retention and flush age; NULL means
      * clock_wall_ms(). Tests pass a fake one. */
@@ -134,7 +138,7 @@ int logmgr_new(struct event_base *base, struct wpool *pool, const struct logmgr_
                struct logmgr **ret, struct logmgr_open_stats *ret_stats);
 
 /* Clean shutdown: stop the timers, wait for background work, fsync every log,
- * write both checkpoints of every dir, close every log. Blocks. Returns the first
+ * write the three checkpoints of every dir, close every log. Blocks. Returns the first
  * error (every log is still closed); after it the manager holds no log and only
  * logmgr_free() may be called. */
 int logmgr_shutdown(struct logmgr *mgr);
@@ -209,6 +213,7 @@ void logmgr_run_flush_scheduler(struct logmgr *mgr);
  * same file still in progress makes this one follow it. */
 void logmgr_run_recovery_checkpoint(struct logmgr *mgr);
 void logmgr_run_start_offset_checkpoint(struct logmgr *mgr);
+void logmgr_run_hw_checkpoint(struct logmgr *mgr);
 /* What the retention timer does. */
 void logmgr_run_retention(struct logmgr *mgr);
 
@@ -220,6 +225,7 @@ struct logmgr_counters {
     uint64_t flush_errors;
     uint64_t recovery_checkpoints_written;
     uint64_t start_offset_checkpoints_written;
+    uint64_t hw_checkpoints_written;
     uint64_t checkpoint_errors;
     uint64_t retention_runs;
     uint64_t segments_deleted; /* by retention, counted when their files are gone */

@@ -98,6 +98,9 @@ const struct config_def storage_config_defs[] = {
     {.name = "log.flush.start.offset.checkpoint.interval.ms", .type = CONFIG_INT,
      .default_value = "60000", .min = 0, .max = INT32_MAX,
      .doc = "How often the log start offset of every log is written to disk (0: only at shutdown)."},
+    {.name = "replica.high.watermark.checkpoint.interval.ms", .type = CONFIG_INT,
+     .default_value = "5000", .min = 0, .max = INT32_MAX,
+     .doc = "How often the high watermark of every replica is written to disk (0: only at shutdown)."},
     {.name = "num.recovery.threads.per.data.dir", .type = CONFIG_INT, .default_value = "1",
      .min = 1, .max = INT32_MAX,
      .doc = "Threads per data directory for log recovery at start-up (accepted; Weir recovers sequentially)."},
@@ -193,6 +196,8 @@ int storage_config_logmgr_options(const struct config *c, struct logmgr_options 
     o.start_offset_checkpoint_interval_ms =
         config_get_int(c, "log.flush.start.offset.checkpoint.interval.ms");
     o.retention_check_interval_ms = config_get_int(c, "log.retention.check.interval.ms");
+    o.hw_checkpoint_interval_ms =
+        config_get_int(c, "replica.high.watermark.checkpoint.interval.ms");
     o.flush_scheduler_interval_ms = config_get_int(c, "log.flush.scheduler.interval.ms");
     o.now_ms = NULL;
     o.now_arg = NULL;

@@ -76,6 +76,7 @@ static int fx_setup(void **state)
     f->opts.start_offset_checkpoint_interval_ms = 0;
     f->opts.retention_check_interval_ms = 0;
     f->opts.flush_scheduler_interval_ms = 0;
+    f->opts.hw_checkpoint_interval_ms = 0;
     f->opts.now_ms = fx_now;
     f->opts.now_arg = f;
     f->opts.on_event = fx_on_event;
@@ -264,7 +265,7 @@ static void test_create_balances_logs_across_dirs(void **state)
     fx_open(f);
     assert_int_equal(f->stats.logs, 0);
     assert_int_equal(f->stats.dirs, 2);
-    assert_int_equal(f->stats.checkpoints_missing, 4);
+    assert_int_equal(f->stats.checkpoints_missing, 6);
 
     for (int i = 0; i < 6; i++)
         create(f, "orders", i, NULL);
@@ -372,7 +373,7 @@ static void test_crash_reopen_recovers_data_and_cuts_torn_tail(void **state)
 
     fx_open(f);
     /* No checkpoint was ever written: everything is re-validated. */
-    assert_int_equal(f->stats.checkpoints_missing, 4);
+    assert_int_equal(f->stats.checkpoints_missing, 6);
     assert_true(f->stats.segments_scanned >= 1);
     assert_int_equal(f->stats.logs_truncated, 1);
     assert_int_equal(f->stats.truncated_bytes, (int64_t)sizeof(junk));
@@ -606,7 +607,7 @@ static void test_checkpoint_timers_write_recovery_points(void **state)
      * first so that no write is in flight). */
     assert_int_equal(logmgr_shutdown(f->mgr), 0);
     for (int d = 0; d < 2; d++)
-        assert_int_equal(count_entries(f->dirs[d], "checkpoint"), 2);
+        assert_int_equal(count_entries(f->dirs[d], "checkpoint"), 3);
 }
 
 static void test_start_offset_survives_restart(void **state)
@@ -665,6 +666,112 @@ static void test_retention_timer_deletes_old_segments(void **state)
     assert_true(c.files_deleted >= segs);
     assert_true(c.retention_runs >= 1);
     assert_int_equal(c.remove_errors, 0);
+}
+
+static const struct cp_expect want_hw[] = {
+    {"t", 0, 1}, {"t", 1, 0}, {"t", 2, 3}, {"t", 3, 2}, {NULL, 0, 0},
+};
+
+static bool hw_checkpoints_ok(struct fx *f, void *arg)
+{
+    (void)arg;
+    return checkpoints_match(f, CHECKPOINT_REPLICATION_OFFSET_FILE, want_hw);
+}
+
+/* replication-offset-checkpoint: written by its timer off the loop, read back at
+ * start-up (bounded by the log end), and written at clean shutdown. */
+static void test_hw_checkpoint_written_and_restored(void **state)
+{
+    struct fx *f = *state;
+    f->opts.hw_checkpoint_interval_ms = 10;
+    fx_open(f);
+    struct plog *logs[4];
+    for (int p = 0; p < 4; p++) {
+        logs[p] = create(f, "t", p, NULL);
+        append(f, logs[p], 3, p, NULL, NULL, NULL); /* offsets 0..2 */
+        plog_set_high_watermark(logs[p], want_hw[p].offset);
+    }
+    fx_pump_until(f, hw_checkpoints_ok, NULL);
+    wpool_drain(f->pool);
+    assert_true(fx_counters(f).hw_checkpoints_written >= 2);
+
+    /* A crash: the timer's file is what the next start reads. */
+    fx_crash(f);
+    fx_open(f);
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(plog_high_watermark(logs[p] = logmgr_get(f->mgr, "t", p)),
+                         want_hw[p].offset);
+
+    /* A clean shutdown writes the latest HW even with the timer off. */
+    f->opts.hw_checkpoint_interval_ms = 0;
+    fx_shutdown(f);
+    fx_open(f);
+    logs[0] = logmgr_get(f->mgr, "t", 0);
+    plog_set_high_watermark(logs[0], 3);
+    fx_shutdown(f);
+
+    /* A checkpointed HW above the log end (a torn tail cut at recovery) is bounded
+     * by the log end. */
+    char path[1024];
+    const char *dir = NULL;
+    fx_open(f);
+    dir = logmgr_log_dir(f->mgr, "t", 1);
+    snprintf(path, sizeof(path), "%s/%s", dir, CHECKPOINT_REPLICATION_OFFSET_FILE);
+    fx_crash(f);
+    struct checkpoint_entry e = {.topic = "t", .partition = 1, .offset = 99};
+    assert_int_equal(checkpoint_write(path, &e, 1), 0);
+    fx_open(f);
+    assert_int_equal(plog_high_watermark(logmgr_get(f->mgr, "t", 0)), 3);
+    assert_int_equal(plog_high_watermark(logmgr_get(f->mgr, "t", 1)), 3);
+}
+
+/* Retention never deletes a segment holding the HW or anything above it: only
+ * segments whose every offset is below the HW may go. */
+static void test_retention_keeps_segments_at_or_above_hw(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    struct plog_config cfg;
+    plog_config_defaults(&cfg);
+    cfg.segment_bytes = 600;
+    cfg.retention_ms = 60000;
+    struct plog *a = create(f, "held", 0, &cfg);
+    for (int i = 0; i < 12; i++)
+        append(f, a, 1, i, NULL, NULL, NULL);
+    int32_t segs = plog_segment_count(a);
+    assert_true(segs >= 3);
+    f->now += 3600 * 1000; /* everything expired by time */
+
+    /* HW unknown (log start): nothing goes. */
+    logmgr_run_retention(f->mgr);
+    wpool_drain(f->pool);
+    assert_int_equal(plog_segment_count(a), segs);
+    assert_int_equal(plog_log_start_offset(a), 0);
+
+    /* HW inside the second segment: only the first goes. */
+    int64_t second = -1;
+    for (int64_t o = 1; o < 12 && second < 0; o++) {
+        plog_set_high_watermark(a, o);
+        logmgr_run_retention(f->mgr);
+        wpool_drain(f->pool);
+        if (plog_segment_count(a) < segs)
+            second = o; /* the first offset of the second segment */
+    }
+    assert_true(second > 0);
+    assert_int_equal(plog_segment_count(a), segs - 1);
+    assert_int_equal(plog_log_start_offset(a), second);
+    plog_set_high_watermark(a, second + 1);
+    logmgr_run_retention(f->mgr);
+    wpool_drain(f->pool);
+    assert_int_equal(plog_segment_count(a), segs - 1);
+    assert_true(plog_log_start_offset(a) <= plog_high_watermark(a));
+
+    /* HW at the log end: everything goes, an empty active segment remains. */
+    plog_set_high_watermark(a, 12);
+    logmgr_run_retention(f->mgr);
+    wpool_drain(f->pool);
+    assert_int_equal(plog_segment_count(a), 1);
+    assert_int_equal(plog_log_start_offset(a), 12);
 }
 
 static void test_corrupt_checkpoint_forces_full_recovery(void **state)
@@ -821,6 +928,8 @@ int main(void)
         T(test_checkpoint_timers_write_recovery_points),
         T(test_start_offset_survives_restart),
         T(test_retention_timer_deletes_old_segments),
+        T(test_hw_checkpoint_written_and_restored),
+        T(test_retention_keeps_segments_at_or_above_hw),
         T(test_corrupt_checkpoint_forces_full_recovery),
         cmocka_unit_test(test_dir_names_split_at_last_dash),
         T(test_open_handles_odd_names_and_strays),

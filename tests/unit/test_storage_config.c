@@ -48,6 +48,7 @@ static void test_defaults_equal_kafka(void **state)
     assert_int_equal(config_get_int(c, "log.flush.scheduler.interval.ms"), INT64_MAX);
     assert_int_equal(config_get_int(c, "log.flush.offset.checkpoint.interval.ms"), 60000);
     assert_int_equal(config_get_int(c, "log.flush.start.offset.checkpoint.interval.ms"), 60000);
+    assert_int_equal(config_get_int(c, "replica.high.watermark.checkpoint.interval.ms"), 5000);
     assert_int_equal(config_get_int(c, "num.recovery.threads.per.data.dir"), 1);
     assert_int_equal(config_get_int(c, "log.open.files.max"), 0);
     assert_null(config_get_raw(c, "log.dirs"));
@@ -245,6 +246,7 @@ static void test_properties_file_resolves_to_logmgr_options(void **state)
           "log.retention.minutes=10\n"
           "log.flush.offset.checkpoint.interval.ms=1000\n"
           "log.flush.start.offset.checkpoint.interval.ms=2000\n"
+          "replica.high.watermark.checkpoint.interval.ms=700\n"
           "log.retention.check.interval.ms=3000\n"
           "log.flush.scheduler.interval.ms=4000\n"
           "log.open.files.max=256\n",
@@ -263,6 +265,7 @@ static void test_properties_file_resolves_to_logmgr_options(void **state)
     assert_int_equal(o.log_config.retention_ms, 600000);
     assert_int_equal(o.recovery_checkpoint_interval_ms, 1000);
     assert_int_equal(o.start_offset_checkpoint_interval_ms, 2000);
+    assert_int_equal(o.hw_checkpoint_interval_ms, 700);
     assert_int_equal(o.retention_check_interval_ms, 3000);
     assert_int_equal(o.flush_scheduler_interval_ms, 4000);
     assert_int_equal(o.max_open_files, 256);

@@ -158,6 +158,9 @@ static void build_fixture(struct scale *s)
         assert_int_equal(checkpoint_write(path, rp[d], n[d]), 0);
         snprintf(path, sizeof(path), "%s/%s", s->dirs[d], CHECKPOINT_LOG_START_OFFSET_FILE);
         assert_int_equal(checkpoint_write(path, so[d], n[d]), 0);
+        /* Everything committed: the HW is the log end, like the recovery point. */
+        snprintf(path, sizeof(path), "%s/%s", s->dirs[d], CHECKPOINT_REPLICATION_OFFSET_FILE);
+        assert_int_equal(checkpoint_write(path, rp[d], n[d]), 0);
         free(rp[d]);
         free(so[d]);
     }
