@@ -20,6 +20,7 @@ const struct dispatch_entry dispatch_table[] = {
     {KAFKA_API_API_VERSIONS, 0, 3, api_versions_handle},
     {KAFKA_API_CREATE_TOPICS, 0, 7, api_create_topics_handle},
     {KAFKA_API_DELETE_TOPICS, 0, 6, api_delete_topics_handle},
+    {KAFKA_API_DELETE_RECORDS, 0, 2, api_delete_records_handle},
     {KAFKA_API_CREATE_PARTITIONS, 0, 1, api_create_partitions_handle},
     {KAFKA_API_DESCRIBE_CONFIGS, 0, 2, api_describe_configs_handle},
     {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster_handle},

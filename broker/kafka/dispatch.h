@@ -76,6 +76,7 @@ void api_offset_for_leader_epoch_handle(struct broker_ctx *b, struct kreq *req, 
 void api_create_topics_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_delete_topics_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_create_partitions_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_delete_records_handle(struct broker_ctx *b, struct kreq *req, void *body);
 /* api_configs.c */
 void api_describe_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_describe_cluster_handle(struct broker_ctx *b, struct kreq *req, void *body);

@@ -46,10 +46,23 @@ struct ack_waiter {
     void *ud;
 };
 
+/* A DeleteRecords partition waiting (Kafka's DelayedDeleteRecords) until every
+ * ISR member's log start offset reached @offset, in the deletes purgatory under
+ * the partition's key. */
+struct delete_waiter {
+    struct purg_op op;
+    struct repl *r;
+    struct repl_part *part;
+    int64_t offset;
+    repl_delete_fn fn;
+    void *ud;
+};
+
 /* What the leader knows of one follower. */
 struct rfollower {
     int32_t id;
     int64_t leo;                 /* last fetch offset from a non-diverged fetch; -1 unknown */
+    int64_t log_start;           /* its log start offset at that fetch; -1 unknown */
     int64_t last_caught_up_ms;   /* monotonic */
     int64_t last_fetch_ms;       /* monotonic time of the previous fetch */
     int64_t leader_leo_at_fetch; /* our LEO at the previous fetch */
@@ -118,6 +131,7 @@ struct repl {
     size_t nbuckets, nparts;
     struct purg *acks;    /* ack_waiter, keyed by repl_part */
     struct purg *fetches; /* parked_fetch, keyed by follower id */
+    struct purg *deletes; /* delete_waiter, keyed by repl_part */
     struct fetcher *fetchers;
     struct event *isr_timer;
     bool freeing;
@@ -276,6 +290,62 @@ static void fail_waiters(struct repl *r, struct repl_part *p, int16_t err)
     purg_complete_key(r->acks, part_key(p), PURG_REASON_USER + err);
 }
 
+/* ---- DeleteRecords waiters ------------------------------------------------------------ */
+
+/* Kafka's lowWatermarkIfLeader, over the ISR: the smallest log start offset of
+ * the leader and every ISR member; -1 while a member's is unknown (it has not
+ * fetched in this leadership). */
+static int64_t low_watermark(const struct repl *r, const struct repl_part *p)
+{
+    int64_t low = plog_log_start_offset(p->log);
+    for (uint8_t i = 0; i < p->n_isr; i++) {
+        if (p->isr[i] == r->s->broker_id)
+            continue;
+        const struct rfollower *f = NULL;
+        for (uint8_t k = 0; p->fol && k < p->n_replicas; k++)
+            if (p->fol[k].id == p->isr[i])
+                f = &p->fol[k];
+        if (!f || f->log_start < 0)
+            return -1;
+        if (f->log_start < low)
+            low = f->log_start;
+    }
+    return low;
+}
+
+static bool delete_try(struct purg_op *op)
+{
+    struct delete_waiter *w = (struct delete_waiter *)op;
+    struct repl_part *p = w->part;
+    return p->role == ROLE_LEADER && p->log && low_watermark(w->r, p) >= w->offset;
+}
+
+static void delete_complete(struct purg_op *op, int reason)
+{
+    struct delete_waiter *w = (struct delete_waiter *)op;
+    int16_t err;
+    int64_t low = -1;
+    if (reason == PURG_COMPLETED) {
+        err = 0;
+        low = low_watermark(w->r, w->part);
+    } else if (reason == PURG_EXPIRED) {
+        err = KERR_REQUEST_TIMED_OUT;
+    } else if (reason >= PURG_REASON_USER) {
+        err = (int16_t)(reason - PURG_REASON_USER);
+    } else {
+        err = KERR_NOT_LEADER_OR_FOLLOWER;
+    }
+    repl_delete_fn fn = w->fn;
+    void *ud = w->ud;
+    free(w);
+    fn(ud, err, low);
+}
+
+static void fail_deletes(struct repl *r, struct repl_part *p, int16_t err)
+{
+    purg_complete_key(r->deletes, part_key(p), PURG_REASON_USER + err);
+}
+
 /* ---- leader: HW and ISR ---------------------------------------------------------------- */
 
 static void complete_waiters(struct repl *r, struct repl_part *p)
@@ -287,6 +357,10 @@ static void complete_waiters(struct repl *r, struct repl_part *p)
  * while the ISR is below min.insync.replicas (invariant 3). */
 static void maybe_advance_hw(struct repl *r, struct repl_part *p)
 {
+    /* The same events (a follower's fetch, an ISR change) may have brought the
+     * ISR's low watermark up to a parked DeleteRecords. */
+    if (p->role == ROLE_LEADER)
+        purg_check(r->deletes, part_key(p));
     if (p->role != ROLE_LEADER || p->n_isr < p->min_isr)
         return;
     int64_t hw = leo(p);
@@ -569,6 +643,7 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
         f->last_fetch_ms = now;
         f->leader_leo_at_fetch = end;
         f->leo = fp->fetch_offset;
+        f->log_start = fp->log_start_offset;
         maybe_advance_hw(r, p);
         maybe_expand_isr(r, p, f);
         o->high_watermark = p->hw;
@@ -1048,6 +1123,7 @@ static int32_t topic_min_isr(struct repl *r, const struct cstate_topic *t)
 static void part_free(struct repl *r, struct repl_part *p)
 {
     fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
+    fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
     epochcache_free(p->ec);
     free(p->replicas);
     free(p->isr);
@@ -1128,6 +1204,7 @@ static void become_leader(struct repl *r, struct repl_part *p)
 {
     int64_t now = clock_mono_ms();
     fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER); /* from an earlier leadership */
+    fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
     int rc = epochcache_assign(p->ec, p->leader_epoch, leo(p));
     if (rc < 0)
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
@@ -1136,6 +1213,7 @@ static void become_leader(struct repl *r, struct repl_part *p)
     for (uint8_t i = 0; p->fol && i < p->n_replicas; i++) {
         p->fol[i].id = p->replicas[i];
         p->fol[i].leo = -1;
+        p->fol[i].log_start = -1;
         p->fol[i].last_caught_up_ms = now; /* every ISR member gets a full lag period */
         p->fol[i].last_fetch_ms = 0;
         p->fol[i].leader_leo_at_fetch = 0;
@@ -1152,6 +1230,7 @@ static void become_leader(struct repl *r, struct repl_part *p)
 static void become_follower(struct repl *r, struct repl_part *p)
 {
     fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
+    fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
     free(p->fol);
     p->fol = NULL;
     p->alter_inflight = false;
@@ -1199,6 +1278,7 @@ void repl_on_metadata(struct repl *r)
             struct plog *log = logmgr_get(r->lm, t->name, pi);
             if (!log || part_attach_log(p, log) < 0) {
                 fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
+                fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
                 p->role = ROLE_NONE;
                 p->log = NULL;
                 continue;
@@ -1306,7 +1386,60 @@ int repl_wait_hw(struct repl *r, struct repl_part *p, int64_t last_offset, int32
 
 size_t repl_cancel_owner(struct repl *r, const void *owner)
 {
-    return purg_cancel_owner(r->acks, owner);
+    return purg_cancel_owner(r->acks, owner) + purg_cancel_owner(r->deletes, owner);
+}
+
+/* ---- DeleteRecords (leader) ----------------------------------------------------------------- */
+
+int16_t repl_delete_records(struct repl *r, struct repl_part *p, int64_t offset,
+                            int64_t *ret_offset)
+{
+    if (!p || p->role != ROLE_LEADER || !p->log || !coordclient_lease_valid(r->cc, clock_mono_ms()))
+        return KERR_NOT_LEADER_OR_FOLLOWER;
+    if (offset == REPL_DELETE_TO_HW)
+        offset = p->hw;
+    if (offset < 0 || offset > p->hw)
+        return KERR_OFFSET_OUT_OF_RANGE;
+    int rc = plog_raise_start_offset(p->log, offset);
+    if (rc == -ERANGE)
+        return KERR_OFFSET_OUT_OF_RANGE;
+    if (rc < 0)
+        return KERR_KAFKA_STORAGE_ERROR;
+    /* Parked follower fetches go out now, so the followers learn the new log
+     * start (and report theirs) without waiting for replica.fetch.wait.max.ms. */
+    wake_fetches(r, p);
+    *ret_offset = offset;
+    return 0;
+}
+
+int repl_wait_low_watermark(struct repl *r, struct repl_part *p, int64_t offset, int32_t timeout_ms,
+                            const void *owner, repl_delete_fn fn, void *ud)
+{
+    struct delete_waiter *w = malloc(sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    purg_op_init(&w->op, delete_try, delete_complete, owner);
+    w->r = r;
+    w->part = p;
+    w->offset = offset;
+    w->fn = fn;
+    w->ud = ud;
+    uint64_t key = part_key(p);
+    if (delete_try(&w->op)) {
+        free(w);
+        return 1;
+    }
+    int rc = purg_watch(r->deletes, &w->op, &key, 1, timeout_ms < 0 ? 0 : timeout_ms);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    return 0;
+}
+
+int64_t repl_part_low_watermark(const struct repl *r, const struct repl_part *p)
+{
+    return low_watermark(r, p);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -1323,7 +1456,9 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     r->on_visible = opts->on_visible;
     r->ud = opts->ud;
     if (purg_new(r->base, "produce", &r->acks) < 0 ||
-        purg_new(r->base, "replica-fetch", &r->fetches) < 0) {
+        purg_new(r->base, "replica-fetch", &r->fetches) < 0 ||
+        purg_new(r->base, "delete-records", &r->deletes) < 0) {
+        purg_free(r->fetches);
         purg_free(r->acks);
         free(r);
         return -ENOMEM;
@@ -1342,6 +1477,7 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     int rc = rpc_server_new(r->base, listen_host, s->repl_port, &weir__repl__replica__descriptor, h,
                             &so, &r->srv);
     if (rc < 0) {
+        purg_free(r->deletes);
         purg_free(r->fetches);
         purg_free(r->acks);
         free(r);
@@ -1386,6 +1522,7 @@ void repl_free(struct repl *r)
         event_free(r->isr_timer);
     rpc_server_free(r->srv);
     purg_free(r->fetches);
-    purg_free(r->acks); /* empty: every partition failed its waiters */
+    purg_free(r->deletes); /* empty too */
+    purg_free(r->acks);    /* empty: every partition failed its waiters */
     free(r);
 }

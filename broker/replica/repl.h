@@ -17,10 +17,13 @@
  *     stored them, and keeps its HW = min(leader's HW, own LEO).
  * Every replica keeps a leader-epoch cache (epochcache.h) next to its log.
  *
- * Waits live in two purgatories (common/purgatory.h): "produce" holds acks=all
+ * Waits live in three purgatories (common/purgatory.h): "produce" holds acks=all
  * produces keyed by partition, in offset order, checked in order when the HW
  * advances; "replica-fetch" holds each follower's parked fetch keyed by its
- * broker id, answered on an append to any partition it replicates.
+ * broker id, answered on an append to any partition it replicates;
+ * "delete-records" holds DeleteRecords partitions keyed by partition until the
+ * ISR's low watermark (smallest log start, reported in follower fetches)
+ * reaches the requested offset.
  *
  * The leader lease (coordclient_lease_valid) gates every acknowledgement: a
  * leader whose lease lapsed answers NOT_LEADER_OR_FOLLOWER.
@@ -100,3 +103,30 @@ int repl_wait_hw(struct repl *r, struct repl_part *p, int64_t last_offset, int32
 /* End every acks=all wait of @owner now (its connection closed): @fn gets
  * NOT_LEADER_OR_FOLLOWER, which nobody will read. Returns how many. */
 size_t repl_cancel_owner(struct repl *r, const void *owner);
+
+/* ---- DeleteRecords (leader) --------------------------------------------------- */
+
+/* Kafka's offset -1 in DeleteRecords: delete up to the high watermark. */
+#define REPL_DELETE_TO_HW (-1)
+
+/* Raise @p's log start offset to @offset (REPL_DELETE_TO_HW: the HW) on the
+ * leader; *ret_offset gets the offset applied. Kafka errors:
+ * NOT_LEADER_OR_FOLLOWER (not the leader, or the lease lapsed),
+ * OFFSET_OUT_OF_RANGE (@offset < 0 other than -1, or above the HW),
+ * KAFKA_STORAGE_ERROR. Followers learn the new log start from their next fetch
+ * (woken at once) and raise theirs. */
+int16_t repl_delete_records(struct repl *r, struct repl_part *p, int64_t offset,
+                            int64_t *ret_offset);
+
+/* Wait until every ISR member of @p has a log start offset >= @offset (Kafka's
+ * DelayedDeleteRecords): @fn(ud, 0, low watermark), or REQUEST_TIMED_OUT after
+ * @timeout_ms, or NOT_LEADER_OR_FOLLOWER when leadership is lost (low
+ * watermark -1 then). Returns 1 when already satisfied (@fn not called), 0 when
+ * parked in the "delete-records" purgatory (@fn called later, never from
+ * inside), -ENOMEM. @owner as for repl_wait_hw(). */
+typedef void (*repl_delete_fn)(void *ud, int16_t error, int64_t low_watermark);
+int repl_wait_low_watermark(struct repl *r, struct repl_part *p, int64_t offset, int32_t timeout_ms,
+                            const void *owner, repl_delete_fn fn, void *ud);
+/* The smallest log start offset over the leader and its ISR; -1 while a
+ * member's is unknown. */
+int64_t repl_part_low_watermark(const struct repl *r, const struct repl_part *p);
