@@ -457,3 +457,49 @@ def fetch_v12(conn, topic, partition, offset, max_wait_ms=0, isolation=1):
     r.tags()
     assert r.p == len(data), "%d trailing bytes" % (len(data) - r.p)
     return out[0]
+
+
+def delete_records(conn, topic, partition, offset, timeout_ms=5000, version=1):
+    """DeleteRecords (API 21) of one partition: (error, low_watermark). v0-1 classic,
+    v2 flexible (request header v2, response header v1)."""
+    t = topic.encode()
+    if version < 2:
+        body = struct.pack(">i", 1) + _string(topic)
+        body += struct.pack(">i", 1) + struct.pack(">iq", partition, offset)
+        body += struct.pack(">i", timeout_ms)
+        r = conn.response(conn.request(21, version, body))
+        r.take(">i")  # throttle
+        topics = r.array(lambda: (r.string(), r.array(lambda: r.take(">iqh"))))
+        assert r.p == len(r.d), "%d trailing bytes" % (len(r.d) - r.p)
+        _, low, err = topics[0][1][0]
+        return err, low
+    conn.corr += 1
+    hdr = struct.pack(">hhi", 21, version, conn.corr) + _string("pytest") + b"\x00"
+    body = _uvarint(2) + _uvarint(len(t) + 1) + t
+    body += _uvarint(2) + struct.pack(">iq", partition, offset) + b"\x00"
+    body += b"\x00"  # topic tags
+    body += struct.pack(">i", timeout_ms) + b"\x00"
+    msg = hdr + body
+    conn.sock.sendall(struct.pack(">i", len(msg)) + msg)
+    size = struct.unpack(">i", conn.recv_exact(4))[0]
+    data = conn.recv_exact(size)
+    r = FlexReader(data)
+    assert r.take(">i") == conn.corr
+    r.tags()
+    r.take(">i")  # throttle
+    out = []
+
+    def part():
+        out.append(r.take(">iqh"))
+        r.tags()
+
+    def top():
+        r.cstring()
+        r.carray(part)
+        r.tags()
+
+    r.carray(top)
+    r.tags()
+    assert r.p == len(data), "%d trailing bytes" % (len(data) - r.p)
+    _, low, err = out[0]
+    return err, low
