@@ -142,6 +142,7 @@ static void coord_start(void)
     snprintf(lis, sizeof(lis), "listeners=127.0.0.1:%d", coord.port);
     snprintf(dd, sizeof(dd), "data.dir=%s/coordinator", bench_dir);
     const char *argv[] = {coord_path,
+                          "--format-if-empty",
                           "--override",
                           "node.id=1",
                           "--override",

@@ -205,6 +205,7 @@ class Cluster:
 
     def _coordinator_proc(self):
         argv = [binary("coordinator/weir-coordinator"),
+                "--format-if-empty",
                 "--override", "node.id=1",
                 "--override", "listeners=%s:%d" % (self.host("coordinator"), self.coord_port),
                 "--override", "data.dir=%s" % os.path.join(self.root, "coordinator"),
