@@ -70,6 +70,9 @@ static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
     case LOGMGR_EVENT_CHECKPOINT_CORRUPT:
         what = "corrupt checkpoint";
         break;
+    case LOGMGR_EVENT_STRAY_DIR:
+        what = "kept stray log directory (set aside earlier; see docs/operations.md)";
+        break;
     case LOGMGR_EVENT_STALE_DELETE_DIR:
         lvl = LOG_LEVEL_INFO;
         what = "removing leftover deleted log";
