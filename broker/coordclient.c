@@ -200,10 +200,13 @@ static void on_watch_record(uint16_t type, const struct ProtobufCMessage *msg, v
         do_watch(cc);
         return;
     }
-    /* A bootstrap record is the only one that sets the cluster id: look at it
-     * before it is applied. */
+    /* A bootstrap record is the only one that sets the cluster id, and only on
+     * a state without one (a replay from the start): look at it before it is
+     * applied. Other records are decoded once, by cstate_apply_bytes. */
     Weir__Meta__MetadataRecord *mr =
-        weir__meta__metadata_record__unpack(NULL, rec->record.len, rec->record.data);
+        cc->state->cluster_id
+            ? NULL
+            : weir__meta__metadata_record__unpack(NULL, rec->record.len, rec->record.data);
     if (mr && mr->record_case == WEIR__META__METADATA_RECORD__RECORD_BOOTSTRAP && cc->cluster_id[0] &&
         mr->bootstrap->cluster_id && strcmp(mr->bootstrap->cluster_id, cc->cluster_id) != 0) {
         char theirs[64];

@@ -190,9 +190,8 @@ int identity_fetch_cluster_id(struct event_base *base, const struct broker_setti
     } else {
         log_error("broker", "coordinator client: %s", strerror(-r));
     }
-    /* Pending calls are completed (and ignored: result is settled) on free. */
-    if (f.result == 1)
-        f.result = r;
+    /* Pending calls are completed on free, and ignored: f.result is no longer 1. */
+    f.result = r;
     rpc_client_free(f.rpc);
     if (f.retry)
         event_free(f.retry);
