@@ -288,6 +288,15 @@ int16_t replicas_lookup(struct replicas *r, const char *topic, int32_t partition
         *ret = l;
         return KERR_LEADER_NOT_AVAILABLE; /* assigned but not created yet (or creation failed) */
     }
+    uint8_t id[CSTATE_UUID_LEN];
+    if (logmgr_topic_id(r->lm, topic, partition, id) == 0 &&
+        memcmp(id, t->id, CSTATE_UUID_LEN) != 0) {
+        /* The local log is an older topic of that name, not yet deleted or set
+         * aside (reconcile waits for a current state): never serve it as this one. */
+        l.log = NULL;
+        *ret = l;
+        return KERR_LEADER_NOT_AVAILABLE;
+    }
     if (r->repl) {
         l.part = repl_part_get(r->repl, topic, partition);
         if (!l.part) {
