@@ -161,8 +161,8 @@ static void foreign_cluster(struct coordclient *cc, const char *theirs, const ch
     char why[512];
     snprintf(why, sizeof(why),
              "the coordinator %s:%d serves cluster %s but this broker belongs to cluster %s (%s)",
-             cc->s->coord_host, cc->s->coord_port, theirs && *theirs ? theirs : "?",
-             cc->cluster_id, how);
+             cc->s->coord_host, cc->s->coord_port, theirs && *theirs ? theirs : "?", cc->cluster_id,
+             how);
     if (cc->cb.on_fatal)
         cc->cb.on_fatal(cc->cb.ud, why);
     else
@@ -207,8 +207,9 @@ static void on_watch_record(uint16_t type, const struct ProtobufCMessage *msg, v
         cc->state->cluster_id
             ? NULL
             : weir__meta__metadata_record__unpack(NULL, rec->record.len, rec->record.data);
-    if (mr && mr->record_case == WEIR__META__METADATA_RECORD__RECORD_BOOTSTRAP && cc->cluster_id[0] &&
-        mr->bootstrap->cluster_id && strcmp(mr->bootstrap->cluster_id, cc->cluster_id) != 0) {
+    if (mr && mr->record_case == WEIR__META__METADATA_RECORD__RECORD_BOOTSTRAP &&
+        cc->cluster_id[0] && mr->bootstrap->cluster_id &&
+        strcmp(mr->bootstrap->cluster_id, cc->cluster_id) != 0) {
         char theirs[64];
         snprintf(theirs, sizeof(theirs), "%s", mr->bootstrap->cluster_id);
         weir__meta__metadata_record__free_unpacked(mr, NULL);
@@ -396,7 +397,8 @@ static void on_register(int status, const struct ProtobufCMessage *msg, const ch
     if (cc->foreign)
         return;
     if (resp->error_code == KERR_INCONSISTENT_CLUSTER_ID) {
-        foreign_cluster(cc, resp->cluster_id, "it refused the registration: INCONSISTENT_CLUSTER_ID");
+        foreign_cluster(cc, resp->cluster_id,
+                        "it refused the registration: INCONSISTENT_CLUSTER_ID");
         return;
     }
     if (resp->error_code) {

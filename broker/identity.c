@@ -96,8 +96,9 @@ int identity_write_dirs(const char *const *dirs, size_t ndirs, int32_t broker_id
                       strerror(-r));
             return r;
         }
-        log_info("broker", "log dir %s now belongs to cluster %s, broker %" PRId32
-                 " (directory %s)", dirs[i], cluster_id, broker_id, mp.directory_id);
+        log_info("broker",
+                 "log dir %s now belongs to cluster %s, broker %" PRId32 " (directory %s)", dirs[i],
+                 cluster_id, broker_id, mp.directory_id);
     }
     return 0;
 }

@@ -192,19 +192,19 @@ static void act(struct replicas *r, const struct cstate *s, const struct action 
             return;
         rc = logmgr_set_topic_id(r->lm, a->topic, a->partition, t->id);
         if (rc < 0)
-            log_error("replicas", "recording the topic id of log %s-%d: %s", a->topic,
-                      a->partition, strerror(-rc));
+            log_error("replicas", "recording the topic id of log %s-%d: %s", a->topic, a->partition,
+                      strerror(-rc));
         else
             seen_add(r, t->name, t->id, a->partition);
         return;
     case DELETE:
         rc = logmgr_delete(r->lm, a->topic, a->partition);
         if (rc < 0 && rc != -ENOENT)
-            log_error("replicas", "deleting log %s-%d: %s", a->topic, a->partition,
-                      strerror(-rc));
+            log_error("replicas", "deleting log %s-%d: %s", a->topic, a->partition, strerror(-rc));
         else
             log_info("replicas", "deleted log %s-%d: the metadata removed this replica (%s)",
-                     a->topic, a->partition, t ? "reassigned away or topic re-created" : "topic deleted");
+                     a->topic, a->partition,
+                     t ? "reassigned away or topic re-created" : "topic deleted");
         return;
     case SET_ASIDE:
         rc = logmgr_set_aside(r->lm, a->topic, a->partition, where, sizeof(where));

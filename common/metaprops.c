@@ -208,8 +208,8 @@ int metaprops_read(const char *dir, struct metaprops *ret, char *err, size_t err
         return -EINVAL;
     }
     if (p.have_node && p.have_broker && mp.node_id != p.broker_id) {
-        snprintf(err, errlen, "node.id %" PRId32 " and broker.id %" PRId32 " disagree",
-                 mp.node_id, p.broker_id);
+        snprintf(err, errlen, "node.id %" PRId32 " and broker.id %" PRId32 " disagree", mp.node_id,
+                 p.broker_id);
         return -EINVAL;
     }
     if (!p.have_node)
@@ -314,5 +314,6 @@ int metaprops_part_write(const char *log_dir, const uint8_t topic_id[METAPROPS_U
     metaprops_id_encode(topic_id, id);
     char text[64];
     int n = snprintf(text, sizeof(text), "version: 0\ntopic_id: %s\n", id);
-    return durable ? fsutil_write_atomic(path, text, (size_t)n) : write_plain(path, text, (size_t)n);
+    return durable ? fsutil_write_atomic(path, text, (size_t)n)
+                   : write_plain(path, text, (size_t)n);
 }

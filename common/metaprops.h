@@ -18,16 +18,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define METAPROPS_FILE        "meta.properties"
-#define METAPROPS_PART_FILE   "partition.metadata"
-#define METAPROPS_UUID_LEN    16
-#define METAPROPS_ID_CHARS    22 /* base64url of 16 bytes, unpadded */
-#define METAPROPS_ID_BUF      (METAPROPS_ID_CHARS + 1)
+#define METAPROPS_FILE      "meta.properties"
+#define METAPROPS_PART_FILE "partition.metadata"
+#define METAPROPS_UUID_LEN  16
+#define METAPROPS_ID_CHARS  22 /* base64url of 16 bytes, unpadded */
+#define METAPROPS_ID_BUF    (METAPROPS_ID_CHARS + 1)
 
 struct metaprops {
-    int version;              /* 0 (broker.id) or 1 (node.id) */
+    int version; /* 0 (broker.id) or 1 (node.id) */
     char cluster_id[METAPROPS_ID_BUF];
-    int32_t node_id;          /* node.id or broker.id; -1 when absent */
+    int32_t node_id;                     /* node.id or broker.id; -1 when absent */
     char directory_id[METAPROPS_ID_BUF]; /* "" when absent */
 };
 

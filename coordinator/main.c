@@ -51,17 +51,18 @@ struct coord_main {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: weir-coordinator --config FILE [--format-if-empty] [--override key=value]...\n"
-               "       weir-coordinator --override data.dir=DIR [--override key=value]...\n"
-               "       weir-coordinator format --config FILE (--cluster-id ID | --random)\n"
-               "                        [--override key=value]...\n");
+    fprintf(f,
+            "usage: weir-coordinator --config FILE [--format-if-empty] [--override key=value]...\n"
+            "       weir-coordinator --override data.dir=DIR [--override key=value]...\n"
+            "       weir-coordinator format --config FILE (--cluster-id ID | --random)\n"
+            "                        [--override key=value]...\n");
 }
 
 /* What the command line asked for besides the configuration. */
 struct coord_args {
-    bool format;          /* the `format` command */
-    bool format_if_empty; /* --format-if-empty */
-    bool random;          /* format --random */
+    bool format;            /* the `format` command */
+    bool format_if_empty;   /* --format-if-empty */
+    bool random;            /* format --random */
     const char *cluster_id; /* format --cluster-id */
 };
 
@@ -78,7 +79,8 @@ static int parse_own_args(int argc, char **argv, struct coord_args *ret)
             a.format_if_empty = true;
         } else if (strcmp(argv[i], "--random") == 0) {
             a.random = true;
-        } else if (strcmp(argv[i], "--cluster-id") == 0 || strncmp(argv[i], "--cluster-id=", 13) == 0) {
+        } else if (strcmp(argv[i], "--cluster-id") == 0 ||
+                   strncmp(argv[i], "--cluster-id=", 13) == 0) {
             if (argv[i][12] == '=') {
                 a.cluster_id = argv[i] + 13;
             } else if (i + 1 < argc) {
@@ -97,11 +99,13 @@ static int parse_own_args(int argc, char **argv, struct coord_args *ret)
         return -1;
     }
     if (!a.format && (a.random || a.cluster_id)) {
-        fprintf(stderr, "weir-coordinator: --cluster-id and --random belong to the format command\n");
+        fprintf(stderr,
+                "weir-coordinator: --cluster-id and --random belong to the format command\n");
         return -1;
     }
     if (a.format && !a.random == !a.cluster_id) {
-        fprintf(stderr, "weir-coordinator: format needs exactly one of --cluster-id ID and --random\n");
+        fprintf(stderr,
+                "weir-coordinator: format needs exactly one of --cluster-id ID and --random\n");
         return -1;
     }
     if (a.cluster_id && !metaprops_id_valid(a.cluster_id)) {
@@ -262,7 +266,9 @@ static int write_bootstrap(struct mlog *log, struct cstate *s, const char *clust
         r = cstate_apply_bytes(s, off, recs.v[0].data, recs.v[0].len, why, sizeof(why));
     if (r < 0)
         log_error("coordinator", "cannot write the bootstrap record for cluster %s: %s", cluster_id,
-                  why[0] ? why : err.code ? err.message : strerror(-r));
+                  why[0]     ? why
+                  : err.code ? err.message
+                             : strerror(-r));
     cstate_records_deinit(&recs);
     return r;
 }
@@ -329,7 +335,8 @@ static int settle_identity(const struct coord_args *a, const struct coord_settin
 {
     const char *dir = cfg->data_dir;
     if (mr == -ENOENT)
-        return format_dir(cfg, log, s, a->cluster_id, a->format ? "format" : "format (it is not empty)");
+        return format_dir(cfg, log, s, a->cluster_id,
+                          a->format ? "format" : "format (it is not empty)");
     if (!s->cluster_id) {
         log_error("coordinator",
                   "data.dir '%s': meta.properties names cluster %s but the metadata log has no "

@@ -270,7 +270,8 @@ int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *u
      * from here: a service that invented one would give an unformatted or wiped
      * directory a new identity behind the operator's back. */
     if (!svc->spec->cluster_id) {
-        log_error("coordinator", "the metadata log has no cluster id (data directory not formatted)");
+        log_error("coordinator",
+                  "the metadata log has no cluster id (data directory not formatted)");
         return -EINVAL;
     }
     /* Partitions left offline by the last run may have a leader now. */

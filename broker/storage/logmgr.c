@@ -1403,8 +1403,8 @@ struct plog *logmgr_get(struct logmgr *mgr, const char *topic, int32_t partition
     return e ? e->log : NULL;
 }
 
-int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition,
-                  const uint8_t *topic_id, const struct plog_config *cfg, struct plog **ret)
+int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition, const uint8_t *topic_id,
+                  const struct plog_config *cfg, struct plog **ret)
 {
     if (mgr->shut_down || mgr->stopping)
         return -ESHUTDOWN;

@@ -165,8 +165,8 @@ struct plog *logmgr_get(struct logmgr *mgr, const char *topic, int32_t partition
  * @cfg NULL means the manager's default configuration; it is copied.
  * Errors: -EINVAL (not a legal topic name or partition < 0), -EEXIST, -ESHUTDOWN
  * after logmgr_shutdown(), or plog_open()'s error. */
-int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition,
-                  const uint8_t *topic_id, const struct plog_config *cfg, struct plog **ret);
+int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition, const uint8_t *topic_id,
+                  const struct plog_config *cfg, struct plog **ret);
 
 /* Delete a log: close it, rename its directory to
  * "<topic>-<partition>.<16 hex>-delete" (the topic is shortened if the name would

@@ -1237,9 +1237,8 @@ static void test_format_writes_identity_once_and_refuses_a_second_time(void **st
     const char *argv[] = {coordinator_path(), "--override", dd, "--override", lis, NULL};
     memset(c, 0, sizeof(*c));
     assert_int_equal(procutil_spawn(argv, f->errlog, &c->p), 0);
-    assert_int_equal(procutil_wait_line(&c->p, READY_PREFIX, READY_TIMEOUT, c->ready,
-                                        sizeof(c->ready)),
-                     0);
+    assert_int_equal(
+        procutil_wait_line(&c->p, READY_PREFIX, READY_TIMEOUT, c->ready, sizeof(c->ready)), 0);
     c->running = true;
     struct cc_client cc;
     assert_int_equal(cc_client_init(&cc, f->base, port), 0);

@@ -70,18 +70,19 @@ static void test_meta_properties_read_write(void **state)
     assert_string_equal(mp.directory_id, w.directory_id);
 
     /* Kafka's ZooKeeper-mode file: version 0 with broker.id. */
-    write_file(dir, METAPROPS_FILE, "#x\nversion=0\nbroker.id=3\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\n");
+    write_file(dir, METAPROPS_FILE,
+               "#x\nversion=0\nbroker.id=3\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\n");
     assert_int_equal(metaprops_read(dir, &mp, err, sizeof(err)), 0);
     assert_int_equal(mp.node_id, 3);
     assert_string_equal(mp.directory_id, "");
 
     const char *bad[] = {
-        "cluster.id=MkU3OEVBNTcwNTJENDM2Qg\nnode.id=1\n",               /* no version */
-        "version=2\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\nnode.id=1\n",    /* unknown version */
-        "version=1\nnode.id=1\n",                                       /* no cluster */
-        "version=1\ncluster.id=nope\nnode.id=1\n",                      /* bad cluster */
-        "version=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\n",               /* no node */
-        "version=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\nnode.id=x\n",    /* bad node */
+        "cluster.id=MkU3OEVBNTcwNTJENDM2Qg\nnode.id=1\n",            /* no version */
+        "version=2\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\nnode.id=1\n", /* unknown version */
+        "version=1\nnode.id=1\n",                                    /* no cluster */
+        "version=1\ncluster.id=nope\nnode.id=1\n",                   /* bad cluster */
+        "version=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\n",            /* no node */
+        "version=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\nnode.id=x\n", /* bad node */
         "version=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\nnode.id=1\nbroker.id=2\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
