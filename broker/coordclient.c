@@ -51,6 +51,8 @@ struct coordclient {
     int64_t lease_start_ms; /* monotonic send time of the last accepted heartbeat or
                                registration; -1: none */
     int64_t reg_offset;     /* the coordinator's offset when we last registered */
+    char cluster_id[64];    /* the cluster we belong to; "" not set */
+    bool foreign;           /* the coordinator serves another cluster: apply nothing */
     char repl_host[256];    /* replication endpoint to register; "" none */
     int repl_port;
     struct event *hb_timer;
@@ -147,6 +149,33 @@ int coordclient_wait_offset(struct coordclient *cc, int64_t offset, int timeout_
 
 /* ---- watch -------------------------------------------------------------------- */
 
+/* Refuse a coordinator of another cluster: stop applying anything it sends and
+ * tell the broker, once. */
+static void foreign_cluster(struct coordclient *cc, const char *theirs, const char *how)
+{
+    if (cc->foreign)
+        return;
+    cc->foreign = true;
+    cc->registered = false;
+    cc->lease_start_ms = -1;
+    char why[512];
+    snprintf(why, sizeof(why),
+             "the coordinator %s:%d serves cluster %s but this broker belongs to cluster %s (%s)",
+             cc->s->coord_host, cc->s->coord_port, theirs && *theirs ? theirs : "?", cc->cluster_id,
+             how);
+    if (cc->cb.on_fatal)
+        cc->cb.on_fatal(cc->cb.ud, why);
+    else
+        log_error("coordclient", "%s", why);
+}
+
+/* True when @s names a cluster other than ours. A state without an id yet
+ * (empty, or a replay that has not reached the bootstrap record) is not. */
+static bool state_foreign(const struct coordclient *cc, const struct cstate *s)
+{
+    return cc->cluster_id[0] && s->cluster_id && strcmp(s->cluster_id, cc->cluster_id) != 0;
+}
+
 static void state_changed(struct coordclient *cc)
 {
     if (cc->cb.on_metadata)
@@ -158,6 +187,8 @@ static void on_watch_record(uint16_t type, const struct ProtobufCMessage *msg, v
 {
     struct coordclient *cc = ud;
     const Weir__Coord__WatchRecord *rec = (const Weir__Coord__WatchRecord *)msg;
+    if (cc->foreign)
+        return;
     if (!cc->synced)
         return; /* waiting for the image or the first replayed record */
     if (rec->offset <= cc->state->offset)
@@ -169,6 +200,24 @@ static void on_watch_record(uint16_t type, const struct ProtobufCMessage *msg, v
         do_watch(cc);
         return;
     }
+    /* A bootstrap record is the only one that sets the cluster id, and only on
+     * a state without one (a replay from the start): look at it before it is
+     * applied. Other records are decoded once, by cstate_apply_bytes. */
+    Weir__Meta__MetadataRecord *mr =
+        cc->state->cluster_id
+            ? NULL
+            : weir__meta__metadata_record__unpack(NULL, rec->record.len, rec->record.data);
+    if (mr && mr->record_case == WEIR__META__METADATA_RECORD__RECORD_BOOTSTRAP &&
+        cc->cluster_id[0] && mr->bootstrap->cluster_id &&
+        strcmp(mr->bootstrap->cluster_id, cc->cluster_id) != 0) {
+        char theirs[64];
+        snprintf(theirs, sizeof(theirs), "%s", mr->bootstrap->cluster_id);
+        weir__meta__metadata_record__free_unpacked(mr, NULL);
+        foreign_cluster(cc, theirs, "its metadata log starts with another cluster id");
+        return;
+    }
+    if (mr)
+        weir__meta__metadata_record__free_unpacked(mr, NULL);
     char why[256] = "";
     int r = cstate_apply_bytes(cc->state, rec->offset, rec->record.data, rec->record.len, why,
                                sizeof(why));
@@ -186,6 +235,8 @@ static void on_watch_image(uint16_t type, const struct ProtobufCMessage *msg, vo
 {
     struct coordclient *cc = ud;
     const Weir__Coord__WatchImage *img = (const Weir__Coord__WatchImage *)msg;
+    if (cc->foreign)
+        return;
     struct cstate *s = NULL;
     char why[256] = "";
     int r;
@@ -198,6 +249,13 @@ static void on_watch_image(uint16_t type, const struct ProtobufCMessage *msg, vo
         return;
     }
     s->offset = img->offset;
+    if (state_foreign(cc, s)) {
+        char theirs[64];
+        snprintf(theirs, sizeof(theirs), "%s", s->cluster_id);
+        cstate_free(s);
+        foreign_cluster(cc, theirs, "its metadata image names another cluster id");
+        return;
+    }
     cstate_free(cc->state);
     cc->state = s;
     cc->synced = true;
@@ -336,9 +394,21 @@ static void on_register(int status, const struct ProtobufCMessage *msg, const ch
     }
     const Weir__Coord__RegisterBrokerResponse *resp =
         (const Weir__Coord__RegisterBrokerResponse *)msg;
+    if (cc->foreign)
+        return;
+    if (resp->error_code == KERR_INCONSISTENT_CLUSTER_ID) {
+        foreign_cluster(cc, resp->cluster_id,
+                        "it refused the registration: INCONSISTENT_CLUSTER_ID");
+        return;
+    }
     if (resp->error_code) {
         log_warn("coordclient", "registration refused: %s: %s", kerr_name((int16_t)resp->error_code),
                  resp->error_message);
+        return;
+    }
+    if (cc->cluster_id[0] && resp->cluster_id && resp->cluster_id[0] &&
+        strcmp(resp->cluster_id, cc->cluster_id) != 0) {
+        foreign_cluster(cc, resp->cluster_id, "its registration answer names another cluster id");
         return;
     }
     cc->registered = true;
@@ -357,7 +427,7 @@ static void on_register(int status, const struct ProtobufCMessage *msg, const ch
 
 static void do_register(struct coordclient *cc)
 {
-    if (cc->registering || cc->shutting_down)
+    if (cc->registering || cc->shutting_down || cc->foreign)
         return;
     Weir__Meta__Endpoint ep = WEIR__META__ENDPOINT__INIT;
     ep.listener = (char *)cc->s->advertised.listener;
@@ -372,6 +442,7 @@ static void do_register(struct coordclient *cc)
     req.n_endpoints = 1;
     req.endpoints = eps;
     req.rack = (char *)(cc->s->rack ? cc->s->rack : "");
+    req.cluster_id = cc->cluster_id;
     Weir__Meta__Endpoint rep = WEIR__META__ENDPOINT__INIT;
     if (cc->repl_host[0]) {
         rep.listener = "REPLICATION";
@@ -484,6 +555,16 @@ int64_t coordclient_broker_epoch(const struct coordclient *cc)
 bool coordclient_registered(const struct coordclient *cc)
 {
     return cc->registered;
+}
+
+void coordclient_set_cluster_id(struct coordclient *cc, const char *cluster_id)
+{
+    snprintf(cc->cluster_id, sizeof(cc->cluster_id), "%s", cluster_id ? cluster_id : "");
+}
+
+const char *coordclient_cluster_id(const struct coordclient *cc)
+{
+    return cc->cluster_id;
 }
 
 void coordclient_set_replication_endpoint(struct coordclient *cc, const char *host, int port)

@@ -28,6 +28,11 @@ struct coordclient_callbacks {
     void (*on_registered)(void *ud, int64_t broker_epoch);
     /* The local state changed (records applied or an image loaded). */
     void (*on_metadata)(void *ud);
+    /* The coordinator belongs to another cluster than coordclient_set_cluster_id()
+     * said (it refused the registration with INCONSISTENT_CLUSTER_ID, or its
+     * metadata names another cluster id): the broker must stop. Its metadata was
+     * not applied. @why is one line naming both ids. May be NULL. */
+    void (*on_fatal)(void *ud, const char *why);
     void *ud;
 };
 
@@ -47,6 +52,13 @@ bool coordclient_synced(const struct coordclient *cc);
 bool coordclient_caught_up(const struct coordclient *cc);
 int64_t coordclient_broker_epoch(const struct coordclient *cc);
 bool coordclient_registered(const struct coordclient *cc);
+
+/* The cluster this broker belongs to (from its meta.properties, checked with the
+ * coordinator at start-up): sent with every registration, and metadata naming
+ * another cluster is never applied. Call before the loop runs. */
+void coordclient_set_cluster_id(struct coordclient *cc, const char *cluster_id);
+/* That cluster id ("" before it is set). */
+const char *coordclient_cluster_id(const struct coordclient *cc);
 
 /* The replication endpoint to announce at registration (call before the loop
  * runs; a later change is sent at the next registration). */

@@ -5,6 +5,10 @@
  *
  *   weir-broker --config server.properties [--override key=value]...
  *
+ * Before it opens a log it checks that its log directories belong to this
+ * broker and to the coordinator's cluster (broker/identity.h): a mismatch is
+ * one log line and exit 1, with nothing on disk changed.
+ *
  * Prints exactly one line on stdout once it serves with current metadata:
  *   weir-broker ready: broker 1 kafka 127.0.0.1:9092 (registered, epoch 3)
  * Everything else goes to stderr through the log. */
@@ -18,6 +22,7 @@
 
 #include "broker/broker_config.h"
 #include "broker/coordclient.h"
+#include "broker/identity.h"
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/server.h"
 #include "broker/replica/repl.h"
@@ -41,6 +46,7 @@ struct bmain {
     struct kserver *srv;
     bool ready_printed;
     bool stopping;
+    int fatal_code; /* non-zero: exit with it (set by on_fatal) */
     struct event *grace;
 };
 
@@ -63,6 +69,9 @@ static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
         break;
     case LOGMGR_EVENT_CHECKPOINT_CORRUPT:
         what = "corrupt checkpoint";
+        break;
+    case LOGMGR_EVENT_STRAY_DIR:
+        what = "kept stray log directory (set aside earlier; see docs/operations.md)";
         break;
     case LOGMGR_EVENT_STALE_DELETE_DIR:
         lvl = LOG_LEVEL_INFO;
@@ -120,6 +129,18 @@ static void on_metadata(void *ud)
     replicas_reconcile(m->ctx.reps);
     repl_on_metadata(m->ctx.repl);
     maybe_ready(m);
+}
+
+/* The coordinator turned out to serve another cluster (or refused us for a
+ * reason that retrying cannot fix): stop without a controlled shutdown, whose
+ * requests it would refuse too. Nothing was deleted on its word. */
+static void on_fatal(void *ud, const char *why)
+{
+    struct bmain *m = ud;
+    log_error("broker", "%s; exiting", why);
+    if (!m->fatal_code)
+        m->fatal_code = EXIT_RUNTIME;
+    event_base_loopbreak(m->base);
 }
 
 static void shutdown_done(void *ud)
@@ -205,6 +226,28 @@ int main(int argc, char **argv)
         goto out;
     }
     lo.on_event = on_logmgr_event;
+
+    /* Whose data is this? Settled before logmgr_new(), whose recovery may
+     * truncate torn tails: a broker pointed at the wrong directories or the
+     * wrong cluster must change nothing. */
+    char dir_cluster[METAPROPS_ID_BUF], cluster_id[METAPROPS_ID_BUF];
+    if (identity_check_dirs(lo.dirs, lo.ndirs, m.s.broker_id, dir_cluster) < 0)
+        goto out;
+    r = identity_fetch_cluster_id(m.base, &m.s, cluster_id);
+    if (r == -EINTR) {
+        code = 0;
+        goto out;
+    }
+    if (r < 0) {
+        log_error("broker", "cannot learn the coordinator's cluster id: %s", strerror(-r));
+        goto out;
+    }
+    if (identity_check_cluster(lo.dirs, lo.ndirs, cluster_id) < 0)
+        goto out;
+    if (identity_write_dirs(lo.dirs, lo.ndirs, m.s.broker_id, cluster_id) < 0)
+        goto out;
+    log_info("broker", "broker %d of cluster %s", m.s.broker_id, cluster_id);
+
     struct logmgr_open_stats st;
     r = logmgr_new(m.base, pool, &lo, &m.ctx.lm, &st);
     if (r < 0) {
@@ -239,12 +282,13 @@ int main(int argc, char **argv)
     if (m.s.advertised.port == 0)
         m.s.advertised.port = kserver_port(m.srv);
     struct coordclient_callbacks cb = {
-        .on_registered = on_registered, .on_metadata = on_metadata, .ud = &m};
+        .on_registered = on_registered, .on_metadata = on_metadata, .on_fatal = on_fatal, .ud = &m};
     r = coordclient_new(m.base, &m.s, &cb, &m.ctx.cc);
     if (r < 0) {
         log_error("broker", "coordinator client: %s", strerror(-r));
         goto out;
     }
+    coordclient_set_cluster_id(m.ctx.cc, cluster_id);
     r = replicas_new(m.s.broker_id, m.ctx.lm, m.ctx.cc, &m.ctx.reps);
     if (r < 0)
         goto out;
@@ -274,7 +318,7 @@ int main(int argc, char **argv)
              repl_port(m.ctx.repl), m.s.coord_host, m.s.coord_port);
 
     event_base_dispatch(m.base);
-    code = 0;
+    code = m.fatal_code;
 
 out:
     purg_free(m.ctx.fetches); /* answers parked fetches */

@@ -13,18 +13,25 @@
 #include "common/log.h"
 #include "common/meta/state.h"
 
-/* Topic ids of the logs we created, so a re-created topic is told apart. */
-struct known_topic {
-    char *name;
+/* Replicas seen assigned here by metadata of our cluster, with the topic name
+ * and the topic id the local log has on disk (partition.metadata): a log is
+ * deleted only when the metadata that once assigned it here, under that name
+ * and with that very topic id, no longer does. (The name matters: a copied or
+ * renamed directory carries another topic's id.) An open-addressing set keyed
+ * by (topic id, partition); a topic id has one name. */
+struct seen_key {
     uint8_t id[CSTATE_UUID_LEN];
+    int32_t partition;
+    bool used;
+    char *name;
 };
 
 struct replicas {
     int32_t id;
     struct logmgr *lm;
     struct coordclient *cc;
-    struct known_topic *known;
-    size_t n_known, cap_known;
+    struct seen_key *seen;
+    size_t n_seen, cap_seen; /* cap a power of two, at most half full */
     struct repl *repl;
 };
 
@@ -50,77 +57,167 @@ void replicas_free(struct replicas *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->n_known; i++)
-        free(r->known[i].name);
-    free(r->known);
+    for (size_t i = 0; i < r->cap_seen; i++)
+        free(r->seen[i].name);
+    free(r->seen);
     free(r);
 }
 
-static struct known_topic *known_find(struct replicas *r, const char *name)
+static size_t seen_hash(const uint8_t *id, int32_t partition)
 {
-    for (size_t i = 0; i < r->n_known; i++)
-        if (strcmp(r->known[i].name, name) == 0)
-            return &r->known[i];
-    return NULL;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < CSTATE_UUID_LEN; i++)
+        h = (h ^ id[i]) * 1099511628211ull;
+    h = (h ^ (uint32_t)partition) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29));
 }
 
-static void known_set(struct replicas *r, const struct cstate_topic *t)
+static struct seen_key *seen_slot(struct seen_key *tab, size_t cap, const uint8_t *id,
+                                  int32_t partition)
 {
-    struct known_topic *k = known_find(r, t->name);
-    if (!k) {
-        if (r->n_known == r->cap_known) {
-            size_t cap = r->cap_known ? r->cap_known * 2 : 16;
-            struct known_topic *nk = realloc(r->known, cap * sizeof(*nk));
-            if (!nk)
-                return;
-            r->known = nk;
-            r->cap_known = cap;
-        }
-        char *name = strdup(t->name);
-        if (!name)
-            return;
-        k = &r->known[r->n_known++];
-        k->name = name;
+    size_t i = seen_hash(id, partition) & (cap - 1);
+    while (tab[i].used &&
+           !(tab[i].partition == partition && memcmp(tab[i].id, id, CSTATE_UUID_LEN) == 0))
+        i = (i + 1) & (cap - 1);
+    return &tab[i];
+}
+
+static bool seen_has(const struct replicas *r, const char *name, const uint8_t *id,
+                     int32_t partition)
+{
+    if (!r->cap_seen)
+        return false;
+    const struct seen_key *k = seen_slot(r->seen, r->cap_seen, id, partition);
+    return k->used && strcmp(k->name, name) == 0;
+}
+
+static int seen_add(struct replicas *r, const char *name, const uint8_t *id, int32_t partition)
+{
+    if ((r->n_seen + 1) * 2 > r->cap_seen) {
+        size_t cap = r->cap_seen ? r->cap_seen * 2 : 64;
+        struct seen_key *tab = calloc(cap, sizeof(*tab));
+        if (!tab)
+            return -ENOMEM;
+        for (size_t i = 0; i < r->cap_seen; i++)
+            if (r->seen[i].used)
+                *seen_slot(tab, cap, r->seen[i].id, r->seen[i].partition) = r->seen[i];
+        free(r->seen);
+        r->seen = tab;
+        r->cap_seen = cap;
     }
-    memcpy(k->id, t->id, CSTATE_UUID_LEN);
+    struct seen_key *k = seen_slot(r->seen, r->cap_seen, id, partition);
+    if (!k->used) {
+        if (!(k->name = strdup(name)))
+            return -ENOMEM;
+        memcpy(k->id, id, CSTATE_UUID_LEN);
+        k->partition = partition;
+        k->used = true;
+        r->n_seen++;
+    }
+    return 0;
 }
 
-struct del_item {
+/* What to do with a local log that the metadata does not assign here (as it
+ * is on disk). */
+enum verdict { KEEP, DELETE, SET_ASIDE };
+
+struct action {
     char *topic;
     int32_t partition;
+    enum verdict what;
+    bool adopt; /* KEEP a log without a topic id: record the metadata's */
 };
-struct del_list {
+
+struct classify {
     struct replicas *r;
     const struct cstate *s;
-    struct del_item *v;
+    bool caught_up;
+    struct action *v;
     size_t n, cap;
 };
 
-static void collect_stale(void *arg, const char *topic, int32_t partition, struct plog *log)
+static void classify_log(void *arg, const char *topic, int32_t partition, struct plog *log)
 {
-    struct del_list *d = arg;
-    const struct cstate_topic *t = cstate_topic_by_name(d->s, topic);
-    bool keep = false;
-    if (t && partition < t->n_parts && cstate_part_is_replica(&t->parts[partition], d->r->id)) {
-        struct known_topic *k = known_find(d->r, topic);
-        keep = !k || memcmp(k->id, t->id, CSTATE_UUID_LEN) == 0;
-    }
-    if (keep)
+    (void)log;
+    struct classify *c = arg;
+    struct replicas *r = c->r;
+    uint8_t id[CSTATE_UUID_LEN];
+    bool has_id = logmgr_topic_id(r->lm, topic, partition, id) == 0;
+    const struct cstate_topic *t = cstate_topic_by_name(c->s, topic);
+    bool assigned =
+        t && partition < t->n_parts && cstate_part_is_replica(&t->parts[partition], r->id);
+    struct action a = {.partition = partition, .what = KEEP};
+    if (assigned && has_id && memcmp(id, t->id, CSTATE_UUID_LEN) == 0) {
+        seen_add(r, topic, id, partition);
         return;
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 16;
-        struct del_item *nv = realloc(d->v, cap * sizeof(*nv));
+    }
+    if (assigned && !has_id) {
+        /* A log from before topic ids: it is this topic's once the state is
+         * current (a replay may still be passing an older topic of that name). */
+        if (!c->caught_up)
+            return;
+        a.adopt = true;
+    } else if (has_id && seen_has(r, topic, id, partition)) {
+        /* Our cluster's metadata assigned exactly this replica here and now no
+         * longer does: a deletion or a reassignment away. */
+        a.what = DELETE;
+    } else if (c->caught_up) {
+        /* Not ours as far as the current metadata knows, and we never saw it
+         * assigned: set aside, never deleted (Kafka 3.7's stray logs). */
+        a.what = SET_ASIDE;
+    } else {
+        return;
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        struct action *nv = realloc(c->v, cap * sizeof(*nv));
         if (!nv)
             return;
-        d->v = nv;
-        d->cap = cap;
+        c->v = nv;
+        c->cap = cap;
     }
-    char *name = strdup(topic);
-    if (!name)
+    if (!(a.topic = strdup(topic)))
         return;
-    d->v[d->n].topic = name;
-    d->v[d->n].partition = partition;
-    d->n++;
+    c->v[c->n++] = a;
+}
+
+static void act(struct replicas *r, const struct cstate *s, const struct action *a)
+{
+    int rc;
+    char where[4200] = "";
+    const struct cstate_topic *t = cstate_topic_by_name(s, a->topic);
+    switch (a->what) {
+    case KEEP:
+        if (!a->adopt || !t)
+            return;
+        rc = logmgr_set_topic_id(r->lm, a->topic, a->partition, t->id);
+        if (rc < 0)
+            log_error("replicas", "recording the topic id of log %s-%d: %s", a->topic, a->partition,
+                      strerror(-rc));
+        else
+            seen_add(r, t->name, t->id, a->partition);
+        return;
+    case DELETE:
+        rc = logmgr_delete(r->lm, a->topic, a->partition);
+        if (rc < 0 && rc != -ENOENT)
+            log_error("replicas", "deleting log %s-%d: %s", a->topic, a->partition, strerror(-rc));
+        else
+            log_info("replicas", "deleted log %s-%d: the metadata removed this replica (%s)",
+                     a->topic, a->partition,
+                     t ? "reassigned away or topic re-created" : "topic deleted");
+        return;
+    case SET_ASIDE:
+        rc = logmgr_set_aside(r->lm, a->topic, a->partition, where, sizeof(where));
+        if (rc < 0 && rc != -ENOENT)
+            log_error("replicas", "setting log %s-%d aside: %s", a->topic, a->partition,
+                      strerror(-rc));
+        else if (rc == 0)
+            log_warn("replicas",
+                     "log %s-%d is not known to the metadata of cluster %s: set aside as %s "
+                     "(kept; see docs/operations.md)",
+                     a->topic, a->partition, s->cluster_id, where);
+        return;
+    }
 }
 
 void replicas_reconcile(struct replicas *r)
@@ -128,36 +225,34 @@ void replicas_reconcile(struct replicas *r)
     const struct cstate *s = coordclient_state(r->cc);
     if (!coordclient_synced(r->cc))
         return;
-    /* Deletions only on a state known to be current: right after a restart the
-     * watch may not have replayed the topics yet. */
-    if (coordclient_caught_up(r->cc)) {
-        struct del_list d = {.r = r, .s = s};
-        logmgr_foreach(r->lm, collect_stale, &d);
-        for (size_t i = 0; i < d.n; i++) {
-            int rc = logmgr_delete(r->lm, d.v[i].topic, d.v[i].partition);
-            if (rc < 0 && rc != -ENOENT)
-                log_error("replicas", "deleting log %s-%d: %s", d.v[i].topic, d.v[i].partition,
-                          strerror(-rc));
-            else
-                log_info("replicas", "deleted log %s-%d (not assigned here any more)", d.v[i].topic,
-                         d.v[i].partition);
-            free(d.v[i].topic);
-        }
-        free(d.v);
+    /* Only metadata of our own cluster decides anything about our logs. */
+    const char *ours = coordclient_cluster_id(r->cc);
+    if (!s->cluster_id || (ours[0] && strcmp(s->cluster_id, ours) != 0))
+        return;
+    /* Deletions follow from what this process saw; setting aside waits for a
+     * state known to be current: right after a restart the watch may not have
+     * replayed the topics yet. */
+    struct classify c = {.r = r, .s = s, .caught_up = coordclient_caught_up(r->cc)};
+    logmgr_foreach(r->lm, classify_log, &c);
+    for (size_t i = 0; i < c.n; i++) {
+        act(r, s, &c.v[i]);
+        free(c.v[i].topic);
     }
+    free(c.v);
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
-        known_set(r, t);
         for (int32_t p = 0; p < t->n_parts; p++) {
             if (!cstate_part_is_replica(&t->parts[p], r->id))
                 continue;
             if (logmgr_get(r->lm, t->name, p))
                 continue;
             struct plog *log;
-            int rc = logmgr_create(r->lm, t->name, p, NULL, &log);
-            if (rc < 0 && rc != -EEXIST)
+            int rc = logmgr_create(r->lm, t->name, p, t->id, NULL, &log);
+            if (rc < 0 && rc != -EEXIST) {
                 log_error("replicas", "creating log %s-%d: %s", t->name, p, strerror(-rc));
-            else
+            } else {
+                seen_add(r, t->name, t->id, p);
                 log_debug("replicas", "created log %s-%d", t->name, p);
+            }
         }
     }
 }
@@ -192,6 +287,15 @@ int16_t replicas_lookup(struct replicas *r, const char *topic, int32_t partition
     if (!l.log) {
         *ret = l;
         return KERR_LEADER_NOT_AVAILABLE; /* assigned but not created yet (or creation failed) */
+    }
+    uint8_t id[CSTATE_UUID_LEN];
+    if (logmgr_topic_id(r->lm, topic, partition, id) == 0 &&
+        memcmp(id, t->id, CSTATE_UUID_LEN) != 0) {
+        /* The local log is an older topic of that name, not yet deleted or set
+         * aside (reconcile waits for a current state): never serve it as this one. */
+        l.log = NULL;
+        *ret = l;
+        return KERR_LEADER_NOT_AVAILABLE;
     }
     if (r->repl) {
         l.part = repl_part_get(r->repl, topic, partition);

@@ -1,11 +1,16 @@
 /* replicas: the partitions this broker hosts, as the local metadata says.
  *
- * replicas_reconcile() makes the log manager match the local cstate: it creates
- * a log for every partition that lists this broker as a replica and, once the
- * state is known to be caught up with the coordinator, deletes the logs of
- * partitions that are not assigned here any more (deleted topics). A topic
- * deleted and re-created under the same name while this broker was away is
- * noticed by its topic id: the old data is deleted first.
+ * replicas_reconcile() makes the log manager match the local cstate, and only
+ * a cstate of the broker's own cluster: it creates a log (with the topic id in
+ * its partition.metadata) for every partition that lists this broker as a
+ * replica. A local log the metadata does not assign here is
+ *   - deleted when this process saw the metadata assign that replica here,
+ *     with the same topic id, and then stop doing so (topic deleted, replica
+ *     reassigned away, topic re-created under the same name: a new id);
+ *   - otherwise, once the state is known to be caught up with the coordinator,
+ *     set aside as "<topic>-<partition>.<id>-stray" and kept (a log left from
+ *     a topic deleted while the broker was away, or one the metadata never
+ *     knew): never deleted on the absence of metadata alone (safety rule 7).
  *
  * replicas_lookup() is the leader check every data-path request makes. */
 #pragma once

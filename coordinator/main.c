@@ -1,9 +1,17 @@
 /* weir-coordinator: the cluster's metadata service. Parses the configuration,
- * takes the data directory, recovers the state from the metadata log, serves the
- * Coordinator RPC service until SIGTERM/SIGINT (exit 0) or a metadata log failure
- * (exit 1).
+ * takes the data directory, checks its identity (meta.properties), recovers the
+ * state from the metadata log, serves the Coordinator RPC service until
+ * SIGTERM/SIGINT (exit 0) or a metadata log failure (exit 1).
  *
- *   weir-coordinator --config coordinator.properties [--override key=value]...
+ *   weir-coordinator --config coordinator.properties [--format-if-empty] [--override key=value]...
+ *   weir-coordinator format --config coordinator.properties (--cluster-id ID | --random)
+ *
+ * A data directory gets its cluster id once, when it is formatted: by `format`,
+ * or by --format-if-empty on a directory with no meta.properties and an empty
+ * metadata log. Formatting writes the Bootstrap record (the cluster id) to the
+ * metadata log, durably, and then meta.properties; every start checks that the
+ * two agree. A directory that was never formatted is refused, so a wiped or
+ * mistyped data.dir never silently becomes a new cluster.
  *
  * Prints exactly one line on stdout, once it serves requests:
  *   weir-coordinator ready: node 1 listening on 127.0.0.1:2181 (metadata offset 0)
@@ -22,7 +30,9 @@
 #include "common/config.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "common/metaprops.h"
 #include "common/wpool.h"
+#include "coordinator/controller.h"
 #include "coordinator/coord_config.h"
 #include "coordinator/mlog.h"
 #include "coordinator/service.h"
@@ -41,8 +51,72 @@ struct coord_main {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: weir-coordinator --config FILE [--override key=value]...\n"
-               "       weir-coordinator --override data.dir=DIR [--override key=value]...\n");
+    fprintf(f,
+            "usage: weir-coordinator --config FILE [--format-if-empty] [--override key=value]...\n"
+            "       weir-coordinator --override data.dir=DIR [--override key=value]...\n"
+            "       weir-coordinator format --config FILE (--cluster-id ID | --random)\n"
+            "                        [--override key=value]...\n");
+}
+
+/* What the command line asked for besides the configuration. */
+struct coord_args {
+    bool format;            /* the `format` command */
+    bool format_if_empty;   /* --format-if-empty */
+    bool random;            /* format --random */
+    const char *cluster_id; /* format --cluster-id */
+};
+
+/* Take our own arguments out of @argv (the rest is --config/--override for the
+ * config registry). Returns the new argc, or -1 having printed why. */
+static int parse_own_args(int argc, char **argv, struct coord_args *ret)
+{
+    struct coord_args a = {0};
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        if (i == 1 && strcmp(argv[i], "format") == 0) {
+            a.format = true;
+        } else if (strcmp(argv[i], "--format-if-empty") == 0) {
+            a.format_if_empty = true;
+        } else if (strcmp(argv[i], "--random") == 0) {
+            a.random = true;
+        } else if (strcmp(argv[i], "--cluster-id") == 0 ||
+                   strncmp(argv[i], "--cluster-id=", 13) == 0) {
+            if (argv[i][12] == '=') {
+                a.cluster_id = argv[i] + 13;
+            } else if (i + 1 < argc) {
+                a.cluster_id = argv[++i];
+            } else {
+                fprintf(stderr, "weir-coordinator: --cluster-id needs a value\n");
+                return -1;
+            }
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    argv[out] = NULL;
+    if (a.format && a.format_if_empty) {
+        fprintf(stderr, "weir-coordinator: --format-if-empty is for starting, not for format\n");
+        return -1;
+    }
+    if (!a.format && (a.random || a.cluster_id)) {
+        fprintf(stderr,
+                "weir-coordinator: --cluster-id and --random belong to the format command\n");
+        return -1;
+    }
+    if (a.format && !a.random == !a.cluster_id) {
+        fprintf(stderr,
+                "weir-coordinator: format needs exactly one of --cluster-id ID and --random\n");
+        return -1;
+    }
+    if (a.cluster_id && !metaprops_id_valid(a.cluster_id)) {
+        fprintf(stderr,
+                "weir-coordinator: --cluster-id '%s' is not a cluster id (22 base64url characters "
+                "encoding a UUID, such as one printed by 'weir-coordinator format --random')\n",
+                a.cluster_id);
+        return -1;
+    }
+    *ret = a;
+    return out;
 }
 
 /* flock data.dir/.lock for the life of the process, so a second coordinator on
@@ -172,6 +246,114 @@ static int recover(const char *log_dir, const struct coord_settings *cfg, struct
     return 0;
 }
 
+/* Append the Bootstrap record naming @cluster_id to the recovered, empty log
+ * @log, durably, and apply it to @s. */
+static int write_bootstrap(struct mlog *log, struct cstate *s, const char *cluster_id)
+{
+    struct cctl_ctx ctx = {0};
+    cctl_config_defaults(&ctx.cfg);
+    struct cstate_records recs;
+    cstate_records_init(&recs);
+    struct cctl_error err = {0};
+    int r = cctl_bootstrap(s, &ctx, cluster_id, &recs, &err);
+    if (r == 0 && (err.code != 0 || recs.n != 1))
+        r = -EINVAL;
+    int64_t off = -1;
+    if (r == 0)
+        r = mlog_append_sync(log, recs.v[0].data, recs.v[0].len, &off);
+    char why[256] = "";
+    if (r == 0)
+        r = cstate_apply_bytes(s, off, recs.v[0].data, recs.v[0].len, why, sizeof(why));
+    if (r < 0)
+        log_error("coordinator", "cannot write the bootstrap record for cluster %s: %s", cluster_id,
+                  why[0]     ? why
+                  : err.code ? err.message
+                             : strerror(-r));
+    cstate_records_deinit(&recs);
+    return r;
+}
+
+static bool file_exists(const char *dir, const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* Format @dir, whose metadata log is recovered in @log/@s and which has no
+ * meta.properties: write the Bootstrap record (unless the log already holds the
+ * wanted cluster id: an interrupted format being finished), then meta.properties.
+ * @cluster_id NULL: a new random one. Refuses, having logged one line, a log
+ * that already belongs to another cluster or holds records without an id. */
+static int format_dir(const struct coord_settings *cfg, struct mlog *log, struct cstate *s,
+                      const char *cluster_id, const char *how)
+{
+    const char *dir = cfg->data_dir;
+    char gen[METAPROPS_ID_BUF];
+    if (s->cluster_id) {
+        if (!cluster_id || strcmp(cluster_id, s->cluster_id) != 0) {
+            log_error("coordinator",
+                      "data.dir '%s' has no meta.properties but its metadata log belongs to "
+                      "cluster %s: refusing to %s it (to keep that identity: weir-coordinator "
+                      "format --config FILE --cluster-id %s)",
+                      dir, s->cluster_id, how, s->cluster_id);
+            return -EEXIST;
+        }
+    } else if (s->offset >= 0) {
+        log_error("coordinator",
+                  "data.dir '%s' has no meta.properties and its metadata log holds records up to "
+                  "offset %" PRId64 " but no cluster id: refusing to %s it",
+                  dir, s->offset, how);
+        return -EEXIST;
+    } else {
+        if (!cluster_id) {
+            metaprops_random_id(gen);
+            cluster_id = gen;
+        }
+        int r = write_bootstrap(log, s, cluster_id);
+        if (r < 0)
+            return r;
+    }
+    struct metaprops mp = {.version = 1, .node_id = cfg->node_id};
+    snprintf(mp.cluster_id, sizeof(mp.cluster_id), "%s", cluster_id);
+    metaprops_random_id(mp.directory_id);
+    int r = metaprops_write(dir, &mp);
+    if (r < 0) {
+        log_error("coordinator", "cannot write %s/%s: %s", dir, METAPROPS_FILE, strerror(-r));
+        return r;
+    }
+    log_info("coordinator", "formatted data.dir '%s': cluster %s, node %d, directory %s", dir,
+             cluster_id, (int)cfg->node_id, mp.directory_id);
+    return 0;
+}
+
+/* The data directory's identity, before anything is served: meta.properties
+ * (@mr: 0 read into @mp, or -ENOENT) against node.id and the metadata log;
+ * formats when asked to. 0, or -errno having logged one line. */
+static int settle_identity(const struct coord_args *a, const struct coord_settings *cfg, int mr,
+                           const struct metaprops *mp, struct mlog *log, struct cstate *s)
+{
+    const char *dir = cfg->data_dir;
+    if (mr == -ENOENT)
+        return format_dir(cfg, log, s, a->cluster_id,
+                          a->format ? "format" : "format (it is not empty)");
+    if (!s->cluster_id) {
+        log_error("coordinator",
+                  "data.dir '%s': meta.properties names cluster %s but the metadata log has no "
+                  "cluster id (was %s/metadata removed?); refusing to start",
+                  dir, mp->cluster_id, dir);
+        return -EINVAL;
+    }
+    if (strcmp(s->cluster_id, mp->cluster_id) != 0) {
+        log_error("coordinator",
+                  "data.dir '%s': meta.properties names cluster %s but the metadata log belongs "
+                  "to cluster %s; refusing to start",
+                  dir, mp->cluster_id, s->cluster_id);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -225,6 +407,13 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
+    struct coord_args args;
+    argc = parse_own_args(argc, argv, &args);
+    if (argc < 0) {
+        usage(stderr);
+        return EXIT_CONFIG;
+    }
+
     struct config *conf = NULL;
     int r = config_new(coord_config_defs, coord_config_ndefs, &conf);
     if (r < 0) {
@@ -252,9 +441,46 @@ int main(int argc, char **argv)
     struct event *sigterm = NULL, *sigint = NULL;
     struct coord_main m = {.cfg = &cfg};
 
-    int lock_fd = take_data_dir(cfg.data_dir);
+    /* An unformatted directory is refused before anything is created in it. */
+    int lock_fd = -1;
+    if (!args.format && !args.format_if_empty && !file_exists(cfg.data_dir, METAPROPS_FILE)) {
+        log_error("coordinator",
+                  "data.dir '%s' is not formatted (no %s): refusing to start; format it with "
+                  "'weir-coordinator format --config FILE --cluster-id ID' (or --random), or "
+                  "start with --format-if-empty if it is a new, empty directory",
+                  cfg.data_dir, METAPROPS_FILE);
+        goto out;
+    }
+    lock_fd = take_data_dir(cfg.data_dir);
     if (lock_fd < 0)
         goto out;
+    struct metaprops mp = {0};
+    char merr[512] = "";
+    int mr = metaprops_read(cfg.data_dir, &mp, merr, sizeof(merr));
+    if (mr < 0 && mr != -ENOENT) {
+        log_error("coordinator", "data.dir '%s': %s/%s is not usable (%s); refusing to start",
+                  cfg.data_dir, cfg.data_dir, METAPROPS_FILE, merr[0] ? merr : strerror(-mr));
+        goto out;
+    }
+    if (mr == 0 && args.format) {
+        log_error("coordinator",
+                  "data.dir '%s' is already formatted (cluster %s, node %d): refusing to format "
+                  "it again",
+                  cfg.data_dir, mp.cluster_id, (int)mp.node_id);
+        goto out;
+    }
+    if (mr == -ENOENT && !args.format && !args.format_if_empty) {
+        log_error("coordinator", "data.dir '%s' is not formatted (no %s): refusing to start",
+                  cfg.data_dir, METAPROPS_FILE);
+        goto out;
+    }
+    if (mr == 0 && mp.node_id != cfg.node_id) {
+        log_error("coordinator",
+                  "data.dir '%s' belongs to node %d (meta.properties) but node.id is %d; "
+                  "refusing to start",
+                  cfg.data_dir, (int)mp.node_id, (int)cfg.node_id);
+        goto out;
+    }
     char log_dir[4096];
     if ((size_t)snprintf(log_dir, sizeof(log_dir), "%s/metadata", cfg.data_dir) >=
         sizeof(log_dir)) {
@@ -263,6 +489,20 @@ int main(int argc, char **argv)
     }
     if (recover(log_dir, &cfg, &log, &state) < 0)
         goto out;
+    if (settle_identity(&args, &cfg, mr, &mp, log, state) < 0) {
+        cstate_free(state);
+        state = NULL;
+        goto out;
+    }
+    if (args.format) {
+        printf("weir-coordinator: formatted %s: cluster %s, node %d\n", cfg.data_dir,
+               state->cluster_id, (int)cfg.node_id);
+        fflush(stdout);
+        cstate_free(state);
+        state = NULL;
+        exit_code = 0;
+        goto out;
+    }
 
     base = event_base_new();
     if (!base || wpool_new(base, 1, &pool) < 0 || mlog_attach(log, base, pool) < 0) {

@@ -266,20 +266,16 @@ int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *u
 {
     svc->ready = ready;
     svc->ready_ud = ud;
-    struct cctl_error err = {0};
-    int r = cctl_bootstrap(svc->spec, &svc->ctx, NULL, &svc->recs, &err);
-    if (r < 0 || err.code != KERR_NONE) {
-        log_error("coordinator", "cannot bootstrap the cluster: %s",
-                  r < 0 ? strerror(-r) : err.message);
-        cstate_records_clear(&svc->recs);
-        return r < 0 ? r : -EINVAL;
-    }
-    if (svc->recs.n > 0) {
-        svc_write_internal(svc, "bootstrap");
-        log_info("coordinator", "new cluster %s", svc->spec->cluster_id);
+    /* The cluster id comes from formatting the data directory (main.c), never
+     * from here: a service that invented one would give an unformatted or wiped
+     * directory a new identity behind the operator's back. */
+    if (!svc->spec->cluster_id) {
+        log_error("coordinator",
+                  "the metadata log has no cluster id (data directory not formatted)");
+        return -EINVAL;
     }
     /* Partitions left offline by the last run may have a leader now. */
-    r = cctl_elect_offline(svc->spec, &svc->ctx, &svc->recs);
+    int r = cctl_elect_offline(svc->spec, &svc->ctx, &svc->recs);
     if (r == 0 && svc->recs.n > 0) {
         log_info("coordinator", "electing leaders for %zu offline partitions", svc->recs.n);
         svc_write_internal(svc, "offline election");

@@ -60,11 +60,11 @@ struct coord_service_options {
 int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *state,
                       const struct coord_service_options *opts, struct coord_service **ret);
 
-/* Write the bootstrap record when the state has no cluster id yet, elect leaders
- * for offline partitions that can have one, start the session and rebalance
- * timers, and listen on every configured listener. @ready runs once the
- * bootstrap (if any) is durable and every listener is bound. -errno from bind or
- * listen (the caller exits). */
+/* Elect leaders for offline partitions that can have one, start the session and
+ * rebalance timers, and listen on every configured listener. The state must have
+ * a cluster id (the bootstrap record written when the data directory was
+ * formatted): -EINVAL otherwise. @ready runs once those elections are durable
+ * and every listener is bound. -errno from bind or listen (the caller exits). */
 typedef void (*coord_ready_fn)(struct coord_service *svc, void *ud);
 int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *ud);
 

@@ -208,7 +208,12 @@ launch() {
     [ -f "$log" ] && mv -f "$log" "$log.1"
     # In a non-interactive shell a background job is not a process-group leader,
     # so setsid and nohup exec in place and $! is the server's own PID.
-    setsid nohup "$(bin_of "$name")" --config "$(conf_of "$name")" >"$log" 2>&1 </dev/null &
+    # The coordinator formats its data directory (a new cluster id) on the very
+    # first start only: a directory that has an identity keeps it, and one that
+    # is not empty but unformatted is refused rather than turned into a new cluster.
+    local -a extra=()
+    [ "$name" = coordinator ] && extra=(--format-if-empty)
+    setsid nohup "$(bin_of "$name")" --config "$(conf_of "$name")" ${extra[@]+"${extra[@]}"} >"$log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$(pidfile_of "$name")"
 }

@@ -24,10 +24,12 @@
 #include "common/clock.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "common/metaprops.h"
 #include "common/wpool.h"
 
 #define LM_LOCK_FILE     ".lock"
 #define LM_DELETE_SUFFIX "-delete"
+#define LM_STRAY_SUFFIX  "-stray"
 #define LM_NAME_MAX      255
 
 enum lm_cp_kind {
@@ -64,7 +66,9 @@ struct lm_log {
     int refs;
     bool flushing;      /* a flush job is in flight */
     bool flush_again;   /* another flush was asked for meanwhile */
-    bool parent_synced; /* the log's directory entry is known durable */
+    bool parent_synced; /* the log's directory entry (and partition.metadata) is durable */
+    bool has_topic_id;  /* partition.metadata names the topic id */
+    uint8_t topic_id[METAPROPS_UUID_LEN];
     struct plog_recovery_info recovery;
     struct lm_log *name_next; /* chain in by_name */
     struct lm_log *ptr_next;  /* chain in by_ptr */
@@ -191,12 +195,13 @@ int logmgr_parse_dir_name(const char *name, size_t *ret_topic_len, int32_t *ret_
     return 0;
 }
 
-/* "<topic>-<partition>.<id>-delete", as Kafka and logmgr_delete() name them. */
-static bool lm_is_delete_dir(const char *name)
+/* "<topic>-<partition>.<id><suffix>", as Kafka and logmgr_delete() (suffix
+ * "-delete") or logmgr_set_aside() ("-stray") name them. */
+static bool lm_is_renamed_dir(const char *name, const char *suffix)
 {
     size_t len = strlen(name);
-    size_t slen = strlen(LM_DELETE_SUFFIX);
-    if (len <= slen || strcmp(name + len - slen, LM_DELETE_SUFFIX) != 0)
+    size_t slen = strlen(suffix);
+    if (len <= slen || strcmp(name + len - slen, suffix) != 0)
         return false;
     const char *dot = memrchr(name, '.', len - slen);
     if (!dot)
@@ -226,18 +231,50 @@ static uint64_t lm_unique_id(void)
     return v ^ ++seq;
 }
 
-/* Kafka's delete-dir name, with the topic shortened so the name fits in 255 bytes. */
-static void lm_delete_name(const char *topic, int32_t partition, char *buf, size_t buflen)
+static bool lm_is_delete_dir(const char *name)
+{
+    return lm_is_renamed_dir(name, LM_DELETE_SUFFIX);
+}
+
+/* Kafka's delete-dir (or stray-dir, @kind) name, with the topic shortened so the
+ * name fits in 255 bytes. */
+static void lm_renamed_name(const char *topic, int32_t partition, const char *kind, char *buf,
+                            size_t buflen)
 {
     char suffix[64];
     snprintf(suffix, sizeof(suffix), "-%" PRId32 ".%016" PRIx64 "%s", partition, lm_unique_id(),
-             LM_DELETE_SUFFIX);
+             kind);
     size_t tlen = strlen(topic), slen = strlen(suffix);
     if (tlen > LM_NAME_MAX - slen)
         tlen = LM_NAME_MAX - slen;
     assert(buflen > tlen + slen);
     memcpy(buf, topic, tlen);
     memcpy(buf + tlen, suffix, slen + 1);
+}
+
+static void lm_delete_name(const char *topic, int32_t partition, char *buf, size_t buflen)
+{
+    lm_renamed_name(topic, partition, LM_DELETE_SUFFIX, buf, buflen);
+}
+
+/* fsync what makes a new log's existence durable: its partition.metadata (when
+ * there is one), its directory, and the entry in the log dir @parent. */
+static int lm_sync_new_log(const char *parent, const char *logdir)
+{
+    char path[4200];
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", logdir, METAPROPS_PART_FILE) >= sizeof(path))
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        int r = fsync(fd) < 0 ? -errno : 0;
+        close(fd);
+        if (r < 0)
+            return r;
+    } else if (errno != ENOENT) {
+        return -errno;
+    }
+    int r = fsutil_fsync_dir(logdir);
+    return r < 0 ? r : fsutil_fsync_dir(parent);
 }
 
 /* ---- the table of logs --------------------------------------------------------- */
@@ -511,6 +548,7 @@ struct lm_flush_job {
     struct lm_log *e; /* one reference */
     struct plog_flush_job *job;
     const char *parent; /* also fsync this dir (a new log's entry); borrowed, may be NULL */
+    char *logdir;       /* with @parent: the log's own directory (owned) */
     int result;
 };
 
@@ -519,7 +557,7 @@ static void lm_flush_work(void *arg)
     struct lm_flush_job *f = arg;
     f->result = plog_flush_job_run(f->job);
     if (f->result == 0 && f->parent)
-        f->result = fsutil_fsync_dir(f->parent);
+        f->result = lm_sync_new_log(f->parent, f->logdir);
 }
 
 static int lm_flush_start(struct logmgr *m, struct lm_log *e);
@@ -544,6 +582,7 @@ static void lm_flush_done(void *arg)
     }
     bool again = e->flush_again;
     e->flush_again = false;
+    free(f->logdir);
     free(f);
     if (again && e->log)
         lm_flush_start(m, e);
@@ -575,10 +614,14 @@ static int lm_flush_start(struct logmgr *m, struct lm_log *e)
     f->m = m;
     f->e = e;
     f->job = job;
-    f->parent = e->parent_synced ? NULL : m->dirs[e->dir].path;
-    r = wpool_submit(m->pool, lm_flush_work, lm_flush_done, f);
+    if (!e->parent_synced) {
+        f->parent = m->dirs[e->dir].path;
+        f->logdir = strdup(plog_dir(e->log));
+    }
+    r = f->parent && !f->logdir ? -ENOMEM : wpool_submit(m->pool, lm_flush_work, lm_flush_done, f);
     if (r < 0) {
         plog_flush_job_finish(e->log, job, r);
+        free(f->logdir);
         free(f);
         return r;
     }
@@ -1055,6 +1098,15 @@ static int lm_scan_dir(struct logmgr *m, struct lm_dir *d, char ***ret_names, si
             lm_rmtree_submit(m, path, NULL, NULL, -1);
             continue;
         }
+        if (lm_is_renamed_dir(name, LM_STRAY_SUFFIX)) {
+            /* Set aside by an earlier run: kept, never opened, for the operator
+             * (docs/operations.md). */
+            st->stray_dirs++;
+            char *path = lm_join(d->path, name);
+            lm_report(m, LOGMGR_EVENT_STRAY_DIR, NULL, -1, path ? path : name, 0, NULL);
+            free(path);
+            continue;
+        }
         size_t tlen;
         int32_t partition;
         if (logmgr_parse_dir_name(name, &tlen, &partition) < 0) {
@@ -1153,6 +1205,10 @@ static int lm_open_log(struct logmgr *m, size_t di, const char *name, size_t tle
     }
     e->parent_synced = true;
     e->recovery = info;
+    /* No or a malformed partition.metadata (a log from before topic ids, or a
+     * crash before the new log's first flush): the topic id is unknown, and the
+     * broker decides what the log is (logmgr_set_topic_id()). */
+    e->has_topic_id = metaprops_part_read(path, e->topic_id) == 0;
     lm_stats_add(st, &info);
     lm_report(m, LOGMGR_EVENT_LOG_OPENED, e->topic, partition, path, 0, &e->recovery);
     free(path);
@@ -1294,7 +1350,7 @@ int logmgr_shutdown(struct logmgr *mgr)
     for (struct lm_log *e = mgr->head; e; e = e->next) {
         int r = plog_flush_sync(e->log);
         if (r == 0 && !e->parent_synced)
-            r = fsutil_fsync_dir(mgr->dirs[e->dir].path);
+            r = lm_sync_new_log(mgr->dirs[e->dir].path, plog_dir(e->log));
         if (r < 0) {
             mgr->counters.flush_errors++;
             lm_report(mgr, LOGMGR_EVENT_FLUSH_FAILED, e->topic, e->partition, plog_dir(e->log), r,
@@ -1347,7 +1403,7 @@ struct plog *logmgr_get(struct logmgr *mgr, const char *topic, int32_t partition
     return e ? e->log : NULL;
 }
 
-int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition,
+int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition, const uint8_t *topic_id,
                   const struct plog_config *cfg, struct plog **ret)
 {
     if (mgr->shut_down || mgr->stopping)
@@ -1373,14 +1429,25 @@ int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition,
         r = -errno;
         goto out;
     }
+    /* Written before the log exists, so a log never lacks it; made durable with
+     * the directory by the log's first flush (lm_sync_new_log). */
+    if (topic_id && (r = metaprops_part_write(path, topic_id, false)) < 0) {
+        if (made)
+            rmdir(path);
+        goto out;
+    }
     struct plog *log;
     struct plog_recovery_info info;
     memset(&info, 0, sizeof(info));
     r = plog_open(path, cfg ? cfg : &mgr->log_config, mgr->fc, 0, -1, logmgr_now_ms(mgr), &log,
                   &info);
     if (r < 0) {
-        if (made)
+        if (made) {
+            char pm[4200];
+            snprintf(pm, sizeof(pm), "%s/%s", path, METAPROPS_PART_FILE);
+            unlink(pm);
             rmdir(path); /* best effort: only succeeds while still empty */
+        }
         goto out;
     }
     struct lm_log *e;
@@ -1391,6 +1458,10 @@ int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition,
     }
     tcopy = NULL;
     e->recovery = info;
+    if (topic_id) {
+        e->has_topic_id = true;
+        memcpy(e->topic_id, topic_id, METAPROPS_UUID_LEN);
+    }
     /* The new directory's entry in the log dir is fsynced by the log's first flush,
      * before its recovery point can move. */
     e->parent_synced = false;
@@ -1452,6 +1523,113 @@ int logmgr_delete(struct logmgr *mgr, const char *topic, int32_t partition)
      * is not recovered from this one's recovery point. */
     lm_cp_start(mgr, LM_CP_RECOVERY, di);
     lm_cp_start(mgr, LM_CP_START, di);
+    return 0;
+}
+
+struct lm_dirsync_job {
+    struct logmgr *m;
+    const char *dir; /* borrowed: the manager's dir path */
+    int result;
+};
+
+static void lm_dirsync_work(void *arg)
+{
+    struct lm_dirsync_job *j = arg;
+    j->result = fsutil_fsync_dir(j->dir);
+}
+
+static void lm_dirsync_done(void *arg)
+{
+    struct lm_dirsync_job *j = arg;
+    if (j->result < 0) {
+        j->m->counters.remove_errors++;
+        lm_report(j->m, LOGMGR_EVENT_REMOVE_FAILED, NULL, -1, j->dir, j->result, NULL);
+    }
+    free(j);
+}
+
+int logmgr_set_aside(struct logmgr *mgr, const char *topic, int32_t partition, char *ret_path,
+                     size_t len)
+{
+    if (mgr->shut_down || mgr->stopping)
+        return -ESHUTDOWN;
+    struct lm_log *e = lm_find(mgr, topic, partition);
+    if (!e || !e->log)
+        return -ENOENT;
+    struct lm_dir *d = &mgr->dirs[e->dir];
+    size_t di = e->dir;
+    char name[LM_NAME_MAX + 32];
+    lm_renamed_name(topic, partition, LM_STRAY_SUFFIX, name, sizeof(name));
+    char *old = strdup(plog_dir(e->log));
+    char *newpath = lm_join(d->path, name);
+    if (!old || !newpath) {
+        free(old);
+        free(newpath);
+        return -ENOMEM;
+    }
+    struct plog_config cfg = *plog_get_config(e->log);
+    int64_t rp = plog_recovery_point(e->log);
+    int64_t so = plog_log_start_offset(e->log);
+    /* Closed first, as for a deletion: pending index entries reach the files. */
+    lm_ptr_remove(mgr, e);
+    plog_close(e->log);
+    e->log = NULL;
+    int r = 0;
+    if (rename(old, newpath) < 0) {
+        r = -errno;
+        struct plog *log;
+        if (plog_open(old, &cfg, mgr->fc, rp, so, logmgr_now_ms(mgr), &log, NULL) == 0) {
+            e->log = log;
+            lm_ptr_insert(mgr, e);
+        } else {
+            lm_remove(mgr, e);
+        }
+    } else {
+        lm_remove(mgr, e);
+        if (ret_path && len > 0)
+            snprintf(ret_path, len, "%s", newpath);
+        /* The rename made durable off the loop; were it lost in a crash, the next
+         * start would find the log again and set it aside again. */
+        struct lm_dirsync_job *j = calloc(1, sizeof(*j));
+        if (j) {
+            j->m = mgr;
+            j->dir = d->path;
+            if (wpool_submit(mgr->pool, lm_dirsync_work, lm_dirsync_done, j) < 0)
+                free(j);
+        }
+        lm_cp_start(mgr, LM_CP_RECOVERY, di);
+        lm_cp_start(mgr, LM_CP_START, di);
+    }
+    free(old);
+    free(newpath);
+    return r;
+}
+
+int logmgr_topic_id(const struct logmgr *mgr, const char *topic, int32_t partition,
+                    uint8_t ret[METAPROPS_UUID_LEN])
+{
+    const struct lm_log *e = lm_find(mgr, topic, partition);
+    if (!e || !e->log)
+        return -ENOENT;
+    if (!e->has_topic_id)
+        return -ENODATA;
+    memcpy(ret, e->topic_id, METAPROPS_UUID_LEN);
+    return 0;
+}
+
+int logmgr_set_topic_id(struct logmgr *mgr, const char *topic, int32_t partition,
+                        const uint8_t topic_id[METAPROPS_UUID_LEN])
+{
+    struct lm_log *e = lm_find(mgr, topic, partition);
+    if (!e || !e->log)
+        return -ENOENT;
+    int r = metaprops_part_write(plog_dir(e->log), topic_id, false);
+    if (r < 0)
+        return r;
+    e->has_topic_id = true;
+    memcpy(e->topic_id, topic_id, METAPROPS_UUID_LEN);
+    /* Durable with the next flush, like a new log's. */
+    e->parent_synced = false;
     return 0;
 }
 

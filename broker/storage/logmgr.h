@@ -5,8 +5,11 @@
  *   <dir>/recovery-point-offset-checkpoint   per log: everything below is fsynced
  *   <dir>/log-start-offset-checkpoint        per log: the log start offset
  *   <dir>/replication-offset-checkpoint      per log: the high watermark
+ *   <dir>/meta.properties                    cluster and broker id (broker/identity.h)
  *   <dir>/<topic>-<partition>/               one plog per partition replica
+ *   <dir>/<topic>-<partition>/partition.metadata   its topic id (KIP-516)
  *   <dir>/<topic>-<partition>.<16 hex>-delete/   a deleted log, being removed
+ *   <dir>/<topic>-<partition>.<16 hex>-stray/    a log set aside: kept, never opened
  * The topic may itself contain '-' and '.': the partition is the number after the
  * last '-'.
  *
@@ -51,6 +54,7 @@ enum logmgr_event_type {
     LOGMGR_EVENT_IGNORED_ENTRY,      /* start-up: a directory that is not a log */
     LOGMGR_EVENT_CHECKPOINT_CORRUPT, /* start-up: unreadable checkpoint, treated as missing */
     LOGMGR_EVENT_STALE_DELETE_DIR,   /* start-up: a leftover "-delete" dir, being removed */
+    LOGMGR_EVENT_STRAY_DIR,          /* start-up: a "-stray" dir, kept and not opened */
     LOGMGR_EVENT_OPEN_FAILED,        /* start-up: this path made logmgr_new() fail */
     LOGMGR_EVENT_FLUSH_FAILED,       /* a log's fsync failed; its recovery point stays */
     LOGMGR_EVENT_CHECKPOINT_FAILED,  /* writing a checkpoint file failed */
@@ -122,6 +126,7 @@ struct logmgr_open_stats {
     int32_t checkpoints_corrupt; /* files present but unreadable: treated as absent */
     int32_t ignored_entries;     /* directories that are not logs */
     int32_t stale_delete_dirs;   /* leftover "-delete" directories being removed */
+    int32_t stray_dirs;          /* "-stray" directories kept */
     int64_t elapsed_ms;          /* monotonic time spent in logmgr_new() */
 };
 
@@ -156,10 +161,11 @@ void logmgr_free(struct logmgr *mgr);
 struct plog *logmgr_get(struct logmgr *mgr, const char *topic, int32_t partition);
 
 /* Create a new, empty log in the dir holding the fewest logs (first dir on ties).
+ * @topic_id (16 bytes, may be NULL) is written to its partition.metadata first.
  * @cfg NULL means the manager's default configuration; it is copied.
  * Errors: -EINVAL (not a legal topic name or partition < 0), -EEXIST, -ESHUTDOWN
  * after logmgr_shutdown(), or plog_open()'s error. */
-int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition,
+int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition, const uint8_t *topic_id,
                   const struct plog_config *cfg, struct plog **ret);
 
 /* Delete a log: close it, rename its directory to
@@ -171,6 +177,22 @@ int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition,
  * is then stale, fetch the log again with logmgr_get() (NULL if reopening failed
  * too). */
 int logmgr_delete(struct logmgr *mgr, const char *topic, int32_t partition);
+
+/* Set a log aside instead of deleting it: close it and rename its directory to
+ * "<topic>-<partition>.<16 hex>-stray" in the same log dir, where it stays, is
+ * never opened again and is not counted (docs/operations.md says what an
+ * operator does with it). The new path goes to @ret_path (may be NULL). Errors
+ * as logmgr_delete(). */
+int logmgr_set_aside(struct logmgr *mgr, const char *topic, int32_t partition, char *ret_path,
+                     size_t len);
+
+/* The topic id in the log's partition.metadata: 0, -ENOENT (no such log),
+ * -ENODATA (the log has none, or an unreadable one). */
+int logmgr_topic_id(const struct logmgr *mgr, const char *topic, int32_t partition,
+                    uint8_t ret[16]);
+/* Record @topic_id in the log's partition.metadata (a log that had none). */
+int logmgr_set_topic_id(struct logmgr *mgr, const char *topic, int32_t partition,
+                        const uint8_t topic_id[16]);
 
 /* plog_append() with the manager's clock, followed by logmgr_after_append(). */
 int logmgr_append(struct logmgr *mgr, struct plog *log, void *data, size_t len, unsigned flags,

@@ -84,8 +84,8 @@ static void phase_start(struct phase *ph, const char *name, const char *const *e
     char dd[4300], lis[64];
     snprintf(dd, sizeof(dd), "data.dir=%s", ph->data);
     snprintf(lis, sizeof(lis), "listeners=127.0.0.1:%d", ph->port);
-    const char *argv[32] = {coord_path, "--override", dd, "--override", lis};
-    size_t n = 5;
+    const char *argv[32] = {coord_path, "--format-if-empty", "--override", dd, "--override", lis};
+    size_t n = 6;
     for (size_t i = 0; extra && extra[i] && n < 30; i++) {
         argv[n++] = "--override";
         argv[n++] = extra[i];

@@ -141,17 +141,12 @@ static void coord_start(void)
     coord.port = procutil_free_port();
     snprintf(lis, sizeof(lis), "listeners=127.0.0.1:%d", coord.port);
     snprintf(dd, sizeof(dd), "data.dir=%s/coordinator", bench_dir);
-    const char *argv[] = {coord_path,
-                          "--override",
-                          "node.id=1",
-                          "--override",
-                          lis,
-                          "--override",
-                          dd,
-                          "--override",
-                          "session.timeout.ms=6000",
-                          "--override",
-                          "heartbeat.interval.ms=500",
+    const char *argv[] = {coord_path,   "--format-if-empty",
+                          "--override", "node.id=1",
+                          "--override", lis,
+                          "--override", dd,
+                          "--override", "session.timeout.ms=6000",
+                          "--override", "heartbeat.interval.ms=500",
                           NULL};
     server_start(&coord, "coordinator", argv);
     char line[512];

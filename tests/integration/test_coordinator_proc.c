@@ -105,6 +105,8 @@ static int spawn_coord(struct coord *c, const char *data_dir, int port, const ch
     const char *argv[40];
     size_t n = 0, b = 0;
     argv[n++] = coordinator_path();
+    /* Every test starts on a fresh data dir; the identity tests spawn without it. */
+    argv[n++] = "--format-if-empty";
     if (data_dir) {
         snprintf(bufs[b], sizeof(bufs[b]), "data.dir=%s", data_dir);
         argv[n++] = "--override";
@@ -1127,6 +1129,198 @@ static void test_second_coordinator_on_same_data_dir_refuses(void **state)
     cc_client_deinit(&cc);
 }
 
+/* ---- the data directory's identity ----------------------------------------------------- */
+
+/* Run the coordinator with exactly @args (after the binary; NULL-ended) plus
+ * data.dir=@data and a free listener, and wait for it to exit on its own.
+ * Returns the exit code. */
+static int run_to_exit(const char *data, const char *const *args)
+{
+    char dd[1200], lis[64];
+    snprintf(dd, sizeof(dd), "data.dir=%s", data);
+    snprintf(lis, sizeof(lis), "listeners=127.0.0.1:%d", procutil_free_port());
+    const char *argv[24];
+    size_t n = 0;
+    argv[n++] = coordinator_path();
+    for (size_t i = 0; args && args[i] && n < 18; i++)
+        argv[n++] = args[i];
+    argv[n++] = "--override";
+    argv[n++] = dd;
+    argv[n++] = "--override";
+    argv[n++] = lis;
+    argv[n] = NULL;
+    struct coord c;
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(procutil_spawn(argv, F->errlog, &c.p), 0);
+    int code = wait_exit(&c);
+    procutil_close(&c.p);
+    return code;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return NULL;
+    char *buf = calloc(1, 8192);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, 8191, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+/* The value of @key= in meta.properties of @dir, copied into @out. */
+static void meta_value(const char *dir, const char *key, char *out, size_t len)
+{
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/meta.properties", dir);
+    char *t = read_text(path);
+    if (!t)
+        fail_msg("no %s", path);
+    char want[64];
+    snprintf(want, sizeof(want), "\n%s=", key);
+    char *p = strstr(t, want);
+    if (!p)
+        fail_msg("%s has no %s", path, key);
+    p += strlen(want);
+    size_t n = strcspn(p, "\n");
+    snprintf(out, len, "%.*s", (int)n, p);
+    free(t);
+}
+
+static void test_unformatted_data_dir_is_refused_and_left_alone(void **state)
+{
+    struct fixture *f = *state;
+    /* No --format-if-empty: refused, and the directory is not even created. */
+    assert_int_equal(run_to_exit(f->data, NULL), 1);
+    assert_true(procutil_file_contains(f->errlog, "is not formatted"));
+    assert_int_equal(access(f->data, F_OK), -1);
+}
+
+static void test_format_writes_identity_once_and_refuses_a_second_time(void **state)
+{
+    struct fixture *f = *state;
+    const char *id = "MkU3OEVBNTcwNTJENDM2Qg";
+    const char *fmt[] = {"format", "--cluster-id", id, NULL};
+    assert_int_equal(run_to_exit(f->data, fmt), 0);
+    char got[64];
+    meta_value(f->data, "cluster.id", got, sizeof(got));
+    assert_string_equal(got, id);
+    meta_value(f->data, "node.id", got, sizeof(got));
+    assert_string_equal(got, "1");
+    meta_value(f->data, "version", got, sizeof(got));
+    assert_string_equal(got, "1");
+    char meta[1200];
+    snprintf(meta, sizeof(meta), "%s/meta.properties", f->data);
+    char *before = read_text(meta);
+
+    /* Formatting again, with the same id or a random one, is refused and changes nothing. */
+    assert_int_equal(run_to_exit(f->data, fmt), 1);
+    const char *rnd[] = {"format", "--random", NULL};
+    assert_int_equal(run_to_exit(f->data, rnd), 1);
+    assert_true(procutil_file_contains(f->errlog, "already formatted"));
+    char *after = read_text(meta);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    /* A bad id is refused before anything is looked at. */
+    const char *bad[] = {"format", "--cluster-id", "not-an-id", NULL};
+    assert_int_equal(run_to_exit(f->data, bad), 2);
+
+    /* It starts without --format-if-empty, and serves that id. */
+    struct coord *c = &f->c[0];
+    int port = procutil_free_port();
+    char dd[1200], lis[64];
+    snprintf(dd, sizeof(dd), "data.dir=%s", f->data);
+    snprintf(lis, sizeof(lis), "listeners=127.0.0.1:%d", port);
+    const char *argv[] = {coordinator_path(), "--override", dd, "--override", lis, NULL};
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(procutil_spawn(argv, f->errlog, &c->p), 0);
+    assert_int_equal(
+        procutil_wait_line(&c->p, READY_PREFIX, READY_TIMEOUT, c->ready, sizeof(c->ready)), 0);
+    c->running = true;
+    struct cc_client cc;
+    assert_int_equal(cc_client_init(&cc, f->base, port), 0);
+    Weir__Coord__DescribeClusterResponse *dc = cc_describe_cluster(&cc);
+    assert_non_null(dc);
+    assert_string_equal(dc->cluster_id, id);
+    cc_free(dc);
+    cc_client_deinit(&cc);
+    procutil_signal(&c->p, SIGTERM);
+    assert_int_equal(wait_exit(c), 0);
+}
+
+static void test_identity_mismatches_are_refused(void **state)
+{
+    struct fixture *f = *state;
+    /* --format-if-empty formats an empty dir once; the next start keeps the id. */
+    const char *fie[] = {"--format-if-empty", NULL};
+    struct coord *c = &f->c[0];
+    start_coord(c, NULL);
+    char first[64];
+    meta_value(f->data, "cluster.id", first, sizeof(first));
+    procutil_signal(&c->p, SIGTERM);
+    assert_int_equal(wait_exit(c), 0);
+    procutil_close(&c->p);
+    start_coord(c, NULL);
+    char again[64];
+    meta_value(f->data, "cluster.id", again, sizeof(again));
+    assert_string_equal(first, again);
+    procutil_signal(&c->p, SIGTERM);
+    assert_int_equal(wait_exit(c), 0);
+    procutil_close(&c->p);
+
+    /* Another node.id: refused. */
+    const char *node2[] = {"--override", "node.id=2", NULL};
+    assert_int_equal(run_to_exit(f->data, node2), 1);
+    assert_true(procutil_file_contains(f->errlog, "belongs to node 1"));
+
+    /* meta.properties naming another cluster than the metadata log: refused. */
+    char meta[1200], saved[1200];
+    snprintf(meta, sizeof(meta), "%s/meta.properties", f->data);
+    snprintf(saved, sizeof(saved), "%s/meta.saved", f->dir);
+    assert_int_equal(rename(meta, saved), 0);
+    FILE *fp = fopen(meta, "w");
+    assert_non_null(fp);
+    fprintf(fp, "version=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\nnode.id=1\n");
+    fclose(fp);
+    assert_int_equal(run_to_exit(f->data, fie), 1);
+    assert_true(procutil_file_contains(f->errlog, "MkU3OEVBNTcwNTJENDM2Qg"));
+    assert_true(procutil_file_contains(f->errlog, first));
+
+    /* No meta.properties but a metadata log with an id: --format-if-empty does not
+     * give it a new identity; format --random neither; format with its own id does. */
+    assert_int_equal(unlink(meta), 0);
+    assert_int_equal(run_to_exit(f->data, fie), 1);
+    assert_true(procutil_file_contains(f->errlog, "its metadata log belongs to"));
+    const char *rnd[] = {"format", "--random", NULL};
+    assert_int_equal(run_to_exit(f->data, rnd), 1);
+    assert_int_equal(access(meta, F_OK), -1);
+    const char *keep[] = {"format", "--cluster-id", first, NULL};
+    assert_int_equal(run_to_exit(f->data, keep), 0);
+    meta_value(f->data, "cluster.id", again, sizeof(again));
+    assert_string_equal(first, again);
+
+    /* meta.properties kept but the metadata log wiped: refused, even with
+     * --format-if-empty. */
+    char mdir[1200];
+    snprintf(mdir, sizeof(mdir), "%s/metadata", f->data);
+    testutil_rmtree(strdup(mdir));
+    assert_int_equal(run_to_exit(f->data, fie), 1);
+    assert_true(procutil_file_contains(f->errlog, "the metadata log has no cluster id"));
+
+    /* The whole directory wiped: refused without --format-if-empty, a new
+     * cluster with it. */
+    testutil_rmtree(strdup(f->data));
+    assert_int_equal(run_to_exit(f->data, NULL), 1);
+    start_coord(c, NULL);
+    meta_value(f->data, "cluster.id", again, sizeof(again));
+    assert_string_not_equal(first, again);
+    procutil_signal(&c->p, SIGTERM);
+    assert_int_equal(wait_exit(c), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1154,6 +1348,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_exits_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_coordinator_on_same_data_dir_refuses, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_unformatted_data_dir_is_refused_and_left_alone, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_format_writes_identity_once_and_refuses_a_second_time,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identity_mismatches_are_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

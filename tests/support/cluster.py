@@ -203,9 +203,13 @@ class Cluster:
 
     # ---- processes ----------------------------------------------------------
 
-    def _coordinator_proc(self):
-        argv = [binary("coordinator/weir-coordinator"),
-                "--override", "node.id=1",
+    def _coordinator_proc(self, format_if_empty=True):
+        """The coordinator formats an empty data directory on its first start
+        (--format-if-empty); without it an unformatted directory is refused."""
+        argv = [binary("coordinator/weir-coordinator")]
+        if format_if_empty:
+            argv.append("--format-if-empty")
+        argv += ["--override", "node.id=1",
                 "--override", "listeners=%s:%d" % (self.host("coordinator"), self.coord_port),
                 "--override", "data.dir=%s" % os.path.join(self.root, "coordinator"),
                 "--override", "session.timeout.ms=6000",
@@ -271,11 +275,11 @@ class Cluster:
     def kill9_coordinator(self):
         self.coordinator.kill()
 
-    def restart_coordinator(self):
+    def restart_coordinator(self, format_if_empty=True):
         """Start the coordinator again on the same port and data directory."""
         if self.coordinator is not None and self.coordinator.running():
             self.coordinator.stop()
-        self.coordinator = self._coordinator_proc()
+        self.coordinator = self._coordinator_proc(format_if_empty)
         self.started.append(self.coordinator)
         self.coordinator.start()
         return self.coordinator

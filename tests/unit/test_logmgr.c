@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/fsutil.h"
+#include "common/metaprops.h"
 #include "common/wpool.h"
 #include "testutil.h"
 
@@ -227,7 +229,7 @@ static struct plog *create(struct fx *f, const char *topic, int32_t partition,
                            const struct plog_config *cfg)
 {
     struct plog *log = NULL;
-    int r = logmgr_create(f->mgr, topic, partition, cfg, &log);
+    int r = logmgr_create(f->mgr, topic, partition, NULL, cfg, &log);
     if (r < 0)
         fail_msg("create %s-%d: %s", topic, partition, strerror(-r));
     assert_non_null(log);
@@ -285,10 +287,10 @@ static void test_create_balances_logs_across_dirs(void **state)
     assert_true(a + b == 7 && (a > b ? a - b : b - a) == 1);
 
     struct plog *dup;
-    assert_int_equal(logmgr_create(f->mgr, "orders", 3, NULL, &dup), -EEXIST);
-    assert_int_equal(logmgr_create(f->mgr, "bad topic", 0, NULL, &dup), -EINVAL);
-    assert_int_equal(logmgr_create(f->mgr, "..", 0, NULL, &dup), -EINVAL);
-    assert_int_equal(logmgr_create(f->mgr, "ok", -1, NULL, &dup), -EINVAL);
+    assert_int_equal(logmgr_create(f->mgr, "orders", 3, NULL, NULL, &dup), -EEXIST);
+    assert_int_equal(logmgr_create(f->mgr, "bad topic", 0, NULL, NULL, &dup), -EINVAL);
+    assert_int_equal(logmgr_create(f->mgr, "..", 0, NULL, NULL, &dup), -EINVAL);
+    assert_int_equal(logmgr_create(f->mgr, "ok", -1, NULL, NULL, &dup), -EINVAL);
     assert_int_equal(fx_counters(f).logs_created, 7);
 
     int visits = 0;
@@ -345,7 +347,7 @@ static void test_clean_shutdown_reopens_without_recovery_scan(void **state)
     assert_int_equal(logmgr_shutdown(f->mgr), 0);
     assert_null(logmgr_get(f->mgr, "clicks", 0));
     struct plog *x;
-    assert_int_equal(logmgr_create(f->mgr, "late", 0, NULL, &x), -ESHUTDOWN);
+    assert_int_equal(logmgr_create(f->mgr, "late", 0, NULL, NULL, &x), -ESHUTDOWN);
 }
 
 static void test_crash_reopen_recovers_data_and_cuts_torn_tail(void **state)
@@ -913,6 +915,65 @@ static void test_bad_options_are_rejected(void **state)
     assert_null(m);
 }
 
+static void test_topic_id_and_set_aside(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    uint8_t id[16], got[16];
+    for (int i = 0; i < 16; i++)
+        id[i] = (uint8_t)(i * 7 + 1);
+    struct plog *log = NULL;
+    assert_int_equal(logmgr_create(f->mgr, "ided", 0, id, NULL, &log), 0);
+    struct plog *plain = create(f, "plain", 0, NULL);
+    append(f, log, 3, 1, NULL, NULL, NULL);
+    (void)plain;
+    assert_int_equal(logmgr_topic_id(f->mgr, "ided", 0, got), 0);
+    assert_memory_equal(got, id, 16);
+    assert_int_equal(logmgr_topic_id(f->mgr, "plain", 0, got), -ENODATA);
+    assert_int_equal(logmgr_topic_id(f->mgr, "nope", 0, got), -ENOENT);
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/ided-0", logmgr_log_dir(f->mgr, "ided", 0));
+    uint8_t on_disk[16];
+    assert_int_equal(metaprops_part_read(path, on_disk), 0);
+    assert_memory_equal(on_disk, id, 16);
+
+    /* A log without one gets one, which survives a restart like the other. */
+    id[0] ^= 0xff;
+    assert_int_equal(logmgr_set_topic_id(f->mgr, "plain", 0, id), 0);
+    fx_shutdown(f);
+    fx_open(f);
+    assert_int_equal(f->stats.logs, 2);
+    assert_int_equal(logmgr_topic_id(f->mgr, "plain", 0, got), 0);
+    assert_memory_equal(got, id, 16);
+
+    /* Set aside: gone from the manager, kept on disk with every file, never
+     * opened again, reported at start-up. */
+    const char *dir = logmgr_log_dir(f->mgr, "ided", 0);
+    char where[1024] = "";
+    assert_int_equal(logmgr_set_aside(f->mgr, "ided", 0, where, sizeof(where)), 0);
+    assert_null(logmgr_get(f->mgr, "ided", 0));
+    assert_int_equal(logmgr_set_aside(f->mgr, "ided", 0, NULL, 0), -ENOENT);
+    assert_non_null(strstr(where, "/ided-0."));
+    assert_non_null(strstr(where, "-stray"));
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(metaprops_part_read(where, on_disk), 0);
+    char seg[1100];
+    snprintf(seg, sizeof(seg), "%s/00000000000000000000.log", where);
+    struct stat sb;
+    assert_int_equal(stat(seg, &sb), 0);
+    assert_true(sb.st_size > 0);
+    assert_int_equal(count_entries(dir, "-stray"), 1);
+    fx_shutdown(f);
+    f->events[LOGMGR_EVENT_STRAY_DIR] = 0;
+    fx_open(f);
+    assert_int_equal(f->stats.logs, 1);
+    assert_int_equal(f->stats.stray_dirs, 1);
+    assert_int_equal(f->events[LOGMGR_EVENT_STRAY_DIR], 1);
+    assert_int_equal(stat(seg, &sb), 0);
+    /* The name is free for a new log. */
+    assert_int_equal(logmgr_create(f->mgr, "ided", 0, id, NULL, &log), 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -936,6 +997,7 @@ int main(void)
         T(test_dir_in_use_is_busy),
         T(test_same_log_in_two_dirs_fails_open),
         T(test_bad_options_are_rejected),
+        T(test_topic_id_and_set_aside),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,7 @@
 #include "common/rpc.h"
 #include "common/wpool.h"
 #include "coordinator.pb-c.h"
+#include "coordinator/controller.h"
 #include "coordinator/coord_config.h"
 #include "coordinator/mlog.h"
 #include "coordinator/service.h"
@@ -89,6 +90,18 @@ static void env_init(struct env *e, size_t max_unflushed)
     assert_int_equal(mlog_open(mdir, &mo, &e->log, &info), 0);
     struct cstate *s = NULL;
     assert_int_equal(cstate_new(&s), 0);
+    /* A formatted data dir: the service never draws a cluster id itself. */
+    struct cctl_ctx ctx = {0};
+    cctl_config_defaults(&ctx.cfg);
+    struct cstate_records recs;
+    cstate_records_init(&recs);
+    struct cctl_error cerr = {0};
+    assert_int_equal(cctl_bootstrap(s, &ctx, "MkU3OEVBNTcwNTJENDM2Qg", &recs, &cerr), 0);
+    assert_int_equal(recs.n, 1);
+    int64_t off = -1;
+    assert_int_equal(mlog_append_sync(e->log, recs.v[0].data, recs.v[0].len, &off), 0);
+    assert_int_equal(cstate_apply_bytes(s, off, recs.v[0].data, recs.v[0].len, NULL, 0), 0);
+    cstate_records_deinit(&recs);
     e->base = event_base_new();
     assert_non_null(e->base);
     assert_int_equal(wpool_new(e->base, 1, &e->pool), 0);
