@@ -186,7 +186,10 @@ static void bench_creates(struct event_base *base, int clients, struct create_re
     int64_t epoch;
     if (cc_register(&reg, 1, 1, NULL, &epoch) != 0)
         die("register failed");
-    cc_client_deinit(&reg);
+    /* The broker the topics are placed on stays registered for the whole phase:
+     * its connection stays open and it heartbeats (a closed connection would get
+     * it fenced after session.disconnect.timeout.ms, and every later create
+     * refused for want of a live broker, measuring refusals instead of writes). */
 
     struct creator *cr = calloc((size_t)clients, sizeof(*cr));
     for (int i = 0; i < clients; i++) {
@@ -198,8 +201,15 @@ static void bench_creates(struct event_base *base, int clients, struct create_re
     int64_t t0 = clock_mono_us();
     for (int i = 0; i < clients; i++)
         creator_next(&cr[i]);
-    while (clock_mono_us() - t0 < (int64_t)seconds * 1000000)
+    int64_t next_hb = clock_mono_us();
+    while (clock_mono_us() - t0 < (int64_t)seconds * 1000000) {
+        if (clock_mono_us() >= next_hb) {
+            if (cc_heartbeat(&reg, 1, epoch) != 0)
+                die("heartbeat of the placement broker refused");
+            next_hb = clock_mono_us() + 1000000;
+        }
         cc_pump(base, 50);
+    }
     for (int i = 0; i < clients; i++)
         cr[i].stop = true;
     uint64_t done = 0;
@@ -220,6 +230,7 @@ static void bench_creates(struct event_base *base, int clients, struct create_re
         cc_client_deinit(&cr[i].cc);
     }
     free(cr);
+    cc_client_deinit(&reg);
     out->per_sec = (double)done * 1e6 / (double)elapsed;
     phase_stop(&ph, &out->records, &out->groups, &out->max_group);
 }
