@@ -520,6 +520,34 @@ int cctl_unregister_broker(const struct cstate *s, const struct cctl_ctx *ctx, i
     return emit(out, &m);
 }
 
+/* ---- producer ids ------------------------------------------------------------------------- */
+
+int cctl_allocate_producer_ids(const struct cstate *s, int32_t broker_id, int64_t broker_epoch,
+                               struct cstate_records *out, int64_t *ret_first, int32_t *ret_count,
+                               struct cctl_error *err)
+{
+    if (cctl_check_broker_epoch(s, broker_id, broker_epoch, err), err->code)
+        return 0;
+    if (s->next_producer_id > INT64_MAX - CCTL_PRODUCER_ID_BLOCK)
+        return kerr(err, KERR_INVALID_REQUEST, "producer ids exhausted");
+    Weir__Meta__ProducerIdsRecord p;
+    weir__meta__producer_ids_record__init(&p);
+    p.broker_id = broker_id;
+    p.broker_epoch = broker_epoch;
+    p.first_id = s->next_producer_id;
+    p.count = CCTL_PRODUCER_ID_BLOCK;
+    MetaRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_PRODUCER_IDS;
+    m.producer_ids = &p;
+    int rc = emit(out, &m);
+    if (rc < 0)
+        return rc;
+    *ret_first = p.first_id;
+    *ret_count = p.count;
+    return 0;
+}
+
 /* ---- topic configs ------------------------------------------------------------------------ */
 
 enum ctype { C_BOOL, C_INT, C_LONG, C_RATIO, C_ENUM, C_POLICY };

@@ -122,6 +122,19 @@ int cctl_controlled_shutdown(const struct cstate *s, const struct cctl_ctx *ctx,
 int cctl_unregister_broker(const struct cstate *s, const struct cctl_ctx *ctx, int32_t broker_id,
                            struct cstate_records *out, struct cctl_error *err);
 
+/* ---- producer ids ------------------------------------------------------------------ */
+
+#define CCTL_PRODUCER_ID_BLOCK 1000 /* Kafka's ProducerIdsBlock size */
+
+/* A block of CCTL_PRODUCER_ID_BLOCK producer ids for a broker with a live
+ * session: one ProducerIds record starting at the state's next producer id
+ * (the speculative state, so racing requests get consecutive blocks). Errors
+ * as cctl_check_broker_epoch(), or INVALID_REQUEST when the id space is
+ * exhausted. */
+int cctl_allocate_producer_ids(const struct cstate *s, int32_t broker_id, int64_t broker_epoch,
+                               struct cstate_records *out, int64_t *ret_first, int32_t *ret_count,
+                               struct cctl_error *err);
+
 /* ---- topics ------------------------------------------------------------------------ */
 
 struct cctl_kv {

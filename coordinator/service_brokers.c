@@ -287,6 +287,35 @@ void svc_unregister_broker(struct coord_service *svc, struct rpc_call *call,
     svc_reply(svc, call, &resp.base, svc->spec->offset);
 }
 
+/* AllocateProducerIds: one ProducerIds record; the reply waits until it is
+ * durable, so a block is never handed out twice, even across a restart. */
+void svc_allocate_producer_ids(struct coord_service *svc, struct rpc_call *call,
+                               const ProtobufCMessage *msg)
+{
+    const Weir__Coord__AllocateProducerIdsRequest *req =
+        (const Weir__Coord__AllocateProducerIdsRequest *)msg;
+    Weir__Coord__AllocateProducerIdsResponse resp =
+        WEIR__COORD__ALLOCATE_PRODUCER_IDS_RESPONSE__INIT;
+    struct cctl_error err = {0};
+    int64_t first = -1;
+    int32_t count = 0;
+    int r = cctl_allocate_producer_ids(svc->spec, req->broker_id, req->broker_epoch, &svc->recs,
+                                       &first, &count, &err);
+    svc_write_item(svc, r, &err, true);
+    if (err.code == KERR_NONE) {
+        log_info("coordinator", "producer ids %" PRId64 "..%" PRId64 " to broker %d", first,
+                 first + count - 1, (int)req->broker_id);
+        resp.first_id = first;
+        resp.count = count;
+    } else {
+        resp.first_id = -1;
+    }
+    resp.error_code = err.code;
+    resp.error_message = svc_err_msg(&err);
+    resp.metadata_offset = svc->spec->offset;
+    svc_reply(svc, call, &resp.base, svc->spec->offset);
+}
+
 /* ---- the session timer ------------------------------------------------------------- */
 
 /* Fence every broker whose session expired, then sleep until the next

@@ -172,6 +172,8 @@ void svc_register_broker(struct coord_service *svc, struct rpc_call *call,
                          const struct ProtobufCMessage *msg);
 void svc_controlled_shutdown(struct coord_service *svc, struct rpc_call *call,
                              const struct ProtobufCMessage *msg);
+void svc_allocate_producer_ids(struct coord_service *svc, struct rpc_call *call,
+                               const struct ProtobufCMessage *msg);
 void svc_unregister_broker(struct coord_service *svc, struct rpc_call *call,
                            const struct ProtobufCMessage *msg);
 /* An RPC handler: answered at once, writes nothing. */

@@ -1017,6 +1017,24 @@ static int apply_topic_config(struct cstate *s, const Weir__Meta__TopicConfigRec
     return 0;
 }
 
+/* A block of producer ids: it must start exactly at the next unissued id, so
+ * a replayed or raced allocation can never overlap an earlier one. */
+static int apply_producer_ids(struct cstate *s, const Weir__Meta__ProducerIdsRecord *r, char *eb,
+                              size_t el)
+{
+    int rc = 0;
+    if (!broker_at_epoch(s, r->broker_id, r->broker_epoch, eb, el, &rc))
+        return rc;
+    if (r->first_id != s->next_producer_id)
+        return fail(eb, el, "producer id block at %" PRId64 ", next is %" PRId64, r->first_id,
+                    s->next_producer_id);
+    if (r->count < 1 || r->count > CSTATE_MAX_PRODUCER_IDS ||
+        r->first_id > INT64_MAX - r->count)
+        return fail(eb, el, "invalid producer id block size %d", (int)r->count);
+    s->next_producer_id = r->first_id + r->count;
+    return 0;
+}
+
 int cstate_apply(struct cstate *s, int64_t offset, const MetaRecord *rec, char *eb, size_t el)
 {
     if (offset < 0 || offset <= s->offset)
@@ -1037,6 +1055,7 @@ int cstate_apply(struct cstate *s, int64_t offset, const MetaRecord *rec, char *
         CASE(CREATE_PARTITIONS, create_partitions, apply_create_partitions);
         CASE(PARTITION_CHANGE, partition_change, apply_partition_change);
         CASE(TOPIC_CONFIG, topic_config, apply_topic_config);
+        CASE(PRODUCER_IDS, producer_ids, apply_producer_ids);
 #undef CASE
     default:
         rc = fail(eb, el, "unknown record type %d", (int)rec->record_case);
@@ -1142,6 +1161,11 @@ void cstate_record_format(const MetaRecord *rec, char *buf, size_t len)
     case WEIR__META__METADATA_RECORD__RECORD_TOPIC_CONFIG:
         topic_id_short(&rec->topic_config->topic_id, id);
         snprintf(buf, len, "TopicConfig id=%s entries=%zu", id, rec->topic_config->n_configs);
+        return;
+    case WEIR__META__METADATA_RECORD__RECORD_PRODUCER_IDS:
+        snprintf(buf, len, "ProducerIds broker=%d epoch=%" PRId64 " first=%" PRId64 " count=%d",
+                 (int)rec->producer_ids->broker_id, rec->producer_ids->broker_epoch,
+                 rec->producer_ids->first_id, (int)rec->producer_ids->count);
         return;
     default:
         snprintf(buf, len, "<record type %d>", (int)rec->record_case);
@@ -1318,6 +1342,10 @@ int cstate_snapshot_encode(const struct cstate *s, uint8_t **ret_data, size_t *r
     buf_write_uvarlong(&w, (uint64_t)s->offset);
     put_tag(&w, 4, WT_VARINT);
     buf_write_uvarlong(&w, (uint64_t)s->next_broker_epoch);
+    if (s->next_producer_id) {
+        put_tag(&w, 7, WT_VARINT);
+        buf_write_uvarlong(&w, (uint64_t)s->next_producer_id);
+    }
     for (size_t i = 0; i < s->n_brokers; i++) {
         Weir__Meta__Endpoint eps[CSTATE_MAX_ENDPOINTS], *ep_ptrs[CSTATE_MAX_ENDPOINTS], repl;
         Weir__Meta__RegisterBrokerRecord reg;
@@ -1530,6 +1558,8 @@ int cstate_snapshot_decode(const uint8_t *data, size_t len, struct cstate **ret,
                 s->offset = (int64_t)f.varint;
             else
                 s->next_broker_epoch = (int64_t)f.varint;
+        } else if (f.num == 7 && f.wt == WT_VARINT) {
+            s->next_producer_id = (int64_t)f.varint;
         } else if (f.num == 5 && f.wt == WT_LEN) {
             if (seen_topic) {
                 rc = fail(eb, el, "broker after topics in image");
@@ -1545,7 +1575,7 @@ int cstate_snapshot_decode(const uint8_t *data, size_t len, struct cstate **ret,
     }
     if (rc == 0 && version != IMAGE_VERSION)
         rc = fail(eb, el, "image version %" PRIu64, version);
-    if (rc == 0 && (s->offset < -1 || s->next_broker_epoch < 1))
+    if (rc == 0 && (s->offset < -1 || s->next_broker_epoch < 1 || s->next_producer_id < 0))
         rc = fail(eb, el, "invalid offset or next broker epoch in image");
     if (rc == -EBADMSG && eb && el)
         snprintf(eb, el, "image does not decode");
@@ -1618,6 +1648,9 @@ bool cstate_equal(const struct cstate *a, const struct cstate *b, char *why, siz
     if (a->next_broker_epoch != b->next_broker_epoch)
         return DIFF("next broker epoch %" PRId64 " vs %" PRId64, a->next_broker_epoch,
                     b->next_broker_epoch);
+    if (a->next_producer_id != b->next_producer_id)
+        return DIFF("next producer id %" PRId64 " vs %" PRId64, a->next_producer_id,
+                    b->next_producer_id);
     if (a->n_brokers != b->n_brokers)
         return DIFF("%zu vs %zu brokers", a->n_brokers, b->n_brokers);
     for (size_t i = 0; i < a->n_brokers; i++)

@@ -37,6 +37,7 @@ struct Weir__Meta__MetadataRecord;
 #define CSTATE_MAX_CONFIG_VALUE 4096
 #define CSTATE_MAX_STRING       255 /* hosts, listener names, racks, cluster id */
 #define CSTATE_INLINE_IDS       6
+#define CSTATE_MAX_PRODUCER_IDS 1000000 /* ids per ProducerIds block */
 
 enum cstate_broker_state {
     /* Live session, eligible for leadership and ISR membership. */
@@ -108,6 +109,9 @@ struct cstate {
     char *cluster_id; /* NULL until the bootstrap record */
     int64_t offset;   /* metadata offset of the last applied record, -1: none */
     int64_t next_broker_epoch;
+    /* The first producer id not yet handed out (ProducerIds records); ids
+     * below it were issued to some broker. */
+    int64_t next_producer_id;
     struct cstate_broker *brokers; /* sorted by id */
     size_t n_brokers;
     size_t cap_brokers;

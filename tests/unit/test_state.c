@@ -1447,6 +1447,74 @@ static void test_sessions_can_be_cut_short_until_the_next_touch(void **state)
     csession_free(t);
 }
 
+/* ---- producer ids ------------------------------------------------------------- */
+
+static void test_producer_id_blocks_never_overlap_and_survive_snapshots(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 3);
+    assert_int_equal(e->s->next_producer_id, 0);
+    int64_t first = -1;
+    int32_t count = 0;
+    /* Two brokers asking one after the other get consecutive blocks, each
+     * computed against the state with the earlier one applied. */
+    assert_int_equal(
+        cctl_allocate_producer_ids(e->s, 1, e->epochs[1], &e->recs, &first, &count, &e->err), 0);
+    assert_int_equal(e->err.code, 0);
+    assert_int_equal(first, 0);
+    assert_int_equal(count, CCTL_PRODUCER_ID_BLOCK);
+    commit(e);
+    assert_int_equal(
+        cctl_allocate_producer_ids(e->s, 2, e->epochs[2], &e->recs, &first, &count, &e->err), 0);
+    assert_int_equal(first, CCTL_PRODUCER_ID_BLOCK);
+    commit(e);
+    assert_int_equal(e->s->next_producer_id, 2 * CCTL_PRODUCER_ID_BLOCK);
+
+    /* A stale broker epoch gets an error and no record. */
+    assert_int_equal(cctl_allocate_producer_ids(e->s, 1, e->epochs[1] - 1, &e->recs, &first,
+                                                &count, &e->err),
+                     0);
+    assert_int_equal(e->err.code, KERR_STALE_BROKER_EPOCH);
+    assert_int_equal(e->recs.n, 0);
+
+    /* The counter is part of the image: a restarted coordinator continues. */
+    struct cstate *copy = roundtrip(e->s);
+    assert_int_equal(copy->next_producer_id, 2 * CCTL_PRODUCER_ID_BLOCK);
+    char why[256] = "";
+    assert_true(cstate_equal(e->s, copy, why, sizeof(why)));
+    copy->next_producer_id++;
+    assert_false(cstate_equal(e->s, copy, why, sizeof(why)));
+    cstate_free(copy);
+
+    /* A block that does not start at the next id (a replayed or raced
+     * record), an empty one, or one from a dead epoch does not apply. */
+    Weir__Meta__ProducerIdsRecord p;
+    weir__meta__producer_ids_record__init(&p);
+    p.broker_id = 1;
+    p.broker_epoch = e->epochs[1];
+    p.first_id = 0;
+    p.count = CCTL_PRODUCER_ID_BLOCK;
+    Weir__Meta__MetadataRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_PRODUCER_IDS;
+    m.producer_ids = &p;
+    expect_refused(e, &m, "overlapping block");
+    p.first_id = 2 * CCTL_PRODUCER_ID_BLOCK;
+    p.count = 0;
+    expect_refused(e, &m, "empty block");
+    p.count = CCTL_PRODUCER_ID_BLOCK;
+    p.broker_epoch = e->epochs[1] + 100;
+    expect_refused(e, &m, "wrong broker epoch");
+    p.broker_epoch = e->epochs[1];
+    char line[200];
+    cstate_record_format(&m, line, sizeof(line));
+    assert_non_null(strstr(line, "ProducerIds"));
+    assert_int_equal(cstate_apply(e->s, e->offset++, &m, NULL, 0), 0);
+    assert_int_equal(e->s->next_producer_id, 3 * CCTL_PRODUCER_ID_BLOCK);
+    env_free(e);
+}
+
 static void test_record_format_names_the_change(void **state)
 {
     (void)state;
@@ -1496,6 +1564,7 @@ int main(void)
         cmocka_unit_test(test_preferred_leader_returns_once_back_in_isr),
         cmocka_unit_test(test_preferred_leader_return_needs_an_eligible_replica),
         cmocka_unit_test(test_snapshot_round_trip_is_deep_equal),
+        cmocka_unit_test(test_producer_id_blocks_never_overlap_and_survive_snapshots),
         cmocka_unit_test(test_snapshot_decode_survives_corruption),
         cmocka_unit_test(test_apply_refuses_records_that_do_not_fit),
         cmocka_unit_test(test_check_catches_broken_invariants),
