@@ -135,6 +135,13 @@ const struct config_def broker_config_defs[] = {
      .min = 100,
      .max = INT32_MAX,
      .doc = "how long admin requests wait for the coordinator"},
+    {.name = "producer.id.expiration.ms",
+     .type = CONFIG_INT,
+     .default_value = "86400000",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "forget an idempotent producer's sequence state after this long without a batch "
+            "(by batch timestamp)"},
     {.name = "log.level",
      .type = CONFIG_STRING,
      .default_value = "info",
@@ -272,6 +279,7 @@ int broker_settings_resolve(const struct config *c, struct broker_settings *ret,
     s.connections_max_idle_ms = config_get_int(c, "connections.max.idle.ms");
     s.queued_max_requests = (int32_t)config_get_int(c, "queued.max.requests");
     s.admin_timeout_ms = (int32_t)config_get_int(c, "request.timeout.ms");
+    s.producer_id_expiration_ms = config_get_int(c, "producer.id.expiration.ms");
     *ret = s;
     return 0;
 }

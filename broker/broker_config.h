@@ -43,6 +43,7 @@ struct broker_settings {
     int64_t connections_max_idle_ms;
     int32_t queued_max_requests; /* per-connection requests in flight */
     int32_t admin_timeout_ms;    /* waiting for the coordinator on admin requests */
+    int64_t producer_id_expiration_ms; /* idle producers' state is dropped after this */
 };
 
 /* The broker's own keys, without the storage ones. */

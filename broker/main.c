@@ -25,6 +25,7 @@
 #include "broker/identity.h"
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/server.h"
+#include "broker/replica/pstates.h"
 #include "broker/replica/repl.h"
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
@@ -263,6 +264,12 @@ int main(int argc, char **argv)
     r = purg_new(m.base, "fetch", &m.ctx.fetches);
     if (r < 0)
         goto out;
+    r = pstates_new(m.s.producer_id_expiration_ms, &m.ctx.pstates);
+    if (r < 0)
+        goto out;
+    r = pidalloc_new(&m.ctx, &m.ctx.pids);
+    if (r < 0)
+        goto out;
     struct kserver_options so = {
         .host = m.s.listen.host,
         .port = m.s.listen.port,
@@ -325,8 +332,11 @@ out:
     m.ctx.fetches = NULL;
     repl_free(m.ctx.repl); /* answers parked produces while the server still exists */
     m.ctx.repl = NULL;
+    pidalloc_shutdown(m.ctx.pids); /* answers queued InitProducerIds */
     kserver_free(m.srv);
     coordclient_free(m.ctx.cc);
+    pidalloc_free(m.ctx.pids);
+    pstates_free(m.ctx.pstates);
     replicas_free(m.ctx.reps);
     if (m.ctx.lm) {
         int sr = logmgr_shutdown(m.ctx.lm);

@@ -1,5 +1,7 @@
 /* api_produce: Produce v3-8 (v0-2 advertised, refused by closing the
- * connection): validation of the outer batches, append to the leader's log,
+ * connection): validation of the outer batches, the idempotent producer's
+ * checks (broker/replica/pstates.h, docs/idempotence.md), append to the
+ * leader's log,
  * and for acks=all a wait until the high watermark passes every appended batch
  * (broker/replica/repl.h), answered REQUEST_TIMED_OUT after the request's
  * timeout. */
@@ -10,12 +12,15 @@
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
+#include "broker/coordclient.h"
+#include "broker/replica/pstates.h"
 #include "broker/replica/repl.h"
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
 #include "common/batch.h"
 #include "common/kerr.h"
 #include "common/log.h"
+#include "common/meta/state.h"
 
 
 /* Per-batch checks that need only the headers: size cap, codec support for
@@ -39,6 +44,31 @@ static int16_t check_batches(const uint8_t *p, size_t len, int32_t max_bytes, in
         if ((uint64_t)total > len - at)
             return 0;
         at += (size_t)total;
+    }
+    return 0;
+}
+
+/* What the idempotence checks need before the per-partition state: no
+ * transactional batches (transactions are not served, so no batch can belong
+ * to one), and producer ids the coordinator has handed out. */
+static int16_t check_producers(struct broker_ctx *b, const uint8_t *p, size_t len,
+                               const char **ret_msg)
+{
+    const struct cstate *cs = coordclient_state(b->cc);
+    bool known = coordclient_synced(b->cc);
+    for (size_t at = 0; len - at >= BATCH_HEADER_SIZE;) {
+        struct batch_header h;
+        if (batch_parse_header(p + at, len - at, &h) != 0 || h.length < 0)
+            break;
+        at += (size_t)batch_total_size(&h);
+        if (h.attributes & BATCH_ATTR_TRANSACTIONAL) {
+            *ret_msg = "transactional producers are not supported by this cluster";
+            return KERR_INVALID_REQUEST;
+        }
+        if (h.producer_id >= 0 && known && h.producer_id >= cs->next_producer_id) {
+            *ret_msg = "this producer id was never issued by InitProducerId";
+            return KERR_UNKNOWN_PRODUCER_ID;
+        }
     }
     return 0;
 }
@@ -100,7 +130,29 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
     int r = batch_validate_all(data, len, BATCH_VALIDATE_EXACT_COUNT, NULL, NULL);
     if (r < 0)
         return KERR_CORRUPT_MESSAGE;
+    const char *msg = NULL;
+    int16_t pe = check_producers(b, data, len, &msg);
+    if (pe) {
+        out->error_message = api_slice(msg);
+        return pe;
+    }
+    bool dup = false;
+    int64_t dup_first = -1, dup_last = -1;
+    pe = pstates_check(b->pstates, l.log, l.leader_epoch, data, len, &dup, &dup_first, &dup_last);
+    if (pe)
+        return pe;
     struct plog_append_info info;
+    if (dup) {
+        /* A retry of a batch already in the log: its original offsets, and
+         * for acks=all the same wait for the HW to pass it. */
+        memset(&info, 0, sizeof(info));
+        info.first_offset = dup_first;
+        info.last_offset = dup_last;
+        out->base_offset = dup_first;
+        *ret_info = info;
+        *ret_l = l;
+        return 0;
+    }
     r = logmgr_append(b->lm, l.log, data, len, PLOG_APPEND_ASSIGN_OFFSETS, l.leader_epoch, &info);
     if (r == -EMSGSIZE)
         return KERR_MESSAGE_TOO_LARGE;
@@ -108,6 +160,7 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
         log_error("kafka", "append to %s-%d failed: %s", topic, pd->index, strerror(-r));
         return KERR_KAFKA_STORAGE_ERROR;
     }
+    pstates_appended(b->pstates, l.log, data, len, &info);
     out->base_offset = info.first_offset;
     out->log_start_offset = plog_log_start_offset(l.log);
     repl_leader_appended(b->repl, l.part);

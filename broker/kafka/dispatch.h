@@ -27,6 +27,8 @@ struct kconn;
 struct purg;
 struct plog;
 struct config;
+struct pstates;
+struct pidalloc;
 
 /* What every handler may use. Borrowed pointers, owned by main. */
 struct broker_ctx {
@@ -38,6 +40,8 @@ struct broker_ctx {
     struct repl *repl;        /* replication: HW, acks=all, leader epochs */
     struct purg *fetches;     /* api_fetch's parked requests, keyed by log */
     const struct config *cfg; /* the broker's configuration registry (DescribeConfigs) */
+    struct pstates *pstates;  /* idempotent producers' state per led log */
+    struct pidalloc *pids;    /* InitProducerId's block of producer ids */
 };
 
 /* A handler completes @req (kreq_reply / kreq_no_reply / kreq_close) now or
@@ -77,6 +81,15 @@ void api_create_topics_handle(struct broker_ctx *b, struct kreq *req, void *body
 void api_delete_topics_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_create_partitions_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_delete_records_handle(struct broker_ctx *b, struct kreq *req, void *body);
+/* api_init_producer_id.c: InitProducerId and the broker's producer id block. */
+void api_init_producer_id_handle(struct broker_ctx *b, struct kreq *req, void *body);
+/* Borrows @b (must outlive it). -ENOMEM. */
+int pidalloc_new(struct broker_ctx *b, struct pidalloc **ret);
+/* Answer queued requests (COORDINATOR_NOT_AVAILABLE) and refuse later ones;
+ * call before the Kafka server is freed. */
+void pidalloc_shutdown(struct pidalloc *p);
+/* After coordclient_free() (its pending calls still point here). NULL-safe. */
+void pidalloc_free(struct pidalloc *p);
 /* api_configs.c */
 void api_describe_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_describe_cluster_handle(struct broker_ctx *b, struct kreq *req, void *body);

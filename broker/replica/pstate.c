@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,7 +208,7 @@ size_t pstate_expire(struct pstate *ps, int64_t now_ms, int64_t expiration_ms)
 /* ---- snapshots ------------------------------------------------------------------------ */
 
 #define SNAP_MAGIC        "WPS1"
-#define SNAP_HEADER       (4 + 4 + 8 + 4)
+#define SNAP_HEADER       (4 + 4 + 8 + 4 + 4)
 #define SNAP_ENTRY_FIXED  (8 + 8 + 2 + 1)
 #define SNAP_BATCH        (4 + 4 + 8 + 8)
 #define SNAP_MAX_BYTES    (256u << 20)
@@ -224,7 +225,32 @@ static int snap_path(const char *dir, int64_t offset, char **ret)
     return 0;
 }
 
-int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offset)
+/* Write @len bytes to @path through a temporary file and a rename. */
+static int write_replace(const char *path, const void *data, size_t len)
+{
+    size_t n = strlen(path) + 5;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return -ENOMEM;
+    snprintf(tmp, n, "%s.tmp", path);
+    int rc = 0;
+    int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = fsutil_pwrite_all(fd, data, len, 0);
+    if (fd >= 0 && close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = -errno;
+    if (rc < 0)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offset,
+                          uint32_t tail_crc)
 {
     size_t size = SNAP_HEADER;
     for (size_t i = 0; i < ps->n; i++)
@@ -234,8 +260,9 @@ int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offs
         return -ENOMEM;
     uint8_t *p = buf + 8;
     buf_store_be64(p, (uint64_t)offset);
-    buf_store_be32(p + 8, (uint32_t)ps->n);
-    p += 12;
+    buf_store_be32(p + 8, tail_crc);
+    buf_store_be32(p + 12, (uint32_t)ps->n);
+    p += 16;
     for (size_t i = 0; i < ps->n; i++) {
         const struct pstate_entry *e = &ps->v[i];
         buf_store_be64(p, (uint64_t)e->producer_id);
@@ -257,7 +284,7 @@ int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offs
     char *path;
     int r = snap_path(dir, offset, &path);
     if (r == 0) {
-        r = fsutil_write_atomic(path, buf, size);
+        r = write_replace(path, buf, size);
         free(path);
     }
     free(buf);
@@ -266,7 +293,8 @@ int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offs
 
 /* Parse a snapshot file's bytes into @ps (cleared first). -EBADMSG when
  * corrupt or not the offset its name says. */
-static int snap_parse(struct pstate *ps, const uint8_t *d, size_t len, int64_t want_offset)
+static int snap_parse(struct pstate *ps, const uint8_t *d, size_t len, int64_t want_offset,
+                      uint32_t *ret_tail_crc)
 {
     pstate_clear(ps);
     if (len < SNAP_HEADER || memcmp(d, SNAP_MAGIC, 4) != 0)
@@ -275,7 +303,8 @@ static int snap_parse(struct pstate *ps, const uint8_t *d, size_t len, int64_t w
         return -EBADMSG;
     if ((int64_t)buf_load_be64(d + 8) != want_offset)
         return -EBADMSG;
-    uint32_t count = buf_load_be32(d + 16);
+    *ret_tail_crc = buf_load_be32(d + 16);
+    uint32_t count = buf_load_be32(d + 20);
     size_t at = SNAP_HEADER;
     if (count > (len - at) / SNAP_ENTRY_FIXED)
         return -EBADMSG;
@@ -371,7 +400,7 @@ static void unlink_snap(const char *dir, int64_t off)
 }
 
 int pstate_snapshot_load(struct pstate *ps, const char *dir, int64_t max_offset,
-                         int64_t *ret_offset)
+                         pstate_tail_check_fn check, void *ud, int64_t *ret_offset)
 {
     int64_t *v;
     size_t n;
@@ -390,11 +419,14 @@ int pstate_snapshot_load(struct pstate *ps, const char *dir, int64_t max_offset,
         size_t len = 0;
         rc = fsutil_read_file(path, SNAP_MAX_BYTES, &data, &len);
         free(path);
+        uint32_t tail_crc = 0;
         if (rc == 0)
-            rc = snap_parse(ps, data, len, v[i]);
+            rc = snap_parse(ps, data, len, v[i], &tail_crc);
         free(data);
         if (rc == -ENOMEM)
             break;
+        if (rc == 0 && check && !check(ud, v[i], tail_crc))
+            rc = -ESTALE;
         if (rc == 0) {
             *ret_offset = v[i];
             break;

@@ -88,20 +88,29 @@ size_t pstate_expire(struct pstate *ps, int64_t now_ms, int64_t expiration_ms);
  * "<20-digit offset>.snapshot" in the partition directory: the state as of
  * every batch below @offset. Binary, big-endian:
  *   magic "WPS1" | u32 crc32c of everything after this field | i64 offset |
- *   u32 count | count x (i64 producer_id | i64 last_timestamp | i16 epoch |
- *   u8 n_batches | n_batches x (i32 first_seq | i32 last_seq | i64 first_offset |
- *   i64 last_offset))
- * Written to a temporary file, fsynced and renamed. */
+ *   u32 tail_crc | u32 count | count x (i64 producer_id | i64 last_timestamp |
+ *   i16 epoch | u8 n_batches | n_batches x (i32 first_seq | i32 last_seq |
+ *   i64 first_offset | i64 last_offset))
+ * tail_crc is the CRC field of the log's batch ending at @offset - 1 (0 when
+ * none): the loader checks it against the log, so a snapshot that outlived a
+ * truncation (the log was cut below @offset and grew again) is not trusted.
+ * Written to a temporary file and renamed, without fsync: a snapshot only
+ * saves a scan, and one torn by a crash fails its CRC and is dropped. */
 #define PSTATE_SNAPSHOT_SUFFIX ".snapshot"
 
 /* Write the snapshot of @ps at @offset into @dir. -errno. Blocking. */
-int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offset);
-/* Load the newest snapshot in @dir whose offset is <= @max_offset into @ps
- * (cleared first). *ret_offset: its offset, or -1 when there is none (then
- * @ps is empty and 0 is returned). A corrupt newest snapshot is deleted and the
- * next older one tried. -ENOMEM, -errno from reading the directory. */
+int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offset,
+                          uint32_t tail_crc);
+/* Does the log still hold the batch a snapshot at @offset was taken after? */
+typedef bool (*pstate_tail_check_fn)(void *ud, int64_t offset, uint32_t tail_crc);
+
+/* Load the newest snapshot in @dir whose offset is <= @max_offset and that
+ * @check (may be NULL) accepts into @ps (cleared first). *ret_offset: its
+ * offset, or -1 when there is none (then @ps is empty and 0 is returned).
+ * Corrupt or rejected snapshots are deleted and the next older one tried.
+ * -ENOMEM, -errno from reading the directory. */
 int pstate_snapshot_load(struct pstate *ps, const char *dir, int64_t max_offset,
-                         int64_t *ret_offset);
+                         pstate_tail_check_fn check, void *ud, int64_t *ret_offset);
 /* Delete the snapshots whose offset is > @offset (after a truncation they
  * describe batches that are gone). Returns how many, or -errno. */
 int pstate_snapshot_delete_above(const char *dir, int64_t offset);

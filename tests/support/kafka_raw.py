@@ -45,8 +45,10 @@ def _string(s):
     return struct.pack(">h", len(b)) + b
 
 
-def record_batch(values, key=None, timestamp_ms=None):
-    """One uncompressed magic-2 batch holding @values (bytes), base offset 0."""
+def record_batch(values, key=None, timestamp_ms=None, producer_id=-1, producer_epoch=-1,
+                 base_sequence=-1, attributes=0):
+    """One uncompressed magic-2 batch holding @values (bytes), base offset 0;
+    idempotent when @producer_id >= 0 (attributes 0x10: transactional)."""
     ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     recs = bytearray()
     for i, v in enumerate(values):
@@ -61,7 +63,8 @@ def record_batch(values, key=None, timestamp_ms=None):
         body += _varint(len(v)) + v
         body += _varint(0)  # headers
         recs += _varint(len(body)) + body
-    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, ts, ts, -1, -1, -1, len(values))
+    after_crc = struct.pack(">hiqqqhii", attributes, len(values) - 1, ts, ts, producer_id,
+                            producer_epoch, base_sequence, len(values))
     after_crc += bytes(recs)
     crc = crc32c(after_crc)
     head = struct.pack(">ibI", -1, 2, crc)  # partition leader epoch, magic, crc
@@ -202,6 +205,36 @@ class Conn:
         r.take(">i")
         res = r.array(lambda: (r.string(), r.take(">h"), r.string()))
         return res[0][1]
+
+    def init_producer_id(self, transactional_id=None, producer_id=-1, producer_epoch=-1,
+                         version=4):
+        """InitProducerId: v0/v1 classic, v2+ flexible (header v2). Returns
+        (error, producer_id, producer_epoch)."""
+        if version < 2:
+            body = _string(transactional_id) + struct.pack(">i", 60000)
+            r = self.response(self.request(22, version, body))
+            _thr, err, pid, epoch = r.take(">ihqh")
+            return err, pid, epoch
+        if transactional_id is None:
+            body = _uvarint(0)
+        else:
+            b = transactional_id.encode()
+            body = _uvarint(len(b) + 1) + b
+        body += struct.pack(">i", 60000)
+        if version >= 3:
+            body += struct.pack(">qh", producer_id, producer_epoch)
+        body += _uvarint(0)  # tagged fields
+        self.corr += 1
+        hdr = struct.pack(">hhi", 22, version, self.corr) + _string("pytest") + _uvarint(0)
+        msg = hdr + body
+        self.sock.sendall(struct.pack(">i", len(msg)) + msg)
+        size = struct.unpack(">i", self.recv_exact(4))[0]
+        data = self.recv_exact(size)
+        r = FlexReader(data)
+        assert r.take(">i") == self.corr
+        r.tags()
+        _thr, err, pid, epoch = r.take(">ihqh")
+        return err, pid, epoch
 
     def produce(self, topic, partition, batch, acks=1, version=3):
         body = _string(None) if version >= 3 else b""  # transactional id: v3+

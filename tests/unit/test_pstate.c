@@ -228,6 +228,17 @@ static void assert_same(const struct pstate *a, const struct pstate *b)
         assert_memory_equal(pstate_at(a, i), pstate_at(b, i), sizeof(struct pstate_entry));
 }
 
+static bool reject_30(void *ud, int64_t offset, uint32_t tail_crc)
+{
+    (void)ud;
+    if (offset == 30) {
+        assert_int_equal(tail_crc, 0x1234);
+        return false;
+    }
+    assert_int_equal(tail_crc, (uint32_t)offset);
+    return true;
+}
+
 static void test_pstate_snapshot_roundtrip_and_corruption(void **state)
 {
     (void)state;
@@ -238,16 +249,16 @@ static void test_pstate_snapshot_roundtrip_and_corruption(void **state)
     for (int64_t pid = 1; pid <= 20; pid++)
         for (int i = 0; i < (int)(pid % 7); i++)
             assert_int_equal(append(ps, pid, (int16_t)(pid % 3), i, 1, pid * 100 + i), 0);
-    assert_int_equal(pstate_snapshot_write(ps, dir, 50), 0);
+    assert_int_equal(pstate_snapshot_write(ps, dir, 50, 0x50), 0);
     append(ps, 99, 0, 0, 1, 60);
-    assert_int_equal(pstate_snapshot_write(ps, dir, 61), 0);
+    assert_int_equal(pstate_snapshot_write(ps, dir, 61, 0x61), 0);
 
     int64_t at;
-    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, &at), 0);
+    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, NULL, NULL, &at), 0);
     assert_int_equal(at, 61);
     assert_same(ps, back);
     /* Bounded by the log end: the older one. */
-    assert_int_equal(pstate_snapshot_load(back, dir, 60, &at), 0);
+    assert_int_equal(pstate_snapshot_load(back, dir, 60, NULL, NULL, &at), 0);
     assert_int_equal(at, 50);
     assert_int_equal(pstate_count(back), 18); /* 7 and 14 have no batches */
 
@@ -261,25 +272,31 @@ static void test_pstate_snapshot_roundtrip_and_corruption(void **state)
     byte ^= 0x40;
     assert_int_equal(pwrite(fd, &byte, 1, 40), 1);
     close(fd);
-    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, &at), 0);
+    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, NULL, NULL, &at), 0);
     assert_int_equal(at, 50);
     assert_int_equal(access(path, F_OK), -1);
 
     /* A truncated file too; then nothing is left: start from the log. */
     snprintf(path, sizeof(path), "%s/%020d.snapshot", dir, 50);
     assert_int_equal(truncate(path, 30), 0);
-    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, &at), 0);
+    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, NULL, NULL, &at), 0);
     assert_int_equal(at, -1);
     assert_int_equal(pstate_count(back), 0);
 
     /* delete_above and retain. */
     for (int64_t o = 10; o <= 50; o += 10)
-        assert_int_equal(pstate_snapshot_write(ps, dir, o), 0);
+        assert_int_equal(pstate_snapshot_write(ps, dir, o, (uint32_t)o), 0);
     assert_int_equal(pstate_snapshot_delete_above(dir, 30), 2);
     assert_int_equal(pstate_snapshot_retain(dir, 2), 1);
-    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, &at), 0);
+    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, NULL, NULL, &at), 0);
     assert_int_equal(at, 30);
-    assert_int_equal(pstate_snapshot_load(back, dir, 25, &at), 0);
+    assert_int_equal(pstate_snapshot_load(back, dir, 25, NULL, NULL, &at), 0);
+    assert_int_equal(at, 20);
+    /* One the log no longer matches (its tail batch is gone) is dropped. */
+    assert_int_equal(pstate_snapshot_write(ps, dir, 30, 0x1234), 0);
+    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, reject_30, NULL, &at), 0);
+    assert_int_equal(at, 20);
+    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, NULL, NULL, &at), 0);
     assert_int_equal(at, 20);
     pstate_free(ps);
     pstate_free(back);

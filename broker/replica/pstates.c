@@ -1,0 +1,363 @@
+/* pstates: per-log producer states for the leader's produce path, kept in
+ * step with the log lazily (see pstates.h). */
+#include "broker/replica/pstates.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/replica/pstate.h"
+#include "broker/storage/plog.h"
+#include "common/batch.h"
+#include "common/clock.h"
+#include "common/fsutil.h"
+#include "common/kerr.h"
+#include "common/log.h"
+
+#define SCAN_CHUNK        (1 << 20)
+#define EXPIRE_EVERY_MS   1000
+#define SNAPSHOTS_KEPT    2
+
+struct pentry {
+    const struct plog *log; /* identity only; see synced() for reuse */
+    struct pstate *ps;
+    int64_t end;       /* the log end offset the state reflects; -1: none */
+    uint32_t tail_crc; /* CRC of the batch ending at end - 1; 0 when end is 0 */
+    int64_t last_expire_ms;
+    int32_t leader_epoch; /* the epoch it was last brought up to date at as leader */
+};
+
+struct pstates {
+    int64_t expiration_ms;
+    struct pentry *v; /* sorted by log pointer */
+    size_t n, cap;
+    struct pstates_stats st;
+};
+
+int pstates_new(int64_t expiration_ms, struct pstates **ret)
+{
+    struct pstates *pss = calloc(1, sizeof(*pss));
+    if (!pss)
+        return -ENOMEM;
+    pss->expiration_ms = expiration_ms;
+    *ret = pss;
+    return 0;
+}
+
+void pstates_free(struct pstates *pss)
+{
+    if (!pss)
+        return;
+    for (size_t i = 0; i < pss->n; i++)
+        pstate_free(pss->v[i].ps);
+    free(pss->v);
+    free(pss);
+}
+
+void pstates_get_stats(const struct pstates *pss, struct pstates_stats *ret)
+{
+    *ret = pss->st;
+}
+
+static size_t lower(const struct pstates *pss, const struct plog *log)
+{
+    size_t lo = 0, hi = pss->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uintptr_t)pss->v[mid].log < (uintptr_t)log)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static struct pentry *find(struct pstates *pss, const struct plog *log)
+{
+    size_t i = lower(pss, log);
+    return i < pss->n && pss->v[i].log == log ? &pss->v[i] : NULL;
+}
+
+static struct pentry *add(struct pstates *pss, const struct plog *log)
+{
+    if (pss->n == pss->cap) {
+        size_t cap = pss->cap ? pss->cap * 2 : 16;
+        struct pentry *v = realloc(pss->v, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        pss->v = v;
+        pss->cap = cap;
+    }
+    struct pstate *ps;
+    if (pstate_new(&ps) < 0)
+        return NULL;
+    size_t i = lower(pss, log);
+    memmove(&pss->v[i + 1], &pss->v[i], (pss->n - i) * sizeof(*pss->v));
+    pss->n++;
+    struct pentry *e = &pss->v[i];
+    memset(e, 0, sizeof(*e));
+    e->log = log;
+    e->ps = ps;
+    e->end = -1;
+    e->leader_epoch = -1;
+    return e;
+}
+
+/* The CRC of the batch of @log ending exactly at @offset - 1 into *ret
+ * (0 for offset 0). -ESTALE when no batch ends there (truncated, retained
+ * away, or never), -errno on read errors. */
+static int tail_crc_at(struct plog *log, int64_t offset, uint32_t *ret)
+{
+    if (offset == 0) {
+        *ret = 0;
+        return 0;
+    }
+    if (offset - 1 < plog_log_start_offset(log) || offset > plog_log_end_offset(log))
+        return -ESTALE;
+    struct plog_read_result rr;
+    int r = plog_read(log, offset - 1, offset, 1, true, &rr);
+    if (r < 0)
+        return r == -ERANGE ? -ESTALE : r;
+    uint8_t hdr[BATCH_HEADER_SIZE];
+    struct batch_header h;
+    if (rr.length < BATCH_HEADER_SIZE)
+        r = -ESTALE;
+    if (r == 0)
+        r = fsutil_pread_all(seg_file_fd(rr.file), hdr, sizeof(hdr), rr.position);
+    if (r == 0 && (batch_parse_header(hdr, sizeof(hdr), &h) != 0 || batch_last_offset(&h) != offset - 1))
+        r = -ESTALE;
+    seg_file_unref(rr.file);
+    if (r == 0)
+        *ret = h.crc;
+    return r;
+}
+
+/* Feed the batches of [@from, log end) to @e's state. */
+static int scan(struct pstates *pss, struct pentry *e, struct plog *log, int64_t from)
+{
+    int64_t end = plog_log_end_offset(log);
+    int64_t off = from < plog_log_start_offset(log) ? plog_log_start_offset(log) : from;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int r = 0;
+    uint32_t tail = e->tail_crc;
+    while (off < end) {
+        struct plog_read_result rr;
+        r = plog_read(log, off, end, SCAN_CHUNK, true, &rr);
+        if (r < 0)
+            break;
+        if (rr.length <= 0) {
+            seg_file_unref(rr.file);
+            break;
+        }
+        if ((size_t)rr.length > cap) {
+            uint8_t *nb = realloc(buf, (size_t)rr.length);
+            if (!nb) {
+                seg_file_unref(rr.file);
+                r = -ENOMEM;
+                break;
+            }
+            buf = nb;
+            cap = (size_t)rr.length;
+        }
+        r = fsutil_pread_all(seg_file_fd(rr.file), buf, (size_t)rr.length, rr.position);
+        seg_file_unref(rr.file);
+        if (r == 0)
+            r = pstate_load(e->ps, buf, (size_t)rr.length);
+        if (r < 0)
+            break;
+        /* The CRC of the last whole batch read. */
+        size_t at = 0;
+        while ((size_t)rr.length - at >= BATCH_HEADER_SIZE) {
+            struct batch_header h;
+            if (batch_parse_header(buf + at, (size_t)rr.length - at, &h) != 0 || h.length < 0 ||
+                (uint64_t)batch_total_size(&h) > (size_t)rr.length - at)
+                break;
+            tail = h.crc;
+            pss->st.scanned_batches++;
+            at += (size_t)batch_total_size(&h);
+        }
+        if (rr.next_offset <= off) {
+            r = -EIO; /* no progress: do not spin */
+            break;
+        }
+        off = rr.next_offset;
+    }
+    free(buf);
+    if (r < 0)
+        return r;
+    e->end = end;
+    e->tail_crc = tail;
+    return 0;
+}
+
+struct snap_check {
+    struct plog *log;
+};
+
+static bool snap_tail_ok(void *ud, int64_t offset, uint32_t tail_crc)
+{
+    struct snap_check *c = ud;
+    uint32_t crc;
+    return tail_crc_at(c->log, offset, &crc) == 0 && crc == tail_crc;
+}
+
+/* Bring @e up to date with @log (see the header). */
+static int sync_entry(struct pstates *pss, struct pentry *e, struct plog *log,
+                      int32_t leader_epoch)
+{
+    int64_t end = plog_log_end_offset(log);
+    /* Leading at the same epoch since the last check, only this path appended
+     * and nothing truncated: the common case costs no I/O. */
+    if (e->end >= 0 && e->end == end && e->leader_epoch == leader_epoch)
+        return 0;
+    e->leader_epoch = leader_epoch;
+    uint32_t crc;
+    if (e->end >= 0 && e->end <= end && tail_crc_at(log, e->end, &crc) == 0 &&
+        crc == e->tail_crc) {
+        if (e->end == end)
+            return 0;
+        return scan(pss, e, log, e->end);
+    }
+    /* Rebuild: the newest snapshot the log still matches, then the rest. */
+    pss->st.rebuilds++;
+    struct snap_check c = {log};
+    int64_t at = -1;
+    int r = pstate_snapshot_load(e->ps, plog_dir(log), end, snap_tail_ok, &c, &at);
+    if (r < 0)
+        return r;
+    bool from_snapshot = at >= 0;
+    if (at >= 0) {
+        pss->st.snapshot_loads++;
+        if ((r = tail_crc_at(log, at, &e->tail_crc)) < 0)
+            return r;
+    } else {
+        e->tail_crc = 0;
+        at = plog_log_start_offset(log);
+        if (at > 0) {
+            /* No batch of the state is older than the log start, but the
+             * tail check needs a batch boundary: take whatever ends there. */
+            if (tail_crc_at(log, at, &e->tail_crc) < 0)
+                e->tail_crc = 0;
+        }
+    }
+    e->end = at;
+    uint64_t before = pss->st.scanned_batches;
+    int64_t snap_at = at;
+    r = scan(pss, e, log, at);
+    if (r < 0) {
+        e->end = -1;
+        return r;
+    }
+    log_info("pstates", "%s: producer state rebuilt from %s %" PRId64 " (%" PRIu64
+             " batches read, %zu producers)",
+             plog_dir(log), from_snapshot ? "the snapshot at" : "the log from", snap_at,
+             pss->st.scanned_batches - before, pstate_count(e->ps));
+    return 0;
+}
+
+int16_t pstates_check(struct pstates *pss, struct plog *log, int32_t leader_epoch,
+                      const uint8_t *data, size_t len, bool *ret_dup, int64_t *ret_first_offset,
+                      int64_t *ret_last_offset)
+{
+    *ret_dup = false;
+    /* Most record sets carry no producer id: one header walk and out. */
+    bool any = false;
+    for (size_t at = 0; len - at >= BATCH_HEADER_SIZE;) {
+        struct batch_header h;
+        if (batch_parse_header(data + at, len - at, &h) != 0 || h.length < 0)
+            break;
+        any |= h.producer_id >= 0;
+        at += (size_t)batch_total_size(&h);
+        if (at > len)
+            break;
+    }
+    if (!any)
+        return KERR_NONE;
+    struct pentry *e = find(pss, log);
+    if (!e && !(e = add(pss, log)))
+        return KERR_KAFKA_STORAGE_ERROR; /* out of memory: refuse rather than risk duplicates */
+    int r = sync_entry(pss, e, log, leader_epoch);
+    if (r < 0) {
+        log_warn("pstates", "%s: rebuilding producer state failed: %s", plog_dir(log),
+                 strerror(-r));
+        pstate_clear(e->ps);
+        e->end = -1;
+        return KERR_KAFKA_STORAGE_ERROR;
+    }
+    int64_t now = clock_wall_ms();
+    if (now - e->last_expire_ms >= EXPIRE_EVERY_MS) {
+        e->last_expire_ms = now;
+        pstate_expire(e->ps, now, pss->expiration_ms);
+    }
+    /* Each batch in order; a later batch of the same producer in this very
+     * request must continue the earlier one. */
+    struct batch_header prev = {.producer_id = -1};
+    for (size_t at = 0; len - at >= BATCH_HEADER_SIZE;) {
+        struct batch_header h;
+        if (batch_parse_header(data + at, len - at, &h) != 0 || h.length < 0)
+            break;
+        at += (size_t)batch_total_size(&h);
+        if (h.producer_id < 0)
+            continue;
+        if (prev.producer_id == h.producer_id) {
+            if (h.producer_epoch != prev.producer_epoch ||
+                h.base_sequence !=
+                    pstate_seq_add(prev.base_sequence, prev.last_offset_delta + 1))
+                return KERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+            prev = h;
+            continue;
+        }
+        bool dup = false;
+        struct pstate_batch orig;
+        int16_t err = pstate_check(e->ps, &h, &dup, &orig);
+        if (err)
+            return err;
+        if (dup) {
+            /* As Kafka: the first duplicate answers for the whole append. */
+            *ret_dup = true;
+            *ret_first_offset = orig.first_offset;
+            *ret_last_offset = orig.last_offset;
+            return KERR_NONE;
+        }
+        prev = h;
+    }
+    return KERR_NONE;
+}
+
+void pstates_appended(struct pstates *pss, struct plog *log, const uint8_t *data, size_t len,
+                      const struct plog_append_info *info)
+{
+    struct pentry *e = find(pss, log);
+    if (!e)
+        return; /* no idempotent producer here yet: a later rebuild reads the log */
+    if (e->end != info->first_offset) {
+        e->end = -1; /* out of step: rebuild at the next check */
+        return;
+    }
+    if (info->rolled && info->first_offset > 0) {
+        int r = pstate_snapshot_write(e->ps, plog_dir(log), e->end, e->tail_crc);
+        if (r == 0) {
+            pss->st.snapshots_written++;
+            pstate_snapshot_retain(plog_dir(log), SNAPSHOTS_KEPT);
+        } else {
+            log_warn("pstates", "%s: writing producer snapshot at %" PRId64 " failed: %s",
+                     plog_dir(log), e->end, strerror(-r));
+        }
+    }
+    uint32_t tail = e->tail_crc;
+    for (size_t at = 0; len - at >= BATCH_HEADER_SIZE;) {
+        struct batch_header h;
+        if (batch_parse_header(data + at, len - at, &h) != 0 || h.length < 0)
+            break;
+        if (pstate_update(e->ps, &h) < 0) {
+            e->end = -1;
+            return;
+        }
+        tail = h.crc;
+        at += (size_t)batch_total_size(&h);
+    }
+    e->end = info->last_offset + 1;
+    e->tail_crc = tail;
+}
