@@ -332,10 +332,8 @@ void pstates_appended(struct pstates *pss, struct plog *log, const uint8_t *data
     struct pentry *e = find(pss, log);
     if (!e)
         return; /* no idempotent producer here yet: a later rebuild reads the log */
-    if (e->end != info->first_offset) {
-        e->end = -1; /* out of step: rebuild at the next check */
-        return;
-    }
+    if (e->end != info->first_offset)
+        return; /* behind (followed meanwhile): the next check catches up from e->end */
     if (info->rolled && info->first_offset > 0) {
         int r = pstate_snapshot_write(e->ps, plog_dir(log), e->end, e->tail_crc);
         if (r == 0) {
