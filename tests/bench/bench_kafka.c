@@ -9,7 +9,9 @@
  *    and acks=all on RF 3 (min.insync.replicas=2): linger.ms=5, batch.size=1 MiB,
  *    a 2 s warm-up, then a fixed duration; every delivery report counted, none may
  *    fail. The RF 3 rows are skipped (and say so) when a probe message with
- *    acks=all to an RF 3 topic is not acknowledged, as before replication;
+ *    acks=all to an RF 3 topic is not acknowledged, as before replication; and
+ *    1 KiB acks=all RF 3 again with enable.idempotence=true (InitProducerId and
+ *    the leader's sequence checks), reported as a ratio to the plain row;
  *  - consume throughput of each of those topics from the beginning to the end
  *    (legacy queue consumer: 3 partitions on one queue, no consumer group);
  *  - produce latency at a fixed 5,000 msg/s, 1 KiB, linger.ms=0, acks=1 RF 1 and
@@ -422,9 +424,20 @@ struct prun {
     bool ok;
 };
 
-static rd_kafka_t *producer_new(bool mock, const char *acks, const char *linger, struct pstats *st)
+/* @mode: PMODE_IDEMPOTENT sets enable.idempotence=true, which makes librdkafka
+ * cap max.in.flight.requests.per.connection at 5; PMODE_INFLIGHT5 sets only that
+ * cap, so the two rows separate the client's pipelining limit from the
+ * broker's cost of the sequence checks. */
+enum pmode { PMODE_PLAIN, PMODE_IDEMPOTENT, PMODE_INFLIGHT5 };
+
+static rd_kafka_t *producer_new(bool mock, const char *acks, const char *linger, enum pmode mode,
+                                struct pstats *st)
 {
     rd_kafka_conf_t *c = rd_kafka_conf_new();
+    if (mode == PMODE_IDEMPOTENT)
+        conf_set(c, "enable.idempotence", "true");
+    if (mode == PMODE_INFLIGHT5)
+        conf_set(c, "max.in.flight.requests.per.connection", "5");
     if (mock)
         conf_set(c, "test.mock.num.brokers", "3");
     else
@@ -472,14 +485,14 @@ static double produce_for(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const void *pay
 }
 
 static struct prun produce_run(const char *label, bool mock, const char *topic, size_t size,
-                               const char *acks)
+                               const char *acks, enum pmode mode)
 {
     struct prun r = {0};
     static uint8_t payload[1024];
     for (size_t i = 0; i < sizeof(payload); i++)
         payload[i] = (uint8_t)(i * 131 + 7); /* not all zeros: no accidental compression wins */
     struct pstats st = {0};
-    rd_kafka_t *rk = producer_new(mock, acks, "5", &st);
+    rd_kafka_t *rk = producer_new(mock, acks, "5", mode, &st);
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     double cpu0 = mock ? 0 : cluster_cpu_s();
     uint64_t sent_w = 0, sent = 0;
@@ -578,7 +591,7 @@ static struct lrun latency_run(const char *label, bool mock, const char *topic, 
     st.lat_ns = calloc(st.lat_cap, sizeof(int64_t));
     if (!st.lat_ns)
         die("out of memory");
-    rd_kafka_t *rk = producer_new(mock, acks, "0", &st);
+    rd_kafka_t *rk = producer_new(mock, acks, "0", PMODE_PLAIN, &st);
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0)
@@ -1278,15 +1291,24 @@ int main(int argc, char **argv)
         const char *topic, *label, *acks;
         size_t size;
         int rf;
+        enum pmode mode;
     } runs[] = {
-        {"b100-a1", "100 B acks=1 RF1", "1", 100, 1},
-        {"b100-aall", "100 B acks=all RF1", "-1", 100, 1},
-        {"b1k-a1", "1 KiB acks=1 RF1", "1", 1024, 1},
-        {"b1k-aall", "1 KiB acks=all RF1", "-1", 1024, 1},
-        {"b100-rf3", "100 B acks=all RF3", "-1", 100, 3},
-        {"b1k-rf3", "1 KiB acks=all RF3", "-1", 1024, 3},
+        {"b100-a1", "100 B acks=1 RF1", "1", 100, 1, PMODE_PLAIN},
+        {"b100-aall", "100 B acks=all RF1", "-1", 100, 1, PMODE_PLAIN},
+        {"b1k-a1", "1 KiB acks=1 RF1", "1", 1024, 1, PMODE_PLAIN},
+        {"b1k-aall", "1 KiB acks=all RF1", "-1", 1024, 1, PMODE_PLAIN},
+        {"b100-rf3", "100 B acks=all RF3", "-1", 100, 3, PMODE_PLAIN},
+        {"b1k-rf3", "1 KiB acks=all RF3", "-1", 1024, 3, PMODE_PLAIN},
+        {"b1k-rf3-idem", "1 KiB acks=all RF3 idempotent", "-1", 1024, 3, PMODE_IDEMPOTENT},
+        {"b1k-rf3-if5", "1 KiB acks=all RF3 in-flight 5", "-1", 1024, 3, PMODE_INFLIGHT5},
     };
-    enum { NRUNS = sizeof(runs) / sizeof(runs[0]), RF3_100 = 4, RF3_1K = 5 };
+    enum {
+        NRUNS = sizeof(runs) / sizeof(runs[0]),
+        RF3_100 = 4,
+        RF3_1K = 5,
+        RF3_1K_IDEM = 6,
+        RF3_1K_IF5 = 7
+    };
     create_topic("lat", 1);
     rd_kafka_resp_err_t rf3_err = rf3_probe();
     bool rf3 = rf3_err == RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -1316,11 +1338,12 @@ int main(int argc, char **argv)
             char topic[64];
             snprintf(topic, sizeof(topic), "%s-%d", runs[i].topic, r + 1);
             create_topic(topic, runs[i].rf);
-            prr[i][r] = produce_run(runs[i].label, false, topic, runs[i].size, runs[i].acks);
+            prr[i][r] = produce_run(runs[i].label, false, topic, runs[i].size, runs[i].acks,
+                                    runs[i].mode);
             crr[i][r] = consume_run(runs[i].label, topic, prr[i][r].total_msgs);
             delete_topic(topic);
         }
-        mockr[r] = produce_run("MOCK 1 KiB acks=1", true, "mock", 1024, "1");
+        mockr[r] = produce_run("MOCK 1 KiB acks=1", true, "mock", 1024, "1", PMODE_PLAIN);
     }
     for (int i = 0; i < NRUNS; i++) {
         pr[i] = prun_median(prr[i], rounds);
@@ -1442,6 +1465,12 @@ int main(int argc, char **argv)
                verdict(sr.recovered_s >= 0 && worst_gap <= 2));
         printf("  acked records lost      %7" PRIu64 "   (== 0)   %s\n", sr.lost,
                verdict(sr.lost == 0));
+        double gi = pr[RF3_1K].mb_s > 0 ? pr[RF3_1K_IDEM].mb_s / pr[RF3_1K].mb_s : -1;
+        double g5 = pr[RF3_1K_IF5].mb_s > 0 ? pr[RF3_1K_IDEM].mb_s / pr[RF3_1K_IF5].mb_s : -1;
+        printf("  idempotent / plain 1 KiB%7.3f  (>= 0.95)  %s\n", gi, verdict(gi >= 0.95));
+        printf("  idempotent / plain with the same 5 requests in flight %7.3f  (broker cost "
+               "alone)\n",
+               g5);
     } else {
         printf("  1 KiB produce / (L/3), p99 at 5k/s, leader-kill stall: MISS (not measured: "
                "acks=all on RF 3 refused with %s)\n",
