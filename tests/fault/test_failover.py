@@ -534,3 +534,40 @@ def test_9_idempotent_producer_kill_leader(request):
 
     scenario(request, "idempotent-kill-leader", body, after=exactly_once,
              producer_conf={"enable.idempotence": True})
+
+
+def test_10_idempotent_producer_retries_after_timeouts(request):
+    """SIGSTOP both followers of a partition for 2 s (less than the lag bound, so
+    the ISR stays) while an idempotent producer with a 1 s request timeout writes
+    to it: the leader appends, the HW cannot move, acks=all answers
+    REQUEST_TIMED_OUT and librdkafka resends batches that are already in the log.
+    Each resend must be recognised (original offset, appended once): nothing
+    duplicated or out of order, everything delivered."""
+
+    def body(c, ch, run):
+        p = run.choice(range(PARTITIONS), 2)
+        md = metadata(c)[p]
+        followers = [b for b in md["replicas"] if b != md["leader"]]
+        for _ in range(2):
+            time.sleep(run.uniform(0.3, 1.5, 0.5))
+            for b in followers:
+                c.pause_broker(b)
+            run.injections += 1
+            time.sleep(2.0)
+            for b in followers:
+                c.resume_broker(b)
+            assert ch.wait_oks(30, 10, partition=p), "no produce to p%d after the pause" % p
+        return "p=%d followers=%s" % (p, followers)
+
+    def exactly_once(r):
+        out = []
+        for k in ("duplicated", "out_of_order"):
+            if r[k]:
+                out.append("%s=%d (e.g. %s)" % (k, len(r[k]), r[k][:5]))
+        if r["failed"] or r["unknown"]:
+            out.append("failed=%d unknown=%d (errors %r)" % (r["failed"], r["unknown"],
+                                                           r["error_names"]))
+        return out
+
+    scenario(request, "idempotent-retries", body, after=exactly_once,
+             producer_conf={"enable.idempotence": True, "request.timeout.ms": 1000})
