@@ -130,9 +130,10 @@ static void on_block(int status, const struct ProtobufCMessage *msg, const char 
         (const Weir__Coord__AllocateProducerIdsResponse *)msg;
     if (status != 0 || !r || r->error_code || r->first_id < 0 || r->count <= 0) {
         log_warn("kafka", "cannot get producer ids from the coordinator: %s",
-                 status != 0  ? (errmsg ? errmsg : "call failed")
-                 : r && r->error_message && r->error_message[0] ? r->error_message
-                                                                : kerr_name(r ? (int16_t)r->error_code : 0));
+                 status != 0 ? (errmsg ? errmsg : "call failed")
+                 : r && r->error_message && r->error_message[0]
+                     ? r->error_message
+                     : kerr_name(r ? (int16_t)r->error_code : 0));
         p->fetching = false;
         answer_all(p, KERR_COORDINATOR_NOT_AVAILABLE);
         return;
@@ -181,7 +182,8 @@ void api_init_producer_id_handle(struct broker_ctx *b, struct kreq *req, void *b
         log_warn("kafka",
                  "InitProducerId from %s with transactional id '%.*s': transactions are not "
                  "supported, answering TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
-                 kreq_peer(req), (int)(m->transactional_id.len > 200 ? 200 : m->transactional_id.len),
+                 kreq_peer(req),
+                 (int)(m->transactional_id.len > 200 ? 200 : m->transactional_id.len),
                  m->transactional_id.ptr ? (const char *)m->transactional_id.ptr : "");
         resp->error_code = KERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
         kreq_reply(req, resp, NULL, NULL);

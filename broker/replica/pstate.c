@@ -207,12 +207,12 @@ size_t pstate_expire(struct pstate *ps, int64_t now_ms, int64_t expiration_ms)
 
 /* ---- snapshots ------------------------------------------------------------------------ */
 
-#define SNAP_MAGIC        "WPS1"
-#define SNAP_HEADER       (4 + 4 + 8 + 4 + 4)
-#define SNAP_ENTRY_FIXED  (8 + 8 + 2 + 1)
-#define SNAP_BATCH        (4 + 4 + 8 + 8)
-#define SNAP_MAX_BYTES    (256u << 20)
-#define SNAP_NAME_DIGITS  20
+#define SNAP_MAGIC       "WPS1"
+#define SNAP_HEADER      (4 + 4 + 8 + 4 + 4)
+#define SNAP_ENTRY_FIXED (8 + 8 + 2 + 1)
+#define SNAP_BATCH       (4 + 4 + 8 + 8)
+#define SNAP_MAX_BYTES   (256u << 20)
+#define SNAP_NAME_DIGITS 20
 
 static int snap_path(const char *dir, int64_t offset, char **ret)
 {

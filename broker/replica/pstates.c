@@ -15,9 +15,9 @@
 #include "common/kerr.h"
 #include "common/log.h"
 
-#define SCAN_CHUNK        (1 << 20)
-#define EXPIRE_EVERY_MS   1000
-#define SNAPSHOTS_KEPT    2
+#define SCAN_CHUNK      (1 << 20)
+#define EXPIRE_EVERY_MS 1000
+#define SNAPSHOTS_KEPT  2
 
 struct pentry {
     const struct plog *log; /* identity only; see synced() for reuse */
@@ -125,7 +125,8 @@ static int tail_crc_at(struct plog *log, int64_t offset, uint32_t *ret)
         r = -ESTALE;
     if (r == 0)
         r = fsutil_pread_all(seg_file_fd(rr.file), hdr, sizeof(hdr), rr.position);
-    if (r == 0 && (batch_parse_header(hdr, sizeof(hdr), &h) != 0 || batch_last_offset(&h) != offset - 1))
+    if (r == 0 &&
+        (batch_parse_header(hdr, sizeof(hdr), &h) != 0 || batch_last_offset(&h) != offset - 1))
         r = -ESTALE;
     seg_file_unref(rr.file);
     if (r == 0)
@@ -204,8 +205,7 @@ static bool snap_tail_ok(void *ud, int64_t offset, uint32_t tail_crc)
 }
 
 /* Bring @e up to date with @log (see the header). */
-static int sync_entry(struct pstates *pss, struct pentry *e, struct plog *log,
-                      int32_t leader_epoch)
+static int sync_entry(struct pstates *pss, struct pentry *e, struct plog *log, int32_t leader_epoch)
 {
     int64_t end = plog_log_end_offset(log);
     /* Leading at the same epoch since the last check, only this path appended
@@ -214,8 +214,7 @@ static int sync_entry(struct pstates *pss, struct pentry *e, struct plog *log,
         return 0;
     e->leader_epoch = leader_epoch;
     uint32_t crc;
-    if (e->end >= 0 && e->end <= end && tail_crc_at(log, e->end, &crc) == 0 &&
-        crc == e->tail_crc) {
+    if (e->end >= 0 && e->end <= end && tail_crc_at(log, e->end, &crc) == 0 && crc == e->tail_crc) {
         if (e->end == end)
             return 0;
         return scan(pss, e, log, e->end);
@@ -250,7 +249,8 @@ static int sync_entry(struct pstates *pss, struct pentry *e, struct plog *log,
         e->end = -1;
         return r;
     }
-    log_info("pstates", "%s: producer state rebuilt from %s %" PRId64 " (%" PRIu64
+    log_info("pstates",
+             "%s: producer state rebuilt from %s %" PRId64 " (%" PRIu64
              " batches read, %zu producers)",
              plog_dir(log), from_snapshot ? "the snapshot at" : "the log from", snap_at,
              pss->st.scanned_batches - before, pstate_count(e->ps));
@@ -303,8 +303,7 @@ int16_t pstates_check(struct pstates *pss, struct plog *log, int32_t leader_epoc
             continue;
         if (prev.producer_id == h.producer_id) {
             if (h.producer_epoch != prev.producer_epoch ||
-                h.base_sequence !=
-                    pstate_seq_add(prev.base_sequence, prev.last_offset_delta + 1))
+                h.base_sequence != pstate_seq_add(prev.base_sequence, prev.last_offset_delta + 1))
                 return KERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
             prev = h;
             continue;

@@ -1028,8 +1028,7 @@ static int apply_producer_ids(struct cstate *s, const Weir__Meta__ProducerIdsRec
     if (r->first_id != s->next_producer_id)
         return fail(eb, el, "producer id block at %" PRId64 ", next is %" PRId64, r->first_id,
                     s->next_producer_id);
-    if (r->count < 1 || r->count > CSTATE_MAX_PRODUCER_IDS ||
-        r->first_id > INT64_MAX - r->count)
+    if (r->count < 1 || r->count > CSTATE_MAX_PRODUCER_IDS || r->first_id > INT64_MAX - r->count)
         return fail(eb, el, "invalid producer id block size %d", (int)r->count);
     s->next_producer_id = r->first_id + r->count;
     return 0;

@@ -1338,8 +1338,8 @@ int main(int argc, char **argv)
             char topic[64];
             snprintf(topic, sizeof(topic), "%s-%d", runs[i].topic, r + 1);
             create_topic(topic, runs[i].rf);
-            prr[i][r] = produce_run(runs[i].label, false, topic, runs[i].size, runs[i].acks,
-                                    runs[i].mode);
+            prr[i][r] =
+                produce_run(runs[i].label, false, topic, runs[i].size, runs[i].acks, runs[i].mode);
             crr[i][r] = consume_run(runs[i].label, topic, prr[i][r].total_msgs);
             delete_topic(topic);
         }

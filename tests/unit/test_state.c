@@ -1472,9 +1472,9 @@ static void test_producer_id_blocks_never_overlap_and_survive_snapshots(void **s
     assert_int_equal(e->s->next_producer_id, 2 * CCTL_PRODUCER_ID_BLOCK);
 
     /* A stale broker epoch gets an error and no record. */
-    assert_int_equal(cctl_allocate_producer_ids(e->s, 1, e->epochs[1] - 1, &e->recs, &first,
-                                                &count, &e->err),
-                     0);
+    assert_int_equal(
+        cctl_allocate_producer_ids(e->s, 1, e->epochs[1] - 1, &e->recs, &first, &count, &e->err),
+        0);
     assert_int_equal(e->err.code, KERR_STALE_BROKER_EPOCH);
     assert_int_equal(e->recs.n, 0);
 
