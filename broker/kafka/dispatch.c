@@ -110,3 +110,31 @@ void *api_alloc(struct kreq *req, size_t n, size_t size)
     memset(p, 0, n * size);
     return p;
 }
+
+/* Kafka's AclOperation codes for the CLUSTER resource, each with an API of the
+ * table whose serving needs it. Without an authorizer every client may do
+ * everything the broker serves, so the cluster's authorized operations are the
+ * ones at least one served API exercises (Kafka answers all the resource's
+ * operations; answering what is served keeps a tool from offering what would
+ * close the connection). ALTER (7) and CLUSTER_ACTION (9) join when an API
+ * that needs them (reassignment, ElectLeaders) is served. */
+static const struct {
+    int op;
+    int16_t api_keys[3]; /* any of these served grants the op; -1 ends */
+} cluster_ops[] = {
+    {5 /* CREATE */, {KAFKA_API_CREATE_TOPICS, -1, -1}},
+    {8 /* DESCRIBE */, {KAFKA_API_DESCRIBE_CLUSTER, KAFKA_API_LIST_GROUPS, -1}},
+    {10 /* DESCRIBE_CONFIGS */, {KAFKA_API_DESCRIBE_CONFIGS, -1, -1}},
+    {11 /* ALTER_CONFIGS */, {KAFKA_API_ALTER_CONFIGS, KAFKA_API_INCREMENTAL_ALTER_CONFIGS, -1}},
+    {12 /* IDEMPOTENT_WRITE */, {KAFKA_API_INIT_PRODUCER_ID, -1, -1}},
+};
+
+int32_t dispatch_cluster_authorized_ops(void)
+{
+    int32_t ops = 0;
+    for (size_t i = 0; i < sizeof(cluster_ops) / sizeof(cluster_ops[0]); i++)
+        for (size_t k = 0; k < 3 && cluster_ops[i].api_keys[k] >= 0; k++)
+            if (dispatch_find(cluster_ops[i].api_keys[k]))
+                ops |= (int32_t)1 << cluster_ops[i].op;
+    return ops;
+}

@@ -108,3 +108,7 @@ char *api_str(struct kreq *req, buf_slice s);
 buf_slice api_slice(const char *s);
 /* Array of @n zeroed elements from the request's arena (NULL when n == 0). */
 void *api_alloc(struct kreq *req, size_t n, size_t size);
+
+/* The cluster's authorized operations for DescribeCluster / Metadata: a bit
+ * per Kafka AclOperation code that some API in the table exercises. */
+int32_t dispatch_cluster_authorized_ops(void);
