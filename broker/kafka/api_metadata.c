@@ -116,6 +116,8 @@ static void md_reply(struct broker_ctx *b, struct kreq *req, struct kafka_metada
     }
     resp.n_brokers = (int32_t)nb;
     resp.cluster_id = api_slice(s->cluster_id);
+    if (ver >= 8 && m->include_cluster_authorized_operations)
+        resp.cluster_authorized_operations = dispatch_cluster_authorized_ops();
 
     bool all = m->n_topics < 0 || (ver == 0 && m->n_topics == 0);
     size_t nt = all ? s->n_topics : (size_t)m->n_topics;
