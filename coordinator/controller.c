@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/topic_config.h"
 #include "coordinator/placement.h"
 #include "metadata.pb-c.h"
 
@@ -550,145 +551,16 @@ int cctl_allocate_producer_ids(const struct cstate *s, int32_t broker_id, int64_
 
 /* ---- topic configs ------------------------------------------------------------------------ */
 
-enum ctype { C_BOOL, C_INT, C_LONG, C_RATIO, C_ENUM, C_POLICY };
-
-struct cdef {
-    const char *name;
-    enum ctype type;
-    int64_t min;
-    const char *const *choices;
-};
-
-static const char *const compression_choices[] = {"uncompressed", "zstd",     "lz4", "snappy",
-                                                  "gzip",         "producer", NULL};
-static const char *const timestamp_choices[] = {"CreateTime", "LogAppendTime", NULL};
-static const char *const policy_choices[] = {"delete", "compact", NULL};
-
-/* Sorted by name. */
-static const struct cdef topic_configs[] = {
-    {"cleanup.policy", C_POLICY, 0, policy_choices},
-    {"compression.type", C_ENUM, 0, compression_choices},
-    {"delete.retention.ms", C_LONG, 0, NULL},
-    {"file.delete.delay.ms", C_LONG, 0, NULL},
-    {"flush.messages", C_LONG, 1, NULL},
-    {"flush.ms", C_LONG, 0, NULL},
-    {"index.interval.bytes", C_INT, 0, NULL},
-    {"max.compaction.lag.ms", C_LONG, 1, NULL},
-    {"max.message.bytes", C_INT, 0, NULL},
-    {"message.timestamp.difference.max.ms", C_LONG, 0, NULL},
-    {"message.timestamp.type", C_ENUM, 0, timestamp_choices},
-    {"min.cleanable.dirty.ratio", C_RATIO, 0, NULL},
-    {"min.compaction.lag.ms", C_LONG, 0, NULL},
-    {"min.insync.replicas", C_INT, 1, NULL},
-    {"preallocate", C_BOOL, 0, NULL},
-    {"retention.bytes", C_LONG, -1, NULL},
-    {"retention.ms", C_LONG, -1, NULL},
-    {"segment.bytes", C_INT, 14, NULL},
-    {"segment.index.bytes", C_INT, 4, NULL},
-    {"segment.jitter.ms", C_LONG, 0, NULL},
-    {"segment.ms", C_LONG, 1, NULL},
-    {"unclean.leader.election.enable", C_BOOL, 0, NULL},
-};
-
-static const struct cdef *config_def(const char *name)
-{
-    size_t lo = 0, hi = sizeof(topic_configs) / sizeof(topic_configs[0]);
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(topic_configs[mid].name, name);
-        if (c == 0)
-            return &topic_configs[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
-/* Strict decimal: optional '-', digits, nothing else. */
-static bool parse_i64(const char *v, int64_t *ret)
-{
-    const char *p = v;
-    bool neg = *p == '-';
-    p += neg;
-    if (!*p)
-        return false;
-    uint64_t acc = 0;
-    for (; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return false;
-        unsigned d = (unsigned)(*p - '0');
-        if (acc > (UINT64_MAX - d) / 10)
-            return false;
-        acc = acc * 10 + d;
-    }
-    if (neg ? acc > (uint64_t)INT64_MAX + 1 : acc > (uint64_t)INT64_MAX)
-        return false;
-    *ret = neg ? (int64_t)(0 - acc) : (int64_t)acc;
-    return true;
-}
-
-static bool in_choices(const char *v, size_t n, const char *const *choices)
-{
-    for (size_t i = 0; choices[i]; i++)
-        if (strlen(choices[i]) == n && !strncmp(choices[i], v, n))
-            return true;
-    return false;
-}
-
+/* The keys and their checks live in common/topic_config.c, shared with the
+ * brokers (which apply them) and the generated docs/configuration.md. */
 int16_t cctl_validate_topic_config(const char *name, const char *value, char *msg, size_t msglen)
 {
-    const struct cdef *d = name ? config_def(name) : NULL;
-    if (!d) {
-        snprintf(msg, msglen, "unknown topic config %s", nz(name));
+    if (value && strlen(value) > CSTATE_MAX_CONFIG_VALUE) {
+        snprintf(msg, msglen, "value of topic config %.128s is longer than %d bytes",
+                 name ? name : "(null)", CSTATE_MAX_CONFIG_VALUE);
         return KERR_INVALID_CONFIG;
     }
-    if (!value || strlen(value) > CSTATE_MAX_CONFIG_VALUE) {
-        snprintf(msg, msglen, "invalid value for %s", name);
-        return KERR_INVALID_CONFIG;
-    }
-    bool good = false;
-    int64_t n;
-    switch (d->type) {
-    case C_BOOL:
-        good = !strcasecmp(value, "true") || !strcasecmp(value, "false");
-        break;
-    case C_INT:
-        good = parse_i64(value, &n) && n >= d->min && n <= INT32_MAX;
-        break;
-    case C_LONG:
-        good = parse_i64(value, &n) && n >= d->min;
-        break;
-    case C_RATIO: {
-        char *end;
-        double r = strtod(value, &end);
-        good = *value && !*end && r >= 0.0 && r <= 1.0;
-        break;
-    }
-    case C_ENUM:
-        good = in_choices(value, strlen(value), d->choices);
-        break;
-    case C_POLICY: {
-        /* A comma-separated list of policies, e.g. "compact,delete". */
-        good = *value != 0;
-        for (const char *p = value; good && *p;) {
-            const char *comma = strchr(p, ',');
-            size_t len = comma ? (size_t)(comma - p) : strlen(p);
-            good = in_choices(p, len, d->choices);
-            p += len + (comma ? 1 : 0);
-            if (comma && !*p)
-                good = false;
-        }
-        break;
-    }
-    }
-    if (!good) {
-        snprintf(msg, msglen, "invalid value %.64s for topic config %s", value, name);
-        return KERR_INVALID_CONFIG;
-    }
-    msg[0] = 0;
-    return KERR_NONE;
+    return topic_config_validate(name, value, msg, msglen);
 }
 
 /* ---- topics ---------------------------------------------------------------------------------- */
@@ -999,13 +871,11 @@ int cctl_alter_topic_config(const struct cstate *s, const struct cctl_ctx *ctx, 
     int rc = 0;
     for (size_t i = 0; i < n_ops && !err->code; i++) {
         const char *key = ops[i].name;
-        if (!key || !config_def(key)) {
-            kerr(err, KERR_INVALID_CONFIG, "unknown topic config %.64s", nz(key));
-            break;
-        }
-        if (ops[i].value) {
-            err->code =
-                cctl_validate_topic_config(key, ops[i].value, err->message, sizeof(err->message));
+        /* A removal is checked against the name only, so that an override
+         * stored before a key was refused can still be removed. */
+        if (ops[i].value || !key || !topic_config_find(key)) {
+            err->code = cctl_validate_topic_config(key, ops[i].value ? ops[i].value : "",
+                                                   err->message, sizeof(err->message));
             if (err->code)
                 break;
         }

@@ -688,23 +688,30 @@ static void test_create_topic_rejects_bad_counts_and_configs(void **state)
         {{"message.timestamp.type", "createtime"}},
         {{"min.cleanable.dirty.ratio", "1.5"}},
         {{"max.message.bytes", NULL}},
+        /* Values Weir cannot honour yet are refused, not stored and ignored. */
+        {{"cleanup.policy", "compact"}},
+        {{"cleanup.policy", "compact,delete"}},
+        {{"compression.type", "zstd"}},
+        {{"compression.type", "gzip"}},
+        {{"preallocate", "true"}},
+        {{"follower.replication.throttled.replicas", "*"}},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(create_err(e, "t3", 1, 1, bad[i], 1), KERR_INVALID_CONFIG);
     const struct cctl_kv twice[] = {{"retention.ms", "1"}, {"retention.ms", "2"}};
     assert_int_equal(create_err(e, "t3", 1, 1, twice, 2), KERR_INVALID_CONFIG);
     const struct cctl_kv good[] = {
-        {"cleanup.policy", "compact,delete"}, {"retention.ms", "-1"},
+        {"cleanup.policy", "delete"},         {"retention.ms", "-1"},
         {"retention.bytes", "1073741824"},    {"segment.bytes", "1048576"},
         {"min.insync.replicas", "2"},         {"unclean.leader.election.enable", "FALSE"},
         {"max.message.bytes", "1048588"},     {"message.timestamp.type", "LogAppendTime"},
-        {"compression.type", "zstd"},         {"min.cleanable.dirty.ratio", "0.5"},
+        {"compression.type", "producer"},     {"min.cleanable.dirty.ratio", "0.5"},
     };
     assert_int_equal(create_err(e, "t3", 1, 1, good, sizeof(good) / sizeof(good[0])), 0);
     const struct cstate_topic *t = cstate_topic_by_name(e->s, "t3");
     assert_int_equal(t->n_configs, sizeof(good) / sizeof(good[0]));
     assert_string_equal(cstate_topic_config(t, "retention.bytes"), "1073741824");
-    assert_string_equal(cstate_topic_config(t, "cleanup.policy"), "compact,delete");
+    assert_string_equal(cstate_topic_config(t, "cleanup.policy"), "delete");
     assert_null(cstate_topic_config(t, "segment.ms"));
     env_free(e);
 }
@@ -1057,7 +1064,7 @@ static void build_varied_state(struct env *e)
     reg_full(e, 1, "rack-b", 1);
     reg_full(e, 2, "rack-a", 1);
     reg_full(e, 4, NULL, 1);
-    const struct cctl_kv cfg[] = {{"retention.ms", "1000"}, {"cleanup.policy", "compact"}};
+    const struct cctl_kv cfg[] = {{"retention.ms", "1000"}, {"cleanup.policy", "delete"}};
     assert_int_equal(create_err(e, "one", 6, 3, cfg, 2), 0);
     create(e, "two", 2, 1);
     create(e, "three", 1, 2);
