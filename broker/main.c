@@ -249,6 +249,9 @@ int main(int argc, char **argv)
         goto out;
     log_info("broker", "broker %d of cluster %s", m.s.broker_id, cluster_id);
 
+    /* replicas_reconcile() sets each log's topic configuration once the
+     * metadata is in; until then retention must not act on broker defaults. */
+    lo.startup_retention_off = true;
     struct logmgr_open_stats st;
     r = logmgr_new(m.base, pool, &lo, &m.ctx.lm, &st);
     if (r < 0) {

@@ -90,6 +90,7 @@ struct logmgr {
     struct lm_dir *dirs;
     size_t ndirs;
     struct plog_config log_config;
+    bool startup_retention_off;
     int64_t intervals[LM_TIMERS];
     struct event *timers[LM_TIMERS];
     int64_t (*now_fn)(void *arg);
@@ -103,6 +104,7 @@ struct logmgr {
     size_t count;
     struct lm_log *head, *tail;
 
+    struct lm_unlink_job *delayed; /* retired segments waiting out file.delete.delay.ms */
     bool stopping; /* no new background work (shutdown or free under way) */
     bool shut_down;
     struct logmgr_counters counters;
@@ -496,6 +498,8 @@ static int lm_rmtree_submit(struct logmgr *m, char *path, const char *parent, ch
 
 struct lm_unlink_job {
     struct logmgr *m;
+    struct event *timer;                   /* while delayed */
+    struct lm_unlink_job *dprev, *dnext;   /* in m->delayed while delayed */
     char **paths;
     size_t count;
     size_t files;    /* unlinked */
@@ -525,6 +529,76 @@ static void lm_unlink_work(void *arg)
         j->files++;
         if (lm_is_log_file(j->paths[i]))
             j->segments++;
+    }
+}
+
+static void lm_delayed_unlink(struct logmgr *m, struct lm_unlink_job *j)
+{
+    if (j->dprev)
+        j->dprev->dnext = j->dnext;
+    else
+        m->delayed = j->dnext;
+    if (j->dnext)
+        j->dnext->dprev = j->dprev;
+    j->dprev = j->dnext = NULL;
+    event_free(j->timer);
+    j->timer = NULL;
+}
+
+static void lm_unlink_done(void *arg);
+
+static void lm_unlink_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct lm_unlink_job *j = arg;
+    struct logmgr *m = j->m;
+    lm_delayed_unlink(m, j);
+    if (!m->stopping && wpool_submit(m->pool, lm_unlink_work, lm_unlink_done, j) == 0)
+        return;
+    /* The files keep their ".deleted" names; plog_open() removes them at the
+     * next start. */
+    m->counters.remove_errors++;
+    lm_report(m, LOGMGR_EVENT_REMOVE_FAILED, NULL, -1, j->paths[0], -ENOMEM, NULL);
+    plog_paths_free(j->paths, j->count);
+    free(j);
+}
+
+/* Unlink @j's files after @delay_ms (file.delete.delay.ms), as Kafka does, so
+ * that a reader that found a segment just before it was retired can still
+ * finish. -ENOMEM when the timer cannot be set: the caller unlinks at once. */
+static int lm_unlink_delay(struct logmgr *m, struct lm_unlink_job *j, int64_t delay_ms)
+{
+    if (!m->base)
+        return -ENOTSUP;
+    if (delay_ms > LOGMGR_TIMER_MAX_MS)
+        delay_ms = LOGMGR_TIMER_MAX_MS;
+    j->timer = evtimer_new(m->base, lm_unlink_delay_cb, j);
+    if (!j->timer)
+        return -ENOMEM;
+    struct timeval tv = {.tv_sec = (time_t)(delay_ms / 1000),
+                         .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000};
+    if (event_add(j->timer, &tv) < 0) {
+        event_free(j->timer);
+        j->timer = NULL;
+        return -ENOMEM;
+    }
+    j->dnext = m->delayed;
+    if (m->delayed)
+        m->delayed->dprev = j;
+    m->delayed = j;
+    return 0;
+}
+
+/* At shutdown: the delayed files keep their ".deleted" names and plog_open()
+ * removes them at the next start, as Kafka does. */
+static void lm_delayed_drop(struct logmgr *m)
+{
+    while (m->delayed) {
+        struct lm_unlink_job *j = m->delayed;
+        lm_delayed_unlink(m, j);
+        plog_paths_free(j->paths, j->count);
+        free(j);
     }
 }
 
@@ -884,6 +958,9 @@ void logmgr_run_retention(struct logmgr *mgr)
             j->m = mgr;
             j->paths = paths;
             j->count = n;
+            int64_t delay = plog_get_config(e->log)->file_delete_delay_ms;
+            if (delay > 0 && lm_unlink_delay(mgr, j, delay) == 0)
+                continue;
             if (wpool_submit(mgr->pool, lm_unlink_work, lm_unlink_done, j) == 0)
                 continue;
         }
@@ -1187,7 +1264,12 @@ static int lm_open_log(struct logmgr *m, size_t di, const char *name, size_t tle
     struct plog *log;
     struct plog_recovery_info info;
     memset(&info, 0, sizeof(info));
-    r = plog_open(path, &m->log_config, m->fc, rp, so, now, &log, &info);
+    struct plog_config cfg = m->log_config;
+    if (m->startup_retention_off) {
+        cfg.retention_ms = -1;
+        cfg.retention_bytes = -1;
+    }
+    r = plog_open(path, &cfg, m->fc, rp, so, now, &log, &info);
     if (r < 0) {
         lm_report(m, LOGMGR_EVENT_OPEN_FAILED, topic, partition, path, r, NULL);
         goto fail;
@@ -1271,6 +1353,7 @@ int logmgr_new(struct event_base *base, struct wpool *pool, const struct logmgr_
     m->base = base;
     m->pool = pool;
     m->log_config = opts->log_config;
+    m->startup_retention_off = opts->startup_retention_off;
     m->intervals[LM_TIMER_FLUSH] = opts->flush_scheduler_interval_ms;
     m->intervals[LM_TIMER_RECOVERY_CP] = opts->recovery_checkpoint_interval_ms;
     m->intervals[LM_TIMER_START_CP] = opts->start_offset_checkpoint_interval_ms;
@@ -1344,6 +1427,7 @@ int logmgr_shutdown(struct logmgr *mgr)
         return 0;
     mgr->stopping = true;
     lm_timers_stop(mgr);
+    lm_delayed_drop(mgr);
     wpool_drain(mgr->pool);
 
     int first = 0;
@@ -1379,6 +1463,7 @@ void logmgr_free(struct logmgr *mgr)
         return;
     mgr->stopping = true;
     lm_timers_stop(mgr);
+    lm_delayed_drop(mgr);
     if (mgr->pool)
         wpool_drain(mgr->pool);
     if (mgr->by_name)
@@ -1396,6 +1481,11 @@ void logmgr_free(struct logmgr *mgr)
 }
 
 /* ---- logs ------------------------------------------------------------------------- */
+
+const struct plog_config *logmgr_default_config(const struct logmgr *mgr)
+{
+    return &mgr->log_config;
+}
 
 struct plog *logmgr_get(struct logmgr *mgr, const char *topic, int32_t partition)
 {

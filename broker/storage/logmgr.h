@@ -87,6 +87,11 @@ struct logmgr_options {
     size_t ndirs;
     struct plog_config log_config;               /* for logs opened at start-up and created without
                                                     their own configuration */
+    /* Logs opened at start-up keep every segment (retention.ms and .bytes -1)
+     * until their own configuration is set with plog_set_config(): a topic that
+     * says retention.ms=-1 must not lose data to the broker default while the
+     * metadata that says so has not arrived yet. */
+    bool startup_retention_off;
     int max_open_files;                          /* descriptor cache size; <= 0: the default */
     int64_t recovery_checkpoint_interval_ms;     /* log.flush.offset.checkpoint.interval.ms */
     int64_t start_offset_checkpoint_interval_ms; /* log.flush.start.offset.checkpoint... */
@@ -155,6 +160,10 @@ int logmgr_shutdown(struct logmgr *mgr);
 void logmgr_free(struct logmgr *mgr);
 
 /* ---- logs ------------------------------------------------------------------------ */
+
+/* The configuration logs get when created without their own (the broker's
+ * defaults); borrowed. */
+const struct plog_config *logmgr_default_config(const struct logmgr *mgr);
 
 /* The log of @topic/@partition, or NULL. Borrowed: valid until the log is deleted
  * or the manager shut down or freed. */

@@ -27,12 +27,14 @@ void plog_config_defaults(struct plog_config *cfg)
 {
     cfg->segment_bytes = 1LL << 30;
     cfg->roll_ms = 168LL * 3600 * 1000;
+    cfg->roll_jitter_ms = 0;
     cfg->index_interval_bytes = 4096;
     cfg->max_index_bytes = 10 << 20;
     cfg->retention_ms = 168LL * 3600 * 1000;
     cfg->retention_bytes = -1;
     cfg->flush_interval_messages = INT64_MAX;
     cfg->flush_interval_ms = INT64_MAX;
+    cfg->file_delete_delay_ms = 0;
 }
 
 /* ---- internal helpers shared with recovery.c ----------------------------------- */
@@ -181,6 +183,25 @@ void plog_close(struct plog *log)
 
 /* ---- append --------------------------------------------------------------------- */
 
+/* The age limit of @seg: roll_ms less the segment's jitter. Kafka draws the
+ * jitter at random per segment; a hash of the log's directory and the segment's
+ * base offset spreads partitions just as well and gives the same answer after a
+ * restart. */
+static int64_t roll_limit_ms(const struct plog *log, const struct segment *seg)
+{
+    int64_t roll = log->cfg.roll_ms, max_jitter = log->cfg.roll_jitter_ms;
+    if (max_jitter <= 0 || roll <= 1)
+        return roll;
+    if (max_jitter > roll)
+        max_jitter = roll;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const char *p = log->dir; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    for (int i = 0; i < 8; i++)
+        h = (h ^ (uint8_t)((uint64_t)seg->base >> (8 * i))) * 1099511628211ULL;
+    return roll - (int64_t)(h % (uint64_t)max_jitter);
+}
+
 static bool roll_due(const struct plog *log, const struct segment *seg, int64_t len,
                      int64_t last_offset, int64_t max_ts, int64_t now_ms)
 {
@@ -190,10 +211,11 @@ static bool roll_due(const struct plog *log, const struct segment *seg, int64_t 
         return true;
     /* Age as Kafka measures it: by record time once the segment has a timestamped
      * batch, so replayed old data does not roll a segment per append. */
+    int64_t roll_ms = roll_limit_ms(log, seg);
     if (seg->first_ts >= 0) {
-        if (max_ts - seg->first_ts > log->cfg.roll_ms)
+        if (max_ts - seg->first_ts > roll_ms)
             return true;
-    } else if (now_ms - seg->created_ms > log->cfg.roll_ms) {
+    } else if (now_ms - seg->created_ms > roll_ms) {
         return true;
     }
     if (seg->idx_n >= plog_index_max_entries(log, INDEX_ENTRY_SIZE) ||

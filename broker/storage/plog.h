@@ -55,6 +55,9 @@ int seg_file_fd(const struct seg_file *f);
 struct plog_config {
     int64_t segment_bytes;           /* log.segment.bytes, default 1 GiB */
     int64_t roll_ms;                 /* log.roll.ms, default 168 h */
+    int64_t roll_jitter_ms;          /* log.roll.jitter.ms (segment.jitter.ms), default 0:
+                                        each segment's age limit is roll_ms minus a
+                                        pseudo-random amount below this */
     int32_t index_interval_bytes;    /* log.index.interval.bytes, default 4096 */
     int32_t max_index_bytes;         /* log.index.size.max.bytes, default 10 MiB: the
                                         segment rolls when its index would pass it */
@@ -62,6 +65,11 @@ struct plog_config {
     int64_t retention_bytes;         /* log.retention.bytes, -1 = unlimited */
     int64_t flush_interval_messages; /* log.flush.interval.messages, INT64_MAX = OS */
     int64_t flush_interval_ms;       /* log.flush.interval.ms, INT64_MAX = OS */
+    int64_t file_delete_delay_ms;    /* log.segment.delete.delay.ms (file.delete.delay.ms):
+                                        how long logmgr keeps a retired segment's
+                                        *.deleted files before unlinking them; the
+                                        library default is 0 (at once), the broker's
+                                        is Kafka's 60000 */
 };
 
 /* Kafka's defaults. */
@@ -100,7 +108,10 @@ int plog_open(const char *dir, const struct plog_config *cfg, struct fdcache *fc
  * plog_flush_sync() first for a clean shutdown. NULL-safe. */
 void plog_close(struct plog *log);
 
-/* Replace the configuration (topic config changes). */
+/* Replace the configuration (topic config changes). Takes effect from the next
+ * call that reads it: the next append rolls by the new size, age and index
+ * limits, the next retention run applies the new retention, the next flush check
+ * the new flush policy; nothing already written is rewritten. */
 void plog_set_config(struct plog *log, const struct plog_config *cfg);
 const struct plog_config *plog_get_config(const struct plog *log);
 

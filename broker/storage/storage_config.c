@@ -3,6 +3,7 @@
 #include "broker/storage/storage_config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,6 +63,12 @@ const struct config_def storage_config_defs[] = {
     {.name = "log.roll.hours", .type = CONFIG_INT, .default_value = "168",
      .min = 1, .max = INT32_MAX,
      .doc = "Maximum age in hours of the active segment before a new one is rolled."},
+    {.name = "log.roll.jitter.ms", .type = CONFIG_INT, .default_value = "0",
+     .min = 0, .max = INT64_MAX,
+     .doc = "Largest amount taken off the roll age per segment (pseudo-random per segment), so partitions do not all roll at once."},
+    {.name = "log.segment.delete.delay.ms", .type = CONFIG_INT, .default_value = "60000",
+     .min = 0, .max = INT64_MAX,
+     .doc = "Time a segment retired by retention keeps its *.deleted files before they are unlinked."},
     {.name = "log.index.interval.bytes", .type = CONFIG_INT, .default_value = "4096",
      .min = 0, .max = INT32_MAX,
      .doc = "Bytes of log between two entries of the offset index."},
@@ -142,6 +149,8 @@ void storage_config_plog(const struct config *c, struct plog_config *ret)
         cfg.roll_ms = config_get_int(c, "log.roll.ms");
     else
         cfg.roll_ms = config_get_int(c, "log.roll.hours") * MS_PER_HOUR;
+    cfg.roll_jitter_ms = config_get_int(c, "log.roll.jitter.ms");
+    cfg.file_delete_delay_ms = config_get_int(c, "log.segment.delete.delay.ms");
     cfg.index_interval_bytes = (int32_t)config_get_int(c, "log.index.interval.bytes");
     cfg.max_index_bytes = (int32_t)config_get_int(c, "log.index.size.max.bytes");
 
@@ -164,6 +173,65 @@ void storage_config_plog(const struct config *c, struct plog_config *ret)
     else
         cfg.flush_interval_ms = config_get_int(c, "log.flush.interval.ms");
     *ret = cfg;
+}
+
+/* Strict decimal int64 in [min, max]. */
+static bool parse_range(const char *v, int64_t min, int64_t max, int64_t *ret)
+{
+    if (!v || !*v)
+        return false;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || *end || n < min || n > max)
+        return false;
+    *ret = n;
+    return true;
+}
+
+int storage_config_topic_override(struct plog_config *cfg, const char *key, const char *value)
+{
+    /* Topic key, plog field, bounds (Kafka's LogConfig). */
+    static const struct {
+        const char *key;
+        size_t field;
+        bool i32;
+        int64_t min, max;
+    } map[] = {
+        {"segment.bytes", offsetof(struct plog_config, segment_bytes), false, 14, INT32_MAX},
+        {"segment.ms", offsetof(struct plog_config, roll_ms), false, 1, INT64_MAX},
+        {"segment.jitter.ms", offsetof(struct plog_config, roll_jitter_ms), false, 0, INT64_MAX},
+        {"segment.index.bytes", offsetof(struct plog_config, max_index_bytes), true, 4, INT32_MAX},
+        {"index.interval.bytes", offsetof(struct plog_config, index_interval_bytes), true, 0,
+         INT32_MAX},
+        {"retention.ms", offsetof(struct plog_config, retention_ms), false, INT64_MIN, INT64_MAX},
+        {"retention.bytes", offsetof(struct plog_config, retention_bytes), false, INT64_MIN,
+         INT64_MAX},
+        {"flush.messages", offsetof(struct plog_config, flush_interval_messages), false, 1,
+         INT64_MAX},
+        {"flush.ms", offsetof(struct plog_config, flush_interval_ms), false, 0, INT64_MAX},
+        {"file.delete.delay.ms", offsetof(struct plog_config, file_delete_delay_ms), false, 0,
+         INT64_MAX},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (strcmp(map[i].key, key) != 0)
+            continue;
+        int64_t n;
+        if (!parse_range(value, map[i].min, map[i].max, &n))
+            return -EINVAL;
+        /* Any negative retention means "forever", as for the broker keys. */
+        if ((!strcmp(key, "retention.ms") || !strcmp(key, "retention.bytes")) && n < 0)
+            n = -1;
+        char *f = (char *)cfg + map[i].field;
+        if (map[i].i32) {
+            int32_t v = (int32_t)n;
+            memcpy(f, &v, sizeof(v));
+        } else {
+            memcpy(f, &n, sizeof(n));
+        }
+        return 1;
+    }
+    return 0;
 }
 
 int storage_config_log_dirs(const struct config *c, const char *const **ret_dirs, size_t *ret_count)

@@ -45,6 +45,14 @@ int storage_config_defs_combine(const struct config_def *defs, size_t ndefs,
  * built over storage_config_defs (alone or combined). Always succeeds. */
 void storage_config_plog(const struct config *c, struct plog_config *ret);
 
+/* Apply one topic-level override (Kafka's topic key, e.g. "segment.bytes",
+ * "retention.ms") to @cfg. Returns 1 when @key is a log setting and @value was
+ * applied, 0 when @key is not a log setting (the caller handles it or it has no
+ * storage effect), -EINVAL when @value does not parse or is out of range (@cfg
+ * unchanged). The coordinator validates values before they reach a broker, so
+ * -EINVAL means a metadata image from a newer or broken coordinator. */
+int storage_config_topic_override(struct plog_config *cfg, const char *key, const char *value);
+
 /* The log directories: log.dirs when it is set (non-null), otherwise log.dir.
  * Borrowed from @c; valid until those keys are set again. -EINVAL when the result
  * is empty or holds an empty name. */
