@@ -9,6 +9,8 @@
 #include "broker/coordclient.h"
 #include "broker/replica/repl.h"
 #include "broker/storage/logmgr.h"
+#include "broker/storage/plog.h"
+#include "broker/storage/storage_config.h"
 #include "common/kerr.h"
 #include "common/log.h"
 #include "common/meta/state.h"
@@ -220,6 +222,36 @@ static void act(struct replicas *r, const struct cstate *s, const struct action 
     }
 }
 
+void replicas_topic_log_config(const struct plog_config *base, const struct cstate_topic *t,
+                               struct plog_config *ret)
+{
+    struct plog_config cfg = *base;
+    for (uint32_t i = 0; i < t->n_configs; i++) {
+        const struct cstate_config_entry *c = &t->configs[i];
+        if (storage_config_topic_override(&cfg, c->name, c->value) < 0)
+            log_warn("replicas", "topic %s: ignoring invalid %s=%s from the metadata", t->name,
+                     c->name, c->value);
+    }
+    *ret = cfg;
+}
+
+/* Bring an open log's settings up to date with its topic's overrides; the
+ * watch delivers every change, so this is how AlterConfigs reaches the logs of
+ * leaders and followers alike without a restart. */
+static void apply_log_config(struct replicas *r, const struct cstate_topic *t, int32_t p,
+                             struct plog *log, const struct plog_config *want)
+{
+    (void)r;
+    if (memcmp(plog_get_config(log), want, sizeof(*want)) == 0)
+        return;
+    plog_set_config(log, want);
+    log_info("replicas",
+             "%s-%d: log settings now segment.bytes=%lld segment.ms=%lld retention.ms=%lld "
+             "retention.bytes=%lld",
+             t->name, p, (long long)want->segment_bytes, (long long)want->roll_ms,
+             (long long)want->retention_ms, (long long)want->retention_bytes);
+}
+
 void replicas_reconcile(struct replicas *r)
 {
     const struct cstate *s = coordclient_state(r->cc);
@@ -240,13 +272,22 @@ void replicas_reconcile(struct replicas *r)
     }
     free(c.v);
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
+        struct plog_config cfg;
+        replicas_topic_log_config(logmgr_default_config(r->lm), t, &cfg);
         for (int32_t p = 0; p < t->n_parts; p++) {
             if (!cstate_part_is_replica(&t->parts[p], r->id))
                 continue;
-            if (logmgr_get(r->lm, t->name, p))
+            struct plog *log = logmgr_get(r->lm, t->name, p);
+            if (log) {
+                /* Not to a log of an older topic of the same name, which is
+                 * kept as it is until it is set aside. */
+                uint8_t id[CSTATE_UUID_LEN];
+                int idr = logmgr_topic_id(r->lm, t->name, p, id);
+                if (idr == -ENODATA || (idr == 0 && !memcmp(id, t->id, CSTATE_UUID_LEN)))
+                    apply_log_config(r, t, p, log, &cfg);
                 continue;
-            struct plog *log;
-            int rc = logmgr_create(r->lm, t->name, p, t->id, NULL, &log);
+            }
+            int rc = logmgr_create(r->lm, t->name, p, t->id, &cfg, &log);
             if (rc < 0 && rc != -EEXIST) {
                 log_error("replicas", "creating log %s-%d: %s", t->name, p, strerror(-rc));
             } else {

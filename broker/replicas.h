@@ -28,8 +28,16 @@ int replicas_new(int32_t broker_id, struct logmgr *lm, struct coordclient *cc,
                  struct replicas **ret);
 void replicas_free(struct replicas *r); /* NULL-safe */
 
-/* Bring the local logs in line with the local metadata. Logs errors itself. */
+/* Bring the local logs in line with the local metadata: create missing logs
+ * with their topic's configuration and update the configuration of open ones
+ * (topic config changes arrive by the watch). Logs errors itself. */
 void replicas_reconcile(struct replicas *r);
+
+struct plog_config;
+struct cstate_topic;
+/* @base (the broker's log defaults) with @t's overrides applied. */
+void replicas_topic_log_config(const struct plog_config *base, const struct cstate_topic *t,
+                               struct plog_config *ret);
 
 struct repl;
 struct repl_part;

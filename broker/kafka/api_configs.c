@@ -19,6 +19,7 @@
 #include "common/config.h"
 #include "common/kerr.h"
 #include "common/meta/state.h"
+#include "common/topic_config.h"
 
 #define RES_TOPIC                2
 #define RES_BROKER               4
@@ -29,52 +30,19 @@
 #define ENDPOINT_CONTROLLER      2
 #define AUTHORIZED_OPS_OMITTED   INT32_MIN
 #define MAX_CONFIG_SYNONYMS      3
-#define INT64_MAX_STR            "9223372036854775807"
 
 /* ---- topic configs ------------------------------------------------------------------- */
 
-/* Every topic-level key the coordinator accepts (coordinator/controller.c), with
- * the broker key that supplies its default (Kafka's synonym) and Kafka's own
- * default for when this broker does not declare that key. */
-struct topic_key {
-    const char *name;
-    const char *broker_key;
-    const char *kafka_default;
-};
-
-static const struct topic_key topic_keys[] = {
-    {"cleanup.policy", "log.cleanup.policy", "delete"},
-    {"compression.type", "compression.type", "producer"},
-    {"delete.retention.ms", "log.cleaner.delete.retention.ms", "86400000"},
-    {"file.delete.delay.ms", "log.segment.delete.delay.ms", "60000"},
-    {"flush.messages", "log.flush.interval.messages", INT64_MAX_STR},
-    {"flush.ms", "log.flush.interval.ms", INT64_MAX_STR},
-    {"index.interval.bytes", "log.index.interval.bytes", "4096"},
-    {"max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", INT64_MAX_STR},
-    {"max.message.bytes", "message.max.bytes", "1048588"},
-    {"message.timestamp.difference.max.ms", "log.message.timestamp.difference.max.ms",
-     INT64_MAX_STR},
-    {"message.timestamp.type", "log.message.timestamp.type", "CreateTime"},
-    {"min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", "0.5"},
-    {"min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", "0"},
-    {"min.insync.replicas", "min.insync.replicas", "1"},
-    {"preallocate", "log.preallocate", "false"},
-    {"retention.bytes", "log.retention.bytes", "-1"},
-    {"retention.ms", "log.retention.ms", "604800000"},
-    {"segment.bytes", "log.segment.bytes", "1073741824"},
-    {"segment.index.bytes", "log.index.size.max.bytes", "10485760"},
-    {"segment.jitter.ms", "log.roll.jitter.ms", "0"},
-    {"segment.ms", "log.roll.ms", "604800000"},
-    {"unclean.leader.election.enable", "unclean.leader.election.enable", "false"},
-};
-#define N_TOPIC_KEYS (sizeof(topic_keys) / sizeof(topic_keys[0]))
+/* The topic-level keys, with their broker synonyms and Kafka defaults, are the
+ * table in common/topic_config.c: the same one the coordinator validates with. */
+#define N_TOPIC_KEYS topic_config_ndefs
 
 /* The default of a topic key as this broker would apply it: the value of its
  * broker synonym when the registry declares it, else Kafka's default. The
  * retention and roll times go through the storage layer's resolution so that
  * log.retention.hours / log.roll.hours count as well. Formatted numbers live
  * in @req's arena. */
-static const char *topic_default(struct broker_ctx *b, struct kreq *req, const struct topic_key *k,
+static const char *topic_default(struct broker_ctx *b, struct kreq *req, const struct topic_config_def *k,
                                  int8_t *ret_source)
 {
     const struct config *c = b->cfg;
@@ -173,7 +141,7 @@ static int describe_topic(struct broker_ctx *b, struct kreq *req, bool synonyms,
         return -ENOMEM;
     int32_t n = 0;
     for (size_t i = 0; i < N_TOPIC_KEYS; i++) {
-        const struct topic_key *k = &topic_keys[i];
+        const struct topic_config_def *k = &topic_config_defs[i];
         if (!key_wanted(r, k->name))
             continue;
         int8_t dsrc;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "broker/broker_config.h"
+#include "broker/coordclient.h"
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
@@ -21,6 +22,7 @@
 #include "common/kerr.h"
 #include "common/log.h"
 #include "common/meta/state.h"
+#include "common/topic_config.h"
 
 
 /* Per-batch checks that need only the headers: size cap, codec support for
@@ -69,6 +71,89 @@ static int16_t check_producers(struct broker_ctx *b, const uint8_t *p, size_t le
             *ret_msg = "this producer id was never issued by InitProducerId";
             return KERR_UNKNOWN_PRODUCER_ID;
         }
+    }
+    return 0;
+}
+
+/* What a topic's configuration asks of the produce path (common/topic_config.c):
+ * max.message.bytes, message.timestamp.type, message.timestamp.difference.max.ms
+ * and compression.type. The broker's own message.max.bytes is the default. */
+struct topic_policy {
+    int32_t max_message_bytes;
+    bool log_append_time;
+    int64_t timestamp_diff_max_ms; /* INT64_MAX: no check */
+    bool uncompressed_only;
+};
+
+static void topic_policy_get(const struct broker_ctx *b, const char *topic,
+                             struct topic_policy *ret)
+{
+    struct topic_policy tp = {
+        .max_message_bytes = b->s->message_max_bytes,
+        .timestamp_diff_max_ms = INT64_MAX,
+    };
+    const struct cstate_topic *t = cstate_topic_by_name(coordclient_state(b->cc), topic);
+    const char *v;
+    int64_t n;
+    if (t && (v = cstate_topic_config(t, "max.message.bytes")) &&
+        topic_config_parse_long(v, &n) && n >= 0 && n <= INT32_MAX)
+        tp.max_message_bytes = (int32_t)n;
+    if (t && (v = cstate_topic_config(t, "message.timestamp.type")))
+        tp.log_append_time = strcmp(v, "LogAppendTime") == 0;
+    if (t && (v = cstate_topic_config(t, "message.timestamp.difference.max.ms")) &&
+        topic_config_parse_long(v, &n) && n >= 0)
+        tp.timestamp_diff_max_ms = n;
+    if (t && (v = cstate_topic_config(t, "compression.type")))
+        tp.uncompressed_only = strcmp(v, "uncompressed") == 0;
+    *ret = tp;
+}
+
+static bool ts_out_of_range(int64_t ts, int64_t now, int64_t max_diff)
+{
+    /* -1 is "no timestamp" (Kafka's NO_TIMESTAMP), never checked. */
+    if (ts == -1)
+        return false;
+    int64_t d = ts > now ? ts - now : now - ts; /* both are wall-clock ms: no overflow */
+    return d > max_diff;
+}
+
+/* Topic policy over validated batches: codec (a topic that says "uncompressed"
+ * cannot get a compressed batch, since Weir cannot decompress it yet), the
+ * timestamps of CreateTime batches against message.timestamp.difference.max.ms
+ * (every record of an uncompressed batch, first and max timestamps of a
+ * compressed one), and the LogAppendTime stamp (CRC recomputed). */
+static int16_t apply_topic_policy(const struct topic_policy *tp, uint8_t *p, size_t len,
+                                  int64_t now)
+{
+    size_t at = 0;
+    while (len - at >= BATCH_HEADER_SIZE) {
+        struct batch_header h;
+        if (batch_parse_header(p + at, len - at, &h) != 0)
+            return KERR_CORRUPT_MESSAGE;
+        size_t total = (size_t)batch_total_size(&h); /* validated: fits in len */
+        bool compressed = batch_compression(&h) != BATCH_COMPRESSION_NONE;
+        if (compressed && tp->uncompressed_only)
+            return KERR_UNSUPPORTED_COMPRESSION_TYPE;
+        if (tp->log_append_time) {
+            if (batch_set_log_append_time(p + at, total, now) < 0)
+                return KERR_CORRUPT_MESSAGE;
+        } else if (tp->timestamp_diff_max_ms != INT64_MAX) {
+            int64_t d = tp->timestamp_diff_max_ms;
+            if (ts_out_of_range(h.max_timestamp, now, d) ||
+                ts_out_of_range(h.base_timestamp, now, d))
+                return KERR_INVALID_TIMESTAMP;
+            struct batch_record_iter it;
+            struct batch_record rec;
+            if (!compressed && batch_records_begin(p + at, total, &it) == 0) {
+                int r;
+                while ((r = batch_records_next(&it, &rec)) == 1)
+                    if (ts_out_of_range(h.base_timestamp + rec.timestamp_delta, now, d))
+                        return KERR_INVALID_TIMESTAMP;
+                if (r < 0)
+                    return KERR_CORRUPT_MESSAGE;
+            }
+        }
+        at += total;
     }
     return 0;
 }
@@ -124,12 +209,18 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
         return KERR_CORRUPT_MESSAGE;
     uint8_t *data = (uint8_t *)pd->records.ptr; /* our own request frame */
     size_t len = (size_t)pd->records.len;
-    int16_t ce = check_batches(data, len, b->s->message_max_bytes, version);
+    struct topic_policy tp;
+    topic_policy_get(b, topic, &tp);
+    int16_t ce = check_batches(data, len, tp.max_message_bytes, version);
     if (ce)
         return ce;
     int r = batch_validate_all(data, len, BATCH_VALIDATE_EXACT_COUNT, NULL, NULL);
     if (r < 0)
         return KERR_CORRUPT_MESSAGE;
+    int64_t now = logmgr_now_ms(b->lm);
+    ce = apply_topic_policy(&tp, data, len, now);
+    if (ce)
+        return ce;
     const char *msg = NULL;
     int16_t pe = check_producers(b, data, len, &msg);
     if (pe) {
@@ -153,6 +244,8 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
         *ret_l = l;
         return 0;
     }
+    if (tp.log_append_time)
+        out->log_append_time_ms = now;
     r = logmgr_append(b->lm, l.log, data, len, PLOG_APPEND_ASSIGN_OFFSETS, l.leader_epoch, &info);
     if (r == -EMSGSIZE)
         return KERR_MESSAGE_TOO_LARGE;
