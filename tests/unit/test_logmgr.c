@@ -776,6 +776,55 @@ static void test_retention_keeps_segments_at_or_above_hw(void **state)
     assert_int_equal(plog_log_start_offset(a), 12);
 }
 
+/* file.delete.delay.ms: a retired segment stays as *.deleted for the delay,
+ * then goes; a log without the delay loses its files at once. */
+static void test_retention_waits_out_file_delete_delay(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    struct plog_config cfg;
+    plog_config_defaults(&cfg);
+    cfg.segment_bytes = 600;
+    cfg.retention_ms = 60000;
+    cfg.file_delete_delay_ms = 300;
+    struct plog *a = create(f, "delayed", 0, &cfg);
+    for (int i = 0; i < 12; i++)
+        append(f, a, 1, i, NULL, NULL, NULL);
+    plog_set_high_watermark(a, 12); /* all committed */
+    /* All of them expire (the log gets a new empty active segment). */
+    uint64_t segs = (uint64_t)plog_segment_count(a);
+    assert_true(segs >= 3);
+    f->now += 3600 * 1000;
+    int64_t t0 = clock_mono_ms();
+    logmgr_run_retention(f->mgr);
+    assert_int_equal(plog_log_start_offset(a), 12);
+    /* Renamed at once, not unlinked yet. */
+    assert_int_equal(count_entries(plog_dir(a), ".log.deleted"), (int)segs);
+    for (int i = 0; i < 20; i++) {
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        wpool_drain(f->pool);
+    }
+    if (clock_mono_ms() - t0 < 250) {
+        assert_int_equal(count_entries(plog_dir(a), ".log.deleted"), (int)segs);
+        assert_int_equal(fx_counters(f).segments_deleted, 0);
+    }
+    fx_pump_until(f, segments_deleted, &segs);
+    assert_true(clock_mono_ms() - t0 >= 290);
+    wpool_drain(f->pool);
+    assert_int_equal(count_entries(plog_dir(a), ".deleted"), 0);
+
+    /* A delay still pending at shutdown leaves the files for the next start. */
+    cfg.file_delete_delay_ms = 3600 * 1000;
+    plog_set_config(a, &cfg);
+    for (int i = 0; i < 12; i++)
+        append(f, a, 1, i, NULL, NULL, NULL);
+    plog_set_high_watermark(a, 24);
+    f->now += 3600 * 1000;
+    logmgr_run_retention(f->mgr);
+    assert_true(count_entries(plog_dir(a), ".log.deleted") >= 1);
+    fx_shutdown(f); /* frees the pending timer: ASan checks nothing leaks */
+}
+
 static void test_corrupt_checkpoint_forces_full_recovery(void **state)
 {
     struct fx *f = *state;
@@ -989,6 +1038,7 @@ int main(void)
         T(test_checkpoint_timers_write_recovery_points),
         T(test_start_offset_survives_restart),
         T(test_retention_timer_deletes_old_segments),
+        T(test_retention_waits_out_file_delete_delay),
         T(test_hw_checkpoint_written_and_restored),
         T(test_retention_keeps_segments_at_or_above_hw),
         T(test_corrupt_checkpoint_forces_full_recovery),

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "broker/storage/plog.h"
+#include "broker/storage/storage_config.h"
 #include "common/batch.h"
 #include "common/buf.h"
 #include "common/crc32c.h"
@@ -786,6 +787,105 @@ static void test_plog_retention_by_bytes(void **state)
     assert_int_equal(plog_log_start_offset(fx->log), 9);
 }
 
+/* ---- topic config changes (plog_set_config through storage_config) ------------- */
+
+static void set_override(struct fixture *fx, const char *key, const char *value)
+{
+    struct plog_config cfg = *plog_get_config(fx->log);
+    assert_int_equal(storage_config_topic_override(&cfg, key, value), 1);
+    plog_set_config(fx->log, &cfg);
+}
+
+static void test_plog_lowered_segment_bytes_rolls_at_new_size(void **state)
+{
+    struct fixture *fx = *state;
+    open_log(fx); /* 1 GiB segments */
+    struct plog_append_info info;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(append_batch_at(fx->log, 1, TS0, 400, TS0, &info), 0);
+        assert_false(info.rolled);
+    }
+    assert_int_equal(plog_segment_count(fx->log), 1);
+    /* segment.bytes=1000: the active segment is past it, the next append rolls,
+     * and from then on every segment holds two 469-byte batches. */
+    set_override(fx, "segment.bytes", "1000");
+    assert_int_equal(plog_get_config(fx->log)->segment_bytes, 1000);
+    assert_int_equal(append_batch_at(fx->log, 1, TS0, 400, TS0, &info), 0);
+    assert_true(info.rolled);
+    assert_int_equal(plog_active_segment_base(fx->log), 3);
+    assert_int_equal(append_batch_at(fx->log, 1, TS0, 400, TS0, &info), 0);
+    assert_false(info.rolled);
+    assert_int_equal(append_batch_at(fx->log, 1, TS0, 400, TS0, &info), 0);
+    assert_true(info.rolled);
+    assert_int_equal(plog_active_segment_base(fx->log), 5);
+    assert_int_equal(count_files(fx->dir, ".log"), 3);
+}
+
+static void test_plog_retention_minus_one_keeps_what_the_default_deletes(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.segment_bytes = SEG3;
+    fx->cfg.retention_ms = 10 * HOUR_MS; /* the "broker default" */
+    open_log(fx);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(
+            append_batch_at(fx->log, 1, TS0 + i * HOUR_MS, 300, TS0 + i * HOUR_MS, NULL), 0);
+    assert_int_equal(plog_segment_count(fx->log), 3);
+    char **paths;
+    size_t n;
+    /* retention.ms=-1: a hundred hours later nothing goes. */
+    set_override(fx, "retention.ms", "-1");
+    assert_int_equal(plog_enforce_retention(fx->log, TS0 + 100 * HOUR_MS, &paths, &n), 0);
+    assert_int_equal(n, 0);
+    plog_paths_free(paths, 0);
+    assert_int_equal(plog_segment_count(fx->log), 3);
+    assert_int_equal(plog_log_start_offset(fx->log), 0);
+    /* Back to 10 h: the same check deletes both closed segments. */
+    set_override(fx, "retention.ms", "36000000");
+    assert_int_equal(plog_enforce_retention(fx->log, TS0 + 100 * HOUR_MS, &paths, &n), 0);
+    free_paths_and_unlink(paths, n);
+    assert_int_equal(plog_log_start_offset(fx->log), 7);
+}
+
+static void test_plog_roll_jitter_rolls_before_segment_ms(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.roll_ms = HOUR_MS;
+    open_log(fx);
+    struct plog_append_info info;
+    assert_int_equal(append_batch_at(fx->log, 1, TS0, 10, TS0, &info), 0);
+    /* Without jitter a segment one hour old does not roll yet (see
+     * test_plog_rolls_by_age); with up to an hour of jitter it does (unless the
+     * per-segment jitter happens to be 0: one chance in 3.6 million). */
+    set_override(fx, "segment.jitter.ms", "3600000");
+    assert_int_equal(append_batch_at(fx->log, 1, TS0 + HOUR_MS, 10, TS0 + HOUR_MS, &info), 0);
+    assert_true(info.rolled);
+    /* Jitter 0 again: the new segment keeps the full hour. */
+    set_override(fx, "segment.jitter.ms", "0");
+    assert_int_equal(append_batch_at(fx->log, 1, TS0 + 2 * HOUR_MS, 10, TS0 + 2 * HOUR_MS, &info),
+                     0);
+    assert_false(info.rolled);
+}
+
+static void test_plog_raised_index_interval_writes_fewer_entries(void **state)
+{
+    struct fixture *fx = *state;
+    fx->cfg.index_interval_bytes = 0; /* an entry per batch */
+    open_log(fx);
+    for (int i = 0; i < 4; i++)
+        append_batch(fx->log, 1, TS0, 100);
+    set_override(fx, "index.interval.bytes", "1000000");
+    for (int i = 0; i < 4; i++)
+        append_batch(fx->log, 1, TS0, 100);
+    plog_close(fx->log);
+    fx->log = NULL;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/00000000000000000000.index", fx->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 4 * 8); /* the first four batches only */
+}
+
 static void test_plog_seg_file_readable_after_retention_deletes_segment(void **state)
 {
     struct fixture *fx = *state;
@@ -1003,6 +1103,10 @@ int main(void)
         T(test_plog_read_at_log_end_is_empty_and_out_of_range_fails),
         T(test_plog_sequential_reads_follow_appends),
         T(test_plog_rolls_by_size),
+        T(test_plog_lowered_segment_bytes_rolls_at_new_size),
+        T(test_plog_retention_minus_one_keeps_what_the_default_deletes),
+        T(test_plog_roll_jitter_rolls_before_segment_ms),
+        T(test_plog_raised_index_interval_writes_fewer_entries),
         T(test_plog_rolls_by_age),
         T(test_plog_rolls_by_age_without_timestamps_uses_creation_time),
         T(test_plog_rolls_when_index_full),

@@ -333,6 +333,46 @@ static void test_combined_defs_serve_both_sets_of_keys(void **state)
     free(defs);
 }
 
+static void test_topic_overrides_map_onto_log_settings(void **state)
+{
+    (void)state;
+    struct plog_config cfg, before;
+    plog_config_defaults(&cfg);
+    assert_int_equal(storage_config_topic_override(&cfg, "segment.bytes", "1048576"), 1);
+    assert_int_equal(cfg.segment_bytes, 1048576);
+    assert_int_equal(storage_config_topic_override(&cfg, "segment.ms", "60000"), 1);
+    assert_int_equal(cfg.roll_ms, 60000);
+    assert_int_equal(storage_config_topic_override(&cfg, "segment.jitter.ms", "500"), 1);
+    assert_int_equal(cfg.roll_jitter_ms, 500);
+    assert_int_equal(storage_config_topic_override(&cfg, "segment.index.bytes", "4096"), 1);
+    assert_int_equal(cfg.max_index_bytes, 4096);
+    assert_int_equal(storage_config_topic_override(&cfg, "index.interval.bytes", "0"), 1);
+    assert_int_equal(cfg.index_interval_bytes, 0);
+    assert_int_equal(storage_config_topic_override(&cfg, "retention.ms", "-1"), 1);
+    assert_int_equal(cfg.retention_ms, -1);
+    assert_int_equal(storage_config_topic_override(&cfg, "retention.bytes", "-7"), 1);
+    assert_int_equal(cfg.retention_bytes, -1);
+    assert_int_equal(storage_config_topic_override(&cfg, "retention.bytes", "1000"), 1);
+    assert_int_equal(cfg.retention_bytes, 1000);
+    assert_int_equal(storage_config_topic_override(&cfg, "flush.messages", "1"), 1);
+    assert_int_equal(cfg.flush_interval_messages, 1);
+    assert_int_equal(storage_config_topic_override(&cfg, "flush.ms", "250"), 1);
+    assert_int_equal(cfg.flush_interval_ms, 250);
+    assert_int_equal(storage_config_topic_override(&cfg, "file.delete.delay.ms", "0"), 1);
+    assert_int_equal(cfg.file_delete_delay_ms, 0);
+    /* Keys with no storage effect are left to their callers. */
+    before = cfg;
+    assert_int_equal(storage_config_topic_override(&cfg, "max.message.bytes", "10"), 0);
+    assert_int_equal(storage_config_topic_override(&cfg, "cleanup.policy", "delete"), 0);
+    /* Bad values leave the settings alone. */
+    assert_int_equal(storage_config_topic_override(&cfg, "segment.bytes", "13"), -EINVAL);
+    assert_int_equal(storage_config_topic_override(&cfg, "segment.bytes", "4294967296"), -EINVAL);
+    assert_int_equal(storage_config_topic_override(&cfg, "segment.ms", "0"), -EINVAL);
+    assert_int_equal(storage_config_topic_override(&cfg, "retention.ms", "1h"), -EINVAL);
+    assert_int_equal(storage_config_topic_override(&cfg, "flush.messages", ""), -EINVAL);
+    assert_memory_equal(&cfg, &before, sizeof(cfg));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_properties_file_resolves_to_logmgr_options),
         cmocka_unit_test(test_default_logmgr_options_match_keys),
         cmocka_unit_test(test_combined_defs_serve_both_sets_of_keys),
+        cmocka_unit_test(test_topic_overrides_map_onto_log_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
