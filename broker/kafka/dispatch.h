@@ -92,6 +92,8 @@ void pidalloc_shutdown(struct pidalloc *p);
 void pidalloc_free(struct pidalloc *p);
 /* api_configs.c */
 void api_describe_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_alter_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_incremental_alter_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_describe_cluster_handle(struct broker_ctx *b, struct kreq *req, void *body);
 
 /* Parked fetches (long poll) wait in b->fetches (a purgatory named "fetch";
