@@ -9,7 +9,8 @@ AdminClient.alter_configs (both AlterConfigs) and IncrementalAlterConfigs
 (raw v0 requests: confluent-kafka 1.7 and kafka-python 2.0 have no client for
 it), and must apply without a restart.
 
-One cluster (a coordinator and two brokers, retention checked every 200 ms)
+One cluster (a coordinator and two brokers, retention checked and recovery
+points written every 200 ms, retired segments unlinked at once by default)
 serves the module; each test uses its own topics, with both brokers as
 replicas so that followers are checked too.
 """
@@ -39,6 +40,7 @@ def cluster(request):
     c = weir_cluster.Cluster(brokers=2, broker_overrides={
         "log.retention.check.interval.ms": "200",
         "log.segment.delete.delay.ms": "0",
+        "log.flush.offset.checkpoint.interval.ms": "200",
     })
     c.start()
     try:
@@ -254,6 +256,56 @@ def test_segment_ms_rolls_by_age(cluster):
                  what="age roll on broker %d" % bid)
 
 
+def test_segment_index_bytes_rolls_when_the_index_is_full(cluster):
+    # 24 bytes: two offset-index entries (8 bytes) or two time-index entries
+    # (12 bytes); with an index entry per batch, a segment holds two batches.
+    create(cluster, "seg-index", {"segment.index.bytes": "24", "index.interval.bytes": "0"})
+    assert produce(cluster, "seg-index", [b"i" * 10] * 8) == [None] * 8
+    for bid in cluster.brokers:
+        wait_for(lambda: len(log_files(cluster, bid, "seg-index")) >= 4,
+                 what="index-full rolls on broker %d" % bid)
+
+
+def recovery_point(c, bid, topic):
+    """The recovery point broker @bid last checkpointed for @topic-0, or None."""
+    path = os.path.join(c.log_dir(bid), "recovery-point-offset-checkpoint")
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")[2:]
+    except FileNotFoundError:
+        return None
+    for ln in lines:
+        parts = ln.split()
+        if len(parts) == 3 and parts[0] == topic and parts[1] == "0":
+            return int(parts[2])
+    return None
+
+
+def test_flush_messages_fsyncs_every_message(cluster):
+    # The recovery point (everything below it is fsynced) as an operator sees it
+    # in the checkpoint file: with flush.messages=1 it follows the log end; with
+    # the default (the OS decides) it stays at 0 until a segment rolls.
+    create(cluster, "flush-each", {"flush.messages": "1"})
+    create(cluster, "flush-default")
+    for t in ("flush-each", "flush-default"):
+        assert produce(cluster, t, [b"f"] * 3) == [None] * 3
+    for bid in cluster.brokers:
+        wait_for(lambda: recovery_point(cluster, bid, "flush-each") == 3,
+                 what="recovery point of broker %d" % bid)
+    wait_for(lambda: recovery_point(cluster, 1, "flush-default") is not None)
+    time.sleep(0.5)
+    for bid in cluster.brokers:
+        assert recovery_point(cluster, bid, "flush-default") == 0
+
+
+def test_flush_ms_fsyncs_within_the_interval(cluster):
+    create(cluster, "flush-ms", {"flush.ms": "0"})
+    assert produce(cluster, "flush-ms", [b"m"] * 2) == [None] * 2
+    for bid in cluster.brokers:
+        wait_for(lambda: recovery_point(cluster, bid, "flush-ms") == 2,
+                 what="recovery point of broker %d" % bid)
+
+
 # ---- retention ----------------------------------------------------------------------------
 
 
@@ -311,6 +363,47 @@ def test_retention_bytes_keeps_the_log_under_the_limit(cluster):
     for bid in cluster.brokers:
         wait_for(lambda: sum(os.path.getsize(f) for f in log_files(cluster, bid, "ret-bytes"))
                  <= 3000 + 1500, what="retention.bytes on broker %d" % bid)
+
+
+def test_file_delete_delay_keeps_retired_files_for_the_delay(cluster):
+    old = int(time.time() * 1000) - 30 * DAY_MS
+
+    def deleted(bid):
+        return glob.glob(os.path.join(cluster.log_dir(bid), "del-delay-0", "*.deleted"))
+
+    create(cluster, "del-delay", {"file.delete.delay.ms": "3000"})
+    assert produce(cluster, "del-delay", [b"d"] * 2, timestamp=old) == [None] * 2
+    wait_for(lambda: watermarks(cluster, "del-delay") == (2, 2), what="retention")
+    seen = time.monotonic()
+    for bid in cluster.brokers:
+        wait_for(lambda: deleted(bid), what="*.deleted files on broker %d" % bid)
+    time.sleep(max(0.0, 1.5 - (time.monotonic() - seen)))
+    for bid in cluster.brokers:
+        assert deleted(bid), "unlinked before file.delete.delay.ms"
+    for bid in cluster.brokers:
+        wait_for(lambda: not deleted(bid), timeout=10, what="unlink on broker %d" % bid)
+
+
+def test_min_insync_replicas_override_and_alter(cluster):
+    from confluent_kafka import KafkaError
+
+    create(cluster, "min-isr", {"min.insync.replicas": "3"})  # 2 replicas
+    errs = produce(cluster, "min-isr", [b"n"])
+    assert errs[0] is not None and errs[0].code() == KafkaError.NOT_ENOUGH_REPLICAS, errs
+    res = incremental_alter_raw(cluster, [(RES_TOPIC, "min-isr",
+                                           [("min.insync.replicas", OP_SET, "2")])])
+    assert res[0][0] == 0
+    wait_for(lambda: produce(cluster, "min-isr", [b"y"]) == [None], what="produce after alter")
+
+
+def test_compaction_keys_are_stored_and_reported(cluster):
+    conf = {"delete.retention.ms": "1000", "min.compaction.lag.ms": "2000",
+            "max.compaction.lag.ms": "3000000", "min.cleanable.dirty.ratio": "0.25",
+            "cleanup.policy": "delete", "compression.type": "producer",
+            "unclean.leader.election.enable": "true", "preallocate": "false"}
+    create(cluster, "stored", conf)
+    for k, v in conf.items():
+        assert describe(cluster, "stored", k) == v, k
 
 
 # ---- produce path ------------------------------------------------------------------------
