@@ -372,10 +372,10 @@ static int create_topic_plan(struct svc_batch *b, size_t i, void *result, struct
     if (r < 0 || err->code != KERR_NONE)
         return r;
     size_t nkv = t->n_configs;
-    bool add_compact = offsets;
-    for (size_t k = 0; k < t->n_configs && add_compact; k++)
-        if (t->configs[k]->name && strcmp(t->configs[k]->name, "cleanup.policy") == 0)
-            add_compact = false;
+    bool add_keep = offsets;
+    for (size_t k = 0; k < t->n_configs && add_keep; k++)
+        if (t->configs[k]->name && strcmp(t->configs[k]->name, "retention.ms") == 0)
+            add_keep = false;
     struct cctl_kv *kv = calloc(nkv + 1, sizeof(*kv));
     if (!kv) {
         free(asg);
@@ -385,11 +385,13 @@ static int create_topic_plan(struct svc_batch *b, size_t i, void *result, struct
         kv[k].name = t->configs[k]->name;
         kv[k].value = t->configs[k]->value;
     }
-    /* Kafka's offsets topic is compacted: without it, committed offsets would
-     * be deleted by time. */
-    if (add_compact) {
-        kv[nkv].name = "cleanup.policy";
-        kv[nkv].value = "compact";
+    /* Kafka's offsets topic is compacted so that committed offsets are never
+     * deleted by time. Weir has no compaction yet and refuses
+     * cleanup.policy=compact, so the offsets topic keeps everything instead
+     * (retention.ms=-1) until compaction replaces this. */
+    if (add_keep) {
+        kv[nkv].name = "retention.ms";
+        kv[nkv].value = "-1";
         nkv++;
     }
     struct cctl_create_topic_req cr = {

@@ -548,3 +548,11 @@ def test_alter_configs_replaces_and_incremental_keeps_other_overrides(cluster):
     # AlterConfigs sets the whole set: the other overrides went back to defaults.
     assert describe(cluster, "replace", "retention.ms") == "604800000"
     assert describe(cluster, "replace", "max.message.bytes") == "1048588"
+
+
+def test_offsets_topic_keeps_everything_until_compaction_exists(cluster):
+    # Kafka compacts __consumer_offsets; Weir refuses compact, so the coordinator
+    # gives it retention.ms=-1 instead of a policy that would be ignored.
+    create(cluster, "__consumer_offsets", rf=1)
+    assert describe(cluster, "__consumer_offsets", "retention.ms") == "-1"
+    assert describe(cluster, "__consumer_offsets", "cleanup.policy") == "delete"
