@@ -197,8 +197,7 @@ int16_t topic_config_validate(const char *name, const char *value, char *msg, si
     int64_t n;
     switch (d->type) {
     case TOPIC_CONFIG_BOOL:
-    case TOPIC_CONFIG_STRING:
-    {
+    case TOPIC_CONFIG_STRING: {
         int16_t e = check_item(d, value, value, strlen(value), msg, msglen);
         if (!e)
             msg[0] = 0;
@@ -235,9 +234,10 @@ int16_t topic_config_validate(const char *name, const char *value, char *msg, si
     }
     if (!good) {
         if (d->type == TOPIC_CONFIG_INT || d->type == TOPIC_CONFIG_LONG)
-            snprintf(msg, msglen,
-                     "invalid value '%.64s' for topic config %s: expected an integer in [%lld, %lld]",
-                     value, name, (long long)d->min, (long long)d->max);
+            snprintf(
+                msg, msglen,
+                "invalid value '%.64s' for topic config %s: expected an integer in [%lld, %lld]",
+                value, name, (long long)d->min, (long long)d->max);
         else
             snprintf(msg, msglen, "invalid value '%.64s' for topic config %s", value, name);
         return KERR_INVALID_CONFIG;

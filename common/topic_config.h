@@ -29,8 +29,8 @@ enum topic_config_type {
 struct topic_config_def {
     const char *name;
     enum topic_config_type type;
-    const char *kafka_default; /* Kafka's default, as DescribeConfigs shows it */
-    int64_t min, max;          /* INT and LONG */
+    const char *kafka_default;  /* Kafka's default, as DescribeConfigs shows it */
+    int64_t min, max;           /* INT and LONG */
     const char *const *choices; /* STRING and LIST: values Kafka knows */
     /* STRING and LIST: NULL-terminated values Kafka knows but Weir refuses, with
      * the reason; NULL when every choice is honoured. */

@@ -212,8 +212,8 @@ static int build_ops(struct alter_ctx *c, const struct cstate_topic *cur, bool i
             if (!d || d->type != TOPIC_CONFIG_LIST) {
                 char *m = arena_alloc(&req->arena, 160, 1);
                 if (m)
-                    snprintf(m, 160, "config %.100s is not a list: APPEND and SUBTRACT do not apply",
-                             name);
+                    snprintf(m, 160,
+                             "config %.100s is not a list: APPEND and SUBTRACT do not apply", name);
                 refuse(x, KERR_INVALID_CONFIG, m);
                 return 1;
             }
@@ -296,7 +296,8 @@ static void alter_handle(struct broker_ctx *b, struct kreq *req, const void *bod
             continue;
         }
         if (rtype != RES_TOPIC) {
-            refuse(x, KERR_INVALID_REQUEST, "unsupported resource type: only topics can be altered");
+            refuse(x, KERR_INVALID_REQUEST,
+                   "unsupported resource type: only topics can be altered");
             continue;
         }
         char *name = api_str(req, rname);

@@ -95,8 +95,8 @@ static void topic_policy_get(const struct broker_ctx *b, const char *topic,
     const struct cstate_topic *t = cstate_topic_by_name(coordclient_state(b->cc), topic);
     const char *v;
     int64_t n;
-    if (t && (v = cstate_topic_config(t, "max.message.bytes")) &&
-        topic_config_parse_long(v, &n) && n >= 0 && n <= INT32_MAX)
+    if (t && (v = cstate_topic_config(t, "max.message.bytes")) && topic_config_parse_long(v, &n) &&
+        n >= 0 && n <= INT32_MAX)
         tp.max_message_bytes = (int32_t)n;
     if (t && (v = cstate_topic_config(t, "message.timestamp.type")))
         tp.log_append_time = strcmp(v, "LogAppendTime") == 0;

@@ -105,7 +105,7 @@ struct logmgr {
     struct lm_log *head, *tail;
 
     struct lm_unlink_job *delayed; /* retired segments waiting out file.delete.delay.ms */
-    bool stopping; /* no new background work (shutdown or free under way) */
+    bool stopping;                 /* no new background work (shutdown or free under way) */
     bool shut_down;
     struct logmgr_counters counters;
 };
@@ -498,8 +498,8 @@ static int lm_rmtree_submit(struct logmgr *m, char *path, const char *parent, ch
 
 struct lm_unlink_job {
     struct logmgr *m;
-    struct event *timer;                   /* while delayed */
-    struct lm_unlink_job *dprev, *dnext;   /* in m->delayed while delayed */
+    struct event *timer;                 /* while delayed */
+    struct lm_unlink_job *dprev, *dnext; /* in m->delayed while delayed */
     char **paths;
     size_t count;
     size_t files;    /* unlinked */
