@@ -556,3 +556,58 @@ def test_offsets_topic_keeps_everything_until_compaction_exists(cluster):
     create(cluster, "__consumer_offsets", rf=1)
     assert describe(cluster, "__consumer_offsets", "retention.ms") == "-1"
     assert describe(cluster, "__consumer_offsets", "cleanup.policy") == "delete"
+
+
+def _cstr(s):
+    if s is None:
+        return kafka_raw._uvarint(0)
+    b = s.encode()
+    return kafka_raw._uvarint(len(b) + 1) + b
+
+
+def flexible_alter_raw(c, api_key, version, topic, configs, validate_only=False):
+    """AlterConfigs v2 / IncrementalAlterConfigs v1 (flexible): one TOPIC resource,
+    @configs [(key, value)] (SET for the incremental one). Returns (error, message)."""
+    conn = kafka_raw.Conn(*c.addr(sorted(c.brokers)[0]))
+    try:
+        conn.corr += 1
+        hdr = struct.pack(">hhi", api_key, version, conn.corr) + kafka_raw._string("pytest") + b"\x00"
+        body = kafka_raw._uvarint(2) + struct.pack(">b", RES_TOPIC) + _cstr(topic)
+        body += kafka_raw._uvarint(len(configs) + 1)
+        for k, v in configs:
+            body += _cstr(k)
+            if api_key == 44:
+                body += struct.pack(">b", OP_SET)
+            body += _cstr(v) + b"\x00"
+        body += b"\x00" + struct.pack(">?", validate_only) + b"\x00"
+        msg = hdr + body
+        conn.sock.sendall(struct.pack(">i", len(msg)) + msg)
+        size = struct.unpack(">i", conn.recv_exact(4))[0]
+        r = kafka_raw.FlexReader(conn.recv_exact(size))
+        assert r.take(">i") == conn.corr
+        r.tags()
+        r.take(">i")
+
+        def resp():
+            out = (r.take(">h"), r.cstring(), r.take(">b"), r.cstring())
+            r.tags()
+            return out
+
+        res = r.carray(resp)
+        r.tags()
+        assert r.p == len(r.d)
+        assert len(res) == 1 and res[0][2:] == (RES_TOPIC, topic)
+        return res[0][:2]
+    finally:
+        conn.close()
+
+
+def test_flexible_versions_of_both_alter_apis(cluster):
+    create(cluster, "flex")
+    assert flexible_alter_raw(cluster, 33, 2, "flex", [("retention.ms", "7000000")]) == (0, None)
+    wait_for(lambda: describe(cluster, "flex", "retention.ms") == "7000000")
+    assert flexible_alter_raw(cluster, 44, 1, "flex", [("segment.bytes", "2000000")]) == (0, None)
+    wait_for(lambda: describe(cluster, "flex", "segment.bytes") == "2000000")
+    assert describe(cluster, "flex", "retention.ms") == "7000000"  # incremental kept it
+    err, msg = flexible_alter_raw(cluster, 44, 1, "flex", [("cleanup.policy", "compact")])
+    assert err == KERR_INVALID_CONFIG and "cleanup.policy" in msg
