@@ -611,3 +611,49 @@ def test_flexible_versions_of_both_alter_apis(cluster):
     assert describe(cluster, "flex", "retention.ms") == "7000000"  # incremental kept it
     err, msg = flexible_alter_raw(cluster, 44, 1, "flex", [("cleanup.policy", "compact")])
     assert err == KERR_INVALID_CONFIG and "cleanup.policy" in msg
+
+
+# Last in the module: it restarts the coordinator and a broker.
+def test_restarted_broker_keeps_retention_minus_one_data_before_metadata_arrives(cluster):
+    """A broker opens its logs before the coordinator tells it their topics'
+    configs; retention must not run on the broker default meanwhile, or a
+    retention.ms=-1 topic would lose its old data at every restart."""
+    import threading
+
+    old = int(time.time() * 1000) - 30 * DAY_MS
+    create(cluster, "ret-restart", {"retention.ms": "-1"})
+    assert produce(cluster, "ret-restart", [b"keep"] * 3, timestamp=old) == [None] * 3
+
+    def logged_bytes(bid):
+        return sum(os.path.getsize(f) for f in log_files(cluster, bid, "ret-restart"))
+
+    for bid in cluster.brokers:
+        wait_for(lambda: logged_bytes(bid) > 0, what="data on broker %d" % bid)
+    size = logged_bytes(2)
+    cluster.kill9_coordinator()
+    cluster.kill9_broker(2)
+    p = cluster._broker_proc(2)
+    cluster.brokers[2] = p
+    cluster.started.append(p)
+    errors = []
+
+    def start():
+        try:
+            p.start(timeout=60)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=start)
+    t.start()
+    try:
+        time.sleep(2.0)  # ten retention checks with no metadata yet
+        assert logged_bytes(2) == size
+        assert not glob.glob(os.path.join(cluster.log_dir(2), "ret-restart-0", "*.deleted"))
+    finally:
+        cluster.restart_coordinator()
+        t.join(70)
+    assert not errors and p.ready_line, errors
+    cluster.wait_topic("ret-restart", timeout=30)
+    time.sleep(1.0)  # retention with the topic's own config now
+    assert logged_bytes(2) == size
+    assert watermarks(cluster, "ret-restart") == (0, 3)
