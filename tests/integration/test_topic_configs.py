@@ -292,7 +292,9 @@ def test_flush_messages_fsyncs_every_message(cluster):
     for bid in cluster.brokers:
         wait_for(lambda: recovery_point(cluster, bid, "flush-each") == 3,
                  what="recovery point of broker %d" % bid)
-    wait_for(lambda: recovery_point(cluster, 1, "flush-default") is not None)
+    for bid in cluster.brokers:
+        wait_for(lambda: recovery_point(cluster, bid, "flush-default") is not None,
+                 what="checkpoint of broker %d" % bid)
     time.sleep(0.5)
     for bid in cluster.brokers:
         assert recovery_point(cluster, bid, "flush-default") == 0
