@@ -238,18 +238,19 @@ void replicas_topic_log_config(const struct plog_config *base, const struct csta
 /* Bring an open log's settings up to date with its topic's overrides; the
  * watch delivers every change, so this is how AlterConfigs reaches the logs of
  * leaders and followers alike without a restart. */
-static void apply_log_config(struct replicas *r, const struct cstate_topic *t, int32_t p,
-                             struct plog *log, const struct plog_config *want)
+static void apply_log_config(const struct cstate_topic *t, int32_t p, struct plog *log,
+                             const struct plog_config *want)
 {
-    (void)r;
     if (memcmp(plog_get_config(log), want, sizeof(*want)) == 0)
         return;
     plog_set_config(log, want);
-    log_info("replicas",
-             "%s-%d: log settings now segment.bytes=%lld segment.ms=%lld retention.ms=%lld "
-             "retention.bytes=%lld",
-             t->name, p, (long long)want->segment_bytes, (long long)want->roll_ms,
-             (long long)want->retention_ms, (long long)want->retention_bytes);
+    /* Debug: at start-up every log gets its settings here (the coordinator logs
+     * each config change once). */
+    log_debug("replicas",
+              "%s-%d: log settings now segment.bytes=%lld segment.ms=%lld retention.ms=%lld "
+              "retention.bytes=%lld",
+              t->name, p, (long long)want->segment_bytes, (long long)want->roll_ms,
+              (long long)want->retention_ms, (long long)want->retention_bytes);
 }
 
 void replicas_reconcile(struct replicas *r)
@@ -284,7 +285,7 @@ void replicas_reconcile(struct replicas *r)
                 uint8_t id[CSTATE_UUID_LEN];
                 int idr = logmgr_topic_id(r->lm, t->name, p, id);
                 if (idr == -ENODATA || (idr == 0 && !memcmp(id, t->id, CSTATE_UUID_LEN)))
-                    apply_log_config(r, t, p, log, &cfg);
+                    apply_log_config(t, p, log, &cfg);
                 continue;
             }
             int rc = logmgr_create(r->lm, t->name, p, t->id, &cfg, &log);
