@@ -825,6 +825,43 @@ static void test_retention_waits_out_file_delete_delay(void **state)
     fx_shutdown(f); /* frees the pending timer: ASan checks nothing leaks */
 }
 
+/* startup_retention_off: logs found at start-up keep everything until their
+ * own configuration is set (the broker does it once the metadata says what
+ * their topic wants); logs created later use what they are given. */
+static void test_startup_logs_keep_segments_until_configured(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    struct plog_config cfg;
+    plog_config_defaults(&cfg);
+    cfg.segment_bytes = 600;
+    cfg.retention_ms = 60000;
+    struct plog *a = create(f, "kept", 0, &cfg);
+    for (int i = 0; i < 12; i++)
+        append(f, a, 1, i, NULL, NULL, NULL);
+    plog_set_high_watermark(a, 12);
+    fx_shutdown(f);
+
+    f->opts.log_config = cfg; /* the broker default would delete it all */
+    f->opts.startup_retention_off = true;
+    f->now += 3600 * 1000;
+    fx_open(f);
+    a = logmgr_get(f->mgr, "kept", 0);
+    assert_non_null(a);
+    assert_int_equal(plog_get_config(a)->retention_ms, -1);
+    assert_int_equal(plog_get_config(a)->retention_bytes, -1);
+    assert_int_equal(plog_get_config(a)->segment_bytes, 600); /* the rest is the default */
+    plog_set_high_watermark(a, 12);
+    logmgr_run_retention(f->mgr);
+    wpool_drain(f->pool);
+    assert_int_equal(plog_log_start_offset(a), 0);
+    /* Its topic's configuration arrives: now retention applies. */
+    plog_set_config(a, &cfg);
+    logmgr_run_retention(f->mgr);
+    wpool_drain(f->pool);
+    assert_int_equal(plog_log_start_offset(a), 12);
+}
+
 static void test_corrupt_checkpoint_forces_full_recovery(void **state)
 {
     struct fx *f = *state;
@@ -1039,6 +1076,7 @@ int main(void)
         T(test_start_offset_survives_restart),
         T(test_retention_timer_deletes_old_segments),
         T(test_retention_waits_out_file_delete_delay),
+        T(test_startup_logs_keep_segments_until_configured),
         T(test_hw_checkpoint_written_and_restored),
         T(test_retention_keeps_segments_at_or_above_hw),
         T(test_corrupt_checkpoint_forces_full_recovery),
