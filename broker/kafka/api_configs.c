@@ -285,10 +285,6 @@ oom:
 
 /* ---- DescribeCluster ----------------------------------------------------------------- */
 
-/* No authorizer: every operation that applies to the cluster resource is allowed
- * (AclOperation codes ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10,
- * ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12, CREATE 5). */
-#define CLUSTER_OPS ((1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12))
 
 static const struct cstate_endpoint *pick_endpoint(const struct cstate_broker *br,
                                                    const char *listener)
@@ -308,7 +304,8 @@ void api_describe_cluster_handle(struct broker_ctx *b, struct kreq *req, void *b
     kafka_describe_cluster_response_init(&resp);
     resp.endpoint_type = ENDPOINT_BROKER;
     resp.cluster_authorized_operations =
-        m->include_cluster_authorized_operations ? CLUSTER_OPS : AUTHORIZED_OPS_OMITTED;
+        m->include_cluster_authorized_operations ? dispatch_cluster_authorized_ops()
+                                                 : AUTHORIZED_OPS_OMITTED;
     if (ver >= 1 && m->endpoint_type != ENDPOINT_BROKER) {
         resp.error_code = m->endpoint_type == ENDPOINT_CONTROLLER ? KERR_MISMATCHED_ENDPOINT_TYPE
                                                                   : KERR_UNSUPPORTED_ENDPOINT_TYPE;

@@ -389,7 +389,7 @@ class FlexReader(Reader):
             self.p += self.uvarint()
 
 
-def metadata_v9(conn, topics=None):
+def metadata_v9(conn, topics=None, include_cluster_ops=False):
     """Metadata v9 (flexible): request header v2, response header v1."""
     conn.corr += 1
     hdr = struct.pack(">hhi", 3, 9, conn.corr) + _string("pytest") + b"\x00"
@@ -400,7 +400,8 @@ def metadata_v9(conn, topics=None):
         for t in topics:
             b = t.encode()
             body += _uvarint(len(b) + 1) + b + b"\x00"
-    body += b"\x01\x00\x00" + b"\x00"  # allow auto-create, 2x authorized ops, tags
+    # allow auto-create, include cluster / topic authorized ops, tags
+    body += b"\x01" + (b"\x01" if include_cluster_ops else b"\x00") + b"\x00" + b"\x00"
     msg = hdr + body
     conn.sock.sendall(struct.pack(">i", len(msg)) + msg)
     size = struct.unpack(">i", conn.recv_exact(4))[0]
@@ -438,11 +439,11 @@ def metadata_v9(conn, topics=None):
         return name, {"error": err, "partitions": parts}
 
     topics_out = dict(r.carray(topic))
-    r.take(">i")
+    cluster_ops = r.take(">i")
     r.tags()
     assert r.p == len(data), "%d trailing bytes" % (len(data) - r.p)
     return {"brokers": {b[0]: (b[1], b[2]) for b in brokers}, "cluster_id": cluster_id,
-            "controller": controller, "topics": topics_out}
+            "controller": controller, "topics": topics_out, "cluster_ops": cluster_ops}
 
 
 def fetch_v12(conn, topic, partition, offset, max_wait_ms=0, isolation=1):
