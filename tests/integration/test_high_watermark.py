@@ -15,7 +15,6 @@ DeleteRecords goes through tests/support/kafka_raw.py.
 """
 
 import os
-import signal
 import sys
 import time
 
@@ -48,22 +47,8 @@ def make_cluster(request):
     failed_before = request.session.testsfailed
     yield make
     for c in made:
-        for p in c.brokers.values():  # never leave a stopped process behind
-            if p.running():
-                os.kill(p.pid, signal.SIGCONT)
         problems = c.finish(failed=request.session.testsfailed != failed_before)
         assert not problems, "processes exited badly:\n" + "\n".join(problems)
-
-
-def create_topic(c, name, partitions, rf, configs=None):
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    adm = AdminClient({"bootstrap.servers": c.bootstrap()})
-    fs = adm.create_topics([NewTopic(name, partitions, rf, config=configs or {})],
-                           request_timeout=10)
-    for f in fs.values():
-        assert f.result(15) is None
-    c.wait_topic(name, partitions)
 
 
 def running(c):
@@ -171,7 +156,7 @@ def segment_values(c, b, topic, p):
 
 def test_restarted_replicas_start_from_the_checkpointed_hw(make_cluster):
     c = make_cluster(**{"replica.high.watermark.checkpoint.interval.ms": "200"})
-    create_topic(c, "hwr", 1, 3, {"min.insync.replicas": "2"})
+    c.create_topic("hwr", 1, 3, {"min.insync.replicas": "2"})
     part = partition_md(c, "hwr", 0)
     leader = part["leader"]
     followers = [b for b in part["replicas"] if b != leader]
@@ -227,8 +212,8 @@ def test_restarted_replicas_start_from_the_checkpointed_hw(make_cluster):
 def test_delete_records_raises_the_log_start_on_every_replica(make_cluster):
     c = make_cluster(**{"log.flush.start.offset.checkpoint.interval.ms": "200",
                         "replica.high.watermark.checkpoint.interval.ms": "200"})
-    create_topic(c, "dr", 1, 3)
-    create_topic(c, "dr1", 1, 1)
+    c.create_topic("dr", 1, 3)
+    c.create_topic("dr1", 1, 1)
     part = partition_md(c, "dr", 0)
     leader = part["leader"]
     followers = [b for b in part["replicas"] if b != leader]
@@ -301,7 +286,7 @@ def test_retention_keeps_segments_above_the_hw(make_cluster):
     c = make_cluster(**{"log.retention.ms": "1000",
                         "log.retention.check.interval.ms": "200",
                         "log.segment.bytes": "1024"})
-    create_topic(c, "ret", 1, 3, {"min.insync.replicas": "2"})
+    c.create_topic("ret", 1, 3, {"min.insync.replicas": "2"})
     part = partition_md(c, "ret", 0)
     leader = part["leader"]
     followers = [b for b in part["replicas"] if b != leader]

@@ -11,7 +11,6 @@ tests/fault/test_failover.py.
 
 import glob
 import os
-import signal
 import sys
 import time
 
@@ -44,22 +43,8 @@ def cluster(request):
     try:
         yield c
     finally:
-        for p in c.brokers.values():
-            if p.running():
-                os.kill(p.pid, signal.SIGCONT)
         problems = c.finish(failed=request.session.testsfailed != failed_before)
         assert not problems, "processes exited badly:\n" + "\n".join(problems)
-
-
-def create_topic(c, name, partitions, rf, configs=None):
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    adm = AdminClient({"bootstrap.servers": c.bootstrap()})
-    fs = adm.create_topics([NewTopic(name, partitions, rf, config=configs or {})],
-                           request_timeout=10)
-    for f in fs.values():
-        assert f.result(15) is None
-    c.wait_topic(name, partitions)
 
 
 def wait_for(what, fn, timeout=20.0):
@@ -190,7 +175,7 @@ def test_producer_id_blocks_survive_a_coordinator_kill(cluster):
 
 
 def test_retried_batch_is_answered_with_its_original_offset_and_appended_once(cluster):
-    create_topic(cluster, "retry", 1, 3)
+    cluster.create_topic("retry", 1, 3)
     _leader, conn = leader_conn(cluster, "retry")
     try:
         err, pid, epoch = conn.init_producer_id()
@@ -216,7 +201,7 @@ def test_retried_batch_is_answered_with_its_original_offset_and_appended_once(cl
 
 
 def test_bad_sequences_epochs_ids_and_transactions_are_refused_without_append(cluster):
-    create_topic(cluster, "bad", 1, 3)
+    cluster.create_topic("bad", 1, 3)
     _leader, conn = leader_conn(cluster, "bad")
     try:
         err, pid, _ = conn.init_producer_id()
@@ -245,7 +230,7 @@ def test_bad_sequences_epochs_ids_and_transactions_are_refused_without_append(cl
 
 
 def test_new_leader_recognises_retries_after_leader_kill(cluster):
-    create_topic(cluster, "fail", 1, 3)
+    cluster.create_topic("fail", 1, 3)
     leader, conn = leader_conn(cluster, "fail")
     err, pid, _ = conn.init_producer_id()
     b0 = batch(pid, 0, 0, [b"a", b"b"])
@@ -288,7 +273,7 @@ def test_state_is_rebuilt_from_snapshots_after_a_restart(request):
     c = weir_cluster.Cluster(brokers=1, broker_overrides={"log.segment.bytes": "1024"})
     c.start()
     try:
-        create_topic(c, "snap", 1, 1)
+        c.create_topic("snap", 1, 1)
         conn = kafka_raw.Conn(*c.addr(1))
         err, pid, _ = conn.init_producer_id()
         batches = [batch(pid, 0, i, [b"v%03d" % i + b"." * 100]) for i in range(40)]
@@ -336,7 +321,7 @@ def test_expired_producer_state_is_forgotten(request):
     c = weir_cluster.Cluster(brokers=1, broker_overrides={"producer.id.expiration.ms": "1500"})
     c.start()
     try:
-        create_topic(c, "exp", 1, 1)
+        c.create_topic("exp", 1, 1)
         conn = kafka_raw.Conn(*c.addr(1))
         try:
             err, pid, _ = conn.init_producer_id()
@@ -359,7 +344,7 @@ def test_expired_producer_state_is_forgotten(request):
 
 def test_confluent_kafka_idempotent_producer_produces_and_reads_back(cluster):
     ck = pytest.importorskip("confluent_kafka")
-    create_topic(cluster, "idem", 3, 3)
+    cluster.create_topic("idem", 3, 3)
     p = ck.Producer({"bootstrap.servers": cluster.bootstrap(), "enable.idempotence": True,
                      "linger.ms": 5})
     errors = []

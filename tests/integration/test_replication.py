@@ -33,25 +33,10 @@ def cluster(request):
     try:
         yield c
     finally:
-        for p in c.brokers.values():  # never leave a stopped process behind
-            if p.running():
-                os.kill(p.pid, signal.SIGCONT)
         # Every process must exit 0 on SIGTERM (a sanitizer report makes it exit
         # non-zero); those killed with kill9_broker are expected to have died so.
         problems = c.finish(failed=request.session.testsfailed != failed_before)
         assert not problems, "processes exited badly:\n" + "\n".join(problems)
-
-
-def create_topic(c, name, partitions, rf, configs=None):
-    """CreateTopics v1 with configs, then wait until every broker sees a leader."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    adm = AdminClient({"bootstrap.servers": c.bootstrap()})
-    fs = adm.create_topics([NewTopic(name, partitions, rf, config=configs or {})],
-                           request_timeout=10)
-    for f in fs.values():
-        assert f.result(15) is None
-    c.wait_topic(name, partitions)
 
 
 def partition_md(c, topic, p, via=None):
@@ -91,7 +76,7 @@ def segment_bytes(c, b, topic, p):
 
 
 def test_acks_all_is_answered_once_every_isr_member_has_the_batch(cluster):
-    create_topic(cluster, "r3", 1, 3, {"min.insync.replicas": "2"})
+    cluster.create_topic("r3", 1, 3, {"min.insync.replicas": "2"})
     part = partition_md(cluster, "r3", 0)
     assert sorted(part["replicas"]) == [1, 2, 3] and sorted(part["isr"]) == [1, 2, 3]
     leader = part["leader"]
@@ -112,7 +97,7 @@ def test_acks_all_is_answered_once_every_isr_member_has_the_batch(cluster):
 
 
 def test_min_insync_refuses_before_appending_and_freezes_the_hw(cluster):
-    create_topic(cluster, "mi3", 1, 3, {"min.insync.replicas": "3"})
+    cluster.create_topic("mi3", 1, 3, {"min.insync.replicas": "3"})
     part = partition_md(cluster, "mi3", 0)
     leader = part["leader"]
     follower = [b for b in part["replicas"] if b != leader][0]
@@ -142,7 +127,7 @@ def test_min_insync_refuses_before_appending_and_freezes_the_hw(cluster):
 
 
 def test_acks_all_times_out_when_followers_do_not_fetch(cluster):
-    create_topic(cluster, "slow", 1, 3, {"min.insync.replicas": "2"})
+    cluster.create_topic("slow", 1, 3, {"min.insync.replicas": "2"})
     part = partition_md(cluster, "slow", 0)
     leader = part["leader"]
     followers = [b for b in part["replicas"] if b != leader]
@@ -171,7 +156,7 @@ def test_acks_all_times_out_when_followers_do_not_fetch(cluster):
 
 
 def test_offset_for_leader_epoch_after_a_leader_change(cluster):
-    create_topic(cluster, "ep", 1, 3, {"min.insync.replicas": "2"})
+    cluster.create_topic("ep", 1, 3, {"min.insync.replicas": "2"})
     part = partition_md(cluster, "ep", 0)
     first = part["leader"]
     conn = kafka_raw.Conn(*cluster.addr(first))
@@ -213,7 +198,7 @@ def latest_leo(c, b):
 
 
 def test_a_fetch_that_claims_to_be_a_replica_is_refused(cluster):
-    create_topic(cluster, "nrep", 1, 3)
+    cluster.create_topic("nrep", 1, 3)
     leader = partition_md(cluster, "nrep", 0)["leader"]
     conn = kafka_raw.Conn(*cluster.addr(leader))
     try:
@@ -238,7 +223,7 @@ def test_a_partition_without_a_live_isr_member_stays_offline_unless_unclean(clus
     configs = {"min.insync.replicas": "1"}
     if unclean:
         configs["unclean.leader.election.enable"] = "true"
-    create_topic(cluster, "uc", 1, 2, configs)
+    cluster.create_topic("uc", 1, 2, configs)
     part = partition_md(cluster, "uc", 0)
     leader = part["leader"]
     follower = [b for b in part["replicas"] if b != leader][0]
@@ -304,7 +289,7 @@ def test_a_partition_without_a_live_isr_member_stays_offline_unless_unclean(clus
 
 
 def test_parked_acks_all_fail_fast_when_the_isr_shrinks_below_min_insync(cluster):
-    create_topic(cluster, "shrink", 1, 3, {"min.insync.replicas": "2"})
+    cluster.create_topic("shrink", 1, 3, {"min.insync.replicas": "2"})
     part = partition_md(cluster, "shrink", 0)
     leader = part["leader"]
     followers = [b for b in part["replicas"] if b != leader]
@@ -342,7 +327,7 @@ def test_closing_a_connection_cancels_its_parked_produce_and_fetch():
     ok = False
     followers = []
     try:
-        create_topic(c, "gone", 1, 3, {"min.insync.replicas": "2"})
+        c.create_topic("gone", 1, 3, {"min.insync.replicas": "2"})
         leader = partition_md(c, "gone", 0)["leader"]
         followers = [b for b in partition_md(c, "gone", 0)["replicas"] if b != leader]
         for b in followers:

@@ -312,7 +312,15 @@ class Cluster:
     def finish(self, failed):
         """Fixture teardown: stop every process, then remove the data and logs unless
         @failed (the test failed) or a process exited badly; in those cases print
-        where they are and their tails. Returns exit_problems() to assert on."""
+        where they are and their tails. Returns exit_problems() to assert on.
+        Processes a test paused with SIGSTOP are resumed first, so they can
+        answer SIGTERM."""
+        for proc in list(self.brokers.values()) + [self.coordinator]:
+            if proc is not None and proc.running():
+                try:
+                    os.kill(proc.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
         self.stop_all()
         problems = self.exit_problems()
         if failed or problems:
@@ -344,6 +352,18 @@ class Cluster:
 
     def addr(self, bid):
         return (self.host(bid), self.ports[bid])
+
+    def create_topic(self, name, partitions, rf, configs=None):
+        """CreateTopics through confluent-kafka's admin client (with @configs), then
+        wait until every running broker sees a leader for each partition."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        adm = AdminClient({"bootstrap.servers": self.bootstrap()})
+        fs = adm.create_topics([NewTopic(name, partitions, rf, config=configs or {})],
+                               request_timeout=10)
+        for f in fs.values():
+            assert f.result(15) is None
+        self.wait_topic(name, partitions)
 
     def wait_topic(self, name, partitions=None, timeout=10.0):
         """Wait until every running broker's metadata shows @name (with @partitions
