@@ -4,7 +4,8 @@
  * DelayedDeleteRecords, the answer waits until every ISR member's log start
  * offset reached it (broker/replica/repl.h, purgatory "delete-records"), or
  * REQUEST_TIMED_OUT after the request's timeout. The answer carries the low
- * watermark: the smallest log start offset over the ISR. */
+ * watermark: the smallest log start offset over the ISR. The internal topic
+ * __consumer_offsets is refused (INVALID_TOPIC_EXCEPTION), as Kafka. */
 #include <string.h>
 
 #include "broker/kafka/dispatch.h"
@@ -52,6 +53,10 @@ static int16_t delete_one(struct broker_ctx *b, const char *topic, int32_t parti
 {
     if (!topic)
         return KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    /* Kafka refuses clients' DeleteRecords on an internal topic: trimming
+     * __consumer_offsets would drop committed offsets and group state. */
+    if (strcmp(topic, "__consumer_offsets") == 0)
+        return KERR_INVALID_TOPIC_EXCEPTION;
     struct replicas_leader l;
     int16_t e = replicas_lookup(b->reps, topic, partition, -1, &l);
     if (e)

@@ -27,6 +27,7 @@ import kafka_raw  # noqa: E402
 
 OFFSET_OUT_OF_RANGE = 1
 UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_TOPIC_EXCEPTION = 17
 NOT_LEADER_OR_FOLLOWER = 6
 REQUEST_TIMED_OUT = 7
 
@@ -224,6 +225,8 @@ def test_delete_records_raises_the_log_start_on_every_replica(make_cluster):
     assert delete_records(c, followers[0], "dr", 0, 5)[0] == NOT_LEADER_OR_FOLLOWER
     assert delete_records(c, leader, "nosuch", 0, 5)[0] == UNKNOWN_TOPIC_OR_PARTITION
     assert delete_records(c, leader, "dr", 7, 5)[0] == UNKNOWN_TOPIC_OR_PARTITION
+    # Kafka never lets a client trim an internal topic (committed offsets live there).
+    assert delete_records(c, leader, "__consumer_offsets", 0, 0)[0] == INVALID_TOPIC_EXCEPTION
     assert delete_records(c, leader, "dr", 0, 31) == (OFFSET_OUT_OF_RANGE, -1)
     assert delete_records(c, leader, "dr", 0, -5) == (OFFSET_OUT_OF_RANGE, -1)
     assert list_offset(c, leader, "dr", 0, -2) == (0, 0)
