@@ -302,6 +302,11 @@ void cstate_free(struct cstate *s)
         topic_free(t);
         t = next;
     }
+    for (size_t i = 0; i < s->n_broker_configs; i++) {
+        free(s->broker_configs[i].name);
+        free(s->broker_configs[i].value);
+    }
+    free(s->broker_configs);
     free(s->by_name.slots);
     free(s->by_id.slots);
     free(s->cluster_id);
@@ -363,6 +368,37 @@ const char *cstate_topic_config(const struct cstate_topic *t, const char *name)
         else
             hi = mid;
     }
+    return NULL;
+}
+
+static int bconf_cmp(int32_t a_id, const char *a_name, int32_t b_id, const char *b_name)
+{
+    if (a_id != b_id)
+        return a_id < b_id ? -1 : 1;
+    return strcmp(a_name, b_name);
+}
+
+/* Index of the first dynamic broker config at or after (@id, @name). */
+static size_t bconf_lower_bound(const struct cstate *s, int32_t id, const char *name)
+{
+    size_t lo = 0, hi = s->n_broker_configs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct cstate_broker_config *c = &s->broker_configs[mid];
+        if (bconf_cmp(c->broker_id, c->name, id, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+const char *cstate_broker_config(const struct cstate *s, int32_t broker_id, const char *name)
+{
+    size_t i = bconf_lower_bound(s, broker_id, name);
+    if (i < s->n_broker_configs && s->broker_configs[i].broker_id == broker_id &&
+        !strcmp(s->broker_configs[i].name, name))
+        return s->broker_configs[i].value;
     return NULL;
 }
 
@@ -1034,6 +1070,72 @@ static int apply_producer_ids(struct cstate *s, const Weir__Meta__ProducerIdsRec
     return 0;
 }
 
+/* Shape checks shared by records and images; which keys and values are
+ * allowed is the coordinator's business. */
+static int bconf_check(const Weir__Meta__BrokerConfigRecord *r, char *eb, size_t el)
+{
+    const char *name = nz(r->name), *value = nz(r->value);
+    if (r->broker_id < CSTATE_CLUSTER_DEFAULT)
+        return fail(eb, el, "invalid broker id %d for a broker config", (int)r->broker_id);
+    if (!*name || !str_fits(name, CSTATE_MAX_CONFIG_NAME))
+        return fail(eb, el, "invalid broker config name");
+    if (!str_fits(value, CSTATE_MAX_CONFIG_VALUE))
+        return fail(eb, el, "broker config value of %s too long", name);
+    if (r->remove && *value)
+        return fail(eb, el, "removal of broker config %s carries a value", name);
+    return 0;
+}
+
+/* Set or remove one key in one scope; the array stays sorted. */
+static int apply_broker_config(struct cstate *s, const Weir__Meta__BrokerConfigRecord *r, char *eb,
+                               size_t el)
+{
+    int rc = bconf_check(r, eb, el);
+    if (rc < 0)
+        return rc;
+    const char *name = nz(r->name);
+    size_t i = bconf_lower_bound(s, r->broker_id, name);
+    bool found = i < s->n_broker_configs && s->broker_configs[i].broker_id == r->broker_id &&
+                 !strcmp(s->broker_configs[i].name, name);
+    if (r->remove) {
+        if (!found)
+            return 0;
+        free(s->broker_configs[i].name);
+        free(s->broker_configs[i].value);
+        memmove(&s->broker_configs[i], &s->broker_configs[i + 1],
+                (s->n_broker_configs - i - 1) * sizeof(s->broker_configs[0]));
+        s->n_broker_configs--;
+        return 0;
+    }
+    char *value = dupstr(nz(r->value));
+    if (!value)
+        return -ENOMEM;
+    if (found) {
+        free(s->broker_configs[i].value);
+        s->broker_configs[i].value = value;
+        return 0;
+    }
+    if (s->n_broker_configs >= CSTATE_MAX_BROKER_CONFIGS) {
+        free(value);
+        return fail(eb, el, "more than %d dynamic broker configs", CSTATE_MAX_BROKER_CONFIGS);
+    }
+    char *dname = dupstr(name);
+    struct cstate_broker_config *v =
+        realloc(s->broker_configs, (s->n_broker_configs + 1) * sizeof(*v));
+    if (!dname || !v) {
+        if (v)
+            s->broker_configs = v;
+        free(dname);
+        free(value);
+        return -ENOMEM;
+    }
+    s->broker_configs = v;
+    memmove(&v[i + 1], &v[i], (s->n_broker_configs - i) * sizeof(*v));
+    v[i] = (struct cstate_broker_config){.broker_id = r->broker_id, .name = dname, .value = value};
+    s->n_broker_configs++;
+    return 0;
+}
+
 int cstate_apply(struct cstate *s, int64_t offset, const MetaRecord *rec, char *eb, size_t el)
 {
     if (offset < 0 || offset <= s->offset)
@@ -1055,6 +1157,7 @@ int cstate_apply(struct cstate *s, int64_t offset, const MetaRecord *rec, char *
         CASE(PARTITION_CHANGE, partition_change, apply_partition_change);
         CASE(TOPIC_CONFIG, topic_config, apply_topic_config);
         CASE(PRODUCER_IDS, producer_ids, apply_producer_ids);
+        CASE(BROKER_CONFIG, broker_config, apply_broker_config);
 #undef CASE
     default:
         rc = fail(eb, el, "unknown record type %d", (int)rec->record_case);
@@ -1166,6 +1269,20 @@ void cstate_record_format(const MetaRecord *rec, char *buf, size_t len)
                  (int)rec->producer_ids->broker_id, rec->producer_ids->broker_epoch,
                  rec->producer_ids->first_id, (int)rec->producer_ids->count);
         return;
+    case WEIR__META__METADATA_RECORD__RECORD_BROKER_CONFIG: {
+        const Weir__Meta__BrokerConfigRecord *r = rec->broker_config;
+        char scope[16];
+        if (r->broker_id == CSTATE_CLUSTER_DEFAULT)
+            snprintf(scope, sizeof(scope), "default");
+        else
+            snprintf(scope, sizeof(scope), "%d", (int)r->broker_id);
+        if (r->remove)
+            snprintf(buf, len, "BrokerConfig broker=%s remove %.200s", scope, nz(r->name));
+        else
+            snprintf(buf, len, "BrokerConfig broker=%s %.200s=%.200s", scope, nz(r->name),
+                     nz(r->value));
+        return;
+    }
     default:
         snprintf(buf, len, "<record type %d>", (int)rec->record_case);
         return;
@@ -1345,6 +1462,14 @@ int cstate_snapshot_encode(const struct cstate *s, uint8_t **ret_data, size_t *r
         put_tag(&w, 7, WT_VARINT);
         buf_write_uvarlong(&w, (uint64_t)s->next_producer_id);
     }
+    for (size_t i = 0; i < s->n_broker_configs; i++) {
+        Weir__Meta__BrokerConfigRecord bc;
+        weir__meta__broker_config_record__init(&bc);
+        bc.broker_id = s->broker_configs[i].broker_id;
+        bc.name = s->broker_configs[i].name;
+        bc.value = s->broker_configs[i].value;
+        put_message(&w, 8, &bc.base);
+    }
     for (size_t i = 0; i < s->n_brokers; i++) {
         Weir__Meta__Endpoint eps[CSTATE_MAX_ENDPOINTS], *ep_ptrs[CSTATE_MAX_ENDPOINTS], repl;
         Weir__Meta__RegisterBrokerRecord reg;
@@ -1521,6 +1646,28 @@ static int decode_topic(struct cstate *s, const struct field *tf, char *eb, size
     return 0;
 }
 
+/* One imaged dynamic broker config: checked like a record, never a removal,
+ * and strictly after the previous one so the array is sorted as written. */
+static int decode_broker_config(struct cstate *s, const struct field *f, char *eb, size_t el)
+{
+    Weir__Meta__BrokerConfigRecord *bc =
+        weir__meta__broker_config_record__unpack(NULL, f->len, f->ptr);
+    if (!bc)
+        return -EBADMSG;
+    int rc = bconf_check(bc, eb, el);
+    if (rc == 0 && bc->remove)
+        rc = fail(eb, el, "broker config removal in image");
+    if (rc == 0 && s->n_broker_configs) {
+        const struct cstate_broker_config *last = &s->broker_configs[s->n_broker_configs - 1];
+        if (bconf_cmp(last->broker_id, last->name, bc->broker_id, nz(bc->name)) >= 0)
+            rc = fail(eb, el, "broker configs out of order in image");
+    }
+    if (rc == 0)
+        rc = apply_broker_config(s, bc, eb, el);
+    weir__meta__broker_config_record__free_unpacked(bc, NULL);
+    return rc;
+}
+
 int cstate_snapshot_decode(const uint8_t *data, size_t len, struct cstate **ret, char *eb,
                            size_t el)
 {
@@ -1559,6 +1706,9 @@ int cstate_snapshot_decode(const uint8_t *data, size_t len, struct cstate **ret,
                 s->next_broker_epoch = (int64_t)f.varint;
         } else if (f.num == 7 && f.wt == WT_VARINT) {
             s->next_producer_id = (int64_t)f.varint;
+        } else if (f.num == 8 && f.wt == WT_LEN) {
+            if ((rc = decode_broker_config(s, &f, eb, el)) < 0)
+                break;
         } else if (f.num == 5 && f.wt == WT_LEN) {
             if (seen_topic) {
                 rc = fail(eb, el, "broker after topics in image");
@@ -1650,6 +1800,14 @@ bool cstate_equal(const struct cstate *a, const struct cstate *b, char *why, siz
     if (a->next_producer_id != b->next_producer_id)
         return DIFF("next producer id %" PRId64 " vs %" PRId64, a->next_producer_id,
                     b->next_producer_id);
+    if (a->n_broker_configs != b->n_broker_configs)
+        return DIFF("%zu vs %zu dynamic broker configs", a->n_broker_configs, b->n_broker_configs);
+    for (size_t i = 0; i < a->n_broker_configs; i++) {
+        const struct cstate_broker_config *x = &a->broker_configs[i], *y = &b->broker_configs[i];
+        if (x->broker_id != y->broker_id || strcmp(x->name, y->name) || strcmp(x->value, y->value))
+            return DIFF("dynamic broker config %d/%s=%s vs %d/%s=%s", x->broker_id, x->name,
+                        x->value, y->broker_id, y->name, y->value);
+    }
     if (a->n_brokers != b->n_brokers)
         return DIFF("%zu vs %zu brokers", a->n_brokers, b->n_brokers);
     for (size_t i = 0; i < a->n_brokers; i++)

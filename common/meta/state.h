@@ -27,17 +27,19 @@
 
 struct Weir__Meta__MetadataRecord;
 
-#define CSTATE_UUID_LEN         16
-#define CSTATE_MAX_TOPIC_NAME   249
-#define CSTATE_MAX_REPLICAS     64      /* per list: replicas, ISR, adding, removing */
-#define CSTATE_MAX_PARTITIONS   1000000 /* per topic */
-#define CSTATE_MAX_ENDPOINTS    16
-#define CSTATE_MAX_CONFIGS      128 /* overrides per topic */
-#define CSTATE_MAX_CONFIG_NAME  255
-#define CSTATE_MAX_CONFIG_VALUE 4096
-#define CSTATE_MAX_STRING       255 /* hosts, listener names, racks, cluster id */
-#define CSTATE_INLINE_IDS       6
-#define CSTATE_MAX_PRODUCER_IDS 1000000 /* ids per ProducerIds block */
+#define CSTATE_UUID_LEN           16
+#define CSTATE_MAX_TOPIC_NAME     249
+#define CSTATE_MAX_REPLICAS       64      /* per list: replicas, ISR, adding, removing */
+#define CSTATE_MAX_PARTITIONS     1000000 /* per topic */
+#define CSTATE_MAX_ENDPOINTS      16
+#define CSTATE_MAX_CONFIGS        128 /* overrides per topic */
+#define CSTATE_MAX_CONFIG_NAME    255
+#define CSTATE_MAX_CONFIG_VALUE   4096
+#define CSTATE_MAX_STRING         255 /* hosts, listener names, racks, cluster id */
+#define CSTATE_INLINE_IDS         6
+#define CSTATE_MAX_PRODUCER_IDS   1000000 /* ids per ProducerIds block */
+#define CSTATE_MAX_BROKER_CONFIGS 4096    /* dynamic broker config entries, all scopes */
+#define CSTATE_CLUSTER_DEFAULT    (-1)    /* broker id of the cluster-wide dynamic default */
 
 enum cstate_broker_state {
     /* Live session, eligible for leadership and ISR membership. */
@@ -99,6 +101,14 @@ struct cstate_topic {
     struct cstate_topic *prev, *next; /* creation order */
 };
 
+/* A dynamic broker config value: one broker's, or the cluster default's when
+ * broker_id is CSTATE_CLUSTER_DEFAULT. */
+struct cstate_broker_config {
+    int32_t broker_id;
+    char *name;
+    char *value;
+};
+
 struct cstate_tindex {
     struct cstate_topic **slots;
     size_t cap; /* power of two, or 0 */
@@ -115,6 +125,11 @@ struct cstate {
     struct cstate_broker *brokers; /* sorted by id */
     size_t n_brokers;
     size_t cap_brokers;
+    /* Dynamic broker configs, sorted by broker id then name (BrokerConfig
+     * records). Kept apart from the brokers: Kafka lets a value be set for a
+     * broker id that has not registered yet. */
+    struct cstate_broker_config *broker_configs;
+    size_t n_broker_configs;
     struct cstate_topic *first_topic, *last_topic;
     size_t n_topics;
     uint64_t n_partitions; /* over all topics */
@@ -135,6 +150,9 @@ const struct cstate_topic *cstate_topic_by_id(const struct cstate *s,
                                               const uint8_t id[CSTATE_UUID_LEN]);
 /* The topic's override for @name, or NULL. */
 const char *cstate_topic_config(const struct cstate_topic *t, const char *name);
+/* The dynamic value of @name for @broker_id (CSTATE_CLUSTER_DEFAULT: the
+ * cluster default) as set, without falling back, or NULL. */
+const char *cstate_broker_config(const struct cstate *s, int32_t broker_id, const char *name);
 const char *cstate_broker_state_name(enum cstate_broker_state st);
 
 static inline const int32_t *cstate_part_ids_(const struct cstate_partition *p)

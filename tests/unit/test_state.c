@@ -701,11 +701,11 @@ static void test_create_topic_rejects_bad_counts_and_configs(void **state)
     const struct cctl_kv twice[] = {{"retention.ms", "1"}, {"retention.ms", "2"}};
     assert_int_equal(create_err(e, "t3", 1, 1, twice, 2), KERR_INVALID_CONFIG);
     const struct cctl_kv good[] = {
-        {"cleanup.policy", "delete"},         {"retention.ms", "-1"},
-        {"retention.bytes", "1073741824"},    {"segment.bytes", "1048576"},
-        {"min.insync.replicas", "2"},         {"unclean.leader.election.enable", "FALSE"},
-        {"max.message.bytes", "1048588"},     {"message.timestamp.type", "LogAppendTime"},
-        {"compression.type", "producer"},     {"min.cleanable.dirty.ratio", "0.5"},
+        {"cleanup.policy", "delete"},      {"retention.ms", "-1"},
+        {"retention.bytes", "1073741824"}, {"segment.bytes", "1048576"},
+        {"min.insync.replicas", "2"},      {"unclean.leader.election.enable", "FALSE"},
+        {"max.message.bytes", "1048588"},  {"message.timestamp.type", "LogAppendTime"},
+        {"compression.type", "producer"},  {"min.cleanable.dirty.ratio", "0.5"},
     };
     assert_int_equal(create_err(e, "t3", 1, 1, good, sizeof(good) / sizeof(good[0])), 0);
     const struct cstate_topic *t = cstate_topic_by_name(e->s, "t3");
@@ -1522,6 +1522,123 @@ static void test_producer_id_blocks_never_overlap_and_survive_snapshots(void **s
     env_free(e);
 }
 
+/* ---- dynamic broker configs ---------------------------------------------------- */
+
+static void apply_bconf(struct env *e, int32_t broker, const char *name, const char *value)
+{
+    Weir__Meta__BrokerConfigRecord r;
+    weir__meta__broker_config_record__init(&r);
+    r.broker_id = broker;
+    r.name = (char *)name;
+    r.value = (char *)(value ? value : "");
+    r.remove = value == NULL;
+    Weir__Meta__MetadataRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_BROKER_CONFIG;
+    m.broker_config = &r;
+    char why[256] = "";
+    int rc = cstate_apply(e->s, e->offset++, &m, why, sizeof(why));
+    if (rc)
+        fail_msg("broker config %d %s: %d %s", broker, name, rc, why);
+}
+
+static void test_broker_configs_set_replace_remove_per_scope(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 2);
+    assert_null(cstate_broker_config(e->s, CSTATE_CLUSTER_DEFAULT, "log.retention.ms"));
+    apply_bconf(e, CSTATE_CLUSTER_DEFAULT, "log.retention.ms", "1000");
+    apply_bconf(e, 1, "log.retention.ms", "2000");
+    /* A broker id that never registered may carry values, as in Kafka. */
+    apply_bconf(e, 7, "log.segment.bytes", "1048576");
+    apply_bconf(e, CSTATE_CLUSTER_DEFAULT, "log.segment.bytes", "2097152");
+    assert_string_equal(cstate_broker_config(e->s, CSTATE_CLUSTER_DEFAULT, "log.retention.ms"),
+                        "1000");
+    assert_string_equal(cstate_broker_config(e->s, 1, "log.retention.ms"), "2000");
+    /* Lookups do not fall back: broker 0 has no value of its own. */
+    assert_null(cstate_broker_config(e->s, 0, "log.retention.ms"));
+    assert_string_equal(cstate_broker_config(e->s, 7, "log.segment.bytes"), "1048576");
+    assert_int_equal(e->s->n_broker_configs, 4);
+    for (size_t i = 1; i < e->s->n_broker_configs; i++) {
+        const struct cstate_broker_config *a = &e->s->broker_configs[i - 1],
+                                          *b = &e->s->broker_configs[i];
+        assert_true(a->broker_id < b->broker_id ||
+                    (a->broker_id == b->broker_id && strcmp(a->name, b->name) < 0));
+    }
+
+    /* A new value replaces the old one in place. */
+    apply_bconf(e, 1, "log.retention.ms", "3000");
+    assert_string_equal(cstate_broker_config(e->s, 1, "log.retention.ms"), "3000");
+    assert_int_equal(e->s->n_broker_configs, 4);
+
+    /* Removal affects only its scope; removing what is not set is a no-op. */
+    apply_bconf(e, CSTATE_CLUSTER_DEFAULT, "log.retention.ms", NULL);
+    assert_null(cstate_broker_config(e->s, CSTATE_CLUSTER_DEFAULT, "log.retention.ms"));
+    assert_string_equal(cstate_broker_config(e->s, 1, "log.retention.ms"), "3000");
+    apply_bconf(e, CSTATE_CLUSTER_DEFAULT, "log.retention.ms", NULL);
+    assert_int_equal(e->s->n_broker_configs, 3);
+
+    /* The same records replayed into a fresh state give an equal state. */
+    char why[256] = "";
+    struct cstate *copy = roundtrip(e->s);
+    assert_true(cstate_equal(e->s, copy, why, sizeof(why)));
+    assert_string_equal(cstate_broker_config(copy, 7, "log.segment.bytes"), "1048576");
+    cstate_free(copy);
+    env_free(e);
+}
+
+static void test_broker_configs_survive_snapshots_and_bad_ones_are_refused(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 2);
+    apply_bconf(e, CSTATE_CLUSTER_DEFAULT, "min.insync.replicas", "2");
+    apply_bconf(e, 0, "log.retention.bytes", "4096");
+    char why[256] = "";
+    struct cstate *copy = roundtrip(e->s);
+    assert_true(cstate_equal(e->s, copy, why, sizeof(why)));
+    assert_string_equal(cstate_broker_config(copy, CSTATE_CLUSTER_DEFAULT, "min.insync.replicas"),
+                        "2");
+    assert_string_equal(cstate_broker_config(copy, 0, "log.retention.bytes"), "4096");
+    /* cstate_equal sees a differing value. */
+    free(copy->broker_configs[1].value);
+    copy->broker_configs[1].value = strdup("4097");
+    assert_false(cstate_equal(e->s, copy, why, sizeof(why)));
+    assert_non_null(strstr(why, "broker config"));
+    cstate_free(copy);
+
+    Weir__Meta__BrokerConfigRecord r;
+    weir__meta__broker_config_record__init(&r);
+    Weir__Meta__MetadataRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_BROKER_CONFIG;
+    m.broker_config = &r;
+    r.broker_id = -2;
+    r.name = "log.retention.ms";
+    r.value = "1";
+    expect_refused(e, &m, "broker id below the default");
+    r.broker_id = 0;
+    r.name = "";
+    expect_refused(e, &m, "empty name");
+    r.name = "log.retention.ms";
+    r.remove = true;
+    expect_refused(e, &m, "removal with a value");
+    char big[CSTATE_MAX_CONFIG_VALUE + 2];
+    memset(big, '1', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    r.remove = false;
+    r.value = big;
+    expect_refused(e, &m, "value too long");
+
+    char line[256];
+    r.value = "1";
+    r.broker_id = CSTATE_CLUSTER_DEFAULT;
+    cstate_record_format(&m, line, sizeof(line));
+    assert_non_null(strstr(line, "BrokerConfig broker=default log.retention.ms=1"));
+    env_free(e);
+}
+
 static void test_record_format_names_the_change(void **state)
 {
     (void)state;
@@ -1578,6 +1695,8 @@ int main(void)
         cmocka_unit_test(test_topic_indexes_survive_churn),
         cmocka_unit_test(test_sessions_expire_after_timeout),
         cmocka_unit_test(test_sessions_can_be_cut_short_until_the_next_touch),
+        cmocka_unit_test(test_broker_configs_set_replace_remove_per_scope),
+        cmocka_unit_test(test_broker_configs_survive_snapshots_and_bad_ones_are_refused),
         cmocka_unit_test(test_record_format_names_the_change),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
