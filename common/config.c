@@ -401,6 +401,16 @@ void config_free(struct config *c)
     free(c);
 }
 
+int config_check_value(const struct config_def *def, const char *value, char *err, size_t errlen)
+{
+    assert(def && value);
+    struct config_value v;
+    int r = config_parse_value(def, value, &v, err, errlen);
+    if (r == 0)
+        config_value_clear(def, &v);
+    return r;
+}
+
 int config_set(struct config *c, const char *key, const char *value, enum config_source src,
                char *err, size_t errlen)
 {

@@ -43,10 +43,10 @@ typedef int (*config_validate_fn)(const struct config_def *def, const char *valu
 struct config_def {
     const char *name;
     enum config_type type;
-    const char *default_value; /* as it would appear in a file; NULL = no value (null) */
-    int64_t min, max;          /* CONFIG_INT; both 0 means no bounds */
-    double dmin, dmax;         /* CONFIG_DOUBLE; both 0 means no bounds */
-    const char *const *choices; /* CONFIG_STRING; NULL-terminated, NULL = any */
+    const char *default_value;   /* as it would appear in a file; NULL = no value (null) */
+    int64_t min, max;            /* CONFIG_INT; both 0 means no bounds */
+    double dmin, dmax;           /* CONFIG_DOUBLE; both 0 means no bounds */
+    const char *const *choices;  /* CONFIG_STRING; NULL-terminated, NULL = any */
     config_validate_fn validate; /* optional */
     const char *doc;             /* one line */
 };
@@ -63,6 +63,9 @@ void config_free(struct config *c);
  * "unknown configuration key '...'"), -EINVAL for a bad value. */
 int config_set(struct config *c, const char *key, const char *value, enum config_source src,
                char *err, size_t errlen);
+/* Parse and validate @value for @def exactly as config_set() would, without
+ * storing it: 0, -EINVAL with the same message, -ENOMEM. */
+int config_check_value(const struct config_def *def, const char *value, char *err, size_t errlen);
 /* Load a properties file: every key is set with CONFIG_SOURCE_FILE; unknown keys
  * are warned about and skipped; the first bad value fails the load (-EINVAL). */
 int config_load_file(struct config *c, const char *path, char *err, size_t errlen);

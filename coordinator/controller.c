@@ -11,7 +11,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "broker/storage/storage_config.h"
+#include "common/config.h"
+#include "common/dyncfg.h"
 #include "common/topic_config.h"
+#include "coordinator/coord_config.h"
 #include "coordinator/placement.h"
 #include "metadata.pb-c.h"
 
@@ -106,10 +110,19 @@ static bool alive(const struct cstate *s, const struct ovr *o, int32_t id)
     return bstate(s, o, id, &st) && st != CSTATE_BROKER_FENCED;
 }
 
-bool cctl_topic_unclean(const struct cctl_ctx *ctx, const struct cstate_topic *t)
+/* The cluster-wide unclean election default: dynamic, else static. */
+static bool cluster_unclean(const struct cstate *s, const struct cctl_ctx *ctx)
+{
+    const char *v =
+        cstate_broker_config(s, CSTATE_CLUSTER_DEFAULT, "unclean.leader.election.enable");
+    return v ? !strcasecmp(v, "true") : ctx->cfg.unclean_leader_election;
+}
+
+bool cctl_topic_unclean(const struct cstate *s, const struct cctl_ctx *ctx,
+                        const struct cstate_topic *t)
 {
     const char *v = cstate_topic_config(t, "unclean.leader.election.enable");
-    return v ? !strcasecmp(v, "true") : ctx->cfg.unclean_leader_election;
+    return v ? !strcasecmp(v, "true") : cluster_unclean(s, ctx);
 }
 
 /* A partition's leader and ISR. */
@@ -217,7 +230,7 @@ static int reelect(const struct cstate *s, const struct cctl_ctx *ctx, const str
 {
     const struct cstate_partition *p = &t->parts[idx];
     struct plead to;
-    elect(s, o, cctl_topic_unclean(ctx, t), cstate_part_replicas(p), p->n_replicas, p->leader,
+    elect(s, o, cctl_topic_unclean(s, ctx, t), cstate_part_replicas(p), p->n_replicas, p->leader,
           cstate_part_isr(p), p->n_isr, &to);
     bool emitted = false;
     int rc = emit_change(out, t, idx, p, &to, &emitted);
@@ -553,6 +566,88 @@ int cctl_allocate_producer_ids(const struct cstate *s, int32_t broker_id, int64_
 
 /* The keys and their checks live in common/topic_config.c, shared with the
  * brokers (which apply them) and the generated docs/configuration.md. */
+/* ---- dynamic broker configs ------------------------------------------------------------------ */
+
+/* The static definition of broker key @name: the log keys are the storage
+ * layer's (the broker's own registry), the others the coordinator's, whose
+ * definitions of min.insync.replicas and unclean.leader.election.enable are
+ * the cluster defaults' anyway. */
+static const struct config_def *broker_key_def(const char *name)
+{
+    for (size_t i = 0; i < storage_config_ndefs; i++)
+        if (!strcmp(storage_config_defs[i].name, name))
+            return &storage_config_defs[i];
+    for (size_t i = 0; i < coord_config_ndefs; i++)
+        if (!strcmp(coord_config_defs[i].name, name))
+            return &coord_config_defs[i];
+    return NULL;
+}
+
+int cctl_alter_broker_config(const struct cstate *s, const struct cctl_ctx *ctx, int32_t broker_id,
+                             const struct cctl_kv *ops, size_t n_ops, struct cstate_records *out,
+                             struct cctl_error *err)
+{
+    ok(err);
+    if (broker_id < CSTATE_CLUSTER_DEFAULT)
+        return kerr(err, KERR_INVALID_REQUEST, "invalid broker id %d", broker_id);
+    bool unclean_on = false;
+    for (size_t i = 0; i < n_ops; i++) {
+        const char *key = ops[i].name;
+        const struct dyncfg_key *dk = dyncfg_find(key);
+        /* A removal needs only a dynamic name: nothing else can be stored. */
+        if (ops[i].value || !dk) {
+            err->code = dyncfg_validate(key, key ? broker_key_def(key) : NULL,
+                                        ops[i].value ? ops[i].value : "", err->message,
+                                        sizeof(err->message));
+            if (err->code)
+                return 0;
+        }
+        if (dk->cluster_only && broker_id != CSTATE_CLUSTER_DEFAULT)
+            return kerr(err, KERR_INVALID_CONFIG,
+                        "broker config '%s' is cluster-wide: set it on the default (empty "
+                        "resource name), not on broker %d",
+                        key, broker_id);
+        if (!strcmp(key, "unclean.leader.election.enable"))
+            unclean_on = ops[i].value && !strcasecmp(ops[i].value, "true");
+    }
+    size_t mark = out->n;
+    int rc = 0;
+    for (size_t i = 0; i < n_ops && rc == 0; i++) {
+        Weir__Meta__BrokerConfigRecord bc;
+        weir__meta__broker_config_record__init(&bc);
+        bc.broker_id = broker_id;
+        bc.name = (char *)ops[i].name;
+        bc.value = (char *)(ops[i].value ? ops[i].value : "");
+        bc.remove = ops[i].value == NULL;
+        MetaRecord m;
+        weir__meta__metadata_record__init(&m);
+        m.record_case = WEIR__META__METADATA_RECORD__RECORD_BROKER_CONFIG;
+        m.broker_config = &bc;
+        rc = emit(out, &m);
+    }
+    /* Unclean election newly allowed cluster-wide: offline partitions of topics
+     * that do not forbid it may elect now, as after a topic override. */
+    if (unclean_on && !cluster_unclean(s, ctx)) {
+        for (const struct cstate_topic *t = s->first_topic; t && rc == 0; t = t->next) {
+            if (cstate_topic_config(t, "unclean.leader.election.enable"))
+                continue;
+            for (int32_t i = 0; i < t->n_parts && rc == 0; i++) {
+                const struct cstate_partition *p = &t->parts[i];
+                if (p->leader >= 0)
+                    continue;
+                struct plead to;
+                bool emitted;
+                elect(s, &NO_OVR, true, cstate_part_replicas(p), p->n_replicas, p->leader,
+                      cstate_part_isr(p), p->n_isr, &to);
+                rc = emit_change(out, t, i, p, &to, &emitted);
+            }
+        }
+    }
+    if (rc < 0)
+        cstate_records_truncate(out, mark);
+    return rc;
+}
+
 int16_t cctl_validate_topic_config(const char *name, const char *value, char *msg, size_t msglen)
 {
     if (value && strlen(value) > CSTATE_MAX_CONFIG_VALUE) {
@@ -914,7 +1009,7 @@ int cctl_alter_topic_config(const struct cstate *s, const struct cctl_ctx *ctx, 
     rc = emit(out, &m);
 
     /* With unclean election newly allowed, offline partitions may elect now. */
-    bool unclean = ctx->cfg.unclean_leader_election;
+    bool unclean = cluster_unclean(s, ctx);
     for (size_t i = 0; i < n; i++)
         if (!strcmp(kv[i].name, "unclean.leader.election.enable"))
             unclean = !strcasecmp(kv[i].value, "true");

@@ -206,8 +206,23 @@ int cctl_alter_topic_config(const struct cstate *s, const struct cctl_ctx *ctx, 
  * segment.jitter.ms, segment.ms, unclean.leader.election.enable. */
 int16_t cctl_validate_topic_config(const char *name, const char *value, char *msg, size_t msglen);
 
-/* Whether unclean election is allowed for @t: its override, else the default. */
-bool cctl_topic_unclean(const struct cctl_ctx *ctx, const struct cstate_topic *t);
+/* Whether unclean election is allowed for @t: its override, else the dynamic
+ * cluster default, else the coordinator's static default. */
+bool cctl_topic_unclean(const struct cstate *s, const struct cctl_ctx *ctx,
+                        const struct cstate_topic *t);
+
+/* Dynamic broker config change for @broker_id, or the cluster default when it
+ * is CSTATE_CLUSTER_DEFAULT: set each entry, or remove it when its value is
+ * NULL; one BrokerConfigRecord per entry. Keys must be dynamic
+ * (common/dyncfg.h) and values pass the static registry's check of the key;
+ * a cluster-only key (unclean.leader.election.enable) only for the default.
+ * When the change allows unclean election cluster-wide, elections for offline
+ * partitions of topics without an override follow. Nothing is emitted unless
+ * every entry is valid. INVALID_CONFIG naming the key, INVALID_REQUEST for a
+ * broker id below -1. */
+int cctl_alter_broker_config(const struct cstate *s, const struct cctl_ctx *ctx, int32_t broker_id,
+                             const struct cctl_kv *ops, size_t n_ops, struct cstate_records *out,
+                             struct cctl_error *err);
 
 /* ---- partitions ------------------------------------------------------------------------ */
 

@@ -56,6 +56,7 @@ static const struct svc_method methods[COORD_M_COUNT] = {
     [COORD_M_ALTER_TOPIC_CONFIGS] = {.batch = &svc_alter_configs_ops},
     [COORD_M_UNREGISTER_BROKER] = {.mutate = svc_unregister_broker},
     [COORD_M_ALLOCATE_PRODUCER_IDS] = {.mutate = svc_allocate_producer_ids},
+    [COORD_M_ALTER_BROKER_CONFIGS] = {.batch = &svc_alter_broker_configs_ops},
 };
 
 void svc_mutation_process(struct coord_service *svc, struct rpc_call *call,

@@ -1,6 +1,6 @@
 /* service_batch: the mutating methods whose request is a list of items —
  * CreateTopics, DeleteTopics, CreatePartitions, AlterTopicConfigs,
- * AlterPartition — on one skeleton (svc_batch_run): for each item in request
+ * AlterBrokerConfigs, AlterPartition — on one skeleton (svc_batch_run): for each item in request
  * order, plan (the controller turns it into records, or refuses it), write
  * the records, fill the item's result; then one reply, held until durable.
  * A method is a struct svc_batch_ops: a few callbacks and the sizes of its
@@ -682,4 +682,77 @@ const struct svc_batch_ops svc_alter_configs_ops = {
     .plan = alter_configs_plan,
     .done = alter_configs_done,
     .finish = alter_configs_finish,
+};
+
+/* AlterBrokerConfigs */
+
+static size_t alter_broker_configs_count(const ProtobufCMessage *msg)
+{
+    return ((const Weir__Coord__AlterBrokerConfigsRequest *)msg)->n_resources;
+}
+
+static void alter_broker_configs_begin(struct svc_batch *b)
+{
+    b->validate_only = ((const Weir__Coord__AlterBrokerConfigsRequest *)b->req)->validate_only;
+}
+
+static int alter_broker_configs_plan(struct svc_batch *b, size_t i, void *result,
+                                     struct cctl_error *err)
+{
+    struct coord_service *svc = b->svc;
+    const Weir__Coord__AlterBrokerConfigsRequest *req = (const void *)b->req;
+    const Weir__Coord__AlterBrokerConfigsResource *r = req->resources[i];
+    Weir__Coord__AlterBrokerConfigsResult *o = result;
+    o->broker_id = r->broker_id;
+    struct cctl_kv *ops = calloc(r->n_ops ? r->n_ops : 1, sizeof(*ops));
+    if (!ops)
+        return -ENOMEM;
+    for (size_t k = 0; k < r->n_ops; k++) {
+        ops[k].name = r->ops[k]->name;
+        ops[k].value = r->ops[k]->remove ? NULL : r->ops[k]->value;
+    }
+    int rc = cctl_alter_broker_config(svc->spec, &svc->ctx, r->broker_id, ops, r->n_ops, &svc->recs,
+                                      err);
+    free(ops);
+    return rc;
+}
+
+static void alter_broker_configs_done(struct svc_batch *b, size_t i, void *result,
+                                      const struct cctl_error *err)
+{
+    const Weir__Coord__AlterBrokerConfigsRequest *req = (const void *)b->req;
+    const Weir__Coord__AlterBrokerConfigsResource *r = req->resources[i];
+    Weir__Coord__AlterBrokerConfigsResult *o = result;
+    if (err->code == KERR_NONE && !b->validate_only) {
+        for (size_t k = 0; k < r->n_ops; k++) {
+            if (r->broker_id == CSTATE_CLUSTER_DEFAULT)
+                log_info("coordinator", "dynamic broker config (cluster default): %s%s%s",
+                         r->ops[k]->name, r->ops[k]->remove ? " removed" : "=",
+                         r->ops[k]->remove ? "" : r->ops[k]->value);
+            else
+                log_info("coordinator", "dynamic broker config (broker %d): %s%s%s",
+                         (int)r->broker_id, r->ops[k]->name, r->ops[k]->remove ? " removed" : "=",
+                         r->ops[k]->remove ? "" : r->ops[k]->value);
+        }
+    }
+    o->error_code = err->code;
+    o->error_message = svc_err_msg(err);
+}
+
+static void alter_broker_configs_finish(struct svc_batch *b, void *msg)
+{
+    Weir__Coord__AlterBrokerConfigsResponse *resp = msg;
+    resp->n_results = b->n;
+    resp->results = (Weir__Coord__AlterBrokerConfigsResult **)b->results;
+    resp->metadata_offset = b->svc->spec->offset;
+}
+
+const struct svc_batch_ops svc_alter_broker_configs_ops = {
+    .resp = &weir__coord__alter_broker_configs_response__descriptor,
+    .result = &weir__coord__alter_broker_configs_result__descriptor,
+    .count = alter_broker_configs_count,
+    .begin = alter_broker_configs_begin,
+    .plan = alter_broker_configs_plan,
+    .done = alter_broker_configs_done,
+    .finish = alter_broker_configs_finish,
 };

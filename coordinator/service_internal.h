@@ -190,6 +190,7 @@ extern const struct svc_batch_ops svc_create_topics_ops;
 extern const struct svc_batch_ops svc_delete_topics_ops;
 extern const struct svc_batch_ops svc_create_partitions_ops;
 extern const struct svc_batch_ops svc_alter_configs_ops;
+extern const struct svc_batch_ops svc_alter_broker_configs_ops;
 
 /* Run one call of the batch method @ops and answer it once durable. */
 void svc_batch_run(struct coord_service *svc, struct rpc_call *call,

@@ -23,6 +23,7 @@ static const char *const coord_names[COORD_M_COUNT] = {
     [COORD_M_ALTER_TOPIC_CONFIGS] = "AlterTopicConfigs",
     [COORD_M_UNREGISTER_BROKER] = "UnregisterBroker",
     [COORD_M_ALLOCATE_PRODUCER_IDS] = "AllocateProducerIds",
+    [COORD_M_ALTER_BROKER_CONFIGS] = "AlterBrokerConfigs",
 };
 
 static const char *const repl_names[REPL_M_COUNT] = {

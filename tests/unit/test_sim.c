@@ -318,7 +318,7 @@ static bool check_invariants(struct sim *m)
     }
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
         struct hist *h = hist_for(m, t->id);
-        bool unclean = cctl_topic_unclean(&m->ctx, t);
+        bool unclean = cctl_topic_unclean(s, &m->ctx, t);
         for (int32_t i = 0; i < t->n_parts; i++) {
             const struct cstate_partition *p = &t->parts[i];
             if (i < h->n && i < MAX_PARTS) {

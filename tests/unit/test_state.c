@@ -464,9 +464,9 @@ static void test_min_isr_and_unclean_overrides_through_alter_config(void **state
     commit(e);
     const struct cstate_topic *t = cstate_topic_by_name(e->s, "t");
     assert_string_equal(cstate_topic_config(t, "min.insync.replicas"), "2");
-    assert_false(cctl_topic_unclean(&e->ctx, t));
+    assert_false(cctl_topic_unclean(e->s, &e->ctx, t));
     create_manual(e, "d", (const int32_t[]){0, 1}, 2, NULL, 0);
-    assert_true(cctl_topic_unclean(&e->ctx, cstate_topic_by_name(e->s, "d")));
+    assert_true(cctl_topic_unclean(e->s, &e->ctx, cstate_topic_by_name(e->s, "d")));
     assert_int_equal(alter(e, 0, "t", 0, 0, 0, (const int32_t[]){0}, 1), 0);
     assert_int_equal(alter(e, 0, "d", 0, 0, 0, (const int32_t[]){0}, 1), 0);
     fence(e, 0);
@@ -1639,6 +1639,93 @@ static void test_broker_configs_survive_snapshots_and_bad_ones_are_refused(void 
     env_free(e);
 }
 
+static int16_t alter_bconf(struct env *e, int32_t broker, const char *name, const char *value)
+{
+    const struct cctl_kv op = {name, value};
+    assert_int_equal(cctl_alter_broker_config(e->s, &e->ctx, broker, &op, 1, &e->recs, &e->err), 0);
+    if (e->err.code) {
+        assert_int_equal(e->recs.n, 0);
+        return e->err.code;
+    }
+    commit(e);
+    return 0;
+}
+
+static void test_alter_broker_config_accepts_only_dynamic_keys_and_valid_values(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 2);
+    assert_int_equal(alter_bconf(e, CSTATE_CLUSTER_DEFAULT, "log.retention.ms", "60000"), 0);
+    assert_int_equal(alter_bconf(e, 1, "log.retention.ms", "120000"), 0);
+    assert_int_equal(alter_bconf(e, 1, "min.insync.replicas", "2"), 0);
+    assert_string_equal(cstate_broker_config(e->s, CSTATE_CLUSTER_DEFAULT, "log.retention.ms"),
+                        "60000");
+    assert_string_equal(cstate_broker_config(e->s, 1, "log.retention.ms"), "120000");
+
+    /* Static and unknown keys are refused, naming the key; nothing is written. */
+    static const char *const refused[][2] = {
+        {"broker.id", "3"},
+        {"log.dirs", "/tmp/x"},
+        {"log.retention.check.interval.ms", "1000"},
+        {"no.such.key", "1"},
+        /* Values the static registry refuses. */
+        {"log.segment.bytes", "10"},
+        {"log.retention.ms", "soon"},
+        {"min.insync.replicas", "0"},
+        {"unclean.leader.election.enable", "maybe"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        if (alter_bconf(e, CSTATE_CLUSTER_DEFAULT, refused[i][0], refused[i][1]) !=
+            KERR_INVALID_CONFIG)
+            fail_msg("%s=%s accepted", refused[i][0], refused[i][1]);
+        if (!strstr(e->err.message, refused[i][0]))
+            fail_msg("%s: message '%s' does not name the key", refused[i][0], e->err.message);
+    }
+    /* A removal of a static key is refused too; of a dynamic one it is not. */
+    assert_int_equal(alter_bconf(e, 1, "log.dirs", NULL), KERR_INVALID_CONFIG);
+    assert_int_equal(alter_bconf(e, 1, "log.retention.ms", NULL), 0);
+    assert_null(cstate_broker_config(e->s, 1, "log.retention.ms"));
+    /* Unclean election is the coordinator's: only a cluster-wide value. */
+    assert_int_equal(alter_bconf(e, 1, "unclean.leader.election.enable", "true"),
+                     KERR_INVALID_CONFIG);
+    assert_int_equal(alter_bconf(e, -2, "log.retention.ms", "1"), KERR_INVALID_REQUEST);
+
+    /* One bad entry refuses the whole resource. */
+    const struct cctl_kv two[] = {{"log.segment.bytes", "1048576"}, {"broker.id", "1"}};
+    assert_int_equal(cctl_alter_broker_config(e->s, &e->ctx, 0, two, 2, &e->recs, &e->err), 0);
+    assert_int_equal(e->err.code, KERR_INVALID_CONFIG);
+    assert_int_equal(e->recs.n, 0);
+    env_free(e);
+}
+
+static void test_dynamic_unclean_default_elects_offline_partitions(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 2);
+    const struct cctl_kv clean = {"unclean.leader.election.enable", "false"};
+    create_manual(e, "c", (const int32_t[]){0, 1}, 2, NULL, 0);
+    create_manual(e, "k", (const int32_t[]){0, 1}, 2, &clean, 1);
+    assert_int_equal(alter(e, 0, "c", 0, 0, 0, (const int32_t[]){0}, 1), 0);
+    assert_int_equal(alter(e, 0, "k", 0, 0, 0, (const int32_t[]){0}, 1), 0);
+    fence(e, 0);
+    assert_int_equal(part(e, "c", 0)->leader, -1);
+    assert_false(cctl_topic_unclean(e->s, &e->ctx, cstate_topic_by_name(e->s, "c")));
+    assert_int_equal(
+        alter_bconf(e, CSTATE_CLUSTER_DEFAULT, "unclean.leader.election.enable", "true"), 0);
+    assert_true(cctl_topic_unclean(e->s, &e->ctx, cstate_topic_by_name(e->s, "c")));
+    /* The topic without an override elects at once; the override still wins. */
+    assert_int_equal(part(e, "c", 0)->leader, 1);
+    assert_int_equal(part(e, "k", 0)->leader, -1);
+    assert_false(cctl_topic_unclean(e->s, &e->ctx, cstate_topic_by_name(e->s, "k")));
+    /* Removing it falls back to the static default (off). */
+    assert_int_equal(alter_bconf(e, CSTATE_CLUSTER_DEFAULT, "unclean.leader.election.enable", NULL),
+                     0);
+    assert_false(cctl_topic_unclean(e->s, &e->ctx, cstate_topic_by_name(e->s, "c")));
+    env_free(e);
+}
+
 static void test_record_format_names_the_change(void **state)
 {
     (void)state;
@@ -1697,6 +1784,8 @@ int main(void)
         cmocka_unit_test(test_sessions_can_be_cut_short_until_the_next_touch),
         cmocka_unit_test(test_broker_configs_set_replace_remove_per_scope),
         cmocka_unit_test(test_broker_configs_survive_snapshots_and_bad_ones_are_refused),
+        cmocka_unit_test(test_alter_broker_config_accepts_only_dynamic_keys_and_valid_values),
+        cmocka_unit_test(test_dynamic_unclean_default_elects_offline_partitions),
         cmocka_unit_test(test_record_format_names_the_change),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

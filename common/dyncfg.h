@@ -1,0 +1,42 @@
+/* dyncfg: the broker keys that may change at run time, per broker or as a
+ * cluster-wide default (AlterConfigs on a BROKER resource).
+ *
+ * These are the keys Kafka lets an operator update dynamically that Weir has
+ * and honours without a restart: the log defaults that a topic without an
+ * override inherits, min.insync.replicas and unclean.leader.election.enable.
+ * Any other broker key (broker.id, log.dirs, listeners, ...) is static: it is
+ * refused with INVALID_CONFIG. The table says which topic key each one is the
+ * default of, so the broker can fold the dynamic values into the per-log
+ * settings and DescribeConfigs can report synonyms.
+ *
+ * Values are checked with the static registry's definition of the key
+ * (common/config), so a dynamic value obeys the same type and bounds as the
+ * same key in server.properties. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config_def;
+
+struct dyncfg_key {
+    const char *name;      /* the broker key */
+    const char *topic_key; /* the topic key it is the default of, or NULL */
+    /* Only a cluster-wide value means something: the coordinator, not a
+     * broker, acts on it (unclean.leader.election.enable: elections). */
+    bool cluster_only;
+};
+
+extern const struct dyncfg_key dyncfg_keys[]; /* sorted by name */
+extern const size_t dyncfg_nkeys;
+
+/* The dynamic key @name, or NULL when it cannot change at run time. */
+const struct dyncfg_key *dyncfg_find(const char *name);
+
+/* Check a dynamic value: @name must be in the table and @value must pass
+ * @def, the static registry's definition of @name (NULL when the program has
+ * no such key). Returns KERR_NONE or KERR_INVALID_CONFIG with a message that
+ * names the key in @msg (always written). */
+int16_t dyncfg_validate(const char *name, const struct config_def *def, const char *value,
+                        char *msg, size_t msglen);
