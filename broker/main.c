@@ -299,7 +299,7 @@ int main(int argc, char **argv)
         goto out;
     }
     coordclient_set_cluster_id(m.ctx.cc, cluster_id);
-    r = replicas_new(m.s.broker_id, m.ctx.lm, m.ctx.cc, &m.ctx.reps);
+    r = replicas_new(m.s.broker_id, m.ctx.lm, m.ctx.cc, cfg, &m.ctx.reps);
     if (r < 0)
         goto out;
     struct repl_options ro = {.base = m.base,

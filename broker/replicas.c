@@ -7,10 +7,12 @@
 #include <string.h>
 
 #include "broker/coordclient.h"
+#include "broker/effconfig.h"
 #include "broker/replica/repl.h"
 #include "broker/storage/logmgr.h"
 #include "broker/storage/plog.h"
 #include "broker/storage/storage_config.h"
+#include "common/config.h"
 #include "common/kerr.h"
 #include "common/log.h"
 #include "common/meta/state.h"
@@ -35,6 +37,12 @@ struct replicas {
     struct seen_key *seen;
     size_t n_seen, cap_seen; /* cap a power of two, at most half full */
     struct repl *repl;
+    const struct config *cfg; /* static configuration, or NULL */
+    /* The log defaults with the dynamic broker configs layered in, and the
+     * dynamic entries they were computed from ("id\0name\0value\0"...). */
+    struct plog_config dyn_base;
+    char *dyn_key;
+    size_t dyn_key_len;
 };
 
 void replicas_set_repl(struct replicas *r, struct repl *repl)
@@ -43,7 +51,7 @@ void replicas_set_repl(struct replicas *r, struct repl *repl)
 }
 
 int replicas_new(int32_t broker_id, struct logmgr *lm, struct coordclient *cc,
-                 struct replicas **ret)
+                 const struct config *cfg, struct replicas **ret)
 {
     struct replicas *r = calloc(1, sizeof(*r));
     if (!r)
@@ -51,6 +59,7 @@ int replicas_new(int32_t broker_id, struct logmgr *lm, struct coordclient *cc,
     r->id = broker_id;
     r->lm = lm;
     r->cc = cc;
+    r->cfg = cfg;
     *ret = r;
     return 0;
 }
@@ -62,6 +71,7 @@ void replicas_free(struct replicas *r)
     for (size_t i = 0; i < r->cap_seen; i++)
         free(r->seen[i].name);
     free(r->seen);
+    free(r->dyn_key);
     free(r);
 }
 
@@ -253,6 +263,78 @@ static void apply_log_config(const struct cstate_topic *t, int32_t p, struct plo
               (long long)want->retention_ms, (long long)want->retention_bytes);
 }
 
+/* The dynamic entries that concern this broker, as one byte string, so a
+ * watch update that changes none of them costs a comparison. */
+static int dyn_key(const struct replicas *r, const struct cstate *s, char **ret, size_t *ret_len)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < s->n_broker_configs; i++) {
+        const struct cstate_broker_config *bc = &s->broker_configs[i];
+        if (bc->broker_id == CSTATE_CLUSTER_DEFAULT || bc->broker_id == r->id)
+            len += 12 + strlen(bc->name) + 1 + strlen(bc->value) + 1;
+    }
+    char *k = malloc(len + 1), *p = k;
+    if (!k)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n_broker_configs; i++) {
+        const struct cstate_broker_config *bc = &s->broker_configs[i];
+        if (bc->broker_id == CSTATE_CLUSTER_DEFAULT || bc->broker_id == r->id) {
+            int n = snprintf(p, 12, "%d", (int)bc->broker_id);
+            p += n + 1;
+            size_t nl = strlen(bc->name) + 1, vl = strlen(bc->value) + 1;
+            memcpy(p, bc->name, nl);
+            p += nl;
+            memcpy(p, bc->value, vl);
+            p += vl;
+        }
+    }
+    *ret = k;
+    *ret_len = (size_t)(p - k);
+    return 0;
+}
+
+/* The broker's log defaults in effect: the static ones, with the dynamic
+ * cluster default and this broker's dynamic values layered in (Kafka's
+ * precedence: per broker > cluster default > static > default). */
+static const struct plog_config *log_defaults(struct replicas *r, const struct cstate *s)
+{
+    const struct plog_config *stat = logmgr_default_config(r->lm);
+    if (!r->cfg || !effconfig_has_dynamic(s, r->id)) {
+        free(r->dyn_key);
+        r->dyn_key = NULL;
+        return stat;
+    }
+    char *k;
+    size_t klen;
+    if (dyn_key(r, s, &k, &klen) < 0) {
+        log_error("replicas", "dynamic broker configs: out of memory; keeping the previous log "
+                              "defaults");
+        return r->dyn_key ? &r->dyn_base : stat;
+    }
+    if (r->dyn_key && klen == r->dyn_key_len && !memcmp(k, r->dyn_key, klen)) {
+        free(k);
+        return &r->dyn_base;
+    }
+    struct config *eff;
+    if (effconfig_build(s, r->cfg, r->id, &eff) < 0) {
+        free(k);
+        log_error("replicas", "dynamic broker configs: out of memory; keeping the previous log "
+                              "defaults");
+        return r->dyn_key ? &r->dyn_base : stat;
+    }
+    storage_config_plog(eff, &r->dyn_base);
+    config_free(eff);
+    free(r->dyn_key);
+    r->dyn_key = k;
+    r->dyn_key_len = klen;
+    log_info("replicas",
+             "log defaults with dynamic broker configs: segment.bytes=%lld segment.ms=%lld "
+             "retention.ms=%lld retention.bytes=%lld",
+             (long long)r->dyn_base.segment_bytes, (long long)r->dyn_base.roll_ms,
+             (long long)r->dyn_base.retention_ms, (long long)r->dyn_base.retention_bytes);
+    return &r->dyn_base;
+}
+
 void replicas_reconcile(struct replicas *r)
 {
     const struct cstate *s = coordclient_state(r->cc);
@@ -272,9 +354,10 @@ void replicas_reconcile(struct replicas *r)
         free(c.v[i].topic);
     }
     free(c.v);
+    const struct plog_config *defaults = log_defaults(r, s);
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
         struct plog_config cfg;
-        replicas_topic_log_config(logmgr_default_config(r->lm), t, &cfg);
+        replicas_topic_log_config(defaults, t, &cfg);
         for (int32_t p = 0; p < t->n_parts; p++) {
             if (!cstate_part_is_replica(&t->parts[p], r->id))
                 continue;
@@ -323,7 +406,7 @@ int16_t replicas_lookup(struct replicas *r, const char *topic, int32_t partition
     if (current_leader_epoch >= 0 && current_leader_epoch != p->leader_epoch) {
         *ret = l;
         return current_leader_epoch < p->leader_epoch ? KERR_FENCED_LEADER_EPOCH
-                                                     : KERR_UNKNOWN_LEADER_EPOCH;
+                                                      : KERR_UNKNOWN_LEADER_EPOCH;
     }
     l.log = logmgr_get(r->lm, topic, partition);
     if (!l.log) {

@@ -24,13 +24,19 @@ struct coordclient;
 struct plog;
 struct cstate_partition;
 
+struct config;
+/* @cfg is the broker's static configuration (borrowed, outlives @ret; NULL:
+ * the log manager's defaults, no dynamic broker configs). */
 int replicas_new(int32_t broker_id, struct logmgr *lm, struct coordclient *cc,
-                 struct replicas **ret);
+                 const struct config *cfg, struct replicas **ret);
 void replicas_free(struct replicas *r); /* NULL-safe */
 
 /* Bring the local logs in line with the local metadata: create missing logs
  * with their topic's configuration and update the configuration of open ones
- * (topic config changes arrive by the watch). Logs errors itself. */
+ * (topic config and dynamic broker config changes arrive by the watch): each
+ * log's settings are the static broker defaults, then the dynamic cluster
+ * default, then this broker's dynamic values, then the topic's overrides.
+ * Logs errors itself. */
 void replicas_reconcile(struct replicas *r);
 
 struct plog_config;

@@ -388,6 +388,32 @@ int config_new(const struct config_def *defs, size_t ndefs, struct config **ret)
     return 0;
 }
 
+int config_clone(const struct config *c, struct config **ret)
+{
+    struct config *n;
+    int r = config_new(c->defs, c->ndefs, &n);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < c->ndefs; i++) {
+        const struct config_value *v = &c->vals[i];
+        if (v->src == CONFIG_SOURCE_DEFAULT)
+            continue;
+        config_value_clear(&c->defs[i], &n->vals[i]);
+        n->vals[i].src = v->src;
+        if (!v->raw)
+            continue; /* set to null */
+        char err[256];
+        r = config_parse_value(&c->defs[i], v->raw, &n->vals[i], err, sizeof(err));
+        if (r < 0) {
+            config_free(n);
+            return r;
+        }
+        n->vals[i].src = v->src;
+    }
+    *ret = n;
+    return 0;
+}
+
 void config_free(struct config *c)
 {
     if (!c)

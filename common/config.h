@@ -58,6 +58,8 @@ struct config;
  * programmer errors (assert). */
 int config_new(const struct config_def *defs, size_t ndefs, struct config **ret);
 void config_free(struct config *c);
+/* A copy of @c: the same (borrowed) defs, every value and its source. -ENOMEM. */
+int config_clone(const struct config *c, struct config **ret);
 
 /* Set one key from a string. -ENOENT for an undeclared key (the message says
  * "unknown configuration key '...'"), -EINVAL for a bad value. */

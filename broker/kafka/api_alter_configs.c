@@ -12,9 +12,13 @@
  * DELETE map onto the RPC's set and remove; APPEND and SUBTRACT apply to list
  * keys (cleanup.policy) and are computed against the current value here.
  *
- * BROKER resources are refused with INVALID_REQUEST: broker keys are static in
- * Weir (a properties file and --override, read at start). Other resource types
- * are INVALID_REQUEST too. */
+ * BROKER resources (a broker id, or the empty name for the cluster default)
+ * go to the coordinator's AlterBrokerConfigs RPC, which accepts only the keys
+ * in common/dyncfg.c and writes one BrokerConfig record per key; every broker
+ * layers them over its static configuration (broker/effconfig.c,
+ * broker/replicas.c). AlterConfigs replaces the dynamic values of that scope,
+ * as for topics. A request naming both kinds makes both calls and answers
+ * when both are done. Other resource types are INVALID_REQUEST. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +45,8 @@ enum { OP_SET = 0, OP_DELETE = 1, OP_APPEND = 2, OP_SUBTRACT = 3 };
 struct alter_result {
     int16_t error_code;
     const char *error_message;
-    int32_t topic_index; /* into the RPC's topics, -1 when answered locally */
+    int32_t topic_index;  /* into the RPC's topics, -1 when answered locally */
+    int32_t broker_index; /* into the broker RPC's resources, -1 when not one */
 };
 
 struct alter_ctx {
@@ -52,6 +57,8 @@ struct alter_ctx {
     struct alter_result *res; /* in the request's arena */
     void *resp;               /* the Kafka response struct, in the request's arena */
     int timeout_ms;
+    int pending;        /* coordinator calls not answered yet */
+    int64_t max_offset; /* highest metadata offset answered, -1: none */
 };
 
 static void alter_reply(void *ud, int result)
@@ -75,6 +82,43 @@ static void alter_reply(void *ud, int result)
     free(c);
 }
 
+/* One coordinator call answered: when it was the last, wait until this
+ * broker's metadata has every change, then reply. */
+static void call_finished(struct alter_ctx *c, int64_t offset)
+{
+    if (offset > c->max_offset)
+        c->max_offset = offset;
+    if (--c->pending > 0)
+        return;
+    if (c->max_offset < 0 ||
+        coordclient_wait_offset(c->b->cc, c->max_offset, c->timeout_ms, alter_reply, c) < 0)
+        alter_reply(c, 0);
+}
+
+static void alter_broker_done(int status, const struct ProtobufCMessage *msg, const char *errmsg,
+                              void *ud)
+{
+    struct alter_ctx *c = ud;
+    const Weir__Coord__AlterBrokerConfigsResponse *r = (const void *)msg;
+    for (int32_t i = 0; i < c->n; i++) {
+        struct alter_result *x = &c->res[i];
+        if (x->broker_index < 0)
+            continue;
+        if (status != 0 || (size_t)x->broker_index >= r->n_results) {
+            x->error_code = KERR_REQUEST_TIMED_OUT;
+            x->error_message =
+                arena_strdup(&c->req->arena, errmsg ? errmsg : "no answer from the coordinator");
+            continue;
+        }
+        const Weir__Coord__AlterBrokerConfigsResult *t = r->results[x->broker_index];
+        x->error_code = (int16_t)t->error_code;
+        x->error_message = t->error_message && t->error_message[0]
+                               ? arena_strdup(&c->req->arena, t->error_message)
+                               : NULL;
+    }
+    call_finished(c, status == 0 ? r->metadata_offset : -1);
+}
+
 static void alter_done(int status, const struct ProtobufCMessage *msg, const char *errmsg, void *ud)
 {
     struct alter_ctx *c = ud;
@@ -95,9 +139,7 @@ static void alter_done(int status, const struct ProtobufCMessage *msg, const cha
                                ? arena_strdup(&c->req->arena, t->error_message)
                                : NULL;
     }
-    int64_t offset = status == 0 ? r->metadata_offset : -1;
-    if (offset < 0 || coordclient_wait_offset(c->b->cc, offset, c->timeout_ms, alter_reply, c) < 0)
-        alter_reply(c, 0);
+    call_finished(c, status == 0 ? r->metadata_offset : -1);
 }
 
 static int clamp_timeout(const struct broker_ctx *b)
@@ -249,6 +291,109 @@ static int build_ops(struct alter_ctx *c, const struct cstate_topic *cur, bool i
     return 0;
 }
 
+/* The scope a BROKER resource name names: a broker id, or the cluster
+ * default for the empty name (as in Kafka). false for anything else. */
+static bool broker_scope(const char *name, int32_t *ret)
+{
+    if (!name[0]) {
+        *ret = CSTATE_CLUSTER_DEFAULT;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    long id = strtol(name, &end, 10);
+    if (errno || *end || end == name || name[0] == '-' || name[0] == '+' || id < 0 ||
+        id > INT32_MAX)
+        return false;
+    *ret = (int32_t)id;
+    return true;
+}
+
+/* Fill @br's ops for one BROKER resource of either request. AlterConfigs
+ * replaces the scope's dynamic values: the ones it does not name are removed.
+ * Returns 0, -ENOMEM, or 1 when answered locally (@x filled). */
+static int build_broker_ops(struct alter_ctx *c, const struct cstate *s, bool incremental,
+                            const void *configs, int32_t n_configs,
+                            Weir__Coord__AlterBrokerConfigsResource *br, struct alter_result *x)
+{
+    struct kreq *req = c->req;
+    size_t extra = 0;
+    if (!incremental)
+        for (size_t i = 0; i < s->n_broker_configs; i++)
+            extra += s->broker_configs[i].broker_id == br->broker_id;
+    size_t cap = (size_t)(n_configs > 0 ? n_configs : 0) + extra;
+    Weir__Coord__AlterConfigOp *ops = api_alloc(req, cap, sizeof(*ops));
+    br->ops = api_alloc(req, cap, sizeof(*br->ops));
+    if (cap && (!ops || !br->ops))
+        return -ENOMEM;
+    size_t n = 0;
+    for (int32_t i = 0; i < n_configs; i++) {
+        buf_slice name_s, value_s;
+        int8_t op = OP_SET;
+        if (incremental) {
+            const struct kafka_incremental_alter_configs_request_config *e =
+                &((const struct kafka_incremental_alter_configs_request_config *)configs)[i];
+            name_s = e->name;
+            value_s = e->value;
+            op = e->config_operation;
+        } else {
+            const struct kafka_alter_configs_request_config *e =
+                &((const struct kafka_alter_configs_request_config *)configs)[i];
+            name_s = e->name;
+            value_s = e->value;
+        }
+        char *name = api_str(req, name_s);
+        char *value = api_str(req, value_s);
+        if (!name || (value_s.len >= 0 && !value))
+            return -ENOMEM;
+        if (op < OP_SET || op > OP_SUBTRACT) {
+            refuse(x, KERR_INVALID_REQUEST, "unknown config operation");
+            return 1;
+        }
+        if (op == OP_APPEND || op == OP_SUBTRACT) {
+            char *m = arena_alloc(&req->arena, 200, 1);
+            if (m)
+                snprintf(m, 200,
+                         "broker config %.100s is not a list: APPEND and SUBTRACT do not "
+                         "apply",
+                         name);
+            refuse(x, KERR_INVALID_CONFIG, m);
+            return 1;
+        }
+        if (op == OP_SET && !value) {
+            char *m = arena_alloc(&req->arena, 160, 1);
+            if (m)
+                snprintf(m, 160, "config %.100s: a null value (use DELETE to remove it)", name);
+            refuse(x, KERR_INVALID_REQUEST, m);
+            return 1;
+        }
+        Weir__Coord__AlterConfigOp *o = &ops[n];
+        weir__coord__alter_config_op__init(o);
+        o->name = name;
+        o->value = op == OP_DELETE ? (char *)"" : value;
+        o->remove = op == OP_DELETE;
+        br->ops[n++] = o;
+    }
+    for (size_t i = 0; i < s->n_broker_configs && !incremental; i++) {
+        const struct cstate_broker_config *bc = &s->broker_configs[i];
+        if (bc->broker_id != br->broker_id)
+            continue;
+        bool named = false;
+        for (size_t j = 0; j < n && !named; j++)
+            named = !strcmp(br->ops[j]->name, bc->name);
+        if (named)
+            continue;
+        Weir__Coord__AlterConfigOp *o = &ops[n];
+        weir__coord__alter_config_op__init(o);
+        o->name = bc->name;
+        o->value = (char *)"";
+        o->remove = true;
+        br->ops[n++] = o;
+    }
+    br->n_ops = n;
+    return 0;
+}
+
 /* Shared by both handlers; @body is the decoded request of either kind. */
 static void alter_handle(struct broker_ctx *b, struct kreq *req, const void *body, bool incremental,
                          int32_t n_res, bool validate_only, void *resp)
@@ -258,8 +403,11 @@ static void alter_handle(struct broker_ctx *b, struct kreq *req, const void *bod
     struct alter_result *res = api_alloc(req, (size_t)n, sizeof(*res));
     Weir__Coord__AlterTopicConfigsTopic *ts = api_alloc(req, (size_t)n, sizeof(*ts));
     Weir__Coord__AlterTopicConfigsTopic **tp = api_alloc(req, (size_t)n, sizeof(*tp));
-    if (!c || (n && (!res || !ts || !tp)))
+    Weir__Coord__AlterBrokerConfigsResource *bs = api_alloc(req, (size_t)n, sizeof(*bs));
+    Weir__Coord__AlterBrokerConfigsResource **bp = api_alloc(req, (size_t)n, sizeof(*bp));
+    if (!c || (n && (!res || !ts || !tp || !bs || !bp)))
         goto oom;
+    c->max_offset = -1;
     c->b = b;
     c->req = req;
     c->incremental = incremental;
@@ -268,7 +416,7 @@ static void alter_handle(struct broker_ctx *b, struct kreq *req, const void *bod
     c->resp = resp;
     c->timeout_ms = clamp_timeout(b);
     const struct cstate *s = coordclient_state(b->cc);
-    size_t nt = 0;
+    size_t nt = 0, nb = 0;
     for (int32_t i = 0; i < n; i++) {
         int8_t rtype;
         buf_slice rname;
@@ -289,10 +437,25 @@ static void alter_handle(struct broker_ctx *b, struct kreq *req, const void *bod
         }
         struct alter_result *x = &res[i];
         x->topic_index = -1;
+        x->broker_index = -1;
         if (rtype == RES_BROKER) {
-            refuse(x, KERR_INVALID_REQUEST,
-                   "broker configs are static in Weir: set them in the broker's properties file "
-                   "(or --override) and restart it");
+            char *name = api_str(req, rname);
+            if (!name)
+                goto oom;
+            Weir__Coord__AlterBrokerConfigsResource *br = &bs[nb];
+            weir__coord__alter_broker_configs_resource__init(br);
+            if (!broker_scope(name, &br->broker_id)) {
+                refuse(x, KERR_INVALID_REQUEST,
+                       "a broker resource name is a broker id, or empty for the cluster default");
+                continue;
+            }
+            int r = build_broker_ops(c, s, incremental, configs, n_configs, br, x);
+            if (r < 0)
+                goto oom;
+            if (r > 0)
+                continue;
+            x->broker_index = (int32_t)nb;
+            bp[nb++] = br;
             continue;
         }
         if (rtype != RES_TOPIC) {
@@ -314,17 +477,32 @@ static void alter_handle(struct broker_ctx *b, struct kreq *req, const void *bod
         x->topic_index = (int32_t)nt;
         tp[nt++] = t;
     }
-    if (nt == 0) {
+    if (nt == 0 && nb == 0) {
         alter_reply(c, 0);
         return;
     }
-    Weir__Coord__AlterTopicConfigsRequest creq = WEIR__COORD__ALTER_TOPIC_CONFIGS_REQUEST__INIT;
-    creq.n_topics = nt;
-    creq.topics = tp;
-    creq.validate_only = validate_only;
-    if (coordclient_call(b->cc, COORD_M_ALTER_TOPIC_CONFIGS, &creq.base, c->timeout_ms, alter_done,
-                         c) < 0)
-        alter_done(-1, NULL, "coordinator unavailable", c);
+    /* Both calls are counted before either is made: an answer given at once
+     * must not reply while the other is still to be sent. */
+    c->pending = (nt > 0) + (nb > 0);
+    if (nt > 0) {
+        Weir__Coord__AlterTopicConfigsRequest creq = WEIR__COORD__ALTER_TOPIC_CONFIGS_REQUEST__INIT;
+        creq.n_topics = nt;
+        creq.topics = tp;
+        creq.validate_only = validate_only;
+        if (coordclient_call(b->cc, COORD_M_ALTER_TOPIC_CONFIGS, &creq.base, c->timeout_ms,
+                             alter_done, c) < 0)
+            alter_done(-1, NULL, "coordinator unavailable", c);
+    }
+    if (nb > 0) {
+        Weir__Coord__AlterBrokerConfigsRequest breq =
+            WEIR__COORD__ALTER_BROKER_CONFIGS_REQUEST__INIT;
+        breq.n_resources = nb;
+        breq.resources = bp;
+        breq.validate_only = validate_only;
+        if (coordclient_call(b->cc, COORD_M_ALTER_BROKER_CONFIGS, &breq.base, c->timeout_ms,
+                             alter_broker_done, c) < 0)
+            alter_broker_done(-1, NULL, "coordinator unavailable", c);
+    }
     return;
 oom:
     free(c);

@@ -10,6 +10,7 @@
 
 #include "broker/broker_config.h"
 #include "broker/coordclient.h"
+#include "broker/effconfig.h"
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
@@ -17,6 +18,7 @@
 #include "broker/storage/storage_config.h"
 #include "common/arena.h"
 #include "common/config.h"
+#include "common/dyncfg.h"
 #include "common/kerr.h"
 #include "common/meta/state.h"
 #include "common/topic_config.h"
@@ -24,12 +26,14 @@
 #define RES_TOPIC                2
 #define RES_BROKER               4
 #define SRC_TOPIC_CONFIG         1
-#define SRC_STATIC_BROKER_CONFIG 4
-#define SRC_DEFAULT_CONFIG       5
+#define SRC_DYNAMIC_BROKER       EFFCONFIG_DYNAMIC_BROKER
+#define SRC_DYNAMIC_DEFAULT      EFFCONFIG_DYNAMIC_DEFAULT
+#define SRC_STATIC_BROKER_CONFIG EFFCONFIG_STATIC
+#define SRC_DEFAULT_CONFIG       EFFCONFIG_DEFAULT
 #define ENDPOINT_BROKER          1
 #define ENDPOINT_CONTROLLER      2
 #define AUTHORIZED_OPS_OMITTED   INT32_MIN
-#define MAX_CONFIG_SYNONYMS      3
+#define MAX_CONFIG_SYNONYMS      16
 
 /* ---- topic configs ------------------------------------------------------------------- */
 
@@ -37,35 +41,90 @@
  * table in common/topic_config.c: the same one the coordinator validates with. */
 #define N_TOPIC_KEYS topic_config_ndefs
 
-/* The default of a topic key as this broker would apply it: the value of its
- * broker synonym when the registry declares it, else Kafka's default. The
- * retention and roll times go through the storage layer's resolution so that
- * log.retention.hours / log.roll.hours count as well. Formatted numbers live
- * in @req's arena. */
-static const char *topic_default(struct broker_ctx *b, struct kreq *req, const struct topic_config_def *k,
-                                 int8_t *ret_source)
+/* The broker keys that set one value, in Kafka's precedence (the finest unit
+ * first): DescribeConfigs lists synonyms in this order. NULL-terminated. */
+static const char *const retention_names[] = {"log.retention.ms", "log.retention.minutes",
+                                              "log.retention.hours", NULL};
+static const char *const roll_names[] = {"log.roll.ms", "log.roll.hours", NULL};
+
+static void synonym_names(const char *broker_key, const char *one[2], const char *const **ret_names)
+{
+    for (const char *const *n = retention_names; *n; n++)
+        if (!strcmp(*n, broker_key)) {
+            *ret_names = retention_names;
+            return;
+        }
+    for (const char *const *n = roll_names; *n; n++)
+        if (!strcmp(*n, broker_key)) {
+            *ret_names = roll_names;
+            return;
+        }
+    one[0] = broker_key;
+    one[1] = NULL;
+    *ret_names = one;
+}
+
+/* The levels above the key's own default, in precedence order. */
+static const enum effconfig_source set_levels[] = {EFFCONFIG_DYNAMIC_BROKER,
+                                                   EFFCONFIG_DYNAMIC_DEFAULT, EFFCONFIG_STATIC};
+
+/* The source of the value in effect for a broker key and its synonyms: the
+ * first level that has a value, names in precedence order. */
+static int8_t first_source(struct broker_ctx *b, const char *const *names)
+{
+    const struct cstate *s = coordclient_state(b->cc);
+    for (const char *const *n = names; *n; n++)
+        for (size_t l = 0; l < sizeof(set_levels) / sizeof(set_levels[0]); l++) {
+            bool present;
+            effconfig_at(s, b->cfg, b->s->broker_id, *n, set_levels[l], &present);
+            if (present)
+                return (int8_t)set_levels[l];
+        }
+    return SRC_DEFAULT_CONFIG;
+}
+
+/* The default of a topic key as this broker applies it: its broker synonym
+ * from this broker's dynamic value, the dynamic cluster default, the static
+ * configuration, else Kafka's default. The retention and roll times go
+ * through the storage layer's resolution so that log.retention.hours /
+ * log.roll.hours count as well. Formatted numbers live in @req's arena. */
+static const char *topic_default(struct broker_ctx *b, struct kreq *req,
+                                 const struct topic_config_def *k, int8_t *ret_source)
 {
     const struct config *c = b->cfg;
-    *ret_source = SRC_DEFAULT_CONFIG;
-    if (!c || !config_find_def(c, k->broker_key))
-        return k->kafka_default;
+    const struct cstate *s = coordclient_state(b->cc);
+    const char *one[2];
+    const char *const *names;
+    synonym_names(k->broker_key, one, &names);
+    *ret_source = first_source(b, names);
+    if (!c || !config_find_def(c, k->broker_key)) {
+        /* Not a key of this broker's registry (unclean.leader.election.enable
+         * is the coordinator's): only a dynamic value can stand in. */
+        if (*ret_source == SRC_DEFAULT_CONFIG || *ret_source == SRC_STATIC_BROKER_CONFIG) {
+            *ret_source = SRC_DEFAULT_CONFIG;
+            return k->kafka_default;
+        }
+        bool present;
+        return effconfig_at(s, c, b->s->broker_id, k->broker_key,
+                            (enum effconfig_source) * ret_source, &present);
+    }
     bool is_ret = strcmp(k->name, "retention.ms") == 0;
     bool is_roll = strcmp(k->name, "segment.ms") == 0;
     if (is_ret || is_roll) {
         struct plog_config pc;
-        storage_config_plog(c, &pc);
-        bool set = is_ret ? config_is_set(c, "log.retention.ms") ||
-                                config_is_set(c, "log.retention.minutes") ||
-                                config_is_set(c, "log.retention.hours")
-                          : config_is_set(c, "log.roll.ms") || config_is_set(c, "log.roll.hours");
-        *ret_source = set ? SRC_STATIC_BROKER_CONFIG : SRC_DEFAULT_CONFIG;
+        struct config *eff = NULL;
+        if (effconfig_has_dynamic(s, b->s->broker_id) &&
+            effconfig_build(s, c, b->s->broker_id, &eff) < 0)
+            return NULL;
+        storage_config_plog(eff ? eff : c, &pc);
+        config_free(eff);
         char num[24];
         snprintf(num, sizeof(num), "%" PRId64, is_ret ? pc.retention_ms : pc.roll_ms);
         return arena_strdup(&req->arena, num); /* NULL on exhaustion: caller closes */
     }
-    const char *v = config_get_raw(c, k->broker_key);
-    if (config_is_set(c, k->broker_key))
-        *ret_source = SRC_STATIC_BROKER_CONFIG;
+    enum effconfig_source src;
+    const char *v = effconfig_get(s, c, b->s->broker_id, k->broker_key, &src);
+    *ret_source = (int8_t)src;
     /* A null broker value (e.g. log.flush.interval.ms) means Kafka's default. */
     return v ? v : k->kafka_default;
 }
@@ -156,8 +215,20 @@ static int describe_topic(struct broker_ctx *b, struct kreq *req, bool synonyms,
             return rc;
         if (ovr)
             add_synonym(e, k->name, ovr, SRC_TOPIC_CONFIG);
-        if (dsrc == SRC_STATIC_BROKER_CONFIG)
-            add_synonym(e, k->broker_key, dval, SRC_STATIC_BROKER_CONFIG);
+        /* Then every broker-level value, names in precedence order and each
+         * name from its per-broker value down to its static one; last what
+         * remains when none is set. */
+        const char *one[2];
+        const char *const *names;
+        synonym_names(k->broker_key, one, &names);
+        for (const char *const *nm = names; synonyms && *nm; nm++)
+            for (size_t l = 0; l < sizeof(set_levels) / sizeof(set_levels[0]); l++) {
+                bool present;
+                const char *v =
+                    effconfig_at(s, b->cfg, b->s->broker_id, *nm, set_levels[l], &present);
+                if (present)
+                    add_synonym(e, *nm, v, (int8_t)set_levels[l]);
+            }
         add_synonym(e, k->broker_key, dsrc == SRC_DEFAULT_CONFIG ? dval : k->kafka_default,
                     SRC_DEFAULT_CONFIG);
     }
@@ -166,6 +237,7 @@ static int describe_topic(struct broker_ctx *b, struct kreq *req, bool synonyms,
 }
 
 struct broker_visit {
+    struct broker_ctx *b;
     struct kreq *req;
     bool synonyms;
     const struct kafka_describe_configs_request_resource *r;
@@ -184,17 +256,40 @@ static void visit_broker_key(void *ud, const struct config_def *def, const char 
     struct broker_visit *v = ud;
     if (v->err || !key_wanted(v->r, def->name))
         return;
-    int8_t source = src == CONFIG_SOURCE_DEFAULT ? SRC_DEFAULT_CONFIG : SRC_STATIC_BROKER_CONFIG;
+    (void)src;
+    struct broker_ctx *b = v->b;
+    const struct cstate *s = coordclient_state(b->cc);
+    enum effconfig_source source;
+    value = effconfig_get(s, b->cfg, b->s->broker_id, def->name, &source);
     bool sensitive = key_sensitive(def->name);
     if (sensitive)
         value = NULL; /* Kafka never shows a sensitive value */
     struct kafka_describe_configs_response_config *e = &v->res->configs[v->res->n_configs++];
-    /* Nothing here changes at run time: every broker key is read-only. */
-    v->err = fill_entry(v->req, v->synonyms, e, def->name, value, source, true);
+    /* Only the keys in common/dyncfg.c change at run time (AlterConfigs). */
+    v->err = fill_entry(v->req, v->synonyms, e, def->name, value, (int8_t)source,
+                        dyncfg_find(def->name) == NULL);
     if (v->err)
         return;
     e->is_sensitive = sensitive;
-    add_synonym(e, def->name, value, source);
+    /* Kafka's order: names in precedence order (log.retention.ms before
+     * .minutes before .hours), each from its per-broker value down to its
+     * default. */
+    const char *one[2];
+    const char *const *names;
+    synonym_names(def->name, one, &names);
+    for (const char *const *nm = names; e->synonyms && *nm; nm++) {
+        static const enum effconfig_source all[] = {EFFCONFIG_DYNAMIC_BROKER,
+                                                    EFFCONFIG_DYNAMIC_DEFAULT, EFFCONFIG_STATIC,
+                                                    EFFCONFIG_DEFAULT};
+        for (size_t l = 0; l < sizeof(all) / sizeof(all[0]); l++) {
+            bool present;
+            const char *sv = effconfig_at(s, b->cfg, b->s->broker_id, *nm, all[l], &present);
+            /* A null default is no value to fall back to, except the key's own. */
+            if (!present || (all[l] == EFFCONFIG_DEFAULT && !sv && strcmp(*nm, def->name)))
+                continue;
+            add_synonym(e, *nm, sensitive ? NULL : sv, (int8_t)all[l]);
+        }
+    }
 }
 
 static void count_key(void *ud, const struct config_def *def, const char *value,
@@ -239,7 +334,7 @@ static int describe_broker(struct broker_ctx *b, struct kreq *req, bool synonyms
     res->configs = api_alloc(req, nkeys, sizeof(*res->configs));
     if (nkeys && !res->configs)
         return -ENOMEM;
-    struct broker_visit v = {.req = req, .synonyms = synonyms, .r = r, .res = res};
+    struct broker_visit v = {.b = b, .req = req, .synonyms = synonyms, .r = r, .res = res};
     config_foreach(b->cfg, visit_broker_key, &v);
     return v.err;
 }
@@ -285,7 +380,6 @@ oom:
 
 /* ---- DescribeCluster ----------------------------------------------------------------- */
 
-
 static const struct cstate_endpoint *pick_endpoint(const struct cstate_broker *br,
                                                    const char *listener)
 {
@@ -303,9 +397,9 @@ void api_describe_cluster_handle(struct broker_ctx *b, struct kreq *req, void *b
     struct kafka_describe_cluster_response resp;
     kafka_describe_cluster_response_init(&resp);
     resp.endpoint_type = ENDPOINT_BROKER;
-    resp.cluster_authorized_operations =
-        m->include_cluster_authorized_operations ? dispatch_cluster_authorized_ops()
-                                                 : AUTHORIZED_OPS_OMITTED;
+    resp.cluster_authorized_operations = m->include_cluster_authorized_operations
+                                             ? dispatch_cluster_authorized_ops()
+                                             : AUTHORIZED_OPS_OMITTED;
     if (ver >= 1 && m->endpoint_type != ENDPOINT_BROKER) {
         resp.error_code = m->endpoint_type == ENDPOINT_CONTROLLER ? KERR_MISMATCHED_ENDPOINT_TYPE
                                                                   : KERR_UNSUPPORTED_ENDPOINT_TYPE;

@@ -1108,9 +1108,17 @@ static int fetcher_add(struct fetcher *f, struct repl_part *p)
 
 /* ---- metadata ------------------------------------------------------------------------------ */
 
+/* The topic's override, else this broker's dynamic value, else the dynamic
+ * cluster default, else the static one. */
 static int32_t topic_min_isr(struct repl *r, const struct cstate_topic *t)
 {
     const char *v = cstate_topic_config(t, "min.insync.replicas");
+    if (!v) {
+        const struct cstate *s = coordclient_state(r->cc);
+        v = cstate_broker_config(s, r->s->broker_id, "min.insync.replicas");
+        if (!v)
+            v = cstate_broker_config(s, CSTATE_CLUSTER_DEFAULT, "min.insync.replicas");
+    }
     if (v) {
         char *end;
         long n = strtol(v, &end, 10);

@@ -530,9 +530,9 @@ def test_alter_refuses_unknown_and_unsupported_keys(cluster):
     assert "compression.type" in ei.value.args[0].str()
     # Nothing changed.
     assert describe(cluster, "alter-bad", "retention.ms") == "123456"
-    # Broker resources are static in Weir.
-    res = incremental_alter_raw(cluster, [(RES_BROKER, "1", [("log.retention.ms", OP_SET, "1")])])
-    assert res[0][0] == KERR_INVALID_REQUEST and "static" in res[0][1], res
+    # A broker key that cannot change at run time is refused, naming it.
+    res = incremental_alter_raw(cluster, [(RES_BROKER, "1", [("log.dirs", OP_SET, "/tmp/x")])])
+    assert res[0][0] == KERR_INVALID_CONFIG and "log.dirs" in res[0][1], res
 
 
 def test_alter_configs_replaces_and_incremental_keeps_other_overrides(cluster):

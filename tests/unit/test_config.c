@@ -629,6 +629,39 @@ static void test_config_programmer_errors_abort(void **state)
     assert_true(dies_with_abort(new_with_duplicate));
 }
 
+static void test_config_clone_keeps_values_and_sources_and_check_value_stores_nothing(void **state)
+{
+    (void)state;
+    struct config *c, *copy;
+    char err[256];
+    assert_int_equal(config_new(test_defs, sizeof(test_defs) / sizeof(test_defs[0]), &c), 0);
+    assert_int_equal(
+        config_set(c, "log.segment.bytes", "1048576", CONFIG_SOURCE_FILE, err, sizeof(err)), 0);
+    assert_int_equal(config_set(c, "log.dirs", "/a, /b", CONFIG_SOURCE_OVERRIDE, err, sizeof(err)),
+                     0);
+    assert_int_equal(config_clone(c, &copy), 0);
+    assert_int_equal(config_get_int(copy, "log.segment.bytes"), 1048576);
+    assert_int_equal(config_get_source(copy, "log.segment.bytes"), CONFIG_SOURCE_FILE);
+    size_t n;
+    const char *const *dirs = config_get_list(copy, "log.dirs", &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(dirs[1], "/b");
+    assert_int_equal(config_get_source(copy, "log.dirs"), CONFIG_SOURCE_OVERRIDE);
+    assert_false(config_is_set(copy, "auto.create.topics.enable"));
+    /* The copy is independent. */
+    assert_int_equal(
+        config_set(copy, "log.segment.bytes", "2048", CONFIG_SOURCE_DYNAMIC, err, sizeof(err)), 0);
+    assert_int_equal(config_get_int(c, "log.segment.bytes"), 1048576);
+    config_free(copy);
+
+    const struct config_def *d = config_find_def(c, "log.segment.bytes");
+    assert_int_equal(config_check_value(d, "4096", err, sizeof(err)), 0);
+    assert_int_equal(config_check_value(d, "13", err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "'log.segment.bytes'"));
+    assert_int_equal(config_get_int(c, "log.segment.bytes"), 1048576);
+    config_free(c);
+}
+
 static void test_config_empty_registry(void **state)
 {
     (void)state;
@@ -664,6 +697,7 @@ int main(void)
         T(test_config_foreach_visits_in_declaration_order),
         cmocka_unit_test(test_config_programmer_errors_abort),
         cmocka_unit_test(test_config_empty_registry),
+        cmocka_unit_test(test_config_clone_keeps_values_and_sources_and_check_value_stores_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
