@@ -18,6 +18,7 @@
 #include "broker/broker_config.h"
 #include "broker/storage/storage_config.h"
 #include "common/config.h"
+#include "common/dyncfg.h"
 #include "common/topic_config.h"
 #include "coordinator/coord_config.h"
 
@@ -88,13 +89,25 @@ static void choices(FILE *f, const char *const *c)
         fprintf(f, "%s`%s`", i ? ", " : "", c[i]);
 }
 
-static void registry_table(FILE *f, const struct config_def *defs, size_t n)
+/* Whether the table of @coordinator's keys marks @name dynamic: the broker's
+ * dynamic keys, and in the coordinator's table the cluster-wide ones it acts
+ * on itself. */
+static const char *dynamic_mark(const char *name, bool coordinator)
+{
+    const struct dyncfg_key *k = dyncfg_find(name);
+    if (!k || (coordinator && !k->cluster_only))
+        return "";
+    return k->cluster_only ? " (dynamic, cluster default only)" : " (dynamic)";
+}
+
+static void registry_table(FILE *f, const struct config_def *defs, size_t n, bool coordinator)
 {
     fputs("| key | type | default | values | what it does |\n", f);
     fputs("|---|---|---|---|---|\n", f);
     for (size_t i = 0; i < n; i++) {
         const struct config_def *d = &defs[i];
-        fprintf(f, "| `%s` | %s | ", d->name, type_name(d->type));
+        fprintf(f, "| `%s`%s | %s | ", d->name, dynamic_mark(d->name, coordinator),
+                type_name(d->type));
         if (d->default_value)
             fprintf(f, "`%s`", d->default_value[0] ? d->default_value : "\"\"");
         else
@@ -173,16 +186,26 @@ static int generate(FILE *f)
           "`--override key=value`. Unknown keys in a file are warned about; on the command\n"
           "line they are errors; an invalid value stops the program with a message naming\n"
           "the key.\n\n"
-          "**Dynamic?** Broker and coordinator keys are static: they are read at start and\n"
-          "DescribeConfigs reports them read-only. Topic keys are dynamic: CreateTopics sets\n"
+          "**Dynamic?** Keys marked *(dynamic)* can also be set at run time, as in Kafka,\n"
+          "with AlterConfigs / IncrementalAlterConfigs on a BROKER resource: for one broker\n"
+          "(resource name = its id) or as the cluster default (empty resource name). The\n"
+          "coordinator stores the value in the metadata log and every broker applies it\n"
+          "from the watch without a restart. Precedence: topic override > dynamic value for\n"
+          "the broker > dynamic cluster default > the properties file or `--override` >\n"
+          "the default; DescribeConfigs reports which one is in effect\n"
+          "(DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG, STATIC_BROKER_CONFIG,\n"
+          "DEFAULT_CONFIG). `unclean.leader.election.enable` acts in the coordinator's\n"
+          "elections, so it takes only a cluster default. Every other broker and\n"
+          "coordinator key is static: read at start, refused by AlterConfigs with\n"
+          "INVALID_CONFIG, reported read-only. Topic keys are dynamic: CreateTopics sets\n"
           "them, AlterConfigs / IncrementalAlterConfigs change them, and every broker applies\n"
           "a change from the coordinator's watch without a restart.\n\n",
           f);
     fputs("## weir-broker\n\n", f);
-    registry_table(f, bdefs, nb);
+    registry_table(f, bdefs, nb, false);
     free(bdefs);
     fputs("\n## weir-coordinator\n\n", f);
-    registry_table(f, coord_config_defs, coord_config_ndefs);
+    registry_table(f, coord_config_defs, coord_config_ndefs, true);
     fputs("\n## Topic keys (dynamic)\n\n"
           "Set per topic; a topic without an override uses the broker key named in the\n"
           "fourth column when the broker declares it (as DescribeConfigs shows), else\n"
