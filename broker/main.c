@@ -306,6 +306,7 @@ int main(int argc, char **argv)
                               .s = &m.s,
                               .lm = m.ctx.lm,
                               .cc = m.ctx.cc,
+                              .pstates = m.ctx.pstates,
                               .on_visible = api_fetch_on_append,
                               .ud = &m.ctx};
     r = repl_new(&ro, &m.ctx.repl);

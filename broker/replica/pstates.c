@@ -325,14 +325,26 @@ int16_t pstates_check(struct pstates *pss, struct plog *log, int32_t leader_epoc
     return KERR_NONE;
 }
 
-void pstates_appended(struct pstates *pss, struct plog *log, const uint8_t *data, size_t len,
-                      const struct plog_append_info *info)
+static bool any_producer_id(const uint8_t *data, size_t len)
 {
-    struct pentry *e = find(pss, log);
-    if (!e)
-        return; /* no idempotent producer here yet: a later rebuild reads the log */
-    if (e->end != info->first_offset)
-        return; /* behind (followed meanwhile): the next check catches up from e->end */
+    for (size_t at = 0; len - at >= BATCH_HEADER_SIZE;) {
+        struct batch_header h;
+        if (batch_parse_header(data + at, len - at, &h) != 0 || h.length < 0)
+            return false;
+        if (h.producer_id >= 0)
+            return true;
+        at += (size_t)batch_total_size(&h);
+        if (at > len)
+            return false;
+    }
+    return false;
+}
+
+/* Record the batches just appended at @e->end (snapshot first when the append
+ * rolled a segment: the state then is the state as of the new segment's base). */
+static void apply(struct pstates *pss, struct pentry *e, struct plog *log, const uint8_t *data,
+                  size_t len, const struct plog_append_info *info)
+{
     if (info->rolled && info->first_offset > 0) {
         int r = pstate_snapshot_write(e->ps, plog_dir(log), e->end, e->tail_crc);
         if (r == 0) {
@@ -357,4 +369,68 @@ void pstates_appended(struct pstates *pss, struct plog *log, const uint8_t *data
     }
     e->end = info->last_offset + 1;
     e->tail_crc = tail;
+}
+
+void pstates_appended(struct pstates *pss, struct plog *log, const uint8_t *data, size_t len,
+                      const struct plog_append_info *info)
+{
+    struct pentry *e = find(pss, log);
+    if (!e)
+        return; /* no idempotent producer here yet: a later rebuild reads the log */
+    if (e->end != info->first_offset)
+        return; /* behind: the next check catches up from e->end */
+    apply(pss, e, log, data, len, info);
+}
+
+void pstates_followed(struct pstates *pss, struct plog *log, const uint8_t *data, size_t len,
+                      const struct plog_append_info *info)
+{
+    struct pentry *e = find(pss, log);
+    if (e && e->end == info->first_offset) {
+        apply(pss, e, log, data, len, info); /* the common case: no I/O but a roll's snapshot */
+        return;
+    }
+    if (!e) {
+        /* Logs without idempotent producers cost nothing. */
+        if (!any_producer_id(data, len))
+            return;
+        if (!(e = add(pss, log))) {
+            log_warn("pstates", "%s: out of memory for the producer state", plog_dir(log));
+            return; /* the first produce as leader rebuilds */
+        }
+    }
+    /* New here (first idempotent batch since start) or out of step: catch up
+     * from the log, which already holds these bytes. */
+    int r = sync_entry(pss, e, log, -1);
+    if (r < 0) {
+        log_warn("pstates", "%s: following the producer state failed: %s", plog_dir(log),
+                 strerror(-r));
+        pstate_clear(e->ps);
+        e->end = -1;
+    }
+}
+
+void pstates_truncated(struct pstates *pss, struct plog *log)
+{
+    struct pentry *e = find(pss, log);
+    int64_t end = plog_log_end_offset(log);
+    /* Snapshots above the new end describe batches that are gone; the tail
+     * CRC would also reject them, but only once the log grew past them. */
+    int d = pstate_snapshot_delete_above(plog_dir(log), end);
+    if (d < 0 && d != -ENOENT)
+        log_warn("pstates", "%s: deleting producer snapshots above %" PRId64 ": %s", plog_dir(log),
+                 end, strerror(-d));
+    if (!e)
+        return;
+    /* Batches of the state may be gone, and with them older ones the state no
+     * longer holds (last five per producer) and epoch bumps: rebuild from the
+     * newest snapshot still valid plus the log after it, as Kafka does. */
+    e->end = -1;
+    int r = sync_entry(pss, e, log, -1);
+    if (r < 0) {
+        log_warn("pstates", "%s: rebuilding the producer state after a truncation failed: %s",
+                 plog_dir(log), strerror(-r));
+        pstate_clear(e->ps);
+        e->end = -1;
+    }
 }

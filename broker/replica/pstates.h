@@ -1,17 +1,17 @@
 /* pstates: the broker's idempotent-producer states, one struct pstate per
- * partition log it has led with idempotent producers, kept in step with the
- * log for the produce path (broker/kafka/api_produce.c).
+ * partition log with idempotent producers, kept in step with the log for the
+ * produce path (broker/kafka/api_produce.c).
  *
- * A partition's state is a function of its log (pstate.h), so instead of
- * following every append made by the replication path, each state remembers
- * the log end it reflects and the CRC of the batch just below it. Before a
- * leader checks a batch the state is brought up to date: nothing to do when the
- * log did not move; a scan of the new batches when the log only grew (this
- * broker was a follower meanwhile); a rebuild from the newest valid snapshot
- * file (or the log start) plus a scan when the log was truncated or the state
- * is new (first produce after a restart or a failover). Snapshots
- * ("<offset>.snapshot", pstate.h) are written when the leader's append rolls a
- * segment; the two newest are kept.
+ * Leaders record each append (pstates_appended); followers record each batch
+ * they copy (pstates_followed, from repl.c) and rebuild after a truncation
+ * (pstates_truncated), so a new leader has the state at once. Each state also
+ * remembers the log end it reflects and the CRC of the batch just below it, so
+ * before a leader checks a batch it is verified cheaply: nothing to do when the
+ * log did not move; a scan of the new batches when the log only grew; a
+ * rebuild from the newest valid snapshot file (or the log start) plus a scan
+ * when the log was truncated or the state is new (the first idempotent batch
+ * after a restart). Snapshots ("<offset>.snapshot", pstate.h) are written when
+ * an append (leader's or follower's) rolls a segment; the two newest are kept.
  *
  * Producers are expired by producer.id.expiration.ms (checked at most once a
  * second per partition, on produce). Event loop thread only. */
@@ -44,6 +44,19 @@ int16_t pstates_check(struct pstates *pss, struct plog *log, int32_t leader_epoc
  * write a snapshot when the append rolled a segment. */
 void pstates_appended(struct pstates *pss, struct plog *log, const uint8_t *data, size_t len,
                       const struct plog_append_info *info);
+
+/* A follower appended these bytes (@info from the append): keep the state in
+ * step, so a new leader has it at once. A log without idempotent producers is
+ * not tracked until a batch with a producer id arrives; then (and whenever the
+ * state is out of step) it is brought up to date from the log, which already
+ * holds the bytes. Writes a snapshot when the append rolled a segment. */
+void pstates_followed(struct pstates *pss, struct plog *log, const uint8_t *data, size_t len,
+                      const struct plog_append_info *info);
+
+/* @log was truncated (to its current log end): delete the snapshots above the
+ * new end and rebuild a tracked state from the newest remaining snapshot and
+ * the log. */
+void pstates_truncated(struct pstates *pss, struct plog *log);
 
 /* Counters for tests and logs. */
 struct pstates_stats {

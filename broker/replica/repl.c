@@ -11,6 +11,7 @@
 #include "broker/broker_config.h"
 #include "broker/coordclient.h"
 #include "broker/replica/epochcache.h"
+#include "broker/replica/pstates.h"
 #include "broker/storage/logmgr.h"
 #include "common/batch.h"
 #include "common/clock.h"
@@ -123,6 +124,7 @@ struct repl {
     const struct broker_settings *s;
     struct logmgr *lm;
     struct coordclient *cc;
+    struct pstates *pstates;
     repl_visible_fn on_visible;
     void *ud;
     struct rpc_server *srv;
@@ -832,6 +834,8 @@ static void follower_truncate(struct repl *r, struct repl_part *p, int32_t lepoc
                   strerror(-rc));
         return;
     }
+    if (r->pstates)
+        pstates_truncated(r->pstates, p->log);
     rc = epochcache_truncate_from_end(p->ec, newend);
     if (rc < 0)
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
@@ -872,6 +876,9 @@ static int follower_append(struct repl *r, struct repl_part *p, uint8_t *data, s
                   p->topic, p->partition, len, p->leader, leo(p), strerror(-rc));
         return rc;
     }
+    /* Producer state as the leader keeps it: a new leader has it at once. */
+    if (r->pstates)
+        pstates_followed(r->pstates, p->log, data, len, &info);
     /* New epochs in what we copied start where their first batch does. */
     size_t at = 0;
     while (len - at >= BATCH_HEADER_SIZE) {
@@ -924,6 +931,8 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                 if (o->log_end_offset >= 0 && end > o->log_end_offset) {
                     int64_t ne;
                     if (plog_truncate_to(p->log, o->log_end_offset, &ne) == 0) {
+                        if (r->pstates)
+                            pstates_truncated(r->pstates, p->log);
                         epochcache_truncate_from_end(p->ec, ne);
                         if (p->hw > ne)
                             part_set_hw(p, ne);
@@ -932,6 +941,8 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                     }
                 } else if (o->log_start_offset > end) {
                     if (plog_truncate_fully(p->log, o->log_start_offset) == 0) {
+                        if (r->pstates)
+                            pstates_truncated(r->pstates, p->log);
                         epochcache_clear(p->ec);
                         part_set_hw(p, o->log_start_offset);
                         log_info("replica",
@@ -1461,6 +1472,7 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     r->s = opts->s;
     r->lm = opts->lm;
     r->cc = opts->cc;
+    r->pstates = opts->pstates;
     r->on_visible = opts->on_visible;
     r->ud = opts->ud;
     if (purg_new(r->base, "produce", &r->acks) < 0 ||

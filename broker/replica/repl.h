@@ -40,6 +40,7 @@ struct broker_settings;
 struct logmgr;
 struct coordclient;
 struct plog;
+struct pstates;
 struct repl;
 struct repl_part;
 
@@ -51,6 +52,7 @@ struct repl_options {
     const struct broker_settings *s; /* borrowed, outlives the repl */
     struct logmgr *lm;
     struct coordclient *cc;
+    struct pstates *pstates; /* borrowed; followers keep it in step (may be NULL) */
     repl_visible_fn on_visible;
     void *ud;
 };

@@ -238,6 +238,10 @@ def test_new_leader_recognises_retries_after_leader_kill(cluster):
     assert conn.produce("fail", 0, b0, acks=-1) == (0, 0)
     assert conn.produce("fail", 0, b1, acks=-1) == (0, 2)
     conn.close()
+    # acks=all: both followers hold the batches, and kept the producer state
+    # as they appended them (one rebuild each, at the first idempotent batch).
+    before = {b: rebuild_count(cluster, b) for b in (1, 2, 3) if b != leader}
+    assert all(n == 1 for n in before.values()), before
     cluster.kill9_broker(leader)
     wait_for("a new leader", lambda: partition_md(cluster, "fail", 0)["leader"] not in (-1, leader))
     new, conn = leader_conn(cluster, "fail")
@@ -247,6 +251,9 @@ def test_new_leader_recognises_retries_after_leader_kill(cluster):
             r = conn.produce("fail", 0, b1, acks=-1)
             return r if r[0] == 0 else None
         assert wait_for("the retry to be accepted", retry) == (0, 2)
+        # The new leader answered from the state it followed: no rebuild on
+        # its event loop at the first produce.
+        assert rebuild_count(cluster, new) == before[new], (rebuild_count(cluster, new), before)
         assert conn.produce("fail", 0, b0, acks=-1) == (0, 0)
         assert conn.produce("fail", 0, batch(pid, 0, 4, [b"gap"]))[0] == \
             OUT_OF_ORDER_SEQUENCE_NUMBER
@@ -254,6 +261,12 @@ def test_new_leader_recognises_retries_after_leader_kill(cluster):
         assert [v for _, v in read_all(conn, "fail")] == [b"a", b"b", b"c", b"d"]
     finally:
         conn.close()
+
+
+def rebuild_count(c, broker):
+    """How many producer-state rebuilds broker @broker logged."""
+    with open(os.path.join(c.root, "broker-%d.log" % broker)) as f:
+        return sum("producer state rebuilt from" in line for line in f)
 
 
 def rebuilt_lines(c):

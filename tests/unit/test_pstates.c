@@ -1,0 +1,232 @@
+/* Tests for broker/replica/pstates: the registry kept in step by a follower's
+ * appends (no rebuild when it becomes leader), the rebuild after a truncation
+ * (batches and epoch bumps cut away are forgotten), and snapshots written at a
+ * follower's segment roll. Real plogs in a temporary directory. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/replica/pstate.h"
+#include "broker/replica/pstates.h"
+#include "broker/storage/plog.h"
+#include "common/batch.h"
+#include "common/buf.h"
+#include "common/crc32c.h"
+#include "common/kerr.h"
+#include "tests/unit/testutil.h"
+
+#define TS0 INT64_C(1700000000000)
+#define PID 4000
+
+struct fixture {
+    char *dir;
+    struct fdcache *fc;
+    struct plog *log;
+    struct pstates *pss;
+};
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    fx->dir = testutil_mkdtemp("pstates");
+    assert_int_equal(fdcache_new(64, &fx->fc), 0);
+    struct plog_config cfg;
+    plog_config_defaults(&cfg);
+    cfg.segment_bytes = 1024; /* a few batches per segment: rolls */
+    assert_int_equal(plog_open(fx->dir, &cfg, fx->fc, 0, -1, TS0, &fx->log, NULL), 0);
+    /* Expiry far away: batch timestamps are TS0. */
+    assert_int_equal(pstates_new(INT64_C(1) << 60, &fx->pss), 0);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    pstates_free(fx->pss);
+    plog_close(fx->log);
+    fdcache_free(fx->fc);
+    testutil_rmtree(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* One batch of @count 100-byte records with producer fields set and a valid CRC. */
+static void make_batch(buf_writer *w, int64_t pid, int16_t epoch, int32_t seq, int32_t count)
+{
+    static const char val[100] = {0};
+    struct batch_builder b;
+    size_t start = w->len;
+    assert_int_equal(batch_builder_begin(&b, w, TS0), 0);
+    for (int32_t i = 0; i < count; i++)
+        assert_int_equal(batch_builder_add(&b, TS0 + i, NULL, -1, val, sizeof(val), NULL, 0), 0);
+    assert_int_equal(batch_builder_finish(&b), 0);
+    uint8_t *p = w->data + start;
+    buf_store_be64(p + 43, (uint64_t)pid);
+    buf_store_be16(p + 51, (uint16_t)epoch);
+    buf_store_be32(p + 53, (uint32_t)seq);
+    buf_store_be32(p + 17, crc32c_update(0, p + 21, w->len - start - 21));
+}
+
+/* As a follower does: append what the leader sent, then tell pstates. */
+static int64_t follow(struct fixture *fx, int64_t pid, int16_t epoch, int32_t seq, int32_t count)
+{
+    buf_writer w;
+    buf_writer_init(&w);
+    make_batch(&w, pid, epoch, seq, count);
+    struct plog_append_info info;
+    assert_int_equal(plog_append(fx->log, w.data, w.len, PLOG_APPEND_ASSIGN_OFFSETS, 3, TS0, &info),
+                     0);
+    pstates_followed(fx->pss, fx->log, w.data, w.len, &info);
+    buf_writer_deinit(&w);
+    return info.first_offset;
+}
+
+/* The leader's verdict on a batch, at leader epoch 4. */
+static int16_t check(struct fixture *fx, int64_t pid, int16_t epoch, int32_t seq, int32_t count,
+                     bool *dup, int64_t *first)
+{
+    buf_writer w;
+    buf_writer_init(&w);
+    make_batch(&w, pid, epoch, seq, count);
+    int64_t last;
+    *dup = false;
+    int16_t err = pstates_check(fx->pss, fx->log, 4, w.data, w.len, dup, first, &last);
+    buf_writer_deinit(&w);
+    return err;
+}
+
+static int count_snapshots(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t l = strlen(de->d_name);
+        if (l > strlen(PSTATE_SNAPSHOT_SUFFIX) &&
+            strcmp(de->d_name + l - strlen(PSTATE_SNAPSHOT_SUFFIX), PSTATE_SNAPSHOT_SUFFIX) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int snapshots_above(const char *dir, int64_t offset)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));)
+        if (strstr(de->d_name, PSTATE_SNAPSHOT_SUFFIX) && strtoll(de->d_name, NULL, 10) > offset)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void test_pstates_follower_state_needs_no_rebuild_as_leader(void **state)
+{
+    struct fixture *fx = *state;
+    /* Batches without a producer id are not tracked at all. */
+    buf_writer w;
+    buf_writer_init(&w);
+    make_batch(&w, -1, -1, -1, 1);
+    struct plog_append_info info;
+    assert_int_equal(plog_append(fx->log, w.data, w.len, PLOG_APPEND_ASSIGN_OFFSETS, 3, TS0, &info),
+                     0);
+    pstates_followed(fx->pss, fx->log, w.data, w.len, &info);
+    buf_writer_deinit(&w);
+    struct pstates_stats st;
+    pstates_get_stats(fx->pss, &st);
+    assert_int_equal(st.rebuilds, 0);
+
+    int64_t off[10];
+    for (int i = 0; i < 10; i++)
+        off[i] = follow(fx, PID, 0, i * 2, 2);
+    pstates_get_stats(fx->pss, &st);
+    uint64_t rebuilds = st.rebuilds, scanned = st.scanned_batches;
+    assert_int_equal(rebuilds, 1);          /* at the first batch with a producer id */
+    assert_true(st.snapshots_written >= 1); /* 10 x ~270 bytes over 1 KiB segments */
+    assert_true(count_snapshots(fx->dir) >= 1 && count_snapshots(fx->dir) <= 2);
+
+    /* Now leader: each of the last five is a duplicate with its original
+     * offset, older ones and gaps are out of order, the next one goes. */
+    bool dup;
+    int64_t first;
+    for (int i = 5; i < 10; i++) {
+        assert_int_equal(check(fx, PID, 0, i * 2, 2, &dup, &first), KERR_NONE);
+        assert_true(dup);
+        assert_int_equal(first, off[i]);
+    }
+    assert_int_equal(check(fx, PID, 0, 8, 2, &dup, &first), KERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    assert_int_equal(check(fx, PID, 0, 22, 2, &dup, &first), KERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    assert_int_equal(check(fx, PID, 0, 20, 2, &dup, &first), KERR_NONE);
+    assert_false(dup);
+    /* ... without a rebuild or a scan of the log. */
+    pstates_get_stats(fx->pss, &st);
+    assert_int_equal(st.rebuilds, rebuilds);
+    assert_int_equal(st.scanned_batches, scanned);
+}
+
+static void test_pstates_truncation_forgets_cut_batches_and_epochs(void **state)
+{
+    struct fixture *fx = *state;
+    for (int i = 0; i < 8; i++)
+        follow(fx, PID, 0, i, 1);
+    int64_t cut = follow(fx, PID, 1, 0, 1); /* epoch bump, then cut away */
+    follow(fx, PID, 1, 1, 1);
+    /* A producer that only exists above the cut, with enough batches that a
+     * segment rolls above it: that snapshot must go with the truncation. */
+    for (int i = 0; i < 8; i++)
+        follow(fx, PID + 1, 0, i, 1);
+    assert_true(snapshots_above(fx->dir, cut) >= 1);
+    bool dup;
+    int64_t first;
+    assert_int_equal(check(fx, PID, 0, 8, 1, &dup, &first), KERR_INVALID_PRODUCER_EPOCH);
+    assert_int_equal(check(fx, PID + 1, 0, 7, 1, &dup, &first), KERR_NONE);
+    assert_true(dup);
+
+    int64_t end;
+    assert_int_equal(plog_truncate_to(fx->log, cut, &end), 0);
+    assert_int_equal(end, cut);
+    pstates_truncated(fx->pss, fx->log);
+
+    /* Epoch 0 is current again and continues at 8; the cut batches are no
+     * duplicates; the producer above the cut is unknown (may start anywhere). */
+    assert_int_equal(check(fx, PID, 1, 0, 1, &dup, &first), KERR_NONE);
+    assert_false(dup);
+    assert_int_equal(check(fx, PID, 0, 7, 1, &dup, &first), KERR_NONE);
+    assert_true(dup);
+    assert_int_equal(first, cut - 1);
+    assert_int_equal(check(fx, PID, 0, 8, 1, &dup, &first), KERR_NONE);
+    assert_false(dup);
+    assert_int_equal(check(fx, PID + 1, 0, 7, 1, &dup, &first), KERR_NONE);
+    assert_false(dup);
+    /* No snapshot above the new end survives. */
+    assert_int_equal(snapshots_above(fx->dir, cut), 0);
+
+    /* Following on from the truncated log keeps the state in step. */
+    int64_t o = follow(fx, PID, 0, 8, 1);
+    assert_int_equal(o, cut);
+    assert_int_equal(check(fx, PID, 0, 8, 1, &dup, &first), KERR_NONE);
+    assert_true(dup);
+    assert_int_equal(first, cut);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_pstates_follower_state_needs_no_rebuild_as_leader,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pstates_truncation_forgets_cut_batches_and_epochs,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
