@@ -225,32 +225,8 @@ static int snap_path(const char *dir, int64_t offset, char **ret)
     return 0;
 }
 
-/* Write @len bytes to @path through a temporary file and a rename. */
-static int write_replace(const char *path, const void *data, size_t len)
-{
-    size_t n = strlen(path) + 5;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return -ENOMEM;
-    snprintf(tmp, n, "%s.tmp", path);
-    int rc = 0;
-    int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd < 0)
-        rc = -errno;
-    if (rc == 0)
-        rc = fsutil_pwrite_all(fd, data, len, 0);
-    if (fd >= 0 && close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc < 0)
-        unlink(tmp);
-    free(tmp);
-    return rc;
-}
-
-int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offset,
-                          uint32_t tail_crc)
+int pstate_snapshot_encode(const struct pstate *ps, int64_t offset, uint32_t tail_crc,
+                           uint8_t **ret_buf, size_t *ret_len)
 {
     size_t size = SNAP_HEADER;
     for (size_t i = 0; i < ps->n; i++)
@@ -281,12 +257,31 @@ int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offs
     }
     memcpy(buf, SNAP_MAGIC, 4);
     buf_store_be32(buf + 4, crc32c_update(0, buf + 8, size - 8));
+    *ret_buf = buf;
+    *ret_len = size;
+    return 0;
+}
+
+int pstate_snapshot_write_bytes(const char *dir, int64_t offset, const uint8_t *buf, size_t len)
+{
     char *path;
     int r = snap_path(dir, offset, &path);
-    if (r == 0) {
-        r = write_replace(path, buf, size);
-        free(path);
-    }
+    if (r < 0)
+        return r;
+    r = fsutil_write_atomic(path, buf, len);
+    free(path);
+    return r;
+}
+
+int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offset,
+                          uint32_t tail_crc)
+{
+    uint8_t *buf;
+    size_t len;
+    int r = pstate_snapshot_encode(ps, offset, tail_crc, &buf, &len);
+    if (r < 0)
+        return r;
+    r = pstate_snapshot_write_bytes(dir, offset, buf, len);
     free(buf);
     return r;
 }
@@ -397,6 +392,11 @@ static void unlink_snap(const char *dir, int64_t off)
         unlink(path);
         free(path);
     }
+}
+
+void pstate_snapshot_delete(const char *dir, int64_t offset)
+{
+    unlink_snap(dir, offset);
 }
 
 int pstate_snapshot_load(struct pstate *ps, const char *dir, int64_t max_offset,

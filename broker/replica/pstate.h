@@ -94,11 +94,19 @@ size_t pstate_expire(struct pstate *ps, int64_t now_ms, int64_t expiration_ms);
  * tail_crc is the CRC field of the log's batch ending at @offset - 1 (0 when
  * none): the loader checks it against the log, so a snapshot that outlived a
  * truncation (the log was cut below @offset and grew again) is not trusted.
- * Written to a temporary file and renamed, without fsync: a snapshot only
- * saves a scan, and one torn by a crash fails its CRC and is dropped. */
+ * Written with fsutil_write_atomic (temporary file, fsync, rename, fsync of
+ * the directory), so a snapshot that is there is whole; one torn anyway (a
+ * lying disk, a copy) fails its CRC and is dropped. */
 #define PSTATE_SNAPSHOT_SUFFIX ".snapshot"
 
-/* Write the snapshot of @ps at @offset into @dir. -errno. Blocking. */
+/* The snapshot file's bytes for @ps at @offset, into a malloc'd *ret_buf the
+ * caller frees. No I/O: the event loop encodes, a worker writes. -ENOMEM. */
+int pstate_snapshot_encode(const struct pstate *ps, int64_t offset, uint32_t tail_crc,
+                           uint8_t **ret_buf, size_t *ret_len);
+/* Write encoded snapshot bytes (borrowed) as the snapshot at @offset in @dir,
+ * durably (fsutil_write_atomic). -errno. Blocking: a worker thread's job. */
+int pstate_snapshot_write_bytes(const char *dir, int64_t offset, const uint8_t *buf, size_t len);
+/* Both of the above. -errno. Blocking. */
 int pstate_snapshot_write(const struct pstate *ps, const char *dir, int64_t offset,
                           uint32_t tail_crc);
 /* Does the log still hold the batch a snapshot at @offset was taken after? */
@@ -111,6 +119,8 @@ typedef bool (*pstate_tail_check_fn)(void *ud, int64_t offset, uint32_t tail_crc
  * -ENOMEM, -errno from reading the directory. */
 int pstate_snapshot_load(struct pstate *ps, const char *dir, int64_t max_offset,
                          pstate_tail_check_fn check, void *ud, int64_t *ret_offset);
+/* Delete the snapshot at @offset in @dir, if there is one. */
+void pstate_snapshot_delete(const char *dir, int64_t offset);
 /* Delete the snapshots whose offset is > @offset (after a truncation they
  * describe batches that are gone). Returns how many, or -errno. */
 int pstate_snapshot_delete_above(const char *dir, int64_t offset);

@@ -14,6 +14,7 @@
 #include "common/fsutil.h"
 #include "common/kerr.h"
 #include "common/log.h"
+#include "common/wpool.h"
 
 #define SCAN_CHUNK      (1 << 20)
 #define EXPIRE_EVERY_MS 1000
@@ -25,22 +26,50 @@ struct pentry {
     int64_t end;       /* the log end offset the state reflects; -1: none */
     uint32_t tail_crc; /* CRC of the batch ending at end - 1; 0 when end is 0 */
     int64_t last_expire_ms;
-    int32_t leader_epoch; /* the epoch it was last brought up to date at as leader */
+    int32_t leader_epoch;       /* the epoch it was last brought up to date at as leader */
+    uint32_t truncations;       /* bumped by pstates_truncated: a snapshot job older is stale */
+    bool snap_inflight;         /* a snapshot job of this log is on the worker pool */
+    struct snap_job *snap_next; /* the newest roll's snapshot, waiting for that job */
 };
 
 struct pstates {
     int64_t expiration_ms;
+    struct wpool *pool;
+    int jobs;         /* snapshot jobs whose done has not run */
     struct pentry *v; /* sorted by log pointer */
     size_t n, cap;
     struct pstates_stats st;
 };
 
-int pstates_new(int64_t expiration_ms, struct pstates **ret)
+/* A snapshot written on the worker pool: encoded on the loop (no I/O),
+ * written durably and the old ones pruned on a worker, so the loop never
+ * waits for the disk. */
+struct snap_job {
+    struct pstates *pss;
+    const struct plog *log; /* identity only: the log may be gone by done */
+    uint32_t truncations;
+    int64_t offset;
+    uint8_t *buf;
+    size_t len;
+    int rc;
+    char dir[];
+};
+
+static void snap_job_free(struct snap_job *j)
+{
+    if (!j)
+        return;
+    free(j->buf);
+    free(j);
+}
+
+int pstates_new(int64_t expiration_ms, struct wpool *pool, struct pstates **ret)
 {
     struct pstates *pss = calloc(1, sizeof(*pss));
     if (!pss)
         return -ENOMEM;
     pss->expiration_ms = expiration_ms;
+    pss->pool = pool;
     *ret = pss;
     return 0;
 }
@@ -49,8 +78,13 @@ void pstates_free(struct pstates *pss)
 {
     if (!pss)
         return;
-    for (size_t i = 0; i < pss->n; i++)
+    /* Snapshot jobs' done functions use the registry. */
+    if (pss->jobs > 0)
+        wpool_drain(pss->pool);
+    for (size_t i = 0; i < pss->n; i++) {
         pstate_free(pss->v[i].ps);
+        snap_job_free(pss->v[i].snap_next);
+    }
     free(pss->v);
     free(pss);
 }
@@ -340,21 +374,97 @@ static bool any_producer_id(const uint8_t *data, size_t len)
     return false;
 }
 
+static void snap_work(void *arg)
+{
+    struct snap_job *j = arg;
+    j->rc = pstate_snapshot_write_bytes(j->dir, j->offset, j->buf, j->len);
+    /* One job per log at a time, so pruning cannot race another write here. */
+    if (j->rc == 0)
+        pstate_snapshot_retain(j->dir, SNAPSHOTS_KEPT);
+}
+
+static void snap_done(void *arg);
+
+/* Queue @j (owned) on the pool. */
+static void snap_submit_job(struct pstates *pss, struct pentry *e, struct snap_job *j)
+{
+    int r = wpool_submit(pss->pool, snap_work, snap_done, j);
+    if (r < 0) {
+        if (r != -ESHUTDOWN)
+            log_warn("pstates", "%s: producer snapshot at %" PRId64 " not written: %s", j->dir,
+                     j->offset, strerror(-r));
+        snap_job_free(j);
+        return;
+    }
+    pss->jobs++;
+    e->snap_inflight = true;
+}
+
+static void snap_done(void *arg)
+{
+    struct snap_job *j = arg;
+    struct pstates *pss = j->pss;
+    struct pentry *e = find(pss, j->log);
+    pss->jobs--;
+    if (j->rc == 0 && e && e->truncations != j->truncations) {
+        /* Truncated while the job ran: the snapshot may describe cut batches.
+         * (The tail check would reject it too, unless the log regrew the same
+         * tail batch.) Small file: unlinked here. */
+        pstate_snapshot_delete(j->dir, j->offset);
+    } else if (j->rc == 0) {
+        pss->st.snapshots_written++;
+    } else if (j->rc != -ENOENT) { /* ENOENT: the partition was deleted meanwhile */
+        log_warn("pstates", "%s: writing producer snapshot at %" PRId64 " failed: %s", j->dir,
+                 j->offset, strerror(-j->rc));
+    }
+    snap_job_free(j);
+    if (!e)
+        return;
+    e->snap_inflight = false;
+    if (e->snap_next) {
+        struct snap_job *next = e->snap_next;
+        e->snap_next = NULL;
+        snap_submit_job(pss, e, next);
+    }
+}
+
+/* Snapshot @e's state (as of e->end) on the pool; one job per log at a time,
+ * a roll meanwhile replaces the one waiting. */
+static void snapshot_submit(struct pstates *pss, struct pentry *e, struct plog *log)
+{
+    const char *dir = plog_dir(log);
+    size_t dl = strlen(dir) + 1;
+    struct snap_job *j = calloc(1, sizeof(*j) + dl);
+    int r = j ? pstate_snapshot_encode(e->ps, e->end, e->tail_crc, &j->buf, &j->len) : -ENOMEM;
+    if (r < 0) {
+        free(j);
+        log_warn("pstates", "%s: producer snapshot at %" PRId64 " not written: %s", dir, e->end,
+                 strerror(-r));
+        return;
+    }
+    memcpy(j->dir, dir, dl);
+    j->pss = pss;
+    j->log = log;
+    j->truncations = e->truncations;
+    j->offset = e->end;
+    if (e->snap_inflight) {
+        /* The disk is behind the rolls: only the newest waiting one is kept. */
+        if (e->snap_next)
+            pss->st.snapshots_skipped++;
+        snap_job_free(e->snap_next);
+        e->snap_next = j;
+        return;
+    }
+    snap_submit_job(pss, e, j);
+}
+
 /* Record the batches just appended at @e->end (snapshot first when the append
  * rolled a segment: the state then is the state as of the new segment's base). */
 static void apply(struct pstates *pss, struct pentry *e, struct plog *log, const uint8_t *data,
                   size_t len, const struct plog_append_info *info)
 {
-    if (info->rolled && info->first_offset > 0) {
-        int r = pstate_snapshot_write(e->ps, plog_dir(log), e->end, e->tail_crc);
-        if (r == 0) {
-            pss->st.snapshots_written++;
-            pstate_snapshot_retain(plog_dir(log), SNAPSHOTS_KEPT);
-        } else {
-            log_warn("pstates", "%s: writing producer snapshot at %" PRId64 " failed: %s",
-                     plog_dir(log), e->end, strerror(-r));
-        }
-    }
+    if (info->rolled && info->first_offset > 0)
+        snapshot_submit(pss, e, log);
     uint32_t tail = e->tail_crc;
     for (size_t at = 0; len - at >= BATCH_HEADER_SIZE;) {
         struct batch_header h;
@@ -422,6 +532,9 @@ void pstates_truncated(struct pstates *pss, struct plog *log)
                  end, strerror(-d));
     if (!e)
         return;
+    e->truncations++;
+    snap_job_free(e->snap_next); /* describes cut batches */
+    e->snap_next = NULL;
     /* Batches of the state may be gone, and with them older ones the state no
      * longer holds (last five per producer) and epoch bumps: rebuild from the
      * newest snapshot still valid plus the log after it, as Kafka does. */

@@ -11,7 +11,8 @@
  * rebuild from the newest valid snapshot file (or the log start) plus a scan
  * when the log was truncated or the state is new (the first idempotent batch
  * after a restart). Snapshots ("<offset>.snapshot", pstate.h) are written when
- * an append (leader's or follower's) rolls a segment; the two newest are kept.
+ * an append (leader's or follower's) rolls a segment: encoded on the loop,
+ * written with fsync on the worker pool; the two newest are kept.
  *
  * Producers are expired by producer.id.expiration.ms (checked at most once a
  * second per partition, on produce). Event loop thread only. */
@@ -24,10 +25,13 @@
 struct plog;
 struct plog_append_info;
 struct pstates;
+struct wpool;
 
-/* -ENOMEM. */
-int pstates_new(int64_t expiration_ms, struct pstates **ret);
-void pstates_free(struct pstates *pss); /* NULL-safe */
+/* Snapshots are written on @pool (borrowed; must outlive the registry).
+ * -ENOMEM. */
+int pstates_new(int64_t expiration_ms, struct wpool *pool, struct pstates **ret);
+/* Waits for snapshot jobs in flight (wpool_drain). NULL-safe. */
+void pstates_free(struct pstates *pss);
 
 /* The verdict on a Produce's record set (@len bytes of whole, validated
  * batches at @data) for @log, led at @leader_epoch: a Kafka error code (0:
@@ -63,6 +67,7 @@ struct pstates_stats {
     uint64_t rebuilds;       /* from a snapshot or the log start */
     uint64_t snapshot_loads; /* rebuilds that started from a snapshot */
     uint64_t scanned_batches;
-    uint64_t snapshots_written;
+    uint64_t snapshots_written; /* durably, counted when the job is done */
+    uint64_t snapshots_skipped; /* replaced by a newer roll's while waiting for the log's job */
 };
 void pstates_get_stats(const struct pstates *pss, struct pstates_stats *ret);

@@ -329,6 +329,32 @@ def test_state_is_rebuilt_from_snapshots_after_a_restart(request):
         assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
+def test_followers_write_snapshots_at_segment_roll(request):
+    failed_before = request.session.testsfailed
+    c = weir_cluster.Cluster(brokers=3, broker_overrides={"log.segment.bytes": "1024"})
+    c.start()
+    try:
+        c.create_topic("fsnap", 1, 3)
+        leader, conn = leader_conn(c, "fsnap")
+        try:
+            err, pid, _ = conn.init_producer_id()
+            for i in range(40):
+                b = batch(pid, 0, i, [b"v%03d" % i + b"." * 100])
+                assert conn.produce("fsnap", 0, b, acks=-1) == (0, i)
+        finally:
+            conn.close()
+        # Every replica, followers too, snapshots at its own rolls (written on
+        # the worker pool, so wait for them).
+        def snaps(b):
+            return sorted(glob.glob(os.path.join(c.log_dir(b), "fsnap-0", "*.snapshot")))
+        for b in (1, 2, 3):
+            wait_for("snapshots on broker %d" % b, lambda: 1 <= len(snaps(b)) <= 2 or None)
+            assert not glob.glob(os.path.join(c.log_dir(b), "fsnap-0", "*.tmp*")), b
+    finally:
+        problems = c.finish(failed=request.session.testsfailed != failed_before)
+        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+
+
 def test_expired_producer_state_is_forgotten(request):
     failed_before = request.session.testsfailed
     c = weir_cluster.Cluster(brokers=1, broker_overrides={"producer.id.expiration.ms": "1500"})

@@ -9,9 +9,11 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker/replica/pstate.h"
 #include "broker/replica/pstates.h"
@@ -20,6 +22,7 @@
 #include "common/buf.h"
 #include "common/crc32c.h"
 #include "common/kerr.h"
+#include "common/wpool.h"
 #include "tests/unit/testutil.h"
 
 #define TS0 INT64_C(1700000000000)
@@ -30,6 +33,8 @@ struct fixture {
     struct fdcache *fc;
     struct plog *log;
     struct pstates *pss;
+    struct event_base *base;
+    struct wpool *pool; /* one worker: jobs run in order */
 };
 
 static int setup(void **state)
@@ -43,7 +48,10 @@ static int setup(void **state)
     cfg.segment_bytes = 1024; /* a few batches per segment: rolls */
     assert_int_equal(plog_open(fx->dir, &cfg, fx->fc, 0, -1, TS0, &fx->log, NULL), 0);
     /* Expiry far away: batch timestamps are TS0. */
-    assert_int_equal(pstates_new(INT64_C(1) << 60, &fx->pss), 0);
+    fx->base = event_base_new();
+    assert_non_null(fx->base);
+    assert_int_equal(wpool_new(fx->base, 1, &fx->pool), 0);
+    assert_int_equal(pstates_new(INT64_C(1) << 60, fx->pool, &fx->pss), 0);
     *state = fx;
     return 0;
 }
@@ -52,6 +60,8 @@ static int teardown(void **state)
 {
     struct fixture *fx = *state;
     pstates_free(fx->pss);
+    wpool_free(fx->pool);
+    event_base_free(fx->base);
     plog_close(fx->log);
     fdcache_free(fx->fc);
     testutil_rmtree(fx->dir);
@@ -150,6 +160,7 @@ static void test_pstates_follower_state_needs_no_rebuild_as_leader(void **state)
     int64_t off[10];
     for (int i = 0; i < 10; i++)
         off[i] = follow(fx, PID, 0, i * 2, 2);
+    wpool_drain(fx->pool);
     pstates_get_stats(fx->pss, &st);
     uint64_t rebuilds = st.rebuilds, scanned = st.scanned_batches;
     assert_int_equal(rebuilds, 1);          /* at the first batch with a producer id */
@@ -186,6 +197,8 @@ static void test_pstates_truncation_forgets_cut_batches_and_epochs(void **state)
      * segment rolls above it: that snapshot must go with the truncation. */
     for (int i = 0; i < 8; i++)
         follow(fx, PID + 1, 0, i, 1);
+    wpool_drain(fx->pool);
+    wpool_drain(fx->pool);
     assert_true(snapshots_above(fx->dir, cut) >= 1);
     bool dup;
     int64_t first;
@@ -220,6 +233,80 @@ static void test_pstates_truncation_forgets_cut_batches_and_epochs(void **state)
     assert_int_equal(first, cut);
 }
 
+/* A worker job that holds the only worker until a byte arrives on a pipe. */
+static void block_work(void *arg)
+{
+    char c;
+    while (read(*(int *)arg, &c, 1) < 0)
+        ;
+}
+
+static void block_worker(struct fixture *fx, int fds[2])
+{
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(wpool_submit(fx->pool, block_work, NULL, &fds[0]), 0);
+}
+
+static void release_worker(struct fixture *fx, int fds[2])
+{
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    wpool_drain(fx->pool);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static void test_pstates_snapshot_is_written_off_the_loop(void **state)
+{
+    struct fixture *fx = *state;
+    int fds[2];
+    block_worker(fx, fds);
+    /* Rolls while the worker is busy: the appends return at once and nothing
+     * is on disk yet; one job per log, the newest waiting roll replaces the
+     * one before it. */
+    int i = 0;
+    struct pstates_stats st;
+    do {
+        follow(fx, PID, 0, i++, 1);
+        pstates_get_stats(fx->pss, &st);
+    } while (st.snapshots_skipped < 1 && i < 100);
+    assert_int_equal(st.snapshots_skipped, 1);
+    assert_int_equal(st.snapshots_written, 0);
+    assert_int_equal(count_snapshots(fx->dir), 0);
+    release_worker(fx, fds);
+    wpool_drain(fx->pool); /* the waiting one, submitted by the first's done */
+    pstates_get_stats(fx->pss, &st);
+    assert_int_equal(st.snapshots_written, 2);
+    assert_int_equal(count_snapshots(fx->dir), 2);
+}
+
+static void test_pstates_snapshot_of_a_truncated_log_is_dropped(void **state)
+{
+    struct fixture *fx = *state;
+    int64_t cut = -1;
+    for (int i = 0; i < 4; i++)
+        follow(fx, PID, 0, i, 1);
+    wpool_drain(fx->pool);
+    int fds[2];
+    block_worker(fx, fds);
+    /* A roll above the cut queues a snapshot; the truncation comes first. */
+    struct pstates_stats st0, st;
+    pstates_get_stats(fx->pss, &st0);
+    for (int i = 4; i < 100; i++) {
+        int64_t o = follow(fx, PID, 0, i, 1);
+        if (cut < 0)
+            cut = o;
+        pstates_get_stats(fx->pss, &st);
+        if (st.snapshots_skipped > st0.snapshots_skipped)
+            break;
+    }
+    int64_t end;
+    assert_int_equal(plog_truncate_to(fx->log, cut, &end), 0);
+    pstates_truncated(fx->pss, fx->log);
+    release_worker(fx, fds);
+    wpool_drain(fx->pool);
+    assert_int_equal(snapshots_above(fx->dir, cut), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +314,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pstates_truncation_forgets_cut_batches_and_epochs,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pstates_snapshot_is_written_off_the_loop, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pstates_snapshot_of_a_truncated_log_is_dropped, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
