@@ -10,12 +10,12 @@
  * up with that record, so the produce path's "was this id ever issued" check
  * (api_produce.c) already knows the new ids.
  *
- * KIP-360 (v3+): a producer that sends its current (producer_id, epoch) gets
- * the same id with epoch + 1, so its batches restart at sequence 0 and its
- * older epoch is fenced on every partition it writes next; at the largest
- * epoch, or for an id never issued, it gets a fresh id. Kafka itself hands a
- * non-transactional producer a fresh id every time; the bump keeps ids from
- * being spent on every reinitialisation.
+ * KIP-360 (v3+): a producer that sends its current (producer_id, epoch) gets a
+ * fresh id, as Kafka answers every non-transactional request: nothing proves
+ * the sender owns that pair (@platformatic/kafka sends (0, 0) on every first
+ * init), and bumping it would give two producers the same id and epoch, so
+ * one's batches would be taken for the other's retries and dropped. A fresh id
+ * restarts the producer's sequences just as a bump would.
  *
  * A transactional id is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
  * transactions are not served yet, and clients treat that code as fatal, so
@@ -194,17 +194,6 @@ void api_init_producer_id_handle(struct broker_ctx *b, struct kreq *req, void *b
         resp->error_code = KERR_COORDINATOR_NOT_AVAILABLE;
         kreq_reply(req, resp, NULL, NULL);
         return;
-    }
-    if (m->producer_id >= 0) {
-        /* KIP-360 re-initialisation: bump the epoch of an issued id. */
-        const struct cstate *cs = coordclient_state(b->cc);
-        if (m->producer_id < cs->next_producer_id && m->producer_epoch >= 0 &&
-            m->producer_epoch < INT16_MAX - 1) {
-            resp->producer_id = m->producer_id;
-            resp->producer_epoch = (int16_t)(m->producer_epoch + 1);
-            kreq_reply(req, resp, NULL, NULL);
-            return;
-        }
     }
     if (p->next < p->end && !p->head) {
         resp->producer_id = p->next++;
