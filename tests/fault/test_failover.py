@@ -362,37 +362,39 @@ def test_3_kill_two_of_three(request):
     scenario(request, "kill-two", body)
 
 
+def pause_leader_long(c, ch, run):
+    """Scenario 4's fault (also run with an idempotent producer, test 11)."""
+    p = run.choice(range(PARTITIONS), 0)
+    before = metadata(c)[p]
+    victim = before["leader"]
+    c.pause_broker(victim)
+    run.injections += 1
+    t_stop = time.monotonic()
+    md = wait_until(lambda: (lambda m: m if m["leader"] not in (victim, -1) else None)(
+        metadata(c)[p]), SESSION_S + 6, "a new leader of p%d while %d is stopped" % (p, victim))
+    assert md["leader_epoch"] > before["leader_epoch"], (before, md)
+    assert ch.wait_oks(30, 10, partition=p), "the new leader of p%d takes no writes" % p
+    time.sleep(max(0.0, run.uniform(2 * SESSION_S, 2.5 * SESSION_S, 2 * SESSION_S) -
+                   (time.monotonic() - t_stop)))
+    # the zombie, right after SIGCONT, before or while it hears of the new epoch:
+    # even acks=1 must be refused (its lease ran out during the stop)
+    probe = "zombie-%d" % p
+    ch.register(probe, p)
+    err = raw_produce(c.addr(victim), p, probe, acks=1,
+                      before_send=lambda: c.resume_broker(victim))
+    c.resume_broker(victim)  # in case the probe could not even connect
+    assert err != 0, "the old leader %d acknowledged a produce to p%d after SIGCONT " \
+        "(epoch %d is over)" % (victim, p, before["leader_epoch"])
+    wait_until(lambda: full_isr(c), 20, "broker %d back in the ISR" % victim)
+    return "p=%d victim=%d epoch %d->%d stopped=%.1fs zombie_produce_error=%r" % (
+        p, victim, before["leader_epoch"], md["leader_epoch"], time.monotonic() - t_stop, err)
+
+
 def test_4_pause_leader_past_session(request):
     """SIGSTOP the leader beyond the session timeout: a new leader takes writes; on
     SIGCONT the zombie acknowledges nothing for its old epoch, truncates and rejoins."""
 
-    def body(c, ch, run):
-        p = run.choice(range(PARTITIONS), 0)
-        before = metadata(c)[p]
-        victim = before["leader"]
-        c.pause_broker(victim)
-        run.injections += 1
-        t_stop = time.monotonic()
-        md = wait_until(lambda: (lambda m: m if m["leader"] not in (victim, -1) else None)(
-            metadata(c)[p]), SESSION_S + 6, "a new leader of p%d while %d is stopped" % (p, victim))
-        assert md["leader_epoch"] > before["leader_epoch"], (before, md)
-        assert ch.wait_oks(30, 10, partition=p), "the new leader of p%d takes no writes" % p
-        time.sleep(max(0.0, run.uniform(2 * SESSION_S, 2.5 * SESSION_S, 2 * SESSION_S) -
-                       (time.monotonic() - t_stop)))
-        # the zombie, right after SIGCONT, before or while it hears of the new epoch:
-        # even acks=1 must be refused (its lease ran out during the stop)
-        probe = "zombie-%d" % p
-        ch.register(probe, p)
-        err = raw_produce(c.addr(victim), p, probe, acks=1,
-                          before_send=lambda: c.resume_broker(victim))
-        c.resume_broker(victim)  # in case the probe could not even connect
-        assert err != 0, "the old leader %d acknowledged a produce to p%d after SIGCONT " \
-            "(epoch %d is over)" % (victim, p, before["leader_epoch"])
-        wait_until(lambda: full_isr(c), 20, "broker %d back in the ISR" % victim)
-        return "p=%d victim=%d epoch %d->%d stopped=%.1fs zombie_produce_error=%r" % (
-            p, victim, before["leader_epoch"], md["leader_epoch"], time.monotonic() - t_stop, err)
-
-    scenario(request, "pause-leader-long", body)
+    scenario(request, "pause-leader-long", pause_leader_long)
 
 
 def test_5_pause_leader_short(request):
@@ -416,33 +418,35 @@ def test_5_pause_leader_short(request):
     scenario(request, "pause-leader-short", body)
 
 
+def rolling_restart(c, ch, run):
+    """Scenario 6's fault (also run with an idempotent producer, test 12)."""
+    order = [1, 2, 3]
+    if run.rnd:
+        run.rnd.shuffle(order)
+    gaps = []
+    for b in order:
+        t = time.monotonic()
+        code = c.term_broker(b)
+        run.injections += 1
+        assert code == 0, "broker %d exited %r on SIGTERM" % (b, code)
+        time.sleep(run.uniform(0, 2, 0.5))
+        c.start_broker(b)
+        wait_until(lambda: full_isr(c), 20, "broker %d back in the ISR" % b)
+        assert ch.wait_oks(30, 10)
+        gaps.append(max(ch.max_gap(p, t, time.monotonic()) for p in range(PARTITIONS)))
+    return "order=%s max_gap=%.2fs" % (order, max(gaps))
+
+
+def no_failure(r):
+    if r["failed"] or r["unknown"]:
+        return ["%d failed and %d unreported produces during a rolling restart (%s)" %
+                (r["failed"], r["unknown"], r["error_names"])]
+    return []
+
+
 def test_6_rolling_restart(request):
     """SIGTERM every broker in turn (controlled shutdown): no failed produce at all."""
-
-    def body(c, ch, run):
-        order = [1, 2, 3]
-        if run.rnd:
-            run.rnd.shuffle(order)
-        gaps = []
-        for b in order:
-            t = time.monotonic()
-            code = c.term_broker(b)
-            run.injections += 1
-            assert code == 0, "broker %d exited %r on SIGTERM" % (b, code)
-            time.sleep(run.uniform(0, 2, 0.5))
-            c.start_broker(b)
-            wait_until(lambda: full_isr(c), 20, "broker %d back in the ISR" % b)
-            assert ch.wait_oks(30, 10)
-            gaps.append(max(ch.max_gap(p, t, time.monotonic()) for p in range(PARTITIONS)))
-        return "order=%s max_gap=%.2fs" % (order, max(gaps))
-
-    def no_failure(r):
-        if r["failed"] or r["unknown"]:
-            return ["%d failed and %d unreported produces during a rolling restart (%s)" %
-                    (r["failed"], r["unknown"], r["error_names"])]
-        return []
-
-    scenario(request, "rolling-restart", body, after=no_failure)
+    scenario(request, "rolling-restart", rolling_restart, after=no_failure)
 
 
 def test_7_coordinator_restart(request):
@@ -473,34 +477,52 @@ def test_7_coordinator_restart(request):
     scenario(request, "coordinator-restart", body)
 
 
+def partition_leader(c, ch, run):
+    """Scenario 8's fault (also run with an idempotent producer, test 13)."""
+    p = run.choice(range(PARTITIONS), 0)
+    md = metadata(c)
+    leader = md[p]["leader"]
+    followers = [b for b in md[p]["replicas"] if b != leader]
+    t_cut = time.monotonic()
+    for f in followers:
+        c.netns.cut(leader, f)
+    run.injections += 1
+    hold = run.uniform(LAG_S + 3, LAG_S + 6, LAG_S + 3)
+    time.sleep(hold)
+    t_heal = time.monotonic()
+    oks_p = ch.oks_between(t_cut + 0.5, t_heal, p)
+    others = {q: ch.oks_between(t_cut + LAG_S + 1.5, t_heal, q) for q in range(PARTITIONS)
+              if md[q]["leader"] != leader}
+    c.netns.heal()
+    assert oks_p == 0, "p%d acknowledged %d writes with its followers cut off" % (p, oks_p)
+    assert all(others.values()), "partitions not led by %d stalled: %r" % (leader, others)
+    wait_until(lambda: full_isr(c), 25, "every replica back in the ISR after the heal")
+    assert ch.wait_oks(30, 10, partition=p)
+    return "p=%d leader=%d cut=%.1fs oks_others=%r" % (p, leader, hold, others)
+
+
 def test_8_partition_leader_from_followers(request):
     """Namespaces: cut the leader's links to its followers (coordinator links kept):
     its partition refuses acks=all once the ISR is short, the others keep going;
     heal: everything converges, nothing lost."""
 
-    def body(c, ch, run):
-        p = run.choice(range(PARTITIONS), 0)
-        md = metadata(c)
-        leader = md[p]["leader"]
-        followers = [b for b in md[p]["replicas"] if b != leader]
-        t_cut = time.monotonic()
-        for f in followers:
-            c.netns.cut(leader, f)
-        run.injections += 1
-        hold = run.uniform(LAG_S + 3, LAG_S + 6, LAG_S + 3)
-        time.sleep(hold)
-        t_heal = time.monotonic()
-        oks_p = ch.oks_between(t_cut + 0.5, t_heal, p)
-        others = {q: ch.oks_between(t_cut + LAG_S + 1.5, t_heal, q) for q in range(PARTITIONS)
-                  if md[q]["leader"] != leader}
-        c.netns.heal()
-        assert oks_p == 0, "p%d acknowledged %d writes with its followers cut off" % (p, oks_p)
-        assert all(others.values()), "partitions not led by %d stalled: %r" % (leader, others)
-        wait_until(lambda: full_isr(c), 25, "every replica back in the ISR after the heal")
-        assert ch.wait_oks(30, 10, partition=p)
-        return "p=%d leader=%d cut=%.1fs oks_others=%r" % (p, leader, hold, others)
+    scenario(request, "partition-leader", partition_leader, netns=True)
 
-    scenario(request, "partition-leader", body, netns=True)
+
+def exactly_once(r):
+    """Architecture invariant 9 for an idempotent producer: nothing duplicated or
+    reordered in any partition, and every message delivered."""
+    out = []
+    for k in ("duplicated", "out_of_order"):
+        if r[k]:
+            out.append("%s=%d (e.g. %s)" % (k, len(r[k]), r[k][:5]))
+    if r["failed"] or r["unknown"]:
+        out.append("failed=%d unknown=%d: an idempotent producer should deliver all "
+                   "(errors %r)" % (r["failed"], r["unknown"], r["error_names"]))
+    return out
+
+
+IDEMPOTENT = {"enable.idempotence": True}
 
 
 def test_9_idempotent_producer_kill_leader(request):
@@ -521,16 +543,6 @@ def test_9_idempotent_producer_kill_leader(request):
         wait_until(lambda: full_isr(c), 20, "broker %d back in the ISR" % victim)
         assert ch.wait_oks(30, 10, partition=p)
         return "p=%d victim=%d" % (p, victim)
-
-    def exactly_once(r):
-        out = []
-        for k in ("duplicated", "out_of_order"):
-            if r[k]:
-                out.append("%s=%d (e.g. %s)" % (k, len(r[k]), r[k][:5]))
-        if r["failed"] or r["unknown"]:
-            out.append("failed=%d unknown=%d: an idempotent producer should deliver all "
-                       "(errors %r)" % (r["failed"], r["unknown"], r["error_names"]))
-        return out
 
     scenario(request, "idempotent-kill-leader", body, after=exactly_once,
              producer_conf={"enable.idempotence": True})
@@ -571,3 +583,32 @@ def test_10_idempotent_producer_retries_after_timeouts(request):
 
     scenario(request, "idempotent-retries", body, after=exactly_once,
              producer_conf={"enable.idempotence": True, "request.timeout.ms": 1000})
+
+
+def test_11_idempotent_producer_pause_leader_past_session(request):
+    """Scenario 4 (SIGSTOP the leader past the session timeout, a new leader, the
+    zombie refused and truncated) with an idempotent producer: the batches in
+    flight to the stopped leader are resent to the new one, which holds the
+    producer state it followed: nothing duplicated, reordered or lost."""
+    # librdkafka's idempotent producer keeps a partition's batches in order: it
+    # moves to the new leader only once the requests in flight to the stopped
+    # one have timed out (socket.timeout.ms, 60 s by default, capped by the
+    # message timeout: longer than the scenario's 10 s for the new leader).
+    scenario(request, "idempotent-pause-leader-long", pause_leader_long, after=exactly_once,
+             producer_conf=dict(IDEMPOTENT, **{"socket.timeout.ms": 3000}))
+
+
+def test_12_idempotent_producer_rolling_restart(request):
+    """Scenario 6 (SIGTERM and restart each broker in turn) with an idempotent
+    producer: every restarted broker rebuilds its producer states (snapshots plus
+    the log) and each leadership move keeps them: exactly once, all delivered."""
+    scenario(request, "idempotent-rolling-restart", rolling_restart, after=exactly_once,
+             producer_conf=IDEMPOTENT)
+
+
+def test_13_idempotent_producer_partition_leader_from_followers(request):
+    """Scenario 8 (network namespaces made by the test; the leader cut from its
+    followers, then healed) with an idempotent producer: exactly once, all
+    delivered."""
+    scenario(request, "idempotent-partition-leader", partition_leader, netns=True,
+             after=exactly_once, producer_conf=IDEMPOTENT)
