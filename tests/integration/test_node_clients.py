@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "support"))
 
 import cluster as weir_cluster  # noqa: E402
 import deps  # noqa: E402
+import kafka_raw  # noqa: E402
 
 NODE_SRC = os.path.join(HERE, "node")
 STAMP = ".installed-from"
@@ -287,3 +288,69 @@ def test_kafkajs_idempotent_producer_produces_each_record_once(node_cache, clust
         finally:
             conn.close()
         assert got == list(range(part, COUNT, PARTITIONS)), "partition %d" % part
+
+
+def raw_leader_conn(cluster, topic, part):
+    c = kafka_raw.Conn(*cluster.addr(sorted(cluster.brokers)[0]))
+    try:
+        md = kafka_raw.metadata_v9(c, [topic])["topics"][topic]
+        leader = [q for q in md["partitions"] if q["partition"] == part][0]["leader"]
+    finally:
+        c.close()
+    return kafka_raw.Conn(*cluster.addr(leader))
+
+
+def test_platformatic_idempotent_producers_produce_once_and_retries_are_deduplicated(
+        platformatic_cache, cluster):
+    """Two @platformatic/kafka producers with idempotent: true, concurrently on the
+    same partitions. Each asks InitProducerId with (0, 0) and must get its own
+    id (with a bump of the given pair both got (0, 1) and each one's batches
+    passed for the other's retries: acknowledged, never appended). Every value
+    is in the log exactly once and in order per producer; the batches carry the
+    producer ids; and each producer's last batch, sent again byte for byte as a
+    retry would be, is answered with its original offset and not appended."""
+    topic = "platformatic-idem"
+    # Ids are issued from 0: take one from every broker's block first, so id 0
+    # is issued and the producers' (0, 0) reaches the re-init path.
+    for b in sorted(cluster.brokers):
+        c = kafka_raw.Conn(*cluster.addr(b))
+        try:
+            assert c.init_producer_id()[0] == 0
+        finally:
+            c.close()
+    res = run_script(platformatic_cache, "platformatic_idempotent.mjs", cluster, topic)
+    pids = {name: int(v) for name, v in res["producers"].items()}
+    assert pids["a"] != pids["b"] and min(pids.values()) >= 0, pids
+    high = [int(h) for h in res["high"]]
+    assert sum(high) == 2 * COUNT, high
+    for part in range(PARTITIONS):
+        conn = raw_leader_conn(cluster, topic, part)
+        try:
+            got, off, last_batch = [], 0, {}
+            while off < high[part]:
+                err, _hw, _lso, _start, recs = kafka_raw.fetch_v12(conn, topic, part, off)
+                assert err == 0
+                at = 0
+                while at + 61 <= len(recs):
+                    base, length = struct.unpack_from(">qi", recs, at)
+                    size = 12 + length
+                    if at + size > len(recs):
+                        break
+                    pid = struct.unpack_from(">q", recs, at + 43)[0]
+                    assert pid in pids.values(), pid
+                    last_batch[pid] = (base, recs[at:at + size])
+                    at += size
+                vals = [(o, v) for o, v in kafka_raw.batch_values(recs) if o >= off]
+                got += [v.decode() for _, v in vals]
+                off = vals[-1][0] + 1 if vals else off
+            for name in ("a", "b"):
+                mine = [int(v.split("-")[1]) for v in got if v.startswith(name + "-")]
+                assert mine == list(range(part, COUNT, PARTITIONS)), (part, name)
+            # Retries of each producer's last batch: the original offset, no append.
+            for pid, (base, raw) in last_batch.items():
+                assert conn.produce(topic, part, raw, acks=-1) == (0, base), (part, pid)
+            err, hw, _lso, _start, _recs = kafka_raw.fetch_v12(conn, topic, part, high[part])
+            assert (err, hw) == (0, high[part]), "p%d grew after the retries" % part
+        finally:
+            conn.close()
+
