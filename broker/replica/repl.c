@@ -1145,6 +1145,8 @@ static int32_t topic_min_isr(struct repl *r, const struct cstate_topic *t)
 
 static void part_free(struct repl *r, struct repl_part *p)
 {
+    if (r->pstates && p->log)
+        pstates_forget(r->pstates, p->log);
     fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
     fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
     epochcache_free(p->ec);
@@ -1299,6 +1301,8 @@ void repl_on_metadata(struct repl *r)
             p->seen = true;
             p->min_isr = min_isr;
             struct plog *log = logmgr_get(r->lm, t->name, pi);
+            if (p->log && p->log != log && r->pstates)
+                pstates_forget(r->pstates, p->log); /* replaced (deleted and re-created) */
             if (!log || part_attach_log(p, log) < 0) {
                 fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
                 fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
