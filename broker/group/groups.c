@@ -765,6 +765,8 @@ static void prepare_rebalance(struct groups *g, struct group *grp)
     grp->state = GS_PREPARING;
     schedule(g, grp->join_deadline);
     log_info("group", "group %s: preparing rebalance (generation %d)", grp->id, grp->generation);
+    /* Kafka's tryCompleteElseWatch: every member may have rejoined already. */
+    maybe_complete_join(g, grp);
 }
 
 static void maybe_prepare_rebalance(struct groups *g, struct group *grp)
