@@ -142,6 +142,30 @@ const struct config_def broker_config_defs[] = {
      .max = INT32_MAX,
      .doc = "forget an idempotent producer's sequence state after this long without a batch "
             "(by batch timestamp)"},
+    {.name = "group.initial.rebalance.delay.ms",
+     .type = CONFIG_INT,
+     .default_value = "3000",
+     .min = 0,
+     .max = INT32_MAX,
+     .doc = "how long the first rebalance of an empty group waits for more members to join"},
+    {.name = "group.min.session.timeout.ms",
+     .type = CONFIG_INT,
+     .default_value = "6000",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "smallest session timeout a group member may ask for (INVALID_SESSION_TIMEOUT below)"},
+    {.name = "group.max.session.timeout.ms",
+     .type = CONFIG_INT,
+     .default_value = "1800000",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "largest session timeout a group member may ask for (INVALID_SESSION_TIMEOUT above)"},
+    {.name = "group.max.size",
+     .type = CONFIG_INT,
+     .default_value = "2147483647",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "members a consumer group may have (GROUP_MAX_SIZE_REACHED beyond)"},
     {.name = "log.level",
      .type = CONFIG_STRING,
      .default_value = "info",
@@ -280,6 +304,16 @@ int broker_settings_resolve(const struct config *c, struct broker_settings *ret,
     s.queued_max_requests = (int32_t)config_get_int(c, "queued.max.requests");
     s.admin_timeout_ms = (int32_t)config_get_int(c, "request.timeout.ms");
     s.producer_id_expiration_ms = config_get_int(c, "producer.id.expiration.ms");
+    s.group_initial_rebalance_delay_ms = (int32_t)config_get_int(c, "group.initial.rebalance.delay.ms");
+    s.group_min_session_timeout_ms = (int32_t)config_get_int(c, "group.min.session.timeout.ms");
+    s.group_max_session_timeout_ms = (int32_t)config_get_int(c, "group.max.session.timeout.ms");
+    s.group_max_size = (int32_t)config_get_int(c, "group.max.size");
+    if (s.group_min_session_timeout_ms > s.group_max_session_timeout_ms) {
+        snprintf(err, errlen,
+                 "'group.min.session.timeout.ms' (%d) is above 'group.max.session.timeout.ms' (%d)",
+                 s.group_min_session_timeout_ms, s.group_max_session_timeout_ms);
+        return -EINVAL;
+    }
     *ret = s;
     return 0;
 }

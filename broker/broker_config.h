@@ -44,6 +44,10 @@ struct broker_settings {
     int32_t queued_max_requests; /* per-connection requests in flight */
     int32_t admin_timeout_ms;    /* waiting for the coordinator on admin requests */
     int64_t producer_id_expiration_ms; /* idle producers' state is dropped after this */
+    int32_t group_initial_rebalance_delay_ms; /* consumer groups (broker/group/groups.h) */
+    int32_t group_min_session_timeout_ms;
+    int32_t group_max_session_timeout_ms;
+    int32_t group_max_size;
 };
 
 /* The broker's own keys, without the storage ones. */
