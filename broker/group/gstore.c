@@ -758,6 +758,14 @@ void gstore_on_metadata(struct gstore *gs)
             p->epoch = l.leader_epoch;
             p->load_next = plog_log_start_offset(l.log);
             p->load_end = plog_log_end_offset(l.log);
+            if (p->load_next >= p->load_end) {
+                /* an empty log (a new topic): nothing to wait for */
+                p->st = GS_LOADED;
+                gs->stats.partitions_loaded++;
+                log_info("group", "%s-%d: leader (epoch %d), empty: loaded", GSTORE_TOPIC, i,
+                         p->epoch);
+                continue;
+            }
             gs->stats.partitions_loading++;
             log_info("group", "%s-%d: leader (epoch %d), loading offsets %lld..%lld",
                      GSTORE_TOPIC, i, p->epoch, (long long)p->load_next,
