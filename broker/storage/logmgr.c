@@ -1011,10 +1011,8 @@ static void lm_hw_cp_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static const event_callback_fn lm_timer_cbs[LM_TIMERS] = {
-    [LM_TIMER_FLUSH] = lm_flush_timer_cb,
-    [LM_TIMER_RECOVERY_CP] = lm_recovery_cp_timer_cb,
-    [LM_TIMER_START_CP] = lm_start_cp_timer_cb,
-    [LM_TIMER_RETENTION] = lm_retention_timer_cb,
+    [LM_TIMER_FLUSH] = lm_flush_timer_cb,       [LM_TIMER_RECOVERY_CP] = lm_recovery_cp_timer_cb,
+    [LM_TIMER_START_CP] = lm_start_cp_timer_cb, [LM_TIMER_RETENTION] = lm_retention_timer_cb,
     [LM_TIMER_HW_CP] = lm_hw_cp_timer_cb,
 };
 
