@@ -17,8 +17,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
+#include "broker/storage/checkpoint.h"
 #include "broker/storage/cleaner.h"
+#include "broker/storage/logmgr.h"
 #include "broker/storage/plog.h"
+#include "common/wpool.h"
 #include "common/batch.h"
 #include "common/buf.h"
 #include "common/codec.h"
@@ -770,6 +775,106 @@ static void test_estimate_and_due(void **state)
     assert_false(cleaner_due(fx->log, &e));
 }
 
+/* ---- through the log manager: worker pool, checkpoint, restart ------------------ */
+
+static int64_t fixed_now(void *arg)
+{
+    return *(int64_t *)arg;
+}
+
+static void test_logmgr_cleans_on_the_pool_and_checkpoints(void **state)
+{
+    (void)state;
+    char *root = testutil_mkdtemp("cleaner-lm");
+    struct event_base *base = event_base_new();
+    struct wpool *pool;
+    assert_int_equal(wpool_new(base, 1, &pool), 0);
+    int64_t now = TS0;
+    const char *dirs[] = {root};
+    struct logmgr_options o;
+    logmgr_options_defaults(&o);
+    o.dirs = dirs;
+    o.ndirs = 1;
+    o.max_open_files = 64;
+    o.recovery_checkpoint_interval_ms = 0;
+    o.start_offset_checkpoint_interval_ms = 0;
+    o.retention_check_interval_ms = 0;
+    o.hw_checkpoint_interval_ms = 0;
+    o.cleaner_backoff_ms = 0; /* driven by hand below */
+    o.cleaner_dedupe_buffer_size = 1 << 20;
+    o.now_ms = fixed_now;
+    o.now_arg = &now;
+    struct logmgr *mgr;
+    assert_int_equal(logmgr_new(base, pool, &o, &mgr, NULL), 0);
+    struct plog_config cfg;
+    plog_config_defaults(&cfg);
+    cfg.segment_bytes = 1000;
+    cfg.cleanup_compact = true;
+    cfg.cleanup_delete = false;
+    struct plog *log;
+    assert_int_equal(logmgr_create(mgr, "compacted", 0, NULL, &cfg, &log), 0);
+    struct fixture fx = {.dir = NULL, .fc = NULL, .log = log, .cfg = cfg};
+    fill(&fx, TS0);
+    int64_t active = plog_active_segment_base(log);
+
+    logmgr_run_cleaner(mgr);
+    wpool_drain(pool);
+    struct logmgr_counters c;
+    logmgr_get_counters(mgr, &c);
+    assert_int_equal(c.cleans_started, 1);
+    assert_int_equal(c.cleans_done, 1);
+    assert_int_equal(c.clean_errors, 0);
+    assert_true(c.cleaner_bytes_written < c.cleaner_bytes_read);
+    struct recs rs;
+    read_all(log, &rs);
+    assert_true(rs.n < 200);
+    free(rs.r);
+    /* Nothing dirty left: no new job. */
+    logmgr_run_cleaner(mgr);
+    wpool_drain(pool);
+    logmgr_get_counters(mgr, &c);
+    assert_int_equal(c.cleans_started, 1);
+
+    assert_int_equal(logmgr_shutdown(mgr), 0);
+    logmgr_free(mgr);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", root, CHECKPOINT_CLEANER_OFFSET_FILE);
+    struct checkpoint_entry *ents;
+    size_t n;
+    assert_int_equal(checkpoint_read(path, &ents, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ents[0].topic, "compacted");
+    assert_int_equal(ents[0].offset, active);
+    checkpoint_entries_free(ents, n);
+
+    /* After a restart the checkpoint says the log is clean: no job until new
+     * data comes. */
+    assert_int_equal(logmgr_new(base, pool, &o, &mgr, NULL), 0);
+    log = logmgr_get(mgr, "compacted", 0);
+    plog_set_config(log, &cfg);
+    plog_set_high_watermark(log, plog_log_end_offset(log));
+    logmgr_run_cleaner(mgr);
+    wpool_drain(pool);
+    logmgr_get_counters(mgr, &c);
+    assert_int_equal(c.cleans_started, 0);
+    /* A delete-only log is never cleaned. */
+    struct plog_config del = cfg;
+    del.cleanup_compact = false;
+    del.cleanup_delete = true;
+    struct plog *dl;
+    assert_int_equal(logmgr_create(mgr, "plain", 0, NULL, &del, &dl), 0);
+    fx.log = dl;
+    fill(&fx, TS0);
+    logmgr_run_cleaner(mgr);
+    wpool_drain(pool);
+    logmgr_get_counters(mgr, &c);
+    assert_int_equal(c.cleans_started, 0);
+    logmgr_free(mgr);
+    wpool_free(pool);
+    event_base_free(base);
+    testutil_rmtree(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -790,6 +895,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_after_old_segments_retired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_job_discarded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_estimate_and_due, setup, teardown),
+        cmocka_unit_test(test_logmgr_cleans_on_the_pool_and_checkpoints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
