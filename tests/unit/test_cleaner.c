@@ -254,7 +254,7 @@ static void fill(struct fixture *fx, int64_t ts)
 static void test_map(void **state)
 {
     (void)state;
-    struct cleaner_map *m = cleaner_map_new(16 * 100);
+    struct cleaner_map *m = cleaner_map_new(16 * 128);
     assert_non_null(m);
     assert_int_equal(cleaner_map_get(m, "a", 1), -1);
     assert_true(cleaner_map_put(m, "a", 1, 5));
@@ -267,9 +267,9 @@ static void test_map(void **state)
         int n = snprintf(k, sizeof(k), "key%d", i);
         put_ok += cleaner_map_put(m, k, (size_t)n, i);
     }
-    /* 100 slots, 90% load: 89 more keys fit next to "a". */
-    assert_int_equal(put_ok, 89);
-    assert_int_equal(cleaner_map_size(m), 90);
+    /* 128 slots, 90% load: 114 more keys fit next to "a". */
+    assert_int_equal(put_ok, 114);
+    assert_int_equal(cleaner_map_size(m), 115);
     assert_true(cleaner_map_put(m, "a", 1, 11)); /* an existing key still updates */
     cleaner_map_free(m);
 }
@@ -514,10 +514,10 @@ static void test_full_map_cleans_a_prefix(void **state)
     plog_set_high_watermark(fx->log, plog_log_end_offset(fx->log));
     int64_t active = plog_active_segment_base(fx->log);
     struct cleaner_stats st;
-    /* 40 slots: 36 keys fit. */
-    assert_int_equal(cleaner_clean_sync(fx->log, 0, TS0, 16 * 40, &st), 0);
+    /* 32 slots: 28 keys fit. */
+    assert_int_equal(cleaner_clean_sync(fx->log, 0, TS0, 16 * 32, &st), 0);
     assert_true(st.map_full);
-    assert_int_equal(st.clean_upto, 36);
+    assert_int_equal(st.clean_upto, 28);
     struct recs rs;
     read_all(fx->log, &rs);
     assert_offsets_preserved(&rs);
@@ -529,7 +529,7 @@ static void test_full_map_cleans_a_prefix(void **state)
     free(rs.r);
     /* Repeated cleans converge on one record per key below the active segment. */
     for (int i = 0; i < 20 && st.clean_upto < active; i++)
-        assert_int_equal(cleaner_clean_sync(fx->log, st.clean_upto, TS0, 16 * 40, &st), 0);
+        assert_int_equal(cleaner_clean_sync(fx->log, st.clean_upto, TS0, 16 * 32, &st), 0);
     assert_int_equal(st.clean_upto, plog_active_segment_base(fx->log));
     read_all(fx->log, &rs);
     int64_t act = plog_active_segment_base(fx->log);
