@@ -338,6 +338,25 @@ static void test_latest_value_per_key_offsets_preserved(void **state)
     free(again.r);
     free(after.r);
     assert_int_equal(count_files(fx->dir, ".swap") + count_files(fx->dir, ".cleaned"), 0);
+
+    /* The cleaned segments are small now: the next clean groups them into
+     * segments of at most segment.bytes. */
+    int before_segs = plog_segment_count(fx->log);
+    for (int r = 0; r < 5; r++)
+        for (int k = 0; k < 10; k++)
+            put(fx, k, TS0);
+    plog_set_high_watermark(fx->log, plog_log_end_offset(fx->log));
+    assert_int_equal(cleaner_clean_sync(fx->log, st.clean_upto, TS0, DEDUPE, &st), 0);
+    assert_true(st.segments_after < st.segments_before);
+    assert_true(plog_segment_count(fx->log) < before_segs + 4);
+    struct recs grouped;
+    read_all(fx->log, &grouped);
+    assert_offsets_preserved(&grouped);
+    free(grouped.r);
+    reopen(fx, NULL);
+    read_all(fx->log, &grouped);
+    assert_offsets_preserved(&grouped);
+    free(grouped.r);
 }
 
 static void test_active_segment_and_hw_bound_the_clean(void **state)
