@@ -196,8 +196,9 @@ int main(int argc, char **argv)
            (double)log_bytes / (1 << 20), rec, keys, vbytes, per_batch, codec_name(codec));
     printf("raw sequential read: %.1f MiB in %.3f s = %.0f MiB/s\n", (double)raw / (1 << 20), raw_s,
            raw_mbs);
-    printf("clean: %.1f MiB in %.3f s = %.0f MiB/s (%.2f of raw read)\n",
-           (double)st.bytes_read / (1 << 20), clean_s, clean_mbs, clean_mbs / raw_mbs);
+    printf("clean: %.1f MiB in %.3f s = %.0f MiB/s (%.3f of raw read), %.2f M records/s\n",
+           (double)st.bytes_read / (1 << 20), clean_s, clean_mbs, clean_mbs / raw_mbs,
+           (double)st.records_read / clean_s / 1e6);
     printf("kept: %" PRId64 " of %" PRId64 " records, %.2f MiB written, %" PRId64
            " keys in the map%s; segments %d -> %d\n",
            st.records_kept, st.records_read, (double)st.bytes_written / (1 << 20), st.map_keys,

@@ -737,6 +737,27 @@ static void test_crash_after_old_segments_retired(void **state)
     check_clean_result(fx, active);
 }
 
+static void test_reader_keeps_old_segment_across_swap(void **state)
+{
+    struct fixture *fx = *state;
+    fill(fx, TS0);
+    struct plog_read_result rr;
+    assert_int_equal(plog_read(fx->log, 0, plog_log_end_offset(fx->log), 1 << 20, true, &rr), 0);
+    assert_true(rr.length > 0);
+    struct cleaner_stats st;
+    assert_int_equal(cleaner_clean_sync(fx->log, 0, TS0, DEDUPE, &st), 0);
+    /* The retired file is unlinked, but the reader's descriptor still reads the
+     * batches it was given (a sendfile in flight). */
+    uint8_t *buf = malloc((size_t)rr.length);
+    assert_int_equal(
+        fsutil_pread_all(seg_file_fd(rr.file), buf, (size_t)rr.length, rr.position), 0);
+    struct batch_header h;
+    assert_int_equal(batch_validate(buf, (size_t)rr.length, 0, &h), 0);
+    assert_int_equal(h.base_offset, 0);
+    free(buf);
+    seg_file_unref(rr.file);
+}
+
 static void test_stale_job_discarded(void **state)
 {
     struct fixture *fx = *state;
@@ -912,6 +933,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_with_cleaned_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_with_swap_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_after_old_segments_retired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_keeps_old_segment_across_swap, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_stale_job_discarded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_estimate_and_due, setup, teardown),
         cmocka_unit_test(test_logmgr_cleans_on_the_pool_and_checkpoints),
