@@ -16,10 +16,10 @@
 #include "common/crc32c.h"
 #include "common/fsutil.h"
 
-#define CLEANER_READ_BUF (1u << 20)
+#define CLEANER_READ_BUF    (1u << 20)
 #define CLEANER_WRITE_FLUSH (1u << 20)
-#define MAP_ENTRY_BYTES 16
-#define MAP_LOAD_PCT 90
+#define MAP_ENTRY_BYTES     16
+#define MAP_LOAD_PCT        90
 
 /* ---- offset map ------------------------------------------------------------------ */
 
@@ -205,9 +205,9 @@ struct cl_seg {
 struct cl_group {
     size_t first, count; /* job segments */
     int64_t base;
-    bool changed;        /* some batch was dropped or rewritten */
-    bool swapped;        /* its .swap files exist */
-    bool first_swapped;  /* finish swapped it in */
+    bool changed;       /* some batch was dropped or rewritten */
+    bool swapped;       /* its .swap files exist */
+    bool first_swapped; /* finish swapped it in */
     /* The cleaned segment's summary, for struct segment. */
     int64_t size;
     int64_t max_ts, max_ts_offset, first_ts;
@@ -725,8 +725,9 @@ static int filter_batch(struct cleaner_job *job, const uint8_t *b, const struct 
         return rc;
     if (w->len - BATCH_LOG_OVERHEAD > INT32_MAX)
         return -EMSGSIZE;
-    buf_writer_patch_u32(w, BATCH_OFF_CRC,
-                         crc32c_update(0, w->data + BATCH_OFF_ATTRIBUTES, w->len - BATCH_OFF_ATTRIBUTES));
+    buf_writer_patch_u32(
+        w, BATCH_OFF_CRC,
+        crc32c_update(0, w->data + BATCH_OFF_ATTRIBUTES, w->len - BATCH_OFF_ATTRIBUTES));
     *out = w->data;
     *out_len = w->len;
     return 1;
@@ -1001,7 +1002,8 @@ int cleaner_job_finish(struct plog *log, struct cleaner_job *job, int result, ch
 
     job->stats.segments_after = 0;
     for (size_t i = 0; i < job->ngroups; i++)
-        job->stats.segments_after += job->groups[i].first_swapped ? 1 : (int32_t)job->groups[i].count;
+        job->stats.segments_after +=
+            job->groups[i].first_swapped ? 1 : (int32_t)job->groups[i].count;
     if (ret_stats)
         *ret_stats = job->stats;
     cleaner_job_free(job);
@@ -1010,8 +1012,8 @@ int cleaner_job_finish(struct plog *log, struct cleaner_job *job, int result, ch
     return rc;
 }
 
-int cleaner_clean_sync(struct plog *log, int64_t first_dirty, int64_t now_ms,
-                       int64_t dedupe_bytes, struct cleaner_stats *ret_stats)
+int cleaner_clean_sync(struct plog *log, int64_t first_dirty, int64_t now_ms, int64_t dedupe_bytes,
+                       struct cleaner_stats *ret_stats)
 {
     struct cleaner_job *job;
     struct cleaner_stats st = {.clean_upto = first_dirty};

@@ -68,11 +68,11 @@ struct lm_log {
     struct plog *log;
     size_t dir;
     int refs;
-    bool flushing;      /* a flush job is in flight */
-    bool flush_again;   /* another flush was asked for meanwhile */
-    bool parent_synced; /* the log's directory entry (and partition.metadata) is durable */
-    bool has_topic_id;  /* partition.metadata names the topic id */
-    bool cleaning;      /* a cleaner job is in flight */
+    bool flushing;       /* a flush job is in flight */
+    bool flush_again;    /* another flush was asked for meanwhile */
+    bool parent_synced;  /* the log's directory entry (and partition.metadata) is durable */
+    bool has_topic_id;   /* partition.metadata names the topic id */
+    bool cleaning;       /* a cleaner job is in flight */
     int64_t first_dirty; /* the cleaner's checkpoint: clean below this; -1 = never cleaned */
     uint8_t topic_id[METAPROPS_UUID_LEN];
     struct plog_recovery_info recovery;
@@ -116,7 +116,7 @@ struct logmgr {
     int cleaner_running;
     int64_t cleaner_dedupe_bytes; /* per job: the buffer size over the threads */
     bool cleaner_cp_used;         /* some log was cleaned or checkpointed: keep the file */
-    bool stopping;                 /* no new background work (shutdown or free under way) */
+    bool stopping;                /* no new background work (shutdown or free under way) */
     bool shut_down;
     struct logmgr_counters counters;
 };
@@ -1087,9 +1087,9 @@ void logmgr_run_cleaner(struct logmgr *mgr)
             return;
         struct cleaner_job *job = NULL;
         struct lm_clean_job *c = calloc(1, sizeof(*c));
-        int r = c ? cleaner_prepare(best->log, best->first_dirty, now, mgr->cleaner_dedupe_bytes,
-                                    &job)
-                  : -ENOMEM;
+        int r =
+            c ? cleaner_prepare(best->log, best->first_dirty, now, mgr->cleaner_dedupe_bytes, &job)
+              : -ENOMEM;
         if (r == 0 && !job) {
             free(c);
             return; /* due by estimate, but no whole segment to clean yet */
@@ -1160,12 +1160,9 @@ static void lm_cleaner_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static const event_callback_fn lm_timer_cbs[LM_TIMERS] = {
-    [LM_TIMER_FLUSH] = lm_flush_timer_cb,
-    [LM_TIMER_RECOVERY_CP] = lm_recovery_cp_timer_cb,
-    [LM_TIMER_START_CP] = lm_start_cp_timer_cb,
-    [LM_TIMER_RETENTION] = lm_retention_timer_cb,
-    [LM_TIMER_HW_CP] = lm_hw_cp_timer_cb,
-    [LM_TIMER_CLEANER] = lm_cleaner_timer_cb,
+    [LM_TIMER_FLUSH] = lm_flush_timer_cb,       [LM_TIMER_RECOVERY_CP] = lm_recovery_cp_timer_cb,
+    [LM_TIMER_START_CP] = lm_start_cp_timer_cb, [LM_TIMER_RETENTION] = lm_retention_timer_cb,
+    [LM_TIMER_HW_CP] = lm_hw_cp_timer_cb,       [LM_TIMER_CLEANER] = lm_cleaner_timer_cb,
 };
 
 static int lm_timers_start(struct logmgr *m)
@@ -1429,8 +1426,8 @@ static int lm_open_log(struct logmgr *m, size_t di, const char *name, size_t tle
     int64_t hw = lm_cp_lookup(cps[LM_CP_HW].entries, cps[LM_CP_HW].count, topic, partition, -1);
     if (hw >= 0)
         plog_set_high_watermark(log, hw);
-    int64_t clean = lm_cp_lookup(cps[LM_CP_CLEANER].entries, cps[LM_CP_CLEANER].count, topic,
-                                 partition, -1);
+    int64_t clean =
+        lm_cp_lookup(cps[LM_CP_CLEANER].entries, cps[LM_CP_CLEANER].count, topic, partition, -1);
     struct lm_log *e;
     r = lm_insert(m, topic, partition, di, log, &e);
     if (r < 0) {

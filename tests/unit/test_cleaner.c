@@ -31,7 +31,7 @@
 #include "common/fsutil.h"
 #include "tests/unit/testutil.h"
 
-#define TS0 INT64_C(1700000000000)
+#define TS0    INT64_C(1700000000000)
 #define DEDUPE (1 << 20)
 
 struct fixture {
@@ -131,8 +131,7 @@ static int64_t append_kv(struct fixture *fx, const int *keys, int n, bool tomb, 
         data = z.data;
         len = z.len;
     }
-    assert_int_equal(
-        plog_append(fx->log, data, len, PLOG_APPEND_ASSIGN_OFFSETS, 1, ts, NULL), 0);
+    assert_int_equal(plog_append(fx->log, data, len, PLOG_APPEND_ASSIGN_OFFSETS, 1, ts, NULL), 0);
     buf_writer_deinit(&w);
     buf_writer_deinit(&z);
     return base;
@@ -165,9 +164,8 @@ static void read_all(struct plog *log, struct recs *out)
             continue;
         }
         uint8_t *buf = malloc((size_t)res.length);
-        assert_int_equal(fsutil_pread_all(seg_file_fd(res.file), buf, (size_t)res.length,
-                                          res.position),
-                         0);
+        assert_int_equal(
+            fsutil_pread_all(seg_file_fd(res.file), buf, (size_t)res.length, res.position), 0);
         seg_file_unref(res.file);
         for (int64_t p = 0; p < res.length;) {
             struct batch_header h;
@@ -749,8 +747,8 @@ static void test_reader_keeps_old_segment_across_swap(void **state)
     /* The retired file is unlinked, but the reader's descriptor still reads the
      * batches it was given (a sendfile in flight). */
     uint8_t *buf = malloc((size_t)rr.length);
-    assert_int_equal(
-        fsutil_pread_all(seg_file_fd(rr.file), buf, (size_t)rr.length, rr.position), 0);
+    assert_int_equal(fsutil_pread_all(seg_file_fd(rr.file), buf, (size_t)rr.length, rr.position),
+                     0);
     struct batch_header h;
     assert_int_equal(batch_validate(buf, (size_t)rr.length, 0, &h), 0);
     assert_int_equal(h.base_offset, 0);
@@ -933,8 +931,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_with_cleaned_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_with_swap_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_after_old_segments_retired, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reader_keeps_old_segment_across_swap, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reader_keeps_old_segment_across_swap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_job_discarded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_estimate_and_due, setup, teardown),
         cmocka_unit_test(test_logmgr_cleans_on_the_pool_and_checkpoints),
