@@ -271,7 +271,7 @@ int main(int argc, char **argv)
     r = purg_new(m.base, "fetch", &m.ctx.fetches);
     if (r < 0)
         goto out;
-    r = pstates_new(m.s.producer_id_expiration_ms, pool, &m.ctx.pstates);
+    r = pstates_new(m.base, m.s.producer_id_expiration_ms, pool, &m.ctx.pstates);
     if (r < 0)
         goto out;
     r = pidalloc_new(&m.ctx, &m.ctx.pids);

@@ -273,8 +273,12 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
     bool dup = false;
     int64_t dup_first = -1, dup_last = -1;
     pe = pstates_check(b->pstates, l.log, l.leader_epoch, data, len, &dup, &dup_first, &dup_last);
-    if (pe)
+    if (pe) {
+        if (pe == KERR_NOT_ENOUGH_REPLICAS && pstates_loading(b->pstates, l.log))
+            out->error_message = api_slice("the partition's producer state is still loading "
+                                           "from its log; retry");
         return pe;
+    }
     struct plog_append_info info;
     if (dup) {
         /* A retry of a batch already in the log: its original offsets, and
