@@ -98,6 +98,10 @@ static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
         lvl = LOG_LEVEL_ERROR;
         what = "removal failed";
         break;
+    case LOGMGR_EVENT_CLEAN_FAILED:
+        lvl = LOG_LEVEL_ERROR;
+        what = "log compaction failed (the log is left as it was)";
+        break;
     }
     if (log_enabled(lvl))
         log_msg(lvl, "storage", "%s: %s%s%d %s%s", what, ev->topic ? ev->topic : "",

@@ -158,6 +158,44 @@ static int16_t apply_topic_policy(const struct topic_policy *tp, uint8_t *p, siz
     return 0;
 }
 
+/* A compacted log keeps the latest record per key, so a record without a key
+ * has no place in it: Kafka refuses the batch with INVALID_RECORD. Compressed
+ * batches are decompressed (bounded) to look at their keys. */
+static int16_t check_keys_compacted(const uint8_t *p, size_t len, int32_t max_message_bytes,
+                                    const char **ret_msg)
+{
+    buf_writer scratch;
+    int16_t e = 0;
+    buf_writer_init(&scratch);
+    for (size_t at = 0; len - at >= BATCH_HEADER_SIZE && !e;) {
+        struct batch_header h;
+        if (batch_parse_header(p + at, len - at, &h) != 0)
+            break;
+        size_t total = (size_t)batch_total_size(&h); /* validated: fits in len */
+        struct batch_record_iter it;
+        struct batch_record rec;
+        buf_writer_reset(&scratch);
+        if (batch_decompress_records(p + at, total, batch_decompress_bound(max_message_bytes),
+                                     &scratch) < 0) {
+            e = KERR_CORRUPT_MESSAGE;
+            break;
+        }
+        batch_records_begin_raw(scratch.data, scratch.len, h.record_count, &it);
+        int r;
+        while ((r = batch_records_next(&it, &rec)) == 1)
+            if (rec.key.len < 0) {
+                *ret_msg = "Compacted topic cannot accept message without key";
+                e = KERR_INVALID_RECORD;
+                break;
+            }
+        if (r < 0 && !e)
+            e = KERR_CORRUPT_MESSAGE;
+        at += total;
+    }
+    buf_writer_deinit(&scratch);
+    return e;
+}
+
 /* An acks=all produce waiting for the high watermark; in the request's arena. */
 struct produce_wait {
     struct kreq *req;
@@ -222,6 +260,11 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
     if (ce)
         return ce;
     const char *msg = NULL;
+    if (plog_get_config(l.log)->cleanup_compact &&
+        (ce = check_keys_compacted(data, len, tp.max_message_bytes, &msg))) {
+        out->error_message = api_slice(msg);
+        return ce;
+    }
     int16_t pe = check_producers(b, data, len, &msg);
     if (pe) {
         out->error_message = api_slice(msg);
