@@ -394,6 +394,20 @@ static int zstd_window_log(size_t max_out)
     return log;
 }
 
+static int zstd_error(size_t code)
+{
+    switch (ZSTD_getErrorCode(code)) {
+    case ZSTD_error_memory_allocation:
+        return -ENOMEM;
+    case ZSTD_error_frameParameter_windowTooLarge:
+        /* the frame needs a window larger than the bound: its content would be
+         * too (a compressor that knows the size never picks a larger window) */
+        return -EMSGSIZE;
+    default:
+        return -EBADMSG;
+    }
+}
+
 static int zstd_decompress(const uint8_t *in, size_t in_len, struct sink *s)
 {
     ZSTD_DCtx *d = ZSTD_createDCtx();
@@ -425,7 +439,7 @@ static int zstd_decompress(const uint8_t *in, size_t in_len, struct sink *s)
         size_t in_before = ib.pos;
         hint = ZSTD_decompressStream(d, &ob, &ib);
         if (ZSTD_isError(hint)) {
-            r = ZSTD_getErrorCode(hint) == ZSTD_error_memory_allocation ? -ENOMEM : -EBADMSG;
+            r = zstd_error(hint);
             break;
         }
         if (ob.dst == &probe) {
