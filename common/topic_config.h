@@ -8,8 +8,7 @@
  *
  * Every key here takes effect or is stored for compaction (which has no effect
  * while compaction does not exist, exactly as in Kafka for a cleanup.policy=delete
- * topic). Values Weir cannot honour (cleanup.policy=compact, a compression codec,
- * preallocate=true) are refused with INVALID_CONFIG and a message saying why; keys
+ * topic). Values Weir cannot honour (cleanup.policy=compact, preallocate=true) are refused with INVALID_CONFIG and a message saying why; keys
  * not in the table are refused as unknown. */
 #pragma once
 
