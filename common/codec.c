@@ -426,9 +426,24 @@ static int zstd_decompress(const uint8_t *in, size_t in_len, struct sink *s)
     }
     ZSTD_inBuffer ib = {in, in_len, 0};
     size_t hint = 1; /* 0 once a frame is complete and flushed */
+    /* libzstd's streaming decoder checks a frame's declared content size only
+     * when it decodes straight into the caller's buffer, so the answer would
+     * depend on how much room the output had: check it here for every frame. */
+    bool frame_start = true;
+    unsigned long long frame_expect = 0, frame_out = 0;
     if (in_len == 0)
         r = -EBADMSG;
     while (r == 0 && (ib.pos < ib.size || hint != 0)) {
+        if (frame_start) {
+            /* skippable frames read as 0, which is what they produce */
+            frame_expect = ZSTD_getFrameContentSize(in + ib.pos, in_len - ib.pos);
+            if (frame_expect == ZSTD_CONTENTSIZE_ERROR) {
+                r = -EBADMSG;
+                break;
+            }
+            frame_out = 0;
+            frame_start = false;
+        }
         size_t room;
         uint8_t probe;
         ZSTD_outBuffer ob;
@@ -454,6 +469,14 @@ static int zstd_decompress(const uint8_t *in, size_t in_len, struct sink *s)
             }
         } else {
             s->out->len += ob.pos;
+        }
+        frame_out += ob.pos;
+        if (hint == 0) {
+            if (frame_expect != ZSTD_CONTENTSIZE_UNKNOWN && frame_out != frame_expect) {
+                r = -EBADMSG;
+                break;
+            }
+            frame_start = true;
         }
         /* no input taken and no output made: the frame is truncated */
         if (ib.pos == in_before && ob.pos == 0 && hint != 0) {
