@@ -512,7 +512,7 @@ def test_alter_refuses_unknown_and_unsupported_keys(cluster):
     assert res[0][0] == KERR_INVALID_CONFIG, res
     adm = admin(cluster)
     fs = adm.alter_configs([ConfigResource("TOPIC", "alter-bad",
-                                                      set_config={"compression.type": "lz4"})])
+                                                      set_config={"compression.type": "lz5"})])
     with pytest.raises(KafkaException) as ei:
         for f in fs.values():
             f.result(15)
