@@ -315,6 +315,48 @@ def test_altered_compression_type_applies_to_later_batches(cluster):
     assert values[-20:] == [v for _k, v in recs[20:]]
 
 
+def test_broker_compression_type_is_the_default_for_topics():
+    """The broker key compression.type applies to topics without their own, and
+    DescribeConfigs reports it as the topic's (static broker) default."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource
+
+    c = weir_cluster.Cluster(brokers=1, broker_overrides={"compression.type": "lz4"})
+    c.start()
+    try:
+        c.create_topic("inherits", 1, 1)
+        c.create_topic("own", 1, 1, {"compression.type": "producer"})
+        conn = kafka_raw.Conn(*c.addr(1))
+        try:
+            for topic in ("inherits", "own"):
+                err, base = conn.produce(topic, 0, kafka_raw.record_batch([b"v1", b"v2"]))
+                assert (err, base) == (0, 0)
+        finally:
+            conn.close()
+        assert [x[1] for x in stored_batches_one(c, 1, "inherits")] == [CODEC_IDS["lz4"]]
+        assert [x[1] for x in stored_batches_one(c, 1, "own")] == [0]
+        adm = AdminClient({"bootstrap.servers": c.bootstrap()})
+        fs = adm.describe_configs([ConfigResource("TOPIC", "inherits")], request_timeout=10)
+        for f in fs.values():
+            entry = f.result(15)["compression.type"]
+            assert entry.value == "lz4"
+            assert entry.source == ConfigSource.STATIC_BROKER_CONFIG.value
+        got = consume_kafka_python(c, "inherits", 2)
+        assert [v for _o, _k, v in got] == [b"v1", b"v2"]
+    finally:
+        problems = c.finish(failed=False)
+    assert not problems, "processes exited badly:\n" + "\n".join(problems)
+
+
+def stored_batches_one(c, bid, topic, n=2, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = stored_batches(c, bid, topic)
+        if sum(x[2] for x in got) >= n:
+            return got
+        assert time.monotonic() < deadline, got
+        time.sleep(0.05)
+
+
 # ---- bad compressed batches ---------------------------------------------------------
 
 
