@@ -12,6 +12,7 @@
 
 #include "broker/broker_config.h"
 #include "broker/coordclient.h"
+#include "broker/effconfig.h"
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
@@ -20,7 +21,6 @@
 #include "broker/replica/repl.h"
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
-#include "broker/effconfig.h"
 #include "common/batch.h"
 #include "common/codec.h"
 #include "common/kerr.h"
@@ -213,8 +213,8 @@ static bool ts_out_of_range(int64_t ts, int64_t now, int64_t max_diff)
     return d > max_diff;
 }
 
-/* Every record of a compressed batch against the timestamp bound; @records is
- * its decompressed records section. */
+/* Every record of a batch against the timestamp bound; @records is its
+ * records section (decompressed for a compressed batch). */
 static int16_t check_record_timestamps(const struct batch_header *h, const uint8_t *records,
                                        size_t len, int64_t now, int64_t max_diff)
 {
@@ -222,9 +222,12 @@ static int16_t check_record_timestamps(const struct batch_header *h, const uint8
     struct batch_record rec;
     int r;
     batch_records_begin_raw(records, len, h->record_count, &it);
-    while ((r = batch_records_next(&it, &rec)) == 1)
-        if (ts_out_of_range(h->base_timestamp + rec.timestamp_delta, now, max_diff))
+    while ((r = batch_records_next(&it, &rec)) == 1) {
+        /* both from the producer: wrap rather than overflow */
+        int64_t ts = (int64_t)((uint64_t)h->base_timestamp + (uint64_t)rec.timestamp_delta);
+        if (ts_out_of_range(ts, now, max_diff))
             return KERR_INVALID_TIMESTAMP;
+    }
     return r < 0 ? KERR_CORRUPT_MESSAGE : 0;
 }
 
