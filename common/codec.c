@@ -519,6 +519,9 @@ int codec_decompress(enum codec_type c, const void *in, size_t in_len, size_t ma
         return r;
     if (in_len > 0 && !in)
         return -EINVAL;
+    static const uint8_t empty[1];
+    if (in_len == 0)
+        in = empty; /* no arithmetic on a null pointer below */
     struct sink s = {.out = out, .start = out->len, .max_out = max_out};
     switch (c) {
     case CODEC_NONE:
