@@ -34,7 +34,6 @@ import kafka_raw  # noqa: E402
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
 CORRUPT_MESSAGE = 2
-FIND_COORDINATOR = 10
 N_RECORDS = 400
 
 
@@ -194,24 +193,12 @@ def assert_read_back(c, topic, recs, with_headers):
     assert got == [(i, k, v) for i, (k, v) in enumerate(recs)]
 
 
-def find_coordinator_served(c):
-    conn = kafka_raw.Conn(*c.addr(1))
-    try:
-        _err, apis = conn.api_versions()
-        return FIND_COORDINATOR in apis and apis[FIND_COORDINATOR][0] == 0
-    finally:
-        conn.close()
-
-
 def assert_codec_stored(c, topic, codec, n):
     stored = wait_stored(c, topic, n)
     for bid, batches in stored.items():
-        codecs = {x[1] for x in batches}
-        if codec == "lz4" and codecs == {0} and not find_coordinator_served(c):
-            # kafka-clients.md P2: librdkafka sends LZ4 uncompressed unless the broker
-            # advertises FindCoordinator v0 (served by the consumer-groups work).
-            pytest.xfail("librdkafka sent lz4 uncompressed: FindCoordinator is not served yet")
-        assert codecs == {CODEC_IDS[codec]}, (bid, batches[:5])
+        # lz4 from librdkafka too: it sends LZ4 only to a broker that advertises
+        # FindCoordinator v0 (kafka-clients.md P2)
+        assert {x[1] for x in batches} == {CODEC_IDS[codec]}, (bid, batches[:5])
     # replicas hold the same batches
     assert stored[1] == stored[2]
 
