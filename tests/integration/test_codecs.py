@@ -8,7 +8,8 @@ follower. A topic whose compression.type names a codec stores that codec
 whatever the producer sent; "uncompressed" stores plain batches. Compression
 bombs, a zstd frame claiming 4 GiB, corrupt frames and a record count that the
 compressed records do not match are produced raw (tests/support/kafka_raw.py)
-and answered CORRUPT_MESSAGE with the log unchanged.
+and answered CORRUPT_MESSAGE with the log unchanged; a record inside a
+compressed batch with a timestamp out of range is INVALID_TIMESTAMP.
 
 One cluster (a coordinator and two brokers) serves the module; each test uses
 its own topics, replicated on both brokers.
@@ -34,6 +35,7 @@ import kafka_raw  # noqa: E402
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
 CORRUPT_MESSAGE = 2
+INVALID_TIMESTAMP = 32
 N_RECORDS = 400
 
 
@@ -463,3 +465,37 @@ def test_bad_compressed_batch_is_corrupt_message_and_log_unchanged(cluster, name
         conn.close()
     got = consume_librdkafka(cluster, topic, 3)
     assert [v for _o, _k, v, _h in got] == [b"ok1", b"ok2", b"ok3"]
+
+
+def test_record_timestamps_inside_compressed_batches_are_checked(cluster):
+    """message.timestamp.difference.max.ms looks at every record, also inside a
+    compressed batch whose first and max timestamps are in range."""
+    topic = "ts-inside"
+    create(cluster, topic, {"message.timestamp.difference.max.ms": "3600000"})
+    now = int(time.time() * 1000)
+    day = 24 * 3600 * 1000
+    leader = leader_of(cluster, topic)
+    conn = kafka_raw.Conn(*cluster.addr(leader))
+    try:
+        ok = batch_with_deltas([0, 1, 2], now, "gzip")
+        bad = batch_with_deltas([0, -day, 2], now, "gzip")  # the middle record is a day old
+        assert conn.produce(topic, 0, bad, version=7)[0] == INVALID_TIMESTAMP
+        assert conn.produce(topic, 0, ok, version=7) == (0, 0)
+    finally:
+        conn.close()
+
+
+def batch_with_deltas(deltas, base_ts, codec):
+    """A compressed batch of len(@deltas) records with these timestamp deltas;
+    base and max timestamps are the first and largest."""
+    recs = b""
+    for i, d in enumerate(deltas):
+        body = b"\x00" + kafka_raw._varint(d) + kafka_raw._varint(i) + kafka_raw._varint(-1) + \
+            kafka_raw._varint(1) + b"v" + kafka_raw._varint(0)
+        recs += kafka_raw._varint(len(body)) + body
+    payload = compress(codec, recs)
+    n = len(deltas)
+    after_crc = struct.pack(">hiqqqhii", CODEC_IDS[codec], n - 1, base_ts, base_ts + max(deltas),
+                            -1, -1, -1, n) + payload
+    head = struct.pack(">ibI", -1, 2, kafka_raw.crc32c(after_crc))
+    return struct.pack(">qi", 0, len(head) + len(after_crc)) + head + after_crc
