@@ -88,7 +88,10 @@ struct topic_policy {
     bool log_append_time;
     int64_t timestamp_diff_max_ms; /* INT64_MAX: no check */
     int codec;                     /* enum codec_type, or -1 for "producer" */
-    size_t decompress_bound;       /* batch_decompress_bound(max_message_bytes) */
+    /* batch_decompress_bound(max_message_bytes): what all compressed batches of
+     * one partition in one request may decompress to, together (Kafka takes one
+     * batch per partition; Weir takes several, so the bound is on their sum) */
+    size_t decompress_bound;
 };
 
 static int policy_codec(const char *v)
@@ -170,11 +173,26 @@ static bool needs_recompression(const struct topic_policy *tp, const uint8_t *p,
     return false;
 }
 
+/* Decompress (into scratch) and check the records of one batch. A compressed
+ * batch is charged to @budget, the bytes its partition's batches may still
+ * decompress to in this request; @budget NULL: already charged, the whole bound
+ * applies. An uncompressed batch is only copied, within its own size. */
+static int check_one(const struct topic_policy *tp, const struct batch_header *h,
+                     const uint8_t *batch, size_t total, size_t *budget)
+{
+    bool compressed = batch_compression(h) != BATCH_COMPRESSION_NONE;
+    size_t max = !compressed ? total : budget ? *budget : tp->decompress_bound;
+    int r = batch_check_records(batch, total, max, &scratch);
+    if (r == 0 && compressed && budget)
+        *budget -= scratch.len;
+    return r;
+}
+
 /* compression.type names a codec: rewrite every batch of another codec into
- * @out (the whole record set, batches of the right codec copied; their records
- * checked as the recompressed ones are on the way). */
+ * @out (the whole record set; batches already in the codec are copied). Every
+ * rewritten or copied compressed batch has its records checked on the way. */
 static int16_t recompress_set(const struct topic_policy *tp, const char *topic, int32_t partition,
-                              const uint8_t *p, size_t len, buf_writer *out)
+                              const uint8_t *p, size_t len, size_t *budget, buf_writer *out)
 {
     size_t at = 0;
     while (len - at >= BATCH_HEADER_SIZE) {
@@ -183,16 +201,17 @@ static int16_t recompress_set(const struct topic_policy *tp, const char *topic, 
             return KERR_CORRUPT_MESSAGE;
         size_t total = (size_t)batch_total_size(&h); /* validated: fits in len */
         size_t start = out->len;
-        int r;
+        int r = 0;
         if ((int)batch_compression(&h) == tp->codec) {
-            r = 0;
             if (tp->codec != CODEC_NONE)
-                r = batch_check_records(p + at, total, tp->decompress_bound, &scratch);
+                r = check_one(tp, &h, p + at, total, budget);
             if (r == 0)
                 r = buf_write_raw(out, p + at, total);
         } else {
-            r = batch_recompress(p + at, total, (enum codec_type)tp->codec, tp->decompress_bound,
-                                 out);
+            r = check_one(tp, &h, p + at, total, budget);
+            if (r == 0)
+                r = batch_compress_records(p + at, total, scratch.data, scratch.len,
+                                           (enum codec_type)tp->codec, out);
         }
         if (r < 0)
             return codec_kerr(topic, partition, r);
@@ -232,13 +251,13 @@ static int16_t check_record_timestamps(const struct batch_header *h, const uint8
 }
 
 /* Topic policy over validated batches: the records inside compressed batches
- * (bounded decompression, count and offsets, unless @records_checked because
- * recompress_set just did it), the timestamps of CreateTime batches against
+ * (bounded decompression charged to @budget, count and offsets, unless
+ * @records_checked because recompress_set just did it), the timestamps of CreateTime batches against
  * message.timestamp.difference.max.ms (every record), and the LogAppendTime
  * stamp (CRC recomputed). */
 static int16_t apply_topic_policy(const struct topic_policy *tp, const char *topic,
                                   int32_t partition, uint8_t *p, size_t len, bool records_checked,
-                                  int64_t now)
+                                  size_t *budget, int64_t now)
 {
     size_t at = 0;
     while (len - at >= BATCH_HEADER_SIZE) {
@@ -249,7 +268,7 @@ static int16_t apply_topic_policy(const struct topic_policy *tp, const char *top
         bool compressed = batch_compression(&h) != BATCH_COMPRESSION_NONE;
         bool check_ts = !tp->log_append_time && tp->timestamp_diff_max_ms != INT64_MAX;
         if (compressed && (!records_checked || check_ts)) {
-            int r = batch_check_records(p + at, total, tp->decompress_bound, &scratch);
+            int r = check_one(tp, &h, p + at, total, records_checked ? NULL : budget);
             if (r < 0)
                 return codec_kerr(topic, partition, r);
         }
@@ -393,8 +412,9 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
     buf_writer recomp;
     buf_writer_init(&recomp);
     bool recompressed = false;
+    size_t budget = tp.decompress_bound;
     if (tp.codec >= 0 && needs_recompression(&tp, data, len)) {
-        ce = recompress_set(&tp, topic, pd->index, data, len, &recomp);
+        ce = recompress_set(&tp, topic, pd->index, data, len, &budget, &recomp);
         if (ce) {
             buf_writer_deinit(&recomp);
             scratch_trim();
@@ -405,7 +425,7 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
         recompressed = true;
     }
     int64_t now = logmgr_now_ms(b->lm);
-    ce = apply_topic_policy(&tp, topic, pd->index, data, len, recompressed, now);
+    ce = apply_topic_policy(&tp, topic, pd->index, data, len, recompressed, &budget, now);
     scratch_trim();
     if (!ce)
         ce = produce_append(b, topic, pd, &tp, &l, data, len, now, out, ret_info, ret_l);

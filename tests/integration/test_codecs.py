@@ -499,3 +499,26 @@ def batch_with_deltas(deltas, base_ts, codec):
                             -1, -1, -1, n) + payload
     head = struct.pack(">ibI", -1, 2, kafka_raw.crc32c(after_crc))
     return struct.pack(">qi", 0, len(head) + len(after_crc)) + head + after_crc
+
+
+def test_batches_of_one_request_share_the_bound(cluster):
+    """Each of 70 gzip batches decompresses to 1 MiB (fine alone); together they
+    pass the 64 MiB bound of one partition in one request: CORRUPT_MESSAGE,
+    nothing appended. 60 of them fit."""
+
+    def mib_of_zeros(_records):
+        head, tail = one_huge_record((1 << 20) - 64)
+        return gzip.compress(head + bytes((1 << 20) - 64) + tail)
+
+    topic = "bound-sum"
+    create(cluster, topic)
+    one = compressed_batch([b"x"], "gzip", mib_of_zeros, 1)
+    leader = leader_of(cluster, topic)
+    conn = kafka_raw.Conn(*cluster.addr(leader))
+    try:
+        assert conn.produce(topic, 0, one * 70)[0] == CORRUPT_MESSAGE
+        assert stored_batches(cluster, leader, topic) == []
+        assert conn.produce(topic, 0, one * 60) == (0, 0)
+    finally:
+        conn.close()
+    assert sum(x[2] for x in wait_stored(cluster, topic, 60)[leader]) == 60
