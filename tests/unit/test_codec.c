@@ -696,6 +696,39 @@ static void test_batch_bomb_refused(void **state)
     buf_writer_deinit(&scratch);
 }
 
+/* batch_compress_records is batch_recompress's second half: the same bytes. */
+static void test_batch_compress_records_matches_recompress(void **state)
+{
+    (void)state;
+    buf_writer orig, a, b, plain;
+    buf_writer_init(&orig);
+    buf_writer_init(&plain);
+    build_batch(&orig, 9, 300);
+    assert_int_equal(batch_check_records(orig.data, orig.len, BOUND, &plain), 0);
+    for (size_t i = 0; i < N_ALL; i++) {
+        buf_writer_init(&a);
+        buf_writer_init(&b);
+        assert_int_equal(batch_recompress(orig.data, orig.len, all_codecs[i], BOUND, &a), 0);
+        assert_int_equal(batch_compress_records(orig.data, orig.len, plain.data, plain.len,
+                                                all_codecs[i], &b),
+                         0);
+        assert_int_equal(a.len, b.len);
+        assert_memory_equal(a.data, b.data, a.len);
+        buf_writer_deinit(&a);
+        buf_writer_deinit(&b);
+    }
+    buf_writer_init(&a);
+    assert_int_equal(batch_compress_records(orig.data, 10, plain.data, plain.len, CODEC_GZIP, &a),
+                     -ENODATA);
+    assert_int_equal(batch_compress_records(orig.data, orig.len, plain.data, plain.len,
+                                            (enum codec_type)6, &a),
+                     -EINVAL);
+    assert_int_equal(a.len, 0);
+    buf_writer_deinit(&a);
+    buf_writer_deinit(&orig);
+    buf_writer_deinit(&plain);
+}
+
 static void test_decompress_bound(void **state)
 {
     (void)state;
@@ -729,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_batch_recompress_keeps_log_append_time),
         cmocka_unit_test(test_batch_record_count_mismatch_refused),
         cmocka_unit_test(test_batch_bomb_refused),
+        cmocka_unit_test(test_batch_compress_records_matches_recompress),
         cmocka_unit_test(test_decompress_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
