@@ -140,9 +140,14 @@ static int32_t partition_count(const struct gstore *gs)
     return t && t->n_parts > 0 ? t->n_parts : gs->o.num_partitions;
 }
 
+int32_t gstore_partition_of(const char *group_id, int32_t partitions)
+{
+    return (int32_t)(((uint32_t)java_hash(group_id) & 0x7fffffffu) % (uint32_t)partitions);
+}
+
 int32_t gstore_partition_for(const struct gstore *gs, const char *group_id)
 {
-    return (int32_t)((uint32_t)java_hash(group_id) & 0x7fffffffu) % partition_count(gs);
+    return gstore_partition_of(group_id, partition_count(gs));
 }
 
 /* ---- topic creation ------------------------------------------------------------- */

@@ -12,6 +12,8 @@ struct gstore;
 struct groups;
 /* abs(java String.hashCode(group_id)) % offsets.topic.num.partitions (Kafka's mapping; Java's abs of INT_MIN stays INT_MIN -> use Kafka's Utils.abs = x & 0x7fffffff). */
 int32_t gstore_partition_for(const struct gstore *gs, const char *group_id);
+/* The same mapping over @partitions partitions (pure; for tests and tools). */
+int32_t gstore_partition_of(const char *group_id, int32_t partitions);
 /* KERR_NONE if this broker leads the group's partition and has loaded it; else KERR_NOT_COORDINATOR,
  * KERR_COORDINATOR_LOAD_IN_PROGRESS or KERR_COORDINATOR_NOT_AVAILABLE (topic not created yet / no leader). */
 int16_t gstore_coordinator_check(struct gstore *gs, const char *group_id);

@@ -237,6 +237,9 @@ void api_offset_commit_handle(struct broker_ctx *b, struct kreq *req, void *body
                 .commit_timestamp = now,
                 .expire_timestamp = -1,
             };
+            /* v1 carries the client's commit timestamp (-1: the broker's) */
+            if (v == 1 && p->commit_timestamp != -1)
+                ov.commit_timestamp = p->commit_timestamp;
             /* v2-4 may ask for a retention of its own: Kafka stores it as an
              * explicit expire timestamp (value version 1). */
             if (v >= 2 && v <= 4 && r->retention_time_ms >= 0)
