@@ -161,6 +161,50 @@ int fsutil_write_atomic(const char *path, const void *data, size_t len)
     return fsutil_fsync_parent(path);
 }
 
+/* "<anything>.tmp.<digits>.<digits>": the pid (first digits) in *ret_pid. */
+static bool stale_temp_name(const char *name, long *ret_pid)
+{
+    const char *t = NULL;
+    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp."))
+        t = p; /* the last one: the target's own name may contain ".tmp." */
+    if (!t || t == name)
+        return false;
+    const char *p = t + 5;
+    long pid = 0;
+    size_t digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 10; p++, digits++)
+        pid = pid * 10 + (*p - '0');
+    if (digits == 0 || *p != '.')
+        return false;
+    p++;
+    digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+        digits++;
+    if (digits == 0 || digits > 10 || *p != '\0')
+        return false;
+    *ret_pid = pid;
+    return true;
+}
+
+int fsutil_remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return neg_errno();
+    long self = (long)getpid();
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        long pid;
+        if (!stale_temp_name(de->d_name, &pid) || pid == self)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
 int fsutil_read_file(const char *path, size_t max, uint8_t **ret_data, size_t *ret_len)
 {
     if (max >= SIZE_MAX - 1)

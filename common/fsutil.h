@@ -11,6 +11,11 @@
 #include <sys/types.h>
 
 int fsutil_write_atomic(const char *path, const void *data, size_t len);
+/* Remove the temporary files that fsutil_write_atomic() of another (crashed)
+ * process left in @dir: names "<target>.tmp.<pid>.<n>" whose pid is not ours
+ * (ours may be a write in progress on a worker thread). Returns how many were
+ * removed, or -errno if @dir cannot be read. */
+int fsutil_remove_stale_temps(const char *dir);
 int fsutil_fsync_dir(const char *dir);
 /* fsync the directory that contains @path. */
 int fsutil_fsync_parent(const char *path);

@@ -625,6 +625,14 @@ const struct svc_batch_ops svc_create_partitions_ops = {
 
 /* AlterTopicConfigs */
 
+static bool kv_named(const struct cctl_kv *ops, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(ops[i].name, name))
+            return true;
+    return false;
+}
+
 static size_t alter_configs_count(const ProtobufCMessage *msg)
 {
     return ((const Weir__Coord__AlterTopicConfigsRequest *)msg)->n_topics;
@@ -642,14 +650,23 @@ static int alter_configs_plan(struct svc_batch *b, size_t i, void *result, struc
     const Weir__Coord__AlterTopicConfigsTopic *t = req->topics[i];
     Weir__Coord__AlterTopicConfigsResult *o = result;
     o->name = svc_str_or_empty(t->name);
-    struct cctl_kv *ops = calloc(t->n_ops ? t->n_ops : 1, sizeof(*ops));
+    /* replace (AlterConfigs): every override not named goes, decided here
+     * against the state this batch sees, so a change that another broker made
+     * meanwhile cannot survive half-replaced. */
+    const struct cstate_topic *cur = t->replace ? cstate_topic_by_name(svc->spec, t->name) : NULL;
+    size_t n_cur = cur ? cur->n_configs : 0;
+    struct cctl_kv *ops = calloc(t->n_ops + n_cur + 1, sizeof(*ops));
     if (!ops)
         return -ENOMEM;
+    size_t n = 0;
     for (size_t k = 0; k < t->n_ops; k++) {
-        ops[k].name = t->ops[k]->name;
-        ops[k].value = t->ops[k]->remove ? NULL : t->ops[k]->value;
+        ops[n].name = t->ops[k]->name;
+        ops[n++].value = t->ops[k]->remove ? NULL : t->ops[k]->value;
     }
-    int r = cctl_alter_topic_config(svc->spec, &svc->ctx, t->name, ops, t->n_ops, &svc->recs, err);
+    for (size_t k = 0; k < n_cur; k++)
+        if (!kv_named(ops, t->n_ops, cur->configs[k].name))
+            ops[n++] = (struct cctl_kv){.name = cur->configs[k].name, .value = NULL};
+    int r = cctl_alter_topic_config(svc->spec, &svc->ctx, t->name, ops, n, &svc->recs, err);
     free(ops);
     return r;
 }
@@ -704,15 +721,25 @@ static int alter_broker_configs_plan(struct svc_batch *b, size_t i, void *result
     const Weir__Coord__AlterBrokerConfigsResource *r = req->resources[i];
     Weir__Coord__AlterBrokerConfigsResult *o = result;
     o->broker_id = r->broker_id;
-    struct cctl_kv *ops = calloc(r->n_ops ? r->n_ops : 1, sizeof(*ops));
+    const struct cstate *s = svc->spec;
+    size_t n_cur = 0;
+    for (size_t k = 0; r->replace && k < s->n_broker_configs; k++)
+        n_cur += s->broker_configs[k].broker_id == r->broker_id;
+    struct cctl_kv *ops = calloc(r->n_ops + n_cur + 1, sizeof(*ops));
     if (!ops)
         return -ENOMEM;
+    size_t n = 0;
     for (size_t k = 0; k < r->n_ops; k++) {
-        ops[k].name = r->ops[k]->name;
-        ops[k].value = r->ops[k]->remove ? NULL : r->ops[k]->value;
+        ops[n].name = r->ops[k]->name;
+        ops[n++].value = r->ops[k]->remove ? NULL : r->ops[k]->value;
     }
-    int rc = cctl_alter_broker_config(svc->spec, &svc->ctx, r->broker_id, ops, r->n_ops, &svc->recs,
-                                      err);
+    /* replace (AlterConfigs): as for topics, decided against this batch's state. */
+    for (size_t k = 0; r->replace && k < s->n_broker_configs; k++) {
+        const struct cstate_broker_config *bc = &s->broker_configs[k];
+        if (bc->broker_id == r->broker_id && !kv_named(ops, r->n_ops, bc->name))
+            ops[n++] = (struct cctl_kv){.name = bc->name, .value = NULL};
+    }
+    int rc = cctl_alter_broker_config(svc->spec, &svc->ctx, r->broker_id, ops, n, &svc->recs, err);
     free(ops);
     return rc;
 }

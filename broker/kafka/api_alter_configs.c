@@ -6,9 +6,10 @@
  * change; every broker applies it from the watch (broker/replicas.c, the produce
  * path), without a restart.
  *
- * AlterConfigs replaces a topic's overrides: keys not named are removed (read
- * from this broker's metadata; a change made meanwhile through another broker
- * can survive, as in Kafka's ZooKeeper mode). IncrementalAlterConfigs SET and
+ * AlterConfigs replaces a topic's overrides: keys not named are removed. The
+ * coordinator decides which (the RPC's `replace`), in the same batch that
+ * writes the new values, so a change made meanwhile through another broker is
+ * replaced too, never half-kept. IncrementalAlterConfigs SET and
  * DELETE map onto the RPC's set and remove; APPEND and SUBTRACT apply to list
  * keys (cleanup.policy) and are computed against the current value here.
  *
@@ -204,6 +205,60 @@ static char *list_edit(struct kreq *req, const char *cur, const char *value, boo
     return out;
 }
 
+/* Entry @i of either request's config list: name and value (NULL for a null
+ * value) in the arena, and the operation (SET for AlterConfigs). -ENOMEM, or 1
+ * when the entry is refused (@x filled). */
+static int read_entry(struct kreq *req, bool incremental, const void *configs, int32_t i,
+                      char **ret_name, char **ret_value, int8_t *ret_op, struct alter_result *x)
+{
+    buf_slice name_s, value_s;
+    int8_t op = OP_SET;
+    if (incremental) {
+        const struct kafka_incremental_alter_configs_request_config *e =
+            &((const struct kafka_incremental_alter_configs_request_config *)configs)[i];
+        name_s = e->name;
+        value_s = e->value;
+        op = e->config_operation;
+    } else {
+        const struct kafka_alter_configs_request_config *e =
+            &((const struct kafka_alter_configs_request_config *)configs)[i];
+        name_s = e->name;
+        value_s = e->value;
+    }
+    char *name = api_str(req, name_s);
+    char *value = api_str(req, value_s);
+    if (!name || (value_s.len >= 0 && !value))
+        return -ENOMEM;
+    if (op < OP_SET || op > OP_SUBTRACT) {
+        refuse(x, KERR_INVALID_REQUEST, "unknown config operation");
+        return 1;
+    }
+    if (op != OP_DELETE && !value) {
+        char *m = arena_alloc(&req->arena, 160, 1);
+        if (m)
+            snprintf(m, 160, "config %.100s: a null value (use DELETE to remove it)", name);
+        refuse(x, KERR_INVALID_REQUEST, m);
+        return 1;
+    }
+    *ret_name = name;
+    *ret_value = value;
+    *ret_op = op;
+    return 0;
+}
+
+/* One RPC op in the arena: set @name to @value, or remove it for DELETE. */
+static Weir__Coord__AlterConfigOp *new_op(struct kreq *req, char *name, char *value, int8_t op)
+{
+    Weir__Coord__AlterConfigOp *o = api_alloc(req, 1, sizeof(*o));
+    if (!o)
+        return NULL;
+    weir__coord__alter_config_op__init(o);
+    o->name = name;
+    o->value = op == OP_DELETE ? (char *)"" : value;
+    o->remove = op == OP_DELETE;
+    return o;
+}
+
 /* Fill @t's ops for one TOPIC resource of either request. Returns 0, -ENOMEM,
  * or 1 when the resource was answered locally (@x filled). */
 static int build_ops(struct alter_ctx *c, const struct cstate_topic *cur, bool incremental,
@@ -211,46 +266,19 @@ static int build_ops(struct alter_ctx *c, const struct cstate_topic *cur, bool i
                      struct alter_result *x)
 {
     struct kreq *req = c->req;
-    /* AlterConfigs removes the overrides it does not name. */
-    size_t extra = !incremental && cur ? cur->n_configs : 0;
-    size_t cap = (size_t)(n_configs > 0 ? n_configs : 0) + extra;
-    Weir__Coord__AlterConfigOp *ops = api_alloc(req, cap, sizeof(*ops));
-    t->ops = api_alloc(req, cap, sizeof(*t->ops));
-    if (cap && (!ops || !t->ops))
+    t->replace = !incremental; /* the coordinator removes the overrides not named */
+    t->ops = api_alloc(req, (size_t)(n_configs > 0 ? n_configs : 0), sizeof(*t->ops));
+    if (n_configs > 0 && !t->ops)
         return -ENOMEM;
     size_t n = 0;
     for (int32_t i = 0; i < n_configs; i++) {
-        buf_slice name_s, value_s;
-        int8_t op = OP_SET;
-        if (incremental) {
-            const struct kafka_incremental_alter_configs_request_config *e =
-                &((const struct kafka_incremental_alter_configs_request_config *)configs)[i];
-            name_s = e->name;
-            value_s = e->value;
-            op = e->config_operation;
-        } else {
-            const struct kafka_alter_configs_request_config *e =
-                &((const struct kafka_alter_configs_request_config *)configs)[i];
-            name_s = e->name;
-            value_s = e->value;
-        }
-        char *name = api_str(req, name_s);
-        char *value = api_str(req, value_s);
-        if (!name || (value_s.len >= 0 && !value))
-            return -ENOMEM;
-        const struct topic_config_def *d = topic_config_find(name);
-        if (op < OP_SET || op > OP_SUBTRACT) {
-            refuse(x, KERR_INVALID_REQUEST, "unknown config operation");
-            return 1;
-        }
-        if (op != OP_DELETE && !value) {
-            char *m = arena_alloc(&req->arena, 160, 1);
-            if (m)
-                snprintf(m, 160, "config %.100s: a null value (use DELETE to remove it)", name);
-            refuse(x, KERR_INVALID_REQUEST, m);
-            return 1;
-        }
+        char *name, *value;
+        int8_t op;
+        int r = read_entry(req, incremental, configs, i, &name, &value, &op, x);
+        if (r != 0)
+            return r;
         if (op == OP_APPEND || op == OP_SUBTRACT) {
+            const struct topic_config_def *d = topic_config_find(name);
             if (!d || d->type != TOPIC_CONFIG_LIST) {
                 char *m = arena_alloc(&req->arena, 160, 1);
                 if (m)
@@ -263,29 +291,10 @@ static int build_ops(struct alter_ctx *c, const struct cstate_topic *cur, bool i
             value = list_edit(req, now ? now : d->kafka_default, value, op == OP_APPEND);
             if (!value)
                 return -ENOMEM;
-            if (!value[0])
-                op = OP_DELETE; /* subtracted everything: back to the default */
+            op = value[0] ? OP_SET : OP_DELETE; /* subtracted everything: back to the default */
         }
-        Weir__Coord__AlterConfigOp *o = &ops[n];
-        weir__coord__alter_config_op__init(o);
-        o->name = name;
-        o->value = op == OP_DELETE ? (char *)"" : value;
-        o->remove = op == OP_DELETE;
-        t->ops[n++] = o;
-    }
-    for (size_t i = 0; i < extra; i++) {
-        const char *k = cur->configs[i].name;
-        bool named = false;
-        for (size_t j = 0; j < n && !named; j++)
-            named = !strcmp(t->ops[j]->name, k);
-        if (named)
-            continue;
-        Weir__Coord__AlterConfigOp *o = &ops[n];
-        weir__coord__alter_config_op__init(o);
-        o->name = (char *)k;
-        o->value = (char *)"";
-        o->remove = true;
-        t->ops[n++] = o;
+        if (!(t->ops[n++] = new_op(req, name, value, op)))
+            return -ENOMEM;
     }
     t->n_ops = n;
     return 0;
@@ -310,46 +319,24 @@ static bool broker_scope(const char *name, int32_t *ret)
 }
 
 /* Fill @br's ops for one BROKER resource of either request. AlterConfigs
- * replaces the scope's dynamic values: the ones it does not name are removed.
- * Returns 0, -ENOMEM, or 1 when answered locally (@x filled). */
-static int build_broker_ops(struct alter_ctx *c, const struct cstate *s, bool incremental,
-                            const void *configs, int32_t n_configs,
-                            Weir__Coord__AlterBrokerConfigsResource *br, struct alter_result *x)
+ * replaces the scope's dynamic values (the coordinator removes the ones not
+ * named). Returns 0, -ENOMEM, or 1 when answered locally (@x filled). */
+static int build_broker_ops(struct alter_ctx *c, bool incremental, const void *configs,
+                            int32_t n_configs, Weir__Coord__AlterBrokerConfigsResource *br,
+                            struct alter_result *x)
 {
     struct kreq *req = c->req;
-    size_t extra = 0;
-    if (!incremental)
-        for (size_t i = 0; i < s->n_broker_configs; i++)
-            extra += s->broker_configs[i].broker_id == br->broker_id;
-    size_t cap = (size_t)(n_configs > 0 ? n_configs : 0) + extra;
-    Weir__Coord__AlterConfigOp *ops = api_alloc(req, cap, sizeof(*ops));
-    br->ops = api_alloc(req, cap, sizeof(*br->ops));
-    if (cap && (!ops || !br->ops))
+    br->replace = !incremental;
+    br->ops = api_alloc(req, (size_t)(n_configs > 0 ? n_configs : 0), sizeof(*br->ops));
+    if (n_configs > 0 && !br->ops)
         return -ENOMEM;
     size_t n = 0;
     for (int32_t i = 0; i < n_configs; i++) {
-        buf_slice name_s, value_s;
-        int8_t op = OP_SET;
-        if (incremental) {
-            const struct kafka_incremental_alter_configs_request_config *e =
-                &((const struct kafka_incremental_alter_configs_request_config *)configs)[i];
-            name_s = e->name;
-            value_s = e->value;
-            op = e->config_operation;
-        } else {
-            const struct kafka_alter_configs_request_config *e =
-                &((const struct kafka_alter_configs_request_config *)configs)[i];
-            name_s = e->name;
-            value_s = e->value;
-        }
-        char *name = api_str(req, name_s);
-        char *value = api_str(req, value_s);
-        if (!name || (value_s.len >= 0 && !value))
-            return -ENOMEM;
-        if (op < OP_SET || op > OP_SUBTRACT) {
-            refuse(x, KERR_INVALID_REQUEST, "unknown config operation");
-            return 1;
-        }
+        char *name, *value;
+        int8_t op;
+        int r = read_entry(req, incremental, configs, i, &name, &value, &op, x);
+        if (r != 0)
+            return r;
         if (op == OP_APPEND || op == OP_SUBTRACT) {
             char *m = arena_alloc(&req->arena, 200, 1);
             if (m)
@@ -360,35 +347,8 @@ static int build_broker_ops(struct alter_ctx *c, const struct cstate *s, bool in
             refuse(x, KERR_INVALID_CONFIG, m);
             return 1;
         }
-        if (op == OP_SET && !value) {
-            char *m = arena_alloc(&req->arena, 160, 1);
-            if (m)
-                snprintf(m, 160, "config %.100s: a null value (use DELETE to remove it)", name);
-            refuse(x, KERR_INVALID_REQUEST, m);
-            return 1;
-        }
-        Weir__Coord__AlterConfigOp *o = &ops[n];
-        weir__coord__alter_config_op__init(o);
-        o->name = name;
-        o->value = op == OP_DELETE ? (char *)"" : value;
-        o->remove = op == OP_DELETE;
-        br->ops[n++] = o;
-    }
-    for (size_t i = 0; i < s->n_broker_configs && !incremental; i++) {
-        const struct cstate_broker_config *bc = &s->broker_configs[i];
-        if (bc->broker_id != br->broker_id)
-            continue;
-        bool named = false;
-        for (size_t j = 0; j < n && !named; j++)
-            named = !strcmp(br->ops[j]->name, bc->name);
-        if (named)
-            continue;
-        Weir__Coord__AlterConfigOp *o = &ops[n];
-        weir__coord__alter_config_op__init(o);
-        o->name = bc->name;
-        o->value = (char *)"";
-        o->remove = true;
-        br->ops[n++] = o;
+        if (!(br->ops[n++] = new_op(req, name, value, op)))
+            return -ENOMEM;
     }
     br->n_ops = n;
     return 0;
@@ -449,7 +409,7 @@ static void alter_handle(struct broker_ctx *b, struct kreq *req, const void *bod
                        "a broker resource name is a broker id, or empty for the cluster default");
                 continue;
             }
-            int r = build_broker_ops(c, s, incremental, configs, n_configs, br, x);
+            int r = build_broker_ops(c, incremental, configs, n_configs, br, x);
             if (r < 0)
                 goto oom;
             if (r > 0)

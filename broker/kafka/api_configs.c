@@ -301,6 +301,50 @@ static void count_key(void *ud, const struct config_def *def, const char *value,
     (*(size_t *)ud)++;
 }
 
+/* The cluster-default broker resource (empty name): as Kafka, only the dynamic
+ * cluster defaults that are set (DYNAMIC_DEFAULT_BROKER_CONFIG), each with its
+ * synonyms below the per-broker level — not any one broker's whole configuration. */
+static int describe_cluster_default(struct broker_ctx *b, struct kreq *req, bool synonyms,
+                                    const struct kafka_describe_configs_request_resource *r,
+                                    struct kafka_describe_configs_response_result *res)
+{
+    const struct cstate *s = coordclient_state(b->cc);
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_broker_configs; i++)
+        n += s->broker_configs[i].broker_id == CSTATE_CLUSTER_DEFAULT;
+    res->configs = api_alloc(req, n, sizeof(*res->configs));
+    if (n && !res->configs)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n_broker_configs; i++) {
+        const struct cstate_broker_config *bc = &s->broker_configs[i];
+        if (bc->broker_id != CSTATE_CLUSTER_DEFAULT || !key_wanted(r, bc->name))
+            continue;
+        bool sensitive = key_sensitive(bc->name);
+        struct kafka_describe_configs_response_config *e = &res->configs[res->n_configs++];
+        int rc = fill_entry(req, synonyms, e, bc->name, sensitive ? NULL : bc->value,
+                            (int8_t)EFFCONFIG_DYNAMIC_DEFAULT, false);
+        if (rc < 0)
+            return rc;
+        e->is_sensitive = sensitive;
+        const char *one[2];
+        const char *const *names;
+        synonym_names(bc->name, one, &names);
+        for (const char *const *nm = names; e->synonyms && *nm; nm++) {
+            static const enum effconfig_source below[] = {EFFCONFIG_DYNAMIC_DEFAULT,
+                                                          EFFCONFIG_STATIC, EFFCONFIG_DEFAULT};
+            for (size_t l = 0; l < sizeof(below) / sizeof(below[0]); l++) {
+                bool present;
+                const char *sv =
+                    effconfig_at(s, b->cfg, b->s->broker_id, *nm, below[l], &present);
+                if (!present || (below[l] == EFFCONFIG_DEFAULT && !sv && strcmp(*nm, bc->name)))
+                    continue;
+                add_synonym(e, *nm, sensitive ? NULL : sv, (int8_t)below[l]);
+            }
+        }
+    }
+    return 0;
+}
+
 static int describe_broker(struct broker_ctx *b, struct kreq *req, bool synonyms,
                            const struct kafka_describe_configs_request_resource *r,
                            struct kafka_describe_configs_response_result *res)
@@ -327,6 +371,8 @@ static int describe_broker(struct broker_ctx *b, struct kreq *req, bool synonyms
             return res->error_message.ptr ? 0 : -ENOMEM;
         }
     }
+    if (!name[0])
+        return describe_cluster_default(b, req, synonyms, r, res);
     if (!b->cfg)
         return 0;
     size_t nkeys = 0;

@@ -47,6 +47,7 @@ struct broker_ctx {
     struct pidalloc *pids;    /* InitProducerId's block of producer ids */
     struct groups *groups;    /* consumer-group membership (broker/group/groups.h) */
     struct event *group_timer; /* groups_tick() at the groups' next deadline */
+    struct gstore *gstore;     /* __consumer_offsets: coordination, offsets (broker/group/gstore.h) */
 };
 
 /* A handler completes @req (kreq_reply / kreq_no_reply / kreq_close) now or
@@ -108,6 +109,11 @@ void api_delete_groups_handle(struct broker_ctx *b, struct kreq *req, void *body
 int api_groups_start(struct broker_ctx *b, struct gstore *gs);
 /* Answers parked group requests and frees b->groups. NULL-safe. */
 void api_groups_stop(struct broker_ctx *b);
+/* api_offsets.c: FindCoordinator, OffsetCommit, OffsetFetch, OffsetDelete over b->gstore. */
+void api_find_coordinator_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_offset_commit_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_offset_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_offset_delete_handle(struct broker_ctx *b, struct kreq *req, void *body);
 /* api_configs.c */
 void api_describe_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_alter_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);

@@ -17,6 +17,7 @@
 #include "common/buf.h"
 #include "common/crc32c.h"
 #include "common/fsutil.h"
+#include "common/log.h"
 #include "common/kerr.h"
 
 struct pstate {
@@ -402,6 +403,12 @@ void pstate_snapshot_delete(const char *dir, int64_t offset)
 int pstate_snapshot_load(struct pstate *ps, const char *dir, int64_t max_offset,
                          pstate_tail_check_fn check, void *ud, int64_t *ret_offset)
 {
+    /* Snapshot temps of a process that crashed mid-write (ours may be in
+     * progress on a worker thread and are left alone). */
+    int stale = fsutil_remove_stale_temps(dir);
+    if (stale > 0)
+        log_info("pstate", "%s: removed %d temporary snapshot file(s) left by an earlier process",
+                 dir, stale);
     int64_t *v;
     size_t n;
     int rc = list_snaps(dir, &v, &n);

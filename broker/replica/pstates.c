@@ -21,7 +21,9 @@
 #define SNAPSHOTS_KEPT  2
 
 struct pentry {
-    const struct plog *log; /* identity only; see synced() for reuse */
+    const struct plog *log; /* identity only, with id: a log freed and another
+                             * allocated at its address is another entry */
+    uint64_t id;            /* unique per entry, never reused */
     struct pstate *ps;
     int64_t end;       /* the log end offset the state reflects; -1: none */
     uint32_t tail_crc; /* CRC of the batch ending at end - 1; 0 when end is 0 */
@@ -36,6 +38,7 @@ struct pstates {
     int64_t expiration_ms;
     struct wpool *pool;
     int jobs;         /* snapshot jobs whose done has not run */
+    uint64_t next_id; /* of the next entry */
     struct pentry *v; /* sorted by log pointer */
     size_t n, cap;
     struct pstates_stats st;
@@ -47,6 +50,7 @@ struct pstates {
 struct snap_job {
     struct pstates *pss;
     const struct plog *log; /* identity only: the log may be gone by done */
+    uint64_t entry_id;      /* the entry it was made for (forgotten: none matches) */
     uint32_t truncations;
     int64_t offset;
     uint8_t *buf;
@@ -132,6 +136,7 @@ static struct pentry *add(struct pstates *pss, const struct plog *log)
     struct pentry *e = &pss->v[i];
     memset(e, 0, sizeof(*e));
     e->log = log;
+    e->id = ++pss->next_id;
     e->ps = ps;
     e->end = -1;
     e->leader_epoch = -1;
@@ -405,6 +410,8 @@ static void snap_done(void *arg)
     struct snap_job *j = arg;
     struct pstates *pss = j->pss;
     struct pentry *e = find(pss, j->log);
+    if (e && e->id != j->entry_id)
+        e = NULL; /* forgotten, and another log now has the address */
     pss->jobs--;
     if (j->rc == 0 && e && e->truncations != j->truncations) {
         /* Truncated while the job ran: the snapshot may describe cut batches.
@@ -445,6 +452,7 @@ static void snapshot_submit(struct pstates *pss, struct pentry *e, struct plog *
     memcpy(j->dir, dir, dl);
     j->pss = pss;
     j->log = log;
+    j->entry_id = e->id;
     j->truncations = e->truncations;
     j->offset = e->end;
     if (e->snap_inflight) {
@@ -546,4 +554,17 @@ void pstates_truncated(struct pstates *pss, struct plog *log)
         pstate_clear(e->ps);
         e->end = -1;
     }
+}
+
+void pstates_forget(struct pstates *pss, const struct plog *log)
+{
+    size_t i = lower(pss, log);
+    if (i >= pss->n || pss->v[i].log != log)
+        return;
+    struct pentry *e = &pss->v[i];
+    pstate_free(e->ps);
+    snap_job_free(e->snap_next);
+    /* A job in flight finds no entry with its id when it is done. */
+    memmove(&pss->v[i], &pss->v[i + 1], (pss->n - i - 1) * sizeof(*pss->v));
+    pss->n--;
 }

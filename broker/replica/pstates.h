@@ -62,6 +62,12 @@ void pstates_followed(struct pstates *pss, struct plog *log, const uint8_t *data
  * the log. */
 void pstates_truncated(struct pstates *pss, struct plog *log);
 
+/* This broker no longer holds @log as a replica (deleted, reassigned away,
+ * topic re-created, or shutting down): drop its state, so a log later created
+ * at the same address starts clean. A snapshot job in flight for it finishes
+ * without touching any entry. NULL-safe for an unknown log. */
+void pstates_forget(struct pstates *pss, const struct plog *log);
+
 /* Counters for tests and logs. */
 struct pstates_stats {
     uint64_t rebuilds;       /* from a snapshot or the log start */

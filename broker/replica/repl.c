@@ -294,20 +294,24 @@ static void fail_waiters(struct repl *r, struct repl_part *p, int16_t err)
 
 /* ---- DeleteRecords waiters ------------------------------------------------------------ */
 
-/* Kafka's lowWatermarkIfLeader, over the ISR: the smallest log start offset of
- * the leader and every ISR member; -1 while a member's is unknown (it has not
- * fetched in this leadership). */
+/* Kafka's lowWatermarkIfLeader: the smallest log start offset of the leader and
+ * every other replica whose broker is alive (registered, not fenced; in the ISR
+ * or not, as Kafka, so a lagging live follower also drops the deleted records
+ * before the answer); -1 while such a replica's is unknown (it has not fetched
+ * in this leadership). A fenced replica's does not hold the answer back: it
+ * catches up with the leader's log start when it fetches again. */
 static int64_t low_watermark(const struct repl *r, const struct repl_part *p)
 {
     int64_t low = plog_log_start_offset(p->log);
-    for (uint8_t i = 0; i < p->n_isr; i++) {
-        if (p->isr[i] == r->s->broker_id)
+    const struct cstate *s = coordclient_state(r->cc);
+    for (uint8_t k = 0; p->fol && k < p->n_replicas; k++) {
+        const struct rfollower *f = &p->fol[k];
+        if (f->id == r->s->broker_id)
             continue;
-        const struct rfollower *f = NULL;
-        for (uint8_t k = 0; p->fol && k < p->n_replicas; k++)
-            if (p->fol[k].id == p->isr[i])
-                f = &p->fol[k];
-        if (!f || f->log_start < 0)
+        const struct cstate_broker *b = cstate_broker(s, f->id);
+        if (!b || b->state == CSTATE_BROKER_FENCED)
+            continue;
+        if (f->log_start < 0)
             return -1;
         if (f->log_start < low)
             low = f->log_start;
@@ -1141,6 +1145,8 @@ static int32_t topic_min_isr(struct repl *r, const struct cstate_topic *t)
 
 static void part_free(struct repl *r, struct repl_part *p)
 {
+    if (r->pstates && p->log)
+        pstates_forget(r->pstates, p->log);
     fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
     fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
     epochcache_free(p->ec);
@@ -1295,6 +1301,8 @@ void repl_on_metadata(struct repl *r)
             p->seen = true;
             p->min_isr = min_isr;
             struct plog *log = logmgr_get(r->lm, t->name, pi);
+            if (p->log && p->log != log && r->pstates)
+                pstates_forget(r->pstates, p->log); /* replaced (deleted and re-created) */
             if (!log || part_attach_log(p, log) < 0) {
                 fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
                 fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);

@@ -1143,6 +1143,11 @@ static int lm_name_cmp(const void *a, const void *b)
 static int lm_scan_dir(struct logmgr *m, struct lm_dir *d, char ***ret_names, size_t *ret_count,
                        struct logmgr_open_stats *st)
 {
+    /* Checkpoint temps of a process that crashed mid-write. */
+    int stale = fsutil_remove_stale_temps(d->path);
+    if (stale > 0)
+        log_info("logmgr", "%s: removed %d temporary file(s) left by an earlier process", d->path,
+                 stale);
     DIR *dh = opendir(d->path);
     if (!dh) {
         int r = -errno;

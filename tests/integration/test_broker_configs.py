@@ -231,11 +231,12 @@ def test_describe_configs_synonyms_and_other_broker(cluster):
     conn = kafka_raw.Conn(*cluster.addr(1))
     try:
         out = describe_configs_raw(conn, 2, [(2, "cfg-syn", ["retention.ms", "retention.bytes"]),
-                                             (4, "", ["broker.id"]), (4, "2", None)],
+                                             (4, "1", ["broker.id"]), (4, "2", None),
+                                             (4, "", ["broker.id"])],
                                    include_synonyms=True)
     finally:
         conn.close()
-    topic, self_broker, other = out
+    topic, self_broker, other, cluster_default = out
     syn = topic[4]["retention.ms"]["synonyms"]
     assert syn[0] == ("retention.ms", "5000", SRC_TOPIC)
     assert syn[-1][0] == "log.retention.ms" and syn[-1][2] == SRC_DEFAULT
@@ -244,6 +245,8 @@ def test_describe_configs_synonyms_and_other_broker(cluster):
     assert self_broker[0] == 0 and self_broker[4]["broker.id"]["value"] == "1"
     assert self_broker[4]["broker.id"]["read_only"] is True
     assert other[0] == 42 and "broker 2" in other[1] and other[4] == {}
+    # The empty name is the cluster default: only dynamic defaults, none set here.
+    assert cluster_default[0] == 0 and cluster_default[4] == {}
 
 
 @pytest.mark.parametrize("version", [0, 1])

@@ -182,6 +182,33 @@ def test_cluster_default_retention_reaches_every_broker_without_restart(cluster)
         set_default(cluster, "log.retention.ms", None)
 
 
+def test_describing_the_cluster_default_lists_only_the_dynamic_defaults(cluster):
+    """Kafka answers the empty broker name with the dynamic cluster defaults
+    that are set, not with some broker's whole configuration."""
+    def describe_default(keys=None):
+        conn = kafka_raw.Conn(*cluster.addr(1))
+        try:
+            out = describe_configs_raw(conn, 2, [(RES_BROKER, "", keys)], include_synonyms=True)
+        finally:
+            conn.close()
+        assert out[0][0] == 0, out
+        return out[0][4]
+
+    assert describe_default() == {}
+    set_default(cluster, "log.segment.bytes", str(8 << 20))
+    try:
+        got = wait_for(lambda: describe_default() or None, what="the default in the describe")
+        assert set(got) == {"log.segment.bytes"}, got
+        e = got["log.segment.bytes"]
+        assert (e["value"], e["source"]) == (str(8 << 20), SRC_DYN_DEFAULT)
+        assert e["synonyms"][0] == ("log.segment.bytes", str(8 << 20), SRC_DYN_DEFAULT)
+        assert e["synonyms"][-1][2] == SRC_DEFAULT
+        assert describe_default(["log.retention.ms"]) == {}
+    finally:
+        set_default(cluster, "log.segment.bytes", None)
+    wait_for(lambda: describe_default() == {}, what="the default removed")
+
+
 def test_per_broker_value_beats_the_cluster_default_and_removal_falls_back(cluster):
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 

@@ -286,6 +286,39 @@ static void test_fsutil_pread_pwrite_all(void **state)
     testutil_rmtree(dir);
 }
 
+/* A crashed writer's temps go, ours (a write in progress) and look-alikes stay. */
+static void test_fsutil_remove_stale_temps(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp("fsutil");
+    char own[64], *p;
+    snprintf(own, sizeof(own), "cp.tmp.%ld.3", (long)getpid());
+    const char *stale[] = {"replication-offset-checkpoint.tmp.999999999.0",
+                           "00000000000000000042.snapshot.tmp.1.17",
+                           "odd.tmp.name.tmp.123.4"};
+    const char *kept[] = {own, "cp.tmp", "cp.tmp.12", "cp.tmp.12.", "cp.tmp.x.1",
+                          "cp.tmp.12.3x", ".tmp.5.6", "00000000000000000042.snapshot"};
+    for (size_t i = 0; i < sizeof(stale) / sizeof(*stale); i++) {
+        write_plain(p = path_join(dir, stale[i]), "x");
+        free(p);
+    }
+    for (size_t i = 0; i < sizeof(kept) / sizeof(*kept); i++) {
+        write_plain(p = path_join(dir, kept[i]), "x");
+        free(p);
+    }
+    assert_int_equal(fsutil_remove_stale_temps(dir), 3);
+    assert_int_equal(count_entries(dir), (int)(sizeof(kept) / sizeof(*kept)));
+    for (size_t i = 0; i < sizeof(kept) / sizeof(*kept); i++) {
+        assert_true(exists(p = path_join(dir, kept[i])));
+        free(p);
+    }
+    assert_int_equal(fsutil_remove_stale_temps(dir), 0);
+    p = path_join(dir, "missing");
+    assert_int_equal(fsutil_remove_stale_temps(p), -ENOENT);
+    free(p);
+    testutil_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_fsutil_mkdirs_creates_nested_and_accepts_existing),
         cmocka_unit_test(test_fsutil_remove_tree_nested_without_following_symlinks),
         cmocka_unit_test(test_fsutil_pread_pwrite_all),
+        cmocka_unit_test(test_fsutil_remove_stale_temps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

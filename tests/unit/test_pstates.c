@@ -307,6 +307,29 @@ static void test_pstates_snapshot_of_a_truncated_log_is_dropped(void **state)
     assert_int_equal(snapshots_above(fx->dir, cut), 0);
 }
 
+/* A forgotten log's state is gone (the next check rebuilds it from the disk),
+ * and its snapshot jobs still in flight finish without touching any entry. */
+static void test_pstates_forget_drops_the_state_and_orphans_jobs(void **state)
+{
+    struct fixture *fx = *state;
+    int64_t off[10];
+    for (int i = 0; i < 10; i++)
+        off[i] = follow(fx, PID, 0, i * 2, 2); /* rolls: snapshot jobs queued */
+    struct pstates_stats st;
+    pstates_get_stats(fx->pss, &st);
+    uint64_t rebuilds = st.rebuilds;
+    pstates_forget(fx->pss, fx->log);
+    pstates_forget(fx->pss, fx->log); /* unknown now: nothing */
+    wpool_drain(fx->pool);            /* the jobs' done callbacks find no entry */
+    bool dup;
+    int64_t first;
+    assert_int_equal(check(fx, PID, 0, 18, 2, &dup, &first), KERR_NONE);
+    assert_true(dup);
+    assert_int_equal(first, off[9]);
+    pstates_get_stats(fx->pss, &st);
+    assert_int_equal(st.rebuilds, rebuilds + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +338,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pstates_truncation_forgets_cut_batches_and_epochs,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pstates_snapshot_is_written_off_the_loop, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pstates_forget_drops_the_state_and_orphans_jobs, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pstates_snapshot_of_a_truncated_log_is_dropped, setup,
                                         teardown),
