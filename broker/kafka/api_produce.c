@@ -301,9 +301,7 @@ static int16_t apply_topic_policy(const struct topic_policy *tp, const char *top
 static int16_t check_keys_compacted(const uint8_t *p, size_t len, int32_t max_message_bytes,
                                     const char **ret_msg)
 {
-    buf_writer scratch;
     int16_t e = 0;
-    buf_writer_init(&scratch);
     for (size_t at = 0; len - at >= BATCH_HEADER_SIZE && !e;) {
         struct batch_header h;
         if (batch_parse_header(p + at, len - at, &h) != 0)
@@ -329,7 +327,7 @@ static int16_t check_keys_compacted(const uint8_t *p, size_t len, int32_t max_me
             e = KERR_CORRUPT_MESSAGE;
         at += total;
     }
-    buf_writer_deinit(&scratch);
+    scratch_trim();
     return e;
 }
 
