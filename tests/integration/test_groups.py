@@ -401,6 +401,13 @@ def coordinator(c, group):
         conn.close()
 
 
+def rbytes(r):
+    n = r.take(">i")
+    b = r.d[r.p:r.p + max(n, 0)]
+    r.p += max(n, 0)
+    return b
+
+
 def join_v0(conn, group, member, session_ms=10000, protocols=(("range", b"meta"),),
             ptype="consumer"):
     body = s(group) + struct.pack(">i", session_ms) + s(member) + s(ptype)
@@ -412,7 +419,7 @@ def join_answer(conn, corr):
     r = conn.response(corr)
     err, gen, proto, leader, member = (r.take(">h"), r.take(">i"), r.string(), r.string(),
                                        r.string())
-    members = r.array(lambda: (r.string(), r.d[r.p + 4:r.p + 4 + r.take(">i")]))
+    members = r.array(lambda: (r.string(), rbytes(r)))
     return err, gen, leader, member, members
 
 
@@ -421,8 +428,7 @@ def sync_v0(conn, group, gen, member, assignments):
     body += struct.pack(">i", len(assignments)) + b"".join(s(m) + by(a) for m, a in assignments)
     r = conn.response(conn.request(14, 0, body))
     err = r.take(">h")
-    n = r.take(">i")
-    return err, r.d[r.p:r.p + max(n, 0)]
+    return err, rbytes(r)
 
 
 def heartbeat_v0(conn, group, gen, member):
