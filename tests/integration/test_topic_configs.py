@@ -546,12 +546,12 @@ def test_alter_configs_replaces_and_incremental_keeps_other_overrides(cluster):
     assert describe(cluster, "replace", "max.message.bytes") == "1048588"
 
 
-def test_offsets_topic_keeps_everything_until_compaction_exists(cluster):
-    # Kafka compacts __consumer_offsets; Weir refuses compact, so the coordinator
-    # gives it retention.ms=-1 instead of a policy that would be ignored.
+def test_offsets_topic_is_compacted_however_it_is_created(cluster):
+    # Kafka compacts __consumer_offsets: an admin's CreateTopics of the name
+    # gets cleanup.policy=compact too (and no time retention of its own).
     create(cluster, "__consumer_offsets", rf=1)
-    assert describe(cluster, "__consumer_offsets", "retention.ms") == "-1"
-    assert describe(cluster, "__consumer_offsets", "cleanup.policy") == "delete"
+    assert describe(cluster, "__consumer_offsets", "cleanup.policy") == "compact"
+    assert describe(cluster, "__consumer_offsets", "retention.ms") == str(7 * DAY_MS)
 
 
 def _cstr(s):
