@@ -28,6 +28,7 @@
 
 #define FETCH_RPC_MAX_FRAME (128u * 1024 * 1024)
 #define ALTER_RETRY_MS      1000
+#define REPL_ALTER_BATCH_MAX 5000 /* ISR changes per AlterPartition call */
 
 enum role { ROLE_NONE = 0, ROLE_LEADER, ROLE_FOLLOWER };
 
@@ -143,6 +144,9 @@ struct repl {
     struct purg *fetches; /* parked_fetch, keyed by follower id */
     struct purg *deletes; /* delete_waiter, keyed by repl_part */
     struct fsess_cache *sessions; /* followers' fetch sessions with us */
+    struct alter_item *alters;    /* ISR changes queued for the next call */
+    size_t n_alters, cap_alters;
+    struct event *alter_ev;       /* sends them, after the current callback */
     struct fetcher *fetchers;
     struct event *isr_timer;
     bool freeing;
@@ -413,11 +417,22 @@ static void check_min_isr(struct repl *r, struct repl_part *p)
     }
 }
 
-struct alter_ctx {
-    struct repl *r;
+/* One ISR change waiting for the next AlterPartition call, or in it. */
+struct alter_item {
     char *topic;
     int32_t partition;
     int32_t leader_epoch;
+    int32_t partition_epoch;
+    uint8_t topic_id[CSTATE_UUID_LEN];
+    int32_t *isr;
+    size_t n_isr;
+};
+
+/* One AlterPartition call: its items, in request order. */
+struct alter_call {
+    struct repl *r;
+    struct alter_item *items;
+    size_t n;
 };
 
 static void adopt_isr(struct repl_part *p, const int32_t *isr, size_t n)
@@ -431,83 +446,176 @@ static void adopt_isr(struct repl_part *p, const int32_t *isr, size_t n)
     p->n_isr = (uint8_t)n;
 }
 
+static void alter_items_free(struct alter_item *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].topic);
+        free(v[i].isr);
+    }
+    free(v);
+}
+
+/* The answer for one item: @res is NULL when the call failed as a whole (@why
+ * says how; logged once per call by the caller). */
+static void alter_item_done(struct repl *r, const struct alter_item *it,
+                            const Weir__Coord__AlterPartitionResult *res)
+{
+    struct repl_part *p = repl_part_get(r, it->topic, it->partition);
+    if (!p || p->leader_epoch != it->leader_epoch)
+        return;
+    p->alter_inflight = false;
+    p->alter_adding = -1;
+    if (!res) {
+        p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
+        return;
+    }
+    if (res->error_code) {
+        log_warn("replica", "%s-%d: ISR change refused: %s: %s", it->topic, it->partition,
+                 kerr_name((int16_t)res->error_code), res->error_message);
+        p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
+    }
+    /* The answer is committed state: adopt it now rather than at the watch
+     * push, so a shrink unblocks the HW at once. */
+    if (res->leader_epoch == p->leader_epoch && res->partition_epoch > p->partition_epoch &&
+        res->leader == r->s->broker_id) {
+        p->partition_epoch = res->partition_epoch;
+        adopt_isr(p, res->isr, res->n_isr);
+        log_info("replica", "%s-%d: ISR now %zu members (partition epoch %d)", it->topic,
+                 it->partition, res->n_isr, res->partition_epoch);
+        maybe_advance_hw(r, p);
+        check_min_isr(r, p);
+    }
+}
+
 static void on_alter_response(int status, const struct ProtobufCMessage *msg, const char *errmsg,
                               void *ud)
 {
-    struct alter_ctx *a = ud;
-    struct repl *r = a->r;
-    struct repl_part *p = (status == RPC_SHUTTING_DOWN || r->freeing)
-                              ? NULL
-                              : repl_part_get(r, a->topic, a->partition);
-    if (p && p->leader_epoch == a->leader_epoch) {
-        p->alter_inflight = false;
-        p->alter_adding = -1;
+    struct alter_call *c = ud;
+    struct repl *r = c->r;
+    if (status != RPC_SHUTTING_DOWN && !r->freeing) {
         const Weir__Coord__AlterPartitionResponse *resp =
             status == RPC_OK ? (const Weir__Coord__AlterPartitionResponse *)msg : NULL;
-        if (!resp) {
-            log_warn("replica", "%s-%d: ISR change not answered: %s", a->topic, a->partition,
-                     errmsg);
-            p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
-        } else if (resp->error_code || resp->n_results != 1) {
-            log_warn("replica", "%s-%d: ISR change refused: %s: %s", a->topic, a->partition,
+        bool whole = resp && !resp->error_code && resp->n_results == c->n;
+        if (!resp)
+            log_warn("replica", "ISR changes of %zu partitions (%s-%d, ...) not answered: %s",
+                     c->n, c->items[0].topic, c->items[0].partition, errmsg);
+        else if (!whole)
+            log_warn("replica", "ISR changes of %zu partitions (%s-%d, ...) refused: %s: %s", c->n,
+                     c->items[0].topic, c->items[0].partition,
                      kerr_name((int16_t)resp->error_code), resp->error_message);
-            p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
-        } else {
-            const Weir__Coord__AlterPartitionResult *res = resp->results[0];
-            if (res->error_code) {
-                log_warn("replica", "%s-%d: ISR change refused: %s: %s", a->topic, a->partition,
-                         kerr_name((int16_t)res->error_code), res->error_message);
-                p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
-            }
-            /* The answer is committed state: adopt it now rather than at the
-             * watch push, so a shrink unblocks the HW at once. */
-            if (res->leader_epoch == p->leader_epoch && res->partition_epoch > p->partition_epoch &&
-                res->leader == r->s->broker_id) {
-                p->partition_epoch = res->partition_epoch;
-                adopt_isr(p, res->isr, res->n_isr);
-                log_info("replica", "%s-%d: ISR now %zu members (partition epoch %d)", a->topic,
-                         a->partition, res->n_isr, res->partition_epoch);
-                maybe_advance_hw(r, p);
-                check_min_isr(r, p);
-            }
-        }
+        for (size_t i = 0; i < c->n; i++)
+            alter_item_done(r, &c->items[i], whole ? resp->results[i] : NULL);
     }
-    free(a->topic);
-    free(a);
+    alter_items_free(c->items, c->n);
+    free(c);
 }
 
+/* Send up to REPL_ALTER_BATCH_MAX queued ISR changes in one AlterPartition
+ * call; the rest go in further calls at once. Items whose partition moved on
+ * (another leader epoch, not leading) since they were queued are dropped. */
+static void alter_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct repl *r = arg;
+    while (r->n_alters > 0) {
+        size_t n = r->n_alters < REPL_ALTER_BATCH_MAX ? r->n_alters : REPL_ALTER_BATCH_MAX;
+        struct alter_call *c = calloc(1, sizeof(*c));
+        struct alter_item *items = malloc(n * sizeof(*items));
+        Weir__Coord__AlterPartitionItem *pb = calloc(n, sizeof(*pb));
+        Weir__Coord__AlterPartitionItem **pv = calloc(n, sizeof(*pv));
+        if (!c || !items || !pb || !pv) {
+            free(c);
+            free(items);
+            free(pb);
+            free(pv);
+            break; /* the items stay queued for the next flush */
+        }
+        /* Take the first n; the queue keeps the rest in order. */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct alter_item *it = &r->alters[i];
+            struct repl_part *p = repl_part_get(r, it->topic, it->partition);
+            if (!p || p->role != ROLE_LEADER || p->leader_epoch != it->leader_epoch) {
+                free(it->topic);
+                free(it->isr);
+                continue;
+            }
+            items[k] = *it;
+            weir__coord__alter_partition_item__init(&pb[k]);
+            pb[k].topic_id.data = items[k].topic_id;
+            pb[k].topic_id.len = CSTATE_UUID_LEN;
+            pb[k].partition = it->partition;
+            pb[k].leader_epoch = it->leader_epoch;
+            pb[k].partition_epoch = it->partition_epoch;
+            pb[k].n_new_isr = it->n_isr;
+            pb[k].new_isr = items[k].isr;
+            pv[k] = &pb[k];
+            k++;
+        }
+        r->n_alters -= n;
+        memmove(r->alters, r->alters + n, r->n_alters * sizeof(*r->alters));
+        c->r = r;
+        c->items = items;
+        c->n = k;
+        int rc = -ENOENT;
+        if (k > 0) {
+            Weir__Coord__AlterPartitionRequest req = WEIR__COORD__ALTER_PARTITION_REQUEST__INIT;
+            req.broker_id = r->s->broker_id;
+            req.broker_epoch = coordclient_broker_epoch(r->cc);
+            req.n_items = k;
+            req.items = pv;
+            rc = coordclient_call(r->cc, COORD_M_ALTER_PARTITION, &req.base, 5000,
+                                  on_alter_response, c);
+        }
+        free(pb);
+        free(pv);
+        if (rc < 0) {
+            for (size_t i = 0; i < k; i++)
+                alter_item_done(r, &items[i], NULL);
+            alter_items_free(items, k);
+            free(c);
+        }
+    }
+}
+
+/* Queue an ISR change of @p (leader of it) for the next AlterPartition call,
+ * which carries every change queued in this turn of the loop: a broker's ISR
+ * changes after a stall or a failure go to the coordinator as one batch, not
+ * one call per partition. */
 static void send_alter(struct repl *r, struct repl_part *p, const int32_t *new_isr, size_t n,
                        int32_t adding)
 {
-    struct alter_ctx *a = calloc(1, sizeof(*a));
-    if (!a || !(a->topic = strdup(p->topic))) {
-        free(a);
-        return;
+    if (r->n_alters == r->cap_alters) {
+        size_t cap = r->cap_alters ? r->cap_alters * 2 : 64;
+        struct alter_item *v = realloc(r->alters, cap * sizeof(*v));
+        if (!v) {
+            p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
+            return;
+        }
+        r->alters = v;
+        r->cap_alters = cap;
     }
-    a->r = r;
-    a->partition = p->partition;
-    a->leader_epoch = p->leader_epoch;
-    Weir__Coord__AlterPartitionItem item = WEIR__COORD__ALTER_PARTITION_ITEM__INIT;
-    item.topic_id.data = p->topic_id;
-    item.topic_id.len = CSTATE_UUID_LEN;
-    item.partition = p->partition;
-    item.leader_epoch = p->leader_epoch;
-    item.partition_epoch = p->partition_epoch;
-    item.n_new_isr = n;
-    item.new_isr = (int32_t *)new_isr;
-    Weir__Coord__AlterPartitionItem *items[1] = {&item};
-    Weir__Coord__AlterPartitionRequest req = WEIR__COORD__ALTER_PARTITION_REQUEST__INIT;
-    req.broker_id = r->s->broker_id;
-    req.broker_epoch = coordclient_broker_epoch(r->cc);
-    req.n_items = 1;
-    req.items = items;
-    int rc =
-        coordclient_call(r->cc, COORD_M_ALTER_PARTITION, &req.base, 5000, on_alter_response, a);
-    if (rc < 0) {
-        free(a->topic);
-        free(a);
+    struct alter_item *it = &r->alters[r->n_alters];
+    memset(it, 0, sizeof(*it));
+    it->topic = strdup(p->topic);
+    it->isr = malloc((n ? n : 1) * sizeof(*it->isr));
+    if (!it->topic || !it->isr) {
+        free(it->topic);
+        free(it->isr);
         p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
         return;
+    }
+    memcpy(it->isr, new_isr, n * sizeof(*it->isr));
+    it->n_isr = n;
+    it->partition = p->partition;
+    it->leader_epoch = p->leader_epoch;
+    it->partition_epoch = p->partition_epoch;
+    memcpy(it->topic_id, p->topic_id, CSTATE_UUID_LEN);
+    r->n_alters++;
+    if (!evtimer_pending(r->alter_ev, NULL)) {
+        struct timeval tv = {0, 0};
+        evtimer_add(r->alter_ev, &tv);
     }
     p->alter_inflight = true;
     p->alter_adding = adding;
@@ -1611,7 +1719,8 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
         return rc;
     }
     r->isr_timer = event_new(r->base, -1, EV_PERSIST, isr_timer_cb, r);
-    if (!r->isr_timer) {
+    r->alter_ev = evtimer_new(r->base, alter_flush, r);
+    if (!r->isr_timer || !r->alter_ev) {
         repl_free(r);
         return -ENOMEM;
     }
@@ -1647,6 +1756,9 @@ void repl_free(struct repl *r)
     free(r->buckets);
     if (r->isr_timer)
         event_free(r->isr_timer);
+    if (r->alter_ev)
+        event_free(r->alter_ev);
+    alter_items_free(r->alters, r->n_alters);
     rpc_server_free(r->srv);
     purg_free(r->fetches);
     purg_free(r->deletes); /* empty too */
