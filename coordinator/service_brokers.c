@@ -348,9 +348,9 @@ void svc_on_session_tick(evutil_socket_t fd, short what, void *arg)
                      "broker %d (epoch %" PRId64 ") sent no heartbeat for %" PRId64
                      " ms (session %d ms + %" PRId64 " ms grace for unacknowledged metadata%s): "
                      "fencing it (%zu records)",
-                     (int)id, epoch, svc->cfg->session_timeout_ms + grace + (why == CSESSION_DEAD ? svc->cfg->session_timeout_ms : 0),
+                     (int)id, epoch, csession_silent_ms(svc->sessions, id, now),
                      (int)svc->cfg->session_timeout_ms, grace,
-                     why == CSESSION_DEAD ? ", then one more session timeout" : "", svc->recs.n);
+                     why == CSESSION_DEAD ? ", clearly dead" : "", svc->recs.n);
             svc_write_internal(svc, "fencing");
         } else {
             cstate_records_clear(&svc->recs);

@@ -231,6 +231,12 @@ int64_t csession_next_deadline(const struct csession_table *t)
     return d;
 }
 
+int64_t csession_silent_ms(const struct csession_table *t, int32_t id, int64_t now_ms)
+{
+    size_t i = lower_bound(t, id);
+    return i < t->n && t->v[i].id == id ? now_ms - t->v[i].last_ms : -1;
+}
+
 bool csession_next_fence(const struct csession_table *t, int64_t now_ms, int32_t *ret_id,
                          int64_t *ret_epoch, enum csession_fence_reason *ret_reason)
 {

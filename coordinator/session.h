@@ -65,6 +65,8 @@ void csession_acked(struct csession_table *t, int32_t id, int64_t applied_offset
 /* The grace broker @id's deadline gets now for what it owes (0 without a
  * session). */
 int64_t csession_grace_ms(const struct csession_table *t, int32_t id);
+/* How long broker @id has been silent at @now_ms (-1 without a session). */
+int64_t csession_silent_ms(const struct csession_table *t, int32_t id, int64_t now_ms);
 bool csession_has(const struct csession_table *t, int32_t id, int64_t *ret_epoch);
 /* Whether broker @id's session has been cut short by csession_shorten since
  * its last touch (false without a session). */
