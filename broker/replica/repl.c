@@ -1429,12 +1429,15 @@ static int copy_ids(int32_t **dst, const int32_t *src, size_t n)
     return 0;
 }
 
-static void become_leader(struct repl *r, struct repl_part *p)
+/* Take up the leadership of @p. Its new epoch goes into @eb, which the caller
+ * commits before returning to the loop: nothing is appended in the new epoch
+ * before the epoch is durable. */
+static void become_leader(struct repl *r, struct repl_part *p, struct epochcache_batch *eb)
 {
     int64_t now = clock_mono_ms();
     fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER); /* from an earlier leadership */
     fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
-    int rc = epochcache_assign(p->ec, p->leader_epoch, leo(p));
+    int rc = epochcache_assign_batched(p->ec, p->leader_epoch, leo(p), eb);
     if (rc < 0)
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
     free(p->fol);
@@ -1480,6 +1483,7 @@ void repl_on_metadata(struct repl *r)
     if (!coordclient_current(r->cc))
         return;
     int32_t me = r->s->broker_id;
+    struct epochcache_batch eb = {0};
     for (size_t i = 0; i < r->nbuckets; i++)
         for (struct repl_part *p = r->buckets[i]; p; p = p->hnext)
             p->seen = false;
@@ -1526,7 +1530,7 @@ void repl_on_metadata(struct repl *r)
             p->leader_epoch = cp->leader_epoch;
             if (cp->leader == me) {
                 if (p->role != ROLE_LEADER || epoch_changed)
-                    become_leader(r, p);
+                    become_leader(r, p, &eb);
                 if (p->alter_adding >= 0 && ids_contain(p->isr, p->n_isr, p->alter_adding))
                     p->alter_adding = -1;
                 maybe_advance_hw(r, p);
@@ -1542,6 +1546,13 @@ void repl_on_metadata(struct repl *r)
             }
         }
     }
+    /* The epochs of every leadership taken up above, durable in one go. */
+    size_t nb = eb.n;
+    size_t bad = epochcache_batch_commit(&eb);
+    if (bad)
+        log_error("replica", "%zu of %zu new leader epochs could not be written to their "
+                  "epoch caches", bad, nb);
+    epochcache_batch_deinit(&eb);
     /* Replicas no longer hosted here. */
     for (size_t i = 0; i < r->nbuckets; i++) {
         struct repl_part *p = r->buckets[i];
