@@ -1464,6 +1464,32 @@ void groups_delete(struct groups *g, const char *group_id, groups_delete_fn done
 
 /* ---- the interface with gstore ----------------------------------------------------- */
 
+bool groups_remove_if_unused(struct groups *g, const char *group_id)
+{
+    struct group *grp = find_group(g, group_id);
+    if (!grp || grp->state != GS_EMPTY || grp->n_members > 0 || grp->n_pending > 0 ||
+        (g->o.gs && gstore_group_has_offsets(g->o.gs, group_id)))
+        return false;
+    struct gappend *a = append_new(g, grp, AP_EMPTY);
+    group_free(g, grp, KERR_NOT_COORDINATOR);
+    if (!a)
+        return true;
+    buf_writer kw;
+    buf_writer_init(&kw);
+    grec_key_encode(&kw, group_id);
+    int16_t e = buf_writer_error(&kw)
+                    ? KERR_COORDINATOR_NOT_AVAILABLE
+                    : gstore_append(g->o.gs, group_id, (buf_slice){kw.data, (int32_t)kw.len},
+                                    (buf_slice){NULL, -1}, append_done, a);
+    buf_writer_deinit(&kw);
+    if (e != KERR_NONE) {
+        log_warn("group", "group %s: writing its tombstone failed: %s", group_id, kerr_name(e));
+        append_unlink(g, a);
+        append_free(a);
+    }
+    return true;
+}
+
 void groups_replay(struct groups *g, int32_t partition, buf_slice key, buf_slice value)
 {
     buf_slice gid;
