@@ -10,6 +10,8 @@
 #include "common/config.h"
 #include "common/log.h"
 
+static const char *const compression_choices[] = {"producer", "uncompressed", "gzip", "snappy",
+                                                  "lz4",      "zstd",         NULL};
 static const char *const log_level_choices[] = {"error", "warn", "info", "debug", "trace", NULL};
 
 static int validate_endpoint(const struct config_def *def, const char *value, char *err,
@@ -101,6 +103,12 @@ const struct config_def broker_config_defs[] = {
      .min = 64,
      .max = INT32_MAX,
      .doc = "largest record batch accepted"},
+    {.name = "compression.type",
+     .type = CONFIG_STRING,
+     .default_value = "producer",
+     .choices = compression_choices,
+     .doc = "codec of stored batches for topics without their own compression.type: "
+            "'producer' keeps the producer's, any other is applied by the leader"},
     {.name = "auto.create.topics.enable",
      .type = CONFIG_BOOL,
      .default_value = "true",

@@ -99,6 +99,10 @@ static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
         lvl = LOG_LEVEL_ERROR;
         what = "removal failed";
         break;
+    case LOGMGR_EVENT_CLEAN_FAILED:
+        lvl = LOG_LEVEL_ERROR;
+        what = "log compaction failed (the log is left as it was)";
+        break;
     }
     if (log_enabled(lvl))
         log_msg(lvl, "storage", "%s: %s%s%d %s%s", what, ev->topic ? ev->topic : "",
@@ -270,7 +274,7 @@ int main(int argc, char **argv)
     r = purg_new(m.base, "fetch", &m.ctx.fetches);
     if (r < 0)
         goto out;
-    r = pstates_new(m.s.producer_id_expiration_ms, pool, &m.ctx.pstates);
+    r = pstates_new(m.base, m.s.producer_id_expiration_ms, pool, &m.ctx.pstates);
     if (r < 0)
         goto out;
     r = pidalloc_new(&m.ctx, &m.ctx.pids);

@@ -385,15 +385,14 @@ int batch_check_records(const void *batch, size_t len, size_t max_out, buf_write
     return check_records(&h, scratch->data, scratch->len);
 }
 
-int batch_recompress(const void *batch, size_t len, enum codec_type c, size_t max_out,
-                     buf_writer *out)
+int batch_compress_records(const void *batch, size_t len, const void *records,
+                           size_t records_len, enum codec_type c, buf_writer *out)
 {
     const uint8_t *p = batch;
     struct batch_header h;
-    buf_writer plain;
     int r;
 
-    if ((int)c < CODEC_NONE || c > CODEC_MAX)
+    if ((int)c < CODEC_NONE || c > CODEC_MAX || (records_len > 0 && !records))
         return -EINVAL;
     r = buf_writer_error(out);
     if (r < 0)
@@ -401,21 +400,11 @@ int batch_recompress(const void *batch, size_t len, enum codec_type c, size_t ma
     r = batch_parse_header(p, len, &h);
     if (r < 0)
         return r;
-    buf_writer_init(&plain);
-    r = batch_decompress_records(p, len, max_out, &plain);
-    if (r == 0)
-        r = check_records(&h, plain.data, plain.len);
-    if (r < 0) {
-        buf_writer_deinit(&plain);
-        return r;
-    }
-
     size_t start = out->len;
     buf_write_raw(out, p, BATCH_HEADER_SIZE);
     r = buf_writer_error(out);
     if (r == 0)
-        r = codec_compress(c, CODEC_LEVEL_DEFAULT, plain.data, plain.len, out);
-    buf_writer_deinit(&plain);
+        r = codec_compress(c, CODEC_LEVEL_DEFAULT, records, records_len, out);
     if (r == 0 && out->len - start - BATCH_LOG_OVERHEAD > INT32_MAX)
         r = -EMSGSIZE;
     if (r < 0) {
@@ -430,6 +419,25 @@ int batch_recompress(const void *batch, size_t len, enum codec_type c, size_t ma
     buf_store_be16(q + BATCH_OFF_ATTRIBUTES, attrs);
     buf_store_be32(q + BATCH_OFF_CRC, batch_crc(q, length));
     return 0;
+}
+
+int batch_recompress(const void *batch, size_t len, enum codec_type c, size_t max_out,
+                     buf_writer *out)
+{
+    buf_writer plain;
+    int r;
+
+    if ((int)c < CODEC_NONE || c > CODEC_MAX)
+        return -EINVAL;
+    r = buf_writer_error(out);
+    if (r < 0)
+        return r;
+    buf_writer_init(&plain);
+    r = batch_check_records(batch, len, max_out, &plain);
+    if (r == 0)
+        r = batch_compress_records(batch, len, plain.data, plain.len, c, out);
+    buf_writer_deinit(&plain);
+    return r;
 }
 
 /* ---- builder ---------------------------------------------------------------- */

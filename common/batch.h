@@ -195,6 +195,15 @@ int batch_decompress_records(const void *batch, size_t len, size_t max_out, buf_
  * batches reuses one buffer. -EBADMSG when corrupt, -EMSGSIZE for a bomb. */
 int batch_check_records(const void *batch, size_t len, size_t max_out, buf_writer *scratch);
 
+/* Write a batch to @out with the header fields of the batch at @batch (@len >=
+ * its header) and @records (an uncompressed records section holding that
+ * header's recordCount records, borrowed) compressed with @c at the library's
+ * default level: new attributes (codec bits), length and CRC. The second half
+ * of batch_recompress, for a caller that decompressed and checked the records
+ * itself (batch_check_records). Nothing is appended on failure. */
+int batch_compress_records(const void *batch, size_t len, const void *records,
+                           size_t records_len, enum codec_type c, buf_writer *out);
+
 /* Rewrite the validated batch at @batch (@len >= its total size) with codec @c at
  * the library's default level, appending the new batch to @out: the same base
  * offset, leader epoch, records, timestamps and producer id/epoch/sequence; new

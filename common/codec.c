@@ -217,6 +217,8 @@ static const uint8_t xerial_magic[8] = {0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0};
 /* The Java client's block size (snappy-java's default). */
 #define XERIAL_BLOCK_SIZE (32 * 1024)
 
+#define SNAPPY_PLAUSIBLE_RATIO 8
+
 /* One raw snappy block: its preamble states the uncompressed length, checked
  * against the bound before anything is reserved. */
 static int snappy_block(const uint8_t *in, size_t in_len, struct sink *s)
@@ -226,8 +228,11 @@ static int snappy_block(const uint8_t *in, size_t in_len, struct sink *s)
         return -EBADMSG;
     if (ulen > s->max_out - sink_written(s))
         return -EMSGSIZE;
-    /* cheap full check of the block before allocating what it claims */
-    if (snappy_validate_compressed_buffer((const char *)in, in_len) != SNAPPY_OK)
+    /* A claim far beyond what the input could expand to (snappy stays under ~22x)
+     * is checked in full before anything of that size is reserved; an ordinary
+     * block is checked by snappy_uncompress itself, in one pass. */
+    if (ulen / SNAPPY_PLAUSIBLE_RATIO > in_len &&
+        snappy_validate_compressed_buffer((const char *)in, in_len) != SNAPPY_OK)
         return -EBADMSG;
     int r = buf_writer_reserve(s->out, ulen);
     if (r < 0)
@@ -394,6 +399,20 @@ static int zstd_window_log(size_t max_out)
     return log;
 }
 
+static int zstd_error(size_t code)
+{
+    switch (ZSTD_getErrorCode(code)) {
+    case ZSTD_error_memory_allocation:
+        return -ENOMEM;
+    case ZSTD_error_frameParameter_windowTooLarge:
+        /* the frame needs a window larger than the bound: its content would be
+         * too (a compressor that knows the size never picks a larger window) */
+        return -EMSGSIZE;
+    default:
+        return -EBADMSG;
+    }
+}
+
 static int zstd_decompress(const uint8_t *in, size_t in_len, struct sink *s)
 {
     ZSTD_DCtx *d = ZSTD_createDCtx();
@@ -407,9 +426,24 @@ static int zstd_decompress(const uint8_t *in, size_t in_len, struct sink *s)
     }
     ZSTD_inBuffer ib = {in, in_len, 0};
     size_t hint = 1; /* 0 once a frame is complete and flushed */
+    /* libzstd's streaming decoder checks a frame's declared content size only
+     * when it decodes straight into the caller's buffer, so the answer would
+     * depend on how much room the output had: check it here for every frame. */
+    bool frame_start = true;
+    unsigned long long frame_expect = 0, frame_out = 0;
     if (in_len == 0)
         r = -EBADMSG;
     while (r == 0 && (ib.pos < ib.size || hint != 0)) {
+        if (frame_start) {
+            /* skippable frames read as 0, which is what they produce */
+            frame_expect = ZSTD_getFrameContentSize(in + ib.pos, in_len - ib.pos);
+            if (frame_expect == ZSTD_CONTENTSIZE_ERROR) {
+                r = -EBADMSG;
+                break;
+            }
+            frame_out = 0;
+            frame_start = false;
+        }
         size_t room;
         uint8_t probe;
         ZSTD_outBuffer ob;
@@ -425,7 +459,7 @@ static int zstd_decompress(const uint8_t *in, size_t in_len, struct sink *s)
         size_t in_before = ib.pos;
         hint = ZSTD_decompressStream(d, &ob, &ib);
         if (ZSTD_isError(hint)) {
-            r = ZSTD_getErrorCode(hint) == ZSTD_error_memory_allocation ? -ENOMEM : -EBADMSG;
+            r = zstd_error(hint);
             break;
         }
         if (ob.dst == &probe) {
@@ -435,6 +469,14 @@ static int zstd_decompress(const uint8_t *in, size_t in_len, struct sink *s)
             }
         } else {
             s->out->len += ob.pos;
+        }
+        frame_out += ob.pos;
+        if (hint == 0) {
+            if (frame_expect != ZSTD_CONTENTSIZE_UNKNOWN && frame_out != frame_expect) {
+                r = -EBADMSG;
+                break;
+            }
+            frame_start = true;
         }
         /* no input taken and no output made: the frame is truncated */
         if (ib.pos == in_before && ob.pos == 0 && hint != 0) {
@@ -477,6 +519,9 @@ int codec_decompress(enum codec_type c, const void *in, size_t in_len, size_t ma
         return r;
     if (in_len > 0 && !in)
         return -EINVAL;
+    static const uint8_t empty[1];
+    if (in_len == 0)
+        in = empty; /* no arithmetic on a null pointer below */
     struct sink s = {.out = out, .start = out->len, .max_out = max_out};
     switch (c) {
     case CODEC_NONE:

@@ -8,9 +8,9 @@
  *
  * Every key here takes effect; the compaction keys are read by the log cleaner on
  * topics whose cleanup.policy includes 'compact' (and, exactly as in Kafka, by
- * nothing on a cleanup.policy=delete topic). Values Weir cannot honour (a
- * compression codec, preallocate=true) are refused with INVALID_CONFIG and a
- * message saying why; keys not in the table are refused as unknown. */
+ * nothing on a cleanup.policy=delete topic). Values Weir cannot honour
+ * (preallocate=true) are refused with INVALID_CONFIG and a message saying why;
+ * keys not in the table are refused as unknown. */
 #pragma once
 
 #include <stdbool.h>

@@ -648,11 +648,18 @@ static void load_batches(struct gstore *gs, int32_t opart, const uint8_t *p, siz
     }
 }
 
-static void schedule_load(struct gstore *gs)
+#define GS_LOAD_RETRY_MS 500
+
+static void schedule_load_in(struct gstore *gs, int ms)
 {
-    struct timeval tv = {0, 0};
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     if (gs->load_ev)
         evtimer_add(gs->load_ev, &tv);
+}
+
+static void schedule_load(struct gstore *gs)
+{
+    schedule_load_in(gs, 0);
 }
 
 /* One slice of one loading partition per turn. */
@@ -678,7 +685,9 @@ static void on_load(evutil_socket_t fd, short what, void *arg)
             if (r < 0) {
                 log_error("group", "loading %s-%d at %lld: %s", GSTORE_TOPIC, i,
                           (long long)p->load_next, strerror(-r));
-                schedule_load(gs); /* retry next turn (log start may have moved) */
+                /* retried (the log start may have moved); not at once, so a
+                 * persistent error cannot spin the loop */
+                schedule_load_in(gs, GS_LOAD_RETRY_MS);
                 return;
             }
             if (rr.length > 0) {
@@ -690,7 +699,7 @@ static void on_load(evutil_socket_t fd, short what, void *arg)
                 if (rc < 0) {
                     free(buf);
                     log_error("group", "reading %s-%d: %s", GSTORE_TOPIC, i, strerror(-rc));
-                    schedule_load(gs);
+                    schedule_load_in(gs, GS_LOAD_RETRY_MS);
                     return;
                 }
                 load_batches(gs, i, buf, (size_t)rr.length);
@@ -758,6 +767,14 @@ void gstore_on_metadata(struct gstore *gs)
             p->epoch = l.leader_epoch;
             p->load_next = plog_log_start_offset(l.log);
             p->load_end = plog_log_end_offset(l.log);
+            if (p->load_next >= p->load_end) {
+                /* an empty log (a new topic): nothing to wait for */
+                p->st = GS_LOADED;
+                gs->stats.partitions_loaded++;
+                log_info("group", "%s-%d: leader (epoch %d), empty: loaded", GSTORE_TOPIC, i,
+                         p->epoch);
+                continue;
+            }
             gs->stats.partitions_loading++;
             log_info("group", "%s-%d: leader (epoch %d), loading offsets %lld..%lld",
                      GSTORE_TOPIC, i, p->epoch, (long long)p->load_next,

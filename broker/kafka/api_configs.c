@@ -334,8 +334,7 @@ static int describe_cluster_default(struct broker_ctx *b, struct kreq *req, bool
                                                           EFFCONFIG_STATIC, EFFCONFIG_DEFAULT};
             for (size_t l = 0; l < sizeof(below) / sizeof(below[0]); l++) {
                 bool present;
-                const char *sv =
-                    effconfig_at(s, b->cfg, b->s->broker_id, *nm, below[l], &present);
+                const char *sv = effconfig_at(s, b->cfg, b->s->broker_id, *nm, below[l], &present);
                 if (!present || (below[l] == EFFCONFIG_DEFAULT && !sv && strcmp(*nm, bc->name)))
                     continue;
                 add_synonym(e, *nm, sensitive ? NULL : sv, (int8_t)below[l]);

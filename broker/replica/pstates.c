@@ -3,6 +3,7 @@
 #include "broker/replica/pstates.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,17 @@
 #include "common/wpool.h"
 
 #define SCAN_CHUNK      (1 << 20)
+/* Log bytes a check may scan before it hands the rest to the loader, and the
+ * loader's bytes per turn of the event loop (a few ms of reading each). */
+#define SYNC_SCAN_BYTES  (1 << 20)
+#define LOAD_SLICE_BYTES (4 << 20)
 #define EXPIRE_EVERY_MS 1000
 #define SNAPSHOTS_KEPT  2
 
 struct pentry {
-    const struct plog *log; /* identity only, with id: a log freed and another
-                             * allocated at its address is another entry */
+    struct plog *log; /* valid while the entry exists (pstates_forget before it
+                       * goes); with id, a log allocated later at the same
+                       * address is another entry */
     uint64_t id;            /* unique per entry, never reused */
     struct pstate *ps;
     int64_t end;       /* the log end offset the state reflects; -1: none */
@@ -31,12 +37,19 @@ struct pentry {
     int32_t leader_epoch;       /* the epoch it was last brought up to date at as leader */
     uint32_t truncations;       /* bumped by pstates_truncated: a snapshot job older is stale */
     bool snap_inflight;         /* a snapshot job of this log is on the worker pool */
+    bool loading;               /* the loader is scanning [end, log end) in slices */
+    bool load_from_snapshot;    /* for the log line when loaded */
+    int64_t load_from;
+    int64_t load_started_ms; /* monotonic */
+    uint64_t load_batches;   /* scanned_batches when the rebuild began */
     struct snap_job *snap_next; /* the newest roll's snapshot, waiting for that job */
 };
 
 struct pstates {
     int64_t expiration_ms;
     struct wpool *pool;
+    struct event *load_ev; /* the loader's turn: active while an entry is loading */
+    size_t sync_scan_bytes, load_slice_bytes;
     int jobs;         /* snapshot jobs whose done has not run */
     uint64_t next_id; /* of the next entry */
     struct pentry *v; /* sorted by log pointer */
@@ -67,15 +80,31 @@ static void snap_job_free(struct snap_job *j)
     free(j);
 }
 
-int pstates_new(int64_t expiration_ms, struct wpool *pool, struct pstates **ret)
+static void load_turn(evutil_socket_t fd, short what, void *arg);
+
+int pstates_new(struct event_base *base, int64_t expiration_ms, struct wpool *pool,
+                struct pstates **ret)
 {
     struct pstates *pss = calloc(1, sizeof(*pss));
     if (!pss)
         return -ENOMEM;
+    pss->load_ev = evtimer_new(base, load_turn, pss);
+    if (!pss->load_ev) {
+        free(pss);
+        return -ENOMEM;
+    }
     pss->expiration_ms = expiration_ms;
     pss->pool = pool;
+    pss->sync_scan_bytes = SYNC_SCAN_BYTES;
+    pss->load_slice_bytes = LOAD_SLICE_BYTES;
     *ret = pss;
     return 0;
+}
+
+void pstates_set_scan_budget(struct pstates *pss, size_t sync_bytes, size_t slice_bytes)
+{
+    pss->sync_scan_bytes = sync_bytes;
+    pss->load_slice_bytes = slice_bytes;
 }
 
 void pstates_free(struct pstates *pss)
@@ -89,6 +118,7 @@ void pstates_free(struct pstates *pss)
         pstate_free(pss->v[i].ps);
         snap_job_free(pss->v[i].snap_next);
     }
+    event_free(pss->load_ev);
     free(pss->v);
     free(pss);
 }
@@ -117,7 +147,7 @@ static struct pentry *find(struct pstates *pss, const struct plog *log)
     return i < pss->n && pss->v[i].log == log ? &pss->v[i] : NULL;
 }
 
-static struct pentry *add(struct pstates *pss, const struct plog *log)
+static struct pentry *add(struct pstates *pss, struct plog *log)
 {
     if (pss->n == pss->cap) {
         size_t cap = pss->cap ? pss->cap * 2 : 16;
@@ -173,18 +203,29 @@ static int tail_crc_at(struct plog *log, int64_t offset, uint32_t *ret)
     return r;
 }
 
-/* Feed the batches of [@from, log end) to @e's state. */
-static int scan(struct pstates *pss, struct pentry *e, struct plog *log, int64_t from)
+/* Feed the batches of [@from, log end) to @e's state, reading at most about
+ * @budget bytes: 0 when it reached the log end, 1 when it stopped early (e->end
+ * and e->tail_crc then say how far it got), -errno. */
+static int scan(struct pstates *pss, struct pentry *e, struct plog *log, int64_t from,
+                size_t budget)
 {
     int64_t end = plog_log_end_offset(log);
     int64_t off = from < plog_log_start_offset(log) ? plog_log_start_offset(log) : from;
+    size_t done = 0;
     uint8_t *buf = NULL;
     size_t cap = 0;
     int r = 0;
     uint32_t tail = e->tail_crc;
     while (off < end) {
+        if (done >= budget) {
+            free(buf);
+            e->end = off;
+            e->tail_crc = tail;
+            return 1;
+        }
         struct plog_read_result rr;
-        r = plog_read(log, off, end, SCAN_CHUNK, true, &rr);
+        size_t want = budget - done < SCAN_CHUNK ? budget - done : SCAN_CHUNK;
+        r = plog_read(log, off, end, (int32_t)want, true, &rr); /* min one batch */
         if (r < 0)
             break;
         if (rr.length <= 0) {
@@ -223,6 +264,7 @@ static int scan(struct pstates *pss, struct pentry *e, struct plog *log, int64_t
             break;
         }
         off = rr.next_offset;
+        done += (size_t)rr.length;
     }
     free(buf);
     if (r < 0)
@@ -243,9 +285,34 @@ static bool snap_tail_ok(void *ud, int64_t offset, uint32_t tail_crc)
     return tail_crc_at(c->log, offset, &crc) == 0 && crc == tail_crc;
 }
 
-/* Bring @e up to date with @log (see the header). */
+/* The loader's next turn, after the loop has polled: a zero timeout, not
+ * event_active (which libevent would run again in the same pass, before any
+ * socket is read). */
+static void schedule_load(struct pstates *pss)
+{
+    static const struct timeval now = {0, 0};
+    if (!evtimer_pending(pss->load_ev, NULL))
+        evtimer_add(pss->load_ev, &now);
+}
+
+static void start_loading(struct pstates *pss, struct pentry *e)
+{
+    if (!e->loading) {
+        e->loading = true;
+        e->load_started_ms = clock_mono_ms();
+        pss->st.deferred_loads++;
+    }
+    schedule_load(pss);
+}
+
+/* Bring @e up to date with @log (see the header): 0 when it is, 1 when the
+ * rest is left to the loader (e->loading), -errno. At most about
+ * sync_scan_bytes of the log are read here; the snapshot file (a few dozen
+ * bytes per producer) is read whole. */
 static int sync_entry(struct pstates *pss, struct pentry *e, struct plog *log, int32_t leader_epoch)
 {
+    if (e->loading)
+        return 1;
     int64_t end = plog_log_end_offset(log);
     /* Leading at the same epoch since the last check, only this path appended
      * and nothing truncated: the common case costs no I/O. */
@@ -256,7 +323,10 @@ static int sync_entry(struct pstates *pss, struct pentry *e, struct plog *log, i
     if (e->end >= 0 && e->end <= end && tail_crc_at(log, e->end, &crc) == 0 && crc == e->tail_crc) {
         if (e->end == end)
             return 0;
-        return scan(pss, e, log, e->end);
+        int r = scan(pss, e, log, e->end, pss->sync_scan_bytes);
+        if (r == 1)
+            start_loading(pss, e);
+        return r;
     }
     /* Rebuild: the newest snapshot the log still matches, then the rest. */
     pss->st.rebuilds++;
@@ -281,19 +351,76 @@ static int sync_entry(struct pstates *pss, struct pentry *e, struct plog *log, i
         }
     }
     e->end = at;
-    uint64_t before = pss->st.scanned_batches;
-    int64_t snap_at = at;
-    r = scan(pss, e, log, at);
+    e->load_from = at;
+    e->load_from_snapshot = from_snapshot;
+    e->load_batches = pss->st.scanned_batches;
+    r = scan(pss, e, log, at, pss->sync_scan_bytes);
     if (r < 0) {
         e->end = -1;
         return r;
     }
+    if (r == 1) {
+        start_loading(pss, e);
+        return 1;
+    }
     log_info("pstates",
              "%s: producer state rebuilt from %s %" PRId64 " (%" PRIu64
              " batches read, %zu producers)",
-             plog_dir(log), from_snapshot ? "the snapshot at" : "the log from", snap_at,
-             pss->st.scanned_batches - before, pstate_count(e->ps));
+             plog_dir(log), from_snapshot ? "the snapshot at" : "the log from", e->load_from,
+             pss->st.scanned_batches - e->load_batches, pstate_count(e->ps));
     return 0;
+}
+
+/* The loader: one turn of the event loop scans about load_slice_bytes of the
+ * loading entries' logs, then yields (the event is made active again) so that
+ * produce, fetch and heartbeats run in between. Appends meanwhile only extend
+ * what is left to scan. */
+static void load_turn(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pstates *pss = arg;
+    size_t budget = pss->load_slice_bytes;
+    bool more = false;
+    for (size_t i = 0; i < pss->n; i++) {
+        struct pentry *e = &pss->v[i];
+        if (!e->loading)
+            continue;
+        if (budget == 0) {
+            more = true;
+            break;
+        }
+        int64_t from = e->end;
+        int r = scan(pss, e, e->log, from, budget);
+        if (r < 0) {
+            log_warn("pstates", "%s: loading the producer state failed: %s", plog_dir(e->log),
+                     strerror(-r));
+            pstate_clear(e->ps);
+            e->end = -1;
+            e->loading = false;
+            continue;
+        }
+        budget = r == 1 ? 0 : budget / 2; /* a finished one leaves room for the next */
+        if (r == 1) {
+            more = true;
+            continue;
+        }
+        e->loading = false;
+        log_info("pstates",
+                 "%s: producer state rebuilt from %s %" PRId64 " (%" PRIu64
+                 " batches read, %zu producers) in %" PRId64 " ms, in slices",
+                 plog_dir(e->log), e->load_from_snapshot ? "the snapshot at" : "the log from",
+                 e->load_from, pss->st.scanned_batches - e->load_batches, pstate_count(e->ps),
+                 clock_mono_ms() - e->load_started_ms);
+    }
+    if (more)
+        schedule_load(pss);
+}
+
+bool pstates_loading(const struct pstates *pss, const struct plog *log)
+{
+    size_t i = lower(pss, log);
+    return i < pss->n && pss->v[i].log == log && pss->v[i].loading;
 }
 
 int16_t pstates_check(struct pstates *pss, struct plog *log, int32_t leader_epoch,
@@ -324,6 +451,12 @@ int16_t pstates_check(struct pstates *pss, struct plog *log, int32_t leader_epoc
         pstate_clear(e->ps);
         e->end = -1;
         return KERR_KAFKA_STORAGE_ERROR;
+    }
+    if (r == 1) {
+        /* Being loaded in slices: nothing appended, a retriable error (the
+         * client retries the same sequence after its backoff). */
+        pss->st.refused_loading++;
+        return KERR_NOT_ENOUGH_REPLICAS;
     }
     int64_t now = clock_wall_ms();
     if (now - e->last_expire_ms >= EXPIRE_EVERY_MS) {
@@ -541,6 +674,7 @@ void pstates_truncated(struct pstates *pss, struct plog *log)
     if (!e)
         return;
     e->truncations++;
+    e->loading = false; /* what it had scanned may be cut: start over */
     snap_job_free(e->snap_next); /* describes cut batches */
     e->snap_next = NULL;
     /* Batches of the state may be gone, and with them older ones the state no

@@ -10,7 +10,12 @@
  * log did not move; a scan of the new batches when the log only grew; a
  * rebuild from the newest valid snapshot file (or the log start) plus a scan
  * when the log was truncated or the state is new (the first idempotent batch
- * after a restart). Snapshots ("<offset>.snapshot", pstate.h) are written when
+ * after a restart). A scan reads at most about 1 MiB of the log on the spot;
+ * the rest is read by the loader in slices of about 4 MiB per turn of the
+ * event loop, so a big log never stalls the loop, and meanwhile batches with a
+ * producer id are refused with NOT_ENOUGH_REPLICAS (retriable, nothing
+ * appended) — as Kafka serves no partition whose producer state is not loaded.
+ * Snapshots ("<offset>.snapshot", pstate.h) are written when
  * an append (leader's or follower's) rolls a segment: encoded on the loop,
  * written with fsync on the worker pool; the two newest are kept.
  *
@@ -22,14 +27,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct event_base;
 struct plog;
 struct plog_append_info;
 struct pstates;
 struct wpool;
 
-/* Snapshots are written on @pool (borrowed; must outlive the registry).
- * -ENOMEM. */
-int pstates_new(int64_t expiration_ms, struct wpool *pool, struct pstates **ret);
+/* Snapshots are written on @pool (borrowed; must outlive the registry); the
+ * loader runs on @base. -ENOMEM. */
+int pstates_new(struct event_base *base, int64_t expiration_ms, struct wpool *pool,
+                struct pstates **ret);
+/* Bytes a check scans on the spot, and the loader's bytes per turn (defaults
+ * 1 MiB and 4 MiB; tests make them small). */
+void pstates_set_scan_budget(struct pstates *pss, size_t sync_bytes, size_t slice_bytes);
+/* @log's state is being loaded in slices (its idempotent batches are refused
+ * with NOT_ENOUGH_REPLICAS until it is done). */
+bool pstates_loading(const struct pstates *pss, const struct plog *log);
 /* Waits for snapshot jobs in flight (wpool_drain). NULL-safe. */
 void pstates_free(struct pstates *pss);
 
@@ -39,7 +52,8 @@ void pstates_free(struct pstates *pss);
  * the original offsets: answer with them and append nothing. Record sets
  * without a producer id cost one header walk. Transactional batches and
  * producer ids never issued are the caller's checks. On a storage error
- * reading the log: KAFKA_STORAGE_ERROR. */
+ * reading the log: KAFKA_STORAGE_ERROR; while the state is loading in slices:
+ * NOT_ENOUGH_REPLICAS (retriable; pstates_loading() tells the two apart). */
 int16_t pstates_check(struct pstates *pss, struct plog *log, int32_t leader_epoch,
                       const uint8_t *data, size_t len, bool *ret_dup, int64_t *ret_first_offset,
                       int64_t *ret_last_offset);
@@ -75,5 +89,7 @@ struct pstates_stats {
     uint64_t scanned_batches;
     uint64_t snapshots_written; /* durably, counted when the job is done */
     uint64_t snapshots_skipped; /* replaced by a newer roll's while waiting for the log's job */
+    uint64_t deferred_loads;    /* rebuilds too big for one check: finished by the loader */
+    uint64_t refused_loading;   /* checks answered NOT_ENOUGH_REPLICAS while loading */
 };
 void pstates_get_stats(const struct pstates *pss, struct pstates_stats *ret);

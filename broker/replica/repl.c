@@ -25,8 +25,6 @@
 #include "common/meta/state.h"
 #include "replica.pb-c.h"
 
-
-
 #define FETCH_RPC_MAX_FRAME (128u * 1024 * 1024)
 #define ALTER_RETRY_MS      1000
 
@@ -492,7 +490,8 @@ static void send_alter(struct repl *r, struct repl_part *p, const int32_t *new_i
     req.broker_epoch = coordclient_broker_epoch(r->cc);
     req.n_items = 1;
     req.items = items;
-    int rc = coordclient_call(r->cc, COORD_M_ALTER_PARTITION, &req.base, 5000, on_alter_response, a);
+    int rc =
+        coordclient_call(r->cc, COORD_M_ALTER_PARTITION, &req.base, 5000, on_alter_response, a);
     if (rc < 0) {
         free(a->topic);
         free(a);
@@ -959,8 +958,8 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                 continue;
             }
             if (o->error_code) {
-                log_debug("replica", "%s-%d: fetch from leader %d at %" PRId64 ": %s",
-                          p->topic, p->partition, p->leader, it->fetch_offset,
+                log_debug("replica", "%s-%d: fetch from leader %d at %" PRId64 ": %s", p->topic,
+                          p->partition, p->leader, it->fetch_offset,
                           kerr_name((int16_t)o->error_code));
                 backoff = true;
                 continue;

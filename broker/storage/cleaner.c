@@ -16,20 +16,29 @@
 #include "common/crc32c.h"
 #include "common/fsutil.h"
 
-#define CLEANER_READ_BUF (1u << 20)
+#define CLEANER_READ_BUF    (1u << 20)
 #define CLEANER_WRITE_FLUSH (1u << 20)
-#define MAP_ENTRY_BYTES 16
-#define MAP_LOAD_PCT 90
+#define MAP_ENTRY_BYTES     16
+#define MAP_LOAD_PCT        90
 
 /* ---- offset map ------------------------------------------------------------------ */
 
-struct cleaner_map {
-    uint64_t *hash; /* 0 = empty slot */
-    int64_t *off;
-    int64_t slots;
-    int64_t n;
-    int64_t max; /* entries allowed */
+/* Open addressing with linear probing over a power-of-two table; hash and offset
+ * side by side, so a probe costs one cache miss. */
+struct map_slot {
+    uint64_t hash; /* 0 = empty */
+    int64_t off;
 };
+
+struct cleaner_map {
+    struct map_slot *s;
+    int64_t slots;     /* a power of two */
+    int64_t max_slots; /* the most the memory bound allows */
+    int64_t n;
+    int64_t max; /* entries allowed at the current size */
+};
+
+#define MAP_INITIAL_SLOTS (1 << 16)
 
 /* 64-bit FNV-1a with a final avalanche (splitmix64's), never 0. */
 static uint64_t key_hash(const void *key, size_t len)
@@ -50,22 +59,21 @@ static uint64_t key_hash(const void *key, size_t len)
 
 struct cleaner_map *cleaner_map_new(int64_t bytes)
 {
-    int64_t slots = bytes / MAP_ENTRY_BYTES;
-    if (slots < 16)
-        slots = 16;
+    int64_t max_slots = 16;
+    while (max_slots <= bytes / MAP_ENTRY_BYTES / 2)
+        max_slots *= 2;
     struct cleaner_map *m = calloc(1, sizeof(*m));
     if (!m)
         return NULL;
-    m->hash = calloc((size_t)slots, sizeof(*m->hash));
-    m->off = malloc((size_t)slots * sizeof(*m->off));
-    if (!m->hash || !m->off) {
-        cleaner_map_free(m);
+    /* Start small and double up to the bound: a log with few keys gets a table
+     * that stays in cache, and memory grows with the keys, not the setting. */
+    m->max_slots = max_slots;
+    m->slots = max_slots < MAP_INITIAL_SLOTS ? max_slots : MAP_INITIAL_SLOTS;
+    if (!(m->s = calloc((size_t)m->slots, sizeof(*m->s)))) {
+        free(m);
         return NULL;
     }
-    m->slots = slots;
-    m->max = slots * MAP_LOAD_PCT / 100;
-    if (m->max < 1)
-        m->max = 1;
+    m->max = m->slots * MAP_LOAD_PCT / 100;
     return m;
 }
 
@@ -73,37 +81,56 @@ void cleaner_map_free(struct cleaner_map *m)
 {
     if (!m)
         return;
-    free(m->hash);
-    free(m->off);
+    free(m->s);
     free(m);
 }
 
-static int64_t map_slot(const struct cleaner_map *m, uint64_t h)
+static struct map_slot *map_slot(const struct cleaner_map *m, uint64_t h)
 {
-    int64_t i = (int64_t)(h % (uint64_t)m->slots);
-    while (m->hash[i] && m->hash[i] != h)
-        i = i + 1 == m->slots ? 0 : i + 1;
-    return i;
+    uint64_t mask = (uint64_t)m->slots - 1, i = h & mask;
+    while (m->s[i].hash && m->s[i].hash != h)
+        i = (i + 1) & mask;
+    return &m->s[i];
+}
+
+/* Double the table (rehash). false when at the bound or out of memory. */
+static bool map_grow(struct cleaner_map *m)
+{
+    if (m->slots >= m->max_slots)
+        return false;
+    struct cleaner_map bigger = {.slots = m->slots * 2, .max_slots = m->max_slots, .n = m->n};
+    if (!(bigger.s = calloc((size_t)bigger.slots, sizeof(*bigger.s))))
+        return false;
+    bigger.max = bigger.slots * MAP_LOAD_PCT / 100;
+    for (int64_t i = 0; i < m->slots; i++)
+        if (m->s[i].hash)
+            *map_slot(&bigger, m->s[i].hash) = m->s[i];
+    free(m->s);
+    *m = bigger;
+    return true;
 }
 
 bool cleaner_map_put(struct cleaner_map *m, const void *key, size_t len, int64_t offset)
 {
     uint64_t h = key_hash(key, len);
-    int64_t i = map_slot(m, h);
-    if (!m->hash[i]) {
-        if (m->n >= m->max)
-            return false;
-        m->hash[i] = h;
+    struct map_slot *e = map_slot(m, h);
+    if (!e->hash) {
+        if (m->n >= m->max) {
+            if (!map_grow(m))
+                return false;
+            e = map_slot(m, h);
+        }
+        e->hash = h;
         m->n++;
     }
-    m->off[i] = offset;
+    e->off = offset;
     return true;
 }
 
 int64_t cleaner_map_get(const struct cleaner_map *m, const void *key, size_t len)
 {
-    int64_t i = map_slot(m, key_hash(key, len));
-    return m->hash[i] ? m->off[i] : -1;
+    const struct map_slot *e = map_slot(m, key_hash(key, len));
+    return e->hash ? e->off : -1;
 }
 
 int64_t cleaner_map_size(const struct cleaner_map *m)
@@ -178,9 +205,9 @@ struct cl_seg {
 struct cl_group {
     size_t first, count; /* job segments */
     int64_t base;
-    bool changed;        /* some batch was dropped or rewritten */
-    bool swapped;        /* its .swap files exist */
-    bool first_swapped;  /* finish swapped it in */
+    bool changed;       /* some batch was dropped or rewritten */
+    bool swapped;       /* its .swap files exist */
+    bool first_swapped; /* finish swapped it in */
     /* The cleaned segment's summary, for struct segment. */
     int64_t size;
     int64_t max_ts, max_ts_offset, first_ts;
@@ -596,6 +623,36 @@ static bool keep_record(const struct cleaner_job *job, const struct batch_header
     return true;
 }
 
+/* Encode the kept records of a batch into job->recs, timestamps relative to
+ * @base_ts. Returns the count kept, or an error; *@tomb_kept when a kept record is
+ * a tombstone. */
+static int32_t encode_kept(struct cleaner_job *job, const uint8_t *b, const struct batch_header *h,
+                           int64_t base_ts, bool *tomb_kept, int64_t *max_ts)
+{
+    struct batch_record_iter it;
+    struct batch_record rec;
+    int32_t kept = 0;
+    bool tomb;
+    int rc = batch_records(job, b, h, &it);
+    if (rc < 0)
+        return rc;
+    buf_writer_reset(&job->recs);
+    *tomb_kept = false;
+    *max_ts = -1;
+    while ((rc = batch_records_next(&it, &rec)) == 1) {
+        if (!keep_record(job, h, &rec, &tomb))
+            continue;
+        int64_t ts = h->base_timestamp + rec.timestamp_delta;
+        if (ts > *max_ts)
+            *max_ts = ts;
+        if ((rc = write_record(&job->recs, &rec, ts - base_ts)) < 0)
+            return rc;
+        kept++;
+        *tomb_kept |= tomb;
+    }
+    return rc < 0 ? rc : kept;
+}
+
 /* Filter one batch. 1 with the batch to write in *@out / *@out_len (the original
  * bytes or job->batch), 0 when it is dropped. */
 static int filter_batch(struct cleaner_job *job, const uint8_t *b, const struct batch_header *h,
@@ -610,24 +667,11 @@ static int filter_batch(struct cleaner_job *job, const uint8_t *b, const struct 
         job->stats.records_kept += h->record_count;
         return 1;
     }
-    struct batch_record_iter it;
-    struct batch_record rec;
-    int rc = batch_records(job, b, h, &it);
-    if (rc < 0)
-        return rc;
-    bool has_horizon = h->attributes & BATCH_ATTR_DELETE_HORIZON;
-    int64_t base_ts = h->base_timestamp;
-    /* First pass: count what stays. */
-    int32_t kept = 0;
-    bool tomb_kept = false, tomb;
-    while ((rc = batch_records_next(&it, &rec)) == 1) {
-        if (keep_record(job, h, &rec, &tomb)) {
-            kept++;
-            tomb_kept |= tomb;
-        }
-    }
-    if (rc < 0)
-        return rc;
+    bool has_horizon = h->attributes & BATCH_ATTR_DELETE_HORIZON, tomb_kept;
+    int64_t max_ts;
+    int32_t kept = encode_kept(job, b, h, h->base_timestamp, &tomb_kept, &max_ts);
+    if (kept < 0)
+        return kept;
     job->stats.records_kept += kept;
     if (kept == h->record_count && (!tomb_kept || has_horizon))
         return 1;
@@ -636,33 +680,24 @@ static int filter_batch(struct cleaner_job *job, const uint8_t *b, const struct 
         return 0;
 
     int16_t attrs = h->attributes;
-    int64_t new_base_ts = base_ts;
+    int64_t new_base_ts = h->base_timestamp;
     if (tomb_kept && !has_horizon) {
+        /* The first clean that keeps a tombstone starts its delete.retention.ms
+         * (KIP-534): the batch's base timestamp becomes the horizon, and the
+         * records' deltas are rewritten against it. */
         attrs |= BATCH_ATTR_DELETE_HORIZON;
         new_base_ts = job->now_ms > INT64_MAX - job->delete_retention_ms
                           ? INT64_MAX
                           : job->now_ms + job->delete_retention_ms;
+        if ((kept = encode_kept(job, b, h, new_base_ts, &tomb_kept, &max_ts)) < 0)
+            return kept;
     }
-    int64_t max_ts = -1;
-    buf_writer_reset(&job->recs);
-    if ((rc = batch_records(job, b, h, &it)) < 0)
-        return rc;
-    while ((rc = batch_records_next(&it, &rec)) == 1) {
-        if (!keep_record(job, h, &rec, &tomb))
-            continue;
-        int64_t ts = base_ts + rec.timestamp_delta;
-        if (ts > max_ts)
-            max_ts = ts;
-        if ((rc = write_record(&job->recs, &rec, ts - new_base_ts)) < 0)
-            return rc;
-    }
-    if (rc < 0)
-        return rc;
     if (h->attributes & BATCH_ATTR_TIMESTAMP_LOG_APPEND)
         max_ts = h->max_timestamp;
 
     const buf_writer *section = &job->recs;
     enum batch_compression codec = batch_compression(h);
+    int rc;
     if (codec != BATCH_COMPRESSION_NONE) {
         buf_writer_reset(&job->zrecs);
         if ((rc = codec_compress((enum codec_type)codec, CODEC_LEVEL_DEFAULT, job->recs.data,
@@ -690,8 +725,9 @@ static int filter_batch(struct cleaner_job *job, const uint8_t *b, const struct 
         return rc;
     if (w->len - BATCH_LOG_OVERHEAD > INT32_MAX)
         return -EMSGSIZE;
-    buf_writer_patch_u32(w, BATCH_OFF_CRC,
-                         crc32c_update(0, w->data + BATCH_OFF_ATTRIBUTES, w->len - BATCH_OFF_ATTRIBUTES));
+    buf_writer_patch_u32(
+        w, BATCH_OFF_CRC,
+        crc32c_update(0, w->data + BATCH_OFF_ATTRIBUTES, w->len - BATCH_OFF_ATTRIBUTES));
     *out = w->data;
     *out_len = w->len;
     return 1;
@@ -966,7 +1002,8 @@ int cleaner_job_finish(struct plog *log, struct cleaner_job *job, int result, ch
 
     job->stats.segments_after = 0;
     for (size_t i = 0; i < job->ngroups; i++)
-        job->stats.segments_after += job->groups[i].first_swapped ? 1 : (int32_t)job->groups[i].count;
+        job->stats.segments_after +=
+            job->groups[i].first_swapped ? 1 : (int32_t)job->groups[i].count;
     if (ret_stats)
         *ret_stats = job->stats;
     cleaner_job_free(job);
@@ -975,8 +1012,8 @@ int cleaner_job_finish(struct plog *log, struct cleaner_job *job, int result, ch
     return rc;
 }
 
-int cleaner_clean_sync(struct plog *log, int64_t first_dirty, int64_t now_ms,
-                       int64_t dedupe_bytes, struct cleaner_stats *ret_stats)
+int cleaner_clean_sync(struct plog *log, int64_t first_dirty, int64_t now_ms, int64_t dedupe_bytes,
+                       struct cleaner_stats *ret_stats)
 {
     struct cleaner_job *job;
     struct cleaner_stats st = {.clean_upto = first_dirty};

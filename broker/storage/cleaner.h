@@ -83,10 +83,10 @@ int cleaner_job_run(struct cleaner_job *job);
 
 /* What a clean did. */
 struct cleaner_stats {
-    int64_t clean_upto;      /* the log is clean below this: the next first dirty */
-    int64_t bytes_read;      /* bytes of segments rewritten */
-    int64_t bytes_written;   /* bytes of cleaned segments */
-    int64_t records_read;    /* records of the segments rewritten */
+    int64_t clean_upto;    /* the log is clean below this: the next first dirty */
+    int64_t bytes_read;    /* bytes of segments rewritten */
+    int64_t bytes_written; /* bytes of cleaned segments */
+    int64_t records_read;  /* records of the segments rewritten */
     int64_t records_kept;
     int64_t map_keys;        /* distinct keys in the offset map */
     int32_t segments_before; /* segments rewritten */
@@ -108,8 +108,8 @@ void cleaner_job_free(struct cleaner_job *job);
 /* prepare + run + finish on the calling thread (tests, benchmarks). *ret_paths
  * are unlinked here. 0 with stats (clean_upto == first_dirty when nothing was
  * cleaned), or an error. */
-int cleaner_clean_sync(struct plog *log, int64_t first_dirty, int64_t now_ms,
-                       int64_t dedupe_bytes, struct cleaner_stats *ret_stats);
+int cleaner_clean_sync(struct plog *log, int64_t first_dirty, int64_t now_ms, int64_t dedupe_bytes,
+                       struct cleaner_stats *ret_stats);
 
 /* ---- the offset map (exposed for tests) --------------------------------------- */
 

@@ -414,8 +414,7 @@ static int resolve_record(int fd, int64_t pos, const struct batch_header *h, int
                           int64_t log_start, int64_t *ret_offset, int64_t *ret_ts)
 {
     int64_t total = batch_total_size(h);
-    if (batch_compression(h) != BATCH_COMPRESSION_NONE ||
-        (h->attributes & BATCH_ATTR_TIMESTAMP_LOG_APPEND) || total > PLOG_TIME_LOOKUP_MAX_BATCH) {
+    if ((h->attributes & BATCH_ATTR_TIMESTAMP_LOG_APPEND) || total > PLOG_TIME_LOOKUP_MAX_BATCH) {
         *ret_offset = h->base_offset > log_start ? h->base_offset : log_start;
         *ret_ts = h->max_timestamp;
         return 1;
@@ -425,11 +424,26 @@ static int resolve_record(int fd, int64_t pos, const struct batch_header *h, int
         return -ENOMEM;
     struct batch_record_iter it;
     struct batch_record rec;
+    buf_writer plain; /* the records of a compressed batch */
+    buf_writer_init(&plain);
     int rc = fsutil_pread_all(fd, b, (size_t)total, pos);
     if (rc == 0)
         rc = batch_validate(b, (size_t)total, 0, NULL);
-    if (rc == 0)
+    if (rc == 0 && batch_compression(h) != BATCH_COMPRESSION_NONE) {
+        rc = batch_decompress_records(b, (size_t)total, batch_decompress_bound(0), &plain);
+        if (rc < 0) {
+            /* validated when it was produced: answer at batch granularity
+             * rather than fail the lookup */
+            buf_writer_deinit(&plain);
+            free(b);
+            *ret_offset = h->base_offset > log_start ? h->base_offset : log_start;
+            *ret_ts = h->max_timestamp;
+            return 1;
+        }
+        batch_records_begin_raw(plain.data, plain.len, h->record_count, &it);
+    } else if (rc == 0) {
         rc = batch_records_begin(b, (size_t)total, &it);
+    }
     while (rc == 0 && (rc = batch_records_next(&it, &rec)) == 1) {
         int64_t t = (int64_t)((uint64_t)h->base_timestamp + (uint64_t)rec.timestamp_delta);
         int64_t o = h->base_offset + rec.offset_delta;
@@ -443,6 +457,7 @@ static int resolve_record(int fd, int64_t pos, const struct batch_header *h, int
         }
         rc = 0;
     }
+    buf_writer_deinit(&plain);
     free(b);
     if (rc < 0)
         return rc == -ENODATA || rc == -EILSEQ ? -EBADMSG : rc;

@@ -138,15 +138,7 @@ def node_cache():
 
 @pytest.fixture
 def cluster(request):
-    failed_before = request.session.testsfailed
-    c = weir_cluster.Cluster(brokers=3)
-    c.start()
-    try:
-        yield c
-    finally:
-        # A process that does not exit 0 on SIGTERM (a sanitizer report) is a failure.
-        problems = c.finish(failed=request.session.testsfailed != failed_before)
-        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+    yield from weir_cluster.started(request, brokers=3)
 
 
 def run_script(cache, script, c, topic):

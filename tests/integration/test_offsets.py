@@ -585,14 +585,14 @@ def test_offsets_survive_restart_of_every_broker(cluster):
     assert fetch_until_ok(c, "rg2") == {("r", 0): (9, "", NONE)}
 
 
-@pytest.mark.xfail(reason="pending: the broker does not run the log cleaner yet (h-compact has the "
-                          "cleaner, not its scheduling)", strict=False)
 def test_offsets_topic_stays_bounded_under_a_commit_loop(request):
     """A commit loop rewrites the same keys: with cleanup.policy=compact the
-    partition's size stays bounded (needs the log cleaner, h-compact)."""
+    log cleaner keeps the partition's size bounded, and the latest commits
+    survive cleaning and a reload."""
     need_clients()
     failed_before = request.session.testsfailed
-    c = make_cluster(request, **{"offsets.topic.num.partitions": "1"})
+    c = make_cluster(request, **{"offsets.topic.num.partitions": "1",
+                                 "log.cleaner.backoff.ms": "200"})
     c.start()
     try:
         c.create_topic("loop", 4, 3)
@@ -607,6 +607,8 @@ def test_offsets_topic_stays_bounded_under_a_commit_loop(request):
         try:
             for i in range(4000):
                 offset_commit_v2(conn, "looper", {"loop": [(p, i, "m" * 64) for p in range(4)]})
+            err, _, end = kafka_raw.list_offsets(conn, "__consumer_offsets", 0, -1)
+            assert err == NONE and end >= 16000  # 16,000 records of ~110 bytes written
         finally:
             conn.close()
         d = os.path.join(c.log_dir(node), "__consumer_offsets-0")
@@ -614,11 +616,126 @@ def test_offsets_topic_stays_bounded_under_a_commit_loop(request):
         def size():
             return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)
                        if f.endswith(".log"))
-        # 4000 batches of ~4 x 110 bytes is ~2.3 MB uncompacted
+        # ~2 MB uncompacted (the cleaner may have run during the loop already)
         wait_for("__consumer_offsets-0 compacted", lambda: size() < 512 * 1024, timeout=60,
                  interval=0.5)
-        assert fetch_until_ok(c, "looper") == {("loop", p): (3999, "m" * 64, NONE)
-                                                for p in range(4)}
+        want = {("loop", p): (3999, "m" * 64, NONE) for p in range(4)}
+        assert fetch_until_ok(c, "looper") == want
+        # a compacted log (offset gaps) loads like any other
+        c.kill9_broker(node)
+        assert fetch_until_ok(c, "looper") == want
+        c.start_broker(node)
+        assert fetch_until_ok(c, "looper") == want
+    finally:
+        problems = c.finish(failed=request.session.testsfailed != failed_before)
+        assert not problems, "\n".join(problems)
+
+
+# ---- with groups (membership from h-groups) --------------------------------------
+
+ILLEGAL_GENERATION = 22
+UNKNOWN_MEMBER_ID = 25
+
+
+def test_group_member_commits_are_checked(cluster):
+    """OffsetCommit goes through groups_validate_commit(): a member's commit at
+    its generation is stored; a stale generation and a simple (assign-mode)
+    commit while the group has members are refused and store nothing."""
+    c = cluster
+    c.create_topic("m", 1, 3)
+    node, conn = coordinator_conn(c, "members")
+    try:
+        def join():
+            body = _s("members") + struct.pack(">i", 10000) + _s("") + _s("consumer") + \
+                struct.pack(">i", 1) + _s("range") + struct.pack(">i", 4) + b"meta"
+            r = conn.response(conn.request(11, 0, body))
+            err, gen = r.take(">h"), r.take(">i")
+            r.string()
+            r.string()
+            member = r.string()
+            return (err, gen, member) if err == NONE else None
+        err, gen, member = wait_for("join", join)
+        body = _s("members") + struct.pack(">i", gen) + _s(member) + struct.pack(">i", 1) + \
+            _s(member) + struct.pack(">i", 0)
+        r = conn.response(conn.request(14, 0, body))
+        assert r.take(">h") == NONE
+        assert offset_commit_v2(conn, "members", {"m": [(0, 5, "")]}, generation=gen,
+                                member=member) == {("m", 0): NONE}
+        assert offset_commit_v2(conn, "members", {"m": [(0, 6, "")]}, generation=gen + 1,
+                                member=member) == {("m", 0): ILLEGAL_GENERATION}
+        assert offset_commit_v2(conn, "members", {"m": [(0, 7, "")]}) == \
+            {("m", 0): UNKNOWN_MEMBER_ID}
+        assert offset_fetch_v2(conn, "members", {"m": [0]}) == (NONE, {("m", 0): (5, "", NONE)})
+    finally:
+        conn.close()
+
+
+def test_confluent_group_commits_and_a_new_consumer_resumes(cluster):
+    c = cluster
+    c.create_topic("cg", 2, 3)
+    produce(c, "cg", 200)
+    conf = {"bootstrap.servers": c.bootstrap(), "group.id": "cgroup",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False,
+            "session.timeout.ms": 6000}
+    cons = confluent_kafka.Consumer(conf)
+    got = 0
+    try:
+        cons.subscribe(["cg"])
+        deadline = time.monotonic() + 60
+        while got < 120 and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is None or m.error():
+                continue
+            got += 1
+            if got == 120:
+                cons.commit(message=m, asynchronous=False)
+        assert got == 120
+        committed = {tp.partition: tp.offset for tp in cons.committed(
+            [confluent_kafka.TopicPartition("cg", p) for p in range(2)], timeout=15)}
+    finally:
+        cons.close()  # LeaveGroup: the next member does not wait for a session timeout
+    # only the partition of the committed message has a commit; the other one
+    # restarts from the beginning
+    cons = confluent_kafka.Consumer(conf)
+    try:
+        cons.subscribe(["cg"])
+        firsts = {}
+        deadline = time.monotonic() + 60
+        while len(firsts) < 2 and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is None or m.error():
+                continue
+            firsts.setdefault(m.partition(), m.offset())
+        for p in range(2):
+            want = committed[p] if committed[p] >= 0 else 0
+            assert firsts.get(p, want) == want, (p, firsts, committed)
+        assert firsts
+    finally:
+        cons.close()
+
+
+def test_loading_in_one_batch_slices_after_coordinator_kill(request):
+    """offsets.load.buffer.size=1 makes every loading step read one batch: a new
+    coordinator loads hundreds of commit batches, turn by turn, and has the last."""
+    need_clients()
+    failed_before = request.session.testsfailed
+    c = make_cluster(request, **{"offsets.load.buffer.size": "1"})
+    c.start()
+    try:
+        c.create_topic("l", 3, 3)
+        commit_until_ok(c, "loader", {"l": [(0, 0, "")]})
+        node, conn = coordinator_conn(c, "loader")
+        try:
+            for i in range(400):
+                res = offset_commit_v2(conn, "loader", {"l": [(i % 3, i, "i%d" % i)]})
+                assert res == {("l", i % 3): NONE}
+        finally:
+            conn.close()
+        c.kill9_broker(node)
+        want = {("l", i % 3): (i, "i%d" % i, NONE) for i in (397, 398, 399)}
+        assert fetch_until_ok(c, "loader") == want
+        c.start_broker(node)
+        assert fetch_until_ok(c, "loader") == want
     finally:
         problems = c.finish(failed=request.session.testsfailed != failed_before)
         assert not problems, "\n".join(problems)

@@ -17,8 +17,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
+#include "broker/storage/checkpoint.h"
 #include "broker/storage/cleaner.h"
+#include "broker/storage/logmgr.h"
 #include "broker/storage/plog.h"
+#include "common/wpool.h"
 #include "common/batch.h"
 #include "common/buf.h"
 #include "common/codec.h"
@@ -26,7 +31,7 @@
 #include "common/fsutil.h"
 #include "tests/unit/testutil.h"
 
-#define TS0 INT64_C(1700000000000)
+#define TS0    INT64_C(1700000000000)
 #define DEDUPE (1 << 20)
 
 struct fixture {
@@ -126,8 +131,7 @@ static int64_t append_kv(struct fixture *fx, const int *keys, int n, bool tomb, 
         data = z.data;
         len = z.len;
     }
-    assert_int_equal(
-        plog_append(fx->log, data, len, PLOG_APPEND_ASSIGN_OFFSETS, 1, ts, NULL), 0);
+    assert_int_equal(plog_append(fx->log, data, len, PLOG_APPEND_ASSIGN_OFFSETS, 1, ts, NULL), 0);
     buf_writer_deinit(&w);
     buf_writer_deinit(&z);
     return base;
@@ -160,9 +164,8 @@ static void read_all(struct plog *log, struct recs *out)
             continue;
         }
         uint8_t *buf = malloc((size_t)res.length);
-        assert_int_equal(fsutil_pread_all(seg_file_fd(res.file), buf, (size_t)res.length,
-                                          res.position),
-                         0);
+        assert_int_equal(
+            fsutil_pread_all(seg_file_fd(res.file), buf, (size_t)res.length, res.position), 0);
         seg_file_unref(res.file);
         for (int64_t p = 0; p < res.length;) {
             struct batch_header h;
@@ -249,7 +252,7 @@ static void fill(struct fixture *fx, int64_t ts)
 static void test_map(void **state)
 {
     (void)state;
-    struct cleaner_map *m = cleaner_map_new(16 * 100);
+    struct cleaner_map *m = cleaner_map_new(16 * 128);
     assert_non_null(m);
     assert_int_equal(cleaner_map_get(m, "a", 1), -1);
     assert_true(cleaner_map_put(m, "a", 1, 5));
@@ -262,9 +265,9 @@ static void test_map(void **state)
         int n = snprintf(k, sizeof(k), "key%d", i);
         put_ok += cleaner_map_put(m, k, (size_t)n, i);
     }
-    /* 100 slots, 90% load: 89 more keys fit next to "a". */
-    assert_int_equal(put_ok, 89);
-    assert_int_equal(cleaner_map_size(m), 90);
+    /* 128 slots, 90% load: 114 more keys fit next to "a". */
+    assert_int_equal(put_ok, 114);
+    assert_int_equal(cleaner_map_size(m), 115);
     assert_true(cleaner_map_put(m, "a", 1, 11)); /* an existing key still updates */
     cleaner_map_free(m);
 }
@@ -333,6 +336,25 @@ static void test_latest_value_per_key_offsets_preserved(void **state)
     free(again.r);
     free(after.r);
     assert_int_equal(count_files(fx->dir, ".swap") + count_files(fx->dir, ".cleaned"), 0);
+
+    /* The cleaned segments are small now: the next clean groups them into
+     * segments of at most segment.bytes. */
+    int before_segs = plog_segment_count(fx->log);
+    for (int r = 0; r < 5; r++)
+        for (int k = 0; k < 10; k++)
+            put(fx, k, TS0);
+    plog_set_high_watermark(fx->log, plog_log_end_offset(fx->log));
+    assert_int_equal(cleaner_clean_sync(fx->log, st.clean_upto, TS0, DEDUPE, &st), 0);
+    assert_true(st.segments_after < st.segments_before);
+    assert_true(plog_segment_count(fx->log) < before_segs + 4);
+    struct recs grouped;
+    read_all(fx->log, &grouped);
+    assert_offsets_preserved(&grouped);
+    free(grouped.r);
+    reopen(fx, NULL);
+    read_all(fx->log, &grouped);
+    assert_offsets_preserved(&grouped);
+    free(grouped.r);
 }
 
 static void test_active_segment_and_hw_bound_the_clean(void **state)
@@ -509,10 +531,10 @@ static void test_full_map_cleans_a_prefix(void **state)
     plog_set_high_watermark(fx->log, plog_log_end_offset(fx->log));
     int64_t active = plog_active_segment_base(fx->log);
     struct cleaner_stats st;
-    /* 40 slots: 36 keys fit. */
-    assert_int_equal(cleaner_clean_sync(fx->log, 0, TS0, 16 * 40, &st), 0);
+    /* 32 slots: 28 keys fit. */
+    assert_int_equal(cleaner_clean_sync(fx->log, 0, TS0, 16 * 32, &st), 0);
     assert_true(st.map_full);
-    assert_int_equal(st.clean_upto, 36);
+    assert_int_equal(st.clean_upto, 28);
     struct recs rs;
     read_all(fx->log, &rs);
     assert_offsets_preserved(&rs);
@@ -524,7 +546,7 @@ static void test_full_map_cleans_a_prefix(void **state)
     free(rs.r);
     /* Repeated cleans converge on one record per key below the active segment. */
     for (int i = 0; i < 20 && st.clean_upto < active; i++)
-        assert_int_equal(cleaner_clean_sync(fx->log, st.clean_upto, TS0, 16 * 40, &st), 0);
+        assert_int_equal(cleaner_clean_sync(fx->log, st.clean_upto, TS0, 16 * 32, &st), 0);
     assert_int_equal(st.clean_upto, plog_active_segment_base(fx->log));
     read_all(fx->log, &rs);
     int64_t act = plog_active_segment_base(fx->log);
@@ -713,6 +735,27 @@ static void test_crash_after_old_segments_retired(void **state)
     check_clean_result(fx, active);
 }
 
+static void test_reader_keeps_old_segment_across_swap(void **state)
+{
+    struct fixture *fx = *state;
+    fill(fx, TS0);
+    struct plog_read_result rr;
+    assert_int_equal(plog_read(fx->log, 0, plog_log_end_offset(fx->log), 1 << 20, true, &rr), 0);
+    assert_true(rr.length > 0);
+    struct cleaner_stats st;
+    assert_int_equal(cleaner_clean_sync(fx->log, 0, TS0, DEDUPE, &st), 0);
+    /* The retired file is unlinked, but the reader's descriptor still reads the
+     * batches it was given (a sendfile in flight). */
+    uint8_t *buf = malloc((size_t)rr.length);
+    assert_int_equal(fsutil_pread_all(seg_file_fd(rr.file), buf, (size_t)rr.length, rr.position),
+                     0);
+    struct batch_header h;
+    assert_int_equal(batch_validate(buf, (size_t)rr.length, 0, &h), 0);
+    assert_int_equal(h.base_offset, 0);
+    free(buf);
+    seg_file_unref(rr.file);
+}
+
 static void test_stale_job_discarded(void **state)
 {
     struct fixture *fx = *state;
@@ -770,6 +813,106 @@ static void test_estimate_and_due(void **state)
     assert_false(cleaner_due(fx->log, &e));
 }
 
+/* ---- through the log manager: worker pool, checkpoint, restart ------------------ */
+
+static int64_t fixed_now(void *arg)
+{
+    return *(int64_t *)arg;
+}
+
+static void test_logmgr_cleans_on_the_pool_and_checkpoints(void **state)
+{
+    (void)state;
+    char *root = testutil_mkdtemp("cleaner-lm");
+    struct event_base *base = event_base_new();
+    struct wpool *pool;
+    assert_int_equal(wpool_new(base, 1, &pool), 0);
+    int64_t now = TS0;
+    const char *dirs[] = {root};
+    struct logmgr_options o;
+    logmgr_options_defaults(&o);
+    o.dirs = dirs;
+    o.ndirs = 1;
+    o.max_open_files = 64;
+    o.recovery_checkpoint_interval_ms = 0;
+    o.start_offset_checkpoint_interval_ms = 0;
+    o.retention_check_interval_ms = 0;
+    o.hw_checkpoint_interval_ms = 0;
+    o.cleaner_backoff_ms = 0; /* driven by hand below */
+    o.cleaner_dedupe_buffer_size = 1 << 20;
+    o.now_ms = fixed_now;
+    o.now_arg = &now;
+    struct logmgr *mgr;
+    assert_int_equal(logmgr_new(base, pool, &o, &mgr, NULL), 0);
+    struct plog_config cfg;
+    plog_config_defaults(&cfg);
+    cfg.segment_bytes = 1000;
+    cfg.cleanup_compact = true;
+    cfg.cleanup_delete = false;
+    struct plog *log;
+    assert_int_equal(logmgr_create(mgr, "compacted", 0, NULL, &cfg, &log), 0);
+    struct fixture fx = {.dir = NULL, .fc = NULL, .log = log, .cfg = cfg};
+    fill(&fx, TS0);
+    int64_t active = plog_active_segment_base(log);
+
+    logmgr_run_cleaner(mgr);
+    wpool_drain(pool);
+    struct logmgr_counters c;
+    logmgr_get_counters(mgr, &c);
+    assert_int_equal(c.cleans_started, 1);
+    assert_int_equal(c.cleans_done, 1);
+    assert_int_equal(c.clean_errors, 0);
+    assert_true(c.cleaner_bytes_written < c.cleaner_bytes_read);
+    struct recs rs;
+    read_all(log, &rs);
+    assert_true(rs.n < 200);
+    free(rs.r);
+    /* Nothing dirty left: no new job. */
+    logmgr_run_cleaner(mgr);
+    wpool_drain(pool);
+    logmgr_get_counters(mgr, &c);
+    assert_int_equal(c.cleans_started, 1);
+
+    assert_int_equal(logmgr_shutdown(mgr), 0);
+    logmgr_free(mgr);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", root, CHECKPOINT_CLEANER_OFFSET_FILE);
+    struct checkpoint_entry *ents;
+    size_t n;
+    assert_int_equal(checkpoint_read(path, &ents, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ents[0].topic, "compacted");
+    assert_int_equal(ents[0].offset, active);
+    checkpoint_entries_free(ents, n);
+
+    /* After a restart the checkpoint says the log is clean: no job until new
+     * data comes. */
+    assert_int_equal(logmgr_new(base, pool, &o, &mgr, NULL), 0);
+    log = logmgr_get(mgr, "compacted", 0);
+    plog_set_config(log, &cfg);
+    plog_set_high_watermark(log, plog_log_end_offset(log));
+    logmgr_run_cleaner(mgr);
+    wpool_drain(pool);
+    logmgr_get_counters(mgr, &c);
+    assert_int_equal(c.cleans_started, 0);
+    /* A delete-only log is never cleaned. */
+    struct plog_config del = cfg;
+    del.cleanup_compact = false;
+    del.cleanup_delete = true;
+    struct plog *dl;
+    assert_int_equal(logmgr_create(mgr, "plain", 0, NULL, &del, &dl), 0);
+    fx.log = dl;
+    fill(&fx, TS0);
+    logmgr_run_cleaner(mgr);
+    wpool_drain(pool);
+    logmgr_get_counters(mgr, &c);
+    assert_int_equal(c.cleans_started, 0);
+    logmgr_free(mgr);
+    wpool_free(pool);
+    event_base_free(base);
+    testutil_rmtree(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -788,8 +931,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_with_cleaned_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_with_swap_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_after_old_segments_retired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_keeps_old_segment_across_swap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_job_discarded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_estimate_and_due, setup, teardown),
+        cmocka_unit_test(test_logmgr_cleans_on_the_pool_and_checkpoints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

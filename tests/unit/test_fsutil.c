@@ -294,10 +294,10 @@ static void test_fsutil_remove_stale_temps(void **state)
     char own[64], *p;
     snprintf(own, sizeof(own), "cp.tmp.%ld.3", (long)getpid());
     const char *stale[] = {"replication-offset-checkpoint.tmp.999999999.0",
-                           "00000000000000000042.snapshot.tmp.1.17",
-                           "odd.tmp.name.tmp.123.4"};
-    const char *kept[] = {own, "cp.tmp", "cp.tmp.12", "cp.tmp.12.", "cp.tmp.x.1",
-                          "cp.tmp.12.3x", ".tmp.5.6", "00000000000000000042.snapshot"};
+                           "00000000000000000042.snapshot.tmp.1.17", "odd.tmp.name.tmp.123.4"};
+    const char *kept[] = {
+        own,          "cp.tmp",       "cp.tmp.12", "cp.tmp.12.",
+        "cp.tmp.x.1", "cp.tmp.12.3x", ".tmp.5.6",  "00000000000000000042.snapshot"};
     for (size_t i = 0; i < sizeof(stale) / sizeof(*stale); i++) {
         write_plain(p = path_join(dir, stale[i]), "x");
         free(p);

@@ -460,6 +460,30 @@ static void test_plog_offset_for_timestamp(void **state)
     }
 }
 
+/* ListOffsets by time finds the record inside a compressed batch too. */
+static void test_plog_offset_for_timestamp_inside_compressed_batch(void **state)
+{
+    struct fixture *fx = *state;
+    open_log(fx);
+    for (int c = CODEC_GZIP; c <= CODEC_ZSTD; c++) {
+        buf_writer w, z;
+        buf_writer_init(&w);
+        buf_writer_init(&z);
+        int64_t base = plog_log_end_offset(fx->log);
+        int64_t ts0 = TS0 + 1000 * c;
+        make_batch(&w, 4, ts0, 50); /* timestamps ts0 + {0,1,2,3} */
+        assert_int_equal(batch_recompress(w.data, w.len, (enum codec_type)c, 1 << 20, &z), 0);
+        assert_int_equal(
+            plog_append(fx->log, z.data, z.len, PLOG_APPEND_ASSIGN_OFFSETS, 7, TS0, NULL), 0);
+        int64_t off, ts;
+        assert_int_equal(plog_offset_for_timestamp(fx->log, ts0 + 2, &off, &ts), 0);
+        assert_int_equal(off, base + 2);
+        assert_int_equal(ts, ts0 + 2);
+        buf_writer_deinit(&w);
+        buf_writer_deinit(&z);
+    }
+}
+
 static void test_plog_offset_for_timestamp_out_of_order_timestamps(void **state)
 {
     struct fixture *fx = *state;
@@ -1115,6 +1139,7 @@ int main(void)
         T(test_plog_reads_across_segments),
         T(test_plog_offset_index_lookups_on_closed_segments),
         T(test_plog_offset_for_timestamp),
+        T(test_plog_offset_for_timestamp_inside_compressed_batch),
         T(test_plog_offset_for_timestamp_out_of_order_timestamps),
         T(test_plog_offset_for_timestamp_ignores_bogus_record_offset_delta),
         T(test_plog_truncate_mid_segment),

@@ -51,7 +51,7 @@ static int setup(void **state)
     fx->base = event_base_new();
     assert_non_null(fx->base);
     assert_int_equal(wpool_new(fx->base, 1, &fx->pool), 0);
-    assert_int_equal(pstates_new(INT64_C(1) << 60, fx->pool, &fx->pss), 0);
+    assert_int_equal(pstates_new(fx->base, INT64_C(1) << 60, fx->pool, &fx->pss), 0);
     *state = fx;
     return 0;
 }
@@ -330,6 +330,84 @@ static void test_pstates_forget_drops_the_state_and_orphans_jobs(void **state)
     assert_int_equal(st.rebuilds, rebuilds + 1);
 }
 
+/* A registry that finds a long log (a restart) loads it in slices on the event
+ * loop: meanwhile the producer's batches are refused with NOT_ENOUGH_REPLICAS
+ * and nothing is appended; batches copied in meanwhile are scanned too; once
+ * loaded, retries are duplicates with their original offsets. */
+static void test_pstates_big_rebuild_is_loaded_in_slices(void **state)
+{
+    struct fixture *fx = *state;
+    int64_t off[40];
+    for (int i = 0; i < 30; i++)
+        off[i] = follow(fx, PID, 0, i, 1);
+    wpool_drain(fx->pool);
+    /* A new registry: the broker restarted. Scan budgets of about one batch. */
+    pstates_free(fx->pss);
+    assert_int_equal(pstates_new(fx->base, INT64_C(1) << 60, fx->pool, &fx->pss), 0);
+    pstates_set_scan_budget(fx->pss, 200, 300);
+    /* Drop the snapshots so the whole log is read. */
+    assert_true(pstate_snapshot_delete_above(fx->dir, -1) >= 0);
+    bool dup;
+    int64_t first;
+    int64_t end_before = plog_log_end_offset(fx->log);
+    assert_int_equal(check(fx, PID, 0, 30, 1, &dup, &first), KERR_NOT_ENOUGH_REPLICAS);
+    assert_true(pstates_loading(fx->pss, fx->log));
+    assert_int_equal(plog_log_end_offset(fx->log), end_before);
+    /* More batches arrive as a follower while it loads: the loader reads them. */
+    for (int i = 30; i < 40; i++)
+        off[i] = follow(fx, PID, 0, i, 1);
+    int turns = 0;
+    while (pstates_loading(fx->pss, fx->log)) {
+        assert_int_equal(check(fx, PID, 0, 40, 1, &dup, &first), KERR_NOT_ENOUGH_REPLICAS);
+        assert_int_equal(event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), 0);
+        assert_true(++turns < 1000);
+    }
+    assert_true(turns > 5); /* it did take several turns */
+    struct pstates_stats st;
+    pstates_get_stats(fx->pss, &st);
+    assert_int_equal(st.deferred_loads, 1);
+    assert_true(st.refused_loading >= 2);
+    for (int i = 35; i < 40; i++) {
+        assert_int_equal(check(fx, PID, 0, i, 1, &dup, &first), KERR_NONE);
+        assert_true(dup);
+        assert_int_equal(first, off[i]);
+    }
+    assert_int_equal(check(fx, PID, 0, 41, 1, &dup, &first), KERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    assert_int_equal(check(fx, PID, 0, 40, 1, &dup, &first), KERR_NONE);
+    assert_false(dup);
+}
+
+/* A truncation while loading starts the load over from what survives. */
+static void test_pstates_truncation_while_loading_starts_over(void **state)
+{
+    struct fixture *fx = *state;
+    int64_t off[20];
+    for (int i = 0; i < 20; i++)
+        off[i] = follow(fx, PID, 0, i, 1);
+    wpool_drain(fx->pool);
+    pstates_free(fx->pss);
+    assert_int_equal(pstates_new(fx->base, INT64_C(1) << 60, fx->pool, &fx->pss), 0);
+    pstates_set_scan_budget(fx->pss, 200, 300);
+    assert_true(pstate_snapshot_delete_above(fx->dir, -1) >= 0);
+    bool dup;
+    int64_t first;
+    assert_int_equal(check(fx, PID, 0, 20, 1, &dup, &first), KERR_NOT_ENOUGH_REPLICAS);
+    int64_t new_end;
+    assert_int_equal(plog_truncate_to(fx->log, off[15], &new_end), 0);
+    assert_int_equal(new_end, off[15]);
+    pstates_truncated(fx->pss, fx->log);
+    for (int turns = 0; pstates_loading(fx->pss, fx->log); turns++) {
+        assert_int_equal(event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), 0);
+        assert_true(turns < 1000);
+    }
+    /* Batches 15.. are gone: 15 is the next sequence, 14 a duplicate. */
+    assert_int_equal(check(fx, PID, 0, 14, 1, &dup, &first), KERR_NONE);
+    assert_true(dup);
+    assert_int_equal(first, off[14]);
+    assert_int_equal(check(fx, PID, 0, 15, 1, &dup, &first), KERR_NONE);
+    assert_false(dup);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +416,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pstates_truncation_forgets_cut_batches_and_epochs,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pstates_snapshot_is_written_off_the_loop, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pstates_big_rebuild_is_loaded_in_slices, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pstates_truncation_while_loading_starts_over, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pstates_forget_drops_the_state_and_orphans_jobs, setup,
                                         teardown),
