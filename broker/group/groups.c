@@ -53,7 +53,8 @@ struct gpending {
 };
 
 struct group {
-    struct group *next;
+    struct group *next, *prev; /* every group, for walks */
+    struct group *hnext;       /* the hash bucket's chain */
     char *id;
     int32_t partition;
     uint64_t incarnation; /* tells an append's completion whether its group still exists */
@@ -96,6 +97,8 @@ struct groups {
     struct groups_options o;
     struct group *groups;
     size_t n_groups;
+    struct group **buckets; /* by group id; nbuckets a power of two >= n_groups */
+    size_t nbuckets;
     uint64_t next_incarnation;
     int64_t armed; /* 0: nothing armed */
     struct gappend *appends;
@@ -130,12 +133,39 @@ static char *dupstr(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+static uint64_t hash_id(const char *s)
+{
+    uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * UINT64_C(1099511628211);
+    return h;
+}
+
 static struct group *find_group(const struct groups *g, const char *id)
 {
-    for (struct group *grp = g->groups; grp; grp = grp->next)
+    for (struct group *grp = g->buckets[hash_id(id) & (g->nbuckets - 1)]; grp; grp = grp->hnext)
         if (strcmp(grp->id, id) == 0)
             return grp;
     return NULL;
+}
+
+/* Double the buckets once there are as many groups as buckets. */
+static void maybe_grow(struct groups *g)
+{
+    if (g->n_groups < g->nbuckets)
+        return;
+    size_t n = g->nbuckets * 2;
+    struct group **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return; /* longer chains, still correct */
+    for (struct group *grp = g->groups; grp; grp = grp->next) {
+        size_t i = hash_id(grp->id) & (n - 1);
+        grp->hnext = nb[i];
+        nb[i] = grp;
+    }
+    free(g->buckets);
+    g->buckets = nb;
+    g->nbuckets = n;
 }
 
 static struct gmember *find_member(const struct group *grp, const char *id)
@@ -330,20 +360,33 @@ static struct group *group_new(struct groups *g, const char *id)
     grp->incarnation = ++g->next_incarnation;
     grp->state = GS_EMPTY;
     grp->next = g->groups;
+    if (g->groups)
+        g->groups->prev = grp;
     g->groups = grp;
+    size_t i = hash_id(id) & (g->nbuckets - 1);
+    grp->hnext = g->buckets[i];
+    g->buckets[i] = grp;
     g->n_groups++;
+    maybe_grow(g);
     return grp;
 }
 
 /* Unlink and free @grp, answering its parked requests with @err. */
 static void group_free(struct groups *g, struct group *grp, int16_t err)
 {
-    for (struct group **pp = &g->groups; *pp; pp = &(*pp)->next)
+    if (grp->prev)
+        grp->prev->next = grp->next;
+    else
+        g->groups = grp->next;
+    if (grp->next)
+        grp->next->prev = grp->prev;
+    for (struct group **pp = &g->buckets[hash_id(grp->id) & (g->nbuckets - 1)]; *pp;
+         pp = &(*pp)->hnext)
         if (*pp == grp) {
-            *pp = grp->next;
-            g->n_groups--;
+            *pp = grp->hnext;
             break;
         }
+    g->n_groups--;
     while (grp->members) {
         struct gmember *m = grp->members;
         grp->members = m->next;
@@ -823,8 +866,11 @@ static void remove_pending(struct group *grp, struct gpending *p)
 int groups_new(const struct groups_options *o, struct groups **ret)
 {
     struct groups *g = calloc(1, sizeof(*g));
-    if (!g)
+    if (!g || !(g->buckets = calloc(64, sizeof(*g->buckets)))) {
+        free(g);
         return -ENOMEM;
+    }
+    g->nbuckets = 64;
     g->o = *o;
     *ret = g;
     return 0;
@@ -844,6 +890,7 @@ void groups_free(struct groups *g)
         a->g = NULL; /* gstore still owns it; append_done frees it */
     }
     free(g->desc);
+    free(g->buckets);
     free(g);
 }
 
@@ -1463,6 +1510,32 @@ void groups_delete(struct groups *g, const char *group_id, groups_delete_fn done
 }
 
 /* ---- the interface with gstore ----------------------------------------------------- */
+
+bool groups_remove_if_unused(struct groups *g, const char *group_id)
+{
+    struct group *grp = find_group(g, group_id);
+    if (!grp || grp->state != GS_EMPTY || grp->n_members > 0 || grp->n_pending > 0 ||
+        (g->o.gs && gstore_group_has_offsets(g->o.gs, group_id)))
+        return false;
+    struct gappend *a = append_new(g, grp, AP_EMPTY);
+    group_free(g, grp, KERR_NOT_COORDINATOR);
+    if (!a)
+        return true;
+    buf_writer kw;
+    buf_writer_init(&kw);
+    grec_key_encode(&kw, group_id);
+    int16_t e = buf_writer_error(&kw)
+                    ? KERR_COORDINATOR_NOT_AVAILABLE
+                    : gstore_append(g->o.gs, group_id, (buf_slice){kw.data, (int32_t)kw.len},
+                                    (buf_slice){NULL, -1}, append_done, a);
+    buf_writer_deinit(&kw);
+    if (e != KERR_NONE) {
+        log_warn("group", "group %s: writing its tombstone failed: %s", group_id, kerr_name(e));
+        append_unlink(g, a);
+        append_free(a);
+    }
+    return true;
+}
 
 void groups_replay(struct groups *g, int32_t partition, buf_slice key, buf_slice value)
 {

@@ -173,5 +173,11 @@ bool groups_is_empty(const struct groups *g, const char *group_id);
  * subscriptions name @topic (GROUP_SUBSCRIBED_TO_TOPIC). */
 bool groups_subscribed_to(const struct groups *g, const char *group_id, const char *topic);
 
+/* After gstore expired a group's offsets: an Empty group that has no members
+ * and no offsets left is removed, with a tombstone for its metadata record
+ * (Kafka's cleanupGroupMetadata), so it leaves ListGroups. Returns whether it
+ * was removed. */
+bool groups_remove_if_unused(struct groups *g, const char *group_id);
+
 /* Counters for tests and metrics. */
 size_t groups_count(const struct groups *g);

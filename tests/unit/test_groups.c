@@ -801,6 +801,48 @@ static void test_delete_groups(void **state)
     done_groups(g);
 }
 
+static void test_unused_empty_group_removed_after_offsets_expire(void **state)
+{
+    (void)state;
+    struct groups *g = mk(0);
+    struct join_ans a;
+    one_stable(g, &a);
+    assert_false(groups_remove_if_unused(g, "g1")); /* has a member */
+    assert_int_equal(groups_leave(g, "g1", a.member_id, NULL), KERR_NONE);
+    flush(KERR_NONE);
+    fk.has_offsets = true;
+    assert_false(groups_remove_if_unused(g, "g1")); /* offsets remain */
+    fk.has_offsets = false;
+    assert_true(groups_remove_if_unused(g, "g1"));
+    assert_int_equal(fk.nq, 1);
+    assert_int_equal(fk.q[0].value_len, -1); /* the group's tombstone */
+    assert_int_equal(groups_count(g), 0);
+    assert_false(groups_remove_if_unused(g, "g1"));
+    done_groups(g);
+}
+
+static void test_many_groups_found_and_unloaded(void **state)
+{
+    (void)state;
+    struct groups *g = mk(0);
+    char id[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof(id), "grp-%d", i);
+        assert_int_equal(groups_validate_commit(g, id, -1, "", NULL), KERR_NONE);
+    }
+    assert_int_equal(groups_count(g), 1000);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof(id), "grp-%d", i);
+        assert_string_equal(state_of(g, id), "Empty");
+    }
+    /* the fake maps a group to strlen % 3: "grp-N" with 1..3 digits */
+    groups_unload_partition(g, (int32_t)(strlen("grp-10") % 3));
+    assert_int_equal(groups_count(g), 1000 - 90);
+    assert_string_equal(state_of(g, "grp-10"), "Dead");
+    assert_string_equal(state_of(g, "grp-100"), "Empty");
+    done_groups(g);
+}
+
 static void test_free_answers_parked(void **state)
 {
     (void)state;
@@ -852,6 +894,8 @@ int main(void)
         cmocka_unit_test(test_validate_commit),
         cmocka_unit_test(test_subscribed_to),
         cmocka_unit_test(test_delete_groups),
+        cmocka_unit_test(test_unused_empty_group_removed_after_offsets_expire),
+        cmocka_unit_test(test_many_groups_found_and_unloaded),
         cmocka_unit_test(test_free_answers_parked),
         cmocka_unit_test(test_oversized_metadata_fails_sync_not_broker),
     };
