@@ -567,13 +567,23 @@ static void collect_expired(void *ud, const struct omap_group *g)
         sc->groups[sc->n++] = c;
 }
 
+struct expire_job {
+    struct gstore *gs;
+    char group[]; /* the group whose offsets expired */
+};
+
+/* The tombstones are committed: an Empty group with no offsets left goes too
+ * (Kafka's cleanupGroupMetadata), so it leaves ListGroups. */
 static void expire_done(void *ud, int16_t kerr)
 {
-    char *group = ud;
+    struct expire_job *j = ud;
     if (kerr)
-        log_info("group", "expiring offsets of group %s: %s (next check retries)", group,
+        log_info("group", "expiring offsets of group %s: %s (next check retries)", j->group,
                  kerr_name(kerr));
-    free(group);
+    else if (j->gs->groups && !gstore_group_has_offsets(j->gs, j->group) &&
+             groups_remove_if_unused(j->gs->groups, j->group))
+        log_info("group", "group %s removed: empty and no committed offsets left", j->group);
+    free(j);
 }
 
 void gstore_expire_now(struct gstore *gs)
@@ -582,14 +592,21 @@ void gstore_expire_now(struct gstore *gs)
     omap_foreach(gs->map, collect_expired, &sc);
     for (size_t i = 0; i < sc.n; i++) {
         const struct omap_group *g = omap_group(gs->map, sc.groups[i]);
+        size_t len = strlen(sc.groups[i]) + 1;
+        struct expire_job *j = g ? malloc(sizeof(*j) + len) : NULL;
         int32_t n = 0;
-        int16_t e = g ? tombstone_group(gs, g, true, sc.now, expire_done, sc.groups[i], &n)
-                      : KERR_NONE;
-        if (e == KERR_NONE && n > 0) {
+        int16_t e = KERR_NONE;
+        if (j) {
+            j->gs = gs;
+            memcpy(j->group, sc.groups[i], len);
+            e = tombstone_group(gs, g, true, sc.now, expire_done, j, &n);
+        }
+        if (j && e == KERR_NONE && n > 0) {
             gs->stats.offsets_expired += n;
             log_info("group", "expiring %d offsets of empty group %s", n, sc.groups[i]);
-            continue; /* expire_done frees the name */
+            j = NULL; /* expire_done frees it */
         }
+        free(j);
         free(sc.groups[i]);
     }
     free(sc.groups);

@@ -497,3 +497,48 @@ def test_huge_member_metadata_is_refused_not_fatal(cluster):
         assert e in (NONE, 16)  # NOT_COORDINATOR when gfine lives elsewhere
     finally:
         conn.close()
+
+
+def leave_v0(conn, group, member):
+    r = conn.response(conn.request(13, 0, s(group) + s(member)))
+    return r.take(">h")
+
+
+def test_empty_group_whose_offsets_expired_leaves_list_groups(request):
+    """Kafka's cleanupGroupMetadata: once an Empty group's last committed offset
+    expired, the group itself goes (a tombstone), so ListGroups stops naming it."""
+    need_kafka_python()
+    from test_offsets import offset_commit_v2
+    failed_before = request.session.testsfailed
+    c = weir_cluster.Cluster(brokers=3, broker_overrides={
+        "offsets.retention.check.interval.ms": "300",
+        "group.initial.rebalance.delay.ms": "0",
+    })
+    c.start()
+    try:
+        c.create_topic("gexp-t", 1, 3)
+        host, port = coordinator(c, "gexp")
+        conn = kafka_raw.Conn(host, port)
+        try:
+            def joined():
+                a = join_answer(conn, join_v0(conn, "gexp", "", session_ms=6000))
+                return a if a[0] == 0 else None
+            _, gen, _, member, _ = wait_for("joined", joined)
+            assert sync_v0(conn, "gexp", gen, member, [(member, b"")])[0] == 0
+            assert offset_commit_v2(conn, "gexp", {"gexp-t": [(0, 5, "")]}, generation=gen,
+                                    member=member, retention_ms=1500) == {("gexp-t", 0): 0}
+            admin = KafkaAdminClient(bootstrap_servers=c.bootstrap())
+            try:
+                def listed():
+                    return "gexp" in [g[0] for g in admin.list_consumer_groups()]
+                assert listed()
+                assert leave_v0(conn, "gexp", member) == 0
+                # Empty now, with an offset that expires 1.5 s after its commit.
+                wait_for("gexp gone from ListGroups", lambda: not listed(), timeout=20)
+            finally:
+                admin.close()
+        finally:
+            conn.close()
+    finally:
+        problems = c.finish(failed=request.session.testsfailed != failed_before)
+        assert not problems, "processes exited badly:\n" + "\n".join(problems)
