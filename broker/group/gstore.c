@@ -284,8 +284,8 @@ static int apply_offset_record(struct gstore *gs, int32_t opart, buf_slice key, 
         return -EBADMSG;
     char *group = strndup((const char *)k.group.ptr, (size_t)k.group.len);
     char *topic = strndup((const char *)k.topic.ptr, (size_t)k.topic.len);
-    char *md = value.len >= 0 ? strndup((const char *)v.metadata.ptr, (size_t)v.metadata.len)
-                              : NULL;
+    char *md =
+        value.len >= 0 ? strndup((const char *)v.metadata.ptr, (size_t)v.metadata.len) : NULL;
     int r = -ENOMEM;
     if (group && topic && (value.len < 0 || md)) {
         r = 0;
@@ -372,8 +372,8 @@ static int defer_answer(struct gs_append *a, int16_t e)
 }
 
 int16_t gstore_append_records(struct gstore *gs, const char *group_id, int32_t n,
-                              const buf_slice *keys, const buf_slice *values,
-                              gstore_done_fn done, void *ud)
+                              const buf_slice *keys, const buf_slice *values, gstore_done_fn done,
+                              void *ud)
 {
     int16_t e = gstore_coordinator_check(gs, group_id);
     if (e)
@@ -627,14 +627,13 @@ static void load_record(struct gstore *gs, int32_t opart, const struct batch_rec
     int ver = orec_key_version(rec->key);
     if (ver == 0 || ver == 1) {
         if (apply_offset_record(gs, opart, rec->key, rec->value) == -EBADMSG)
-            log_warn("group", "%s-%d: an offset record that does not decode; skipped",
-                     GSTORE_TOPIC, opart);
+            log_warn("group", "%s-%d: an offset record that does not decode; skipped", GSTORE_TOPIC,
+                     opart);
     } else if (ver == 2) {
         if (gs->groups)
             groups_replay(gs->groups, opart, rec->key, rec->value);
     } else {
-        log_warn("group", "%s-%d: a record with key version %d; skipped", GSTORE_TOPIC, opart,
-                 ver);
+        log_warn("group", "%s-%d: a record with key version %d; skipped", GSTORE_TOPIC, opart, ver);
     }
     gs->stats.records_loaded++;
 }
@@ -645,8 +644,9 @@ static void load_batches(struct gstore *gs, int32_t opart, const uint8_t *p, siz
     while (len - at >= BATCH_HEADER_SIZE) {
         struct batch_header h;
         if (batch_validate(p + at, len - at, 0, &h) < 0) {
-            log_warn("group", "%s-%d: a batch that does not validate at byte %zu; rest of the "
-                              "slice skipped",
+            log_warn("group",
+                     "%s-%d: a batch that does not validate at byte %zu; rest of the "
+                     "slice skipped",
                      GSTORE_TOPIC, opart, at);
             return;
         }
@@ -793,9 +793,8 @@ void gstore_on_metadata(struct gstore *gs)
                 continue;
             }
             gs->stats.partitions_loading++;
-            log_info("group", "%s-%d: leader (epoch %d), loading offsets %lld..%lld",
-                     GSTORE_TOPIC, i, p->epoch, (long long)p->load_next,
-                     (long long)p->load_end);
+            log_info("group", "%s-%d: leader (epoch %d), loading offsets %lld..%lld", GSTORE_TOPIC,
+                     i, p->epoch, (long long)p->load_next, (long long)p->load_end);
             any = true;
         }
     }

@@ -21,7 +21,7 @@
 #include "common/log.h"
 #include "common/meta/state.h"
 
-#define FIND_COORDINATOR_KEY_GROUP 0
+#define FIND_COORDINATOR_KEY_GROUP       0
 #define FIND_COORDINATOR_KEY_TRANSACTION 1
 
 static const char *cstr(struct kreq *req, buf_slice s)
@@ -115,14 +115,15 @@ void api_find_coordinator_handle(struct broker_ctx *b, struct kreq *req, void *b
     if (v < 4) {
         find_one(b, key_type, cstr(req, r->key), &a);
         resp.error_code = a.error;
-        resp.error_message = api_slice(a.message ? a.message : (a.error ? kerr_message(a.error)
-                                                                        : NULL));
+        resp.error_message =
+            api_slice(a.message ? a.message : (a.error ? kerr_message(a.error) : NULL));
         resp.node_id = a.node;
         resp.host = api_slice(api_str(req, api_slice(a.host)));
         resp.port = a.port;
     } else {
         resp.n_coordinators = r->n_coordinator_keys;
-        resp.coordinators = api_alloc(req, (size_t)r->n_coordinator_keys, sizeof(*resp.coordinators));
+        resp.coordinators =
+            api_alloc(req, (size_t)r->n_coordinator_keys, sizeof(*resp.coordinators));
         if (r->n_coordinator_keys > 0 && !resp.coordinators) {
             kreq_close(req);
             return;
@@ -144,13 +145,8 @@ void api_find_coordinator_handle(struct broker_ctx *b, struct kreq *req, void *b
 
 /* ---- OffsetCommit -------------------------------------------------------------------- */
 
-struct commit_wait {
-    struct kreq *req;
-    struct kafka_offset_commit_response resp;
-    int16_t **waiting; /* error codes of the partitions written, NULL-terminated */
-};
-
-static void commit_reply(struct kreq *req, const struct kafka_offset_commit_response *resp)
+/* The answer to @req, unless its connection went away meanwhile. */
+static void reply_if_open(struct kreq *req, const void *resp)
 {
     if (kreq_conn_open(req))
         kreq_reply(req, resp, NULL, NULL);
@@ -158,13 +154,27 @@ static void commit_reply(struct kreq *req, const struct kafka_offset_commit_resp
         kreq_no_reply(req);
 }
 
-static void commit_done(void *ud, int16_t kerr)
+/* OffsetCommit / OffsetDelete waiting for their records to be committed to
+ * __consumer_offsets: each partition error the write decides gets its outcome,
+ * then the response goes out. In the request's arena. */
+struct write_wait {
+    struct kreq *req;
+    const void *resp;  /* the request's response struct */
+    int16_t **waiting; /* error codes of the partitions written, NULL-terminated */
+};
+
+static void write_done(void *ud, int16_t kerr)
 {
-    struct commit_wait *w = ud;
+    struct write_wait *w = ud;
     for (int16_t **p = w->waiting; *p; p++)
         **p = commit_error(kerr);
-    commit_reply(w->req, &w->resp);
+    reply_if_open(w->req, w->resp);
 }
+
+struct commit_wait {
+    struct write_wait ww;
+    struct kafka_offset_commit_response resp;
+};
 
 void api_offset_commit_handle(struct broker_ctx *b, struct kreq *req, void *body)
 {
@@ -173,8 +183,9 @@ void api_offset_commit_handle(struct broker_ctx *b, struct kreq *req, void *body
     struct commit_wait *w = api_alloc(req, 1, sizeof(*w));
     if (!w)
         goto oom;
-    w->req = req;
+    w->ww.req = req;
     struct kafka_offset_commit_response *resp = &w->resp;
+    w->ww.resp = resp;
     kafka_offset_commit_response_init(resp);
     resp->n_topics = r->n_topics;
     resp->topics = api_alloc(req, (size_t)r->n_topics, sizeof(*resp->topics));
@@ -205,8 +216,8 @@ void api_offset_commit_handle(struct broker_ctx *b, struct kreq *req, void *body
                                    v >= 7 ? api_str(req, r->group_instance_id) : NULL);
     buf_slice *keys = api_alloc(req, total, sizeof(*keys));
     buf_slice *vals = api_alloc(req, total, sizeof(*vals));
-    w->waiting = api_alloc(req, total + 1, sizeof(*w->waiting));
-    if (total > 0 && (!keys || !vals || !w->waiting))
+    w->ww.waiting = api_alloc(req, total + 1, sizeof(*w->ww.waiting));
+    if (total > 0 && (!keys || !vals || !w->ww.waiting))
         goto oom;
     int32_t n = 0;
     int64_t now = clock_wall_ms();
@@ -262,18 +273,18 @@ void api_offset_commit_handle(struct broker_ctx *b, struct kreq *req, void *body
             vals[n] = (buf_slice){.ptr = vb, .len = (int32_t)vw.len};
             buf_writer_deinit(&kw);
             buf_writer_deinit(&vw);
-            w->waiting[n++] = err;
+            w->ww.waiting[n++] = err;
         }
     }
     if (n == 0) {
-        commit_reply(req, resp);
+        reply_if_open(req, resp);
         return;
     }
-    int16_t ae = gstore_append_records(b->gstore, group, n, keys, vals, commit_done, w);
+    int16_t ae = gstore_append_records(b->gstore, group, n, keys, vals, write_done, &w->ww);
     if (ae) {
         for (int32_t i = 0; i < n; i++)
-            *w->waiting[i] = commit_error(ae);
-        commit_reply(req, resp);
+            *w->ww.waiting[i] = commit_error(ae);
+        reply_if_open(req, resp);
     }
     return;
 oom:
@@ -374,8 +385,7 @@ void api_offset_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body)
                 np[j] = g->topics[j].n_partition_indexes;
                 pp[j] = g->topics[j].partition_indexes;
             }
-            if (fetch_group(b, req, cstr(req, g->group_id), nt, names, np, pp, &resp.groups[i]) <
-                0)
+            if (fetch_group(b, req, cstr(req, g->group_id), nt, names, np, pp, &resp.groups[i]) < 0)
                 goto oom;
         }
         kreq_reply(req, &resp, NULL, NULL);
@@ -431,7 +441,8 @@ void api_offset_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body)
         if (t->n_partitions > 0 && !t->partitions)
             goto oom;
         for (int32_t k = 0; k < t->n_partitions; k++) {
-            const struct kafka_offset_fetch_response_group_partition *s = &g.topics[j].partitions[k];
+            const struct kafka_offset_fetch_response_group_partition *s =
+                &g.topics[j].partitions[k];
             t->partitions[k].partition_index = s->partition_index;
             t->partitions[k].committed_offset = s->committed_offset;
             t->partitions[k].committed_leader_epoch = s->committed_leader_epoch;
@@ -448,26 +459,9 @@ oom:
 /* ---- OffsetDelete -------------------------------------------------------------------- */
 
 struct delete_wait {
-    struct kreq *req;
+    struct write_wait ww;
     struct kafka_offset_delete_response resp;
-    int16_t **waiting; /* NULL-terminated */
 };
-
-static void delete_reply(struct kreq *req, const struct kafka_offset_delete_response *resp)
-{
-    if (kreq_conn_open(req))
-        kreq_reply(req, resp, NULL, NULL);
-    else
-        kreq_no_reply(req);
-}
-
-static void delete_done(void *ud, int16_t kerr)
-{
-    struct delete_wait *w = ud;
-    for (int16_t **p = w->waiting; *p; p++)
-        **p = commit_error(kerr);
-    delete_reply(w->req, &w->resp);
-}
 
 void api_offset_delete_handle(struct broker_ctx *b, struct kreq *req, void *body)
 {
@@ -475,8 +469,9 @@ void api_offset_delete_handle(struct broker_ctx *b, struct kreq *req, void *body
     struct delete_wait *w = api_alloc(req, 1, sizeof(*w));
     if (!w)
         goto oom;
-    w->req = req;
+    w->ww.req = req;
     struct kafka_offset_delete_response *resp = &w->resp;
+    w->ww.resp = resp;
     kafka_offset_delete_response_init(resp);
     const char *group = cstr(req, r->group_id);
     resp->error_code = gstore_coordinator_check(b->gstore, group);
@@ -484,7 +479,7 @@ void api_offset_delete_handle(struct broker_ctx *b, struct kreq *req, void *body
     if (!resp->error_code && !has_offsets && (!b->groups || groups_is_empty(b->groups, group)))
         resp->error_code = KERR_GROUP_ID_NOT_FOUND;
     if (resp->error_code) {
-        delete_reply(req, resp);
+        reply_if_open(req, resp);
         return;
     }
     resp->n_topics = r->n_topics;
@@ -496,8 +491,8 @@ void api_offset_delete_handle(struct broker_ctx *b, struct kreq *req, void *body
         total += (size_t)r->topics[i].n_partitions;
     buf_slice *keys = api_alloc(req, total, sizeof(*keys));
     buf_slice *vals = api_alloc(req, total, sizeof(*vals));
-    w->waiting = api_alloc(req, total + 1, sizeof(*w->waiting));
-    if (total > 0 && (!keys || !vals || !w->waiting))
+    w->ww.waiting = api_alloc(req, total + 1, sizeof(*w->ww.waiting));
+    if (total > 0 && (!keys || !vals || !w->ww.waiting))
         goto oom;
     int32_t n = 0;
     for (int32_t i = 0; i < r->n_topics; i++) {
@@ -537,18 +532,18 @@ void api_offset_delete_handle(struct broker_ctx *b, struct kreq *req, void *body
             keys[n] = (buf_slice){.ptr = kb, .len = (int32_t)kw.len};
             vals[n] = (buf_slice){.ptr = NULL, .len = -1};
             buf_writer_deinit(&kw);
-            w->waiting[n++] = err;
+            w->ww.waiting[n++] = err;
         }
     }
     if (n == 0) {
-        delete_reply(req, resp);
+        reply_if_open(req, resp);
         return;
     }
-    int16_t ae = gstore_append_records(b->gstore, group, n, keys, vals, delete_done, w);
+    int16_t ae = gstore_append_records(b->gstore, group, n, keys, vals, write_done, &w->ww);
     if (ae) {
         for (int32_t i = 0; i < n; i++)
-            *w->waiting[i] = commit_error(ae);
-        delete_reply(req, resp);
+            *w->ww.waiting[i] = commit_error(ae);
+        reply_if_open(req, resp);
     }
     return;
 oom:

@@ -28,17 +28,10 @@ ROLL_MS = 1000
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    failed_before = request.session.testsfailed
-    c = weir_cluster.Cluster(brokers=2, broker_overrides={
+    yield from weir_cluster.started(request, brokers=2, broker_overrides={
         "log.cleaner.backoff.ms": "200",
         "log.segment.delete.delay.ms": "0",
     })
-    c.start()
-    try:
-        yield c
-    finally:
-        problems = c.finish(failed=request.session.testsfailed != failed_before)
-        assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 # ---- helpers ------------------------------------------------------------------------

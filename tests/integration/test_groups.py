@@ -63,14 +63,7 @@ def need_confluent():
 
 @pytest.fixture
 def cluster(request):
-    failed_before = request.session.testsfailed
-    c = weir_cluster.Cluster(brokers=3)
-    c.start()
-    try:
-        yield c
-    finally:
-        problems = c.finish(failed=request.session.testsfailed != failed_before)
-        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+    yield from weir_cluster.started(request, brokers=3)
 
 
 def wait_for(what, fn, timeout=30.0):
@@ -394,7 +387,7 @@ def coordinator(c, group):
     try:
         def ask():
             r = conn.response(conn.request(10, 0, s(group)))
-            err, node, host, port = r.take(">h"), r.take(">i"), r.string(), r.take(">i")
+            err, _node, host, port = r.take(">h"), r.take(">i"), r.string(), r.take(">i")
             return (host, port) if err == 0 else None
         return wait_for("a coordinator for " + group, ask)
     finally:
@@ -417,7 +410,7 @@ def join_v0(conn, group, member, session_ms=10000, protocols=(("range", b"meta")
 
 def join_answer(conn, corr):
     r = conn.response(corr)
-    err, gen, proto, leader, member = (r.take(">h"), r.take(">i"), r.string(), r.string(),
+    err, gen, _proto, leader, member = (r.take(">h"), r.take(">i"), r.string(), r.string(),
                                        r.string())
     members = r.array(lambda: (r.string(), rbytes(r)))
     return err, gen, leader, member, members
