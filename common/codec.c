@@ -88,7 +88,9 @@ static int sink_grow(struct sink *s, size_t want, size_t *ret_room)
 
 static uint8_t *sink_cur(const struct sink *s)
 {
-    return s->out->data + s->out->len;
+    /* An empty output has no buffer yet: a valid pointer for zero bytes. */
+    static uint8_t none[1];
+    return s->out->data ? s->out->data + s->out->len : none;
 }
 
 static size_t first_reserve(size_t in_len)

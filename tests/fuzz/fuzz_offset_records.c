@@ -33,8 +33,8 @@ static void fuzz_key(buf_slice in)
     CHECK(r == 0 || r == -EBADMSG || r == -ENOENT);
     if (r != 0)
         return;
-    char *g = strndup((const char *)k.group.ptr, (size_t)k.group.len);
-    char *t = strndup((const char *)k.topic.ptr, (size_t)k.topic.len);
+    char *g = buf_slice_strdup(k.group);
+    char *t = buf_slice_strdup(k.topic);
     CHECK(g && t);
     /* embedded NULs do not survive a C string: compare only clean names */
     if (strlen(g) == (size_t)k.group.len && strlen(t) == (size_t)k.topic.len) {
