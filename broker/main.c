@@ -32,6 +32,7 @@
 #include "broker/storage/storage_config.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/looplag.h"
 #include "common/purgatory.h"
 #include "methods.h"
 #include "common/wpool.h"
@@ -49,6 +50,7 @@ struct bmain {
     bool stopping;
     int fatal_code; /* non-zero: exit with it (set by on_fatal) */
     struct event *grace;
+    struct looplag *lag;
 };
 
 static void usage(FILE *f)
@@ -103,6 +105,34 @@ static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
         log_msg(lvl, "storage", "%s: %s%s%d %s%s", what, ev->topic ? ev->topic : "",
                 ev->topic ? "-" : "", ev->partition, ev->path ? ev->path : "",
                 ev->err ? strerror(-ev->err) : "");
+}
+
+/* The soft descriptor limit goes up to the hard one before the descriptor
+ * cache is sized from it; both are logged, and a limit too low for the cache
+ * and a few hundred connections is called out. */
+static void log_fd_limit(int64_t configured_cache)
+{
+    struct logmgr_fd_limit fl;
+    if (logmgr_raise_fd_limit(&fl) < 0) {
+        log_warn("broker", "cannot read RLIMIT_NOFILE: %s", strerror(errno));
+        return;
+    }
+    int cache = configured_cache > 0 ? (int)configured_cache : logmgr_default_max_open_files();
+    if (fl.err)
+        log_warn("broker", "cannot raise the soft descriptor limit %lld to the hard limit %lld: %s",
+                 fl.soft_before, fl.hard, strerror(-fl.err));
+    log_info("broker", "descriptor limit: soft %lld (was %lld), hard %lld; log segment cache %d",
+             fl.soft, fl.soft_before, fl.hard, cache);
+    if (fl.soft >= 0 && fl.soft < 4096)
+        log_warn("broker",
+                 "descriptor limit %lld is low: log segments share a cache of %d descriptors, "
+                 "so partitions beyond it reopen their files (raise the hard limit, "
+                 "see docs/scaling.md)",
+                 fl.soft, cache);
+    if (fl.soft >= 0 && configured_cache > 0 && configured_cache + 256 > fl.soft)
+        log_warn("broker", "log.open.files.max=%lld leaves fewer than 256 of %lld descriptors "
+                 "for connections",
+                 (long long)configured_cache, fl.soft);
 }
 
 static void maybe_ready(struct bmain *m)
@@ -212,8 +242,9 @@ int main(int argc, char **argv)
         goto out;
     }
     m.base = event_base_new();
-    if (!m.base)
+    if (!m.base || looplag_new(m.base, "broker", &m.lag) < 0)
         goto out;
+    log_fd_limit(config_get_int(cfg, "log.open.files.max"));
     r = wpool_new(m.base, 2, &pool);
     if (r < 0) {
         log_error("broker", "worker pool: %s", strerror(-r));
@@ -352,6 +383,7 @@ out:
         logmgr_free(m.ctx.lm);
     }
     wpool_free(pool);
+    looplag_free(m.lag);
     if (sigterm)
         event_free(sigterm);
     if (sigint)
