@@ -161,13 +161,36 @@ int logmgr_default_max_open_files(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
-        return 65536;
+        return LOGMGR_MAX_OPEN_FILES_DEFAULT_CAP;
     rlim_t half = rl.rlim_cur / 2;
     if (half < 64)
         return 64;
-    if (half > 65536)
-        return 65536;
+    if (half > LOGMGR_MAX_OPEN_FILES_DEFAULT_CAP)
+        return LOGMGR_MAX_OPEN_FILES_DEFAULT_CAP;
     return (int)half;
+}
+
+static long long lm_rlim(rlim_t v)
+{
+    return v == RLIM_INFINITY ? -1 : (long long)v;
+}
+
+int logmgr_raise_fd_limit(struct logmgr_fd_limit *ret)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -errno;
+    struct logmgr_fd_limit out = {
+        .soft_before = lm_rlim(rl.rlim_cur), .soft = lm_rlim(rl.rlim_cur), .hard = lm_rlim(rl.rlim_max)};
+    if (rl.rlim_cur != rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            out.soft = lm_rlim(rl.rlim_max);
+        else
+            out.err = -errno;
+    }
+    *ret = out;
+    return 0;
 }
 
 /* ---- names ------------------------------------------------------------------- */

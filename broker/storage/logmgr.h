@@ -109,10 +109,25 @@ struct logmgr_options {
 /* Kafka's defaults for everything but the directories (dirs NULL, ndirs 0). */
 void logmgr_options_defaults(struct logmgr_options *opts);
 
-/* Half the soft RLIMIT_NOFILE, clamped to [64, 65536]: the descriptor cache may use
- * half of what the process may open, leaving the rest to sockets and the rest of
- * the broker. */
+/* Half the soft RLIMIT_NOFILE, clamped to [64, LOGMGR_MAX_OPEN_FILES_DEFAULT_CAP]:
+ * the descriptor cache may use half of what the process may open, leaving the
+ * rest to sockets and the rest of the broker, and never grows with the number
+ * of partitions (idle segments' descriptors are evicted past it). */
+#define LOGMGR_MAX_OPEN_FILES_DEFAULT_CAP 8192
 int logmgr_default_max_open_files(void);
+
+/* The descriptor limit before and after logmgr_raise_fd_limit(). */
+struct logmgr_fd_limit {
+    long long soft_before;
+    long long soft;
+    long long hard;
+    int err; /* 0, or the negative errno of a failed setrlimit() (soft unchanged) */
+};
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit (as Kafka's start scripts
+ * expect the operator to), before the descriptor cache is sized from it.
+ * RLIM_INFINITY is reported as -1. Returns 0, or -errno when getrlimit fails. */
+int logmgr_raise_fd_limit(struct logmgr_fd_limit *ret);
 
 /* ---- start-up and shutdown --------------------------------------------------------- */
 
