@@ -154,6 +154,13 @@ static void on_registered(void *ud, int64_t epoch)
     maybe_ready(m);
 }
 
+/* A later slice of a reconcile pass created or removed logs. */
+static void on_reconcile_progress(void *ud)
+{
+    struct bmain *m = ud;
+    repl_on_metadata(m->ctx.repl);
+}
+
 static void on_metadata(void *ud)
 {
     struct bmain *m = ud;
@@ -331,7 +338,7 @@ int main(int argc, char **argv)
     }
     coordclient_set_cluster_id(m.ctx.cc, cluster_id);
     r = replicas_new(m.s.broker_id, m.ctx.lm, m.ctx.cc, cfg, &m.ctx.reps);
-    if (r < 0)
+    if (r < 0 || (r = replicas_set_loop(m.ctx.reps, m.base, on_reconcile_progress, &m)) < 0)
         goto out;
     struct repl_options ro = {.base = m.base,
                               .s = &m.s,

@@ -192,6 +192,30 @@ struct plog *logmgr_get(struct logmgr *mgr, const char *topic, int32_t partition
 int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition, const uint8_t *topic_id,
                   const struct plog_config *cfg, struct plog **ret);
 
+/* One log of a logmgr_create_batch(). */
+struct logmgr_new_log {
+    char *topic;       /* owned by the caller */
+    int32_t partition;
+    bool has_topic_id;
+    uint8_t topic_id[16];
+    struct plog_config cfg;
+    int result;        /* set before @done: 0, or what logmgr_create() would return */
+};
+
+/* Called on the loop when a batch is done: every @logs[i].result is set. */
+typedef void (*logmgr_batch_fn)(void *ud, struct logmgr_new_log *logs, size_t n);
+
+/* Create @n new, empty logs with the inode-allocating work (directory,
+ * partition.metadata, the first segment's three files) on the worker pool,
+ * then open them on the loop: with thousands of logs the file system's
+ * inode allocation took about a millisecond each on the loop (issue 16).
+ * Borrows @logs until @done(@ud, @logs, @n), which is always called (also
+ * when the manager is stopping: results -ESHUTDOWN). A log that exists when
+ * the batch is opened gets -EEXIST. Errors: -ENOMEM, -ESHUTDOWN (then @done is
+ * not called). */
+int logmgr_create_batch(struct logmgr *mgr, struct logmgr_new_log *logs, size_t n,
+                        logmgr_batch_fn done, void *ud);
+
 /* Delete a log: close it, rename its directory to
  * "<topic>-<partition>.<16 hex>-delete" (the topic is shortened if the name would
  * pass 255 bytes, as Kafka does) and remove that tree on the worker pool. Flushes
