@@ -56,6 +56,7 @@ struct coordclient {
     char repl_host[256];    /* replication endpoint to register; "" none */
     int repl_port;
     struct event *hb_timer;
+    struct event *changed_ev; /* tells the broker of applied records, once per loop turn */
     struct waiter *waiters;
     int cs_tries;
     void (*cs_done)(void *);
@@ -176,11 +177,25 @@ static bool state_foreign(const struct coordclient *cc, const struct cstate *s)
     return cc->cluster_id[0] && s->cluster_id && strcmp(s->cluster_id, cc->cluster_id) != 0;
 }
 
-static void state_changed(struct coordclient *cc)
+static void on_state_changed(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd;
+    (void)what;
+    struct coordclient *cc = arg;
     if (cc->cb.on_metadata)
         cc->cb.on_metadata(cc->cb.ud);
     waiters_check(cc);
+}
+
+/* Records come in bursts (fencing a broker writes one per partition it was
+ * in): each is applied at once, but the broker reconciles its replicas — a
+ * sweep over every partition — once after the burst, not once per record. */
+static void state_changed(struct coordclient *cc)
+{
+    if (!evtimer_pending(cc->changed_ev, NULL)) {
+        struct timeval tv = {0, 0};
+        evtimer_add(cc->changed_ev, &tv);
+    }
 }
 
 static void on_watch_record(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
@@ -494,7 +509,8 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
     if (r < 0)
         goto fail;
     cc->hb_timer = evtimer_new(base, hb_fire, cc);
-    if (!cc->hb_timer) {
+    cc->changed_ev = evtimer_new(base, on_state_changed, cc);
+    if (!cc->hb_timer || !cc->changed_ev) {
         r = -ENOMEM;
         goto fail;
     }
@@ -532,6 +548,8 @@ void coordclient_free(struct coordclient *cc)
     }
     if (cc->hb_timer)
         event_free(cc->hb_timer);
+    if (cc->changed_ev)
+        event_free(cc->changed_ev);
     cstate_free(cc->state);
     free(cc);
 }

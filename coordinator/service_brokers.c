@@ -40,7 +40,7 @@ struct broker_conn {
  * deadlines later); re-arming replaces the pending wake-up. */
 static void session_rearm(struct coord_service *svc, int64_t now)
 {
-    int64_t next = csession_next_deadline(svc->sessions);
+    int64_t next = csession_next_wake(svc->sessions, now);
     int64_t delay = SVC_SESSION_TICK_MAX_MS;
     if (next != INT64_MAX && next - now + 1 < delay)
         delay = next - now + 1;
@@ -228,6 +228,7 @@ void svc_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg, void *ud)
     if (err.code == KERR_NONE) {
         if (csession_touch(svc->sessions, req->broker_id, req->broker_epoch, clock_mono_ms()) == 0)
             track_broker_conn(svc, req->broker_id, call);
+        csession_acked(svc->sessions, req->broker_id, req->metadata_offset);
         const struct cstate_broker *b = cstate_broker(svc->spec, req->broker_id);
         resp.shutting_down = b && b->state == CSTATE_BROKER_CONTROLLED_SHUTDOWN;
     }
@@ -318,8 +319,9 @@ void svc_allocate_producer_ids(struct coord_service *svc, struct rpc_call *call,
 
 /* ---- the session timer ------------------------------------------------------------- */
 
-/* Fence every broker whose session expired, then sleep until the next
- * deadline. */
+/* Fence the brokers csession_next_fence names (session.h: at most one per
+ * session timeout unless clearly dead), then sleep until the next instant
+ * that may change its answer. */
 void svc_on_session_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -330,11 +332,12 @@ void svc_on_session_tick(evutil_socket_t fd, short what, void *arg)
     int64_t now = clock_mono_ms();
     int32_t id;
     int64_t epoch;
-    while (!svc->failed && csession_next_expired(svc->sessions, now, &id, &epoch)) {
+    enum csession_fence_reason why;
+    while (!svc->failed && csession_next_fence(svc->sessions, now, &id, &epoch, &why)) {
         struct cctl_error err = {0};
-        bool cut = csession_is_cut(svc->sessions, id);
+        int64_t grace = csession_grace_ms(svc->sessions, id);
         int r = cctl_fence_broker(svc->spec, &svc->ctx, id, epoch, &svc->recs, &err);
-        if (r == 0 && err.code == KERR_NONE && cut) {
+        if (r == 0 && err.code == KERR_NONE && why == CSESSION_DISCONNECT) {
             log_info("coordinator",
                      "broker %d (epoch %" PRId64 ") did not return after its connection "
                      "closed: fencing it (%zu records)",
@@ -342,16 +345,24 @@ void svc_on_session_tick(evutil_socket_t fd, short what, void *arg)
             svc_write_internal(svc, "fencing");
         } else if (r == 0 && err.code == KERR_NONE) {
             log_info("coordinator",
-                     "broker %d (epoch %" PRId64 ") sent no heartbeat for %d ms: fencing it "
-                     "(%zu records)",
-                     (int)id, epoch, (int)svc->cfg->session_timeout_ms, svc->recs.n);
+                     "broker %d (epoch %" PRId64 ") sent no heartbeat for %" PRId64
+                     " ms (session %d ms + %" PRId64 " ms grace for unacknowledged metadata%s): "
+                     "fencing it (%zu records)",
+                     (int)id, epoch, csession_silent_ms(svc->sessions, id, now),
+                     (int)svc->cfg->session_timeout_ms, grace,
+                     why == CSESSION_DEAD ? ", clearly dead" : "", svc->recs.n);
             svc_write_internal(svc, "fencing");
         } else {
             cstate_records_clear(&svc->recs);
             if (r < 0)
                 log_error("coordinator", "cannot fence broker %d: %s", (int)id, strerror(-r));
         }
-        csession_remove(svc->sessions, id);
+        csession_fenced(svc->sessions, id, now);
     }
+    if (!svc->failed && csession_next_expired(svc->sessions, now, &id, &epoch))
+        log_info("coordinator",
+                 "broker %d sent no heartbeat past its deadline, but a broker was fenced less "
+                 "than %d ms ago: not fencing another yet",
+                 (int)id, (int)svc->cfg->session_timeout_ms);
     session_rearm(svc, now);
 }

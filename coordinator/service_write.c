@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/rpc.h"
 #include "coordinator/mlog.h"
+#include "coordinator/session.h"
 #include "coordinator/watch.h"
 
 static void on_durable(struct mlog *log, int64_t offset, int status, void *ud);
@@ -193,6 +194,7 @@ static void on_durable(struct mlog *log, int64_t offset, int status, void *ud)
     }
     svc_image_invalidate(svc);
     watch_hub_publish(svc->watch, offset, rec.data, rec.len);
+    csession_pushed(svc->sessions, offset, rec.len);
     svc_wait_durable(svc);
     maybe_snapshot(svc);
     svc_maybe_ready(svc);

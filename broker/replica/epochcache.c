@@ -4,10 +4,13 @@
 #include "broker/replica/epochcache.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker/storage/checkpoint.h"
 #include "common/fsutil.h"
@@ -24,6 +27,8 @@ struct epochcache {
     char *path;
     struct epochcache_entry *entries;
     size_t count;
+    size_t durable;  /* entries on disk; < count only while in a batch */
+    bool in_batch;
 };
 
 /* Parse the whole file into a malloc'd array (NULL when empty). -EBADMSG for
@@ -74,8 +79,9 @@ bad:
     return -EBADMSG;
 }
 
-/* Write @n entries to the cache's file, replacing it atomically. */
-static int ec_write(const struct epochcache *c, const struct epochcache_entry *entries, size_t n)
+/* The file's text for @n entries, malloc'd. -E2BIG, -ENOMEM. */
+static int ec_format(const struct epochcache_entry *entries, size_t n, char **ret_buf,
+                     size_t *ret_len)
 {
     _Static_assert(EC_MAX_FILE_BYTES < SIZE_MAX / 2, "cap cannot overflow");
     if (n > EPOCHCACHE_MAX_ENTRIES)
@@ -89,7 +95,20 @@ static int ec_write(const struct epochcache *c, const struct epochcache_entry *e
         len += (size_t)snprintf(buf + len, cap - len, "%" PRId32 " %" PRId64 "\n", entries[i].epoch,
                                 entries[i].start_offset);
     /* cap counted every field at full width, so nothing was cut. */
-    int r = fsutil_write_atomic(c->path, buf, len);
+    *ret_buf = buf;
+    *ret_len = len;
+    return 0;
+}
+
+/* Write @n entries to the cache's file, replacing it atomically. */
+static int ec_write(const struct epochcache *c, const struct epochcache_entry *entries, size_t n)
+{
+    char *buf;
+    size_t len;
+    int r = ec_format(entries, n, &buf, &len);
+    if (r < 0)
+        return r;
+    r = fsutil_write_atomic(c->path, buf, len);
     free(buf);
     return r;
 }
@@ -117,6 +136,7 @@ static int ec_keep_range(struct epochcache *c, size_t from, int64_t first_start)
     free(c->entries);
     c->entries = kept;
     c->count = n;
+    c->durable = c->count;
     return 0;
 }
 
@@ -154,6 +174,7 @@ int epochcache_open(const char *dir, int64_t log_end_offset, struct epochcache *
     }
     if (r < 0)
         goto fail;
+    c->durable = c->count;
     if (discarded) {
         r = ec_write(c, NULL, 0);
         if (r < 0)
@@ -217,7 +238,163 @@ int epochcache_assign(struct epochcache *c, int32_t epoch, int64_t start_offset)
     if (r < 0)
         return r;
     c->count++;
+    c->durable = c->count;
     return 0;
+}
+
+int epochcache_assign_batched(struct epochcache *c, int32_t epoch, int64_t start_offset,
+                              struct epochcache_batch *b)
+{
+    if (epoch < 0 || start_offset < 0)
+        return -EINVAL;
+    if (epoch <= epochcache_latest_epoch(c))
+        return 0;
+    if (c->count > 0 && start_offset < c->entries[c->count - 1].start_offset)
+        return -EINVAL;
+    if (c->count >= EPOCHCACHE_MAX_ENTRIES)
+        return -E2BIG;
+    if (!c->in_batch && b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct epochcache **v = realloc(b->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        b->v = v;
+        b->cap = cap;
+    }
+    struct epochcache_entry *grown = realloc(c->entries, (c->count + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    c->entries = grown;
+    c->entries[c->count++] = (struct epochcache_entry){epoch, start_offset};
+    if (!c->in_batch) {
+        c->in_batch = true;
+        b->v[b->n++] = c;
+    }
+    return 0;
+}
+
+/* Write @c's file under a temp name without syncing; *ret_tmp names it. */
+static int ec_write_unsynced(const struct epochcache *c, char **ret_tmp)
+{
+    static atomic_uint seq;
+    char *buf;
+    size_t len;
+    int r = ec_format(c->entries, c->count, &buf, &len);
+    if (r < 0)
+        return r;
+    size_t tlen = strlen(c->path) + 48;
+    char *tmp = malloc(tlen);
+    if (!tmp) {
+        free(buf);
+        return -ENOMEM;
+    }
+    /* fsutil_write_atomic's temp name, so that a crash leaves what start-up
+     * already cleans (fsutil_remove_stale_temps). */
+    snprintf(tmp, tlen, "%s.tmp.%ld.%u", c->path, (long)getpid(),
+             atomic_fetch_add(&seq, 1));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        r = -errno;
+    } else {
+        r = fsutil_pwrite_all(fd, buf, len, 0);
+        if (close(fd) < 0 && r == 0 && errno != EINTR)
+            r = -errno;
+        if (r < 0)
+            unlink(tmp);
+    }
+    free(buf);
+    if (r < 0) {
+        free(tmp);
+        return r;
+    }
+    *ret_tmp = tmp;
+    return 0;
+}
+
+/* syncfs() of the file system holding @path's directory. */
+static int ec_syncfs(const char *path)
+{
+    char *dir = strdup(path);
+    if (!dir)
+        return -ENOMEM;
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir)
+        *slash = '\0';
+    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (fd < 0)
+        return -errno;
+    int r = syncfs(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+/* One cache on its own, as epochcache_assign would have; on failure its
+ * batched entries leave memory. */
+static bool ec_commit_one(struct epochcache *c)
+{
+    if (ec_write(c, c->entries, c->count) == 0) {
+        c->durable = c->count;
+        return true;
+    }
+    c->count = c->durable;
+    return false;
+}
+
+size_t epochcache_batch_commit(struct epochcache_batch *b)
+{
+    size_t failed = 0;
+    if (b->n < EPOCHCACHE_BATCH_MIN) {
+        for (size_t i = 0; i < b->n; i++)
+            failed += !ec_commit_one(b->v[i]);
+    } else {
+        char **tmps = calloc(b->n, sizeof(*tmps));
+        int r = tmps ? 0 : -ENOMEM;
+        for (size_t i = 0; r == 0 && i < b->n; i++)
+            if (ec_write_unsynced(b->v[i], &tmps[i]) < 0)
+                tmps[i] = NULL; /* retried on its own below */
+        /* The data of every temp file, then every rename, on disk. */
+        if (r == 0)
+            r = ec_syncfs(b->v[0]->path);
+        for (size_t i = 0; r == 0 && i < b->n; i++)
+            if (tmps[i] && rename(tmps[i], b->v[i]->path) < 0) {
+                unlink(tmps[i]);
+                free(tmps[i]);
+                tmps[i] = NULL;
+            }
+        if (r == 0)
+            r = ec_syncfs(b->v[0]->path);
+        for (size_t i = 0; i < b->n; i++) {
+            struct epochcache *c = b->v[i];
+            if (r == 0 && tmps && tmps[i])
+                c->durable = c->count;
+            else
+                failed += !ec_commit_one(c);
+            if (tmps && tmps[i] && r < 0)
+                unlink(tmps[i]); /* before the rename, or harmless after it */
+            if (tmps)
+                free(tmps[i]);
+        }
+        free(tmps);
+    }
+    for (size_t i = 0; i < b->n; i++)
+        b->v[i]->in_batch = false;
+    b->n = 0;
+    return failed;
+}
+
+void epochcache_batch_deinit(struct epochcache_batch *b)
+{
+    if (!b)
+        return;
+    /* Uncommitted: as if every assignment had failed. */
+    for (size_t i = 0; i < b->n; i++) {
+        b->v[i]->count = b->v[i]->durable;
+        b->v[i]->in_batch = false;
+    }
+    free(b->v);
+    b->v = NULL;
+    b->n = b->cap = 0;
 }
 
 /* Index of the first entry with an epoch above @epoch (count if none). */
@@ -271,6 +448,7 @@ int epochcache_truncate_from_end(struct epochcache *c, int64_t offset)
     if (r < 0)
         return r;
     c->count = keep;
+    c->durable = c->count;
     return 0;
 }
 
@@ -295,6 +473,7 @@ int epochcache_clear(struct epochcache *c)
     free(c->entries);
     c->entries = NULL;
     c->count = 0;
+    c->durable = c->count;
     return 0;
 }
 

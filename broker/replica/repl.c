@@ -11,6 +11,7 @@
 #include "broker/broker_config.h"
 #include "broker/coordclient.h"
 #include "broker/replica/epochcache.h"
+#include "broker/replica/fetchsess.h"
 #include "broker/replica/pstates.h"
 #include "broker/storage/logmgr.h"
 #include "common/batch.h"
@@ -27,6 +28,7 @@
 
 #define FETCH_RPC_MAX_FRAME (128u * 1024 * 1024)
 #define ALTER_RETRY_MS      1000
+#define REPL_ALTER_BATCH_MAX 5000 /* ISR changes per AlterPartition call */
 
 enum role { ROLE_NONE = 0, ROLE_LEADER, ROLE_FOLLOWER };
 
@@ -91,6 +93,11 @@ struct repl_part {
     int64_t alter_retry_ms;
     /* follower */
     struct fetcher *fetcher;
+    /* what the fetcher last told its leader's fetch session (sent_in: that
+     * fetcher; NULL: not in a session) */
+    struct fetcher *sent_in;
+    int32_t sent_epoch, sent_last_epoch;
+    int64_t sent_offset, sent_log_start;
 };
 
 /* A follower fetch parked on the leader until data arrives or max_wait passes,
@@ -115,6 +122,10 @@ struct fetcher {
     struct event *backoff;
     struct repl_part **parts;
     size_t n_parts, cap_parts;
+    /* the fetch session with the leader (0: none; the next fetch is full) */
+    int32_t session_id, session_epoch;
+    size_t session_n;  /* n_parts when it was opened */
+    bool set_changed;  /* parts changed since: the next fetch is full */
 };
 
 struct repl {
@@ -132,6 +143,10 @@ struct repl {
     struct purg *acks;    /* ack_waiter, keyed by repl_part */
     struct purg *fetches; /* parked_fetch, keyed by follower id */
     struct purg *deletes; /* delete_waiter, keyed by repl_part */
+    struct fsess_cache *sessions; /* followers' fetch sessions with us */
+    struct alter_item *alters;    /* ISR changes queued for the next call */
+    size_t n_alters, cap_alters;
+    struct event *alter_ev;       /* sends them, after the current callback */
     struct fetcher *fetchers;
     struct event *isr_timer;
     bool freeing;
@@ -402,11 +417,22 @@ static void check_min_isr(struct repl *r, struct repl_part *p)
     }
 }
 
-struct alter_ctx {
-    struct repl *r;
+/* One ISR change waiting for the next AlterPartition call, or in it. */
+struct alter_item {
     char *topic;
     int32_t partition;
     int32_t leader_epoch;
+    int32_t partition_epoch;
+    uint8_t topic_id[CSTATE_UUID_LEN];
+    int32_t *isr;
+    size_t n_isr;
+};
+
+/* One AlterPartition call: its items, in request order. */
+struct alter_call {
+    struct repl *r;
+    struct alter_item *items;
+    size_t n;
 };
 
 static void adopt_isr(struct repl_part *p, const int32_t *isr, size_t n)
@@ -420,83 +446,176 @@ static void adopt_isr(struct repl_part *p, const int32_t *isr, size_t n)
     p->n_isr = (uint8_t)n;
 }
 
+static void alter_items_free(struct alter_item *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].topic);
+        free(v[i].isr);
+    }
+    free(v);
+}
+
+/* The answer for one item: @res is NULL when the call failed as a whole (@why
+ * says how; logged once per call by the caller). */
+static void alter_item_done(struct repl *r, const struct alter_item *it,
+                            const Weir__Coord__AlterPartitionResult *res)
+{
+    struct repl_part *p = repl_part_get(r, it->topic, it->partition);
+    if (!p || p->leader_epoch != it->leader_epoch)
+        return;
+    p->alter_inflight = false;
+    p->alter_adding = -1;
+    if (!res) {
+        p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
+        return;
+    }
+    if (res->error_code) {
+        log_warn("replica", "%s-%d: ISR change refused: %s: %s", it->topic, it->partition,
+                 kerr_name((int16_t)res->error_code), res->error_message);
+        p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
+    }
+    /* The answer is committed state: adopt it now rather than at the watch
+     * push, so a shrink unblocks the HW at once. */
+    if (res->leader_epoch == p->leader_epoch && res->partition_epoch > p->partition_epoch &&
+        res->leader == r->s->broker_id) {
+        p->partition_epoch = res->partition_epoch;
+        adopt_isr(p, res->isr, res->n_isr);
+        log_info("replica", "%s-%d: ISR now %zu members (partition epoch %d)", it->topic,
+                 it->partition, res->n_isr, res->partition_epoch);
+        maybe_advance_hw(r, p);
+        check_min_isr(r, p);
+    }
+}
+
 static void on_alter_response(int status, const struct ProtobufCMessage *msg, const char *errmsg,
                               void *ud)
 {
-    struct alter_ctx *a = ud;
-    struct repl *r = a->r;
-    struct repl_part *p = (status == RPC_SHUTTING_DOWN || r->freeing)
-                              ? NULL
-                              : repl_part_get(r, a->topic, a->partition);
-    if (p && p->leader_epoch == a->leader_epoch) {
-        p->alter_inflight = false;
-        p->alter_adding = -1;
+    struct alter_call *c = ud;
+    struct repl *r = c->r;
+    if (status != RPC_SHUTTING_DOWN && !r->freeing) {
         const Weir__Coord__AlterPartitionResponse *resp =
             status == RPC_OK ? (const Weir__Coord__AlterPartitionResponse *)msg : NULL;
-        if (!resp) {
-            log_warn("replica", "%s-%d: ISR change not answered: %s", a->topic, a->partition,
-                     errmsg);
-            p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
-        } else if (resp->error_code || resp->n_results != 1) {
-            log_warn("replica", "%s-%d: ISR change refused: %s: %s", a->topic, a->partition,
+        bool whole = resp && !resp->error_code && resp->n_results == c->n;
+        if (!resp)
+            log_warn("replica", "ISR changes of %zu partitions (%s-%d, ...) not answered: %s",
+                     c->n, c->items[0].topic, c->items[0].partition, errmsg);
+        else if (!whole)
+            log_warn("replica", "ISR changes of %zu partitions (%s-%d, ...) refused: %s: %s", c->n,
+                     c->items[0].topic, c->items[0].partition,
                      kerr_name((int16_t)resp->error_code), resp->error_message);
-            p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
-        } else {
-            const Weir__Coord__AlterPartitionResult *res = resp->results[0];
-            if (res->error_code) {
-                log_warn("replica", "%s-%d: ISR change refused: %s: %s", a->topic, a->partition,
-                         kerr_name((int16_t)res->error_code), res->error_message);
-                p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
-            }
-            /* The answer is committed state: adopt it now rather than at the
-             * watch push, so a shrink unblocks the HW at once. */
-            if (res->leader_epoch == p->leader_epoch && res->partition_epoch > p->partition_epoch &&
-                res->leader == r->s->broker_id) {
-                p->partition_epoch = res->partition_epoch;
-                adopt_isr(p, res->isr, res->n_isr);
-                log_info("replica", "%s-%d: ISR now %zu members (partition epoch %d)", a->topic,
-                         a->partition, res->n_isr, res->partition_epoch);
-                maybe_advance_hw(r, p);
-                check_min_isr(r, p);
-            }
-        }
+        for (size_t i = 0; i < c->n; i++)
+            alter_item_done(r, &c->items[i], whole ? resp->results[i] : NULL);
     }
-    free(a->topic);
-    free(a);
+    alter_items_free(c->items, c->n);
+    free(c);
 }
 
+/* Send up to REPL_ALTER_BATCH_MAX queued ISR changes in one AlterPartition
+ * call; the rest go in further calls at once. Items whose partition moved on
+ * (another leader epoch, not leading) since they were queued are dropped. */
+static void alter_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct repl *r = arg;
+    while (r->n_alters > 0) {
+        size_t n = r->n_alters < REPL_ALTER_BATCH_MAX ? r->n_alters : REPL_ALTER_BATCH_MAX;
+        struct alter_call *c = calloc(1, sizeof(*c));
+        struct alter_item *items = malloc(n * sizeof(*items));
+        Weir__Coord__AlterPartitionItem *pb = calloc(n, sizeof(*pb));
+        Weir__Coord__AlterPartitionItem **pv = calloc(n, sizeof(*pv));
+        if (!c || !items || !pb || !pv) {
+            free(c);
+            free(items);
+            free(pb);
+            free(pv);
+            break; /* the items stay queued for the next flush */
+        }
+        /* Take the first n; the queue keeps the rest in order. */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct alter_item *it = &r->alters[i];
+            struct repl_part *p = repl_part_get(r, it->topic, it->partition);
+            if (!p || p->role != ROLE_LEADER || p->leader_epoch != it->leader_epoch) {
+                free(it->topic);
+                free(it->isr);
+                continue;
+            }
+            items[k] = *it;
+            weir__coord__alter_partition_item__init(&pb[k]);
+            pb[k].topic_id.data = items[k].topic_id;
+            pb[k].topic_id.len = CSTATE_UUID_LEN;
+            pb[k].partition = it->partition;
+            pb[k].leader_epoch = it->leader_epoch;
+            pb[k].partition_epoch = it->partition_epoch;
+            pb[k].n_new_isr = it->n_isr;
+            pb[k].new_isr = items[k].isr;
+            pv[k] = &pb[k];
+            k++;
+        }
+        r->n_alters -= n;
+        memmove(r->alters, r->alters + n, r->n_alters * sizeof(*r->alters));
+        c->r = r;
+        c->items = items;
+        c->n = k;
+        int rc = -ENOENT;
+        if (k > 0) {
+            Weir__Coord__AlterPartitionRequest req = WEIR__COORD__ALTER_PARTITION_REQUEST__INIT;
+            req.broker_id = r->s->broker_id;
+            req.broker_epoch = coordclient_broker_epoch(r->cc);
+            req.n_items = k;
+            req.items = pv;
+            rc = coordclient_call(r->cc, COORD_M_ALTER_PARTITION, &req.base, 5000,
+                                  on_alter_response, c);
+        }
+        free(pb);
+        free(pv);
+        if (rc < 0) {
+            for (size_t i = 0; i < k; i++)
+                alter_item_done(r, &items[i], NULL);
+            alter_items_free(items, k);
+            free(c);
+        }
+    }
+}
+
+/* Queue an ISR change of @p (leader of it) for the next AlterPartition call,
+ * which carries every change queued in this turn of the loop: a broker's ISR
+ * changes after a stall or a failure go to the coordinator as one batch, not
+ * one call per partition. */
 static void send_alter(struct repl *r, struct repl_part *p, const int32_t *new_isr, size_t n,
                        int32_t adding)
 {
-    struct alter_ctx *a = calloc(1, sizeof(*a));
-    if (!a || !(a->topic = strdup(p->topic))) {
-        free(a);
-        return;
+    if (r->n_alters == r->cap_alters) {
+        size_t cap = r->cap_alters ? r->cap_alters * 2 : 64;
+        struct alter_item *v = realloc(r->alters, cap * sizeof(*v));
+        if (!v) {
+            p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
+            return;
+        }
+        r->alters = v;
+        r->cap_alters = cap;
     }
-    a->r = r;
-    a->partition = p->partition;
-    a->leader_epoch = p->leader_epoch;
-    Weir__Coord__AlterPartitionItem item = WEIR__COORD__ALTER_PARTITION_ITEM__INIT;
-    item.topic_id.data = p->topic_id;
-    item.topic_id.len = CSTATE_UUID_LEN;
-    item.partition = p->partition;
-    item.leader_epoch = p->leader_epoch;
-    item.partition_epoch = p->partition_epoch;
-    item.n_new_isr = n;
-    item.new_isr = (int32_t *)new_isr;
-    Weir__Coord__AlterPartitionItem *items[1] = {&item};
-    Weir__Coord__AlterPartitionRequest req = WEIR__COORD__ALTER_PARTITION_REQUEST__INIT;
-    req.broker_id = r->s->broker_id;
-    req.broker_epoch = coordclient_broker_epoch(r->cc);
-    req.n_items = 1;
-    req.items = items;
-    int rc =
-        coordclient_call(r->cc, COORD_M_ALTER_PARTITION, &req.base, 5000, on_alter_response, a);
-    if (rc < 0) {
-        free(a->topic);
-        free(a);
+    struct alter_item *it = &r->alters[r->n_alters];
+    memset(it, 0, sizeof(*it));
+    it->topic = strdup(p->topic);
+    it->isr = malloc((n ? n : 1) * sizeof(*it->isr));
+    if (!it->topic || !it->isr) {
+        free(it->topic);
+        free(it->isr);
         p->alter_retry_ms = clock_mono_ms() + ALTER_RETRY_MS;
         return;
+    }
+    memcpy(it->isr, new_isr, n * sizeof(*it->isr));
+    it->n_isr = n;
+    it->partition = p->partition;
+    it->leader_epoch = p->leader_epoch;
+    it->partition_epoch = p->partition_epoch;
+    memcpy(it->topic_id, p->topic_id, CSTATE_UUID_LEN);
+    r->n_alters++;
+    if (!evtimer_pending(r->alter_ev, NULL)) {
+        struct timeval tv = {0, 0};
+        evtimer_add(r->alter_ev, &tv);
     }
     p->alter_inflight = true;
     p->alter_adding = adding;
@@ -572,28 +691,25 @@ static uint64_t follower_key(int32_t id)
  * -1 when the answer must go out now whatever the bytes (errors, divergence).
  * Buffers of records are malloc'd into resp (freed by free_fetch_response). */
 static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
-                           Weir__Repl__FetchResponse *resp, Weir__Repl__FetchPartitionResult *res,
-                           Weir__Repl__FetchPartitionResult **resv)
+                           const struct fsess *sess, Weir__Repl__FetchPartitionResult *res)
 {
     int64_t total = 0;
     bool urgent = false;
     int64_t now = clock_mono_ms();
     int64_t budget = req->max_bytes > 0 ? req->max_bytes : r->s->replica_fetch_response_max_bytes;
-    resp->n_partitions = req->n_partitions;
-    resp->partitions = resv;
-    for (size_t i = 0; i < req->n_partitions; i++) {
-        const Weir__Repl__FetchPartition *fp = req->partitions[i];
+    for (size_t i = 0; i < sess->n; i++) {
+        const struct fsess_part *fp = &sess->parts[i];
         Weir__Repl__FetchPartitionResult *o = &res[i];
         weir__repl__fetch_partition_result__init(o);
-        resv[i] = o;
-        o->topic_id = fp->topic_id;
+        o->topic_id.data = (uint8_t *)fp->topic_id;
+        o->topic_id.len = CSTATE_UUID_LEN;
         o->partition = fp->partition;
         o->high_watermark = -1;
         o->log_start_offset = -1;
         o->log_end_offset = -1;
         bool unknown_topic;
         struct repl_part *p =
-            part_by_id(r, fp->topic_id.data, fp->topic_id.len, fp->partition, &unknown_topic);
+            part_by_id(r, fp->topic_id, CSTATE_UUID_LEN, fp->partition, &unknown_topic);
         if (!p) {
             o->error_code = unknown_topic ? KERR_UNKNOWN_TOPIC_ID : KERR_NOT_LEADER_OR_FOLLOWER;
             urgent = true;
@@ -696,12 +812,27 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
 
 static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req);
 
-/* Evaluate @req and answer it; with @may_park, a fetch that finds nothing new is
- * parked instead (until an append or max_wait_ms). */
+static void reply_session_error(struct rpc_call *call, int16_t err)
+{
+    Weir__Repl__FetchResponse resp = WEIR__REPL__FETCH_RESPONSE__INIT;
+    resp.error_code = err;
+    resp.error_message = (char *)kerr_message(err);
+    rpc_call_reply(call, &resp.base);
+}
+
+/* Evaluate the follower's session (@req opened or updated it) and answer; with
+ * @may_park, a fetch that finds nothing new is parked instead (until an append
+ * or max_wait_ms). A full fetch (session_id 0) answers every partition, an
+ * incremental one only those with news (fsess_part_news). */
 static void answer_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req,
                          bool may_park)
 {
-    size_t n = req->n_partitions;
+    struct fsess *sess = fsess_get(r->sessions, req->replica_id);
+    if (!sess) { /* dropped for want of memory while parked */
+        reply_session_error(call, KERR_FETCH_SESSION_ID_NOT_FOUND);
+        return;
+    }
+    size_t n = sess->n;
     Weir__Repl__FetchPartitionResult *res = calloc(n ? n : 1, sizeof(*res));
     Weir__Repl__FetchPartitionResult **resv = calloc(n ? n : 1, sizeof(*resv));
     Weir__Repl__FetchResponse resp = WEIR__REPL__FETCH_RESPONSE__INIT;
@@ -711,9 +842,25 @@ static void answer_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl
         rpc_call_fail(call, RPC_INTERNAL, "out of memory");
         return;
     }
-    int64_t got = serve_fetch(r, req, &resp, res, resv);
-    if (!(may_park && got == 0 && park_fetch(r, call, req)))
+    int64_t got = serve_fetch(r, req, sess, res);
+    if (!(may_park && got == 0 && park_fetch(r, call, req))) {
+        bool full = req->session_id == 0;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            Weir__Repl__FetchPartitionResult *o = &res[i];
+            bool news = o->records.len > 0 || o->error_code || o->diverging;
+            if (!full && !fsess_part_news(&sess->parts[i], news, o->high_watermark,
+                                          o->log_start_offset, o->log_end_offset))
+                continue;
+            fsess_part_sent(&sess->parts[i], o->high_watermark, o->log_start_offset,
+                            o->log_end_offset);
+            resv[k++] = o;
+        }
+        resp.n_partitions = k;
+        resp.partitions = resv;
+        resp.session_id = sess->id;
         rpc_call_reply(call, &resp.base);
+    }
     for (size_t i = 0; i < n; i++)
         if (res[i].records.len)
             free(res[i].records.data);
@@ -791,6 +938,25 @@ static void on_fetch_request(struct rpc_call *call, const struct ProtobufCMessag
         rpc_call_fail(call, RPC_INTERNAL, "too many partitions");
         return;
     }
+    const Weir__Repl__FetchPartition *const *fps =
+        (const Weir__Repl__FetchPartition *const *)req->partitions;
+    struct fsess *sess;
+    int16_t err = KERR_NONE;
+    int rc = req->session_id == 0
+                 ? fsess_open(r->sessions, req->replica_id, fps, req->n_partitions, &sess)
+                 : fsess_update(r->sessions, req->replica_id, req->session_id, req->session_epoch,
+                                fps, req->n_partitions, &sess, &err);
+    if (rc < 0) {
+        rpc_call_fail(call, RPC_INTERNAL,
+                      rc == -EINVAL ? "a topic id is not 16 bytes" : "out of memory");
+        return;
+    }
+    if (err != KERR_NONE) {
+        log_debug("replica", "fetch from broker %d: session %d epoch %d: %s", req->replica_id,
+                  req->session_id, req->session_epoch, kerr_name(err));
+        reply_session_error(call, err);
+        return;
+    }
     answer_fetch(r, call, req, true);
 }
 
@@ -798,13 +964,8 @@ static void on_fetch_request(struct rpc_call *call, const struct ProtobufCMessag
 
 struct fetch_ctx {
     struct fetcher *f;
-    size_t n;
-    struct fetch_item {
-        uint8_t topic_id[CSTATE_UUID_LEN];
-        int32_t partition;
-        int32_t leader_epoch;
-        int64_t fetch_offset;
-    } * items;
+    bool full;             /* a full fetch, opening a session */
+    int32_t session_epoch; /* of an incremental fetch */
 };
 
 static void fetcher_kick(struct fetcher *f);
@@ -904,30 +1065,39 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
 {
     struct fetch_ctx *ctx = ud;
     struct fetcher *f = ctx->f;
-    if (status == RPC_SHUTTING_DOWN) {
-        free(ctx->items);
-        free(ctx);
+    bool full = ctx->full;
+    int32_t sent_epoch = ctx->session_epoch;
+    free(ctx);
+    if (status == RPC_SHUTTING_DOWN)
         return;
-    }
     struct repl *r = f->r;
     f->inflight = false;
     bool backoff = false;
     const Weir__Repl__FetchResponse *resp =
         status == RPC_OK ? (const Weir__Repl__FetchResponse *)msg : NULL;
-    if (!resp || resp->error_code || resp->n_partitions != ctx->n) {
+    if (!resp || resp->error_code) {
         log_debug("replica", "fetch from broker %d failed: %s", f->leader,
                   resp ? resp->error_message : errmsg);
-        backoff = true;
+        /* A lost session is not a failure: fetch in full at once. */
+        backoff = !resp || (resp->error_code != KERR_FETCH_SESSION_ID_NOT_FOUND &&
+                            resp->error_code != KERR_INVALID_FETCH_SESSION_EPOCH);
+        f->session_id = 0;
     } else {
-        for (size_t i = 0; i < ctx->n; i++) {
+        if (full) {
+            f->session_id = resp->session_id; /* 0 from a leader without sessions */
+            f->session_epoch = 1;
+        } else {
+            f->session_epoch = sent_epoch == INT32_MAX ? 1 : sent_epoch + 1;
+        }
+        for (size_t i = 0; i < resp->n_partitions; i++) {
             const Weir__Repl__FetchPartitionResult *o = resp->partitions[i];
-            const struct fetch_item *it = &ctx->items[i];
             bool unknown;
-            struct repl_part *p =
-                part_by_id(r, it->topic_id, CSTATE_UUID_LEN, it->partition, &unknown);
-            /* Drop answers for a state that changed while the fetch was out. */
-            if (!p || p->role != ROLE_FOLLOWER || p->fetcher != f ||
-                p->leader_epoch != it->leader_epoch || !p->log || leo(p) != it->fetch_offset)
+            struct repl_part *p = part_by_id(r, o->topic_id.data, o->topic_id.len, o->partition,
+                                             &unknown);
+            /* Drop answers for a state that changed while the fetch was out:
+             * the next fetch names the partition again. */
+            if (!p || p->role != ROLE_FOLLOWER || p->fetcher != f || p->sent_in != f ||
+                p->leader_epoch != p->sent_epoch || !p->log || leo(p) != p->sent_offset)
                 continue;
             if (o->error_code == KERR_OFFSET_OUT_OF_RANGE) {
                 int64_t end = leo(p);
@@ -959,7 +1129,7 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
             }
             if (o->error_code) {
                 log_debug("replica", "%s-%d: fetch from leader %d at %" PRId64 ": %s", p->topic,
-                          p->partition, p->leader, it->fetch_offset,
+                          p->partition, p->leader, p->sent_offset,
                           kerr_name((int16_t)o->error_code));
                 backoff = true;
                 continue;
@@ -976,12 +1146,32 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
             follower_raise_start(p, o->log_start_offset);
         }
     }
-    free(ctx->items);
-    free(ctx);
     if (backoff)
         fetcher_backoff(f);
     else
         fetcher_kick(f);
+}
+
+/* Whether the next fetch must be a full one: no session, a different set of
+ * partitions than the session's, or a partition whose log came or went. */
+static bool fetcher_needs_full(const struct fetcher *f)
+{
+    if (f->session_id == 0 || f->set_changed || f->n_parts != f->session_n)
+        return true;
+    for (size_t i = 0; i < f->n_parts; i++) {
+        const struct repl_part *p = f->parts[i];
+        if ((p->sent_in == f) != (p->log != NULL))
+            return true;
+    }
+    return false;
+}
+
+/* Whether @p's fetch state differs from what the session holds. */
+static bool part_fetch_changed(const struct repl_part *p)
+{
+    return p->sent_epoch != p->leader_epoch || p->sent_offset != leo(p) ||
+           p->sent_last_epoch != epochcache_latest_epoch(p->ec) ||
+           p->sent_log_start != plog_log_start_offset(p->log);
 }
 
 static void fetcher_kick(struct fetcher *f)
@@ -989,6 +1179,7 @@ static void fetcher_kick(struct fetcher *f)
     struct repl *r = f->r;
     if (f->inflight || r->freeing || evtimer_pending(f->backoff, NULL))
         return;
+    bool full = fetcher_needs_full(f);
     size_t n = 0;
     for (size_t i = 0; i < f->n_parts; i++)
         if (f->parts[i]->log)
@@ -998,11 +1189,7 @@ static void fetcher_kick(struct fetcher *f)
     struct fetch_ctx *ctx = calloc(1, sizeof(*ctx));
     Weir__Repl__FetchPartition *fps = calloc(n, sizeof(*fps));
     Weir__Repl__FetchPartition **fpv = calloc(n, sizeof(*fpv));
-    if (ctx)
-        ctx->items = calloc(n, sizeof(*ctx->items));
-    if (!ctx || !fps || !fpv || !ctx->items) {
-        if (ctx)
-            free(ctx->items);
+    if (!ctx || !fps || !fpv) {
         free(ctx);
         free(fps);
         free(fpv);
@@ -1010,10 +1197,16 @@ static void fetcher_kick(struct fetcher *f)
         return;
     }
     ctx->f = f;
+    ctx->full = full;
+    ctx->session_epoch = full ? 0 : f->session_epoch;
     size_t k = 0;
     for (size_t i = 0; i < f->n_parts; i++) {
         struct repl_part *p = f->parts[i];
-        if (!p->log)
+        if (!p->log) {
+            p->sent_in = NULL;
+            continue;
+        }
+        if (!full && !part_fetch_changed(p))
             continue;
         Weir__Repl__FetchPartition *fp = &fps[k];
         weir__repl__fetch_partition__init(fp);
@@ -1025,14 +1218,22 @@ static void fetcher_kick(struct fetcher *f)
         fp->last_fetched_epoch = epochcache_latest_epoch(p->ec);
         fp->log_start_offset = plog_log_start_offset(p->log);
         fpv[k] = fp;
-        memcpy(ctx->items[k].topic_id, p->topic_id, CSTATE_UUID_LEN);
-        ctx->items[k].partition = p->partition;
-        ctx->items[k].leader_epoch = p->leader_epoch;
-        ctx->items[k].fetch_offset = fp->fetch_offset;
+        p->sent_in = f;
+        p->sent_epoch = fp->current_leader_epoch;
+        p->sent_offset = fp->fetch_offset;
+        p->sent_last_epoch = fp->last_fetched_epoch;
+        p->sent_log_start = fp->log_start_offset;
         k++;
     }
-    ctx->n = k;
+    if (full) {
+        f->session_n = f->n_parts;
+        f->set_changed = false;
+        log_debug("replica", "full fetch from broker %d: %zu partitions (session %d ended)",
+                  f->leader, k, (int)f->session_id);
+    }
     Weir__Repl__FetchRequest req = WEIR__REPL__FETCH_REQUEST__INIT;
+    req.session_id = full ? 0 : f->session_id;
+    req.session_epoch = ctx->session_epoch;
     req.replica_id = r->s->broker_id;
     req.broker_epoch = coordclient_broker_epoch(r->cc);
     req.max_wait_ms = r->s->replica_fetch_wait_max_ms;
@@ -1045,8 +1246,8 @@ static void fetcher_kick(struct fetcher *f)
     free(fps);
     free(fpv);
     if (rc < 0) {
-        free(ctx->items);
         free(ctx);
+        f->session_id = 0;
         fetcher_backoff(f);
         return;
     }
@@ -1116,6 +1317,10 @@ static int fetcher_add(struct fetcher *f, struct repl_part *p)
         f->parts = v;
         f->cap_parts = cap;
     }
+    /* The metadata sweep refills the list in the same order: any difference
+     * from the last sweep changes the session's set. */
+    if (f->n_parts >= f->session_n || f->parts[f->n_parts] != p)
+        f->set_changed = true;
     f->parts[f->n_parts++] = p;
     return 0;
 }
@@ -1224,12 +1429,15 @@ static int copy_ids(int32_t **dst, const int32_t *src, size_t n)
     return 0;
 }
 
-static void become_leader(struct repl *r, struct repl_part *p)
+/* Take up the leadership of @p. Its new epoch goes into @eb, which the caller
+ * commits before returning to the loop: nothing is appended in the new epoch
+ * before the epoch is durable. */
+static void become_leader(struct repl *r, struct repl_part *p, struct epochcache_batch *eb)
 {
     int64_t now = clock_mono_ms();
     fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER); /* from an earlier leadership */
     fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
-    int rc = epochcache_assign(p->ec, p->leader_epoch, leo(p));
+    int rc = epochcache_assign_batched(p->ec, p->leader_epoch, leo(p), eb);
     if (rc < 0)
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
     free(p->fol);
@@ -1275,6 +1483,7 @@ void repl_on_metadata(struct repl *r)
     if (!coordclient_current(r->cc))
         return;
     int32_t me = r->s->broker_id;
+    struct epochcache_batch eb = {0};
     for (size_t i = 0; i < r->nbuckets; i++)
         for (struct repl_part *p = r->buckets[i]; p; p = p->hnext)
             p->seen = false;
@@ -1321,7 +1530,7 @@ void repl_on_metadata(struct repl *r)
             p->leader_epoch = cp->leader_epoch;
             if (cp->leader == me) {
                 if (p->role != ROLE_LEADER || epoch_changed)
-                    become_leader(r, p);
+                    become_leader(r, p, &eb);
                 if (p->alter_adding >= 0 && ids_contain(p->isr, p->n_isr, p->alter_adding))
                     p->alter_adding = -1;
                 maybe_advance_hw(r, p);
@@ -1337,6 +1546,13 @@ void repl_on_metadata(struct repl *r)
             }
         }
     }
+    /* The epochs of every leadership taken up above, durable in one go. */
+    size_t nb = eb.n;
+    size_t bad = epochcache_batch_commit(&eb);
+    if (bad)
+        log_error("replica", "%zu of %zu new leader epochs could not be written to their "
+                  "epoch caches", bad, nb);
+    epochcache_batch_deinit(&eb);
     /* Replicas no longer hosted here. */
     for (size_t i = 0; i < r->nbuckets; i++) {
         struct repl_part *p = r->buckets[i];
@@ -1482,11 +1698,13 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     r->pstates = opts->pstates;
     r->on_visible = opts->on_visible;
     r->ud = opts->ud;
-    if (purg_new(r->base, "produce", &r->acks) < 0 ||
+    if (fsess_cache_new((uint32_t)clock_mono_us(), &r->sessions) < 0 ||
+        purg_new(r->base, "produce", &r->acks) < 0 ||
         purg_new(r->base, "replica-fetch", &r->fetches) < 0 ||
         purg_new(r->base, "delete-records", &r->deletes) < 0) {
         purg_free(r->fetches);
         purg_free(r->acks);
+        fsess_cache_free(r->sessions);
         free(r);
         return -ENOMEM;
     }
@@ -1507,11 +1725,13 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
         purg_free(r->deletes);
         purg_free(r->fetches);
         purg_free(r->acks);
+        fsess_cache_free(r->sessions);
         free(r);
         return rc;
     }
     r->isr_timer = event_new(r->base, -1, EV_PERSIST, isr_timer_cb, r);
-    if (!r->isr_timer) {
+    r->alter_ev = evtimer_new(r->base, alter_flush, r);
+    if (!r->isr_timer || !r->alter_ev) {
         repl_free(r);
         return -ENOMEM;
     }
@@ -1547,9 +1767,13 @@ void repl_free(struct repl *r)
     free(r->buckets);
     if (r->isr_timer)
         event_free(r->isr_timer);
+    if (r->alter_ev)
+        event_free(r->alter_ev);
+    alter_items_free(r->alters, r->n_alters);
     rpc_server_free(r->srv);
     purg_free(r->fetches);
     purg_free(r->deletes); /* empty too */
     purg_free(r->acks);    /* empty: every partition failed its waiters */
+    fsess_cache_free(r->sessions);
     free(r);
 }

@@ -8,11 +8,16 @@
  *     32 heartbeats in flight each; afterwards every broker must still be live.
  *  3. Memory: the coordinator's RSS before and after creating 100,000 partitions
  *     (100 topics x 1,000 partitions, RF 3 on 3 brokers), and the image size.
+ *  4. Scale (docs/scaling.md): one CreateTopics of 10,000 partitions RF 3 on 3
+ *     brokers, then fencing one of them (ControlledShutdown with exit: 10,001
+ *     records), each while another connection heartbeats in a loop: the call's
+ *     latency, and the longest heartbeat round trip meanwhile — an upper bound
+ *     on the coordinator's longest single callback for that change.
  *
  * Each phase starts a fresh coordinator in a fresh data directory and stops it
  * with SIGTERM; the temporary directory is removed at exit.
  *
- *   bench_coordinator [-d DIR] [-c COORDINATOR] [-s SECONDS]
+ *   bench_coordinator [-d DIR] [-c COORDINATOR] [-s SECONDS] [-S]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +46,7 @@
 static char bench_dir[4096];
 static char coord_path[4096];
 static int seconds = 3;
+static bool scale_only;
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -377,6 +383,86 @@ static void bench_memory(struct event_base *base, long *ret_before, long *ret_af
     phase_stop(&ph, &a, &b, &c);
 }
 
+/* ---- scale: one big change, the loop's longest stall --------------------------------- */
+
+#define SCALE_PARTS 10000
+
+struct scale_result {
+    int64_t call_ms;
+    int64_t max_hb_ms;
+    int64_t hbs;
+};
+
+/* Run @req (@method) on @cc while @probe heartbeats as broker @id. */
+static void scale_measure(struct cc_client *cc, struct cc_client *probe, unsigned method,
+                          const ProtobufCMessage *req, int32_t id, int64_t epoch,
+                          struct scale_result *out)
+{
+    struct cc_result r = {0};
+    memset(out, 0, sizeof(*out));
+    int64_t t0 = clock_mono_us();
+    if (cc_call_async(cc, method, req, 60000, &r) < 0)
+        die("scale: cannot send the call");
+    while (!r.done) {
+        int64_t h0 = clock_mono_us();
+        if (cc_heartbeat(probe, id, epoch) != 0)
+            die("scale: heartbeat of broker %d failed", (int)id);
+        int64_t ms = (clock_mono_us() - h0) / 1000;
+        if (ms > out->max_hb_ms)
+            out->max_hb_ms = ms;
+        out->hbs++;
+    }
+    out->call_ms = (clock_mono_us() - t0) / 1000;
+    if (r.status != RPC_OK)
+        die("scale: call failed: %s", r.err);
+    cc_free(r.resp);
+}
+
+static void bench_scale(struct event_base *base, struct scale_result *create,
+                        struct scale_result *fence)
+{
+    struct phase ph;
+    phase_start(&ph, "scale", NULL);
+    struct cc_client cc, probe;
+    cc_client_init(&cc, base, ph.port);
+    cc_client_init(&probe, base, ph.port);
+    int64_t epochs[4];
+    for (int id = 1; id <= 3; id++)
+        if (cc_register(&cc, id, 1, NULL, &epochs[id]) != 0)
+            die("register failed");
+    /* Three watchers, as three brokers would have: the pushes are part of the
+     * coordinator's work for each change. */
+    struct cc_watch *w = calloc(3, sizeof(*w));
+    if (!w)
+        die("out of memory");
+    for (int i = 0; i < 3; i++)
+        if (cc_watch_start(&w[i], base, ph.port, -1) != 0)
+            die("watch failed");
+
+    Weir__Coord__CreatableTopic t = WEIR__COORD__CREATABLE_TOPIC__INIT;
+    Weir__Coord__CreatableTopic *tp[1] = {&t};
+    t.name = "scale";
+    t.num_partitions = SCALE_PARTS;
+    t.replication_factor = 3;
+    Weir__Coord__CreateTopicsRequest creq = WEIR__COORD__CREATE_TOPICS_REQUEST__INIT;
+    creq.topics = tp;
+    creq.n_topics = 1;
+    scale_measure(&cc, &probe, COORD_M_CREATE_TOPICS, &creq.base, 3, epochs[3], create);
+
+    Weir__Coord__ControlledShutdownRequest sreq = WEIR__COORD__CONTROLLED_SHUTDOWN_REQUEST__INIT;
+    sreq.broker_id = 1;
+    sreq.broker_epoch = epochs[1];
+    sreq.exit = true;
+    scale_measure(&cc, &probe, COORD_M_CONTROLLED_SHUTDOWN, &sreq.base, 3, epochs[3], fence);
+    for (int i = 0; i < 3; i++)
+        cc_watch_stop(&w[i]);
+    free(w);
+    cc_client_deinit(&probe);
+    cc_client_deinit(&cc);
+    int64_t a, b, c;
+    phase_stop(&ph, &a, &b, &c);
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 /* Write 256 bytes and fdatasync, in a loop, for @secs seconds in the bench directory. */
@@ -405,12 +491,13 @@ static double bench_raw_fdatasync(int secs)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_coordinator [-d DIR] [-c COORDINATOR] [-s SECONDS]\n"
+    fprintf(f, "usage: bench_coordinator [-d DIR] [-c COORDINATOR] [-s SECONDS] [-S]\n"
                "  -d DIR          a fresh weir-bench.XXXXXX is made inside DIR and removed at\n"
                "                  exit (default: $TMPDIR if set, else the build tree)\n"
                "  -c PATH         the weir-coordinator binary (default: $WEIR_COORDINATOR,\n"
                "                  else ../../coordinator/weir-coordinator from this program)\n"
-               "  -s SECONDS      length of each timed phase (default 3)\n");
+               "  -s SECONDS      length of each timed phase (default 3)\n"
+               "  -S              only the scale phase\n");
 }
 
 int main(int argc, char **argv)
@@ -436,7 +523,7 @@ int main(int argc, char **argv)
     if (pn < 0 || (size_t)pn >= sizeof(coord_path))
         die("path of weir-coordinator too long");
     int c;
-    while ((c = getopt(argc, argv, "d:c:s:h")) != -1) {
+    while ((c = getopt(argc, argv, "d:c:s:Sh")) != -1) {
         switch (c) {
         case 'd':
             dir = optarg;
@@ -452,6 +539,9 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return 2;
             }
+            break;
+        case 'S':
+            scale_only = true;
             break;
         case 'h':
             usage(stdout);
@@ -482,51 +572,63 @@ int main(int argc, char **argv)
     /* Baseline, same directory, same run: how many small write + fdatasync rounds the
      * file system does per second. A fsync'd metadata change can at best match it with
      * one change in flight; group commit is what lets concurrent changes beat it. */
-    double raw_syncs = bench_raw_fdatasync(seconds);
+    if (!scale_only) {
+        double raw_syncs = bench_raw_fdatasync(seconds);
 
-    struct create_result one, many;
-    bench_creates(base, 1, &one);
-    bench_creates(base, BENCH_CLIENTS, &many);
-    printf("%-44s %12s %10s %10s %12s\n", "metadata changes (create topic, fsync'd)", "changes/s",
-           "records", "fsyncs", "records/fsync");
-    printf("%-44s %12.0f %10" PRId64 " %10" PRId64 " %12.2f\n", "  1 client, 1 in flight",
-           one.per_sec, one.records, one.groups,
-           one.groups > 0 ? (double)one.records / (double)one.groups : 0.0);
-    printf("%-44s %12.0f %10" PRId64 " %10" PRId64 " %12.2f\n", "  8 clients, 1 in flight each",
-           many.per_sec, many.records, many.groups,
-           many.groups > 0 ? (double)many.records / (double)many.groups : 0.0);
-    printf("%-44s %12.2fx  (largest group: %" PRId64 " records)\n", "  speed-up from group commit",
-           one.per_sec > 0 ? many.per_sec / one.per_sec : 0.0, many.max_group);
-    printf("%-44s %12.0f\n", "  baseline: raw 256 B write+fdatasync per s", raw_syncs);
-    printf("%-44s %12.2f / %.2f\n", "  ratio to baseline (1 client / 8 clients)",
-           raw_syncs > 0 ? one.per_sec / raw_syncs : 0.0,
-           raw_syncs > 0 ? many.per_sec / raw_syncs : 0.0);
-    if (one.failed || many.failed)
-        printf("  failed calls: %" PRIu64 " / %" PRIu64 "\n", one.failed, many.failed);
+        struct create_result one, many;
+        bench_creates(base, 1, &one);
+        bench_creates(base, BENCH_CLIENTS, &many);
+        printf("%-44s %12s %10s %10s %12s\n", "metadata changes (create topic, fsync'd)", "changes/s",
+               "records", "fsyncs", "records/fsync");
+        printf("%-44s %12.0f %10" PRId64 " %10" PRId64 " %12.2f\n", "  1 client, 1 in flight",
+               one.per_sec, one.records, one.groups,
+               one.groups > 0 ? (double)one.records / (double)one.groups : 0.0);
+        printf("%-44s %12.0f %10" PRId64 " %10" PRId64 " %12.2f\n", "  8 clients, 1 in flight each",
+               many.per_sec, many.records, many.groups,
+               many.groups > 0 ? (double)many.records / (double)many.groups : 0.0);
+        printf("%-44s %12.2fx  (largest group: %" PRId64 " records)\n", "  speed-up from group commit",
+               one.per_sec > 0 ? many.per_sec / one.per_sec : 0.0, many.max_group);
+        printf("%-44s %12.0f\n", "  baseline: raw 256 B write+fdatasync per s", raw_syncs);
+        printf("%-44s %12.2f / %.2f\n", "  ratio to baseline (1 client / 8 clients)",
+               raw_syncs > 0 ? one.per_sec / raw_syncs : 0.0,
+               raw_syncs > 0 ? many.per_sec / raw_syncs : 0.0);
+        if (one.failed || many.failed)
+            printf("  failed calls: %" PRIu64 " / %" PRIu64 "\n", one.failed, many.failed);
 
-    double hb_rate;
-    int64_t reg_ms;
-    size_t live;
-    uint64_t hb_failed;
-    bench_heartbeats(base, &hb_rate, &reg_ms, &live, &hb_failed);
-    printf("\n%-44s %12s\n", "heartbeats (1,000 brokers, 8 conns x 32)", "per second");
-    printf("%-44s %12.0f\n", "  sustained", hb_rate);
-    printf("%-44s %12" PRId64 "\n", "  registering 1,000 brokers, one at a time (ms)", reg_ms);
-    printf("%-44s %12zu\n", "  brokers still live afterwards", live);
-    if (hb_failed)
-        printf("  failed heartbeats: %" PRIu64 "\n", hb_failed);
+        double hb_rate;
+        int64_t reg_ms;
+        size_t live;
+        uint64_t hb_failed;
+        bench_heartbeats(base, &hb_rate, &reg_ms, &live, &hb_failed);
+        printf("\n%-44s %12s\n", "heartbeats (1,000 brokers, 8 conns x 32)", "per second");
+        printf("%-44s %12.0f\n", "  sustained", hb_rate);
+        printf("%-44s %12" PRId64 "\n", "  registering 1,000 brokers, one at a time (ms)", reg_ms);
+        printf("%-44s %12zu\n", "  brokers still live afterwards", live);
+        if (hb_failed)
+            printf("  failed heartbeats: %" PRIu64 "\n", hb_failed);
 
-    long before, after;
-    size_t image;
-    int64_t create_ms;
-    bench_memory(base, &before, &after, &image, &create_ms);
-    printf("\n%-44s %12s\n", "memory, 100,000 partitions (RF 3)", "");
-    printf("%-44s %12ld\n", "  RSS before (KiB)", before);
-    printf("%-44s %12ld\n", "  RSS after (KiB)", after);
-    printf("%-44s %12.1f\n", "  bytes of RSS per partition",
-           (double)(after - before) * 1024.0 / 100000.0);
-    printf("%-44s %12zu\n", "  image (snapshot) bytes", image);
-    printf("%-44s %12" PRId64 "\n", "  creating 100 topics x 1,000 partitions (ms)", create_ms);
+        long before, after;
+        size_t image;
+        int64_t create_ms;
+        bench_memory(base, &before, &after, &image, &create_ms);
+        printf("\n%-44s %12s\n", "memory, 100,000 partitions (RF 3)", "");
+        printf("%-44s %12ld\n", "  RSS before (KiB)", before);
+        printf("%-44s %12ld\n", "  RSS after (KiB)", after);
+        printf("%-44s %12.1f\n", "  bytes of RSS per partition",
+               (double)(after - before) * 1024.0 / 100000.0);
+        printf("%-44s %12zu\n", "  image (snapshot) bytes", image);
+        printf("%-44s %12" PRId64 "\n", "  creating 100 topics x 1,000 partitions (ms)", create_ms);
+    }
+
+    struct scale_result sc_create, sc_fence;
+    bench_scale(base, &sc_create, &sc_fence);
+    printf("\n%-44s %12s %12s %8s\n", "scale: 10,000 partitions RF 3, 3 brokers", "call (ms)",
+           "max hb (ms)", "hbs");
+    printf("%-44s %12" PRId64 " %12" PRId64 " %8" PRId64 "\n", "  CreateTopics, one topic",
+           sc_create.call_ms, sc_create.max_hb_ms, sc_create.hbs);
+    printf("%-44s %12" PRId64 " %12" PRId64 " %8" PRId64 "\n",
+           "  fencing a broker in every ISR (10,001 rec.)", sc_fence.call_ms, sc_fence.max_hb_ms,
+           sc_fence.hbs);
 
     event_base_free(base);
     fsutil_remove_tree(bench_dir);

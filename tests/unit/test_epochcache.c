@@ -6,7 +6,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker/replica/epochcache.h"
@@ -106,6 +108,84 @@ static void test_round_trip_through_file(void **state)
     assert_entries(c, 4, want);
     epochcache_free(c);
     testutil_rmtree(dir);
+}
+
+/* Leaderships taken up together: one batch, every file durable at commit,
+ * small batches and big ones alike; nothing on disk before the commit. */
+static void test_batched_assignments_are_written_at_commit(void **state)
+{
+    (void)state;
+    for (size_t want_n = 3; want_n <= 3 * EPOCHCACHE_BATCH_MIN; want_n *= 8) {
+        char *root = testutil_mkdtemp("ec-batch");
+        char *dirs[3 * EPOCHCACHE_BATCH_MIN];
+        struct epochcache *cs[3 * EPOCHCACHE_BATCH_MIN];
+        struct epochcache_batch b = {0};
+        for (size_t i = 0; i < want_n; i++) {
+            size_t n = strlen(root) + 16;
+            dirs[i] = malloc(n);
+            assert_non_null(dirs[i]);
+            snprintf(dirs[i], n, "%s/p%zu", root, i);
+            assert_int_equal(mkdir(dirs[i], 0755), 0);
+            cs[i] = open_ok(dirs[i], 100, NULL);
+            assert_int_equal(epochcache_assign(cs[i], 1, 0), 0);
+            assert_int_equal(epochcache_assign_batched(cs[i], 2, 40, &b), 0);
+            assert_int_equal(epochcache_assign_batched(cs[i], 3, 100, &b), 0); /* same cache */
+            assert_int_equal(epochcache_latest_epoch(cs[i]), 3); /* in memory at once */
+            assert_int_equal(epochcache_assign_batched(cs[i], 3, 100, &b), 0); /* not above */
+            assert_int_equal(epochcache_assign_batched(cs[i], 4, 99, &b), -EINVAL);
+            assert_file_is(dirs[i], "0\n1\n1 0\n");
+        }
+        assert_int_equal(b.n, want_n);
+        assert_int_equal(epochcache_batch_commit(&b), 0);
+        assert_int_equal(b.n, 0);
+        for (size_t i = 0; i < want_n; i++) {
+            assert_file_is(dirs[i], "0\n3\n1 0\n2 40\n3 100\n");
+            epochcache_free(cs[i]);
+            free(dirs[i]);
+        }
+        epochcache_batch_deinit(&b);
+        testutil_rmtree(root);
+    }
+}
+
+/* A cache whose file cannot be written loses the batched entries, as a failed
+ * epochcache_assign leaves it; one never committed loses them too. */
+static void test_failed_or_abandoned_batch_leaves_memory_as_the_file(void **state)
+{
+    (void)state;
+    char *root = testutil_mkdtemp("ec-batch-fail");
+    struct epochcache *cs[EPOCHCACHE_BATCH_MIN];
+    char *dirs[EPOCHCACHE_BATCH_MIN];
+    struct epochcache_batch b = {0};
+    for (size_t i = 0; i < EPOCHCACHE_BATCH_MIN; i++) {
+        size_t n = strlen(root) + 16;
+        dirs[i] = malloc(n);
+        assert_non_null(dirs[i]);
+        snprintf(dirs[i], n, "%s/p%zu", root, i);
+        assert_int_equal(mkdir(dirs[i], 0755), 0);
+        cs[i] = open_ok(dirs[i], 100, NULL);
+        assert_int_equal(epochcache_assign_batched(cs[i], 5, 10, &b), 0);
+    }
+    /* Partition 2's directory goes away (a deleted replica): its write fails. */
+    char *path = file_path(dirs[2]);
+    unlink(path);
+    free(path);
+    assert_int_equal(rmdir(dirs[2]), 0);
+    assert_int_equal(epochcache_batch_commit(&b), 1);
+    for (size_t i = 0; i < EPOCHCACHE_BATCH_MIN; i++) {
+        assert_int_equal(epochcache_count(cs[i]), i == 2 ? 0 : 1);
+        if (i != 2)
+            assert_file_is(dirs[i], "0\n1\n5 10\n");
+    }
+    assert_int_equal(epochcache_assign_batched(cs[0], 6, 20, &b), 0);
+    epochcache_batch_deinit(&b);
+    assert_int_equal(epochcache_latest_epoch(cs[0]), 5);
+    assert_file_is(dirs[0], "0\n1\n5 10\n");
+    for (size_t i = 0; i < EPOCHCACHE_BATCH_MIN; i++) {
+        epochcache_free(cs[i]);
+        free(dirs[i]);
+    }
+    testutil_rmtree(root);
 }
 
 static void test_reads_kafka_written_file(void **state)
@@ -471,6 +551,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_missing_file_is_empty_cache),
         cmocka_unit_test(test_round_trip_through_file),
+        cmocka_unit_test(test_batched_assignments_are_written_at_commit),
+        cmocka_unit_test(test_failed_or_abandoned_batch_leaves_memory_as_the_file),
         cmocka_unit_test(test_reads_kafka_written_file),
         cmocka_unit_test(test_assign_ignores_old_epochs_and_rejects_lower_offsets),
         cmocka_unit_test(test_open_drops_entries_at_or_after_log_end),

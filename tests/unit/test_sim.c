@@ -108,6 +108,7 @@ struct proc {
     uint8_t gen;   /* incarnation generation */
     int64_t epoch; /* the epoch it believes it holds; -1: must register */
     const char *rack;
+    int64_t last_hb; /* when its session was last refreshed */
 };
 
 /* A request a broker once made, kept to be replayed later as a stale one. */
@@ -158,6 +159,7 @@ struct sim {
     struct hist hist[MAX_TOPICS];
     size_t n_hist;
     int64_t max_epoch;
+    int64_t last_fence_ms; /* INT64_MIN: none yet */
     int64_t broker_epoch[MAX_BROKERS];
     struct cstate_records recs;
     struct cctl_error err;
@@ -227,6 +229,7 @@ static bool commit(struct sim *m)
             cstate_records_clear(&m->recs);
             return violation(m, "controller record refused by apply: %s", why);
         }
+        csession_pushed(m->sess, (int64_t)m->n_log, r->len);
         m->log[m->n_log++] = *r;
         m->stats_records++;
         r->data = NULL;
@@ -443,6 +446,8 @@ static bool restart(struct sim *m)
     m->s = fresh;
     /* Sessions are soft state: every live broker starts a fresh one. */
     assert_int_equal(csession_reset(m->sess, m->s, m->now), 0);
+    for (int32_t b = 0; b < m->n_brokers; b++)
+        m->procs[b].last_hb = m->now;
     return true;
 }
 
@@ -488,6 +493,7 @@ static bool do_register(struct sim *m, int32_t id, bool new_incarnation)
     if (!commit(m))
         return false;
     p->epoch = epoch;
+    p->last_hb = m->now;
     assert_int_equal(csession_touch(m->sess, id, epoch, m->now), 0);
     return true;
 }
@@ -506,13 +512,28 @@ static bool do_fence(struct sim *m, int32_t id, int64_t epoch, const char *why)
     return true;
 }
 
+/* Fencing as the coordinator's session timer does it (session.h): at most one
+ * broker per session timeout unless clearly dead, and a silent broker's session
+ * never outlives three session timeouts (timeout + grace + one interval). */
 static bool expire_sessions(struct sim *m)
 {
     int32_t id;
     int64_t epoch;
-    while (csession_next_expired(m->sess, m->now, &id, &epoch))
-        if (!do_fence(m, id, epoch, "session expired"))
+    enum csession_fence_reason why;
+    while (csession_next_fence(m->sess, m->now, &id, &epoch, &why)) {
+        if (why == CSESSION_EXPIRED && m->last_fence_ms != INT64_MIN &&
+            m->now - m->last_fence_ms < SESSION_MS)
+            return violation(m, "broker %d fenced %" PRId64 " ms after the last fence", id,
+                             m->now - m->last_fence_ms);
+        if (!do_fence(m, id, epoch, why == CSESSION_DEAD ? "session dead" : "session expired"))
             return false;
+        csession_fenced(m->sess, id, m->now);
+        m->last_fence_ms = m->now;
+    }
+    for (int32_t b = 0; b < m->n_brokers; b++)
+        if (csession_has(m->sess, b, NULL) && m->now - m->procs[b].last_hb > 3 * SESSION_MS + 1)
+            return violation(m, "broker %d silent for %" PRId64 " ms still has a session", b,
+                             m->now - m->procs[b].last_hb);
     return true;
 }
 
@@ -533,6 +554,8 @@ static bool heartbeat(struct sim *m, int32_t id)
         return true;
     }
     assert_int_equal(csession_touch(m->sess, id, p->epoch, m->now), 0);
+    csession_acked(m->sess, id, (int64_t)m->n_log - 1); /* it applied everything */
+    p->last_hb = m->now;
     return true;
 }
 
@@ -1272,6 +1295,7 @@ static bool sim_run(struct sim *m, uint64_t seed, int events, int sab, bool verb
     m->ctx.rand_arg = &m->rng;
     assert_int_equal(cstate_new(&m->s), 0);
     assert_int_equal(csession_new(SESSION_MS, &m->sess), 0);
+    m->last_fence_ms = INT64_MIN;
     cstate_records_init(&m->recs);
     m->n_brokers = 3 + (int)below(&m->rng, MAX_BROKERS - 2);
     bool racks = chance(&m->rng, 40);
