@@ -43,6 +43,14 @@ struct action {
     bool adopt; /* KEEP a log without a topic id: record the metadata's */
 };
 
+#define RECONCILE_SLICE_MS 20
+/* Logs per creation batch on the worker pool: one done callback opens them;
+ * two batches in flight keep both worker threads on it. */
+#define RECONCILE_BATCH   128
+#define RECONCILE_BATCHES 2
+
+struct rbatch;
+
 struct replicas {
     int32_t id;
     struct logmgr *lm;
@@ -70,7 +78,8 @@ struct replicas {
     size_t n_acts, i_act;
     char *cursor_topic;     /* where the create scan resumes (NULL: from the start) */
     int32_t cursor_part;
-    struct rbatch *batch;   /* logs being created on the worker pool (pass paused) */
+    struct rbatch *batch[RECONCILE_BATCHES]; /* out on the worker pool, NULL: free */
+    size_t n_batches;       /* of them in flight (the pass waits for them) */
     bool scan_done;         /* the create scan reached the end; a batch may be out */
     size_t pass_created;    /* logs created or removed since the progress callback */
     size_t pass_logs;       /* logs created or removed by this pass */
@@ -80,10 +89,6 @@ struct replicas {
     void *progress_ud;
     struct replicas_pass_stats stats;
 };
-
-#define RECONCILE_SLICE_MS 20
-/* Logs per creation batch on the worker pool: one done callback opens them. */
-#define RECONCILE_BATCH 128
 
 struct rbatch {
     struct replicas *r; /* NULL once the replicas were freed under the batch */
@@ -128,8 +133,9 @@ void replicas_free(struct replicas *r)
     if (!r)
         return;
     pass_drop(r);
-    if (r->batch)
-        r->batch->r = NULL; /* its done callback frees it */
+    for (size_t i = 0; i < RECONCILE_BATCHES; i++)
+        if (r->batch[i])
+            r->batch[i]->r = NULL; /* its done callback frees it */
     if (r->cont)
         event_free(r->cont);
     for (size_t i = 0; i < r->cap_seen; i++)
@@ -404,8 +410,6 @@ static bool slice_over(int64_t deadline_ns)
     return deadline_ns && clock_mono_ns() >= deadline_ns;
 }
 
-/* The create-and-configure scan from the cursor; false when the slice ran out
- * first (the cursor then says where to resume). */
 static void pass_run(struct replicas *r);
 
 static void batch_done(void *ud, struct logmgr_new_log *logs, size_t n)
@@ -431,8 +435,18 @@ static void batch_done(void *ud, struct logmgr_new_log *logs, size_t n)
     free(b);
     if (!r)
         return;
-    r->batch = NULL;
-    pass_run(r);
+    for (size_t i = 0; i < RECONCILE_BATCHES; i++)
+        if (r->batch[i] == b)
+            r->batch[i] = NULL;
+    r->n_batches--;
+    if (r->in_pass) {
+        pass_run(r);
+    } else if (!r->n_batches && r->again) {
+        /* The pass was dropped meanwhile (state not usable then) and the
+         * metadata changed since: begin one now. */
+        r->again = false;
+        replicas_reconcile(r);
+    }
     if (r->pass_created && r->on_progress) {
         r->pass_created = 0;
         r->on_progress(r->progress_ud);
@@ -445,7 +459,12 @@ static bool batch_submit(struct replicas *r, struct rbatch *b)
 {
     int rc = logmgr_create_batch(r->lm, b->logs, b->n, batch_done, b);
     if (rc == 0) {
-        r->batch = b;
+        for (size_t i = 0; i < RECONCILE_BATCHES; i++)
+            if (!r->batch[i]) {
+                r->batch[i] = b;
+                break;
+            }
+        r->n_batches++;
         return true;
     }
     log_error("replicas", "creating %zu logs: %s", b->n, strerror(-rc));
@@ -455,10 +474,15 @@ static bool batch_submit(struct replicas *r, struct rbatch *b)
     return false;
 }
 
+/* The create-and-configure scan from the cursor; false when the slice ran out
+ * first or batches of new logs are out (the cursor then says where to
+ * resume). */
 static bool pass_create(struct replicas *r, const struct cstate *s, int64_t deadline_ns)
 {
     if (r->scan_done)
-        return true; /* the last batch of this pass is done */
+        return r->n_batches == 0; /* done once the last batches are */
+    if (r->n_batches >= RECONCILE_BATCHES)
+        return false; /* resumes from the cursor when one is done */
     struct rbatch *b = NULL;
     const struct plog_config *defaults = log_defaults(r, s);
     const struct cstate_topic *t = s->first_topic;
@@ -511,10 +535,15 @@ static bool pass_create(struct replicas *r, const struct cstate *s, int64_t dead
                 b->r = r;
                 if (++b->n < RECONCILE_BATCH)
                     continue;
+                if (!batch_submit(r, b))
+                    return true;
+                b = NULL;
+                if (r->n_batches < RECONCILE_BATCHES)
+                    continue; /* both worker threads get one */
                 if (!(r->cursor_topic = strdup(t->name)))
                     r->again = true;
                 r->cursor_part = p + 1;
-                return !batch_submit(r, b);
+                return false;
             }
             int rc = logmgr_create(r->lm, t->name, p, t->id, &cfg, &log);
             if (rc < 0 && rc != -EEXIST) {
@@ -528,11 +557,10 @@ static bool pass_create(struct replicas *r, const struct cstate *s, int64_t dead
             }
         }
     }
-    if (b) {
-        r->scan_done = true;
-        return !batch_submit(r, b);
-    }
-    return true;
+    r->scan_done = true;
+    if (b && !batch_submit(r, b))
+        return r->n_batches == 0;
+    return r->n_batches == 0;
 }
 
 /* One slice of the reconcile pass: until @deadline_ns (0: no limit). True
@@ -615,7 +643,7 @@ static void pass_run(struct replicas *r)
         return;
     }
     r->in_pass = true;
-    if (!r->batch) /* else its done callback continues the pass */
+    if (!r->n_batches) /* else a batch's done callback continues the pass */
         pass_schedule(r);
 }
 
@@ -635,7 +663,7 @@ static void pass_continue(evutil_socket_t fd, short what, void *arg)
 
 void replicas_reconcile(struct replicas *r)
 {
-    if (r->in_pass || r->batch) {
+    if (r->in_pass || r->n_batches) {
         r->again = true; /* changes during a pass coalesce into one more pass */
         return;
     }
