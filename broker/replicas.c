@@ -46,7 +46,8 @@ struct action {
 #define RECONCILE_SLICE_MS 20
 /* Logs per creation batch on the worker pool: one done callback opens them;
  * two batches in flight keep both worker threads on it. */
-#define RECONCILE_BATCH   128
+#define RECONCILE_BATCH   64
+#define RECONCILE_PROGRESS_MS 250
 #define RECONCILE_BATCHES 2
 
 struct rbatch;
@@ -71,6 +72,7 @@ struct replicas {
      * (replicas_set_loop() not called) a pass runs to the end at once. */
     struct event_base *base;
     struct event *cont;  /* the next slice of the pass under way */
+    struct event *progress; /* the next on_progress call */
     bool in_pass;        /* a pass started and has not finished */
     bool started;        /* this pass classified the local logs */
     bool again;          /* the metadata changed since: another pass follows this one */
@@ -138,6 +140,8 @@ void replicas_free(struct replicas *r)
             r->batch[i]->r = NULL; /* its done callback frees it */
     if (r->cont)
         event_free(r->cont);
+    if (r->progress)
+        event_free(r->progress);
     for (size_t i = 0; i < r->cap_seen; i++)
         free(r->seen[i].name);
     free(r->seen);
@@ -412,6 +416,29 @@ static bool slice_over(int64_t deadline_ns)
 
 static void pass_run(struct replicas *r);
 
+static void progress_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct replicas *r = arg;
+    if (r->pass_created && r->on_progress) {
+        r->pass_created = 0;
+        r->on_progress(r->progress_ud);
+    }
+}
+
+/* Replication takes up the logs made so far at most every
+ * RECONCILE_PROGRESS_MS: its scan of every partition costs tens of
+ * milliseconds with 10,000 of them, too much after every batch. */
+static void progress_soon(struct replicas *r)
+{
+    if (!r->pass_created || !r->progress || evtimer_pending(r->progress, NULL))
+        return;
+    struct timeval tv = {0, RECONCILE_PROGRESS_MS * 1000};
+    if (evtimer_add(r->progress, &tv) < 0)
+        progress_fire(-1, 0, r);
+}
+
 static void batch_done(void *ud, struct logmgr_new_log *logs, size_t n)
 {
     struct rbatch *b = ud;
@@ -447,10 +474,7 @@ static void batch_done(void *ud, struct logmgr_new_log *logs, size_t n)
         r->again = false;
         replicas_reconcile(r);
     }
-    if (r->pass_created && r->on_progress) {
-        r->pass_created = 0;
-        r->on_progress(r->progress_ud);
-    }
+    progress_soon(r);
 }
 
 /* Hand the batch being built to the worker pool; false when that failed
@@ -653,12 +677,9 @@ static void pass_continue(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct replicas *r = arg;
     pass_run(r);
-    /* The logs created by this slice are taken up by replication now, not
+    /* The logs created by this slice are taken up by replication soon, not
      * at the next metadata change. */
-    if (r->pass_created && r->on_progress) {
-        r->pass_created = 0;
-        r->on_progress(r->progress_ud);
-    }
+    progress_soon(r);
 }
 
 void replicas_reconcile(struct replicas *r)
@@ -679,7 +700,8 @@ int replicas_set_loop(struct replicas *r, struct event_base *base, void (*on_pro
                       void *ud)
 {
     r->cont = evtimer_new(base, pass_continue, r);
-    if (!r->cont)
+    r->progress = evtimer_new(base, progress_fire, r);
+    if (!r->cont || !r->progress)
         return -ENOMEM;
     r->base = base;
     r->on_progress = on_progress;
