@@ -48,6 +48,10 @@ struct action {
  * two batches in flight keep both worker threads on it. */
 #define RECONCILE_BATCH   64
 #define RECONCILE_PROGRESS_MS 250
+/* The first logs of a pass are created on the loop, as before the worker pool
+ * took over: a topic of a few partitions is ready for produce when the
+ * metadata callback returns. Beyond them, batches. */
+#define RECONCILE_SYNC_LOGS 32
 #define RECONCILE_BATCHES 2
 
 struct rbatch;
@@ -83,6 +87,7 @@ struct replicas {
     struct rbatch *batch[RECONCILE_BATCHES]; /* out on the worker pool, NULL: free */
     size_t n_batches;       /* of them in flight (the pass waits for them) */
     bool scan_done;         /* the create scan reached the end; a batch may be out */
+    int sync_left;          /* logs this pass may still create on the loop */
     size_t pass_created;    /* logs created or removed since the progress callback */
     size_t pass_logs;       /* logs created or removed by this pass */
     size_t pass_slices;
@@ -536,13 +541,18 @@ static bool pass_create(struct replicas *r, const struct cstate *s, int64_t dead
                     apply_log_config(t, p, log, &cfg);
                 continue;
             }
-            if (slice_over(deadline_ns)) {
+            bool on_loop = !r->base || r->sync_left > 0;
+            if (on_loop && slice_over(deadline_ns)) {
+                /* (No batch is being built: batches begin after the logs
+                 * created on the loop.) */
                 if (!(r->cursor_topic = strdup(t->name)))
                     r->again = true; /* cannot say where: one more pass covers it */
                 r->cursor_part = p;
                 return false;
             }
-            if (r->base) {
+            if (on_loop && r->base)
+                r->sync_left--; /* a small change completes in its callback */
+            else if (!on_loop) {
                 /* Created on the worker pool: the inode allocations took
                  * about a millisecond each on this loop. */
                 if (!b && !(b = calloc(1, sizeof(*b)))) {
@@ -606,6 +616,7 @@ static bool pass_slice(struct replicas *r, int64_t deadline_ns)
         pass_drop(r);
         r->started = true;
         r->again = false;
+        r->sync_left = RECONCILE_SYNC_LOGS;
         struct classify c = {.r = r, .s = s, .caught_up = coordclient_caught_up(r->cc)};
         logmgr_foreach(r->lm, classify_log, &c);
         r->acts = c.v;
