@@ -11,10 +11,8 @@
 #define I64_MAX_STR "9223372036854775807"
 
 static const char *const policy_choices[] = {"delete", "compact", NULL};
-static const char *const policy_refused[] = {"compact", NULL};
 static const char *const compression_choices[] = {"producer", "uncompressed", "gzip", "snappy",
                                                   "lz4",      "zstd",         NULL};
-static const char *const compression_refused[] = {"gzip", "snappy", "lz4", "zstd", NULL};
 static const char *const timestamp_choices[] = {"CreateTime", "LogAppendTime", NULL};
 static const char *const bool_choices[] = {"true", "false", NULL};
 static const char *const preallocate_refused[] = {"true", NULL};
@@ -22,15 +20,13 @@ static const char *const preallocate_refused[] = {"true", NULL};
 /* clang-format off */
 const struct topic_config_def topic_config_defs[] = {
     {.name = "cleanup.policy", .type = TOPIC_CONFIG_LIST, .kafka_default = "delete",
-     .choices = policy_choices, .refused = policy_refused,
-     .refused_why = "Weir has no log compaction yet; only 'delete' is supported",
+     .choices = policy_choices,
      .broker_key = "log.cleanup.policy",
-     .doc = "How old segments are retired: 'delete' (by retention.ms / retention.bytes). 'compact' is refused until compaction exists."},
+     .doc = "How old segments are retired: 'delete' (by retention.ms / retention.bytes), 'compact' (the log cleaner keeps the latest record per key, see docs/compaction.md), or both ('compact,delete')."},
     {.name = "compression.type", .type = TOPIC_CONFIG_STRING, .kafka_default = "producer",
-     .choices = compression_choices, .refused = compression_refused,
-     .refused_why = "Weir stores batches as the producer compressed them and cannot recompress yet; use 'producer' or 'uncompressed'",
+     .choices = compression_choices,
      .broker_key = "compression.type",
-     .doc = "'producer' keeps the producer's codec; 'uncompressed' refuses compressed batches (UNSUPPORTED_COMPRESSION_TYPE) since Weir cannot decompress them yet. Codecs are refused."},
+     .doc = "Codec of the stored batches: 'producer' keeps each batch as the producer compressed it; 'uncompressed', 'gzip', 'snappy', 'lz4' or 'zstd' make the leader recompress batches of any other codec before appending (docs/compression.md)."},
     {.name = "delete.retention.ms", .type = TOPIC_CONFIG_LONG, .kafka_default = "86400000",
      .min = 0, .max = INT64_MAX, .broker_key = "log.cleaner.delete.retention.ms",
      .doc = "Compaction: how long delete markers are kept. Stored; read by compaction, which is not implemented yet (no effect with cleanup.policy=delete, as in Kafka)."},

@@ -372,10 +372,10 @@ static int create_topic_plan(struct svc_batch *b, size_t i, void *result, struct
     if (r < 0 || err->code != KERR_NONE)
         return r;
     size_t nkv = t->n_configs;
-    bool add_keep = offsets;
-    for (size_t k = 0; k < t->n_configs && add_keep; k++)
-        if (t->configs[k]->name && strcmp(t->configs[k]->name, "retention.ms") == 0)
-            add_keep = false;
+    bool add_compact = offsets;
+    for (size_t k = 0; k < t->n_configs && add_compact; k++)
+        if (t->configs[k]->name && strcmp(t->configs[k]->name, "cleanup.policy") == 0)
+            add_compact = false;
     struct cctl_kv *kv = calloc(nkv + 1, sizeof(*kv));
     if (!kv) {
         free(asg);
@@ -386,12 +386,11 @@ static int create_topic_plan(struct svc_batch *b, size_t i, void *result, struct
         kv[k].value = t->configs[k]->value;
     }
     /* Kafka's offsets topic is compacted so that committed offsets are never
-     * deleted by time. Weir has no compaction yet and refuses
-     * cleanup.policy=compact, so the offsets topic keeps everything instead
-     * (retention.ms=-1) until compaction replaces this. */
-    if (add_keep) {
-        kv[nkv].name = "retention.ms";
-        kv[nkv].value = "-1";
+     * deleted by time, however it is created (the brokers' gstore asks for it;
+     * an admin's CreateTopics of the name gets it too unless it names a policy). */
+    if (add_compact) {
+        kv[nkv].name = "cleanup.policy";
+        kv[nkv].value = "compact";
         nkv++;
     }
     struct cctl_create_topic_req cr = {

@@ -207,7 +207,7 @@ pytest_status() {
         *) echo "" ;;
     esac
 }
-pytest_integration() { pytest_suite "$1" integration integration 900; }
+pytest_integration() { pytest_suite "$1" integration integration 1800; }
 pytest_integration normal
 pytest_integration sanitize
 

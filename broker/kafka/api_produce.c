@@ -1,5 +1,7 @@
 /* api_produce: Produce v3-8 (v0-2 advertised, refused by closing the
- * connection): validation of the outer batches, the idempotent producer's
+ * connection): validation of the outer batches, of the records inside
+ * compressed ones (bounded decompression) and recompression to the topic's
+ * compression.type (docs/compression.md), the idempotent producer's
  * checks (broker/replica/pstates.h, docs/idempotence.md), append to the
  * leader's log,
  * and for acks=all a wait until the high watermark passes every appended batch
@@ -10,6 +12,7 @@
 
 #include "broker/broker_config.h"
 #include "broker/coordclient.h"
+#include "broker/effconfig.h"
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/kafka_msgs.h"
 #include "broker/kafka/server.h"
@@ -19,6 +22,7 @@
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
 #include "common/batch.h"
+#include "common/codec.h"
 #include "common/kerr.h"
 #include "common/log.h"
 #include "common/meta/state.h"
@@ -77,13 +81,26 @@ static int16_t check_producers(struct broker_ctx *b, const uint8_t *p, size_t le
 
 /* What a topic's configuration asks of the produce path (common/topic_config.c):
  * max.message.bytes, message.timestamp.type, message.timestamp.difference.max.ms
- * and compression.type. The broker's own message.max.bytes is the default. */
+ * and compression.type. The broker's own message.max.bytes and compression.type
+ * are the defaults. */
 struct topic_policy {
     int32_t max_message_bytes;
     bool log_append_time;
     int64_t timestamp_diff_max_ms; /* INT64_MAX: no check */
-    bool uncompressed_only;
+    int codec;                     /* enum codec_type, or -1 for "producer" */
+    /* batch_decompress_bound(max_message_bytes): what all compressed batches of
+     * one partition in one request may decompress to, together (Kafka takes one
+     * batch per partition; Weir takes several, so the bound is on their sum) */
+    size_t decompress_bound;
 };
+
+static int policy_codec(const char *v)
+{
+    enum codec_type c;
+    if (!v || strcmp(v, "producer") == 0 || codec_from_name(v, &c) < 0)
+        return -1; /* validated on the way in: anything else cannot be stored */
+    return (int)c;
+}
 
 static void topic_policy_get(const struct broker_ctx *b, const char *topic,
                              struct topic_policy *ret)
@@ -91,8 +108,10 @@ static void topic_policy_get(const struct broker_ctx *b, const char *topic,
     struct topic_policy tp = {
         .max_message_bytes = b->s->message_max_bytes,
         .timestamp_diff_max_ms = INT64_MAX,
+        .codec = -1,
     };
-    const struct cstate_topic *t = cstate_topic_by_name(coordclient_state(b->cc), topic);
+    const struct cstate *cs = coordclient_state(b->cc);
+    const struct cstate_topic *t = cstate_topic_by_name(cs, topic);
     const char *v;
     int64_t n;
     if (t && (v = cstate_topic_config(t, "max.message.bytes")) && topic_config_parse_long(v, &n) &&
@@ -104,8 +123,104 @@ static void topic_policy_get(const struct broker_ctx *b, const char *topic,
         topic_config_parse_long(v, &n) && n >= 0)
         tp.timestamp_diff_max_ms = n;
     if (t && (v = cstate_topic_config(t, "compression.type")))
-        tp.uncompressed_only = strcmp(v, "uncompressed") == 0;
+        tp.codec = policy_codec(v);
+    else if (b->cfg) {
+        enum effconfig_source src;
+        tp.codec = policy_codec(effconfig_get(cs, b->cfg, b->s->broker_id, "compression.type", &src));
+    }
+    tp.decompress_bound = batch_decompress_bound(tp.max_message_bytes);
     *ret = tp;
+}
+
+/* Decompressed records of compressed batches, reused across requests (one
+ * event loop); trimmed after a large batch so a bomb's worth is not kept. */
+#define SCRATCH_KEEP_BYTES (4u << 20)
+static buf_writer scratch;
+
+static void scratch_trim(void)
+{
+    if (scratch.cap > SCRATCH_KEEP_BYTES) {
+        buf_writer_deinit(&scratch);
+        buf_writer_init(&scratch);
+    }
+}
+
+/* A decompression error of a producer's batch as Kafka answers it: a bomb and a
+ * corrupt frame are both CORRUPT_MESSAGE. */
+static int16_t codec_kerr(const char *topic, int32_t partition, int r)
+{
+    if (r == -ENOMEM) {
+        log_error("kafka", "%s-%d: out of memory decompressing a batch", topic, partition);
+        return KERR_UNKNOWN_SERVER_ERROR;
+    }
+    log_warn("kafka", "%s-%d: refused a compressed batch: %s", topic, partition,
+             r == -EMSGSIZE ? "it decompresses past the bound (compression bomb)"
+                            : "its records do not decompress or parse");
+    return KERR_CORRUPT_MESSAGE;
+}
+
+/* Whether any batch's codec differs from the topic's compression.type. */
+static bool needs_recompression(const struct topic_policy *tp, const uint8_t *p, size_t len)
+{
+    for (size_t at = 0; len - at >= BATCH_HEADER_SIZE;) {
+        struct batch_header h;
+        if (batch_parse_header(p + at, len - at, &h) != 0)
+            return true; /* recompress_set refuses it */
+        if ((int)batch_compression(&h) != tp->codec)
+            return true;
+        at += (size_t)batch_total_size(&h);
+    }
+    return false;
+}
+
+/* Decompress (into scratch) and check the records of one batch. A compressed
+ * batch is charged to @budget, the bytes its partition's batches may still
+ * decompress to in this request; @budget NULL: already charged, the whole bound
+ * applies. An uncompressed batch is only copied, within its own size. */
+static int check_one(const struct topic_policy *tp, const struct batch_header *h,
+                     const uint8_t *batch, size_t total, size_t *budget)
+{
+    bool compressed = batch_compression(h) != BATCH_COMPRESSION_NONE;
+    size_t max = !compressed ? total : budget ? *budget : tp->decompress_bound;
+    int r = batch_check_records(batch, total, max, &scratch);
+    if (r == 0 && compressed && budget)
+        *budget -= scratch.len;
+    return r;
+}
+
+/* compression.type names a codec: rewrite every batch of another codec into
+ * @out (the whole record set; batches already in the codec are copied). Every
+ * rewritten or copied compressed batch has its records checked on the way. */
+static int16_t recompress_set(const struct topic_policy *tp, const char *topic, int32_t partition,
+                              const uint8_t *p, size_t len, size_t *budget, buf_writer *out)
+{
+    size_t at = 0;
+    while (len - at >= BATCH_HEADER_SIZE) {
+        struct batch_header h;
+        if (batch_parse_header(p + at, len - at, &h) != 0)
+            return KERR_CORRUPT_MESSAGE;
+        size_t total = (size_t)batch_total_size(&h); /* validated: fits in len */
+        size_t start = out->len;
+        int r = 0;
+        if ((int)batch_compression(&h) == tp->codec) {
+            if (tp->codec != CODEC_NONE)
+                r = check_one(tp, &h, p + at, total, budget);
+            if (r == 0)
+                r = buf_write_raw(out, p + at, total);
+        } else {
+            r = check_one(tp, &h, p + at, total, budget);
+            if (r == 0)
+                r = batch_compress_records(p + at, total, scratch.data, scratch.len,
+                                           (enum codec_type)tp->codec, out);
+        }
+        if (r < 0)
+            return codec_kerr(topic, partition, r);
+        /* Kafka checks the stored size after conversion too */
+        if (out->len - start > (size_t)tp->max_message_bytes)
+            return KERR_MESSAGE_TOO_LARGE;
+        at += total;
+    }
+    return 0;
 }
 
 static bool ts_out_of_range(int64_t ts, int64_t now, int64_t max_diff)
@@ -117,13 +232,32 @@ static bool ts_out_of_range(int64_t ts, int64_t now, int64_t max_diff)
     return d > max_diff;
 }
 
-/* Topic policy over validated batches: codec (a topic that says "uncompressed"
- * cannot get a compressed batch, since Weir cannot decompress it yet), the
- * timestamps of CreateTime batches against message.timestamp.difference.max.ms
- * (every record of an uncompressed batch, first and max timestamps of a
- * compressed one), and the LogAppendTime stamp (CRC recomputed). */
-static int16_t apply_topic_policy(const struct topic_policy *tp, uint8_t *p, size_t len,
-                                  int64_t now)
+/* Every record of a batch against the timestamp bound; @records is its
+ * records section (decompressed for a compressed batch). */
+static int16_t check_record_timestamps(const struct batch_header *h, const uint8_t *records,
+                                       size_t len, int64_t now, int64_t max_diff)
+{
+    struct batch_record_iter it;
+    struct batch_record rec;
+    int r;
+    batch_records_begin_raw(records, len, h->record_count, &it);
+    while ((r = batch_records_next(&it, &rec)) == 1) {
+        /* both from the producer: wrap rather than overflow */
+        int64_t ts = (int64_t)((uint64_t)h->base_timestamp + (uint64_t)rec.timestamp_delta);
+        if (ts_out_of_range(ts, now, max_diff))
+            return KERR_INVALID_TIMESTAMP;
+    }
+    return r < 0 ? KERR_CORRUPT_MESSAGE : 0;
+}
+
+/* Topic policy over validated batches: the records inside compressed batches
+ * (bounded decompression charged to @budget, count and offsets, unless
+ * @records_checked because recompress_set just did it), the timestamps of CreateTime batches against
+ * message.timestamp.difference.max.ms (every record), and the LogAppendTime
+ * stamp (CRC recomputed). */
+static int16_t apply_topic_policy(const struct topic_policy *tp, const char *topic,
+                                  int32_t partition, uint8_t *p, size_t len, bool records_checked,
+                                  size_t *budget, int64_t now)
 {
     size_t at = 0;
     while (len - at >= BATCH_HEADER_SIZE) {
@@ -132,30 +266,69 @@ static int16_t apply_topic_policy(const struct topic_policy *tp, uint8_t *p, siz
             return KERR_CORRUPT_MESSAGE;
         size_t total = (size_t)batch_total_size(&h); /* validated: fits in len */
         bool compressed = batch_compression(&h) != BATCH_COMPRESSION_NONE;
-        if (compressed && tp->uncompressed_only)
-            return KERR_UNSUPPORTED_COMPRESSION_TYPE;
+        bool check_ts = !tp->log_append_time && tp->timestamp_diff_max_ms != INT64_MAX;
+        if (compressed && (!records_checked || check_ts)) {
+            int r = check_one(tp, &h, p + at, total, records_checked ? NULL : budget);
+            if (r < 0)
+                return codec_kerr(topic, partition, r);
+        }
         if (tp->log_append_time) {
             if (batch_set_log_append_time(p + at, total, now) < 0)
                 return KERR_CORRUPT_MESSAGE;
-        } else if (tp->timestamp_diff_max_ms != INT64_MAX) {
+        } else if (check_ts) {
             int64_t d = tp->timestamp_diff_max_ms;
             if (ts_out_of_range(h.max_timestamp, now, d) ||
                 ts_out_of_range(h.base_timestamp, now, d))
                 return KERR_INVALID_TIMESTAMP;
-            struct batch_record_iter it;
-            struct batch_record rec;
-            if (!compressed && batch_records_begin(p + at, total, &it) == 0) {
-                int r;
-                while ((r = batch_records_next(&it, &rec)) == 1)
-                    if (ts_out_of_range(h.base_timestamp + rec.timestamp_delta, now, d))
-                        return KERR_INVALID_TIMESTAMP;
-                if (r < 0)
-                    return KERR_CORRUPT_MESSAGE;
+            int16_t e;
+            if (compressed) {
+                e = check_record_timestamps(&h, scratch.data, scratch.len, now, d);
+            } else {
+                e = check_record_timestamps(&h, p + at + BATCH_HEADER_SIZE,
+                                            total - BATCH_HEADER_SIZE, now, d);
             }
+            if (e)
+                return e;
         }
         at += total;
     }
     return 0;
+}
+
+/* A compacted log keeps the latest record per key, so a record without a key
+ * has no place in it: Kafka refuses the batch with INVALID_RECORD. Compressed
+ * batches are decompressed (bounded) to look at their keys. */
+static int16_t check_keys_compacted(const uint8_t *p, size_t len, int32_t max_message_bytes,
+                                    const char **ret_msg)
+{
+    int16_t e = 0;
+    for (size_t at = 0; len - at >= BATCH_HEADER_SIZE && !e;) {
+        struct batch_header h;
+        if (batch_parse_header(p + at, len - at, &h) != 0)
+            break;
+        size_t total = (size_t)batch_total_size(&h); /* validated: fits in len */
+        struct batch_record_iter it;
+        struct batch_record rec;
+        buf_writer_reset(&scratch);
+        if (batch_decompress_records(p + at, total, batch_decompress_bound(max_message_bytes),
+                                     &scratch) < 0) {
+            e = KERR_CORRUPT_MESSAGE;
+            break;
+        }
+        batch_records_begin_raw(scratch.data, scratch.len, h.record_count, &it);
+        int r;
+        while ((r = batch_records_next(&it, &rec)) == 1)
+            if (rec.key.len < 0) {
+                *ret_msg = "Compacted topic cannot accept message without key";
+                e = KERR_INVALID_RECORD;
+                break;
+            }
+        if (r < 0 && !e)
+            e = KERR_CORRUPT_MESSAGE;
+        at += total;
+    }
+    scratch_trim();
+    return e;
 }
 
 /* An acks=all produce waiting for the high watermark; in the request's arena. */
@@ -192,37 +365,26 @@ static void on_acked(void *ud, int16_t error)
     produce_wait_release(pw->w);
 }
 
-static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, const char *topic,
-                           const struct kafka_produce_request_partition *pd,
-                           struct kafka_produce_response_partition *out,
-                           struct plog_append_info *ret_info, struct replicas_leader *ret_l)
+/* Validated (and maybe recompressed) batches of one partition: the idempotent
+ * producer's checks, the append, the answer. @data is writable and outlives
+ * the call only until it returns. */
+static int16_t produce_append(struct broker_ctx *b, const char *topic,
+                              const struct kafka_produce_request_partition *pd,
+                              const struct topic_policy *tpp, const struct replicas_leader *lp,
+                              uint8_t *data, size_t len, int64_t now,
+                              struct kafka_produce_response_partition *out,
+                              struct plog_append_info *ret_info, struct replicas_leader *ret_l)
 {
-    struct replicas_leader l;
-    int16_t e = replicas_lookup(b->reps, topic, pd->index, -1, &l);
-    if (e)
-        return (int16_t)e;
-    int16_t re = repl_produce_check(b->repl, l.part, acks);
-    if (re)
-        return re;
-    out->log_start_offset = plog_log_start_offset(l.log);
-    if (pd->records.len <= 0)
-        return KERR_CORRUPT_MESSAGE;
-    uint8_t *data = (uint8_t *)pd->records.ptr; /* our own request frame */
-    size_t len = (size_t)pd->records.len;
-    struct topic_policy tp;
-    topic_policy_get(b, topic, &tp);
-    int16_t ce = check_batches(data, len, tp.max_message_bytes, version);
-    if (ce)
-        return ce;
-    int r = batch_validate_all(data, len, BATCH_VALIDATE_EXACT_COUNT, NULL, NULL);
-    if (r < 0)
-        return KERR_CORRUPT_MESSAGE;
-    int64_t now = logmgr_now_ms(b->lm);
-    ce = apply_topic_policy(&tp, data, len, now);
-    if (ce)
-        return ce;
+    struct replicas_leader l = *lp;
+    int r;
     const char *msg = NULL;
-    int16_t pe = check_producers(b, data, len, &msg);
+    int16_t pe;
+    if (plog_get_config(l.log)->cleanup_compact &&
+        (pe = check_keys_compacted(data, len, tpp->max_message_bytes, &msg))) {
+        out->error_message = api_slice(msg);
+        return pe;
+    }
+    pe = check_producers(b, data, len, &msg);
     if (pe) {
         out->error_message = api_slice(msg);
         return pe;
@@ -248,7 +410,7 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
         *ret_l = l;
         return 0;
     }
-    if (tp.log_append_time)
+    if (tpp->log_append_time)
         out->log_append_time_ms = now;
     r = logmgr_append(b->lm, l.log, data, len, PLOG_APPEND_ASSIGN_OFFSETS, l.leader_epoch, &info);
     if (r == -EMSGSIZE)
@@ -264,6 +426,57 @@ static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, 
     *ret_info = info;
     *ret_l = l;
     return 0;
+}
+
+static int16_t produce_one(struct broker_ctx *b, int16_t version, int16_t acks, const char *topic,
+                           const struct kafka_produce_request_partition *pd,
+                           struct kafka_produce_response_partition *out,
+                           struct plog_append_info *ret_info, struct replicas_leader *ret_l)
+{
+    struct replicas_leader l;
+    int16_t e = replicas_lookup(b->reps, topic, pd->index, -1, &l);
+    if (e)
+        return (int16_t)e;
+    int16_t re = repl_produce_check(b->repl, l.part, acks);
+    if (re)
+        return re;
+    out->log_start_offset = plog_log_start_offset(l.log);
+    if (pd->records.len <= 0)
+        return KERR_CORRUPT_MESSAGE;
+    uint8_t *data = (uint8_t *)pd->records.ptr; /* our own request frame */
+    size_t len = (size_t)pd->records.len;
+    struct topic_policy tp;
+    topic_policy_get(b, topic, &tp);
+    int16_t ce = check_batches(data, len, tp.max_message_bytes, version);
+    if (ce)
+        return ce;
+    int r = batch_validate_all(data, len, BATCH_VALIDATE_EXACT_COUNT, NULL, NULL);
+    if (r < 0)
+        return KERR_CORRUPT_MESSAGE;
+    /* The fast path ("producer", or batches already in the topic's codec) keeps
+     * the bytes as they arrived; otherwise the leader recompresses. */
+    buf_writer recomp;
+    buf_writer_init(&recomp);
+    bool recompressed = false;
+    size_t budget = tp.decompress_bound;
+    if (tp.codec >= 0 && needs_recompression(&tp, data, len)) {
+        ce = recompress_set(&tp, topic, pd->index, data, len, &budget, &recomp);
+        if (ce) {
+            buf_writer_deinit(&recomp);
+            scratch_trim();
+            return ce;
+        }
+        data = recomp.data;
+        len = recomp.len;
+        recompressed = true;
+    }
+    int64_t now = logmgr_now_ms(b->lm);
+    ce = apply_topic_policy(&tp, topic, pd->index, data, len, recompressed, &budget, now);
+    scratch_trim();
+    if (!ce)
+        ce = produce_append(b, topic, pd, &tp, &l, data, len, now, out, ret_info, ret_l);
+    buf_writer_deinit(&recomp);
+    return ce;
 }
 
 void api_produce_handle(struct broker_ctx *b, struct kreq *req, void *body)

@@ -34,6 +34,8 @@ int checkpoint_read_number(struct checkpoint_cursor *c, char term, int64_t max, 
 #define CHECKPOINT_LOG_START_OFFSET_FILE "log-start-offset-checkpoint"
 /* Kafka's high watermark checkpoint (ReplicaManager's highWatermarkCheckpoints). */
 #define CHECKPOINT_REPLICATION_OFFSET_FILE "replication-offset-checkpoint"
+/* The log cleaner's: per compacted log, the offset below which it is clean. */
+#define CHECKPOINT_CLEANER_OFFSET_FILE "cleaner-offset-checkpoint"
 
 #define CHECKPOINT_VERSION 0
 /* Kafka's limit for a topic name. */

@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "broker/storage/checkpoint.h"
+#include "broker/storage/cleaner.h"
 #include "broker/storage/segment.h"
 #include "common/clock.h"
 #include "common/fsutil.h"
@@ -37,13 +38,15 @@ enum lm_cp_kind {
     LM_CP_RECOVERY = 0,
     LM_CP_START = 1,
     LM_CP_HW = 2,
-    LM_CP_KINDS = 3,
+    LM_CP_CLEANER = 3,
+    LM_CP_KINDS = 4,
 };
 
 static const char *const lm_cp_file[LM_CP_KINDS] = {
     CHECKPOINT_RECOVERY_POINT_FILE,
     CHECKPOINT_LOG_START_OFFSET_FILE,
     CHECKPOINT_REPLICATION_OFFSET_FILE,
+    CHECKPOINT_CLEANER_OFFSET_FILE,
 };
 
 enum lm_timer {
@@ -52,6 +55,7 @@ enum lm_timer {
     LM_TIMER_START_CP,
     LM_TIMER_RETENTION,
     LM_TIMER_HW_CP,
+    LM_TIMER_CLEANER,
     LM_TIMERS,
 };
 
@@ -65,10 +69,12 @@ struct lm_log {
     struct plog *log;
     size_t dir;
     int refs;
-    bool flushing;      /* a flush job is in flight */
-    bool flush_again;   /* another flush was asked for meanwhile */
-    bool parent_synced; /* the log's directory entry (and partition.metadata) is durable */
-    bool has_topic_id;  /* partition.metadata names the topic id */
+    bool flushing;       /* a flush job is in flight */
+    bool flush_again;    /* another flush was asked for meanwhile */
+    bool parent_synced;  /* the log's directory entry (and partition.metadata) is durable */
+    bool has_topic_id;   /* partition.metadata names the topic id */
+    bool cleaning;       /* a cleaner job is in flight */
+    int64_t first_dirty; /* the cleaner's checkpoint: clean below this; -1 = never cleaned */
     uint8_t topic_id[METAPROPS_UUID_LEN];
     struct plog_recovery_info recovery;
     struct lm_log *name_next; /* chain in by_name */
@@ -107,7 +113,12 @@ struct logmgr {
     struct lm_log *head, *tail;
 
     struct lm_unlink_job *delayed; /* retired segments waiting out file.delete.delay.ms */
-    bool stopping;                 /* no new background work (shutdown or free under way) */
+    bool cleaner_enable;
+    int cleaner_threads;
+    int cleaner_running;
+    int64_t cleaner_dedupe_bytes; /* per job: the buffer size over the threads */
+    bool cleaner_cp_used;         /* some log was cleaned or checkpointed: keep the file */
+    bool stopping;                /* no new background work (shutdown or free under way) */
     bool shut_down;
     struct logmgr_counters counters;
 };
@@ -157,6 +168,10 @@ void logmgr_options_defaults(struct logmgr_options *opts)
     opts->retention_check_interval_ms = 300000;
     opts->hw_checkpoint_interval_ms = 5000;
     opts->flush_scheduler_interval_ms = INT64_MAX;
+    opts->cleaner_enable = true;
+    opts->cleaner_threads = 1;
+    opts->cleaner_dedupe_buffer_size = 128LL << 20;
+    opts->cleaner_backoff_ms = 15000;
 }
 
 int logmgr_default_max_open_files(void)
@@ -739,6 +754,8 @@ static int64_t lm_cp_offset(const struct lm_log *e, int kind)
         return plog_recovery_point(e->log);
     case LM_CP_START:
         return plog_log_start_offset(e->log);
+    case LM_CP_CLEANER:
+        return plog_get_config(e->log)->cleanup_compact ? e->first_dirty : -1;
     default:
         return plog_high_watermark(e->log);
     }
@@ -750,6 +767,8 @@ static void lm_cp_count_written(struct logmgr *m, int kind)
         m->counters.recovery_checkpoints_written++;
     else if (kind == LM_CP_START)
         m->counters.start_offset_checkpoints_written++;
+    else if (kind == LM_CP_CLEANER)
+        m->counters.cleaner_checkpoints_written++;
     else
         m->counters.hw_checkpoints_written++;
 }
@@ -956,6 +975,29 @@ void logmgr_run_flush_scheduler(struct logmgr *mgr)
     }
 }
 
+/* Unlink the ".deleted" files @paths (taken) of @e's log after its
+ * file.delete.delay.ms, on the worker pool. */
+static void lm_retire_paths(struct logmgr *mgr, struct lm_log *e, char **paths, size_t n)
+{
+    struct lm_unlink_job *j = calloc(1, sizeof(*j));
+    if (j) {
+        j->m = mgr;
+        j->paths = paths;
+        j->count = n;
+        int64_t delay = plog_get_config(e->log)->file_delete_delay_ms;
+        if (delay > 0 && lm_unlink_delay(mgr, j, delay) == 0)
+            return;
+        if (wpool_submit(mgr->pool, lm_unlink_work, lm_unlink_done, j) == 0)
+            return;
+    }
+    /* The files keep their ".deleted" names; plog_open() removes them at the
+     * next start. */
+    mgr->counters.remove_errors++;
+    lm_report(mgr, LOGMGR_EVENT_REMOVE_FAILED, e->topic, e->partition, paths[0], -ENOMEM, NULL);
+    plog_paths_free(paths, n);
+    free(j);
+}
+
 void logmgr_run_retention(struct logmgr *mgr)
 {
     if (mgr->stopping)
@@ -978,23 +1020,123 @@ void logmgr_run_retention(struct logmgr *mgr)
                 plog_paths_free(paths, 0);
             continue;
         }
-        struct lm_unlink_job *j = calloc(1, sizeof(*j));
-        if (j) {
-            j->m = mgr;
-            j->paths = paths;
-            j->count = n;
-            int64_t delay = plog_get_config(e->log)->file_delete_delay_ms;
-            if (delay > 0 && lm_unlink_delay(mgr, j, delay) == 0)
+        lm_retire_paths(mgr, e, paths, n);
+    }
+}
+
+/* ---- the log cleaner ------------------------------------------------------------- */
+
+struct lm_clean_job {
+    struct logmgr *m;
+    struct lm_log *e; /* one reference */
+    struct cleaner_job *job;
+    int result;
+};
+
+static void lm_clean_work(void *arg)
+{
+    struct lm_clean_job *c = arg;
+    c->result = cleaner_job_run(c->job);
+}
+
+static void lm_clean_done(void *arg)
+{
+    struct lm_clean_job *c = arg;
+    struct logmgr *m = c->m;
+    struct lm_log *e = c->e;
+    struct cleaner_stats st;
+    char **paths = NULL;
+    size_t n = 0;
+    memset(&st, 0, sizeof(st));
+    int r = cleaner_job_finish(e->log, c->job, c->result, &paths, &n, &st);
+    e->cleaning = false;
+    m->cleaner_running--;
+    free(c);
+    if (r == 0) {
+        m->counters.cleans_done++;
+        m->counters.cleaner_bytes_read += (uint64_t)st.bytes_read;
+        m->counters.cleaner_bytes_written += (uint64_t)st.bytes_written;
+        e->first_dirty = st.clean_upto;
+        m->cleaner_cp_used = true;
+        log_debug("storage",
+                  "cleaned %s-%" PRId32 " up to %" PRId64 ": %" PRId64 " -> %" PRId64
+                  " bytes, %" PRId64 " of %" PRId64 " records kept, %" PRId64 " keys%s",
+                  e->topic, e->partition, st.clean_upto, st.bytes_read, st.bytes_written,
+                  st.records_kept, st.records_read, st.map_keys,
+                  st.map_full ? " (offset map full: a prefix was cleaned)" : "");
+        if (n > 0 && e->log)
+            lm_retire_paths(m, e, paths, n);
+        else
+            plog_paths_free(paths, n);
+        lm_cp_start(m, LM_CP_CLEANER, e->dir);
+    } else if (r != -ESTALE && r != -ENOENT) {
+        m->counters.clean_errors++;
+        if (e->log)
+            lm_report(m, LOGMGR_EVENT_CLEAN_FAILED, e->topic, e->partition, plog_dir(e->log), r,
+                      NULL);
+    }
+    bool more = r == 0;
+    lm_unref(e);
+    /* Cleaned something: another log may be due (Kafka's threads back off only
+     * when there is nothing to clean). */
+    if (more)
+        logmgr_run_cleaner(m);
+}
+
+void logmgr_run_cleaner(struct logmgr *mgr)
+{
+    if (mgr->stopping || !mgr->cleaner_enable)
+        return;
+    int64_t now = logmgr_now_ms(mgr);
+    while (mgr->cleaner_running < mgr->cleaner_threads) {
+        /* The dirtiest due log; one past max.compaction.lag.ms first. */
+        struct lm_log *best = NULL;
+        double best_ratio = -1.0;
+        for (struct lm_log *e = mgr->head; e; e = e->next) {
+            if (!e->log || e->cleaning || !plog_get_config(e->log)->cleanup_compact)
                 continue;
-            if (wpool_submit(mgr->pool, lm_unlink_work, lm_unlink_done, j) == 0)
+            /* A truncation below the checkpoint (a follower) makes the rest dirty. */
+            if (e->first_dirty > plog_log_end_offset(e->log))
+                e->first_dirty = plog_log_end_offset(e->log);
+            struct cleaner_estimate est;
+            cleaner_estimate(e->log, e->first_dirty, now, &est);
+            if (!cleaner_due(e->log, &est))
                 continue;
+            double ratio = est.max_lag_due ? 2.0 : est.dirty_ratio;
+            if (ratio > best_ratio) {
+                best = e;
+                best_ratio = ratio;
+            }
         }
-        /* The files keep their ".deleted" names; plog_open() removes them at the
-         * next start. */
-        mgr->counters.remove_errors++;
-        lm_report(mgr, LOGMGR_EVENT_REMOVE_FAILED, e->topic, e->partition, paths[0], -ENOMEM, NULL);
-        plog_paths_free(paths, n);
-        free(j);
+        if (!best)
+            return;
+        struct cleaner_job *job = NULL;
+        struct lm_clean_job *c = calloc(1, sizeof(*c));
+        int r =
+            c ? cleaner_prepare(best->log, best->first_dirty, now, mgr->cleaner_dedupe_bytes, &job)
+              : -ENOMEM;
+        if (r == 0 && !job) {
+            free(c);
+            return; /* due by estimate, but no whole segment to clean yet */
+        }
+        if (r == 0) {
+            c->m = mgr;
+            c->e = best;
+            c->job = job;
+            r = wpool_submit(mgr->pool, lm_clean_work, lm_clean_done, c);
+        }
+        if (r < 0) {
+            cleaner_job_free(job);
+            free(c);
+            mgr->counters.clean_errors++;
+            lm_report(mgr, LOGMGR_EVENT_CLEAN_FAILED, best->topic, best->partition,
+                      plog_dir(best->log), r, NULL);
+            return;
+        }
+        best->refs++;
+        best->cleaning = true;
+        mgr->cleaner_running++;
+        mgr->counters.cleans_started++;
     }
 }
 
@@ -1035,10 +1177,17 @@ static void lm_hw_cp_timer_cb(evutil_socket_t fd, short what, void *arg)
     logmgr_run_hw_checkpoint(arg);
 }
 
+static void lm_cleaner_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    logmgr_run_cleaner(arg);
+}
+
 static const event_callback_fn lm_timer_cbs[LM_TIMERS] = {
     [LM_TIMER_FLUSH] = lm_flush_timer_cb,       [LM_TIMER_RECOVERY_CP] = lm_recovery_cp_timer_cb,
     [LM_TIMER_START_CP] = lm_start_cp_timer_cb, [LM_TIMER_RETENTION] = lm_retention_timer_cb,
-    [LM_TIMER_HW_CP] = lm_hw_cp_timer_cb,
+    [LM_TIMER_HW_CP] = lm_hw_cp_timer_cb,       [LM_TIMER_CLEANER] = lm_cleaner_timer_cb,
 };
 
 static int lm_timers_start(struct logmgr *m)
@@ -1307,6 +1456,8 @@ static int lm_open_log(struct logmgr *m, size_t di, const char *name, size_t tle
     int64_t hw = lm_cp_lookup(cps[LM_CP_HW].entries, cps[LM_CP_HW].count, topic, partition, -1);
     if (hw >= 0)
         plog_set_high_watermark(log, hw);
+    int64_t clean =
+        lm_cp_lookup(cps[LM_CP_CLEANER].entries, cps[LM_CP_CLEANER].count, topic, partition, -1);
     struct lm_log *e;
     r = lm_insert(m, topic, partition, di, log, &e);
     if (r < 0) {
@@ -1314,6 +1465,7 @@ static int lm_open_log(struct logmgr *m, size_t di, const char *name, size_t tle
         goto fail;
     }
     e->parent_synced = true;
+    e->first_dirty = clean;
     e->recovery = info;
     /* No or a malformed partition.metadata (a log from before topic ids, or a
      * crash before the new log's first flush): the topic id is unknown, and the
@@ -1344,8 +1496,15 @@ static int lm_open_dir(struct logmgr *m, size_t di, int64_t now, struct logmgr_o
     struct lm_cp_table cps[LM_CP_KINDS] = {{0}};
     char **names = NULL;
     size_t n = 0;
-    for (int k = 0; k < LM_CP_KINDS && r == 0; k++)
-        r = lm_cp_load(m, d->path, k, &cps[k], st);
+    for (int k = 0; k < LM_CP_KINDS && r == 0; k++) {
+        /* The cleaner's file exists only where a log was compacted: its absence
+         * is not a missing checkpoint. */
+        struct logmgr_open_stats ignore;
+        memset(&ignore, 0, sizeof(ignore));
+        r = lm_cp_load(m, d->path, k, &cps[k], k == LM_CP_CLEANER ? &ignore : st);
+        if (k == LM_CP_CLEANER && cps[k].count > 0)
+            m->cleaner_cp_used = true;
+    }
     if (r == 0)
         r = lm_scan_dir(m, d, &names, &n, st);
     for (size_t i = 0; i < n; i++) {
@@ -1387,6 +1546,11 @@ int logmgr_new(struct event_base *base, struct wpool *pool, const struct logmgr_
     m->intervals[LM_TIMER_START_CP] = opts->start_offset_checkpoint_interval_ms;
     m->intervals[LM_TIMER_RETENTION] = opts->retention_check_interval_ms;
     m->intervals[LM_TIMER_HW_CP] = opts->hw_checkpoint_interval_ms;
+    m->cleaner_enable = opts->cleaner_enable;
+    m->cleaner_threads = opts->cleaner_threads > 0 ? opts->cleaner_threads : 1;
+    m->cleaner_dedupe_bytes = opts->cleaner_dedupe_buffer_size / m->cleaner_threads;
+    /* Kafka's cleaner threads poll every log.cleaner.backoff.ms when idle. */
+    m->intervals[LM_TIMER_CLEANER] = opts->cleaner_enable ? opts->cleaner_backoff_ms : 0;
     m->now_fn = opts->now_ms;
     m->now_arg = opts->now_arg;
     m->on_event = opts->on_event;
@@ -1476,6 +1640,8 @@ int logmgr_shutdown(struct logmgr *mgr)
     /* A log whose flush failed kept its old recovery point, so the checkpoints
      * written now are still truthful. */
     for (int k = 0; k < LM_CP_KINDS; k++) {
+        if (k == LM_CP_CLEANER && !mgr->cleaner_cp_used)
+            continue;
         int r = lm_cp_write_sync(mgr, k);
         if (r < 0 && first == 0)
             first = r;

@@ -5,6 +5,7 @@
  *   <dir>/recovery-point-offset-checkpoint   per log: everything below is fsynced
  *   <dir>/log-start-offset-checkpoint        per log: the log start offset
  *   <dir>/replication-offset-checkpoint      per log: the high watermark
+ *   <dir>/cleaner-offset-checkpoint          per compacted log: clean below this
  *   <dir>/meta.properties                    cluster and broker id (broker/identity.h)
  *   <dir>/<topic>-<partition>/               one plog per partition replica
  *   <dir>/<topic>-<partition>/partition.metadata   its topic id (KIP-516)
@@ -60,6 +61,7 @@ enum logmgr_event_type {
     LOGMGR_EVENT_CHECKPOINT_FAILED,  /* writing a checkpoint file failed */
     LOGMGR_EVENT_RETENTION_FAILED,   /* plog_enforce_retention() failed for a log */
     LOGMGR_EVENT_REMOVE_FAILED,      /* unlinking retired segments or a deleted log failed */
+    LOGMGR_EVENT_CLEAN_FAILED,       /* compacting a log failed; it stays as it was */
 };
 
 struct logmgr_event {
@@ -98,6 +100,14 @@ struct logmgr_options {
     int64_t retention_check_interval_ms;         /* log.retention.check.interval.ms */
     int64_t hw_checkpoint_interval_ms;           /* replica.high.watermark.checkpoint.interval.ms */
     int64_t flush_scheduler_interval_ms;         /* log.flush.scheduler.interval.ms */
+    /* The log cleaner (cleaner.h): compacts logs whose cleanup.policy includes
+     * compact, at most cleaner_threads jobs at once on the worker pool, each with
+     * an offset map of cleaner_dedupe_buffer_size / cleaner_threads bytes; idle,
+     * it looks for a due log every cleaner_backoff_ms. */
+    bool cleaner_enable;                /* log.cleaner.enable */
+    int cleaner_threads;                /* log.cleaner.threads */
+    int64_t cleaner_dedupe_buffer_size; /* log.cleaner.dedupe.buffer.size */
+    int64_t cleaner_backoff_ms;         /* log.cleaner.backoff.ms; <= 0: no timer */
     /* Wall clock in ms for segment ages, retention and flush age; NULL means
      * clock_wall_ms(). Tests pass a fake one. */
     int64_t (*now_ms)(void *arg);
@@ -286,6 +296,10 @@ void logmgr_run_start_offset_checkpoint(struct logmgr *mgr);
 void logmgr_run_hw_checkpoint(struct logmgr *mgr);
 /* What the retention timer does. */
 void logmgr_run_retention(struct logmgr *mgr);
+/* What the cleaner timer does: start a clean of the dirtiest due compacted logs,
+ * up to cleaner_threads jobs in flight. A finished clean writes its dir's
+ * cleaner-offset-checkpoint and looks for the next due log. */
+void logmgr_run_cleaner(struct logmgr *mgr);
 
 /* ---- counters -------------------------------------------------------------------- */
 
@@ -303,6 +317,12 @@ struct logmgr_counters {
     uint64_t logs_created;
     uint64_t logs_deleted; /* directories fully removed */
     uint64_t remove_errors;
+    uint64_t cleans_started;
+    uint64_t cleans_done; /* swapped in (or found nothing to drop) */
+    uint64_t clean_errors;
+    uint64_t cleaner_bytes_read;
+    uint64_t cleaner_bytes_written;
+    uint64_t cleaner_checkpoints_written;
 };
 
 void logmgr_get_counters(const struct logmgr *mgr, struct logmgr_counters *ret);

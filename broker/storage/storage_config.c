@@ -111,6 +111,29 @@ const struct config_def storage_config_defs[] = {
     {.name = "num.recovery.threads.per.data.dir", .type = CONFIG_INT, .default_value = "1",
      .min = 1, .max = INT32_MAX,
      .doc = "Threads per data directory for log recovery at start-up (accepted; Weir recovers sequentially)."},
+    {.name = "log.cleaner.enable", .type = CONFIG_BOOL, .default_value = "true",
+     .doc = "Run the log cleaner, which compacts logs whose cleanup.policy includes compact (docs/compaction.md)."},
+    {.name = "log.cleaner.threads", .type = CONFIG_INT, .default_value = "1",
+     .min = 1, .max = 64,
+     .doc = "Compactions running at once, each a job on the broker's worker pool."},
+    {.name = "log.cleaner.dedupe.buffer.size", .type = CONFIG_INT, .default_value = "134217728",
+     .min = 1048576, .max = INT64_MAX,
+     .doc = "Memory for the offset maps of all cleaner threads together (16 bytes per key); a dirty section with more keys is cleaned a prefix at a time."},
+    {.name = "log.cleaner.backoff.ms", .type = CONFIG_INT, .default_value = "15000",
+     .min = 0, .max = INT64_MAX,
+     .doc = "How often the cleaner looks for a log to compact when none was due."},
+    {.name = "log.cleaner.min.cleanable.ratio", .type = CONFIG_DOUBLE, .default_value = "0.5",
+     .dmin = 0.0, .dmax = 1.0,
+     .doc = "Default min.cleanable.dirty.ratio: dirty bytes over all cleanable bytes that make a log due."},
+    {.name = "log.cleaner.delete.retention.ms", .type = CONFIG_INT, .default_value = "86400000",
+     .min = 0, .max = INT64_MAX,
+     .doc = "Default delete.retention.ms: how long a tombstone stays after the clean that first kept it."},
+    {.name = "log.cleaner.min.compaction.lag.ms", .type = CONFIG_INT, .default_value = "0",
+     .min = 0, .max = INT64_MAX,
+     .doc = "Default min.compaction.lag.ms: segments holding a newer record are not cleaned."},
+    {.name = "log.cleaner.max.compaction.lag.ms", .type = CONFIG_INT,
+     .default_value = "9223372036854775807", .min = 1, .max = INT64_MAX,
+     .doc = "Default max.compaction.lag.ms: a log whose oldest dirty record is older is cleaned whatever its ratio."},
     {.name = "log.open.files.max", .type = CONFIG_INT, .default_value = "0",
      .min = 0, .max = 1048576,
      .doc = "Weir: segment files kept open at once by all logs; 0: half the soft RLIMIT_NOFILE (raised to the hard limit at start), at most 8192."},
@@ -167,6 +190,10 @@ void storage_config_plog(const struct config *c, struct plog_config *ret)
     cfg.retention_bytes = config_get_int(c, "log.retention.bytes");
     if (cfg.retention_bytes < 0)
         cfg.retention_bytes = -1;
+    cfg.min_cleanable_ratio = config_get_double(c, "log.cleaner.min.cleanable.ratio");
+    cfg.delete_retention_ms = config_get_int(c, "log.cleaner.delete.retention.ms");
+    cfg.min_compaction_lag_ms = config_get_int(c, "log.cleaner.min.compaction.lag.ms");
+    cfg.max_compaction_lag_ms = config_get_int(c, "log.cleaner.max.compaction.lag.ms");
     cfg.flush_interval_messages = config_get_int(c, "log.flush.interval.messages");
     if (is_null(c, "log.flush.interval.ms"))
         cfg.flush_interval_ms = INT64_MAX;
@@ -187,6 +214,36 @@ static bool parse_range(const char *v, int64_t min, int64_t max, int64_t *ret)
         return false;
     *ret = n;
     return true;
+}
+
+/* "delete", "compact" or both, comma-separated (Kafka's cleanup.policy). */
+static int parse_policy(struct plog_config *cfg, const char *value)
+{
+    bool del = false, compact = false;
+    if (!value || !*value)
+        return -EINVAL;
+    for (const char *p = value;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len > 0 && *p == ' ') {
+            p++;
+            len--;
+        }
+        while (len > 0 && p[len - 1] == ' ')
+            len--;
+        if (len == 6 && !strncmp(p, "delete", 6))
+            del = true;
+        else if (len == 7 && !strncmp(p, "compact", 7))
+            compact = true;
+        else
+            return -EINVAL;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    cfg->cleanup_delete = del;
+    cfg->cleanup_compact = compact;
+    return 1;
 }
 
 int storage_config_topic_override(struct plog_config *cfg, const char *key, const char *value)
@@ -212,7 +269,26 @@ int storage_config_topic_override(struct plog_config *cfg, const char *key, cons
         {"flush.ms", offsetof(struct plog_config, flush_interval_ms), false, 0, INT64_MAX},
         {"file.delete.delay.ms", offsetof(struct plog_config, file_delete_delay_ms), false, 0,
          INT64_MAX},
+        {"delete.retention.ms", offsetof(struct plog_config, delete_retention_ms), false, 0,
+         INT64_MAX},
+        {"min.compaction.lag.ms", offsetof(struct plog_config, min_compaction_lag_ms), false, 0,
+         INT64_MAX},
+        {"max.compaction.lag.ms", offsetof(struct plog_config, max_compaction_lag_ms), false, 1,
+         INT64_MAX},
     };
+    if (!strcmp(key, "cleanup.policy"))
+        return parse_policy(cfg, value);
+    if (!strcmp(key, "min.cleanable.dirty.ratio")) {
+        char *end;
+        if (!value || !*value)
+            return -EINVAL;
+        errno = 0;
+        double r = strtod(value, &end);
+        if (errno || *end || !(r >= 0.0 && r <= 1.0))
+            return -EINVAL;
+        cfg->min_cleanable_ratio = r;
+        return 1;
+    }
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         if (strcmp(map[i].key, key) != 0)
             continue;
@@ -267,6 +343,13 @@ int storage_config_logmgr_options(const struct config *c, struct logmgr_options 
     o.hw_checkpoint_interval_ms =
         config_get_int(c, "replica.high.watermark.checkpoint.interval.ms");
     o.flush_scheduler_interval_ms = config_get_int(c, "log.flush.scheduler.interval.ms");
+    o.cleaner_enable = config_get_bool(c, "log.cleaner.enable");
+    o.cleaner_threads = (int)config_get_int(c, "log.cleaner.threads");
+    o.cleaner_dedupe_buffer_size = config_get_int(c, "log.cleaner.dedupe.buffer.size");
+    /* Kafka's 0 means "look again at once"; a 1 ms timer is the closest. */
+    o.cleaner_backoff_ms = config_get_int(c, "log.cleaner.backoff.ms");
+    if (o.cleaner_backoff_ms <= 0)
+        o.cleaner_backoff_ms = 1;
     o.now_ms = NULL;
     o.now_arg = NULL;
     o.on_event = NULL;

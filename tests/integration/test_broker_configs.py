@@ -8,7 +8,6 @@ test of this module; each test uses its own topic names.
 import os
 import struct
 import sys
-import time
 
 import pytest
 
@@ -23,15 +22,7 @@ SRC_TOPIC, SRC_STATIC, SRC_DEFAULT = 1, 4, 5
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    failed_before = request.session.testsfailed
-    c = weir_cluster.Cluster(brokers=2, broker_overrides={"log.retention.bytes": RETENTION_BYTES})
-    c.start()
-    try:
-        yield c
-    finally:
-        # A process that does not exit 0 on SIGTERM (a sanitizer report) is a failure.
-        problems = c.finish(failed=request.session.testsfailed != failed_before)
-        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+    yield from weir_cluster.started(request, brokers=2, broker_overrides={"log.retention.bytes": RETENTION_BYTES})
 
 
 def create_with_retention(c, name, retention_ms):

@@ -27,16 +27,8 @@ ERR_MESSAGE_TOO_LARGE = 10
 
 @pytest.fixture
 def cluster(request):
-    failed_before = request.session.testsfailed
-    c = weir_cluster.Cluster(brokers=3,
-                             broker_overrides={"message.max.bytes": str(BROKER_MESSAGE_MAX)})
-    c.start()
-    try:
-        yield c
-    finally:
-        # A process that does not exit 0 on SIGTERM (a sanitizer report) is a failure.
-        problems = c.finish(failed=request.session.testsfailed != failed_before)
-        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+    yield from weir_cluster.started(request, brokers=3, broker_overrides={
+        "message.max.bytes": str(BROKER_MESSAGE_MAX)})
 
 
 def create_topic(c, name, partitions, timeout=20):

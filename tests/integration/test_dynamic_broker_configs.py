@@ -12,7 +12,6 @@ retired segments unlinked at once) serves the module; each test leaves the
 dynamic configs it set removed.
 """
 
-import glob
 import os
 import struct
 import sys
@@ -35,17 +34,10 @@ HOUR_MS = 3600 * 1000
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    failed_before = request.session.testsfailed
-    c = weir_cluster.Cluster(brokers=2, broker_overrides={
+    yield from weir_cluster.started(request, brokers=2, broker_overrides={
         "log.retention.check.interval.ms": "200",
         "log.segment.delete.delay.ms": "0",
     })
-    c.start()
-    try:
-        yield c
-    finally:
-        problems = c.finish(failed=request.session.testsfailed != failed_before)
-        assert not problems, "processes exited badly:\n" + "\n".join(problems)
 
 
 # ---- helpers ------------------------------------------------------------------------

@@ -37,14 +37,7 @@ def make_cluster(request, **kw):
 
 @pytest.fixture
 def cluster(request):
-    failed_before = request.session.testsfailed
-    c = weir_cluster.Cluster(brokers=3, broker_overrides={"replica.lag.time.max.ms": "2000"})
-    c.start()
-    try:
-        yield c
-    finally:
-        problems = c.finish(failed=request.session.testsfailed != failed_before)
-        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+    yield from weir_cluster.started(request, brokers=3, broker_overrides={"replica.lag.time.max.ms": "2000"})
 
 
 def wait_for(what, fn, timeout=20.0):
@@ -354,9 +347,13 @@ def test_followers_write_snapshots_at_segment_roll(request):
         # the worker pool, so wait for them).
         def snaps(b):
             return sorted(glob.glob(os.path.join(c.log_dir(b), "fsnap-0", "*.snapshot")))
+        def temps(b):
+            return glob.glob(os.path.join(c.log_dir(b), "fsnap-0", "*.tmp*"))
+        # A write in progress shows as a temp file: wait until the jobs are done
+        # (each leaves its snapshot renamed into place and no temp behind).
         for b in (1, 2, 3):
-            wait_for("snapshots on broker %d" % b, lambda: 1 <= len(snaps(b)) <= 2)
-            assert not glob.glob(os.path.join(c.log_dir(b), "fsnap-0", "*.tmp*")), b
+            wait_for("snapshots on broker %d, no write in progress" % b,
+                     lambda: 1 <= len(snaps(b)) <= 2 and not temps(b))
     finally:
         problems = c.finish(failed=request.session.testsfailed != failed_before)
         assert not problems, "processes exited badly:\n" + "\n".join(problems)

@@ -17,7 +17,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
 import sys

@@ -13,8 +13,10 @@ Without node/npm, with a node too old for a client, or with the npm registry
 unreachable before the first install, the tests skip with what is missing and how
 to get it; under CI=true they fail instead (tests/support/deps.py).
 
-No group is used because neither client can consume through a group without
-the group APIs, and the point here is the data path: CreateTopics, Metadata,
+The round-trip tests use no group: their point is the data path;
+test_*_consumer_group run each client's group consumer (kafkajs_group.js,
+platformatic_group.mjs: two members, every record once, describe/list, leave,
+delete). The data path: CreateTopics, Metadata,
 Produce, ListOffsets and Fetch as each client encodes and decodes them
 (kafkajs: non-flexible Metadata v6 / Produce v7 / ListOffsets v3 / Fetch v11;
 platformatic: flexible ApiVersions v3 / Metadata v9 / CreateTopics v7 /
@@ -136,15 +138,7 @@ def node_cache():
 
 @pytest.fixture
 def cluster(request):
-    failed_before = request.session.testsfailed
-    c = weir_cluster.Cluster(brokers=3)
-    c.start()
-    try:
-        yield c
-    finally:
-        # A process that does not exit 0 on SIGTERM (a sanitizer report) is a failure.
-        problems = c.finish(failed=request.session.testsfailed != failed_before)
-        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+    yield from weir_cluster.started(request, brokers=3)
 
 
 def run_script(cache, script, c, topic):
@@ -354,3 +348,52 @@ def test_platformatic_idempotent_producers_produce_once_and_retries_are_deduplic
         finally:
             conn.close()
 
+
+
+# ---- consumer groups (docs/consumer-groups.md) ------------------------------------------
+
+GROUP_COUNT = 600
+
+
+def run_group_script(cache, script, c, topic):
+    argv = ["node", script, c.bootstrap(), topic, str(GROUP_COUNT), str(PARTITIONS + 1)]
+    try:
+        p = subprocess.run(argv, cwd=cache, capture_output=True, timeout=SCRIPT_TIMEOUT)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("%s did not finish within %d s: %s" % (
+            script, SCRIPT_TIMEOUT, (e.stderr or b"").decode(errors="replace")[-2000:]))
+    assert p.returncode == 0, "%s failed (%d): %s" % (script, p.returncode,
+                                                      p.stderr.decode(errors="replace")[-3000:])
+    return json.loads(p.stdout)
+
+
+def check_group_run(res):
+    # every record once, the partitions split between the two members
+    assert sorted(res["seen"]) == list(range(GROUP_COUNT))
+    a, b = res["partitionsByMember"]
+    assert a and b and not set(a) & set(b)
+    assert sorted(a + b) == list(range(PARTITIONS + 1))
+    d = res["described"]
+    assert d is not None, "the group never showed as Stable with two members"
+    assert d["protocolType"] == "consumer"
+    assert len(d["members"]) == 2
+    assert all(m["clientHost"] == "/127.0.0.1" for m in d["members"])
+    assert str(res["afterLeave"]).lower() == "empty"
+
+
+def test_kafkajs_consumer_group(node_cache, cluster):
+    res = run_group_script(node_cache, "kafkajs_group.js", cluster, "kafkajs-group")
+    check_group_run(res)
+    assert res["described"]["protocol"] == "RoundRobinAssigner"
+    # a new member resumes from the committed offsets: nothing comes again
+    assert res["joined"] is True
+    assert res["again"] == []
+    assert [g["protocolType"] for g in res["listed"]] == ["consumer"]
+
+
+def test_platformatic_consumer_group(platformatic_cache, cluster):
+    res = run_group_script(platformatic_cache, "platformatic_group.mjs", cluster,
+                           "platformatic-group")
+    check_group_run(res)
+    assert [g["protocolType"] for g in res["listed"]] == ["consumer"]
+    assert res["deleted"] is True

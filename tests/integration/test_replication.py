@@ -27,16 +27,7 @@ REQUEST_TIMED_OUT = 7
 
 @pytest.fixture
 def cluster(request):
-    failed_before = request.session.testsfailed
-    c = weir_cluster.Cluster(brokers=3, broker_overrides={"replica.lag.time.max.ms": "2000"})
-    c.start()
-    try:
-        yield c
-    finally:
-        # Every process must exit 0 on SIGTERM (a sanitizer report makes it exit
-        # non-zero); those killed with kill9_broker are expected to have died so.
-        problems = c.finish(failed=request.session.testsfailed != failed_before)
-        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+    yield from weir_cluster.started(request, brokers=3, broker_overrides={"replica.lag.time.max.ms": "2000"})
 
 
 def partition_md(c, topic, p, via=None):

@@ -27,14 +27,7 @@ import cluster as weir_cluster  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    failed_before = request.session.testsfailed
-    c = weir_cluster.Cluster(brokers=2)
-    c.start()
-    try:
-        yield c
-    finally:
-        problems = c.finish(failed=request.session.testsfailed != failed_before)
-        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+    yield from weir_cluster.started(request, brokers=2)
 
 
 def create(c, name, config):

@@ -402,6 +402,21 @@ class Cluster:
         return False
 
 
+def started(request, **kwargs):
+    """The body of a pytest fixture: `yield from cluster.started(request, ...)`
+    yields a started Cluster(**kwargs); at teardown it stops every process and
+    fails the test when one exited badly (a sanitizer report makes a process
+    exit non-zero on SIGTERM; those killed on purpose are expected to)."""
+    failed_before = request.session.testsfailed
+    c = Cluster(**kwargs)
+    c.start()
+    try:
+        yield c
+    finally:
+        problems = c.finish(failed=request.session.testsfailed != failed_before)
+        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+
+
 def _ip(*args, check=True):
     return subprocess.run(["ip"] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=10, check=check)

@@ -39,7 +39,7 @@ struct fx {
     struct logmgr *mgr;
     struct logmgr_open_stats stats;
     int64_t now;
-    int events[LOGMGR_EVENT_REMOVE_FAILED + 1];
+    int events[LOGMGR_EVENT_CLEAN_FAILED + 1];
     char last_event_path[512];
 };
 

@@ -460,6 +460,30 @@ static void test_plog_offset_for_timestamp(void **state)
     }
 }
 
+/* ListOffsets by time finds the record inside a compressed batch too. */
+static void test_plog_offset_for_timestamp_inside_compressed_batch(void **state)
+{
+    struct fixture *fx = *state;
+    open_log(fx);
+    for (int c = CODEC_GZIP; c <= CODEC_ZSTD; c++) {
+        buf_writer w, z;
+        buf_writer_init(&w);
+        buf_writer_init(&z);
+        int64_t base = plog_log_end_offset(fx->log);
+        int64_t ts0 = TS0 + 1000 * c;
+        make_batch(&w, 4, ts0, 50); /* timestamps ts0 + {0,1,2,3} */
+        assert_int_equal(batch_recompress(w.data, w.len, (enum codec_type)c, 1 << 20, &z), 0);
+        assert_int_equal(
+            plog_append(fx->log, z.data, z.len, PLOG_APPEND_ASSIGN_OFFSETS, 7, TS0, NULL), 0);
+        int64_t off, ts;
+        assert_int_equal(plog_offset_for_timestamp(fx->log, ts0 + 2, &off, &ts), 0);
+        assert_int_equal(off, base + 2);
+        assert_int_equal(ts, ts0 + 2);
+        buf_writer_deinit(&w);
+        buf_writer_deinit(&z);
+    }
+}
+
 static void test_plog_offset_for_timestamp_out_of_order_timestamps(void **state)
 {
     struct fixture *fx = *state;
@@ -909,7 +933,8 @@ static void test_plog_seg_file_readable_after_retention_deletes_segment(void **s
 
 /* ---- follower appends and leader epochs ----------------------------------------- */
 
-static void test_plog_follower_append_requires_contiguous_offsets(void **state)
+/* Offsets must increase; gaps are accepted (a compacted leader's log has them). */
+static void test_plog_follower_append_requires_increasing_offsets(void **state)
 {
     struct fixture *fx = *state;
     open_log(fx);
@@ -919,7 +944,7 @@ static void test_plog_follower_append_requires_contiguous_offsets(void **state)
     size_t first = w.len;
     make_batch(&w, 2, TS0, 10);
     batch_set_base_offset(w.data, 0);
-    batch_set_base_offset(w.data + first, 4); /* should be 3 */
+    batch_set_base_offset(w.data + first, 2); /* overlaps the first batch */
     assert_int_equal(plog_append(fx->log, w.data, w.len, 0, -1, TS0, NULL), -EINVAL);
     assert_int_equal(plog_log_end_offset(fx->log), 0);
     assert_int_equal(plog_size_bytes(fx->log), 0);
@@ -1114,6 +1139,7 @@ int main(void)
         T(test_plog_reads_across_segments),
         T(test_plog_offset_index_lookups_on_closed_segments),
         T(test_plog_offset_for_timestamp),
+        T(test_plog_offset_for_timestamp_inside_compressed_batch),
         T(test_plog_offset_for_timestamp_out_of_order_timestamps),
         T(test_plog_offset_for_timestamp_ignores_bogus_record_offset_delta),
         T(test_plog_truncate_mid_segment),
@@ -1127,7 +1153,7 @@ int main(void)
         T(test_plog_retention_by_time),
         T(test_plog_retention_by_bytes),
         T(test_plog_seg_file_readable_after_retention_deletes_segment),
-        T(test_plog_follower_append_requires_contiguous_offsets),
+        T(test_plog_follower_append_requires_increasing_offsets),
         T(test_plog_append_rejects_bad_framing),
         T(test_plog_leader_epoch_stamping_keeps_crc_valid),
         T(test_plog_failed_write_leaves_log_unchanged),

@@ -51,6 +51,14 @@ static void test_defaults_equal_kafka(void **state)
     assert_int_equal(config_get_int(c, "replica.high.watermark.checkpoint.interval.ms"), 5000);
     assert_int_equal(config_get_int(c, "num.recovery.threads.per.data.dir"), 1);
     assert_int_equal(config_get_int(c, "log.open.files.max"), 0);
+    assert_true(config_get_bool(c, "log.cleaner.enable"));
+    assert_int_equal(config_get_int(c, "log.cleaner.threads"), 1);
+    assert_int_equal(config_get_int(c, "log.cleaner.dedupe.buffer.size"), 134217728);
+    assert_int_equal(config_get_int(c, "log.cleaner.backoff.ms"), 15000);
+    assert_true(config_get_double(c, "log.cleaner.min.cleanable.ratio") == 0.5);
+    assert_int_equal(config_get_int(c, "log.cleaner.delete.retention.ms"), 86400000);
+    assert_int_equal(config_get_int(c, "log.cleaner.min.compaction.lag.ms"), 0);
+    assert_int_equal(config_get_int(c, "log.cleaner.max.compaction.lag.ms"), INT64_MAX);
     assert_null(config_get_raw(c, "log.dirs"));
     assert_string_equal(config_get_raw(c, "log.dir"), "/tmp/kafka-logs");
 
@@ -363,7 +371,27 @@ static void test_topic_overrides_map_onto_log_settings(void **state)
     /* Keys with no storage effect are left to their callers. */
     before = cfg;
     assert_int_equal(storage_config_topic_override(&cfg, "max.message.bytes", "10"), 0);
-    assert_int_equal(storage_config_topic_override(&cfg, "cleanup.policy", "delete"), 0);
+    /* The compaction keys. */
+    assert_int_equal(storage_config_topic_override(&cfg, "cleanup.policy", "compact"), 1);
+    assert_true(cfg.cleanup_compact && !cfg.cleanup_delete);
+    assert_int_equal(storage_config_topic_override(&cfg, "cleanup.policy", "compact,delete"), 1);
+    assert_true(cfg.cleanup_compact && cfg.cleanup_delete);
+    assert_int_equal(storage_config_topic_override(&cfg, "cleanup.policy", "delete"), 1);
+    assert_true(!cfg.cleanup_compact && cfg.cleanup_delete);
+    assert_int_equal(storage_config_topic_override(&cfg, "min.cleanable.dirty.ratio", "0.25"), 1);
+    assert_true(cfg.min_cleanable_ratio == 0.25);
+    assert_int_equal(storage_config_topic_override(&cfg, "delete.retention.ms", "5"), 1);
+    assert_int_equal(cfg.delete_retention_ms, 5);
+    assert_int_equal(storage_config_topic_override(&cfg, "min.compaction.lag.ms", "6"), 1);
+    assert_int_equal(cfg.min_compaction_lag_ms, 6);
+    assert_int_equal(storage_config_topic_override(&cfg, "max.compaction.lag.ms", "7"), 1);
+    assert_int_equal(cfg.max_compaction_lag_ms, 7);
+    before = cfg;
+    assert_int_equal(storage_config_topic_override(&cfg, "cleanup.policy", "shred"), -EINVAL);
+    assert_int_equal(storage_config_topic_override(&cfg, "cleanup.policy", ""), -EINVAL);
+    assert_int_equal(storage_config_topic_override(&cfg, "min.cleanable.dirty.ratio", "2"),
+                     -EINVAL);
+    assert_int_equal(storage_config_topic_override(&cfg, "max.compaction.lag.ms", "0"), -EINVAL);
     /* Bad values leave the settings alone. */
     assert_int_equal(storage_config_topic_override(&cfg, "segment.bytes", "13"), -EINVAL);
     assert_int_equal(storage_config_topic_override(&cfg, "segment.bytes", "4294967296"), -EINVAL);
