@@ -693,3 +693,15 @@ void buf_writer_patch_i32(buf_writer *w, size_t off, int32_t v)
 {
     buf_writer_patch_u32(w, off, (uint32_t)v);
 }
+
+char *buf_slice_strdup(buf_slice s)
+{
+    size_t n = s.ptr && s.len > 0 ? (size_t)s.len : 0;
+    char *p = malloc(n + 1);
+    if (!p)
+        return NULL;
+    if (n)
+        memcpy(p, s.ptr, n);
+    p[n] = '\0';
+    return p;
+}

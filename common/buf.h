@@ -35,6 +35,10 @@ typedef struct buf_slice {
     int32_t len;
 } buf_slice;
 
+/* A malloc'd NUL-terminated copy of @s (a null slice gives ""), or NULL when
+ * out of memory. Slices are not NUL-terminated: never strdup/strndup them. */
+char *buf_slice_strdup(buf_slice s);
+
 void buf_reader_init(buf_reader *r, const void *data, size_t len);
 size_t buf_reader_remaining(const buf_reader *r);
 /* Pointer to the next unread byte. */
@@ -137,9 +141,9 @@ int buf_write_compact_string(buf_writer *w, const char *s, int32_t len); /* uvar
 int buf_write_bytes(buf_writer *w, const void *data, int32_t len);       /* int32 len */
 int buf_write_compact_bytes(buf_writer *w, const void *data, int32_t len);
 int buf_write_varint_bytes(buf_writer *w, const void *data, int32_t len); /* zigzag len */
-int buf_write_array_len(buf_writer *w, int32_t n);         /* int32, -1 = null */
-int buf_write_compact_array_len(buf_writer *w, int32_t n); /* uvarint n+1, -1 -> 0 */
-int buf_write_empty_tagged_fields(buf_writer *w);          /* uvarint 0 */
+int buf_write_array_len(buf_writer *w, int32_t n);                        /* int32, -1 = null */
+int buf_write_compact_array_len(buf_writer *w, int32_t n);                /* uvarint n+1, -1 -> 0 */
+int buf_write_empty_tagged_fields(buf_writer *w);                         /* uvarint 0 */
 
 /* Big-endian stores into already written bytes (length prefixes, CRCs). @off + size
  * must be within len; an out-of-range patch is a programmer error (assert). */

@@ -84,8 +84,8 @@ struct gappend {
     char *group_id;
     uint64_t incarnation;
     int32_t generation;
-    char *member_id;     /* AP_STATIC_JOIN: the new member id */
-    char *leader;        /* AP_STATIC_JOIN: the leader answered */
+    char *member_id; /* AP_STATIC_JOIN: the new member id */
+    char *leader;    /* AP_STATIC_JOIN: the leader answered */
     groups_join_fn join_cb;
     groups_delete_fn del_cb;
     void *ud;
@@ -217,10 +217,9 @@ static char *new_member_id(const char *prefix)
     char *s = malloc(n);
     if (!s)
         return NULL;
-    snprintf(s, n,
-             "%s-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", prefix,
-             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
-             u[13], u[14], u[15]);
+    snprintf(s, n, "%s-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             prefix, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11],
+             u[12], u[13], u[14], u[15]);
     return s;
 }
 
@@ -1067,7 +1066,8 @@ static void join_static_replace(struct groups *g, struct group *grp, struct gmem
              * reassign (it gets its assignment with SyncGroup). */
             struct gappend *a = append_new(g, grp, AP_STATIC_JOIN);
             int16_t e = KERR_COORDINATOR_NOT_AVAILABLE;
-            if (a && (a->member_id = strdup(nid)) && (!old_leader || (a->leader = strdup(old_leader)))) {
+            if (a && (a->member_id = strdup(nid)) &&
+                (!old_leader || (a->leader = strdup(old_leader)))) {
                 a->join_cb = done;
                 a->ud = ud;
                 e = store_group(g, grp, a);
@@ -1189,7 +1189,8 @@ void groups_join(struct groups *g, const struct groups_join_req *r, groups_join_
     struct gmember *m = unknown ? NULL : find_member(grp, mid);
     struct gmember *sm = find_static(grp, r->instance_id);
     bool is_pending = !unknown && !m && find_pending(grp, mid);
-    if (!m && !sm && g->o.max_size > 0 && grp->n_members + (is_pending ? 0 : grp->n_pending) >= g->o.max_size) {
+    if (!m && !sm && g->o.max_size > 0 &&
+        grp->n_members + (is_pending ? 0 : grp->n_pending) >= g->o.max_size) {
         answer_join_error(done, ud, KERR_GROUP_MAX_SIZE_REACHED, mid);
         return;
     }
@@ -1198,8 +1199,8 @@ void groups_join(struct groups *g, const struct groups_join_req *r, groups_join_
             join_static_replace(g, grp, sm, &req, done, ud);
             return;
         }
-        char *nid = new_member_id(r->instance_id ? r->instance_id
-                                                 : (r->client_id ? r->client_id : ""));
+        char *nid =
+            new_member_id(r->instance_id ? r->instance_id : (r->client_id ? r->client_id : ""));
         if (!nid) {
             answer_join_error(done, ud, KERR_COORDINATOR_NOT_AVAILABLE, mid);
             return;
@@ -1428,8 +1429,7 @@ void groups_describe(struct groups *g, const char *group_id, struct groups_descr
     ret->protocol_type = grp->protocol_type ? grp->protocol_type : "";
     free(g->desc);
     g->desc = NULL;
-    if (grp->n_members > 0 &&
-        !(g->desc = calloc((size_t)grp->n_members, sizeof(*g->desc)))) {
+    if (grp->n_members > 0 && !(g->desc = calloc((size_t)grp->n_members, sizeof(*g->desc)))) {
         ret->error = KERR_COORDINATOR_NOT_AVAILABLE;
         return;
     }
@@ -1542,7 +1542,7 @@ void groups_replay(struct groups *g, int32_t partition, buf_slice key, buf_slice
     buf_slice gid;
     if (grec_key_decode(key, &gid) < 0)
         return;
-    char *id = strndup((const char *)gid.ptr, (size_t)gid.len);
+    char *id = buf_slice_strdup(gid);
     if (!id)
         return;
     struct group *grp = find_group(g, id);
@@ -1566,11 +1566,11 @@ void groups_replay(struct groups *g, int32_t partition, buf_slice key, buf_slice
         goto out;
     grp->partition = partition;
     grp->generation = v.generation;
-    grp->protocol_type = strndup((const char *)v.protocol_type.ptr, (size_t)v.protocol_type.len);
+    grp->protocol_type = buf_slice_strdup(v.protocol_type);
     if (v.protocol.len >= 0)
-        grp->protocol = strndup((const char *)v.protocol.ptr, (size_t)v.protocol.len);
+        grp->protocol = buf_slice_strdup(v.protocol);
     if (v.leader.len >= 0)
-        grp->leader = strndup((const char *)v.leader.ptr, (size_t)v.leader.len);
+        grp->leader = buf_slice_strdup(v.leader);
     int64_t t = now(g);
     struct gmember **tail = &grp->members;
     for (int32_t i = 0; i < v.n_members; i++) {
@@ -1578,11 +1578,11 @@ void groups_replay(struct groups *g, int32_t partition, buf_slice key, buf_slice
         struct gmember *m = calloc(1, sizeof(*m));
         if (!m)
             break;
-        m->id = strndup((const char *)rm->member_id.ptr, (size_t)rm->member_id.len);
+        m->id = buf_slice_strdup(rm->member_id);
         if (rm->instance_id.len >= 0)
-            m->instance_id = strndup((const char *)rm->instance_id.ptr, (size_t)rm->instance_id.len);
-        m->client_id = strndup((const char *)rm->client_id.ptr, (size_t)rm->client_id.len);
-        m->client_host = strndup((const char *)rm->client_host.ptr, (size_t)rm->client_host.len);
+            m->instance_id = buf_slice_strdup(rm->instance_id);
+        m->client_id = buf_slice_strdup(rm->client_id);
+        m->client_host = buf_slice_strdup(rm->client_host);
         m->session_ms = rm->session_timeout_ms;
         m->rebalance_ms = rm->rebalance_timeout_ms;
         struct groups_protocol p = {.name = grp->protocol ? grp->protocol : "",
@@ -1655,9 +1655,8 @@ bool groups_subscribed_to(const struct groups *g, const char *group_id, const ch
     if (!streq(grp->protocol_type, "consumer"))
         return true;
     for (const struct gmember *m = grp->members; m; m = m->next) {
-        const struct gproto *p =
-            grp->protocol ? member_protocol(m, grp->protocol)
-                          : (m->n_protocols > 0 ? &m->protocols[0] : NULL);
+        const struct gproto *p = grp->protocol ? member_protocol(m, grp->protocol)
+                                               : (m->n_protocols > 0 ? &m->protocols[0] : NULL);
         if (p && grec_subscription_names((buf_slice){p->meta, p->meta_len}, topic))
             return true;
     }

@@ -282,10 +282,9 @@ static int apply_offset_record(struct gstore *gs, int32_t opart, buf_slice key, 
         return -EBADMSG;
     if (value.len >= 0 && orec_value_decode(value, &v) < 0)
         return -EBADMSG;
-    char *group = strndup((const char *)k.group.ptr, (size_t)k.group.len);
-    char *topic = strndup((const char *)k.topic.ptr, (size_t)k.topic.len);
-    char *md =
-        value.len >= 0 ? strndup((const char *)v.metadata.ptr, (size_t)v.metadata.len) : NULL;
+    char *group = buf_slice_strdup(k.group);
+    char *topic = buf_slice_strdup(k.topic);
+    char *md = value.len >= 0 ? buf_slice_strdup(v.metadata) : NULL;
     int r = -ENOMEM;
     if (group && topic && (value.len < 0 || md)) {
         r = 0;

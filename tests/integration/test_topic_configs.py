@@ -542,7 +542,9 @@ def test_alter_configs_replaces_and_incremental_keeps_other_overrides(cluster):
 def test_offsets_topic_is_compacted_however_it_is_created(cluster):
     # Kafka compacts __consumer_offsets: an admin's CreateTopics of the name
     # gets cleanup.policy=compact too (and no time retention of its own).
-    create(cluster, "__consumer_offsets", rf=1)
+    # (An earlier test's consumer group may have made the brokers create it.)
+    if "__consumer_offsets" not in admin(cluster).list_topics(timeout=10).topics:
+        create(cluster, "__consumer_offsets", rf=1)
     assert describe(cluster, "__consumer_offsets", "cleanup.policy") == "compact"
     assert describe(cluster, "__consumer_offsets", "retention.ms") == str(7 * DAY_MS)
 
