@@ -33,6 +33,7 @@
 #include "broker/storage/storage_config.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/looplag.h"
 #include "common/purgatory.h"
 #include "methods.h"
 #include "common/wpool.h"
@@ -50,6 +51,7 @@ struct bmain {
     bool stopping;
     int fatal_code; /* non-zero: exit with it (set by on_fatal) */
     struct event *grace;
+    struct looplag *lag;
 };
 
 static void usage(FILE *f)
@@ -110,6 +112,34 @@ static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
                 ev->err ? strerror(-ev->err) : "");
 }
 
+/* The soft descriptor limit goes up to the hard one before the descriptor
+ * cache is sized from it; both are logged, and a limit too low for the cache
+ * and a few hundred connections is called out. */
+static void log_fd_limit(int64_t configured_cache)
+{
+    struct logmgr_fd_limit fl;
+    if (logmgr_raise_fd_limit(&fl) < 0) {
+        log_warn("broker", "cannot read RLIMIT_NOFILE: %s", strerror(errno));
+        return;
+    }
+    int cache = configured_cache > 0 ? (int)configured_cache : logmgr_default_max_open_files();
+    if (fl.err)
+        log_warn("broker", "cannot raise the soft descriptor limit %lld to the hard limit %lld: %s",
+                 fl.soft_before, fl.hard, strerror(-fl.err));
+    log_info("broker", "descriptor limit: soft %lld (was %lld), hard %lld; log segment cache %d",
+             fl.soft, fl.soft_before, fl.hard, cache);
+    if (fl.soft >= 0 && fl.soft < 4096)
+        log_warn("broker",
+                 "descriptor limit %lld is low: log segments share a cache of %d descriptors, "
+                 "so partitions beyond it reopen their files (raise the hard limit, "
+                 "see docs/scaling.md)",
+                 fl.soft, cache);
+    if (fl.soft >= 0 && configured_cache > 0 && configured_cache + 256 > fl.soft)
+        log_warn("broker", "log.open.files.max=%lld leaves fewer than 256 of %lld descriptors "
+                 "for connections",
+                 (long long)configured_cache, fl.soft);
+}
+
 static void maybe_ready(struct bmain *m)
 {
     if (m->ready_printed || !coordclient_registered(m->ctx.cc) || !coordclient_synced(m->ctx.cc))
@@ -128,6 +158,13 @@ static void on_registered(void *ud, int64_t epoch)
     repl_on_metadata(m->ctx.repl);
     gstore_on_metadata(m->ctx.gstore);
     maybe_ready(m);
+}
+
+/* A later slice of a reconcile pass created or removed logs. */
+static void on_reconcile_progress(void *ud)
+{
+    struct bmain *m = ud;
+    repl_on_metadata(m->ctx.repl);
 }
 
 static void on_metadata(void *ud)
@@ -219,8 +256,9 @@ int main(int argc, char **argv)
         goto out;
     }
     m.base = event_base_new();
-    if (!m.base)
+    if (!m.base || looplag_new(m.base, "broker", &m.lag) < 0)
         goto out;
+    log_fd_limit(config_get_int(cfg, "log.open.files.max"));
     r = wpool_new(m.base, 2, &pool);
     if (r < 0) {
         log_error("broker", "worker pool: %s", strerror(-r));
@@ -307,7 +345,7 @@ int main(int argc, char **argv)
     }
     coordclient_set_cluster_id(m.ctx.cc, cluster_id);
     r = replicas_new(m.s.broker_id, m.ctx.lm, m.ctx.cc, cfg, &m.ctx.reps);
-    if (r < 0)
+    if (r < 0 || (r = replicas_set_loop(m.ctx.reps, m.base, on_reconcile_progress, &m)) < 0)
         goto out;
     struct repl_options ro = {.base = m.base,
                               .s = &m.s,
@@ -377,6 +415,7 @@ out:
         logmgr_free(m.ctx.lm);
     }
     wpool_free(pool);
+    looplag_free(m.lag);
     if (sigterm)
         event_free(sigterm);
     if (sigint)

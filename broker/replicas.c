@@ -2,6 +2,7 @@
 #include "broker/replicas.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "broker/storage/logmgr.h"
 #include "broker/storage/plog.h"
 #include "broker/storage/storage_config.h"
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/kerr.h"
 #include "common/log.h"
@@ -30,6 +32,30 @@ struct seen_key {
     char *name;
 };
 
+/* What to do with a local log that the metadata does not assign here (as it
+ * is on disk). */
+enum verdict { KEEP, DELETE, SET_ASIDE };
+
+struct action {
+    char *topic;
+    int32_t partition;
+    enum verdict what;
+    bool adopt; /* KEEP a log without a topic id: record the metadata's */
+};
+
+#define RECONCILE_SLICE_MS 20
+/* Logs per creation batch on the worker pool: one done callback opens them;
+ * two batches in flight keep both worker threads on it. */
+#define RECONCILE_BATCH   64
+#define RECONCILE_PROGRESS_MS 250
+/* The first logs of a pass are created on the loop, as before the worker pool
+ * took over: a topic of a few partitions is ready for produce when the
+ * metadata callback returns. Beyond them, batches. */
+#define RECONCILE_SYNC_LOGS 32
+#define RECONCILE_BATCHES 2
+
+struct rbatch;
+
 struct replicas {
     int32_t id;
     struct logmgr *lm;
@@ -43,6 +69,38 @@ struct replicas {
     struct plog_config dyn_base;
     char *dyn_key;
     size_t dyn_key_len;
+
+    /* A reconcile pass runs in slices of RECONCILE_SLICE_MS on the loop, so a
+     * create or delete of thousands of logs never holds heartbeats, produce
+     * and fetch for longer than that (issue 16). Without a loop
+     * (replicas_set_loop() not called) a pass runs to the end at once. */
+    struct event_base *base;
+    struct event *cont;  /* the next slice of the pass under way */
+    struct event *progress; /* the next on_progress call */
+    bool in_pass;        /* a pass started and has not finished */
+    bool started;        /* this pass classified the local logs */
+    bool again;          /* the metadata changed since: another pass follows this one */
+    struct action *acts; /* the pass's deletions and set-asides, in order */
+    size_t n_acts, i_act;
+    char *cursor_topic;     /* where the create scan resumes (NULL: from the start) */
+    int32_t cursor_part;
+    struct rbatch *batch[RECONCILE_BATCHES]; /* out on the worker pool, NULL: free */
+    size_t n_batches;       /* of them in flight (the pass waits for them) */
+    bool scan_done;         /* the create scan reached the end; a batch may be out */
+    int sync_left;          /* logs this pass may still create on the loop */
+    size_t pass_created;    /* logs created or removed since the progress callback */
+    size_t pass_logs;       /* logs created or removed by this pass */
+    size_t pass_slices;
+    int64_t pass_t0_ns;
+    void (*on_progress)(void *ud);
+    void *progress_ud;
+    struct replicas_pass_stats stats;
+};
+
+struct rbatch {
+    struct replicas *r; /* NULL once the replicas were freed under the batch */
+    size_t n;
+    struct logmgr_new_log logs[RECONCILE_BATCH];
 };
 
 void replicas_set_repl(struct replicas *r, struct repl *repl)
@@ -64,10 +122,31 @@ int replicas_new(int32_t broker_id, struct logmgr *lm, struct coordclient *cc,
     return 0;
 }
 
+static void pass_drop(struct replicas *r)
+{
+    for (size_t i = r->i_act; i < r->n_acts; i++)
+        free(r->acts[i].topic);
+    free(r->acts);
+    r->acts = NULL;
+    r->n_acts = r->i_act = 0;
+    free(r->cursor_topic);
+    r->cursor_topic = NULL;
+    r->cursor_part = 0;
+    r->scan_done = false;
+}
+
 void replicas_free(struct replicas *r)
 {
     if (!r)
         return;
+    pass_drop(r);
+    for (size_t i = 0; i < RECONCILE_BATCHES; i++)
+        if (r->batch[i])
+            r->batch[i]->r = NULL; /* its done callback frees it */
+    if (r->cont)
+        event_free(r->cont);
+    if (r->progress)
+        event_free(r->progress);
     for (size_t i = 0; i < r->cap_seen; i++)
         free(r->seen[i].name);
     free(r->seen);
@@ -129,17 +208,6 @@ static int seen_add(struct replicas *r, const char *name, const uint8_t *id, int
     return 0;
 }
 
-/* What to do with a local log that the metadata does not assign here (as it
- * is on disk). */
-enum verdict { KEEP, DELETE, SET_ASIDE };
-
-struct action {
-    char *topic;
-    int32_t partition;
-    enum verdict what;
-    bool adopt; /* KEEP a log without a topic id: record the metadata's */
-};
-
 struct classify {
     struct replicas *r;
     const struct cstate *s;
@@ -198,6 +266,15 @@ static void act(struct replicas *r, const struct cstate *s, const struct action 
     int rc;
     char where[4200] = "";
     const struct cstate_topic *t = cstate_topic_by_name(s, a->topic);
+    if (a->what != KEEP && t && a->partition < t->n_parts &&
+        cstate_part_is_replica(&t->parts[a->partition], r->id)) {
+        /* Classified in an earlier slice; the metadata assigns it here again
+         * since: the next pass decides with what it says then. */
+        uint8_t id[CSTATE_UUID_LEN];
+        if (logmgr_topic_id(r->lm, a->topic, a->partition, id) != 0 ||
+            !memcmp(id, t->id, CSTATE_UUID_LEN))
+            return;
+    }
     switch (a->what) {
     case KEEP:
         if (!a->adopt || !t)
@@ -335,30 +412,123 @@ static const struct plog_config *log_defaults(struct replicas *r, const struct c
     return &r->dyn_base;
 }
 
-void replicas_reconcile(struct replicas *r)
+/* Whether this slice has used its time (checked between logs: one log's
+ * creation or deletion is the unit of work). */
+static bool slice_over(int64_t deadline_ns)
 {
-    const struct cstate *s = coordclient_state(r->cc);
-    if (!coordclient_synced(r->cc))
-        return;
-    /* Only metadata of our own cluster decides anything about our logs. */
-    const char *ours = coordclient_cluster_id(r->cc);
-    if (!s->cluster_id || (ours[0] && strcmp(s->cluster_id, ours) != 0))
-        return;
-    /* Deletions follow from what this process saw; setting aside waits for a
-     * state known to be current: right after a restart the watch may not have
-     * replayed the topics yet. */
-    struct classify c = {.r = r, .s = s, .caught_up = coordclient_caught_up(r->cc)};
-    logmgr_foreach(r->lm, classify_log, &c);
-    for (size_t i = 0; i < c.n; i++) {
-        act(r, s, &c.v[i]);
-        free(c.v[i].topic);
+    return deadline_ns && clock_mono_ns() >= deadline_ns;
+}
+
+static void pass_run(struct replicas *r);
+
+static void progress_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct replicas *r = arg;
+    if (r->pass_created && r->on_progress) {
+        r->pass_created = 0;
+        r->on_progress(r->progress_ud);
     }
-    free(c.v);
+}
+
+/* Replication takes up the logs made so far at most every
+ * RECONCILE_PROGRESS_MS: its scan of every partition costs tens of
+ * milliseconds with 10,000 of them, too much after every batch. */
+static void progress_soon(struct replicas *r)
+{
+    if (!r->pass_created || !r->progress || evtimer_pending(r->progress, NULL))
+        return;
+    struct timeval tv = {0, RECONCILE_PROGRESS_MS * 1000};
+    if (evtimer_add(r->progress, &tv) < 0)
+        progress_fire(-1, 0, r);
+}
+
+static void batch_done(void *ud, struct logmgr_new_log *logs, size_t n)
+{
+    struct rbatch *b = ud;
+    struct replicas *r = b->r;
+    for (size_t i = 0; i < n; i++) {
+        struct logmgr_new_log *l = &logs[i];
+        if (r && (l->result == 0 || l->result == -EEXIST)) {
+            seen_add(r, l->topic, l->topic_id, l->partition);
+            if (l->result == 0) {
+                r->pass_created++;
+                r->pass_logs++;
+                r->stats.logs_created++;
+                log_debug("replicas", "created log %s-%d", l->topic, l->partition);
+            }
+        } else if (r && l->result != -ESHUTDOWN) {
+            log_error("replicas", "creating log %s-%d: %s", l->topic, l->partition,
+                      strerror(-l->result));
+        }
+        free(l->topic);
+    }
+    free(b);
+    if (!r)
+        return;
+    for (size_t i = 0; i < RECONCILE_BATCHES; i++)
+        if (r->batch[i] == b)
+            r->batch[i] = NULL;
+    r->n_batches--;
+    if (r->in_pass) {
+        pass_run(r);
+    } else if (!r->n_batches && r->again) {
+        /* The pass was dropped meanwhile (state not usable then) and the
+         * metadata changed since: begin one now. */
+        r->again = false;
+        replicas_reconcile(r);
+    }
+    progress_soon(r);
+}
+
+/* Hand the batch being built to the worker pool; false when that failed
+ * (logged; the batch is dropped and the next metadata change retries). */
+static bool batch_submit(struct replicas *r, struct rbatch *b)
+{
+    int rc = logmgr_create_batch(r->lm, b->logs, b->n, batch_done, b);
+    if (rc == 0) {
+        for (size_t i = 0; i < RECONCILE_BATCHES; i++)
+            if (!r->batch[i]) {
+                r->batch[i] = b;
+                break;
+            }
+        r->n_batches++;
+        return true;
+    }
+    log_error("replicas", "creating %zu logs: %s", b->n, strerror(-rc));
+    for (size_t i = 0; i < b->n; i++)
+        free(b->logs[i].topic);
+    free(b);
+    return false;
+}
+
+/* The create-and-configure scan from the cursor; false when the slice ran out
+ * first or batches of new logs are out (the cursor then says where to
+ * resume). */
+static bool pass_create(struct replicas *r, const struct cstate *s, int64_t deadline_ns)
+{
+    if (r->scan_done)
+        return r->n_batches == 0; /* done once the last batches are */
+    if (r->n_batches >= RECONCILE_BATCHES)
+        return false; /* resumes from the cursor when one is done */
+    struct rbatch *b = NULL;
     const struct plog_config *defaults = log_defaults(r, s);
-    for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
+    const struct cstate_topic *t = s->first_topic;
+    int32_t p0 = 0;
+    if (r->cursor_topic) {
+        const struct cstate_topic *c = cstate_topic_by_name(s, r->cursor_topic);
+        if (c) { /* else the topic went away: from the start again */
+            t = c;
+            p0 = r->cursor_part;
+        }
+        free(r->cursor_topic);
+        r->cursor_topic = NULL;
+    }
+    for (; t; t = t->next, p0 = 0) {
         struct plog_config cfg;
         replicas_topic_log_config(defaults, t, &cfg);
-        for (int32_t p = 0; p < t->n_parts; p++) {
+        for (int32_t p = p0; p < t->n_parts; p++) {
             if (!cstate_part_is_replica(&t->parts[p], r->id))
                 continue;
             struct plog *log = logmgr_get(r->lm, t->name, p);
@@ -371,15 +541,193 @@ void replicas_reconcile(struct replicas *r)
                     apply_log_config(t, p, log, &cfg);
                 continue;
             }
+            bool on_loop = !r->base || r->sync_left > 0;
+            if (on_loop && slice_over(deadline_ns)) {
+                /* (No batch is being built: batches begin after the logs
+                 * created on the loop.) */
+                if (!(r->cursor_topic = strdup(t->name)))
+                    r->again = true; /* cannot say where: one more pass covers it */
+                r->cursor_part = p;
+                return false;
+            }
+            if (on_loop && r->base)
+                r->sync_left--; /* a small change completes in its callback */
+            else if (!on_loop) {
+                /* Created on the worker pool: the inode allocations took
+                 * about a millisecond each on this loop. */
+                if (!b && !(b = calloc(1, sizeof(*b)))) {
+                    log_error("replicas", "creating logs: out of memory");
+                    return true;
+                }
+                struct logmgr_new_log *l = &b->logs[b->n];
+                if (!(l->topic = strdup(t->name)))
+                    continue;
+                l->partition = p;
+                l->has_topic_id = true;
+                memcpy(l->topic_id, t->id, CSTATE_UUID_LEN);
+                l->cfg = cfg;
+                b->r = r;
+                if (++b->n < RECONCILE_BATCH)
+                    continue;
+                if (!batch_submit(r, b))
+                    return true;
+                b = NULL;
+                if (r->n_batches < RECONCILE_BATCHES)
+                    continue; /* both worker threads get one */
+                if (!(r->cursor_topic = strdup(t->name)))
+                    r->again = true;
+                r->cursor_part = p + 1;
+                return false;
+            }
             int rc = logmgr_create(r->lm, t->name, p, t->id, &cfg, &log);
             if (rc < 0 && rc != -EEXIST) {
                 log_error("replicas", "creating log %s-%d: %s", t->name, p, strerror(-rc));
             } else {
                 seen_add(r, t->name, t->id, p);
+                r->pass_created++;
+                r->pass_logs++;
+                r->stats.logs_created++;
                 log_debug("replicas", "created log %s-%d", t->name, p);
             }
         }
     }
+    r->scan_done = true;
+    if (b && !batch_submit(r, b))
+        return r->n_batches == 0;
+    return r->n_batches == 0;
+}
+
+/* One slice of the reconcile pass: until @deadline_ns (0: no limit). True
+ * when the pass is finished. */
+static bool pass_slice(struct replicas *r, int64_t deadline_ns)
+{
+    const struct cstate *s = coordclient_state(r->cc);
+    /* Only metadata of our own cluster decides anything about our logs. */
+    const char *ours = coordclient_cluster_id(r->cc);
+    if (!coordclient_synced(r->cc) || !s->cluster_id || (ours[0] && strcmp(s->cluster_id, ours) != 0)) {
+        pass_drop(r);
+        r->started = r->again = false;
+        return true;
+    }
+    if (!r->started) {
+        /* Deletions follow from what this process saw; setting aside waits
+         * for a state known to be current: right after a restart the watch
+         * may not have replayed the topics yet. */
+        pass_drop(r);
+        r->started = true;
+        r->again = false;
+        r->sync_left = RECONCILE_SYNC_LOGS;
+        struct classify c = {.r = r, .s = s, .caught_up = coordclient_caught_up(r->cc)};
+        logmgr_foreach(r->lm, classify_log, &c);
+        r->acts = c.v;
+        r->n_acts = c.n;
+        r->stats.passes++;
+    }
+    while (r->i_act < r->n_acts) {
+        if (slice_over(deadline_ns))
+            return false;
+        struct action *a = &r->acts[r->i_act++];
+        act(r, s, a);
+        if (a->what != KEEP) {
+            r->pass_created++;
+            r->pass_logs++;
+            r->stats.logs_removed++;
+        }
+        free(a->topic);
+        a->topic = NULL;
+    }
+    if (!pass_create(r, s, deadline_ns))
+        return false;
+    pass_drop(r);
+    r->started = false;
+    /* Changes that arrived during the pass may concern logs it had already
+     * passed: one more pass, mostly lookups of logs that exist. Continuing
+     * rather than beginning again at every change keeps a stream of small
+     * deltas (ISR changes) from starving a big creation. */
+    return !r->again;
+}
+
+static void pass_schedule(struct replicas *r)
+{
+    static const struct timeval now = {0, 0};
+    if (r->cont && evtimer_add(r->cont, &now) == 0)
+        return;
+    /* Cannot schedule: finish the pass now rather than leave logs missing. */
+    log_warn("replicas", "cannot schedule the next reconcile slice: finishing the pass at once");
+    pass_slice(r, 0);
+    r->in_pass = false;
+}
+
+static void pass_run(struct replicas *r)
+{
+    int64_t t0 = clock_mono_ns();
+    bool done = pass_slice(r, r->base ? t0 + (int64_t)RECONCILE_SLICE_MS * 1000000 : 0);
+    int64_t took_ms = (clock_mono_ns() - t0) / 1000000;
+    r->stats.slices++;
+    r->pass_slices++;
+    if (took_ms > r->stats.max_slice_ms)
+        r->stats.max_slice_ms = took_ms;
+    if (done) {
+        r->in_pass = false;
+        if (r->pass_slices > 1)
+            log_info("replicas",
+                     "reconciled the logs with the metadata in %zu slices over %lld ms (%zu logs "
+                     "created or removed; longest slice so far %lld ms)",
+                     r->pass_slices, (long long)((clock_mono_ns() - r->pass_t0_ns) / 1000000),
+                     r->pass_logs, (long long)r->stats.max_slice_ms);
+        return;
+    }
+    r->in_pass = true;
+    if (!r->n_batches) /* else a batch's done callback continues the pass */
+        pass_schedule(r);
+}
+
+static void pass_continue(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct replicas *r = arg;
+    pass_run(r);
+    /* The logs created by this slice are taken up by replication soon, not
+     * at the next metadata change. */
+    progress_soon(r);
+}
+
+void replicas_reconcile(struct replicas *r)
+{
+    if (r->in_pass || r->n_batches) {
+        r->again = true; /* changes during a pass coalesce into one more pass */
+        return;
+    }
+    r->started = false;
+    r->pass_created = 0;
+    r->pass_logs = 0;
+    r->pass_slices = 0;
+    r->pass_t0_ns = clock_mono_ns();
+    pass_run(r);
+}
+
+int replicas_set_loop(struct replicas *r, struct event_base *base, void (*on_progress)(void *ud),
+                      void *ud)
+{
+    r->cont = evtimer_new(base, pass_continue, r);
+    r->progress = evtimer_new(base, progress_fire, r);
+    if (!r->cont || !r->progress)
+        return -ENOMEM;
+    r->base = base;
+    r->on_progress = on_progress;
+    r->progress_ud = ud;
+    return 0;
+}
+
+bool replicas_reconciling(const struct replicas *r)
+{
+    return r->in_pass;
+}
+
+void replicas_get_pass_stats(const struct replicas *r, struct replicas_pass_stats *ret)
+{
+    *ret = r->stats;
 }
 
 int16_t replicas_lookup(struct replicas *r, const char *topic, int32_t partition,

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct replicas;
@@ -36,8 +37,31 @@ void replicas_free(struct replicas *r); /* NULL-safe */
  * (topic config and dynamic broker config changes arrive by the watch): each
  * log's settings are the static broker defaults, then the dynamic cluster
  * default, then this broker's dynamic values, then the topic's overrides.
- * Logs errors itself. */
+ * Logs errors itself.
+ *
+ * With a loop (replicas_set_loop()) the pass runs in slices of at most about
+ * 20 ms: the first one before this returns (a small change is complete then),
+ * the rest from the loop, each followed by @on_progress so replication takes
+ * up the logs made so far. A call while a pass is under way makes that pass
+ * begin again at its next slice. Without a loop the pass runs to the end. */
 void replicas_reconcile(struct replicas *r);
+
+struct event_base;
+/* Slice reconcile passes on @base; @on_progress(@ud) after every later slice
+ * that created or removed logs. Call once, before the first reconcile. */
+int replicas_set_loop(struct replicas *r, struct event_base *base, void (*on_progress)(void *ud),
+                      void *ud);
+/* A pass is under way (some logs the metadata assigns may not exist yet). */
+bool replicas_reconciling(const struct replicas *r);
+
+struct replicas_pass_stats {
+    size_t passes;       /* passes begun (classification runs) */
+    size_t slices;
+    size_t logs_created;
+    size_t logs_removed; /* deleted or set aside */
+    int64_t max_slice_ms;
+};
+void replicas_get_pass_stats(const struct replicas *r, struct replicas_pass_stats *ret);
 
 struct plog_config;
 struct cstate_topic;

@@ -30,6 +30,7 @@
 #include "common/config.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "common/looplag.h"
 #include "common/metaprops.h"
 #include "common/wpool.h"
 #include "coordinator/controller.h"
@@ -437,6 +438,7 @@ int main(int argc, char **argv)
     struct mlog *log = NULL;
     struct cstate *state = NULL;
     struct event_base *base = NULL;
+    struct looplag *lag = NULL;
     struct wpool *pool = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
     struct coord_main m = {.cfg = &cfg};
@@ -511,6 +513,11 @@ int main(int argc, char **argv)
         goto out;
     }
     m.base = base;
+    if (looplag_new(base, "coordinator", &lag) < 0) {
+        log_error("coordinator", "cannot start the event-loop lag monitor");
+        cstate_free(state);
+        goto out;
+    }
     sigterm = evsignal_new(base, SIGTERM, on_signal, &m);
     sigint = evsignal_new(base, SIGINT, on_signal, &m);
     if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0) {
@@ -552,6 +559,7 @@ out:
     if (log)
         mlog_close(log);
     coord_service_free(m.svc);
+    looplag_free(lag);
     wpool_free(pool);
     if (sigterm)
         event_free(sigterm);

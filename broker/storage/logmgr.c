@@ -22,6 +22,7 @@
 
 #include "broker/storage/checkpoint.h"
 #include "broker/storage/cleaner.h"
+#include "broker/storage/segment.h"
 #include "common/clock.h"
 #include "common/fsutil.h"
 #include "common/log.h"
@@ -85,6 +86,7 @@ struct lm_dir {
     char *path;
     int lock_fd;
     size_t nlogs;
+    size_t npending; /* logs of batches in flight that were placed here */
     bool cp_busy[LM_CP_KINDS];  /* a write of this checkpoint is in flight */
     bool cp_dirty[LM_CP_KINDS]; /* and another was asked for meanwhile */
 };
@@ -176,13 +178,36 @@ int logmgr_default_max_open_files(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
-        return 65536;
+        return LOGMGR_MAX_OPEN_FILES_DEFAULT_CAP;
     rlim_t half = rl.rlim_cur / 2;
     if (half < 64)
         return 64;
-    if (half > 65536)
-        return 65536;
+    if (half > LOGMGR_MAX_OPEN_FILES_DEFAULT_CAP)
+        return LOGMGR_MAX_OPEN_FILES_DEFAULT_CAP;
     return (int)half;
+}
+
+static long long lm_rlim(rlim_t v)
+{
+    return v == RLIM_INFINITY ? -1 : (long long)v;
+}
+
+int logmgr_raise_fd_limit(struct logmgr_fd_limit *ret)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -errno;
+    struct logmgr_fd_limit out = {
+        .soft_before = lm_rlim(rl.rlim_cur), .soft = lm_rlim(rl.rlim_cur), .hard = lm_rlim(rl.rlim_max)};
+    if (rl.rlim_cur != rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            out.soft = lm_rlim(rl.rlim_max);
+        else
+            out.err = -errno;
+    }
+    *ret = out;
+    return 0;
 }
 
 /* ---- names ------------------------------------------------------------------- */
@@ -1662,6 +1687,18 @@ struct plog *logmgr_get(struct logmgr *mgr, const char *topic, int32_t partition
     return e ? e->log : NULL;
 }
 
+/* The dir a new log goes to: the one holding the fewest logs, counting those of
+ * batches in flight (first dir on ties). */
+static size_t lm_pick_dir(const struct logmgr *m)
+{
+    size_t di = 0;
+    for (size_t i = 1; i < m->ndirs; i++) {
+        if (m->dirs[i].nlogs + m->dirs[i].npending < m->dirs[di].nlogs + m->dirs[di].npending)
+            di = i;
+    }
+    return di;
+}
+
 int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition, const uint8_t *topic_id,
                   const struct plog_config *cfg, struct plog **ret)
 {
@@ -1671,11 +1708,7 @@ int logmgr_create(struct logmgr *mgr, const char *topic, int32_t partition, cons
         return -EINVAL;
     if (lm_find(mgr, topic, partition))
         return -EEXIST;
-    size_t di = 0;
-    for (size_t i = 1; i < mgr->ndirs; i++) {
-        if (mgr->dirs[i].nlogs < mgr->dirs[di].nlogs)
-            di = i;
-    }
+    size_t di = lm_pick_dir(mgr);
     char name[LM_NAME_MAX + 32];
     snprintf(name, sizeof(name), "%s-%" PRId32, topic, partition);
     char *path = lm_join(mgr->dirs[di].path, name);
@@ -1730,6 +1763,152 @@ out:
     free(path);
     free(tcopy);
     return r;
+}
+
+struct lm_batch_job {
+    struct logmgr *m;
+    struct logmgr_new_log *logs;
+    size_t n;
+    size_t *dir;  /* per log: the dir it was placed in */
+    char **path;  /* per log: its directory, NULL when the name is not legal */
+    bool *made;   /* per log: the worker created the directory */
+    logmgr_batch_fn done;
+    void *ud;
+};
+
+/* Worker: the directory, partition.metadata and empty first-segment files of
+ * each log, so that plog_open() on the loop only opens files. An existing
+ * directory is left alone (plog_open() or -EEXIST decides on the loop). */
+static void lm_batch_work(void *arg)
+{
+    struct lm_batch_job *j = arg;
+    for (size_t i = 0; i < j->n; i++) {
+        struct logmgr_new_log *l = &j->logs[i];
+        l->result = 0;
+        if (!j->path[i]) {
+            l->result = -EINVAL;
+            continue;
+        }
+        if (mkdir(j->path[i], 0755) < 0) {
+            l->result = errno == EEXIST ? 0 : -errno;
+            continue;
+        }
+        j->made[i] = true;
+        if (l->has_topic_id && (l->result = metaprops_part_write(j->path[i], l->topic_id, false)) < 0)
+            continue;
+        char f[4200];
+        for (int k = 0; k < SEG_KINDS && l->result == 0; k++) {
+            snprintf(f, sizeof(f), "%s/%020d%s", j->path[i], 0, seg_suffix[k]);
+            int fd = open(f, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            if (fd < 0)
+                l->result = -errno;
+            else
+                close(fd);
+        }
+    }
+}
+
+/* Best effort: what the worker made for a log that will not be opened. */
+static void lm_batch_undo(const char *path)
+{
+    char f[4200];
+    for (int k = 0; k < SEG_KINDS; k++) {
+        snprintf(f, sizeof(f), "%s/%020d%s", path, 0, seg_suffix[k]);
+        unlink(f);
+    }
+    snprintf(f, sizeof(f), "%s/%s", path, METAPROPS_PART_FILE);
+    unlink(f);
+    rmdir(path);
+}
+
+static void lm_batch_done(void *arg)
+{
+    struct lm_batch_job *j = arg;
+    struct logmgr *m = j->m;
+    for (size_t i = 0; i < j->n; i++) {
+        struct logmgr_new_log *l = &j->logs[i];
+        m->dirs[j->dir[i]].npending--;
+        if (l->result == 0 && (m->shut_down || m->stopping))
+            l->result = -ESHUTDOWN;
+        if (l->result == 0 && lm_find(m, l->topic, l->partition))
+            l->result = -EEXIST;
+        char *tcopy = NULL;
+        struct plog *log = NULL;
+        struct plog_recovery_info info;
+        memset(&info, 0, sizeof(info));
+        if (l->result == 0 && !(tcopy = strdup(l->topic)))
+            l->result = -ENOMEM;
+        if (l->result == 0)
+            l->result = plog_open(j->path[i], &l->cfg, m->fc, 0, -1, logmgr_now_ms(m), &log, &info);
+        struct lm_log *e;
+        if (l->result == 0 && (l->result = lm_insert(m, tcopy, l->partition, j->dir[i], log, &e)) < 0)
+            plog_close(log);
+        if (l->result == 0) {
+            tcopy = NULL;
+            e->recovery = info;
+            e->has_topic_id = l->has_topic_id;
+            memcpy(e->topic_id, l->topic_id, METAPROPS_UUID_LEN);
+            e->parent_synced = false; /* fsynced by the first flush, as logmgr_create() */
+            m->counters.logs_created++;
+        } else if (j->made[i] && l->result != -ESHUTDOWN) {
+            lm_batch_undo(j->path[i]);
+        }
+        free(tcopy);
+    }
+    j->done(j->ud, j->logs, j->n);
+    for (size_t i = 0; i < j->n; i++)
+        free(j->path[i]);
+    free(j->path);
+    free(j->dir);
+    free(j->made);
+    free(j);
+}
+
+int logmgr_create_batch(struct logmgr *mgr, struct logmgr_new_log *logs, size_t n,
+                        logmgr_batch_fn done, void *ud)
+{
+    if (mgr->shut_down || mgr->stopping)
+        return -ESHUTDOWN;
+    struct lm_batch_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    size_t placed = 0; /* logs counted in a dir's npending so far */
+    j->m = mgr;
+    j->logs = logs;
+    j->n = n;
+    j->done = done;
+    j->ud = ud;
+    j->dir = calloc(n ? n : 1, sizeof(*j->dir));
+    j->path = calloc(n ? n : 1, sizeof(*j->path));
+    j->made = calloc(n ? n : 1, sizeof(*j->made));
+    if (!j->dir || !j->path || !j->made)
+        goto oom;
+    for (; placed < n; placed++) {
+        size_t i = placed;
+        const char *t = logs[i].topic;
+        j->dir[i] = lm_pick_dir(mgr);
+        if (t && checkpoint_topic_valid(t, strlen(t)) && logs[i].partition >= 0) {
+            char name[LM_NAME_MAX + 32];
+            snprintf(name, sizeof(name), "%s-%" PRId32, t, logs[i].partition);
+            if (!(j->path[i] = lm_join(mgr->dirs[j->dir[i]].path, name)))
+                goto oom;
+        } /* else path stays NULL: -EINVAL */
+        mgr->dirs[j->dir[i]].npending++; /* lm_batch_done decrements every log */
+    }
+    if (wpool_submit(mgr->pool, lm_batch_work, lm_batch_done, j) < 0)
+        goto oom;
+    return 0;
+oom:
+    for (size_t i = 0; j->path && i < n; i++) {
+        if (i < placed)
+            mgr->dirs[j->dir[i]].npending--;
+        free(j->path[i]);
+    }
+    free(j->path);
+    free(j->dir);
+    free(j->made);
+    free(j);
+    return -ENOMEM;
 }
 
 int logmgr_delete(struct logmgr *mgr, const char *topic, int32_t partition)

@@ -136,7 +136,7 @@ const struct config_def storage_config_defs[] = {
      .doc = "Default max.compaction.lag.ms: a log whose oldest dirty record is older is cleaned whatever its ratio."},
     {.name = "log.open.files.max", .type = CONFIG_INT, .default_value = "0",
      .min = 0, .max = 1048576,
-     .doc = "Weir: segment files kept open at once by all logs; 0 derives it from RLIMIT_NOFILE."},
+     .doc = "Weir: segment files kept open at once by all logs; 0: half the soft RLIMIT_NOFILE (raised to the hard limit at start), at most 8192."},
 };
 /* clang-format on */
 

@@ -300,6 +300,74 @@ static void test_create_balances_logs_across_dirs(void **state)
     assert_int_equal(logmgr_flush_async(f->mgr, NULL), -ENOENT);
 }
 
+struct batch_result {
+    int calls;
+    int results[8];
+    size_t n;
+};
+
+static void batch_cb(void *ud, struct logmgr_new_log *logs, size_t n)
+{
+    struct batch_result *br = ud;
+    br->calls++;
+    br->n = n;
+    for (size_t i = 0; i < n && i < 8; i++)
+        br->results[i] = logs[i].result;
+}
+
+static bool batch_called(struct fx *f, void *arg)
+{
+    (void)f;
+    return ((struct batch_result *)arg)->calls > 0;
+}
+
+/* The worker makes the files, the loop opens them: the logs are in the table
+ * (spread over both dirs, topic id recorded) when the callback runs; an
+ * existing log is -EEXIST and an illegal name -EINVAL, each for itself. */
+static void test_create_batch_makes_logs_on_the_pool(void **state)
+{
+    struct fx *f = *state;
+    fx_open(f);
+    create(f, "orders", 0, NULL);
+    struct logmgr_new_log logs[6];
+    memset(logs, 0, sizeof(logs));
+    char *names[6] = {"orders", "orders", "orders", "orders", "bad topic", "orders"};
+    int32_t parts[6] = {1, 2, 3, 4, 0, 0};
+    for (int i = 0; i < 6; i++) {
+        logs[i].topic = names[i];
+        logs[i].partition = parts[i];
+        logs[i].has_topic_id = true;
+        memset(logs[i].topic_id, 0x40 + i, sizeof(logs[i].topic_id));
+        logs[i].cfg = *logmgr_default_config(f->mgr);
+    }
+    struct batch_result br = {0};
+    assert_int_equal(logmgr_create_batch(f->mgr, logs, 6, batch_cb, &br), 0);
+    fx_pump_until(f, batch_called, &br);
+    assert_int_equal(br.calls, 1);
+    assert_int_equal(br.n, 6);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(br.results[i], 0);
+    assert_int_equal(br.results[4], -EINVAL);
+    assert_int_equal(br.results[5], -EEXIST);
+    assert_int_equal(logmgr_count(f->mgr), 5);
+    assert_int_equal(logmgr_dir_log_count(f->mgr, 0) + logmgr_dir_log_count(f->mgr, 1), 5);
+    assert_true(logmgr_dir_log_count(f->mgr, 0) >= 2 && logmgr_dir_log_count(f->mgr, 1) >= 2);
+    for (int i = 0; i < 4; i++) {
+        struct plog *log = logmgr_get(f->mgr, "orders", parts[i]);
+        assert_non_null(log);
+        assert_int_equal(plog_log_end_offset(log), 0);
+        uint8_t id[16];
+        assert_int_equal(logmgr_topic_id(f->mgr, "orders", parts[i], id), 0);
+        assert_int_equal(id[0], 0x40 + i);
+    }
+    /* The first log of a batch takes appends and survives a clean restart. */
+    append(f, logmgr_get(f->mgr, "orders", 1), 3, 1, NULL, NULL, NULL);
+    fx_shutdown(f);
+    fx_open(f);
+    assert_int_equal(logmgr_count(f->mgr), 5);
+    assert_int_equal(plog_log_end_offset(logmgr_get(f->mgr, "orders", 1)), 3);
+}
+
 static void test_clean_shutdown_reopens_without_recovery_scan(void **state)
 {
     struct fx *f = *state;
@@ -1065,6 +1133,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
     const struct CMUnitTest tests[] = {
         T(test_create_balances_logs_across_dirs),
+        T(test_create_batch_makes_logs_on_the_pool),
         T(test_clean_shutdown_reopens_without_recovery_scan),
         T(test_crash_reopen_recovers_data_and_cuts_torn_tail),
         T(test_delete_removes_dir_and_log_stays_gone),
