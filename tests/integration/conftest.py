@@ -1,0 +1,7 @@
+"""pytest configuration for the integration tests."""
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "scale: 10,000-partition tests with time bounds for an optimized build "
+        "(tests/run.sh deselects them against the sanitizer build)")
