@@ -142,6 +142,73 @@ const struct config_def broker_config_defs[] = {
      .max = INT32_MAX,
      .doc = "forget an idempotent producer's sequence state after this long without a batch "
             "(by batch timestamp)"},
+    {.name = "group.initial.rebalance.delay.ms",
+     .type = CONFIG_INT,
+     .default_value = "3000",
+     .min = 0,
+     .max = INT32_MAX,
+     .doc = "how long the first rebalance of an empty group waits for more members to join"},
+    {.name = "group.min.session.timeout.ms",
+     .type = CONFIG_INT,
+     .default_value = "6000",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "smallest session timeout a group member may ask for (INVALID_SESSION_TIMEOUT below)"},
+    {.name = "group.max.session.timeout.ms",
+     .type = CONFIG_INT,
+     .default_value = "1800000",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "largest session timeout a group member may ask for (INVALID_SESSION_TIMEOUT above)"},
+    {.name = "group.max.size",
+     .type = CONFIG_INT,
+     .default_value = "2147483647",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "members a consumer group may have (GROUP_MAX_SIZE_REACHED beyond)"},
+    {.name = "offsets.topic.num.partitions",
+     .type = CONFIG_INT,
+     .default_value = "50",
+     .min = 1,
+     .max = 10000,
+     .doc = "partitions of __consumer_offsets when it is created (later changes do not move groups)"},
+    {.name = "offsets.topic.replication.factor",
+     .type = CONFIG_INT,
+     .default_value = "3",
+     .min = 1,
+     .max = 127,
+     .doc = "replication factor of __consumer_offsets when it is created (capped by the live "
+            "brokers, with a warning)"},
+    {.name = "offsets.retention.minutes",
+     .type = CONFIG_INT,
+     .default_value = "10080",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "committed offsets of a group with no members expire this long after their commit"},
+    {.name = "offsets.retention.check.interval.ms",
+     .type = CONFIG_INT,
+     .default_value = "600000",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "how often expired committed offsets are looked for"},
+    {.name = "offset.metadata.max.bytes",
+     .type = CONFIG_INT,
+     .default_value = "4096",
+     .min = 0,
+     .max = INT32_MAX,
+     .doc = "largest metadata string of a committed offset (OFFSET_METADATA_TOO_LARGE beyond)"},
+    {.name = "offsets.commit.timeout.ms",
+     .type = CONFIG_INT,
+     .default_value = "5000",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "how long an offset commit waits for the ISR of its __consumer_offsets partition"},
+    {.name = "offsets.load.buffer.size",
+     .type = CONFIG_INT,
+     .default_value = "5242880",
+     .min = 1,
+     .max = INT32_MAX,
+     .doc = "bytes of __consumer_offsets read per event-loop turn while loading a partition"},
     {.name = "log.level",
      .type = CONFIG_STRING,
      .default_value = "info",
@@ -280,6 +347,25 @@ int broker_settings_resolve(const struct config *c, struct broker_settings *ret,
     s.queued_max_requests = (int32_t)config_get_int(c, "queued.max.requests");
     s.admin_timeout_ms = (int32_t)config_get_int(c, "request.timeout.ms");
     s.producer_id_expiration_ms = config_get_int(c, "producer.id.expiration.ms");
+    s.group_initial_rebalance_delay_ms = (int32_t)config_get_int(c, "group.initial.rebalance.delay.ms");
+    s.group_min_session_timeout_ms = (int32_t)config_get_int(c, "group.min.session.timeout.ms");
+    s.group_max_session_timeout_ms = (int32_t)config_get_int(c, "group.max.session.timeout.ms");
+    s.group_max_size = (int32_t)config_get_int(c, "group.max.size");
+    s.offsets_topic_num_partitions = (int32_t)config_get_int(c, "offsets.topic.num.partitions");
+    s.offsets_topic_replication_factor =
+        (int16_t)config_get_int(c, "offsets.topic.replication.factor");
+    s.offsets_retention_ms = config_get_int(c, "offsets.retention.minutes") * 60000;
+    s.offsets_retention_check_interval_ms =
+        config_get_int(c, "offsets.retention.check.interval.ms");
+    s.offset_metadata_max_bytes = (int32_t)config_get_int(c, "offset.metadata.max.bytes");
+    s.offsets_commit_timeout_ms = (int32_t)config_get_int(c, "offsets.commit.timeout.ms");
+    s.offsets_load_buffer_size = (int32_t)config_get_int(c, "offsets.load.buffer.size");
+    if (s.group_min_session_timeout_ms > s.group_max_session_timeout_ms) {
+        snprintf(err, errlen,
+                 "'group.min.session.timeout.ms' (%d) is above 'group.max.session.timeout.ms' (%d)",
+                 s.group_min_session_timeout_ms, s.group_max_session_timeout_ms);
+        return -EINVAL;
+    }
     *ret = s;
     return 0;
 }

@@ -44,6 +44,17 @@ struct broker_settings {
     int32_t queued_max_requests; /* per-connection requests in flight */
     int32_t admin_timeout_ms;    /* waiting for the coordinator on admin requests */
     int64_t producer_id_expiration_ms; /* idle producers' state is dropped after this */
+    int32_t group_initial_rebalance_delay_ms; /* consumer groups (broker/group/groups.h) */
+    int32_t group_min_session_timeout_ms;
+    int32_t group_max_session_timeout_ms;
+    int32_t group_max_size;
+    int32_t offsets_topic_num_partitions; /* __consumer_offsets (broker/group/gstore.h) */
+    int16_t offsets_topic_replication_factor;
+    int64_t offsets_retention_ms;
+    int64_t offsets_retention_check_interval_ms;
+    int32_t offset_metadata_max_bytes;
+    int32_t offsets_commit_timeout_ms;
+    int32_t offsets_load_buffer_size;
 };
 
 /* The broker's own keys, without the storage ones. */

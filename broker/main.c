@@ -22,6 +22,7 @@
 
 #include "broker/broker_config.h"
 #include "broker/coordclient.h"
+#include "broker/group/gstore.h"
 #include "broker/identity.h"
 #include "broker/kafka/dispatch.h"
 #include "broker/kafka/server.h"
@@ -121,6 +122,7 @@ static void on_registered(void *ud, int64_t epoch)
     struct bmain *m = ud;
     replicas_reconcile(m->ctx.reps);
     repl_on_metadata(m->ctx.repl);
+    gstore_on_metadata(m->ctx.gstore);
     maybe_ready(m);
 }
 
@@ -129,6 +131,7 @@ static void on_metadata(void *ud)
     struct bmain *m = ud;
     replicas_reconcile(m->ctx.reps);
     repl_on_metadata(m->ctx.repl);
+    gstore_on_metadata(m->ctx.gstore);
     maybe_ready(m);
 }
 
@@ -315,6 +318,21 @@ int main(int argc, char **argv)
         goto out;
     }
     replicas_set_repl(m.ctx.reps, m.ctx.repl);
+    struct gstore_options go = {
+        .num_partitions = m.s.offsets_topic_num_partitions,
+        .replication_factor = m.s.offsets_topic_replication_factor,
+        .retention_ms = m.s.offsets_retention_ms,
+        .retention_check_ms = m.s.offsets_retention_check_interval_ms,
+        .commit_timeout_ms = m.s.offsets_commit_timeout_ms,
+        .load_slice_bytes = m.s.offsets_load_buffer_size,
+    };
+    r = gstore_new(&m.ctx, &go, &m.ctx.gstore);
+    if (r < 0)
+        goto out;
+    r = api_groups_start(&m.ctx, m.ctx.gstore);
+    if (r < 0)
+        goto out;
+    gstore_set_groups(m.ctx.gstore, m.ctx.groups);
     coordclient_set_replication_endpoint(m.ctx.cc, repl_advertised_host(m.ctx.repl),
                                          repl_port(m.ctx.repl));
 
@@ -332,6 +350,8 @@ int main(int argc, char **argv)
     code = m.fatal_code;
 
 out:
+    gstore_shutdown(m.ctx.gstore); /* answers appends waiting for the HW */
+    api_groups_stop(&m.ctx);         /* answers parked group requests */
     purg_free(m.ctx.fetches); /* answers parked fetches */
     m.ctx.fetches = NULL;
     repl_free(m.ctx.repl); /* answers parked produces while the server still exists */
@@ -341,6 +361,7 @@ out:
     coordclient_free(m.ctx.cc);
     pidalloc_free(m.ctx.pids);
     pstates_free(m.ctx.pstates);
+    gstore_free(m.ctx.gstore);
     replicas_free(m.ctx.reps);
     if (m.ctx.lm) {
         int sr = logmgr_shutdown(m.ctx.lm);

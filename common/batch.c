@@ -1,6 +1,7 @@
 /* batch: Kafka record batches (magic v2) — header decoding, validation without
  * decompression, the broker-owned header stores, record/header iteration over
- * uncompressed batches, and a builder that writes batches the way a plain
+ * uncompressed batches, decompression, checking and recompression of compressed
+ * ones (the codecs are in codec.c), and a builder that writes batches the way a plain
  * (non-idempotent) Kafka producer does. The layout is described in batch.h. */
 #include "common/batch.h"
 
@@ -306,6 +307,129 @@ int batch_record_headers_next(struct batch_header_iter *it, struct batch_record_
     it->remaining--;
     *ret = h;
     return 1;
+}
+
+void batch_records_begin_raw(const void *records, size_t len, int32_t count,
+                             struct batch_record_iter *it)
+{
+    buf_reader_init(&it->r, len ? records : "", len);
+    it->remaining = count < 0 ? ITER_FAILED : count;
+}
+
+/* ---- compressed batches ----------------------------------------------------- */
+
+_Static_assert((int)CODEC_GZIP == (int)BATCH_COMPRESSION_GZIP &&
+                   (int)CODEC_SNAPPY == (int)BATCH_COMPRESSION_SNAPPY &&
+                   (int)CODEC_LZ4 == (int)BATCH_COMPRESSION_LZ4 &&
+                   (int)CODEC_ZSTD == (int)BATCH_COMPRESSION_ZSTD,
+               "codec ids are the batch attribute values");
+
+size_t batch_decompress_bound(int64_t max_message_bytes)
+{
+    if (max_message_bytes <= 0)
+        return BATCH_DECOMPRESS_MIN;
+    if (max_message_bytes > (int64_t)(BATCH_DECOMPRESS_MAX / BATCH_DECOMPRESS_FACTOR))
+        return BATCH_DECOMPRESS_MAX;
+    size_t b = (size_t)max_message_bytes * BATCH_DECOMPRESS_FACTOR;
+    return b < BATCH_DECOMPRESS_MIN ? BATCH_DECOMPRESS_MIN : b;
+}
+
+int batch_decompress_records(const void *batch, size_t len, size_t max_out, buf_writer *out)
+{
+    const uint8_t *p = batch;
+    struct batch_header h;
+    int32_t length;
+    int r;
+
+    r = batch_check_extent(p, len, &length);
+    if (r < 0)
+        return r;
+    r = batch_parse_header(p, len, &h);
+    if (r < 0)
+        return r;
+    return codec_decompress((enum codec_type)batch_compression(&h), p + BATCH_HEADER_SIZE,
+                            (size_t)length - BATCH_MIN_LENGTH, max_out, out);
+}
+
+/* Every record parses, there are exactly @h's count of them and their offset
+ * deltas increase within 0..lastOffsetDelta (Kafka's LogValidator checks the same
+ * when it decompresses). */
+static int check_records(const struct batch_header *h, const uint8_t *records, size_t len)
+{
+    struct batch_record_iter it;
+    struct batch_record rec;
+    int64_t prev = -1;
+    int r;
+
+    batch_records_begin_raw(records, len, h->record_count, &it);
+    while ((r = batch_records_next(&it, &rec)) == 1) {
+        if (rec.offset_delta <= prev || rec.offset_delta > h->last_offset_delta)
+            return -EBADMSG;
+        prev = rec.offset_delta;
+    }
+    return r;
+}
+
+int batch_check_records(const void *batch, size_t len, size_t max_out, buf_writer *scratch)
+{
+    struct batch_header h;
+    int r;
+
+    r = batch_parse_header(batch, len, &h);
+    if (r < 0)
+        return r;
+    buf_writer_reset(scratch);
+    r = batch_decompress_records(batch, len, max_out, scratch);
+    if (r < 0)
+        return r;
+    return check_records(&h, scratch->data, scratch->len);
+}
+
+int batch_recompress(const void *batch, size_t len, enum codec_type c, size_t max_out,
+                     buf_writer *out)
+{
+    const uint8_t *p = batch;
+    struct batch_header h;
+    buf_writer plain;
+    int r;
+
+    if ((int)c < CODEC_NONE || c > CODEC_MAX)
+        return -EINVAL;
+    r = buf_writer_error(out);
+    if (r < 0)
+        return r;
+    r = batch_parse_header(p, len, &h);
+    if (r < 0)
+        return r;
+    buf_writer_init(&plain);
+    r = batch_decompress_records(p, len, max_out, &plain);
+    if (r == 0)
+        r = check_records(&h, plain.data, plain.len);
+    if (r < 0) {
+        buf_writer_deinit(&plain);
+        return r;
+    }
+
+    size_t start = out->len;
+    buf_write_raw(out, p, BATCH_HEADER_SIZE);
+    r = buf_writer_error(out);
+    if (r == 0)
+        r = codec_compress(c, CODEC_LEVEL_DEFAULT, plain.data, plain.len, out);
+    buf_writer_deinit(&plain);
+    if (r == 0 && out->len - start - BATCH_LOG_OVERHEAD > INT32_MAX)
+        r = -EMSGSIZE;
+    if (r < 0) {
+        out->len = start;
+        return r;
+    }
+    uint8_t *q = out->data + start;
+    int32_t length = (int32_t)(out->len - start - BATCH_LOG_OVERHEAD);
+    uint16_t attrs = (uint16_t)h.attributes;
+    attrs = (uint16_t)((attrs & ~BATCH_ATTR_COMPRESSION_MASK) | (uint16_t)c);
+    buf_store_be32(q + BATCH_OFF_LENGTH, (uint32_t)length);
+    buf_store_be16(q + BATCH_OFF_ATTRIBUTES, attrs);
+    buf_store_be32(q + BATCH_OFF_CRC, batch_crc(q, length));
+    return 0;
 }
 
 /* ---- builder ---------------------------------------------------------------- */

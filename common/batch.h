@@ -21,7 +21,8 @@
  *             failed keeps failing)
  *   -EMSGSIZE batch_validate_all: the records of all batches add up past INT32_MAX
  *   -EILSEQ   the CRC does not match
- *   -ENOTSUP  records of a compressed batch were asked for */
+ *   -ENOTSUP  records of a compressed batch were asked for
+ *   -EMSGSIZE (compressed batches) the records decompress past the caller's bound */
 #pragma once
 
 #include <stdbool.h>
@@ -29,6 +30,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/codec.h"
 
 #define BATCH_LOG_OVERHEAD 12 /* baseOffset + batchLength */
 #define BATCH_HEADER_SIZE 61  /* everything before the first record */
@@ -164,6 +166,43 @@ struct batch_header_iter {
 void batch_record_headers_begin(const struct batch_record *rec, struct batch_header_iter *it);
 /* 1 per header, 0 at the end, -EBADMSG when malformed. */
 int batch_record_headers_next(struct batch_header_iter *it, struct batch_record_header *ret);
+
+/* Iterate @count records laid out back to back in @records (a decompressed
+ * records section; borrowed). Same contract as batch_records_next. */
+void batch_records_begin_raw(const void *records, size_t len, int32_t count,
+                             struct batch_record_iter *it);
+
+/* ---- compressed batches ----------------------------------------------------- */
+
+/* The bound on a batch's decompressed records section that the broker applies
+ * (docs/compression.md): 16 x max.message.bytes, but never below 64 MiB nor above
+ * 1 GiB. A batch that decompresses past it is refused as a compression bomb. */
+#define BATCH_DECOMPRESS_MIN (64u << 20)
+#define BATCH_DECOMPRESS_MAX (1u << 30)
+#define BATCH_DECOMPRESS_FACTOR 16
+size_t batch_decompress_bound(int64_t max_message_bytes);
+
+/* Append the records section of the validated batch at @batch (@len >= its total
+ * size), decompressed, to @out; at most @max_out bytes. An uncompressed batch's
+ * records are copied. Then iterate it with batch_records_begin_raw and the
+ * header's record count. Errors as codec_decompress. */
+int batch_decompress_records(const void *batch, size_t len, size_t max_out, buf_writer *out);
+
+/* Check that the validated batch at @batch holds what its header says: its
+ * records decompress within @max_out and exactly recordCount records parse, with
+ * offset deltas 0..lastOffsetDelta increasing. Uses @scratch (a growable writer,
+ * borrowed, reset here) for the decompressed bytes so a caller checking many
+ * batches reuses one buffer. -EBADMSG when corrupt, -EMSGSIZE for a bomb. */
+int batch_check_records(const void *batch, size_t len, size_t max_out, buf_writer *scratch);
+
+/* Rewrite the validated batch at @batch (@len >= its total size) with codec @c at
+ * the library's default level, appending the new batch to @out: the same base
+ * offset, leader epoch, records, timestamps and producer id/epoch/sequence; new
+ * attributes (codec bits), length and CRC. The records are checked as
+ * batch_check_records does on the way. Decompression is bounded by @max_out.
+ * CODEC_NONE yields an uncompressed batch that batch_records_begin reads. */
+int batch_recompress(const void *batch, size_t len, enum codec_type c, size_t max_out,
+                     buf_writer *out);
 
 /* ---- building batches (producers in tests, benchmarks, the CLI) ------------- */
 

@@ -11,7 +11,6 @@
 #define I64_MAX_STR "9223372036854775807"
 
 static const char *const policy_choices[] = {"delete", "compact", NULL};
-static const char *const policy_refused[] = {"compact", NULL};
 static const char *const compression_choices[] = {"producer", "uncompressed", "gzip", "snappy",
                                                   "lz4",      "zstd",         NULL};
 static const char *const compression_refused[] = {"gzip", "snappy", "lz4", "zstd", NULL};
@@ -22,10 +21,9 @@ static const char *const preallocate_refused[] = {"true", NULL};
 /* clang-format off */
 const struct topic_config_def topic_config_defs[] = {
     {.name = "cleanup.policy", .type = TOPIC_CONFIG_LIST, .kafka_default = "delete",
-     .choices = policy_choices, .refused = policy_refused,
-     .refused_why = "Weir has no log compaction yet; only 'delete' is supported",
+     .choices = policy_choices,
      .broker_key = "log.cleanup.policy",
-     .doc = "How old segments are retired: 'delete' (by retention.ms / retention.bytes). 'compact' is refused until compaction exists."},
+     .doc = "How old segments are retired: 'delete' (by retention.ms / retention.bytes), 'compact' (the log cleaner keeps the latest record per key, see docs/compaction.md), or both ('compact,delete')."},
     {.name = "compression.type", .type = TOPIC_CONFIG_STRING, .kafka_default = "producer",
      .choices = compression_choices, .refused = compression_refused,
      .refused_why = "Weir stores batches as the producer compressed them and cannot recompress yet; use 'producer' or 'uncompressed'",

@@ -6,11 +6,11 @@
  * answers DescribeConfigs from it and parses overrides with it, and
  * docs/configuration.md is generated from it.
  *
- * Every key here takes effect or is stored for compaction (which has no effect
- * while compaction does not exist, exactly as in Kafka for a cleanup.policy=delete
- * topic). Values Weir cannot honour (cleanup.policy=compact, a compression codec,
- * preallocate=true) are refused with INVALID_CONFIG and a message saying why; keys
- * not in the table are refused as unknown. */
+ * Every key here takes effect; the compaction keys are read by the log cleaner on
+ * topics whose cleanup.policy includes 'compact' (and, exactly as in Kafka, by
+ * nothing on a cleanup.policy=delete topic). Values Weir cannot honour (a
+ * compression codec, preallocate=true) are refused with INVALID_CONFIG and a
+ * message saying why; keys not in the table are refused as unknown. */
 #pragma once
 
 #include <stdbool.h>

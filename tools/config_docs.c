@@ -211,9 +211,9 @@ static int generate(FILE *f)
           "fourth column when the broker declares it (as DescribeConfigs shows), else\n"
           "Kafka's default. Keys not listed here are refused with INVALID_CONFIG, and so\n"
           "are the values listed as refused: Weir does not accept a setting it would\n"
-          "ignore. The compaction keys are stored and reported but read by nothing until\n"
-          "compaction exists, which is also what Kafka does with them on a\n"
-          "`cleanup.policy=delete` topic, the only policy Weir accepts.\n\n",
+          "ignore. The compaction keys take effect on topics whose cleanup.policy\n"
+          "includes `compact` (docs/compaction.md); on a `cleanup.policy=delete` topic\n"
+          "they are stored and reported but read by nothing, as in Kafka.\n\n",
           f);
     topic_table(f);
     return ferror(f) ? -EIO : 0;

@@ -28,6 +28,10 @@ const struct dispatch_entry dispatch_table[] = {
     {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster_handle},
     {KAFKA_API_OFFSET_FOR_LEADER_EPOCH, 0, 4, api_offset_for_leader_epoch_handle},
     {KAFKA_API_INIT_PRODUCER_ID, 0, 4, api_init_producer_id_handle},
+    {KAFKA_API_FIND_COORDINATOR, 0, 4, api_find_coordinator_handle},
+    {KAFKA_API_OFFSET_COMMIT, 0, 8, api_offset_commit_handle},
+    {KAFKA_API_OFFSET_FETCH, 0, 8, api_offset_fetch_handle},
+    {KAFKA_API_OFFSET_DELETE, 0, 0, api_offset_delete_handle},
 };
 const size_t dispatch_table_len = sizeof(dispatch_table) / sizeof(dispatch_table[0]);
 

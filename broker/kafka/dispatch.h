@@ -29,6 +29,9 @@ struct plog;
 struct config;
 struct pstates;
 struct pidalloc;
+struct groups;
+struct gstore;
+struct event;
 
 /* What every handler may use. Borrowed pointers, owned by main. */
 struct broker_ctx {
@@ -42,6 +45,9 @@ struct broker_ctx {
     const struct config *cfg; /* the broker's configuration registry (DescribeConfigs) */
     struct pstates *pstates;  /* idempotent producers' state per led log */
     struct pidalloc *pids;    /* InitProducerId's block of producer ids */
+    struct groups *groups;    /* consumer-group membership (broker/group/groups.h) */
+    struct event *group_timer; /* groups_tick() at the groups' next deadline */
+    struct gstore *gstore;     /* __consumer_offsets: coordination, offsets (broker/group/gstore.h) */
 };
 
 /* A handler completes @req (kreq_reply / kreq_no_reply / kreq_close) now or
@@ -90,6 +96,24 @@ int pidalloc_new(struct broker_ctx *b, struct pidalloc **ret);
 void pidalloc_shutdown(struct pidalloc *p);
 /* After coordclient_free() (its pending calls still point here). NULL-safe. */
 void pidalloc_free(struct pidalloc *p);
+/* api_group.c: the group membership APIs and the broker's groups. */
+void api_join_group_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_sync_group_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_heartbeat_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_leave_group_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_list_groups_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_describe_groups_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_delete_groups_handle(struct broker_ctx *b, struct kreq *req, void *body);
+/* b->groups over @gs (borrowed, must outlive it) with the broker's group.*
+ * settings, ticking on b->base. -ENOMEM. */
+int api_groups_start(struct broker_ctx *b, struct gstore *gs);
+/* Answers parked group requests and frees b->groups. NULL-safe. */
+void api_groups_stop(struct broker_ctx *b);
+/* api_offsets.c: FindCoordinator, OffsetCommit, OffsetFetch, OffsetDelete over b->gstore. */
+void api_find_coordinator_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_offset_commit_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_offset_fetch_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_offset_delete_handle(struct broker_ctx *b, struct kreq *req, void *body);
 /* api_configs.c */
 void api_describe_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_alter_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);

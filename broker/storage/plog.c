@@ -35,6 +35,12 @@ void plog_config_defaults(struct plog_config *cfg)
     cfg->flush_interval_messages = INT64_MAX;
     cfg->flush_interval_ms = INT64_MAX;
     cfg->file_delete_delay_ms = 0;
+    cfg->cleanup_delete = true;
+    cfg->cleanup_compact = false;
+    cfg->min_cleanable_ratio = 0.5;
+    cfg->delete_retention_ms = 86400000;
+    cfg->min_compaction_lag_ms = 0;
+    cfg->max_compaction_lag_ms = INT64_MAX;
 }
 
 /* ---- internal helpers shared with recovery.c ----------------------------------- */
@@ -230,7 +236,7 @@ int plog_append(struct plog *log, void *data, size_t len, unsigned flags, int32_
     uint8_t *p = data;
     bool assign = flags & PLOG_APPEND_ASSIGN_OFFSETS;
     struct batch_header h;
-    int64_t next = log->leo, max_ts = -1, records = 0;
+    int64_t next = log->leo, max_ts = -1, records = 0, first_offset = log->leo;
     int32_t batches = 0;
     size_t pos;
 
@@ -248,7 +254,15 @@ int plog_append(struct plog *log, void *data, size_t len, unsigned flags, int32_
             return -EINVAL;
         if (batch_total_size(&h) > plog_segment_limit(log))
             return -EMSGSIZE;
-        if ((!assign && h.base_offset != next) || next > INT64_MAX - 1 - h.last_offset_delta)
+        if (!assign) {
+            /* Gaps are fine (a compacted leader), going backwards is not. */
+            if (h.base_offset < next)
+                return -EINVAL;
+            if (batches == 0)
+                first_offset = h.base_offset;
+            next = h.base_offset;
+        }
+        if (next > INT64_MAX - 1 - h.last_offset_delta)
             return -EINVAL;
         next += (int64_t)h.last_offset_delta + 1;
         records += h.record_count > 0 ? h.record_count : 0;
@@ -299,7 +313,7 @@ int plog_append(struct plog *log, void *data, size_t len, unsigned flags, int32_
     }
     seg->size += (int64_t)len;
     log->size_bytes += (int64_t)len;
-    int64_t first = log->leo;
+    int64_t first = assign ? log->leo : first_offset;
     log->leo = next;
     if (log->unflushed_msgs == 0 && log->oldest_unflushed_ms == 0)
         log->oldest_unflushed_ms = now_ms;
@@ -621,7 +635,7 @@ void plog_paths_free(char **paths, size_t count)
 
 /* Rename a segment's files to "<name>.deleted", appending the new names to
  * @paths. A file that cannot be renamed is unlinked here instead. */
-static int retire_segment(struct plog *log, struct segment *seg, char **paths, size_t *n)
+int plog_retire_segment(struct plog *log, struct segment *seg, char **paths, size_t *n)
 {
     for (int k = 0; k < SEG_KINDS; k++) {
         char from[4096], to[4096];
@@ -649,12 +663,13 @@ int plog_enforce_retention(struct plog *log, int64_t now_ms, char ***ret_paths, 
     if (now_ms > log->now_ms)
         log->now_ms = now_ms;
 
-    if (log->cfg.retention_ms >= 0) {
+    /* A compact-only log keeps its segments; the cleaner shrinks them. */
+    if (log->cfg.cleanup_delete && log->cfg.retention_ms >= 0) {
         while (k < n && log->segs[k]->size > 0 &&
                now_ms - seg_largest_ts(log, log->segs[k]) > log->cfg.retention_ms)
             k++;
     }
-    if (log->cfg.retention_bytes >= 0) {
+    if (log->cfg.cleanup_delete && log->cfg.retention_bytes >= 0) {
         int64_t diff = log->size_bytes - log->cfg.retention_bytes;
         for (size_t j = 0; j < k; j++)
             diff -= log->segs[j]->size;
@@ -701,7 +716,7 @@ int plog_enforce_retention(struct plog *log, int64_t now_ms, char ***ret_paths, 
     size_t np = 0;
     for (size_t i = 0; i < k; i++) {
         struct segment *seg = log->segs[i];
-        retire_segment(log, seg, paths, &np);
+        plog_retire_segment(log, seg, paths, &np);
         log->size_bytes -= seg->size;
         seg_free(seg);
     }

@@ -70,6 +70,16 @@ struct plog_config {
                                         *.deleted files before unlinking them; the
                                         library default is 0 (at once), the broker's
                                         is Kafka's 60000 */
+    /* cleanup.policy: 'delete' applies retention_ms / retention_bytes, 'compact'
+     * lets the log cleaner (cleaner.h) keep only the latest record per key; both
+     * may be set. Default: delete only. */
+    bool cleanup_delete;
+    bool cleanup_compact;
+    double min_cleanable_ratio;    /* min.cleanable.dirty.ratio, default 0.5 */
+    int64_t delete_retention_ms;   /* delete.retention.ms: tombstones live this long
+                                      after the clean that first kept them */
+    int64_t min_compaction_lag_ms; /* min.compaction.lag.ms, default 0 */
+    int64_t max_compaction_lag_ms; /* max.compaction.lag.ms, default INT64_MAX */
 };
 
 /* Kafka's defaults. */
@@ -86,6 +96,7 @@ struct plog_recovery_info {
     int64_t truncated_at;      /* offset where the log was cut, -1 if it was not */
     int32_t segments_deleted;  /* whole segments dropped after a bad batch */
     int32_t stray_files_removed; /* leftover .deleted / .tmp / orphan index files */
+    int32_t swaps_completed;   /* cleaner swaps a crash interrupted, finished */
 };
 
 /* Open (creating if needed) the log in directory @dir.
@@ -133,8 +144,9 @@ int64_t plog_active_segment_base(const struct plog *log);
 
 enum plog_append_flags {
     /* Leader path: rewrite base offsets so the batches start at the log end offset.
-     * Without it (follower path), the first batch's base offset must equal the log
-     * end offset and each next batch must start right after the previous one. */
+     * Without it (follower path), each batch's base offset must be at or past the
+     * log end offset and past the previous batch: a compacted leader's log has
+     * gaps where the cleaner removed whole batches, and the follower keeps them. */
     PLOG_APPEND_ASSIGN_OFFSETS = 1 << 0,
 };
 
@@ -208,8 +220,9 @@ int plog_truncate_fully(struct plog *log, int64_t offset);
  * watermark (as Kafka); lower than the current start is a no-op. */
 int plog_raise_start_offset(struct plog *log, int64_t offset);
 
-/* Apply retention: drop the oldest segments whose largest timestamp is older than
- * now - retention_ms, then while the log is larger than retention_bytes drop the
+/* Apply retention: with cleanup_delete, drop the oldest segments whose largest
+ * timestamp is older than now - retention_ms, then while the log is larger than
+ * retention_bytes drop the
  * oldest segment that keeps it at or above that size, and drop segments wholly
  * below the log start offset — but only segments wholly below the high watermark
  * (the next segment's base, or the log end for the last one, <= HW), as Kafka.

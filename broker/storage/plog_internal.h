@@ -60,3 +60,8 @@ int plog_roll(struct plog *log, int64_t now_ms);
 /* Max entries per index file. */
 int32_t plog_index_max_entries(const struct plog *log, size_t entry_size);
 void plog_free_struct(struct plog *log);
+/* Rename a segment's three files to "<name>.deleted" (releasing its descriptor
+ * slots; readers holding references keep valid files), appending the new names
+ * (malloc'd) to @paths, which has room for SEG_KINDS more. A file that cannot be
+ * renamed is unlinked instead. */
+int plog_retire_segment(struct plog *log, struct segment *seg, char **paths, size_t *n);

@@ -18,6 +18,7 @@
 #include "broker/storage/plog.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +77,112 @@ static int parse_name(const char *name, int64_t *ret_base, int *ret_kind)
     return 1;
 }
 
+/* The last offset of the batches in the .log swap file @path, walking headers
+ * (@base - 1 when it holds none). -EBADMSG when the file is not whole batches from
+ * @base on: the cleaner fsyncs a swap before naming it, so such a file was never
+ * committed and is dropped as a stray. */
+static int swap_last_offset(const char *path, int64_t base, int64_t *ret)
+{
+    int64_t last = base - 1, pos = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return -errno;
+    }
+    uint8_t hb[BATCH_HEADER_SIZE];
+    struct batch_header h;
+    while (pos + BATCH_HEADER_SIZE <= st.st_size) {
+        if (fsutil_pread_all(fd, hb, sizeof(hb), pos) < 0 ||
+            batch_parse_header(hb, sizeof(hb), &h) < 0 ||
+            seg_check_header(&h, pos, st.st_size) < 0 || h.base_offset < base ||
+            h.base_offset <= last)
+            break;
+        last = batch_last_offset(&h);
+        pos += batch_total_size(&h);
+    }
+    close(fd);
+    if (pos != st.st_size)
+        return -EBADMSG;
+    *ret = last;
+    return 0;
+}
+
+/* Finish the swaps a crash interrupted (the cleaner's protocol, cleaner.h): a
+ * "<X>.log.swap" holds the cleaned replacement of every segment whose base lies in
+ * [X, its last offset]. Those segments' files (whatever of them is left) are
+ * removed, and the swap renamed to "<X>.log"; its index files are rebuilt by the
+ * checks that follow. Leftover ".cleaned" files and index ".swap" files without a
+ * log swap are removed afterwards as strays. */
+static int complete_swaps(struct plog *log, struct plog_recovery_info *info)
+{
+    DIR *d = opendir(log->dir);
+    if (!d)
+        return -errno;
+    int dfd = dirfd(d);
+    struct dirent *de;
+    int64_t *bases = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    while ((de = readdir(d))) {
+        const char *name = de->d_name;
+        if (!has_suffix(name, ".log.swap") || strlen(name) != 20 + strlen(".log.swap"))
+            continue;
+        int64_t base = 0;
+        bool ok = true;
+        for (int i = 0; i < 20; i++) {
+            ok &= isdigit((unsigned char)name[i]) != 0;
+            base = base * 10 + (name[i] - '0');
+        }
+        if (!ok)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            int64_t *nb = realloc(bases, nc * sizeof(*nb));
+            if (!nb) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            bases = nb;
+            cap = nc;
+        }
+        bases[n++] = base;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char swap[4096], final[4096];
+        if ((rc = seg_path(log, bases[i], SEG_LOG, ".swap", swap, sizeof(swap))) < 0 ||
+            (rc = seg_path(log, bases[i], SEG_LOG, NULL, final, sizeof(final))) < 0)
+            goto out;
+        int64_t last = -1;
+        if (swap_last_offset(swap, bases[i], &last) < 0)
+            continue; /* not a committed swap: removed below as a stray */
+        if (last < bases[i])
+            last = bases[i];
+        /* Remove the replaced segments: every segment file with a base in range. */
+        rewinddir(d);
+        while ((de = readdir(d))) {
+            int64_t b;
+            int kind;
+            if (parse_name(de->d_name, &b, &kind) == 1 && b >= bases[i] && b <= last &&
+                unlinkat(dfd, de->d_name, 0) == 0)
+                info->stray_files_removed++;
+        }
+        if (rename(swap, final) < 0) {
+            rc = -errno;
+            goto out;
+        }
+        info->swaps_completed++;
+    }
+    if (n > 0)
+        rc = fsutil_fsync_dir(log->dir);
+out:
+    free(bases);
+    closedir(d);
+    return rc;
+}
+
 /* List the directory: delete leftovers and orphan index files, and build the
  * segment list (sizes from stat). */
 static int load_dir(struct plog *log, struct plog_recovery_info *info)
@@ -83,7 +190,9 @@ static int load_dir(struct plog *log, struct plog_recovery_info *info)
     static const char *const stray[] = {".deleted", ".tmp", ".cleaned", ".swap"};
     struct dir_entry *ents = NULL;
     size_t n = 0, cap = 0;
-    int rc = 0;
+    int rc = complete_swaps(log, info);
+    if (rc < 0)
+        return rc;
     DIR *d = opendir(log->dir);
     if (!d)
         return -errno;

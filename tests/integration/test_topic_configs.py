@@ -186,8 +186,8 @@ def incremental_alter_raw(c, resources, validate_only=False):
 
 
 @pytest.mark.parametrize("key,value,why", [
-    ("cleanup.policy", "compact", "compaction"),
-    ("cleanup.policy", "compact,delete", "compaction"),
+    ("cleanup.policy", "compact,shred", "cleanup.policy"),
+    ("cleanup.policy", "Compact", "cleanup.policy"),
     ("compression.type", "gzip", "recompress"),
     ("compression.type", "zstd", "recompress"),
     ("preallocate", "true", "preallocate"),
@@ -501,7 +501,7 @@ def test_alter_validate_only_changes_nothing(cluster):
     assert describe(cluster, "val-only", "retention.ms") == "604800000"
     # validate_only still validates.
     res = incremental_alter_raw(cluster, [(RES_TOPIC, "val-only",
-                                           [("cleanup.policy", OP_SET, "compact")])],
+                                           [("cleanup.policy", OP_SET, "shred")])],
                                 validate_only=True)
     assert res[0][0] == KERR_INVALID_CONFIG and "cleanup.policy" in res[0][1]
 
@@ -515,7 +515,7 @@ def test_alter_refuses_unknown_and_unsupported_keys(cluster):
                                            [("no.such.key", OP_SET, "1")])])
     assert res[0][0] == KERR_INVALID_CONFIG and "no.such.key" in res[0][1], res
     res = incremental_alter_raw(cluster, [(RES_TOPIC, "alter-bad",
-                                           [("cleanup.policy", OP_APPEND, "compact")])])
+                                           [("cleanup.policy", OP_APPEND, "shred")])])
     assert res[0][0] == KERR_INVALID_CONFIG and "cleanup.policy" in res[0][1], res
     res = incremental_alter_raw(cluster, [(RES_TOPIC, "alter-bad",
                                            [("retention.ms", OP_APPEND, "5")])])
@@ -615,7 +615,7 @@ def test_flexible_versions_of_both_alter_apis(cluster):
     assert flexible_alter_raw(cluster, 44, 1, "flex", [("segment.bytes", "2000000")]) == (0, None)
     wait_for(lambda: describe(cluster, "flex", "segment.bytes") == "2000000")
     assert describe(cluster, "flex", "retention.ms") == "7000000"  # incremental kept it
-    err, msg = flexible_alter_raw(cluster, 44, 1, "flex", [("cleanup.policy", "compact")])
+    err, msg = flexible_alter_raw(cluster, 44, 1, "flex", [("cleanup.policy", "compact,")])
     assert err == KERR_INVALID_CONFIG and "cleanup.policy" in msg
 
 

@@ -689,8 +689,6 @@ static void test_create_topic_rejects_bad_counts_and_configs(void **state)
         {{"min.cleanable.dirty.ratio", "1.5"}},
         {{"max.message.bytes", NULL}},
         /* Values Weir cannot honour yet are refused, not stored and ignored. */
-        {{"cleanup.policy", "compact"}},
-        {{"cleanup.policy", "compact,delete"}},
         {{"compression.type", "zstd"}},
         {{"compression.type", "gzip"}},
         {{"preallocate", "true"}},

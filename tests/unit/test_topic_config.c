@@ -54,8 +54,8 @@ static void expect_ok(const char *key, const char *value)
 static void test_refusals_name_the_key_and_why(void **state)
 {
     (void)state;
-    expect_refused("cleanup.policy", "compact", "no log compaction");
-    expect_refused("cleanup.policy", "delete,compact", "cleanup.policy=compact");
+    expect_refused("cleanup.policy", "Compact", "cleanup.policy");
+    expect_refused("cleanup.policy", "delete,shred", "cleanup.policy");
     expect_refused("cleanup.policy", "delete,", "cleanup.policy");
     expect_refused("cleanup.policy", "", "cleanup.policy");
     expect_refused("compression.type", "gzip", "cannot recompress");
@@ -78,6 +78,9 @@ static void test_accepted_values(void **state)
 {
     (void)state;
     expect_ok("cleanup.policy", "delete");
+    expect_ok("cleanup.policy", "compact");
+    expect_ok("cleanup.policy", "compact,delete");
+    expect_ok("cleanup.policy", "delete,compact");
     expect_ok("compression.type", "producer");
     expect_ok("compression.type", "uncompressed");
     expect_ok("preallocate", "False");
