@@ -316,7 +316,10 @@ int cli_consume_main(struct cli *c, int argc, char **argv)
                 char b[512];
                 cli_err("%s [%d]: %s", topic, m->partition,
                         cli_kerr(m->err, rd_kafka_message_errstr(m), b, sizeof(b)));
+                /* Errors that retrying cannot cure end the command. */
                 if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                    m->err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE ||
+                    m->err == RD_KAFKA_RESP_ERR__FATAL ||
                     m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
                     m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
                     m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {

@@ -190,8 +190,14 @@ static int group_list(struct cli *c, rd_kafka_t *rk, struct group_args *a)
             table_print(t, stdout);
         table_free(t);
         rc = CLI_EXIT_OK;
+        /* One line per distinct error (every broker answers alike). */
         for (size_t i = 0; i < ne; i++) {
             char b[512];
+            bool seen = false;
+            for (size_t j = 0; j < i; j++)
+                seen |= rd_kafka_error_code(errs[j]) == rd_kafka_error_code(errs[i]);
+            if (seen)
+                continue;
             cli_err("%s", cli_kerr(rd_kafka_error_code(errs[i]), rd_kafka_error_string(errs[i]),
                                    b, sizeof(b)));
             rc = CLI_EXIT_FAIL;
