@@ -106,10 +106,10 @@ static void print_text(const struct consume_opts *o, const rd_kafka_message_t *m
         fputs(o->ksep, stdout);
     }
     if (m->payload)
-        fwrite(m->payload, 1, m->len, stdout);
+        fwrite_unlocked(m->payload, 1, m->len, stdout);
     else
-        fputs("null", stdout);
-    putchar('\n');
+        fputs_unlocked("null", stdout);
+    putchar_unlocked('\n');
 }
 
 static void print_json(const rd_kafka_message_t *m)
@@ -245,13 +245,6 @@ int cli_consume_main(struct cli *c, int argc, char **argv)
                    rd_kafka_conf_set(conf, "auto.offset.reset",
                                      start == RD_KAFKA_OFFSET_BEGINNING ? "earliest" : "latest",
                                      errstr, sizeof(errstr)))) ||
-        /* librdkafka's consumer needs a group id even for assign(); this one
-         * never joins a group and never commits. */
-        (!group && (rd_kafka_conf_set(conf, "group.id", "weir-console", errstr, sizeof(errstr)) ||
-                    rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr,
-                                      sizeof(errstr)) ||
-                    rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr,
-                                      sizeof(errstr)))) ||
         (isolation &&
          rd_kafka_conf_set(conf, "isolation.level", isolation, errstr, sizeof(errstr)))) {
         cli_err("%s", errstr);
@@ -264,28 +257,45 @@ int cli_consume_main(struct cli *c, int argc, char **argv)
         rd_kafka_conf_destroy(conf);
         return CLI_EXIT_FAIL;
     }
-    rd_kafka_poll_set_consumer(rk);
 
+    /* With a group: the high-level consumer, which joins, commits and leaves.
+     * Without one: the simple consumer reading every partition into one queue in
+     * batches, as kcat -C does; no group coordinator is involved. */
     int rc = CLI_EXIT_OK;
-    rd_kafka_resp_err_t err;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(nparts);
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_topic_t *rkt = NULL;
     if (group) {
+        rd_kafka_poll_set_consumer(rk);
         rd_kafka_topic_partition_list_add(tl, topic, RD_KAFKA_PARTITION_UA);
         err = rd_kafka_subscribe(rk, tl);
     } else {
         for (int32_t p = 0; p < nparts; p++)
             if (partition < 0 || p == partition)
                 rd_kafka_topic_partition_list_add(tl, topic, p)->offset = start;
-        err = RD_KAFKA_RESP_ERR_NO_ERROR;
         if (at_time)
             err = rd_kafka_offsets_for_times(rk, tl, c->timeout_ms);
-        if (!err)
-            err = rd_kafka_assign(rk, tl);
+        q = rd_kafka_queue_new(rk);
+        rkt = rd_kafka_topic_new(rk, topic, NULL);
+        for (int i = 0; !err && i < tl->cnt; i++) {
+            /* A timestamp after the last record: start at the end. */
+            int64_t off = tl->elems[i].offset < 0 && at_time ? RD_KAFKA_OFFSET_END
+                                                              : tl->elems[i].offset;
+            if (tl->elems[i].err)
+                err = tl->elems[i].err;
+            else if (rd_kafka_consume_start_queue(rkt, tl->elems[i].partition, off, q))
+                err = rd_kafka_last_error();
+        }
     }
-    rd_kafka_topic_partition_list_destroy(tl);
     if (err) {
         char b[512];
         cli_err("%s: %s", topic, cli_kerr(err, NULL, b, sizeof(b)));
+        rd_kafka_topic_partition_list_destroy(tl);
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
+        if (q)
+            rd_kafka_queue_destroy(q);
         rd_kafka_destroy(rk);
         return CLI_EXIT_FAIL;
     }
@@ -294,58 +304,80 @@ int cli_consume_main(struct cli *c, int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (!isatty(STDOUT_FILENO))
+    bool tty = isatty(STDOUT_FILENO);
+    if (!tty)
         setvbuf(stdout, NULL, _IOFBF, 1 << 20);
 
     int64_t count = 0;
     struct timespec last, now;
     clock_gettime(CLOCK_MONOTONIC, &last);
+    rd_kafka_message_t *batch[1024];
     while (!stop && (max < 0 || count < max)) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        ssize_t n;
+        if (group) {
+            batch[0] = rd_kafka_consumer_poll(rk, 100);
+            n = batch[0] ? 1 : 0;
+        } else {
+            size_t want = max < 0 || max - count > 1024 ? 1024 : (size_t)(max - count);
+            n = rd_kafka_consume_batch_queue(q, 100, batch, want);
+            if (n < 0)
+                n = 0;
+        }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!m) {
+        if (n == 0) {
             if (timeout_ms > 0 && (now.tv_sec - last.tv_sec) * 1000 +
                                           (now.tv_nsec - last.tv_nsec) / 1000000 >= timeout_ms)
                 break;
-            if (isatty(STDOUT_FILENO))
+            if (tty)
                 fflush(stdout);
             continue;
         }
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                char b[512];
-                cli_err("%s [%d]: %s", topic, m->partition,
-                        cli_kerr(m->err, rd_kafka_message_errstr(m), b, sizeof(b)));
-                /* Errors that retrying cannot cure end the command. */
-                if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-                    m->err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE ||
-                    m->err == RD_KAFKA_RESP_ERR__FATAL ||
-                    m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-                    m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
-                    m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
-                    rc = CLI_EXIT_FAIL;
-                    stop = 1;
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = batch[i];
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && !stop) {
+                    char b[512];
+                    cli_err("%s [%d]: %s", topic, m->partition,
+                            cli_kerr(m->err, rd_kafka_message_errstr(m), b, sizeof(b)));
+                    /* Errors that retrying cannot cure end the command. */
+                    if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                        m->err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE ||
+                        m->err == RD_KAFKA_RESP_ERR__FATAL ||
+                        m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+                        m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+                        m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+                        rc = CLI_EXIT_FAIL;
+                        stop = 1;
+                    }
                 }
+            } else if (max < 0 || count < max) {
+                last = now;
+                if (o.json)
+                    print_json(m);
+                else
+                    print_text(&o, m);
+                count++;
             }
             rd_kafka_message_destroy(m);
-            continue;
         }
-        last = now;
-        if (o.json)
-            print_json(m);
-        else
-            print_text(&o, m);
-        count++;
-        rd_kafka_message_destroy(m);
     }
     fflush(stdout);
-    /* Commits what was printed (auto-commit of the stored offsets) and leaves
-     * the group before the session times out. */
-    err = rd_kafka_consumer_close(rk);
-    if (err && group) {
-        char b[512];
-        cli_err("%s: leaving group %s: %s", topic, group, cli_kerr(err, NULL, b, sizeof(b)));
-        rc = CLI_EXIT_FAIL;
+    rd_kafka_topic_partition_list_destroy(tl);
+    if (group) {
+        /* Commits what was printed (auto-commit of the stored offsets) and
+         * leaves the group before the session times out. */
+        err = rd_kafka_consumer_close(rk);
+        if (err) {
+            char b[512];
+            cli_err("%s: leaving group %s: %s", topic, group, cli_kerr(err, NULL, b, sizeof(b)));
+            rc = CLI_EXIT_FAIL;
+        }
+    } else {
+        for (int32_t p = 0; p < nparts; p++)
+            if (partition < 0 || p == partition)
+                rd_kafka_consume_stop(rkt, p);
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_queue_destroy(q);
     }
     rd_kafka_destroy(rk);
     fprintf(stderr, "Processed a total of %lld messages\n", (long long)count);

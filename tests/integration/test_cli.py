@@ -396,8 +396,10 @@ def test_json_output_parses(cluster):
                                        "--format", "json").stdout.splitlines()]
     assert sorted(r["value"] for r in recs) == ['"quoted\\"', '{"a": 1}']
     # bytes that are not UTF-8 still give valid JSON
-    run(cluster, "produce", "j", "-P", "0", stdin=b"\xff\xfe bin\n")
-    last = run(cluster, "consume", "j", "-P", "0", "-o", "1", "-n", "1", "--format", "json")
+    run(cluster, "topic", "create", "jb", "-p", "1", "-r", "1")
+    cluster.wait_topic("jb", partitions=1)
+    run(cluster, "produce", "jb", stdin=b"\xff\xfe bin\n")
+    last = run(cluster, "consume", "jb", "-o", "earliest", "-n", "1", "--format", "json")
     assert json.loads(last.stdout)["value"] == "\u00ff\u00fe bin"
 
 
