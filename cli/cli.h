@@ -60,6 +60,9 @@ rd_kafka_AdminOptions_t *cli_admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t o
 int cli_split_kv(const char *kv, char **ret_key, const char **ret_value);
 /* Parse an integer; -EINVAL for trailing junk or overflow. */
 int cli_parse_i64(const char *s, int64_t *ret);
+/* "YYYY-MM-DDTHH:MM:SS[.sss][Z|+hh:mm|-hh:mm]" (UTC without a zone) to
+ * milliseconds since the epoch; -EINVAL otherwise. */
+int cli_parse_datetime(const char *s, int64_t *ret);
 
 /* ---- output ---- */
 /* A JSON string literal of @len bytes (-1: NUL-terminated; NULL: null). Bytes

@@ -3,7 +3,6 @@
  * DescribeConsumerGroups, ListConsumerGroupOffsets, AlterConsumerGroupOffsets,
  * DeleteGroups). Lag is the partition's high watermark minus the committed
  * offset. */
-#define _XOPEN_SOURCE 700
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,38 +71,6 @@ struct group_args {
 
 static char cmd_buf[64];
 
-/* "2026-01-01T00:00:00[.sss][Z|+hh:mm|-hh:mm]" to ms since the epoch. */
-static int parse_datetime(const char *s, int64_t *ret)
-{
-    struct tm tm = {0};
-    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!p)
-        return -1;
-    int64_t ms = 0;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 3)
-                ms = ms * 10 + (*p - '0');
-        for (; digits < 3; digits++)
-            ms *= 10;
-    }
-    int64_t off = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int hh, mm;
-        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
-            return -1;
-        off = (hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
-        p += 6;
-    }
-    if (*p)
-        return -1;
-    *ret = ((int64_t)timegm(&tm) - off) * 1000 + ms;
-    return 0;
-}
-
 static int parse(int argc, char **argv, struct group_args *a)
 {
     optind = 1;
@@ -134,7 +101,7 @@ static int parse(int argc, char **argv, struct group_args *a)
         case OPT_TO_DATETIME:
             a->spec = SPEC_DATETIME;
             a->nspec++;
-            if (parse_datetime(optarg, &a->value))
+            if (cli_parse_datetime(optarg, &a->value))
                 return cli_usage_err("--to-datetime must look like 2026-01-31T12:00:00.000 "
                                      "(optionally Z or +hh:mm), not '%s'", optarg);
             break;

@@ -210,8 +210,11 @@ int raw_call(struct raw_conn *rc, int16_t api_key, int16_t version, const void *
     int32_t corr;
     arena_reset(&rc->arena);
     r = kafka_response_header_decode(&rd, api_key, version, &corr);
-    if (r == 0 && corr != rc->corr)
-        r = -EPROTO;
+    if (r == 0 && corr != rc->corr) {
+        cli_err("%s from %s: the response is for request %d, not %d", name, rc->addr, corr,
+                rc->corr);
+        return -EPROTO;
+    }
     if (r == 0)
         r = kafka_response_decode(&rd, api_key, version, &rc->arena, ret_resp);
     if (r < 0)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/kerr.h"
 
@@ -156,6 +157,38 @@ int cli_parse_i64(const char *s, int64_t *ret)
     if (!*s || *end || errno)
         return -EINVAL;
     *ret = v;
+    return 0;
+}
+
+/* "2026-01-01T00:00:00[.sss][Z|+hh:mm|-hh:mm]" to ms since the epoch. */
+int cli_parse_datetime(const char *s, int64_t *ret)
+{
+    struct tm tm = {0};
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return -EINVAL;
+    int64_t ms = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                ms = ms * 10 + (*p - '0');
+        for (; digits < 3; digits++)
+            ms *= 10;
+    }
+    int64_t off = 0;
+    if (*p == 'Z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int hh, mm;
+        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+            return -EINVAL;
+        off = (hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
+        p += 6;
+    }
+    if (*p)
+        return -EINVAL;
+    *ret = ((int64_t)timegm(&tm) - off) * 1000 + ms;
     return 0;
 }
 
