@@ -140,12 +140,20 @@ static void print_json(const rd_kafka_message_t *m)
     printf("]}\n");
 }
 
-/* Partition count of @topic, or -1 after an error line. */
-static int32_t topic_partitions(const struct cli *c, const char *topic)
+/* Partition count of @topic, or -1 after an error line. With @group, also
+ * whether the cluster serves group membership at all. */
+static int32_t topic_partitions(const struct cli *c, const char *topic, bool group)
 {
+    static const int16_t group_apis[] = {10 /* FindCoordinator */, 11 /* JoinGroup */,
+                                         14 /* SyncGroup */, 12 /* Heartbeat */,
+                                         8 /* OffsetCommit */, 9 /* OffsetFetch */};
     struct raw_conn *rc;
     if (raw_open(c, &rc))
         return -1;
+    if (group && raw_require_apis(rc, group_apis, 6)) {
+        raw_close(rc);
+        return -1;
+    }
     struct kafka_metadata_response md;
     const char *names[1] = {topic};
     int32_t n = -1;
@@ -228,7 +236,7 @@ int cli_consume_main(struct cli *c, int argc, char **argv)
     if (group && partition >= 0)
         return cli_usage_err("--partition and --group exclude each other");
 
-    int32_t nparts = topic_partitions(c, topic);
+    int32_t nparts = topic_partitions(c, topic, group != NULL);
     if (nparts < 0)
         return CLI_EXIT_FAIL;
     if (partition >= nparts) {

@@ -629,14 +629,21 @@ int cli_group_main(struct cli *c, int argc, char **argv)
         fputs(group_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
     }
+    /* The APIs each verb's librdkafka calls need: librdkafka 2.0.2 can abort
+     * in DescribeConsumerGroups against a broker without DescribeGroups, so
+     * the broker is asked first. */
     static const struct {
         const char *verb, *alias;
         int (*fn)(struct cli *, rd_kafka_t *, struct group_args *);
+        int16_t apis[4];
+        int n_apis;
     } verbs[] = {
-        {"list", "ls", group_list},
-        {"describe", NULL, group_describe},
-        {"reset-offsets", "seek", group_reset},
-        {"delete", NULL, group_delete},
+        {"list", "ls", group_list, {16 /* ListGroups */}, 1},
+        {"describe", NULL, group_describe,
+         {10 /* FindCoordinator */, 15 /* DescribeGroups */, 9 /* OffsetFetch */}, 3},
+        {"reset-offsets", "seek", group_reset,
+         {10, 15, 9, 8 /* OffsetCommit */}, 4},
+        {"delete", NULL, group_delete, {10, 42 /* DeleteGroups */}, 2},
     };
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
         if (strcmp(argv[1], verbs[i].verb) && !(verbs[i].alias && !strcmp(argv[1], verbs[i].alias)))
@@ -651,7 +658,10 @@ int cli_group_main(struct cli *c, int argc, char **argv)
         struct raw_conn *probe;
         if (raw_open(c, &probe))
             return CLI_EXIT_FAIL;
+        r = raw_require_apis(probe, verbs[i].apis, verbs[i].n_apis);
         raw_close(probe);
+        if (r)
+            return CLI_EXIT_FAIL;
         rd_kafka_t *rk = cli_admin_new(c);
         if (!rk)
             return CLI_EXIT_FAIL;

@@ -271,3 +271,30 @@ bool raw_probe(const char *host, int port, int timeout_ms)
     close(fd);
     return true;
 }
+
+int raw_require_apis(struct raw_conn *rc, const int16_t *keys, int n)
+{
+    struct kafka_api_versions_request req;
+    struct kafka_api_versions_response resp;
+    kafka_request_init(KAFKA_API_API_VERSIONS, &req);
+    int r = raw_call(rc, KAFKA_API_API_VERSIONS, 0, &req, &resp);
+    if (r)
+        return r;
+    for (int i = 0; i < n; i++) {
+        bool found = false;
+        for (int32_t k = 0; k < resp.n_api_keys && !found; k++)
+            found = resp.api_keys[k].api_key == keys[i];
+        if (!found) {
+            const struct kafka_api_info *api = kafka_api_lookup(keys[i]);
+            char name[32];
+            if (api)
+                snprintf(name, sizeof(name), "%s", api->name);
+            else
+                snprintf(name, sizeof(name), "API %d", keys[i]);
+            cli_err("the cluster does not support consumer groups: %s does not serve %s",
+                    rc->addr, name);
+            return -ENOTSUP;
+        }
+    }
+    return 0;
+}

@@ -37,3 +37,9 @@ const char *raw_str(buf_slice s);
 
 /* Whether a TCP connection to @host:@port opens within @timeout_ms. */
 bool raw_probe(const char *host, int port, int timeout_ms);
+
+/* 0 when the broker @rc talks to advertises every API in @keys (ApiVersions);
+ * otherwise one error line naming the first missing API and -ENOTSUP. Used
+ * before librdkafka calls whose failure against an older broker is worse than
+ * a clear refusal. */
+int raw_require_apis(struct raw_conn *rc, const int16_t *keys, int n);
