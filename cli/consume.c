@@ -312,8 +312,7 @@ int cli_consume_main(struct cli *c, int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    bool tty = isatty(STDOUT_FILENO);
-    if (!tty)
+    if (!isatty(STDOUT_FILENO))
         setvbuf(stdout, NULL, _IOFBF, 1 << 20);
 
     int64_t count = 0;
@@ -336,8 +335,9 @@ int cli_consume_main(struct cli *c, int argc, char **argv)
             if (timeout_ms > 0 && (now.tv_sec - last.tv_sec) * 1000 +
                                           (now.tv_nsec - last.tv_nsec) / 1000000 >= timeout_ms)
                 break;
-            if (tty)
-                fflush(stdout);
+            /* Caught up: show what is buffered (a pipe's reader sees records
+             * as they come, a fast copy still gets big writes). */
+            fflush(stdout);
             continue;
         }
         for (ssize_t i = 0; i < n; i++) {

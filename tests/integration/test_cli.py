@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -265,6 +266,32 @@ def test_reset_offsets_execute_moves_the_group_and_a_consumer_starts_there(clust
                            "--shift-by", "-100", "--format", "json").stdout)
     assert shift["partitions"][0]["new_offset"] == 0 and shift["executed"] is False
     assert run(cluster, "group", "delete", "rsg").stdout == "Deleted group rsg.\n"
+
+
+def test_sigterm_commits_what_was_printed_and_leaves_the_group(cluster):
+    need_kafka_python()
+    run(cluster, "topic", "create", "st", "-p", "1", "-r", "2")
+    cluster.wait_topic("st", partitions=1)
+    run(cluster, "produce", "st", stdin="".join("r%d\n" % i for i in range(7)))
+    need_groups(cluster)
+    p = subprocess.Popen([weir_bin(), "-b", cluster.bootstrap(), "consume", "st", "-g", "stg",
+                          "--from-beginning"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watchdog = threading.Timer(60, p.kill)  # readline() below must not block forever
+    watchdog.start()
+    try:
+        got = [p.stdout.readline() for _ in range(7)]
+        assert got == [b"r%d\n" % i for i in range(7)]
+        p.terminate()
+        assert p.wait(timeout=20) == 0
+    finally:
+        watchdog.cancel()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert "Processed a total of 7 messages" in p.stderr.read().decode()
+    doc = json.loads(run(cluster, "group", "describe", "stg", "--format", "json").stdout)
+    assert doc[0]["state"] == "Empty" and doc[0]["members"] == 0
+    assert doc[0]["partitions"][0]["current_offset"] == 7 and doc[0]["partitions"][0]["lag"] == 0
 
 
 # ---- cluster ----------------------------------------------------------------
