@@ -30,16 +30,18 @@ packages=(
     libevent-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libzstd-dev
     # compression codecs (common/codec.c)
     zlib1g-dev libsnappy-dev liblz4-dev
-    # tests
-    libcmocka-dev python3
+    # the weir CLI (cli/) is a librdkafka client
+    librdkafka-dev
+    # tests; tmux gives the CLI's progress-line test a terminal
+    libcmocka-dev python3 tmux
     # integration tests with real clients
     python3-pytest kcat python3-kafka python3-confluent-kafka
     # kafka-python's snappy, lz4 and zstd codecs (not pulled in by python3-kafka)
     python3-snappy python3-lz4 python3-zstandard
     # broker-failure tests: network namespaces, veth, routes (tests/fault scenario 8)
     iproute2
-    # benchmarks: librdkafka client library, loopback baseline
-    librdkafka-dev iperf3
+    # benchmarks: loopback baseline
+    iperf3
     # fuzzing (libFuzzer ships with clang's runtime)
     clang libclang-rt-14-dev
 )

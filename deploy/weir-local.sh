@@ -80,6 +80,7 @@ again=$prog
 
 coord_bin=$build_dir/coordinator/weir-coordinator
 broker_bin=$build_dir/broker/weir-broker
+weir_bin=$build_dir/cli/weir
 timeout_s=${WEIR_LOCAL_TIMEOUT:-30}
 coord_port=${WEIR_LOCAL_COORD_PORT:-2181}
 if [ -n "${WEIR_LOCAL_KAFKA_PORTS:-}" ]; then
@@ -274,7 +275,7 @@ build() {
                     die "meson setup failed (full log: $build_dir.setup.log)"
                 }
         fi
-        ninja -C "$build_dir" broker/weir-broker coordinator/weir-coordinator >"$build_dir.build.log" 2>&1 || {
+        ninja -C "$build_dir" broker/weir-broker coordinator/weir-coordinator cli/weir >"$build_dir.build.log" 2>&1 || {
             tail -n 30 "$build_dir.build.log" >&2
             die "build failed (full log: $build_dir.build.log)"
         }
@@ -289,15 +290,20 @@ print_usage_block() {
 Weir is running: coordinator 127.0.0.1:$coord_port, brokers $bootstrap
 Data and logs: $data_dir
 
-Produce and consume with kcat:
+With the weir CLI ($weir_bin; 'export WEIR_BROKERS=$bootstrap' spares the -b):
+  $weir_bin -b $bootstrap topic create demo -p 3 -r 3
+  echo hello | $weir_bin -b $bootstrap produce demo
+  $weir_bin -b $bootstrap consume demo --from-beginning -n 1
+  $weir_bin -b $bootstrap topic describe demo
+  $weir_bin -b $bootstrap cluster health
+
+Or with kcat:
   echo hello | kcat -P -b $bootstrap -t demo
   kcat -C -b $bootstrap -t demo -o beginning -e
 
 With kafka-python (Debian's python3-kafka, hence /usr/bin/python3):
   /usr/bin/python3 -c 'from kafka import KafkaProducer as P; p = P(bootstrap_servers="$bootstrap"); p.send("demo", b"hi"); p.flush()'
   /usr/bin/python3 -c 'from kafka import KafkaConsumer as C; [print(m.value) for m in C("demo", bootstrap_servers="$bootstrap", auto_offset_reset="earliest", consumer_timeout_ms=5000)]'
-
-The weir admin CLI (cli/) is not built yet; use kcat -L for metadata meanwhile.
 
 Status: $again status    Stop: $again stop
 EOF

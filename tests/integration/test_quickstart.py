@@ -138,7 +138,9 @@ def test_start_status_produce_consume_stop(local):
         assert "weir-broker ready: broker %d kafka 127.0.0.1:%d" % (bid, port) in out, out
     assert "kcat -P -b %s" % local.bootstrap in out
     assert "KafkaProducer" in out and "/usr/bin/python3" in out
-    assert "not built yet" in out
+    weir = os.path.join(weir_cluster.build_dir(), "cli", "weir")
+    assert "%s -b %s produce demo" % (weir, local.bootstrap) in out
+    assert "%s -b %s cluster health" % (weir, local.bootstrap) in out
     assert "stop" in out
 
     rc, rows, out = local.status()
@@ -165,6 +167,17 @@ def test_start_status_produce_consume_stop(local):
     got = kcat("-C", "-b", local.bootstrap, "-t", "quickstart", "-o", "beginning", "-e",
                "-q", "-c", str(len(msgs)))
     assert got.split(b"\n")[:len(msgs)] == msgs
+
+    # ... and so do the banner's weir commands.
+    for args, stdin in ((["topic", "create", "demo", "-p", "3", "-r", "3"], None),
+                        (["produce", "demo"], b"hello\n"),
+                        (["cluster", "health"], None)):
+        p = subprocess.run([weir, "-b", local.bootstrap] + args, input=stdin,
+                           capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+    p = subprocess.run([weir, "-b", local.bootstrap, "consume", "demo", "--from-beginning",
+                        "-n", "1"], capture_output=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == b"hello\n", p.stderr
 
     rc, out = local.run("stop")
     assert rc == 0, out
