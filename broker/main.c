@@ -160,11 +160,14 @@ static void on_registered(void *ud, int64_t epoch)
     maybe_ready(m);
 }
 
-/* A later slice of a reconcile pass created or removed logs. */
+/* A later slice of a reconcile pass created or removed logs: replication and
+ * the offsets store take them up (a partition of __consumer_offsets whose log
+ * arrives late is led, and loaded, only from then on). */
 static void on_reconcile_progress(void *ud)
 {
     struct bmain *m = ud;
     repl_on_metadata(m->ctx.repl);
+    gstore_on_metadata(m->ctx.gstore);
 }
 
 static void on_metadata(void *ud)

@@ -700,7 +700,6 @@ void replicas_reconcile(struct replicas *r)
         return;
     }
     r->started = false;
-    r->pass_created = 0;
     r->pass_logs = 0;
     r->pass_slices = 0;
     r->pass_t0_ns = clock_mono_ns();

@@ -19,7 +19,6 @@ sys.path.insert(0, os.path.join(HERE, "..", "support"))
 
 import cluster as weir_cluster  # noqa: E402
 import deps  # noqa: E402
-import kafka_raw  # noqa: E402
 
 try:
     import kafka
