@@ -10,7 +10,7 @@
 
 const char *cli_cmd_name = "";
 
-static void verr(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static void verr(const char *fmt, va_list ap)
 {
     fprintf(stderr, "weir: %s%s", cli_cmd_name, cli_cmd_name[0] ? ": " : "");
     vfprintf(stderr, fmt, ap);

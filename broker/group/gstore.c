@@ -242,7 +242,10 @@ int16_t gstore_coordinator_check(struct gstore *gs, const char *group_id)
         return KERR_NOT_COORDINATOR;
     struct gs_part *p = part_of(gs, gstore_partition_for(gs, group_id));
     if (!p || p->st == GS_NONE)
-        return KERR_NOT_COORDINATOR; /* metadata says so, replication not yet */
+        /* The metadata makes us the leader; the log or replication's take-up
+         * is still on its way: Kafka's answer while it becomes the coordinator
+         * (the client retries here instead of looking again). */
+        return KERR_COORDINATOR_LOAD_IN_PROGRESS;
     return p->st == GS_LOADING ? KERR_COORDINATOR_LOAD_IN_PROGRESS : KERR_NONE;
 }
 
