@@ -96,6 +96,21 @@ static void call_finished(struct alter_ctx *c, int64_t offset)
         alter_reply(c, 0);
 }
 
+/* @x from the coordinator's result for it (@t_code, @t_msg), or a timeout when
+ * the call failed or the answer lacks it (@answered false). */
+static void set_result(struct alter_ctx *c, struct alter_result *x, bool answered, int32_t t_code,
+                       const char *t_msg, const char *errmsg)
+{
+    if (!answered) {
+        x->error_code = KERR_REQUEST_TIMED_OUT;
+        x->error_message =
+            arena_strdup(&c->req->arena, errmsg ? errmsg : "no answer from the coordinator");
+        return;
+    }
+    x->error_code = (int16_t)t_code;
+    x->error_message = t_msg && t_msg[0] ? arena_strdup(&c->req->arena, t_msg) : NULL;
+}
+
 static void alter_broker_done(int status, const struct ProtobufCMessage *msg, const char *errmsg,
                               void *ud)
 {
@@ -105,17 +120,9 @@ static void alter_broker_done(int status, const struct ProtobufCMessage *msg, co
         struct alter_result *x = &c->res[i];
         if (x->broker_index < 0)
             continue;
-        if (status != 0 || (size_t)x->broker_index >= r->n_results) {
-            x->error_code = KERR_REQUEST_TIMED_OUT;
-            x->error_message =
-                arena_strdup(&c->req->arena, errmsg ? errmsg : "no answer from the coordinator");
-            continue;
-        }
-        const Weir__Coord__AlterBrokerConfigsResult *t = r->results[x->broker_index];
-        x->error_code = (int16_t)t->error_code;
-        x->error_message = t->error_message && t->error_message[0]
-                               ? arena_strdup(&c->req->arena, t->error_message)
-                               : NULL;
+        bool ok = status == 0 && (size_t)x->broker_index < r->n_results;
+        const Weir__Coord__AlterBrokerConfigsResult *t = ok ? r->results[x->broker_index] : NULL;
+        set_result(c, x, ok, t ? t->error_code : 0, t ? t->error_message : NULL, errmsg);
     }
     call_finished(c, status == 0 ? r->metadata_offset : -1);
 }
@@ -128,17 +135,9 @@ static void alter_done(int status, const struct ProtobufCMessage *msg, const cha
         struct alter_result *x = &c->res[i];
         if (x->topic_index < 0)
             continue;
-        if (status != 0 || (size_t)x->topic_index >= r->n_results) {
-            x->error_code = KERR_REQUEST_TIMED_OUT;
-            x->error_message =
-                arena_strdup(&c->req->arena, errmsg ? errmsg : "no answer from the coordinator");
-            continue;
-        }
-        const Weir__Coord__AlterTopicConfigsResult *t = r->results[x->topic_index];
-        x->error_code = (int16_t)t->error_code;
-        x->error_message = t->error_message && t->error_message[0]
-                               ? arena_strdup(&c->req->arena, t->error_message)
-                               : NULL;
+        bool ok = status == 0 && (size_t)x->topic_index < r->n_results;
+        const Weir__Coord__AlterTopicConfigsResult *t = ok ? r->results[x->topic_index] : NULL;
+        set_result(c, x, ok, t ? t->error_code : 0, t ? t->error_message : NULL, errmsg);
     }
     call_finished(c, status == 0 ? r->metadata_offset : -1);
 }
