@@ -171,6 +171,23 @@ static void write_done(void *ud, int16_t kerr)
     reply_if_open(w->req, w->resp);
 }
 
+/* Append the @n records of @w's partitions (none: answer at once); the answer
+ * goes out when they are committed, or now with the append's error. */
+static void write_start(struct broker_ctx *b, const char *group, int32_t n, buf_slice *keys,
+                        buf_slice *vals, struct write_wait *w)
+{
+    if (n == 0) {
+        reply_if_open(w->req, w->resp);
+        return;
+    }
+    int16_t ae = gstore_append_records(b->gstore, group, n, keys, vals, write_done, w);
+    if (ae) {
+        for (int32_t i = 0; i < n; i++)
+            *w->waiting[i] = commit_error(ae);
+        reply_if_open(w->req, w->resp);
+    }
+}
+
 struct commit_wait {
     struct write_wait ww;
     struct kafka_offset_commit_response resp;
@@ -276,16 +293,7 @@ void api_offset_commit_handle(struct broker_ctx *b, struct kreq *req, void *body
             w->ww.waiting[n++] = err;
         }
     }
-    if (n == 0) {
-        reply_if_open(req, resp);
-        return;
-    }
-    int16_t ae = gstore_append_records(b->gstore, group, n, keys, vals, write_done, &w->ww);
-    if (ae) {
-        for (int32_t i = 0; i < n; i++)
-            *w->ww.waiting[i] = commit_error(ae);
-        reply_if_open(req, resp);
-    }
+    write_start(b, group, n, keys, vals, &w->ww);
     return;
 oom:
     kreq_close(req);
@@ -535,16 +543,7 @@ void api_offset_delete_handle(struct broker_ctx *b, struct kreq *req, void *body
             w->ww.waiting[n++] = err;
         }
     }
-    if (n == 0) {
-        reply_if_open(req, resp);
-        return;
-    }
-    int16_t ae = gstore_append_records(b->gstore, group, n, keys, vals, write_done, &w->ww);
-    if (ae) {
-        for (int32_t i = 0; i < n; i++)
-            *w->ww.waiting[i] = commit_error(ae);
-        reply_if_open(req, resp);
-    }
+    write_start(b, group, n, keys, vals, &w->ww);
     return;
 oom:
     kreq_close(req);
