@@ -1,7 +1,8 @@
-/* log: formats one line per call ("<UTC time> <LEVEL> [subsys] message") into a
- * local buffer and hands it to stdio in a single fwrite, whose internal lock keeps
- * lines from different threads whole. Level and output are atomics so they may be
- * changed while other threads log. */
+/* log: formats one line per call (text: "<UTC time> <LEVEL> [subsys] message
+ * key=value...", or one JSON object) into a local buffer and hands it to stdio in
+ * a single fwrite, whose internal lock keeps lines from different threads whole.
+ * Level, format and output are atomics so they may be changed while other threads
+ * log. */
 #include "common/log.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 static _Atomic int cur_level = LOG_LEVEL_INFO;
+static _Atomic int cur_format = LOG_FORMAT_TEXT;
 static _Atomic(FILE *) cur_out;
 
 static const char *const level_names[] = {
@@ -61,6 +63,29 @@ const char *log_level_name(enum log_level level)
     return level_names[level];
 }
 
+void log_set_format(enum log_format format)
+{
+    atomic_store(&cur_format, format == LOG_FORMAT_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
+}
+
+enum log_format log_get_format(void)
+{
+    return (enum log_format)atomic_load(&cur_format);
+}
+
+int log_format_parse(const char *s, enum log_format *ret)
+{
+    if (s && !strcasecmp(s, "text")) {
+        *ret = LOG_FORMAT_TEXT;
+        return 0;
+    }
+    if (s && !strcasecmp(s, "json")) {
+        *ret = LOG_FORMAT_JSON;
+        return 0;
+    }
+    return -EINVAL;
+}
+
 void log_set_output(FILE *f)
 {
     atomic_store(&cur_out, f);
@@ -75,58 +100,339 @@ void log_msg(enum log_level level, const char *subsys, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_vmsg(level, subsys, fmt, ap);
+    log_vevent(level, subsys, NULL, NULL, fmt, ap);
     va_end(ap);
 }
 
 void log_vmsg(enum log_level level, const char *subsys, const char *fmt, va_list ap)
 {
+    log_vevent(level, subsys, NULL, NULL, fmt, ap);
+}
+
+void log_event(enum log_level level, const char *subsys, const char *event,
+               const struct log_field *fields, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vevent(level, subsys, event, fields, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- line buffer ----------------------------------------------------------- */
+
+/* Most lines fit on the stack; a long one moves to the heap so it is still
+ * written with one call. Out of memory, the line is cut where it stood. */
+struct lbuf {
+    char *p;
+    size_t len, cap;
+    bool full;
+    char stack[1024];
+};
+
+static void lb_init(struct lbuf *b)
+{
+    b->p = b->stack;
+    b->len = 0;
+    b->cap = sizeof(b->stack);
+    b->full = false;
+}
+
+static bool lb_reserve(struct lbuf *b, size_t n)
+{
+    if (b->full)
+        return false;
+    if (b->len + n + 2 <= b->cap) /* room for '\n' and NUL */
+        return true;
+    size_t cap = b->cap * 2;
+    while (b->len + n + 2 > cap)
+        cap *= 2;
+    char *np = b->p == b->stack ? malloc(cap) : realloc(b->p, cap);
+    if (!np) {
+        b->full = true;
+        return false;
+    }
+    if (b->p == b->stack)
+        memcpy(np, b->stack, b->len);
+    b->p = np;
+    b->cap = cap;
+    return true;
+}
+
+static void lb_put(struct lbuf *b, const char *s, size_t n)
+{
+    if (lb_reserve(b, n)) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
+
+static void lb_puts(struct lbuf *b, const char *s)
+{
+    lb_put(b, s, strlen(s));
+}
+
+static void lb_putc(struct lbuf *b, char c)
+{
+    lb_put(b, &c, 1);
+}
+
+static void lb_printf(struct lbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void lb_printf(struct lbuf *b, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        lb_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void lb_free(struct lbuf *b)
+{
+    if (b->p != b->stack)
+        free(b->p);
+}
+
+/* ---- escaping -------------------------------------------------------------- */
+
+/* Length of the well-formed UTF-8 sequence at @s (of @n bytes), 0 if it is not
+ * one (overlong forms, surrogates and code points past U+10FFFF included). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min, cp;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        len = 2, min = 0x80, cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3, min = 0x800, cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        len = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* A JSON string body (no quotes): quotes, backslashes and control characters
+ * escaped, invalid UTF-8 replaced by U+FFFD byte by byte. */
+static void lb_json_chars(struct lbuf *b, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c == '"' || c == '\\') {
+            lb_putc(b, '\\');
+            lb_putc(b, (char)c);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            switch (c) {
+            case '\n': lb_puts(b, "\\n"); break;
+            case '\r': lb_puts(b, "\\r"); break;
+            case '\t': lb_puts(b, "\\t"); break;
+            default: lb_printf(b, "\\u%04x", c); break;
+            }
+            i++;
+        } else {
+            size_t k = utf8_seq(s + i, n - i);
+            if (k == 0) {
+                lb_puts(b, "\\ufffd");
+                i++;
+            } else {
+                lb_put(b, (const char *)s + i, k);
+                i += k;
+            }
+        }
+    }
+}
+
+static void lb_json_str(struct lbuf *b, const char *s)
+{
+    lb_putc(b, '"');
+    lb_json_chars(b, s, strlen(s));
+    lb_putc(b, '"');
+}
+
+/* Text: control characters as \n, \t, \r or \xNN; with @quoted also quotes and
+ * backslashes escaped, and invalid UTF-8 bytes as \xNN (a quoted value is
+ * unambiguous to a parser; a message is left readable). */
+static void lb_text_chars(struct lbuf *b, const char *str, size_t n, bool quoted)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (quoted && (c == '"' || c == '\\')) {
+            lb_putc(b, '\\');
+            lb_putc(b, (char)c);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            switch (c) {
+            case '\n': lb_puts(b, "\\n"); break;
+            case '\r': lb_puts(b, "\\r"); break;
+            case '\t': lb_puts(b, "\\t"); break;
+            default: lb_printf(b, "\\x%02x", c); break;
+            }
+            i++;
+        } else if (quoted && c >= 0x80) {
+            size_t k = utf8_seq(s + i, n - i);
+            if (k == 0) {
+                lb_printf(b, "\\x%02x", c);
+                i++;
+            } else {
+                lb_put(b, (const char *)s + i, k);
+                i += k;
+            }
+        } else {
+            lb_putc(b, (char)c);
+            i++;
+        }
+    }
+}
+
+/* A bare value unless it would be ambiguous: empty, or holding a space, a
+ * quote, '=', a backslash, a control character or a non-ASCII byte. */
+static void lb_text_value(struct lbuf *b, const char *s)
+{
+    bool quote = !*s;
+    for (const unsigned char *p = (const unsigned char *)s; *p && !quote; p++)
+        quote = *p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || *p >= 0x7f;
+    if (!quote) {
+        lb_puts(b, s);
+        return;
+    }
+    lb_putc(b, '"');
+    lb_text_chars(b, s, strlen(s), true);
+    lb_putc(b, '"');
+}
+
+/* ---- the line -------------------------------------------------------------- */
+
+static void put_field_value(struct lbuf *b, const struct log_field *f, bool json)
+{
+    switch (f->type) {
+    case LOG_FIELD_STR:
+        if (!f->s)
+            lb_puts(b, json ? "null" : "-");
+        else if (json)
+            lb_json_str(b, f->s);
+        else
+            lb_text_value(b, f->s);
+        break;
+    case LOG_FIELD_INT:
+        lb_printf(b, "%lld", (long long)f->i);
+        break;
+    case LOG_FIELD_BOOL:
+        lb_puts(b, f->i ? "true" : "false");
+        break;
+    case LOG_FIELD_END:
+        break;
+    }
+}
+
+void log_vevent(enum log_level level, const char *subsys, const char *event,
+                const struct log_field *fields, const char *fmt, va_list ap)
+{
     if (!log_enabled(level))
         return;
     int save_errno = errno; /* callers often log right before returning -errno */
     int li = (int)level < 0 ? 0 : (int)level >= N_LEVELS ? N_LEVELS - 1 : (int)level;
+    bool json = atomic_load(&cur_format) == LOG_FORMAT_JSON;
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
+    char when[40];
+    size_t wl = strftime(when, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + wl, sizeof(when) - wl, ".%03ldZ", (long)(ts.tv_nsec / 1000000));
 
-    /* Most lines fit on the stack; a long one gets a heap buffer so it is still
-     * written with one call. */
-    char stackbuf[1024];
-    size_t plen = strftime(stackbuf, 64, "%Y-%m-%dT%H:%M:%S", &tm);
-    int n = snprintf(stackbuf + plen, 256, ".%03ldZ %s [%s] ", (long)(ts.tv_nsec / 1000000),
-                     level_tags[li], subsys ? subsys : "-");
-    if (n < 0)
-        n = 0;
-    plen += (size_t)n < 255 ? (size_t)n : 255; /* an absurd subsystem name is cut */
-
+    /* The message first, into its own buffer, so it can be escaped. */
+    char mstack[512];
+    char *msg = mstack;
     va_list ap2;
     va_copy(ap2, ap);
-    int m = vsnprintf(stackbuf + plen, sizeof(stackbuf) - plen, fmt, ap);
+    int m = vsnprintf(mstack, sizeof(mstack), fmt, ap);
     size_t mlen = m < 0 ? 0 : (size_t)m;
-    char *line = stackbuf;
-    if (plen + mlen + 1 >= sizeof(stackbuf)) {
-        char *heap = malloc(plen + mlen + 2);
+    if (mlen >= sizeof(mstack)) {
+        char *heap = malloc(mlen + 1);
         if (heap) {
-            memcpy(heap, stackbuf, plen);
-            vsnprintf(heap + plen, mlen + 1, fmt, ap2);
-            line = heap;
+            vsnprintf(heap, mlen + 1, fmt, ap2);
+            msg = heap;
         } else {
-            mlen = sizeof(stackbuf) - plen - 1; /* keep what fit */
+            mlen = sizeof(mstack) - 1; /* keep what fit */
         }
     }
     va_end(ap2);
+    if (mlen > 0 && msg[mlen - 1] == '\n')
+        mlen--; /* every line ends with exactly one newline */
+    if (!subsys)
+        subsys = "-";
 
-    size_t len = plen + mlen;
-    if (mlen == 0 || line[len - 1] != '\n')
-        line[len++] = '\n';
+    struct lbuf b;
+    lb_init(&b);
+    if (json) {
+        lb_puts(&b, "{\"ts\":\"");
+        lb_puts(&b, when);
+        lb_puts(&b, "\",\"level\":\"");
+        lb_puts(&b, level_names[li]);
+        lb_puts(&b, "\",\"component\":");
+        lb_json_str(&b, subsys);
+        lb_puts(&b, ",\"msg\":\"");
+        lb_json_chars(&b, msg, mlen);
+        lb_putc(&b, '"');
+        if (event) {
+            lb_puts(&b, ",\"event\":");
+            lb_json_str(&b, event);
+        }
+        for (const struct log_field *f = fields; f && f->type != LOG_FIELD_END; f++) {
+            lb_putc(&b, ',');
+            lb_json_str(&b, f->key ? f->key : "");
+            lb_putc(&b, ':');
+            put_field_value(&b, f, true);
+        }
+        lb_putc(&b, '}');
+    } else {
+        lb_puts(&b, when);
+        lb_putc(&b, ' ');
+        lb_puts(&b, level_tags[li]);
+        lb_puts(&b, " [");
+        lb_put(&b, subsys, strnlen(subsys, 255)); /* an absurd subsystem name is cut */
+        lb_puts(&b, "] ");
+        lb_text_chars(&b, msg, mlen, false);
+        if (event) {
+            lb_puts(&b, " event=");
+            lb_text_value(&b, event);
+        }
+        for (const struct log_field *f = fields; f && f->type != LOG_FIELD_END; f++) {
+            lb_putc(&b, ' ');
+            lb_puts(&b, f->key ? f->key : "");
+            lb_putc(&b, '=');
+            put_field_value(&b, f, false);
+        }
+    }
+    if (msg != mstack)
+        free(msg);
+    /* lb_reserve kept room for the newline even when the line was cut. */
+    b.p[b.len++] = '\n';
 
     FILE *out = atomic_load(&cur_out);
     if (!out)
         out = stderr;
-    fwrite(line, 1, len, out);
-    if (line != stackbuf)
-        free(line);
+    fwrite(b.p, 1, b.len, out);
+    lb_free(&b);
     errno = save_errno;
 }
