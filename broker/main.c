@@ -253,6 +253,9 @@ int main(int argc, char **argv)
     enum log_level lvl;
     if (log_level_parse(config_get_string(cfg, "log.level"), &lvl) == 0)
         log_set_level(lvl);
+    enum log_format fmt;
+    if (log_format_parse(config_get_string(cfg, "log.format"), &fmt) == 0)
+        log_set_format(fmt);
 
     if (proto_methods_check() < 0) {
         log_error("broker", "proto/methods.h does not match the generated RPC descriptors");

@@ -433,6 +433,7 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     log_set_level(cfg.log_level);
+    log_set_format(cfg.log_format);
 
     int exit_code = EXIT_RUNTIME;
     struct mlog *log = NULL;
