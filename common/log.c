@@ -118,6 +118,16 @@ void log_event(enum log_level level, const char *subsys, const char *event,
     va_end(ap);
 }
 
+const char *log_config_value(const char *key, const char *value)
+{
+    static const char *const secret[] = {"password", "secret", "credential", "jaas",
+                                         "private", ".key", "token"};
+    for (size_t i = 0; key && i < sizeof(secret) / sizeof(secret[0]); i++)
+        if (strcasestr(key, secret[i]))
+            return "(hidden)";
+    return value;
+}
+
 /* ---- line buffer ----------------------------------------------------------- */
 
 /* Most lines fit on the stack; a long one moves to the heap so it is still

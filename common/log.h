@@ -93,6 +93,11 @@ void log_vevent(enum log_level level, const char *subsys, const char *event,
                 const struct log_field *fields, const char *fmt, va_list ap)
     __attribute__((format(printf, 5, 0)));
 
+/* @value for a log line about config key @key: "(hidden)" when the key holds a
+ * secret (its name mentions a password, secret, credential, JAAS config or
+ * private key), else @value. */
+const char *log_config_value(const char *key, const char *value);
+
 #define log_error(subsys, ...) log_msg(LOG_LEVEL_ERROR, subsys, __VA_ARGS__)
 #define log_warn(subsys, ...) log_msg(LOG_LEVEL_WARN, subsys, __VA_ARGS__)
 #define log_info(subsys, ...) log_msg(LOG_LEVEL_INFO, subsys, __VA_ARGS__)

@@ -359,6 +359,16 @@ static void test_log_json_long_line_with_fields_is_whole(void **state)
     free(big);
 }
 
+static void test_log_config_value_hides_secrets(void **state)
+{
+    (void)state;
+    assert_string_equal(log_config_value("retention.ms", "1000"), "1000");
+    assert_string_equal(log_config_value("ssl.keystore.password", "hunter2"), "(hidden)");
+    assert_string_equal(log_config_value("sasl.jaas.config", "x"), "(hidden)");
+    assert_string_equal(log_config_value("listener.name.a.SECRET", "x"), "(hidden)");
+    assert_null(log_config_value("cleanup.policy", NULL));
+}
+
 enum { THREADS = 4, LINES = 500 };
 
 static void *log_thread(void *arg)
@@ -410,6 +420,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_log_concurrent_lines_stay_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_format_parse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_config_value_hides_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_json_plain_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_event_fields_text_and_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_event_without_event_name_or_fields, setup,
