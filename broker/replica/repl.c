@@ -470,6 +470,35 @@ static void alter_items_free(struct alter_item *v, size_t n)
     free(v);
 }
 
+static bool ids_same_set(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!ids_contain(b, nb, a[i]))
+            return false;
+    return true;
+}
+
+/* The leader's line for an ISR it adopted (@before members until now): asked
+ * for by itself, or changed by the coordinator (a fenced follower leaves the
+ * ISR with the fence). */
+static void log_isr_change(const struct repl_part *p, size_t before, const char *cause)
+{
+    char isr[256 * 12];
+    ids_format(p->isr, p->n_isr, isr, sizeof(isr));
+    log_event(LOG_LEVEL_INFO, "replica",
+              p->n_isr < before   ? "isr_shrink"
+              : p->n_isr > before ? "isr_expand"
+                                  : "isr_change",
+              LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
+                         LF_INT("epoch", p->leader_epoch),
+                         LF_INT("partition_epoch", p->partition_epoch), LF_STR("isr", isr),
+                         LF_INT("offset", leo(p)), LF_INT("hw", p->hw), LF_STR("cause", cause)),
+              "%s-%d: ISR now %u members (partition epoch %d)", p->topic, p->partition,
+              (unsigned)p->n_isr, p->partition_epoch);
+}
+
 /* The answer for one item: @res is NULL when the call failed as a whole (@why
  * says how; logged once per call by the caller). */
 static void alter_item_done(struct repl *r, const struct alter_item *it,
@@ -496,17 +525,7 @@ static void alter_item_done(struct repl *r, const struct alter_item *it,
         size_t before = p->n_isr;
         p->partition_epoch = res->partition_epoch;
         adopt_isr(p, res->isr, res->n_isr);
-        char isr[256 * 12];
-        ids_format(res->isr, res->n_isr, isr, sizeof(isr));
-        log_event(LOG_LEVEL_INFO, "replica",
-                  res->n_isr < before ? "isr_shrink" : res->n_isr > before ? "isr_expand"
-                                                                           : "isr_change",
-                  LOG_FIELDS(LF_STR("topic", it->topic), LF_INT("partition", it->partition),
-                             LF_INT("epoch", p->leader_epoch),
-                             LF_INT("partition_epoch", res->partition_epoch), LF_STR("isr", isr),
-                             LF_INT("offset", leo(p)), LF_INT("hw", p->hw)),
-                  "%s-%d: ISR now %zu members (partition epoch %d)", it->topic, it->partition,
-                  res->n_isr, res->partition_epoch);
+        log_isr_change(p, before, "leader_request");
         maybe_advance_hw(r, p);
         check_min_isr(r, p);
     }
@@ -1476,11 +1495,13 @@ static void log_role_change(const struct repl_part *p, enum log_level lvl)
 {
     if (!log_enabled(lvl))
         return;
+    char isr[256 * 12];
+    ids_format(p->isr, p->n_isr, isr, sizeof(isr));
     if (p->role == ROLE_LEADER)
         log_event(lvl, "replica", "became_leader",
                   LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
                              LF_INT("epoch", p->leader_epoch), LF_INT("offset", leo(p)),
-                             LF_INT("hw", p->hw)),
+                             LF_INT("hw", p->hw), LF_STR("isr", isr)),
                   "%s-%d: leader in epoch %d at offset %" PRId64 " (HW %" PRId64 ")", p->topic,
                   p->partition, p->leader_epoch, leo(p), p->hw);
     else
@@ -1623,10 +1644,16 @@ void repl_on_metadata(struct repl *r)
             bool epoch_changed = cp->leader_epoch != p->leader_epoch || cp->leader != p->leader;
             bool newer = epoch_changed || cp->partition_epoch >= p->partition_epoch;
             if (newer) {
+                bool isr_moved = p->role == ROLE_LEADER && !epoch_changed && p->log &&
+                                 cp->leader == me &&
+                                 !ids_same_set(p->isr, p->n_isr, cstate_part_isr(cp), cp->n_isr);
+                size_t before = p->n_isr;
                 copy_ids(&p->replicas, cstate_part_replicas(cp), cp->n_replicas);
                 p->n_replicas = cp->n_replicas;
                 adopt_isr(p, cstate_part_isr(cp), cp->n_isr);
                 p->partition_epoch = cp->partition_epoch;
+                if (isr_moved)
+                    log_isr_change(p, before, "metadata");
             }
             p->leader = cp->leader;
             p->leader_epoch = cp->leader_epoch;
