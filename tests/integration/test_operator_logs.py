@@ -160,7 +160,7 @@ def test_operator_events_are_one_json_line_each_with_their_fields(cluster):
     assert reb["protocol"] in ("range", "roundrobin") and reb["protocol_type"] == "consumer"
     assert len(events(c, "group_rebalance_started", None, group="og", generation=0)) == 1
     wait_events(c, "member_removed", None, group="og", reason="left")
-    wait_events(c, "group_empty", None, group="og", generation=1)
+    wait_events(c, "group_empty", None, group="og", generation=2)
 
     # A config change names its keys.
     adm = KafkaAdminClient(bootstrap_servers=c.bootstrap())
