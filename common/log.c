@@ -12,6 +12,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/utf8.h"
+
 static _Atomic int cur_level = LOG_LEVEL_INFO;
 static _Atomic int cur_format = LOG_FORMAT_TEXT;
 static _Atomic(FILE *) cur_out;
@@ -206,111 +208,54 @@ static void lb_free(struct lbuf *b)
 
 /* ---- escaping -------------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at @s (of @n bytes), 0 if it is not
- * one (overlong forms, surrogates and code points past U+10FFFF included). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min, cp;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xe0) == 0xc0) {
-        len = 2, min = 0x80, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-        len = 3, min = 0x800, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-        len = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
+enum esc {
+    ESC_JSON,      /* a JSON string body: invalid UTF-8 becomes U+FFFD */
+    ESC_TEXT_MSG,  /* a text message: only control characters escaped */
+    ESC_TEXT_VAL,  /* a quoted text value: also quotes, backslashes, invalid UTF-8 */
+};
 
-/* A JSON string body (no quotes): quotes, backslashes and control characters
- * escaped, invalid UTF-8 replaced by U+FFFD byte by byte. */
-static void lb_json_chars(struct lbuf *b, const char *str, size_t n)
+/* Control characters as \n, \r, \t, else \u00XX (JSON) or \xNN (text); in JSON
+ * and quoted values '"' and '\' get a backslash; bytes that are not UTF-8 are
+ * U+FFFD in JSON and \xNN in a quoted value (a message keeps them as they are,
+ * readable on a terminal). */
+static void lb_escape(struct lbuf *b, const char *str, size_t n, enum esc mode)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < n) {
         unsigned c = s[i];
-        if (c == '"' || c == '\\') {
+        size_t k = 1;
+        if (mode != ESC_TEXT_MSG && (c == '"' || c == '\\')) {
             lb_putc(b, '\\');
             lb_putc(b, (char)c);
-            i++;
+        } else if (c == '\n') {
+            lb_puts(b, "\\n");
+        } else if (c == '\r') {
+            lb_puts(b, "\\r");
+        } else if (c == '\t') {
+            lb_puts(b, "\\t");
         } else if (c < 0x20 || c == 0x7f) {
-            switch (c) {
-            case '\n': lb_puts(b, "\\n"); break;
-            case '\r': lb_puts(b, "\\r"); break;
-            case '\t': lb_puts(b, "\\t"); break;
-            default: lb_printf(b, "\\u%04x", c); break;
-            }
-            i++;
+            lb_printf(b, mode == ESC_JSON ? "\\u%04x" : "\\x%02x", c);
+        } else if (c < 0x80 || mode == ESC_TEXT_MSG) {
+            lb_putc(b, (char)c);
+        } else if ((k = utf8_seq_len(s + i, n - i)) > 0) {
+            lb_put(b, (const char *)s + i, k);
         } else {
-            size_t k = utf8_seq(s + i, n - i);
-            if (k == 0) {
+            k = 1;
+            if (mode == ESC_JSON)
                 lb_puts(b, "\\ufffd");
-                i++;
-            } else {
-                lb_put(b, (const char *)s + i, k);
-                i += k;
-            }
+            else
+                lb_printf(b, "\\x%02x", c);
         }
+        i += k;
     }
 }
 
 static void lb_json_str(struct lbuf *b, const char *s)
 {
     lb_putc(b, '"');
-    lb_json_chars(b, s, strlen(s));
+    lb_escape(b, s, strlen(s), ESC_JSON);
     lb_putc(b, '"');
-}
-
-/* Text: control characters as \n, \t, \r or \xNN; with @quoted also quotes and
- * backslashes escaped, and invalid UTF-8 bytes as \xNN (a quoted value is
- * unambiguous to a parser; a message is left readable). */
-static void lb_text_chars(struct lbuf *b, const char *str, size_t n, bool quoted)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (quoted && (c == '"' || c == '\\')) {
-            lb_putc(b, '\\');
-            lb_putc(b, (char)c);
-            i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            switch (c) {
-            case '\n': lb_puts(b, "\\n"); break;
-            case '\r': lb_puts(b, "\\r"); break;
-            case '\t': lb_puts(b, "\\t"); break;
-            default: lb_printf(b, "\\x%02x", c); break;
-            }
-            i++;
-        } else if (quoted && c >= 0x80) {
-            size_t k = utf8_seq(s + i, n - i);
-            if (k == 0) {
-                lb_printf(b, "\\x%02x", c);
-                i++;
-            } else {
-                lb_put(b, (const char *)s + i, k);
-                i += k;
-            }
-        } else {
-            lb_putc(b, (char)c);
-            i++;
-        }
-    }
 }
 
 /* A bare value unless it would be ambiguous: empty, or holding a space, a
@@ -325,7 +270,7 @@ static void lb_text_value(struct lbuf *b, const char *s)
         return;
     }
     lb_putc(b, '"');
-    lb_text_chars(b, s, strlen(s), true);
+    lb_escape(b, s, strlen(s), ESC_TEXT_VAL);
     lb_putc(b, '"');
 }
 
@@ -402,7 +347,7 @@ void log_vevent(enum log_level level, const char *subsys, const char *event,
         lb_puts(&b, "\",\"component\":");
         lb_json_str(&b, subsys);
         lb_puts(&b, ",\"msg\":\"");
-        lb_json_chars(&b, msg, mlen);
+        lb_escape(&b, msg, mlen, ESC_JSON);
         lb_putc(&b, '"');
         if (event) {
             lb_puts(&b, ",\"event\":");
@@ -422,7 +367,7 @@ void log_vevent(enum log_level level, const char *subsys, const char *event,
         lb_puts(&b, " [");
         lb_put(&b, subsys, strnlen(subsys, 255)); /* an absurd subsystem name is cut */
         lb_puts(&b, "] ");
-        lb_text_chars(&b, msg, mlen, false);
+        lb_escape(&b, msg, mlen, ESC_TEXT_MSG);
         if (event) {
             lb_puts(&b, " event=");
             lb_text_value(&b, event);

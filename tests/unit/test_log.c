@@ -45,6 +45,16 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Starts a fresh capture: what follows is the only line assert_line_after_ts
+ * sees. */
+static void recapture(void)
+{
+    fclose(out);
+    out = tmpfile();
+    assert_non_null(out);
+    log_set_output(out);
+}
+
 /* Everything logged so far, as a malloc'd NUL-terminated string. */
 static char *captured(void)
 {
@@ -270,10 +280,7 @@ static void test_log_event_fields_text_and_json(void **state)
     assert_line_after_ts("INFO  [replica] orders-3: leader in epoch 7 event=leader topic=orders "
                          "partition=3 epoch=7 offset=-9223372036854775808 clean=true reason=-\n");
 
-    fclose(out);
-    out = tmpfile();
-    assert_non_null(out);
-    log_set_output(out);
+    recapture();
     log_set_format(LOG_FORMAT_JSON);
     log_event(LOG_LEVEL_INFO, "replica", "leader", f, "orders-%d: leader in epoch %d", 3, 7);
     assert_line_after_ts("\"level\":\"info\",\"component\":\"replica\","
@@ -287,10 +294,7 @@ static void test_log_event_without_event_name_or_fields(void **state)
     (void)state;
     log_event(LOG_LEVEL_ERROR, NULL, NULL, NULL, "plain");
     assert_line_after_ts("ERROR [-] plain\n");
-    fclose(out);
-    out = tmpfile();
-    assert_non_null(out);
-    log_set_output(out);
+    recapture();
     log_set_format(LOG_FORMAT_JSON);
     log_event(LOG_LEVEL_ERROR, NULL, NULL, LOG_FIELDS(LF_INT("n", 0)), "%s", "");
     assert_line_after_ts("\"level\":\"error\",\"component\":\"-\",\"msg\":\"\",\"n\":0}\n");
