@@ -36,6 +36,12 @@ struct cli {
 /* The command words for error messages ("topic create"); set by main. */
 extern const char *cli_cmd_name;
 
+/* Sets cli_cmd_name to "<noun> <verb>". */
+void cli_set_cmd(const char *noun, const char *verb);
+/* A noun called with no verb (usage on stderr, CLI_EXIT_USAGE) or with --help /
+ * -h (usage on stdout, CLI_EXIT_OK); -1 when there is a verb to run. */
+int cli_noun_help(int argc, char **argv, const char *usage);
+
 /* One line on stderr: "weir: <cmd>: <message>". */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error: the line above plus a hint to --help; returns CLI_EXIT_USAGE. */

@@ -36,7 +36,6 @@ static const struct option config_opts[] = {
     {0},
 };
 
-static char cmd_buf[64];
 
 static const char *source_name(rd_kafka_ConfigSource_t s)
 {
@@ -191,15 +190,13 @@ out:
 
 int cli_config_main(struct cli *c, int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(config_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    int help = cli_noun_help(argc, argv, config_usage);
+    if (help >= 0)
+        return help;
     const char *verb = argv[1];
     if (strcmp(verb, "describe") && strcmp(verb, "set") && strcmp(verb, "delete"))
         return cli_usage_err("unknown verb '%s'; verbs: describe, set, delete", verb);
-    snprintf(cmd_buf, sizeof(cmd_buf), "config %s", verb);
-    cli_cmd_name = cmd_buf;
+    cli_set_cmd("config", verb);
     const char *topic = NULL, *broker = NULL;
     bool all = false;
     int nent = 0;

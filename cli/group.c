@@ -69,7 +69,6 @@ struct group_args {
     int n_names;
 };
 
-static char cmd_buf[64];
 
 static int parse(int argc, char **argv, struct group_args *a)
 {
@@ -587,10 +586,9 @@ static int group_delete(struct cli *c, rd_kafka_t *rk, struct group_args *a)
 
 int cli_group_main(struct cli *c, int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(group_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    int help = cli_noun_help(argc, argv, group_usage);
+    if (help >= 0)
+        return help;
     /* The APIs each verb's librdkafka calls need: librdkafka 2.0.2 can abort
      * in DescribeConsumerGroups against a broker without DescribeGroups, so
      * the broker is asked first. */
@@ -610,8 +608,7 @@ int cli_group_main(struct cli *c, int argc, char **argv)
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
         if (strcmp(argv[1], verbs[i].verb) && !(verbs[i].alias && !strcmp(argv[1], verbs[i].alias)))
             continue;
-        snprintf(cmd_buf, sizeof(cmd_buf), "group %s", verbs[i].verb);
-        cli_cmd_name = cmd_buf;
+        cli_set_cmd("group", verbs[i].verb);
         struct group_args a = {0};
         int r = parse(argc - 1, argv + 1, &a);
         if (r >= 0)

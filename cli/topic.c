@@ -59,7 +59,6 @@ struct topic_args {
     int n_names;
 };
 
-static char cmd_buf[64];
 
 /* Parse the verb's flags; returns -1 to go on, else an exit status. */
 static int parse(int argc, char **argv, struct topic_args *a)
@@ -446,10 +445,9 @@ static int topic_describe(struct cli *c, struct topic_args *a)
 
 int cli_topic_main(struct cli *c, int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(topic_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    int help = cli_noun_help(argc, argv, topic_usage);
+    if (help >= 0)
+        return help;
     const char *verb = argv[1];
     static const struct {
         const char *verb, *alias;
@@ -462,8 +460,7 @@ int cli_topic_main(struct cli *c, int argc, char **argv)
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
         if (strcmp(verb, verbs[i].verb) && !(verbs[i].alias && !strcmp(verb, verbs[i].alias)))
             continue;
-        snprintf(cmd_buf, sizeof(cmd_buf), "topic %s", verbs[i].verb);
-        cli_cmd_name = cmd_buf;
+        cli_set_cmd("topic", verbs[i].verb);
         struct topic_args a = {0};
         int r = parse(argc - 1, argv + 1, &a);
         if (r >= 0)

@@ -11,6 +11,21 @@
 
 const char *cli_cmd_name = "";
 
+void cli_set_cmd(const char *noun, const char *verb)
+{
+    static char buf[64];
+    snprintf(buf, sizeof(buf), "%s %s", noun, verb);
+    cli_cmd_name = buf;
+}
+
+int cli_noun_help(int argc, char **argv, const char *usage)
+{
+    if (argc >= 2 && strcmp(argv[1], "--help") && strcmp(argv[1], "-h"))
+        return -1;
+    fputs(usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+}
+
 __attribute__((format(printf, 1, 0))) static void verr(const char *fmt, va_list ap)
 {
     fprintf(stderr, "weir: %s%s", cli_cmd_name, cli_cmd_name[0] ? ": " : "");

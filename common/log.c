@@ -276,8 +276,19 @@ static void lb_text_value(struct lbuf *b, const char *s)
 
 /* ---- the line -------------------------------------------------------------- */
 
-static void put_field_value(struct lbuf *b, const struct log_field *f, bool json)
+/* ',"key":value' in JSON, ' key=value' in text. */
+static void put_field(struct lbuf *b, const struct log_field *f, bool json)
 {
+    const char *key = f->key ? f->key : "";
+    if (json) {
+        lb_putc(b, ',');
+        lb_json_str(b, key);
+        lb_putc(b, ':');
+    } else {
+        lb_putc(b, ' ');
+        lb_puts(b, key);
+        lb_putc(b, '=');
+    }
     switch (f->type) {
     case LOG_FIELD_STR:
         if (!f->s)
@@ -349,17 +360,6 @@ void log_vevent(enum log_level level, const char *subsys, const char *event,
         lb_puts(&b, ",\"msg\":\"");
         lb_escape(&b, msg, mlen, ESC_JSON);
         lb_putc(&b, '"');
-        if (event) {
-            lb_puts(&b, ",\"event\":");
-            lb_json_str(&b, event);
-        }
-        for (const struct log_field *f = fields; f && f->type != LOG_FIELD_END; f++) {
-            lb_putc(&b, ',');
-            lb_json_str(&b, f->key ? f->key : "");
-            lb_putc(&b, ':');
-            put_field_value(&b, f, true);
-        }
-        lb_putc(&b, '}');
     } else {
         lb_puts(&b, when);
         lb_putc(&b, ' ');
@@ -368,17 +368,13 @@ void log_vevent(enum log_level level, const char *subsys, const char *event,
         lb_put(&b, subsys, strnlen(subsys, 255)); /* an absurd subsystem name is cut */
         lb_puts(&b, "] ");
         lb_escape(&b, msg, mlen, ESC_TEXT_MSG);
-        if (event) {
-            lb_puts(&b, " event=");
-            lb_text_value(&b, event);
-        }
-        for (const struct log_field *f = fields; f && f->type != LOG_FIELD_END; f++) {
-            lb_putc(&b, ' ');
-            lb_puts(&b, f->key ? f->key : "");
-            lb_putc(&b, '=');
-            put_field_value(&b, f, false);
-        }
     }
+    if (event)
+        put_field(&b, &LF_STR("event", event), json);
+    for (const struct log_field *f = fields; f && f->type != LOG_FIELD_END; f++)
+        put_field(&b, f, json);
+    if (json)
+        lb_putc(&b, '}');
     if (msg != mstack)
         free(msg);
     /* lb_reserve kept room for the newline even when the line was cut. */

@@ -232,6 +232,19 @@ static void assert_line_after_ts(const char *want)
     free(s);
 }
 
+/* assert_line_after_ts with the expected text given printf-style. */
+static void assert_line_after_tsf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void assert_line_after_tsf(const char *fmt, ...)
+{
+    char want[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(want, sizeof(want), fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof(want));
+    assert_line_after_ts(want);
+}
+
 static void test_log_format_parse(void **state)
 {
     (void)state;
@@ -314,12 +327,9 @@ static void test_log_json_escapes_control_quotes_and_invalid_utf8(void **state)
               "join %s", nasty);
     const char *esc = "a\\\"b\\\\c\\n\\r\\t\\u0001\\u001f\\u007f= é€\xf0\x9f\x98\x80"
                       "\\ufffd|\\ufffd\\ufffd|\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd|\\ufffd";
-    char want[1024];
-    snprintf(want, sizeof(want),
-             "\"level\":\"info\",\"component\":\"gr\\\"oup\",\"msg\":\"join %s\","
-             "\"event\":\"ev\\n\",\"group\":\"%s\",\"k\\\"\":\"\"}\n",
-             esc, esc);
-    assert_line_after_ts(want);
+    assert_line_after_tsf("\"level\":\"info\",\"component\":\"gr\\\"oup\",\"msg\":\"join %s\","
+                          "\"event\":\"ev\\n\",\"group\":\"%s\",\"k\\\"\":\"\"}\n",
+                          esc, esc);
 }
 
 static void test_log_text_escapes_values_and_message_control_chars(void **state)
@@ -335,12 +345,9 @@ static void test_log_text_escapes_values_and_message_control_chars(void **state)
                       "\x80|\xe2\x82|\xc0\xaf|\xed\xa0\x80|\xff";
     const char *val = "\"a\\\"b\\\\c\\n\\r\\t\\x01\\x1f\\x7f= é€\xf0\x9f\x98\x80"
                       "\\x80|\\xe2\\x82|\\xc0\\xaf|\\xed\\xa0\\x80|\\xff\"";
-    char want[1024];
-    snprintf(want, sizeof(want),
-             "INFO  [group] join %s event=rebalance group=%s empty=\"\" plain=a-b.c_d "
-             "utf8=\"é\"\n",
-             msg, val);
-    assert_line_after_ts(want);
+    assert_line_after_tsf("INFO  [group] join %s event=rebalance group=%s empty=\"\" "
+                          "plain=a-b.c_d utf8=\"é\"\n",
+                          msg, val);
 }
 
 static void test_log_json_long_line_with_fields_is_whole(void **state)
