@@ -35,6 +35,7 @@
 #include "common/log.h"
 #include "common/looplag.h"
 #include "common/purgatory.h"
+#include "common/version.h"
 #include "methods.h"
 #include "common/wpool.h"
 
@@ -56,7 +57,8 @@ struct bmain {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n");
+    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n"
+               "       weir-broker --version\n");
 }
 
 static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
@@ -270,6 +272,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--version") == 0) {
+            puts(WEIR_VERSION_LINE("weir-broker"));
+            return 0;
+        }
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
