@@ -151,6 +151,10 @@ struct repl {
     struct event *isr_timer;
     struct repl_part **changed; /* roles taken up by this metadata pass, to log */
     size_t n_changed, cap_changed;
+    int64_t role_window_ms;       /* log_role_changes(): the window's start */
+    size_t role_lines;            /* role lines written in it */
+    size_t role_sum_leaders, role_sum_followers; /* counted for the next summary */
+    struct event *role_ev;        /* writes the summary */
     bool freeing;
 };
 
@@ -1530,26 +1534,54 @@ static void note_role_change(struct repl *r, struct repl_part *p)
     r->changed[r->n_changed++] = p;
 }
 
-/* A few role changes are a line each; many (a start-up, a broker's failover
- * with thousands of partitions) are one summary line, the detail at debug. */
-#define ROLE_LINES_MAX 20
+/* A few role changes are a line each; many (a start-up, the failover of a
+ * broker with thousands of partitions, spread over reconcile slices) are
+ * summed up: at most ROLE_LINES of them per ROLE_WINDOW_MS get a line of
+ * their own, the rest are counted and go out as one summary line
+ * ROLE_SUMMARY_MS after the first of them (their detail at debug). */
+#define ROLE_LINES      20
+#define ROLE_WINDOW_MS  10000
+#define ROLE_SUMMARY_MS 1000
+
+static void role_summary_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct repl *r = arg;
+    log_event(LOG_LEVEL_INFO, "replica", "roles_changed",
+              LOG_FIELDS(LF_INT("leaders", r->role_sum_leaders),
+                         LF_INT("followers", r->role_sum_followers)),
+              "took up %zu leaderships and %zu followerships (one line each at debug)",
+              r->role_sum_leaders, r->role_sum_followers);
+    r->role_sum_leaders = r->role_sum_followers = 0;
+}
 
 static void log_role_changes(struct repl *r)
 {
-    if (r->n_changed <= ROLE_LINES_MAX) {
+    if (r->n_changed == 0)
+        return;
+    int64_t now = clock_mono_ms();
+    if (now - r->role_window_ms >= ROLE_WINDOW_MS) {
+        r->role_window_ms = now;
+        r->role_lines = 0;
+    }
+    bool summing = r->role_sum_leaders + r->role_sum_followers > 0;
+    if (!summing && r->role_lines + r->n_changed <= ROLE_LINES) {
         for (size_t i = 0; i < r->n_changed; i++)
             log_role_change(r->changed[i], LOG_LEVEL_INFO);
+        r->role_lines += r->n_changed;
     } else {
-        size_t leaders = 0;
         for (size_t i = 0; i < r->n_changed; i++) {
-            leaders += r->changed[i]->role == ROLE_LEADER;
+            if (r->changed[i]->role == ROLE_LEADER)
+                r->role_sum_leaders++;
+            else
+                r->role_sum_followers++;
             log_role_change(r->changed[i], LOG_LEVEL_DEBUG);
         }
-        log_event(LOG_LEVEL_INFO, "replica", "roles_changed",
-                  LOG_FIELDS(LF_INT("leaders", leaders),
-                             LF_INT("followers", r->n_changed - leaders)),
-                  "took up %zu leaderships and %zu followerships (one line each at debug)",
-                  leaders, r->n_changed - leaders);
+        r->role_lines = ROLE_LINES; /* the rest of the window is summed up too */
+        struct timeval tv = {ROLE_SUMMARY_MS / 1000, (ROLE_SUMMARY_MS % 1000) * 1000};
+        if (!summing && (!r->role_ev || evtimer_add(r->role_ev, &tv) < 0))
+            role_summary_cb(-1, 0, r); /* no timer: the summary goes out now */
     }
     r->n_changed = 0;
 }
@@ -1644,6 +1676,9 @@ void repl_on_metadata(struct repl *r)
             bool epoch_changed = cp->leader_epoch != p->leader_epoch || cp->leader != p->leader;
             bool newer = epoch_changed || cp->partition_epoch >= p->partition_epoch;
             if (newer) {
+                /* With our own request in flight the watch may bring its result
+                 * before the answer does. */
+                const char *cause = p->alter_inflight ? "leader_request" : "coordinator";
                 bool isr_moved = p->role == ROLE_LEADER && !epoch_changed && p->log &&
                                  cp->leader == me &&
                                  !ids_same_set(p->isr, p->n_isr, cstate_part_isr(cp), cp->n_isr);
@@ -1653,7 +1688,7 @@ void repl_on_metadata(struct repl *r)
                 adopt_isr(p, cstate_part_isr(cp), cp->n_isr);
                 p->partition_epoch = cp->partition_epoch;
                 if (isr_moved)
-                    log_isr_change(p, before, "metadata");
+                    log_isr_change(p, before, cause);
             }
             p->leader = cp->leader;
             p->leader_epoch = cp->leader_epoch;
@@ -1861,7 +1896,8 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     }
     r->isr_timer = event_new(r->base, -1, EV_PERSIST, isr_timer_cb, r);
     r->alter_ev = evtimer_new(r->base, alter_flush, r);
-    if (!r->isr_timer || !r->alter_ev) {
+    r->role_ev = evtimer_new(r->base, role_summary_cb, r);
+    if (!r->isr_timer || !r->alter_ev || !r->role_ev) {
         repl_free(r);
         return -ENOMEM;
     }
@@ -1900,6 +1936,10 @@ void repl_free(struct repl *r)
         event_free(r->isr_timer);
     if (r->alter_ev)
         event_free(r->alter_ev);
+    if (r->role_sum_leaders + r->role_sum_followers)
+        role_summary_cb(-1, 0, r); /* counted, not written yet */
+    if (r->role_ev)
+        event_free(r->role_ev);
     alter_items_free(r->alters, r->n_alters);
     rpc_server_free(r->srv);
     purg_free(r->fetches);
