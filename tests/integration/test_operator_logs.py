@@ -222,12 +222,12 @@ def test_operator_events_are_one_json_line_each_with_their_fields(cluster):
 
 def test_many_role_changes_are_summed_up_in_a_few_lines(cluster):
     """180 replicas take up a role at once: each broker writes at most 20 of them
-    one by one (per 10 s) and sums up the rest in roles_changed lines."""
+    one by one (per 10 s) and sums up the rest in partitions_changed lines."""
     c = cluster
     c.create_topic("wide", 60, 3)
 
     def taken_up():
-        summaries = [e for b in c.brokers for e in events(c, "roles_changed", b)]
+        summaries = [e for b in c.brokers for e in events(c, "partitions_changed", b)]
         per_part = [e for b in c.brokers for n in ("became_leader", "became_follower")
                     for e in events(c, n, b, topic="wide")]
         return summaries, per_part, sum(e["leaders"] + e["followers"] for e in summaries)
@@ -245,7 +245,7 @@ def test_many_role_changes_are_summed_up_in_a_few_lines(cluster):
         lines_b = [e for n in ("became_leader", "became_follower")
                    for e in events(c, n, b, topic="wide")]
         assert len(lines_b) <= 20
-        assert len(events(c, "roles_changed", b)) <= 5
+        assert len(events(c, "partitions_changed", b)) <= 5
 
 
 def test_truncations_on_recovery_and_after_divergence_are_one_line_each(cluster):
