@@ -641,7 +641,7 @@ def test_restarted_broker_keeps_retention_minus_one_data_before_metadata_arrives
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    t = threading.Thread(target=start)
+    t = threading.Thread(target=start, daemon=True)
     t.start()
     try:
         time.sleep(2.0)  # ten retention checks with no metadata yet
