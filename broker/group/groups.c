@@ -736,7 +736,10 @@ static void complete_join(struct groups *g, struct group *grp)
             member_free(m);
         }
     }
-    grp->generation++;
+    /* Kafka's generationId + 1 wraps in Java; a generation replayed from a
+     * record can be INT32_MAX. Wrap to 1: -1 means "none" and 0 a new group. */
+    grp->generation = grp->generation >= INT32_MAX || grp->generation < 0 ? 1
+                                                                           : grp->generation + 1;
     free(grp->protocol);
     grp->protocol = NULL;
     if (grp->n_members == 0) {
