@@ -24,8 +24,6 @@
 #include "coordinator/watch.h"
 
 #define SVC_DEFAULT_MAX_UNFLUSHED (64u * 1024 * 1024)
-/* Kafka's leader.imbalance.per.broker.percentage default. */
-#define SVC_IMBALANCE_PCT 10
 
 /* ---- methods ------------------------------------------------------------------------ */
 
@@ -57,6 +55,9 @@ static const struct svc_method methods[COORD_M_COUNT] = {
     [COORD_M_UNREGISTER_BROKER] = {.mutate = svc_unregister_broker},
     [COORD_M_ALLOCATE_PRODUCER_IDS] = {.mutate = svc_allocate_producer_ids},
     [COORD_M_ALTER_BROKER_CONFIGS] = {.batch = &svc_alter_broker_configs_ops},
+    [COORD_M_ALTER_REASSIGNMENTS] = {.mutate = svc_alter_reassignments},
+    [COORD_M_LIST_REASSIGNMENTS] = {.handle = svc_list_reassignments},
+    [COORD_M_ELECT_LEADERS] = {.mutate = svc_elect_leaders},
 };
 
 void svc_mutation_process(struct coord_service *svc, struct rpc_call *call,
@@ -152,7 +153,9 @@ static void on_rebalance_tick(evutil_socket_t fd, short what, void *arg)
     struct coord_service *svc = arg;
     if (svc->failed || svc->stopping)
         return;
-    struct cctl_rebalance_opts ro = {.imbalance_pct = SVC_IMBALANCE_PCT, .broker_id = -1};
+    svc_reassign_complete_all(svc, "periodic check");
+    struct cctl_rebalance_opts ro = {.imbalance_pct = svc->cfg->leader_imbalance_per_broker_pct,
+                                     .broker_id = -1};
     int r = cctl_preferred_leaders(svc->spec, &svc->ctx, &ro, &svc->recs);
     if (r < 0) {
         log_error("coordinator", "preferred-leader check failed: %s", strerror(-r));
@@ -283,6 +286,8 @@ int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *u
         svc_write_internal(svc, "offline election");
     }
     cstate_records_clear(&svc->recs);
+    /* A move whose last ISR change made it in before a stop. */
+    svc_reassign_complete_all(svc, "start-up");
     if (svc->failed)
         return -EIO;
 

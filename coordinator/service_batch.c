@@ -246,6 +246,9 @@ static void alter_partition_done(struct svc_batch *b, size_t i, void *result,
      * the reply waits until the move is durable too). */
     if (pref_added && svc->cfg->auto_leader_rebalance)
         preferred_return(svc, it->topic_id.data, it->partition);
+    /* A move finishes once its last target replica is in the ISR. */
+    if (err->code == KERR_NONE)
+        svc_reassign_maybe_complete(svc, it->topic_id.data, it->partition);
 }
 
 static void alter_partition_finish(struct svc_batch *b, void *msg)
