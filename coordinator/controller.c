@@ -1394,9 +1394,10 @@ int cctl_reassign(const struct cstate *s, const struct cctl_ctx *ctx,
         target = orig;
         n_target = n_orig;
     } else {
-        int16_t code = check_target(s, target, n_target, err->message, sizeof(err->message));
+        char why[160];
+        int16_t code = check_target(s, target, n_target, why, sizeof(why));
         if (code != KERR_NONE)
-            return kerr(err, code, "%s-%d: %.200s", t->name, req->partition, err->message);
+            return kerr(err, code, "%s-%d: %s", t->name, req->partition, why);
     }
     /* The new lists: a move from the original assignment to the target. */
     int32_t nrep[2 * CSTATE_MAX_REPLICAS], nadd[CSTATE_MAX_REPLICAS], nrem[CSTATE_MAX_REPLICAS];
