@@ -342,3 +342,32 @@ def test_replacement_broker_with_empty_disk_re_replicates(cluster):
             == sum(os.path.getsize(os.path.join(d1, f)) for f in os.listdir(d1)
                    if f.endswith(".log")))
     assert os.path.exists(os.path.join(c.log_dir(2), "meta.properties"))
+
+
+# ---- a real Kafka admin client ---------------------------------------------------
+
+from test_node_clients import node_cache  # noqa: E402,F401 - the npm install fixture
+
+
+def test_kafkajs_admin_moves_partitions(node_cache, cluster):  # noqa: F811
+    import json
+    import subprocess
+
+    argv = ["node", "kafkajs_reassign.js", cluster.bootstrap(), "kjs-move"]
+    try:
+        p = subprocess.run(argv, cwd=node_cache, capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("kafkajs_reassign.js did not finish: %s" %
+                    (e.stderr or b"").decode(errors="replace")[-2000:])
+    assert p.returncode == 0, p.stderr.decode(errors="replace")[-3000:]
+    res = json.loads(p.stdout)
+    assert [q["replicas"] for q in res["after"]] == [[2, 3], [3, 2]]
+    assert all(sorted(q["isr"]) == [2, 3] for q in res["after"])
+    # What kafkajs listed while the move ran carried the adding and removing sets.
+    listed = [q for snap in res["seen"] for t in snap for q in t["partitions"]]
+    for q in listed:
+        assert q["addingReplicas"] == [3] and q["removingReplicas"] == [1], q
+    assert res["refused"] is not None, "a target with an unknown broker was accepted"
+    assert [e["type"] for e in res["refused"]["errors"]] == ["INVALID_REPLICA_ASSIGNMENT"], \
+        res["refused"]
+    wait_for("broker 1 to delete its replicas", lambda: topic_dirs(cluster, 1, "kjs-move") == [])
