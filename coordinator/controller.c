@@ -150,9 +150,7 @@ static size_t elect_order(const struct cstate_partition *p, int32_t *ret)
     return n;
 }
 
-/* The preferred leader: the first replica, or during a reassignment the first
- * target replica (Kafka's first replica of the target assignment). */
-static int32_t preferred(const struct cstate_partition *p)
+int32_t cctl_preferred_replica(const struct cstate_partition *p)
 {
     const int32_t *rep = cstate_part_replicas(p);
     for (size_t i = 0; i < p->n_replicas; i++)
@@ -1135,7 +1133,7 @@ int cctl_preferred_leaders(const struct cstate *s, const struct cctl_ctx *ctx,
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
         for (int32_t i = 0; i < t->n_parts; i++) {
             const struct cstate_partition *p = &t->parts[i];
-            const struct cstate_broker *b = cstate_broker(s, preferred(p));
+            const struct cstate_broker *b = cstate_broker(s, cctl_preferred_replica(p));
             if (!b)
                 continue;
             size_t k = (size_t)(b - s->brokers);
@@ -1148,7 +1146,7 @@ int cctl_preferred_leaders(const struct cstate *s, const struct cctl_ctx *ctx,
     for (const struct cstate_topic *t = s->first_topic; t && rc == 0; t = t->next) {
         for (int32_t i = 0; i < t->n_parts && rc == 0; i++) {
             const struct cstate_partition *p = &t->parts[i];
-            int32_t want = preferred(p);
+            int32_t want = cctl_preferred_replica(p);
             if (p->leader == want || (opts->broker_id >= 0 && want != opts->broker_id))
                 continue;
             if (!cstate_broker_eligible(s, want) || !cstate_part_in_isr(p, want))
@@ -1178,7 +1176,7 @@ int cctl_preferred_leader_return(const struct cstate *s, const struct cctl_ctx *
     if (!t || partition < 0 || partition >= t->n_parts)
         return 0;
     const struct cstate_partition *p = &t->parts[partition];
-    int32_t want = preferred(p);
+    int32_t want = cctl_preferred_replica(p);
     /* An offline partition is the elections' business, not a rebalance's. */
     if (p->leader < 0 || p->leader == want)
         return 0;
@@ -1503,7 +1501,7 @@ int cctl_elect_leader(const struct cstate *s, const struct cctl_ctx *ctx, const 
     struct plead to;
     bool emitted;
     if (type == CCTL_ELECT_PREFERRED) {
-        int32_t want = preferred(p);
+        int32_t want = cctl_preferred_replica(p);
         if (p->leader == want)
             return kerr(err, KERR_ELECTION_NOT_NEEDED, "%s-%d: preferred replica %d already leads",
                         t->name, partition, want);

@@ -251,6 +251,10 @@ int cctl_alter_partition(const struct cstate *s, const struct cctl_ctx *ctx,
                          const struct cctl_alter_partition_req *req, struct cstate_records *out,
                          struct cctl_error *err);
 
+/* The preferred leader of @p: its first replica, or during a reassignment its
+ * first target replica (Kafka's first replica of the target assignment). */
+int32_t cctl_preferred_replica(const struct cstate_partition *p);
+
 struct cctl_rebalance_opts {
     /* Kafka's leader.imbalance.per.broker.percentage: a broker's partitions are
      * rebalanced only when more than this percentage of those it is the

@@ -210,8 +210,7 @@ static int collect_all(const struct cstate *s, enum cctl_election type, struct t
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
         for (int32_t i = 0; i < t->n_parts; i++) {
             const struct cstate_partition *p = &t->parts[i];
-            bool maybe = type == CCTL_ELECT_PREFERRED ? p->leader != cstate_part_replicas(p)[0] ||
-                                                            p->n_removing > 0
+            bool maybe = type == CCTL_ELECT_PREFERRED ? p->leader != cctl_preferred_replica(p)
                                                       : p->leader < 0;
             if (!maybe)
                 continue;
