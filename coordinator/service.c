@@ -153,10 +153,14 @@ static void on_rebalance_tick(evutil_socket_t fd, short what, void *arg)
     struct coord_service *svc = arg;
     if (svc->failed || svc->stopping)
         return;
+    /* Moves that became possible since their last ISR change (a target
+     * replica able to lead came back), whether or not leaders are rebalanced. */
     svc_reassign_complete_all(svc, "periodic check");
     struct cctl_rebalance_opts ro = {.imbalance_pct = svc->cfg->leader_imbalance_per_broker_pct,
                                      .broker_id = -1};
-    int r = cctl_preferred_leaders(svc->spec, &svc->ctx, &ro, &svc->recs);
+    int r = svc->cfg->auto_leader_rebalance
+                ? cctl_preferred_leaders(svc->spec, &svc->ctx, &ro, &svc->recs)
+                : 0;
     if (r < 0) {
         log_error("coordinator", "preferred-leader check failed: %s", strerror(-r));
         cstate_records_clear(&svc->recs);
@@ -303,8 +307,7 @@ int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *u
     if (r < 0)
         return r;
     svc_arm_ms(svc->session_timer, SVC_SESSION_TICK_MIN_MS);
-    if (svc->cfg->auto_leader_rebalance)
-        svc_arm_ms(svc->rebalance_timer, svc->cfg->leader_imbalance_check_interval_ms);
+    svc_arm_ms(svc->rebalance_timer, svc->cfg->leader_imbalance_check_interval_ms);
     svc->ready_offset = svc->spec->offset;
     svc->ready_pending = true;
     svc_maybe_ready(svc);
