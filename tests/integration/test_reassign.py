@@ -222,6 +222,32 @@ def test_leader_killed_mid_move_then_move_completes_without_loss(cluster):
     wait_for("broker 1 to drop the removed replica", lambda: topic_dirs(c, 1, "lk") == [])
 
 
+def test_adding_replica_killed_mid_move_catches_up_after_restart(cluster):
+    from checker import Checker
+
+    c = cluster
+    create_assigned(c, "ak", [[1, 2]], {"min.insync.replicas": "1"})
+    chk = Checker(c.bootstrap(), "ak", 1, rate=200)
+    produce_some(c, "ak", 1, 3000, chk=chk)
+    chk.start()
+    try:
+        chk.wait_oks(100, 20)
+        c.pause_broker(3)
+        err, _, res = call(c, kafka_raw.alter_partition_reassignments, {("ak", 0): [2, 3]})
+        assert res[("ak", 0)][0] == 0, res
+        c.kill9_broker(3)  # the new replica dies mid-move (paused: never caught up)
+        time.sleep(1)
+        assert moving(c, "ak") == {("ak", 0): ([1, 2, 3], [3], [1])}
+        assert sorted(parts(c, "ak")[0]["isr"]) == [1, 2]
+        c.start_broker(3)  # same disk; registers again once its old session ends
+        wait_for("the move to complete", lambda: not moving(c, "ak"), 60)
+        wait_for("replicas [2, 3] in sync", lambda: settled(c, "ak", {0: [2, 3]}))
+        chk.wait_oks(chk.ok_count() + 200, 30)
+    finally:
+        r = chk.finish()
+    assert not chk.violations(r), chk.summary(r)
+
+
 def test_coordinator_restart_mid_move_keeps_and_finishes_it(cluster):
     c = cluster
     create_assigned(c, "cr", [[1, 2], [2, 1]])
