@@ -1310,8 +1310,7 @@ static bool completion(const struct cstate *s, const struct cstate_partition *p,
  * gives @r exactly. Possible when the replicas both hold appear in the same
  * relative order in each; otherwise Kafka's list (target, then the replicas
  * being removed), which keeps the target's order only. */
-static size_t merge_orders(const int32_t *r, size_t nr, const int32_t *t, size_t nt,
-                           int32_t *ret)
+static size_t merge_orders(const int32_t *r, size_t nr, const int32_t *t, size_t nt, int32_t *ret)
 {
     size_t i = 0, j = 0, n = 0;
     while (i < nr || j < nt) {
@@ -1387,8 +1386,8 @@ int cctl_reassign(const struct cstate *s, const struct cctl_ctx *ctx,
     size_t n_target = req->n_replicas;
     if (!target) {
         if (!reassigning(p))
-            return kerr(err, KERR_NO_REASSIGNMENT_IN_PROGRESS,
-                        "%s-%d: no reassignment in progress", t->name, req->partition);
+            return kerr(err, KERR_NO_REASSIGNMENT_IN_PROGRESS, "%s-%d: no reassignment in progress",
+                        t->name, req->partition);
         target = orig;
         n_target = n_orig;
     } else {
@@ -1404,8 +1403,8 @@ int cctl_reassign(const struct cstate *s, const struct cctl_ctx *ctx,
     size_t n_isr = 0;
     if (n_rep > CSTATE_MAX_REPLICAS)
         return kerr(err, KERR_INVALID_REPLICA_ASSIGNMENT,
-                    "%s-%d: %zu replicas during the move (max %d)", t->name, req->partition,
-                    n_rep, CSTATE_MAX_REPLICAS);
+                    "%s-%d: %zu replicas during the move (max %d)", t->name, req->partition, n_rep,
+                    CSTATE_MAX_REPLICAS);
     for (size_t i = 0; i < n_target; i++)
         if (!contains(orig, n_orig, target[i]))
             nadd[n_add++] = target[i];
@@ -1444,8 +1443,7 @@ int cctl_reassign(const struct cstate *s, const struct cctl_ctx *ctx,
     if (same)
         return 0; /* already so: an idempotent retry */
     if (p->partition_epoch == INT32_MAX || p->leader_epoch == INT32_MAX)
-        return kerr(err, KERR_INVALID_REQUEST, "%s-%d: epochs exhausted", t->name,
-                    req->partition);
+        return kerr(err, KERR_INVALID_REQUEST, "%s-%d: epochs exhausted", t->name, req->partition);
     return emit_replicas_change(out, t, req->partition, p, final, &to);
 }
 

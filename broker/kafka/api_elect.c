@@ -66,8 +66,7 @@ static void fail_all(struct elect_ctx *c, int16_t code, const char *msg)
     }
 }
 
-static void elect_done(int status, const struct ProtobufCMessage *msg, const char *errmsg,
-                       void *ud)
+static void elect_done(int status, const struct ProtobufCMessage *msg, const char *errmsg, void *ud)
 {
     struct elect_ctx *c = ud;
     struct kreq *req = c->req;

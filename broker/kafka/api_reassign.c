@@ -39,8 +39,7 @@ static void reply_now(void *ud, int result)
 
 static void reply_at(struct reassign_ctx *c, int64_t offset)
 {
-    if (offset < 0 ||
-        coordclient_wait_offset(c->b->cc, offset, c->timeout_ms, reply_now, c) < 0)
+    if (offset < 0 || coordclient_wait_offset(c->b->cc, offset, c->timeout_ms, reply_now, c) < 0)
         reply_now(c, 0);
 }
 
@@ -51,8 +50,7 @@ static buf_slice msg_slice(struct kreq *req, const char *s)
 
 /* ---- AlterPartitionReassignments ------------------------------------------------------- */
 
-static void alter_done(int status, const struct ProtobufCMessage *msg, const char *errmsg,
-                       void *ud)
+static void alter_done(int status, const struct ProtobufCMessage *msg, const char *errmsg, void *ud)
 {
     struct reassign_ctx *c = ud;
     struct kafka_alter_partition_reassignments_response *resp = c->resp;
@@ -136,8 +134,7 @@ oom:
 
 /* ---- ListPartitionReassignments -------------------------------------------------------- */
 
-static void list_done(int status, const struct ProtobufCMessage *msg, const char *errmsg,
-                      void *ud)
+static void list_done(int status, const struct ProtobufCMessage *msg, const char *errmsg, void *ud)
 {
     struct reassign_ctx *c = ud;
     struct kreq *req = c->req;

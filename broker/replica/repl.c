@@ -1553,10 +1553,9 @@ void repl_on_metadata(struct repl *r)
             }
             bool epoch_changed = cp->leader_epoch != p->leader_epoch || cp->leader != p->leader;
             bool newer = epoch_changed || cp->partition_epoch >= p->partition_epoch;
-            bool replicas_changed =
-                newer && (cp->n_replicas != p->n_replicas ||
-                          memcmp(p->replicas, cstate_part_replicas(cp),
-                                 cp->n_replicas * sizeof(int32_t)) != 0);
+            bool replicas_changed = newer && (cp->n_replicas != p->n_replicas ||
+                                              memcmp(p->replicas, cstate_part_replicas(cp),
+                                                     cp->n_replicas * sizeof(int32_t)) != 0);
             if (newer) {
                 copy_ids(&p->replicas, cstate_part_replicas(cp), cp->n_replicas);
                 p->n_replicas = cp->n_replicas;

@@ -1273,7 +1273,6 @@ static bool ev_elect_offline(struct sim *m)
     return true;
 }
 
-
 /* An operator moves a partition (or cancels its move): random targets over the
  * brokers, now and then a duplicate, an unknown broker or an empty list. */
 static bool ev_reassign(struct sim *m)

@@ -1732,7 +1732,6 @@ static void test_dynamic_unclean_default_elects_offline_partitions(void **state)
     env_free(e);
 }
 
-
 /* ---- reassignment and elections on request ------------------------------------------ */
 
 static void assert_ids(const int32_t *got, size_t n_got, const int32_t *want, size_t n)
@@ -1766,10 +1765,9 @@ static int16_t cancel(struct env *e, const char *topic, int32_t i)
 static size_t isr_grow(struct env *e, const char *topic, const int32_t *isr, size_t n)
 {
     const struct cstate_partition *p = part(e, topic, 0);
-    assert_int_equal(alter(e, p->leader, topic, 0, p->leader_epoch, p->partition_epoch, isr, n),
+    assert_int_equal(alter(e, p->leader, topic, 0, p->leader_epoch, p->partition_epoch, isr, n), 0);
+    assert_int_equal(cctl_reassign_maybe_complete(e->s, &e->ctx, topic_id(e, topic), 0, &e->recs),
                      0);
-    assert_int_equal(
-        cctl_reassign_maybe_complete(e->s, &e->ctx, topic_id(e, topic), 0, &e->recs), 0);
     return commit(e);
 }
 
@@ -1795,8 +1793,7 @@ static void test_reassign_adds_catches_up_and_completes(void **state)
     assert_int_equal(reassign(e, "m", 0, IDS(1, 2)), 0);
     assert_int_equal(part(e, "m", 0)->partition_epoch, pe + 1);
     /* Not complete while the adding replica is out of the ISR. */
-    assert_int_equal(cctl_reassign_maybe_complete(e->s, &e->ctx, topic_id(e, "m"), 0, &e->recs),
-                     0);
+    assert_int_equal(cctl_reassign_maybe_complete(e->s, &e->ctx, topic_id(e, "m"), 0, &e->recs), 0);
     assert_int_equal(e->recs.n, 0);
     assert_int_equal(cctl_reassign_complete_all(e->s, &e->ctx, &e->recs), 0);
     assert_int_equal(e->recs.n, 0);
@@ -1870,9 +1867,8 @@ static void test_reassign_cancel_returns_to_the_original_order(void **state)
      * it leaves the ISR, leadership returns to an original replica. */
     assert_int_equal(reassign(e, "c", 0, IDS(3, 4, 0)), 0);
     p = part(e, "c", 0);
-    assert_int_equal(alter(e, p->leader, "c", 0, p->leader_epoch, p->partition_epoch,
-                           IDS(2, 0, 1, 3)),
-                     0);
+    assert_int_equal(
+        alter(e, p->leader, "c", 0, p->leader_epoch, p->partition_epoch, IDS(2, 0, 1, 3)), 0);
     fence(e, 2); /* the leader dies: the target ISR wins (3 before 0 in the target) */
     p = part(e, "c", 0);
     assert_int_equal(p->leader, 3);
@@ -1911,9 +1907,8 @@ static void test_reassign_elections_mid_move_prefer_target_and_never_adding(void
     p = part(e, "f", 0);
     /* Not even an unclean election picks the adding replica. */
     assert_int_equal(p->leader, -1);
-    assert_int_equal(cctl_elect_leader(e->s, &e->ctx, "f", 0, CCTL_ELECT_UNCLEAN, &e->recs,
-                                       &e->err),
-                     0);
+    assert_int_equal(
+        cctl_elect_leader(e->s, &e->ctx, "f", 0, CCTL_ELECT_UNCLEAN, &e->recs, &e->err), 0);
     assert_int_equal(e->err.code, KERR_ELIGIBLE_LEADERS_NOT_AVAILABLE);
     assert_int_equal(e->recs.n, 0);
     /* A removed replica comes back: it is the last ISR member, it leads. */
@@ -1939,8 +1934,7 @@ static void test_reassign_refuses_bad_targets_and_moves_nothing(void **state)
     bootstrap(e, 3);
     create_manual(e, "b", IDS(0, 1), NULL, 0);
     int32_t pe = part(e, "b", 0)->partition_epoch;
-    assert_int_equal(reassign(e, "b", 0, (const int32_t[]){0}, 0),
-                     KERR_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(reassign(e, "b", 0, (const int32_t[]){0}, 0), KERR_INVALID_REPLICA_ASSIGNMENT);
     assert_int_equal(reassign(e, "b", 0, IDS(1, 1)), KERR_INVALID_REPLICA_ASSIGNMENT);
     assert_non_null(strstr(e->err.message, "twice"));
     assert_int_equal(reassign(e, "b", 0, IDS(1, 7)), KERR_INVALID_REPLICA_ASSIGNMENT);
@@ -2019,8 +2013,8 @@ static void test_elect_leaders_on_request(void **state)
     bootstrap(e, 3);
     create_manual(e, "e", IDS(0, 1, 2), NULL, 0);
     struct cctl_error *err = &e->err;
-#define ELECT(type) \
-    (assert_int_equal(cctl_elect_leader(e->s, &e->ctx, "e", 0, type, &e->recs, err), 0), \
+#define ELECT(type)                                                                                \
+    (assert_int_equal(cctl_elect_leader(e->s, &e->ctx, "e", 0, type, &e->recs, err), 0),           \
      err->code ? (assert_int_equal(e->recs.n, 0), err->code) : (commit(e), 0))
     assert_int_equal(ELECT(CCTL_ELECT_PREFERRED), KERR_ELECTION_NOT_NEEDED);
     assert_int_equal(ELECT(CCTL_ELECT_UNCLEAN), KERR_ELECTION_NOT_NEEDED);
@@ -2030,8 +2024,7 @@ static void test_elect_leaders_on_request(void **state)
     assert_int_equal(ELECT(CCTL_ELECT_PREFERRED), KERR_PREFERRED_LEADER_NOT_AVAILABLE);
     assert_non_null(strstr(err->message, "not in the ISR"));
     const struct cstate_partition *p = part(e, "e", 0);
-    assert_int_equal(alter(e, p->leader, "e", 0, p->leader_epoch, p->partition_epoch,
-                           IDS(1, 2, 0)),
+    assert_int_equal(alter(e, p->leader, "e", 0, p->leader_epoch, p->partition_epoch, IDS(1, 2, 0)),
                      0);
     int32_t le = part(e, "e", 0)->leader_epoch;
     assert_int_equal(ELECT(CCTL_ELECT_PREFERRED), 0);
