@@ -1,8 +1,10 @@
 """Partition reassignment (KIP-455) and leader elections on request (KIP-460)
 through Kafka's own APIs: AlterPartitionReassignments, ListPartitionReassignments
-and ElectLeaders, sent raw (tests/support/kafka_raw.py; neither Debian client
-library has them), with a confluent-kafka acks=all producer and a consumer
-running alongside (tests/support/checker.py) where data must survive the move.
+and ElectLeaders, driven by kafkajs's admin client (node/kafkajs_reassign.js,
+the last test) and otherwise sent raw (tests/support/kafka_raw.py; neither
+Debian Python client library has them), with a confluent-kafka acks=all
+producer and a consumer running alongside (tests/support/checker.py) where data
+must survive the move.
 
 Real coordinator and brokers on free ports (tests/support/cluster.py); moves are
 kept in progress by pausing the adding broker (SIGSTOP) for less than the
