@@ -163,6 +163,9 @@ const struct config_def coord_config_defs[] = {
     {.name = "leader.imbalance.check.interval.seconds", .type = CONFIG_INT,
      .default_value = "300", .min = 1, .max = 86400,
      .doc = "How often the preferred-leader rebalance runs."},
+    {.name = "leader.imbalance.per.broker.percentage", .type = CONFIG_INT, .default_value = "10",
+     .min = 0, .max = 100,
+     .doc = "The rebalance moves a broker's preferred leaderships back only when more than this percentage of them are led by others (0: always)."},
     {.name = "metadata.snapshot.interval.records", .type = CONFIG_INT, .default_value = "10000",
      .min = 1, .max = INT32_MAX,
      .doc = "Write a snapshot of the metadata after this many records."},
@@ -229,6 +232,8 @@ int coord_config_resolve(const struct config *c, struct coord_settings *ret, cha
     s.auto_leader_rebalance = config_get_bool(c, "auto.leader.rebalance.enable");
     s.leader_imbalance_check_interval_ms =
         config_get_int(c, "leader.imbalance.check.interval.seconds") * 1000;
+    s.leader_imbalance_per_broker_pct =
+        (int32_t)config_get_int(c, "leader.imbalance.per.broker.percentage");
     s.snapshot_interval_records = config_get_int(c, "metadata.snapshot.interval.records");
     s.max_frame_bytes = (size_t)config_get_int(c, "rpc.max.frame.bytes");
     s.max_record_bytes = (uint32_t)(s.max_frame_bytes - COORD_CONFIG_FRAME_SLACK);

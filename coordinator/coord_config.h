@@ -44,6 +44,7 @@ struct coord_settings {
     int32_t offsets_topic_replication_factor;
     bool auto_leader_rebalance;
     int64_t leader_imbalance_check_interval_ms;
+    int32_t leader_imbalance_per_broker_pct; /* leader.imbalance.per.broker.percentage */
     int64_t snapshot_interval_records;
     size_t max_frame_bytes;
     /* Largest metadata record: rpc.max.frame.bytes less room for the watch push

@@ -87,7 +87,8 @@ struct repl_part {
     uint8_t n_replicas, n_isr;
     bool seen; /* metadata sweep mark */
     /* leader */
-    struct rfollower *fol; /* n_replicas entries (our own slot unused) */
+    struct rfollower *fol; /* n_fol entries, one per replica (our own slot unused) */
+    uint8_t n_fol;
     bool alter_inflight;
     int32_t alter_adding; /* a member being added (counted for the HW), -1 none */
     int64_t alter_retry_ms;
@@ -223,7 +224,7 @@ static bool ids_contain(const int32_t *v, size_t n, int32_t id)
 
 static struct rfollower *follower_of(struct repl_part *p, int32_t id)
 {
-    for (uint8_t i = 0; i < p->n_replicas; i++)
+    for (uint8_t i = 0; i < p->n_fol; i++)
         if (p->fol && p->fol[i].id == id)
             return &p->fol[i];
     return NULL;
@@ -317,7 +318,7 @@ static int64_t low_watermark(const struct repl *r, const struct repl_part *p)
 {
     int64_t low = plog_log_start_offset(p->log);
     const struct cstate *s = coordclient_state(r->cc);
-    for (uint8_t k = 0; p->fol && k < p->n_replicas; k++) {
+    for (uint8_t k = 0; p->fol && k < p->n_fol; k++) {
         const struct rfollower *f = &p->fol[k];
         if (f->id == r->s->broker_id)
             continue;
@@ -1429,6 +1430,36 @@ static int copy_ids(int32_t **dst, const int32_t *src, size_t n)
     return 0;
 }
 
+/* The replica list of @p changed within one leadership (a reassignment adds
+ * or removes replicas without a new leader epoch): the follower slots follow
+ * it, keeping what is known of the replicas that stay. */
+static void leader_replicas_changed(struct repl_part *p)
+{
+    struct rfollower *fol = calloc(p->n_replicas ? p->n_replicas : 1, sizeof(*fol));
+    if (!fol)
+        return; /* keep the old slots: follower_of() finds only those */
+    int64_t now = clock_mono_ms();
+    for (uint8_t i = 0; i < p->n_replicas; i++) {
+        struct rfollower *old = NULL;
+        for (uint8_t k = 0; p->fol && k < p->n_fol; k++)
+            if (p->fol[k].id == p->replicas[i])
+                old = &p->fol[k];
+        if (old) {
+            fol[i] = *old;
+            continue;
+        }
+        fol[i].id = p->replicas[i];
+        fol[i].leo = -1;
+        fol[i].log_start = -1;
+        fol[i].last_caught_up_ms = now;
+    }
+    free(p->fol);
+    p->fol = fol;
+    p->n_fol = p->n_replicas;
+    if (p->alter_adding >= 0 && !ids_contain(p->replicas, p->n_replicas, p->alter_adding))
+        p->alter_adding = -1;
+}
+
 /* Take up the leadership of @p. Its new epoch goes into @eb, which the caller
  * commits before returning to the loop: nothing is appended in the new epoch
  * before the epoch is durable. */
@@ -1442,6 +1473,7 @@ static void become_leader(struct repl *r, struct repl_part *p, struct epochcache
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
     free(p->fol);
     p->fol = calloc(p->n_replicas ? p->n_replicas : 1, sizeof(*p->fol));
+    p->n_fol = p->fol ? p->n_replicas : 0;
     for (uint8_t i = 0; p->fol && i < p->n_replicas; i++) {
         p->fol[i].id = p->replicas[i];
         p->fol[i].leo = -1;
@@ -1465,6 +1497,7 @@ static void become_follower(struct repl *r, struct repl_part *p)
     fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
     free(p->fol);
     p->fol = NULL;
+    p->n_fol = 0;
     p->alter_inflight = false;
     p->alter_adding = -1;
     if (p->log && p->hw > leo(p))
@@ -1520,6 +1553,9 @@ void repl_on_metadata(struct repl *r)
             }
             bool epoch_changed = cp->leader_epoch != p->leader_epoch || cp->leader != p->leader;
             bool newer = epoch_changed || cp->partition_epoch >= p->partition_epoch;
+            bool replicas_changed = newer && (cp->n_replicas != p->n_replicas ||
+                                              memcmp(p->replicas, cstate_part_replicas(cp),
+                                                     cp->n_replicas * sizeof(int32_t)) != 0);
             if (newer) {
                 copy_ids(&p->replicas, cstate_part_replicas(cp), cp->n_replicas);
                 p->n_replicas = cp->n_replicas;
@@ -1531,6 +1567,8 @@ void repl_on_metadata(struct repl *r)
             if (cp->leader == me) {
                 if (p->role != ROLE_LEADER || epoch_changed)
                     become_leader(r, p, &eb);
+                else if (replicas_changed)
+                    leader_replicas_changed(p);
                 if (p->alter_adding >= 0 && ids_contain(p->isr, p->n_isr, p->alter_adding))
                     p->alter_adding = -1;
                 maybe_advance_hw(r, p);
