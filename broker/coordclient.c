@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "broker/broker_config.h"
+#include "broker/heartbeat.h"
 #include "common/clock.h"
 #include "common/kerr.h"
 #include "common/log.h"
@@ -55,7 +56,8 @@ struct coordclient {
     bool foreign;           /* the coordinator serves another cluster: apply nothing */
     char repl_host[256];    /* replication endpoint to register; "" none */
     int repl_port;
-    struct event *hb_timer;
+    struct hbthread *hb;      /* heartbeats: their own thread and connection */
+    struct event *reg_timer;  /* retries a registration that did not happen */
     struct event *changed_ev; /* tells the broker of applied records, once per loop turn */
     struct waiter *waiters;
     int cs_tries;
@@ -158,6 +160,7 @@ static void foreign_cluster(struct coordclient *cc, const char *theirs, const ch
         return;
     cc->foreign = true;
     cc->registered = false;
+    hbthread_set_session(cc->hb, -1, 0, 0);
     cc->lease_start_ms = -1;
     char why[512];
     snprintf(why, sizeof(why),
@@ -192,6 +195,7 @@ static void on_state_changed(evutil_socket_t fd, short what, void *arg)
  * sweep over every partition — once after the burst, not once per record. */
 static void state_changed(struct coordclient *cc)
 {
+    hbthread_set_applied(cc->hb, cc->state->offset);
     if (!evtimer_pending(cc->changed_ev, NULL)) {
         struct timeval tv = {0, 0};
         evtimer_add(cc->changed_ev, &tv);
@@ -326,19 +330,18 @@ static void do_watch(struct coordclient *cc)
 
 /* ---- registration and heartbeats -------------------------------------------- */
 
-static void hb_schedule(struct coordclient *cc)
+static void reg_schedule(struct coordclient *cc)
 {
     int ms = cc->heartbeat_ms > 0 ? cc->heartbeat_ms : 1000;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(cc->hb_timer, &tv);
+    evtimer_add(cc->reg_timer, &tv);
 }
 
-/* One heartbeat or registration in flight, with the time it was sent: an
- * accepted one extends the lease from its send time, never from its arrival. */
+/* One registration in flight, with the time it was sent: an accepted one
+ * starts the lease from its send time, never from its arrival. */
 struct timed_call {
     struct coordclient *cc;
     int64_t sent_ms;
-    int64_t epoch;
 };
 
 static struct timed_call *timed_call_new(struct coordclient *cc)
@@ -347,52 +350,31 @@ static struct timed_call *timed_call_new(struct coordclient *cc)
     if (t) {
         t->cc = cc;
         t->sent_ms = clock_mono_ms();
-        t->epoch = cc->epoch;
     }
     return t;
 }
 
-static void on_heartbeat(int status, const struct ProtobufCMessage *msg, const char *errmsg,
-                         void *ud)
+/* The heartbeat thread had a heartbeat of @epoch refused (the broker was
+ * fenced, or the coordinator lost its session): register again. */
+static void on_heartbeat_refused(void *ud, int64_t epoch, int16_t code, const char *message)
 {
-    struct timed_call *t = ud;
-    struct coordclient *cc = t->cc;
-    int64_t sent_ms = t->sent_ms, epoch = t->epoch;
-    free(t);
-    if (status != RPC_OK)
+    struct coordclient *cc = ud;
+    if (!cc->registered || epoch != cc->epoch || cc->shutting_down)
         return;
-    const Weir__Coord__HeartbeatResponse *resp = (const Weir__Coord__HeartbeatResponse *)msg;
-    if (!resp->error_code && resp->metadata_offset > cc->coord_offset)
-        cc->coord_offset = resp->metadata_offset;
-    if (!resp->error_code && cc->registered && epoch == cc->epoch && sent_ms > cc->lease_start_ms)
-        cc->lease_start_ms = sent_ms;
-    if (resp->error_code && !cc->shutting_down) {
-        log_warn("coordclient", "heartbeat refused (%s: %s): registering again",
-                 kerr_name((int16_t)resp->error_code),
-                 resp->error_message);
-        cc->registered = false;
-        cc->lease_start_ms = -1;
-        new_incarnation(cc->incarnation);
-        do_register(cc);
-    }
+    log_warn("coordclient", "heartbeat refused (%s: %s): registering again", kerr_name(code),
+             message);
+    cc->registered = false;
+    cc->lease_start_ms = -1;
+    new_incarnation(cc->incarnation);
+    do_register(cc);
 }
 
-static void hb_fire(evutil_socket_t fd, short what, void *arg)
+static void reg_fire(evutil_socket_t fd, short what, void *arg)
 {
     struct coordclient *cc = arg;
-    if (cc->registered && rpc_client_is_connected(cc->rpc)) {
-        Weir__Coord__HeartbeatRequest req = WEIR__COORD__HEARTBEAT_REQUEST__INIT;
-        req.broker_id = cc->s->broker_id;
-        req.broker_epoch = cc->epoch;
-        req.metadata_offset = cc->state->offset;
-        struct timed_call *t = timed_call_new(cc);
-        if (t && rpc_client_call(cc->rpc, COORD_M_HEARTBEAT, &req.base,
-                                 cc->heartbeat_ms > 0 ? cc->heartbeat_ms : 0, on_heartbeat, t) < 0)
-            free(t);
-    } else if (!cc->registered && !cc->registering && rpc_client_is_connected(cc->rpc)) {
+    if (!cc->registered && !cc->registering && rpc_client_is_connected(cc->rpc))
         do_register(cc);
-    }
-    hb_schedule(cc);
+    reg_schedule(cc);
 }
 
 static void on_register(int status, const struct ProtobufCMessage *msg, const char *errmsg,
@@ -432,6 +414,7 @@ static void on_register(int status, const struct ProtobufCMessage *msg, const ch
     cc->session_timeout_ms = resp->session_timeout_ms;
     cc->lease_start_ms = sent_ms;
     cc->reg_offset = resp->metadata_offset;
+    hbthread_set_session(cc->hb, cc->epoch, cc->heartbeat_ms, cc->session_timeout_ms);
     if (resp->metadata_offset > cc->coord_offset)
         cc->coord_offset = resp->metadata_offset;
     log_info("coordclient", "registered broker %d with epoch %" PRId64 " (cluster %s)",
@@ -508,9 +491,9 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
     int r = cstate_new(&cc->state);
     if (r < 0)
         goto fail;
-    cc->hb_timer = evtimer_new(base, hb_fire, cc);
+    cc->reg_timer = evtimer_new(base, reg_fire, cc);
     cc->changed_ev = evtimer_new(base, on_state_changed, cc);
-    if (!cc->hb_timer || !cc->changed_ev) {
+    if (!cc->reg_timer || !cc->changed_ev) {
         r = -ENOMEM;
         goto fail;
     }
@@ -527,7 +510,11 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
                        &weir__coord__watch_record__descriptor, on_watch_record, cc);
     rpc_client_on_push(cc->rpc, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_IMAGE,
                        &weir__coord__watch_image__descriptor, on_watch_image, cc);
-    hb_schedule(cc);
+    r = hbthread_new(base, s->coord_host, s->coord_port, s->broker_id, on_heartbeat_refused, cc,
+                     &cc->hb);
+    if (r < 0)
+        goto fail;
+    reg_schedule(cc);
     *ret = cc;
     return 0;
 fail:
@@ -539,6 +526,7 @@ void coordclient_free(struct coordclient *cc)
 {
     if (!cc)
         return;
+    hbthread_free(cc->hb);
     rpc_client_free(cc->rpc);
     while (cc->waiters) {
         struct waiter *w = cc->waiters;
@@ -546,8 +534,8 @@ void coordclient_free(struct coordclient *cc)
         w->fn(w->ud, -ECANCELED);
         free(w);
     }
-    if (cc->hb_timer)
-        event_free(cc->hb_timer);
+    if (cc->reg_timer)
+        event_free(cc->reg_timer);
     if (cc->changed_ev)
         event_free(cc->changed_ev);
     cstate_free(cc->state);
@@ -564,7 +552,10 @@ bool coordclient_synced(const struct coordclient *cc)
 }
 bool coordclient_caught_up(const struct coordclient *cc)
 {
-    return cc->synced && cc->registered && cc->state->offset >= cc->coord_offset;
+    if (!cc->synced || !cc->registered)
+        return false;
+    int64_t coord = hbthread_coord_offset(cc->hb);
+    return cc->state->offset >= (coord > cc->coord_offset ? coord : cc->coord_offset);
 }
 int64_t coordclient_broker_epoch(const struct coordclient *cc)
 {
@@ -600,9 +591,16 @@ bool coordclient_current(const struct coordclient *cc)
 
 bool coordclient_lease_valid(const struct coordclient *cc, int64_t now_ms)
 {
-    if (!coordclient_current(cc) || cc->lease_start_ms < 0)
+    if (!coordclient_current(cc))
         return false;
-    return now_ms - cc->lease_start_ms < (int64_t)cc->session_timeout_ms;
+    /* From the registration, or from the last heartbeat the thread had
+     * accepted for this epoch, whichever was sent later. */
+    int64_t start = hbthread_lease_start(cc->hb, cc->epoch);
+    if (cc->lease_start_ms > start)
+        start = cc->lease_start_ms;
+    if (start < 0)
+        return false;
+    return now_ms - start < (int64_t)cc->session_timeout_ms;
 }
 
 int coordclient_session_timeout_ms(const struct coordclient *cc)
