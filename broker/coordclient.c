@@ -24,6 +24,18 @@
 
 
 #define SHUTDOWN_TRIES     5
+/* Watch records are applied for at most this long per loop turn; the rest
+ * wait, in order, for the next turn (a fence arrives as one batch of 10,001). */
+#define APPLY_SLICE_MS     10
+/* Records held beyond this many bytes: drop them and resubscribe (image). */
+#define APPLY_QUEUE_MAX_BYTES (64u * 1024 * 1024)
+
+/* A pushed record not applied yet (owns @data). */
+struct held_rec {
+    int64_t offset;
+    uint8_t *data;
+    size_t len;
+};
 
 struct waiter {
     struct waiter *next;
@@ -59,6 +71,10 @@ struct coordclient {
     struct hbthread *hb;      /* heartbeats: their own thread and connection */
     struct event *reg_timer;  /* retries a registration that did not happen */
     struct event *changed_ev; /* tells the broker of applied records, once per loop turn */
+    bool notify_owed;         /* a change was not told yet: records were still held */
+    struct held_rec *q;       /* pushed, not applied yet: FIFO [q_head, q_n) */
+    size_t q_head, q_n, q_cap, q_bytes;
+    struct event *apply_ev;   /* applies the next slice of q */
     struct waiter *waiters;
     int cs_tries;
     void (*cs_done)(void *);
@@ -185,6 +201,12 @@ static void on_state_changed(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct coordclient *cc = arg;
+    if (cc->q_n > cc->q_head) {
+        /* Mid-batch: the broker hears once the held records are applied. */
+        cc->notify_owed = true;
+        return;
+    }
+    cc->notify_owed = false;
     if (cc->cb.on_metadata)
         cc->cb.on_metadata(cc->cb.ud);
     waiters_check(cc);
@@ -202,52 +224,175 @@ static void state_changed(struct coordclient *cc)
     }
 }
 
-static void on_watch_record(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
+static void held_clear(struct coordclient *cc)
 {
-    struct coordclient *cc = ud;
-    const Weir__Coord__WatchRecord *rec = (const Weir__Coord__WatchRecord *)msg;
-    if (cc->foreign)
-        return;
-    if (!cc->synced)
-        return; /* waiting for the image or the first replayed record */
-    if (rec->offset <= cc->state->offset)
-        return;
-    if (rec->offset != cc->state->offset + 1) {
+    for (size_t i = cc->q_head; i < cc->q_n; i++)
+        free(cc->q[i].data);
+    cc->q_head = cc->q_n = 0;
+    cc->q_bytes = 0;
+    if (cc->apply_ev)
+        event_del(cc->apply_ev);
+}
+
+/* The stream cannot continue (a gap, a record that does not apply): drop what
+ * is held and subscribe again from the beginning. */
+static void restart_watch(struct coordclient *cc)
+{
+    cc->synced = false;
+    held_clear(cc);
+    do_watch(cc);
+}
+
+/* Apply the record at @offset. false when the stream stopped (resubscribed, or
+ * the coordinator serves another cluster): drop the rest. */
+static bool apply_one(struct coordclient *cc, int64_t offset, const uint8_t *data, size_t len)
+{
+    if (cc->foreign || !cc->synced)
+        return false; /* waiting for the image or the first replayed record */
+    if (offset <= cc->state->offset)
+        return true;
+    if (offset != cc->state->offset + 1) {
         log_warn("coordclient", "metadata gap: got %" PRId64 " after %" PRId64 ": resubscribing",
-                 rec->offset, cc->state->offset);
-        cc->synced = false;
-        do_watch(cc);
-        return;
+                 offset, cc->state->offset);
+        restart_watch(cc);
+        return false;
     }
     /* A bootstrap record is the only one that sets the cluster id, and only on
      * a state without one (a replay from the start): look at it before it is
      * applied. Other records are decoded once, by cstate_apply_bytes. */
     Weir__Meta__MetadataRecord *mr =
-        cc->state->cluster_id
-            ? NULL
-            : weir__meta__metadata_record__unpack(NULL, rec->record.len, rec->record.data);
+        cc->state->cluster_id ? NULL : weir__meta__metadata_record__unpack(NULL, len, data);
     if (mr && mr->record_case == WEIR__META__METADATA_RECORD__RECORD_BOOTSTRAP &&
         cc->cluster_id[0] && mr->bootstrap->cluster_id &&
         strcmp(mr->bootstrap->cluster_id, cc->cluster_id) != 0) {
         char theirs[64];
         snprintf(theirs, sizeof(theirs), "%s", mr->bootstrap->cluster_id);
         weir__meta__metadata_record__free_unpacked(mr, NULL);
+        held_clear(cc);
         foreign_cluster(cc, theirs, "its metadata log starts with another cluster id");
-        return;
+        return false;
     }
     if (mr)
         weir__meta__metadata_record__free_unpacked(mr, NULL);
     char why[256] = "";
-    int r = cstate_apply_bytes(cc->state, rec->offset, rec->record.data, rec->record.len, why,
-                               sizeof(why));
+    int r = cstate_apply_bytes(cc->state, offset, data, len, why, sizeof(why));
     if (r < 0) {
         log_warn("coordclient", "metadata record %" PRId64 " does not apply (%s): resubscribing",
-                 rec->offset, why[0] ? why : strerror(-r));
-        cc->synced = false;
-        do_watch(cc);
-        return;
+                 offset, why[0] ? why : strerror(-r));
+        restart_watch(cc);
+        return false;
     }
     state_changed(cc);
+    return true;
+}
+
+/* Hold @n records (copied) after those already held. false: out of memory or
+ * over the cap — the stream restarted. */
+static bool held_append(struct coordclient *cc, int64_t first_offset,
+                        const ProtobufCBinaryData *recs, size_t n)
+{
+    if (cc->q_head > 0 && cc->q_n + n > cc->q_cap) {
+        memmove(cc->q, cc->q + cc->q_head, (cc->q_n - cc->q_head) * sizeof(*cc->q));
+        cc->q_n -= cc->q_head;
+        cc->q_head = 0;
+    }
+    if (cc->q_n + n > cc->q_cap) {
+        size_t cap = cc->q_cap ? cc->q_cap : 256;
+        while (cap < cc->q_n + n)
+            cap *= 2;
+        struct held_rec *q = realloc(cc->q, cap * sizeof(*q));
+        if (!q)
+            goto fail;
+        cc->q = q;
+        cc->q_cap = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (cc->q_bytes + recs[i].len > APPLY_QUEUE_MAX_BYTES) {
+            log_warn("coordclient",
+                     "over %u bytes of metadata records waiting to be applied: resubscribing",
+                     APPLY_QUEUE_MAX_BYTES);
+            goto fail;
+        }
+        uint8_t *d = malloc(recs[i].len ? recs[i].len : 1);
+        if (!d)
+            goto fail;
+        memcpy(d, recs[i].data, recs[i].len);
+        cc->q[cc->q_n++] = (struct held_rec){first_offset + (int64_t)i, d, recs[i].len};
+        cc->q_bytes += recs[i].len;
+    }
+    return true;
+fail:
+    restart_watch(cc);
+    return false;
+}
+
+/* Apply held records until the slice is spent; the rest go on next turn. */
+static void apply_held(struct coordclient *cc)
+{
+    int64_t deadline = clock_mono_ms() + APPLY_SLICE_MS;
+    size_t done = 0;
+    while (cc->q_head < cc->q_n) {
+        struct held_rec *h = &cc->q[cc->q_head];
+        bool ok = apply_one(cc, h->offset, h->data, h->len);
+        if (!ok)
+            return; /* the stream restarted: nothing is held any more */
+        free(h->data);
+        cc->q_bytes -= h->len;
+        cc->q_head++;
+        if ((++done & 31) == 0 && clock_mono_ms() >= deadline)
+            break;
+    }
+    if (cc->q_head < cc->q_n) {
+        struct timeval now = {0, 0};
+        evtimer_add(cc->apply_ev, &now);
+        return;
+    }
+    cc->q_head = cc->q_n = 0;
+    if (cc->notify_owed)
+        state_changed(cc);
+}
+
+static void on_apply(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    apply_held(arg);
+}
+
+/* Records @first_offset.. arrived: apply what fits in this slice (when nothing
+ * is held before them) and hold the rest, in order. */
+static void take_records(struct coordclient *cc, int64_t first_offset,
+                         const ProtobufCBinaryData *recs, size_t n)
+{
+    if (cc->foreign || !cc->synced)
+        return; /* waiting for the image or the first replayed record */
+    size_t i = 0;
+    if (cc->q_head == cc->q_n) {
+        int64_t deadline = clock_mono_ms() + APPLY_SLICE_MS;
+        for (; i < n; i++) {
+            if (i > 0 && (i & 31) == 0 && clock_mono_ms() >= deadline)
+                break;
+            if (!apply_one(cc, first_offset + (int64_t)i, recs[i].data, recs[i].len))
+                return;
+        }
+    }
+    if (i < n && held_append(cc, first_offset + (int64_t)i, recs + i, n - i) &&
+        !evtimer_pending(cc->apply_ev, NULL)) {
+        struct timeval now = {0, 0};
+        evtimer_add(cc->apply_ev, &now);
+    }
+}
+
+static void on_watch_record(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
+{
+    const Weir__Coord__WatchRecord *rec = (const Weir__Coord__WatchRecord *)msg;
+    take_records(ud, rec->offset, &rec->record, 1);
+}
+
+static void on_watch_batch(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
+{
+    const Weir__Coord__WatchBatch *b = (const Weir__Coord__WatchBatch *)msg;
+    take_records(ud, b->first_offset, b->records, b->n_records);
 }
 
 static void on_watch_image(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
@@ -275,6 +420,7 @@ static void on_watch_image(uint16_t type, const struct ProtobufCMessage *msg, vo
         foreign_cluster(cc, theirs, "its metadata image names another cluster id");
         return;
     }
+    held_clear(cc); /* all older than the image */
     cstate_free(cc->state);
     cc->state = s;
     cc->synced = true;
@@ -323,6 +469,9 @@ static void do_watch(struct coordclient *cc)
     /* Not synced (start, a gap, a record that did not apply): ask from the
      * beginning. The old state keeps serving until the replacement arrives. */
     req.last_offset = cc->synced ? cc->state->offset : -1;
+    req.accept_batches = true;
+    /* The stream restarts after last_offset: what is held comes again. */
+    held_clear(cc);
     int r = rpc_client_call(cc->rpc, COORD_M_WATCH, &req.base, 0, on_watch_response, cc);
     if (r < 0)
         log_warn("coordclient", "watch call: %s", strerror(-r));
@@ -493,7 +642,8 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
         goto fail;
     cc->reg_timer = evtimer_new(base, reg_fire, cc);
     cc->changed_ev = evtimer_new(base, on_state_changed, cc);
-    if (!cc->reg_timer || !cc->changed_ev) {
+    cc->apply_ev = evtimer_new(base, on_apply, cc);
+    if (!cc->reg_timer || !cc->changed_ev || !cc->apply_ev) {
         r = -ENOMEM;
         goto fail;
     }
@@ -510,6 +660,8 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
                        &weir__coord__watch_record__descriptor, on_watch_record, cc);
     rpc_client_on_push(cc->rpc, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_IMAGE,
                        &weir__coord__watch_image__descriptor, on_watch_image, cc);
+    rpc_client_on_push(cc->rpc, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_BATCH,
+                       &weir__coord__watch_batch__descriptor, on_watch_batch, cc);
     r = hbthread_new(base, s->coord_host, s->coord_port, s->broker_id, on_heartbeat_refused, cc,
                      &cc->hb);
     if (r < 0)
@@ -538,6 +690,10 @@ void coordclient_free(struct coordclient *cc)
         event_free(cc->reg_timer);
     if (cc->changed_ev)
         event_free(cc->changed_ev);
+    held_clear(cc);
+    if (cc->apply_ev)
+        event_free(cc->apply_ev);
+    free(cc->q);
     cstate_free(cc->state);
     free(cc);
 }
