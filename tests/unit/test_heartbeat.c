@@ -13,7 +13,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -123,6 +125,8 @@ struct fake {
     pthread_t thread;
     struct event_base *base;
     struct rpc_server *server;
+    int stop_fd; /* written by the test thread: the fake's loop stops */
+    struct event *stop_ev;
     _Atomic int received;
     _Atomic int64_t last_ms;
     _Atomic int64_t last_applied;
@@ -143,6 +147,13 @@ static void fake_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg, v
     }
     resp.metadata_offset = 42;
     rpc_call_reply(call, &resp.base);
+}
+
+static void fake_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(((struct fake *)arg)->base);
 }
 
 static void *fake_main(void *arg)
@@ -195,9 +206,14 @@ static void test_thread_heartbeats_unless_the_loop_is_wedged(void **state)
                                     h, NULL, &f.server),
                      0);
     int port = rpc_server_port(f.server);
-    /* The fake runs for a bounded time and exits by itself. */
-    struct timeval life = {9, 0};
+    /* Bounded even if the test fails half-way; stopped through stop_fd. */
+    struct timeval life = {30, 0};
     event_base_loopexit(f.base, &life);
+    f.stop_fd = eventfd(0, EFD_CLOEXEC);
+    assert_true(f.stop_fd >= 0);
+    f.stop_ev = event_new(f.base, f.stop_fd, EV_READ, fake_stop, &f);
+    assert_non_null(f.stop_ev);
+    event_add(f.stop_ev, NULL);
     assert_int_equal(pthread_create(&f.thread, NULL, fake_main, &f), 0);
 
     struct loop l = {.base = event_base_new()};
@@ -250,7 +266,11 @@ static void test_thread_heartbeats_unless_the_loop_is_wedged(void **state)
 
     hbthread_free(hb);
     event_base_free(l.base);
+    uint64_t one = 1;
+    assert_int_equal(write(f.stop_fd, &one, sizeof(one)), sizeof(one));
     pthread_join(f.thread, NULL);
+    event_free(f.stop_ev);
+    close(f.stop_fd);
     rpc_server_free(f.server);
     event_base_free(f.base);
 }
