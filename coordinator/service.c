@@ -220,6 +220,8 @@ int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *
     free(img);
     if (r == 0)
         r = csession_new(svc->cfg->session_timeout_ms, &svc->sessions);
+    if (r == 0)
+        r = csession_set_grace_rate(svc->sessions, svc->cfg->session_grace_bytes_per_ms);
     /* Records committed in one loop turn go to watchers together (compact
      * deltas: a fence of 10,001 records is a few frames, not 10,001). */
     struct watch_options wo = {.base = base};
