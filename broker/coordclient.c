@@ -27,6 +27,10 @@
 /* Watch records are applied for at most this long per loop turn; the rest
  * wait, in order, for the next turn (a fence arrives as one batch of 10,001). */
 #define APPLY_SLICE_MS     10
+/* While records are held the broker is told of applied ones at the end, but
+ * never later than this after the first change it was not told of (a stream
+ * that never lets the queue drain must not starve the replicas). */
+#define NOTIFY_MAX_DEFER_MS 250
 /* Records held beyond this many bytes: drop them and resubscribe (image). */
 #define APPLY_QUEUE_MAX_BYTES (64u * 1024 * 1024)
 
@@ -72,6 +76,7 @@ struct coordclient {
     struct event *reg_timer;  /* retries a registration that did not happen */
     struct event *changed_ev; /* tells the broker of applied records, once per loop turn */
     bool notify_owed;         /* a change was not told yet: records were still held */
+    int64_t owed_since_ms;    /* when notify_owed became true */
     struct held_rec *q;       /* pushed, not applied yet: FIFO [q_head, q_n) */
     size_t q_head, q_n, q_cap, q_bytes;
     struct event *apply_ev;   /* applies the next slice of q */
@@ -202,9 +207,15 @@ static void on_state_changed(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct coordclient *cc = arg;
     if (cc->q_n > cc->q_head) {
-        /* Mid-batch: the broker hears once the held records are applied. */
-        cc->notify_owed = true;
-        return;
+        /* Mid-batch: the broker hears once the held records are applied, or
+         * after NOTIFY_MAX_DEFER_MS (the state is whole at every record). */
+        int64_t now = clock_mono_ms();
+        if (!cc->notify_owed) {
+            cc->notify_owed = true;
+            cc->owed_since_ms = now;
+        }
+        if (now - cc->owed_since_ms < NOTIFY_MAX_DEFER_MS)
+            return;
     }
     cc->notify_owed = false;
     if (cc->cb.on_metadata)
