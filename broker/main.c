@@ -255,7 +255,8 @@ int main(int argc, char **argv)
     static struct bmain m;
     int code = EXIT_RUNTIME;
     struct wpool *pool = NULL;
-    struct event *sigterm = NULL, *sigint = NULL, *sigstall = NULL;
+    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigstall = NULL; /* test.loop.stall.ms */
     int64_t stall_ms = 0;
     r = config_parse_args(cfg, argc, argv, err, sizeof(err));
     if (r == 0)
