@@ -125,6 +125,13 @@ const struct config_def broker_config_defs[] = {
      .min = 1,
      .max = 64,
      .doc = "replication factor of an auto-created topic"},
+    {.name = "test.loop.stall.ms",
+     .type = CONFIG_INT,
+     .default_value = "0",
+     .min = 0,
+     .max = 600000,
+     .doc = "testing only: when > 0, each SIGUSR2 makes the broker's event loop sleep this long "
+            "(a wedged or busy loop, to test heartbeat liveness); 0 leaves SIGUSR2 alone"},
     {.name = "connections.max.idle.ms",
      .type = CONFIG_INT,
      .default_value = "600000",

@@ -136,6 +136,9 @@ const struct config_def coord_config_defs[] = {
     {.name = "session.disconnect.timeout.ms", .type = CONFIG_INT, .default_value = "500",
      .min = 0, .max = 600000,
      .doc = "When the connection a broker last registered or heartbeated on closes, it is fenced this long after unless it registers or heartbeats on a new connection (never later than session.timeout.ms allows)."},
+    {.name = "session.busy.grace.bytes.per.ms", .type = CONFIG_INT, .default_value = "16",
+     .min = 0, .max = 1073741824,
+     .doc = "Busy grace: a broker's session deadline moves 1 ms later for every this many bytes of metadata pushed to it and not yet acknowledged in its heartbeats (at most one more session timeout); 0 turns the grace off."},
     {.name = "heartbeat.interval.ms", .type = CONFIG_INT, .default_value = "2000",
      .min = 10, .max = 3600000,
      .doc = "How often brokers are told to heartbeat; must be below session.timeout.ms."},
@@ -214,6 +217,7 @@ int coord_config_resolve(const struct config *c, struct coord_settings *ret, cha
     s.session_timeout_ms = (int32_t)config_get_int(c, "session.timeout.ms");
     s.heartbeat_interval_ms = (int32_t)config_get_int(c, "heartbeat.interval.ms");
     s.session_disconnect_timeout_ms = (int32_t)config_get_int(c, "session.disconnect.timeout.ms");
+    s.session_grace_bytes_per_ms = config_get_int(c, "session.busy.grace.bytes.per.ms");
     if (s.heartbeat_interval_ms >= s.session_timeout_ms) {
         snprintf(err, errlen,
                  "'heartbeat.interval.ms' (%d) must be below 'session.timeout.ms' (%d), or "

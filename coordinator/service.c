@@ -228,7 +228,12 @@ int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *
     if (r == 0)
         r = csession_new(svc->cfg->session_timeout_ms, &svc->sessions);
     if (r == 0)
-        r = watch_hub_new(NULL, state->offset, svc_watch_image, svc, &svc->watch);
+        r = csession_set_grace_rate(svc->sessions, svc->cfg->session_grace_bytes_per_ms);
+    /* Records committed in one loop turn go to watchers together (compact
+     * deltas: a fence of 10,001 records is a few frames, not 10,001). */
+    struct watch_options wo = {.base = base};
+    if (r == 0)
+        r = watch_hub_new(&wo, state->offset, svc_watch_image, svc, &svc->watch);
     if (r == 0)
         r = svc_wait_init(svc);
     if (r == 0) {
