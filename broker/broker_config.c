@@ -90,6 +90,20 @@ const struct config_def broker_config_defs[] = {
      .min = 0,
      .max = 60000,
      .doc = "pause after a failed follower fetch"},
+    {.name = "leader.replication.throttled.rate",
+     .type = CONFIG_INT,
+     .default_value = "9223372036854775807",
+     .min = 1,
+     .max = INT64_MAX,
+     .doc = "bytes/s this broker sends, as a leader, to followers outside the ISR of the "
+            "replicas listed in leader.replication.throttled.replicas (dynamic per broker)"},
+    {.name = "follower.replication.throttled.rate",
+     .type = CONFIG_INT,
+     .default_value = "9223372036854775807",
+     .min = 1,
+     .max = INT64_MAX,
+     .doc = "bytes/s this broker fetches, as a follower outside the ISR, for the replicas "
+            "listed in follower.replication.throttled.replicas (dynamic per broker)"},
     {.name = "broker.rack", .type = CONFIG_STRING, .default_value = NULL, .doc = "rack id"},
     {.name = "socket.request.max.bytes",
      .type = CONFIG_INT,
@@ -345,6 +359,9 @@ int broker_settings_resolve(const struct config *c, struct broker_settings *ret,
         (int32_t)config_get_int(c, "replica.fetch.response.max.bytes");
     s.replica_fetch_wait_max_ms = (int32_t)config_get_int(c, "replica.fetch.wait.max.ms");
     s.replica_fetch_backoff_ms = (int32_t)config_get_int(c, "replica.fetch.backoff.ms");
+    s.leader_replication_throttled_rate = config_get_int(c, "leader.replication.throttled.rate");
+    s.follower_replication_throttled_rate =
+        config_get_int(c, "follower.replication.throttled.rate");
     s.rack = config_get_string(c, "broker.rack");
     s.socket_request_max_bytes = config_get_int(c, "socket.request.max.bytes");
     s.message_max_bytes = (int32_t)config_get_int(c, "message.max.bytes");

@@ -10,10 +10,14 @@
 #include "common/meta/state.h"
 
 /* Kafka's DynamicLogConfig and DynamicReplicationConfig keys that Weir has.
+ * The replication throttle rates are Kafka's DynamicReplicationConfig too;
+ * they are no topic key's default (broker/replica/repl.c reads them).
  * Not here although Weir has them: log.retention.check.interval.ms and the
  * flush scheduler and checkpoint intervals (static in Kafka too), and
  * message.max.bytes (Weir reads it once, at start-up). */
 const struct dyncfg_key dyncfg_keys[] = {
+    {"follower.replication.throttled.rate", NULL},
+    {"leader.replication.throttled.rate", NULL},
     {"log.flush.interval.messages", "flush.messages"},
     {"log.flush.interval.ms", "flush.ms"},
     {"log.index.interval.bytes", "index.interval.bytes"},

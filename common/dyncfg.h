@@ -3,7 +3,8 @@
  *
  * These are the keys Kafka lets an operator update dynamically that Weir has
  * and honours without a restart: the log defaults that a topic without an
- * override inherits, min.insync.replicas and unclean.leader.election.enable.
+ * override inherits, min.insync.replicas, unclean.leader.election.enable and
+ * the replication throttle rates.
  * Any other broker key (broker.id, log.dirs, listeners, ...) is static: it is
  * refused with INVALID_CONFIG. The table says which topic key each one is the
  * default of, so the broker can fold the dynamic values into the per-log
