@@ -8,6 +8,7 @@
 
 #include "broker/storage/storage_config.h"
 #include "common/config.h"
+#include "common/dyncfg.h"
 #include "common/log.h"
 
 static const char *const compression_choices[] = {"producer", "uncompressed", "gzip", "snappy",
@@ -90,20 +91,8 @@ const struct config_def broker_config_defs[] = {
      .min = 0,
      .max = 60000,
      .doc = "pause after a failed follower fetch"},
-    {.name = "leader.replication.throttled.rate",
-     .type = CONFIG_INT,
-     .default_value = "9223372036854775807",
-     .min = 1,
-     .max = INT64_MAX,
-     .doc = "bytes/s this broker sends, as a leader, to followers outside the ISR of the "
-            "replicas listed in leader.replication.throttled.replicas (dynamic per broker)"},
-    {.name = "follower.replication.throttled.rate",
-     .type = CONFIG_INT,
-     .default_value = "9223372036854775807",
-     .min = 1,
-     .max = INT64_MAX,
-     .doc = "bytes/s this broker fetches, as a follower outside the ISR, for the replicas "
-            "listed in follower.replication.throttled.replicas (dynamic per broker)"},
+    DYNCFG_LEADER_THROTTLE_DEF,
+    DYNCFG_FOLLOWER_THROTTLE_DEF,
     {.name = "broker.rack", .type = CONFIG_STRING, .default_value = NULL, .doc = "rack id"},
     {.name = "socket.request.max.bytes",
      .type = CONFIG_INT,

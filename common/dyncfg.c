@@ -36,6 +36,17 @@ const struct dyncfg_key dyncfg_keys[] = {
 };
 const size_t dyncfg_nkeys = sizeof(dyncfg_keys) / sizeof(dyncfg_keys[0]);
 
+static const struct config_def rate_defs[] = {DYNCFG_FOLLOWER_THROTTLE_DEF,
+                                              DYNCFG_LEADER_THROTTLE_DEF};
+
+const struct config_def *dyncfg_rate_def(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof(rate_defs) / sizeof(rate_defs[0]); i++)
+        if (!strcmp(rate_defs[i].name, name))
+            return &rate_defs[i];
+    return NULL;
+}
+
 static int dyncfg_cmp(const void *key, const void *elem)
 {
     return strcmp(key, ((const struct dyncfg_key *)elem)->name);
