@@ -215,7 +215,8 @@ class LatencyProbe:
 
     def take(self):
         """The latencies so far, and start afresh."""
-        self.p.flush(10)
+        if self.p is not None:
+            self.p.flush(10)
         out, self.lat = self.lat, []
         return out
 
@@ -223,6 +224,7 @@ class LatencyProbe:
         self._stop.set()
         self._t.join(5)
         self.p.flush(10)
+        self.p = None  # closes its connections before the brokers stop
 
 
 def p99(v):
