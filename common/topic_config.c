@@ -235,6 +235,39 @@ bool topic_config_replica_listed(const char *value, int32_t partition, int32_t b
     return replicas_each(value, listed_match, &c) && c.found;
 }
 
+struct of_broker_ctx {
+    int64_t broker;
+    bool *listed;
+    size_t n;
+};
+
+static bool of_broker_mark(void *ud, int64_t part, int64_t broker)
+{
+    struct of_broker_ctx *c = ud;
+    if (broker == c->broker && (uint64_t)part < c->n)
+        c->listed[part] = true;
+    return false;
+}
+
+void topic_config_replicas_of_broker(const char *value, int32_t broker, bool *ret_listed,
+                                     size_t n_parts)
+{
+    memset(ret_listed, 0, n_parts * sizeof(*ret_listed));
+    if (!value || !*value)
+        return;
+    const char *p = value;
+    while (*p == ' ')
+        p++;
+    if (*p == '*') {
+        if (replicas_valid(value))
+            memset(ret_listed, 1, n_parts * sizeof(*ret_listed));
+        return;
+    }
+    struct of_broker_ctx c = {broker, ret_listed, n_parts};
+    if (!replicas_each(value, of_broker_mark, &c))
+        memset(ret_listed, 0, n_parts * sizeof(*ret_listed));
+}
+
 /* Kafka compares choices case-sensitively, booleans not. */
 static bool in_list(const char *v, size_t n, const char *const *list, bool nocase)
 {

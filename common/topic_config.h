@@ -63,3 +63,9 @@ bool topic_config_parse_bool(const char *value, bool *ret);
 /* Whether a throttled replica list (TOPIC_CONFIG_REPLICAS, validated) names
  * replica @broker of @partition: '*' names every replica, NULL or "" none. */
 bool topic_config_replica_listed(const char *value, int32_t partition, int32_t broker);
+
+/* The same for every partition of a topic at once (one pass over @value):
+ * @ret_listed[p] (of @n_parts) says whether replica @broker of partition p is
+ * named. For a list that does not parse, none is. */
+void topic_config_replicas_of_broker(const char *value, int32_t broker, bool *ret_listed,
+                                     size_t n_parts);

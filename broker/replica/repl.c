@@ -135,6 +135,12 @@ struct fetcher {
     bool set_changed;  /* parts changed since: the next fetch is full */
 };
 
+/* Per-partition flags of one topic, reused across topics. */
+struct throttle_buf {
+    bool *v;
+    size_t cap;
+};
+
 struct repl {
     struct event_base *base;
     const struct broker_settings *s;
@@ -160,6 +166,7 @@ struct repl {
      * broker sends as a leader / fetches as a follower for throttled replicas
      * outside the ISR */
     struct quota leader_quota, follower_quota;
+    struct throttle_buf lthr_buf, fthr_buf; /* throttled_of() scratch */
     bool freeing;
 };
 
@@ -1579,6 +1586,30 @@ static int64_t throttle_rate(const struct repl *r, const struct cstate *s, const
     return static_value > 0 ? static_value : QUOTA_UNLIMITED;
 }
 
+/* Which partitions of @t list this broker in throttled replica list @key, in
+ * @buf (grown as needed; NULL when the topic has no list or memory ran out,
+ * which throttles nothing). One pass over the list per topic: a move's list
+ * may name every partition. */
+static bool *throttled_of(struct repl *r, const struct cstate_topic *t, const char *key,
+                          struct throttle_buf *buf)
+{
+    const char *v = cstate_topic_config(t, key);
+    if (!v || !*v || t->n_parts <= 0)
+        return NULL;
+    size_t n = (size_t)t->n_parts;
+    if (buf->cap < n) {
+        bool *b = realloc(buf->v, n * sizeof(*b));
+        if (!b) {
+            log_error("replica", "%s: out of memory reading %s: not throttled", t->name, key);
+            return NULL;
+        }
+        buf->v = b;
+        buf->cap = n;
+    }
+    topic_config_replicas_of_broker(v, r->s->broker_id, buf->v, n);
+    return buf->v;
+}
+
 static void throttle_rates_update(struct repl *r, const struct cstate *s)
 {
     int64_t lr = throttle_rate(r, s, "leader.replication.throttled.rate",
@@ -1614,8 +1645,9 @@ void repl_on_metadata(struct repl *r)
     throttle_rates_update(r, s);
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
         int32_t min_isr = topic_min_isr(r, t);
-        const char *lthr = cstate_topic_config(t, "leader.replication.throttled.replicas");
-        const char *fthr = cstate_topic_config(t, "follower.replication.throttled.replicas");
+        bool *lthr = throttled_of(r, t, "leader.replication.throttled.replicas", &r->lthr_buf);
+        bool *fthr =
+            throttled_of(r, t, "follower.replication.throttled.replicas", &r->fthr_buf);
         for (int32_t pi = 0; pi < t->n_parts; pi++) {
             const struct cstate_partition *cp = &t->parts[pi];
             if (!cstate_part_is_replica(cp, me))
@@ -1631,8 +1663,8 @@ void repl_on_metadata(struct repl *r)
                 continue;
             p->seen = true;
             p->min_isr = min_isr;
-            p->leader_throttled = topic_config_replica_listed(lthr, pi, me);
-            p->follower_throttled = topic_config_replica_listed(fthr, pi, me);
+            p->leader_throttled = lthr && lthr[pi];
+            p->follower_throttled = fthr && fthr[pi];
             struct plog *log = logmgr_get(r->lm, t->name, pi);
             if (p->log && p->log != log && r->pstates)
                 pstates_forget(r->pstates, p->log); /* replaced (deleted and re-created) */
@@ -1907,5 +1939,7 @@ void repl_free(struct repl *r)
     purg_free(r->deletes); /* empty too */
     purg_free(r->acks);    /* empty: every partition failed its waiters */
     fsess_cache_free(r->sessions);
+    free(r->lthr_buf.v);
+    free(r->fthr_buf.v);
     free(r);
 }

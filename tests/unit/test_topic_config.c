@@ -124,6 +124,18 @@ static void test_throttled_replica_lists(void **state)
     assert_false(topic_config_replica_listed("", 0, 1));
     assert_false(topic_config_replica_listed(NULL, 0, 1));
     assert_false(topic_config_replica_listed("garbage", 0, 1));
+
+    bool l[4];
+    topic_config_replicas_of_broker("0:1,2:1,2:2,9:1", 1, l, 4);
+    assert_true(l[0] && !l[1] && l[2] && !l[3]);
+    topic_config_replicas_of_broker("0:1,2:1", 2, l, 4);
+    assert_true(!l[0] && !l[1] && !l[2] && !l[3]);
+    topic_config_replicas_of_broker("*", 2, l, 4);
+    assert_true(l[0] && l[1] && l[2] && l[3]);
+    topic_config_replicas_of_broker("0:1,x", 1, l, 4);
+    assert_false(l[0]);
+    topic_config_replicas_of_broker(NULL, 1, l, 4);
+    assert_false(l[0]);
 }
 
 int main(void)
