@@ -96,6 +96,8 @@ def main():
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--throttle", type=size_arg, default=50 * MIB, help="bytes/s")
     ap.add_argument("--throttle-secs", type=float, default=10.0)
+    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="a broker key for every broker (e.g. replica.fetch.max.bytes=8388608)")
     a = ap.parse_args()
 
     root = os.environ.get("TMPDIR", "/tmp")
@@ -106,7 +108,8 @@ def main():
     per = a.size // a.partitions // MIB
     size = per * MIB * a.partitions
     topic = "move"
-    c = weir_cluster.Cluster(brokers=3)
+    c = weir_cluster.Cluster(brokers=3,
+                             broker_overrides=dict(o.split("=", 1) for o in a.override))
     c.start()
     try:
         try:
