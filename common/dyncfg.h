@@ -32,19 +32,21 @@ struct dyncfg_key {
 /* The replication throttle rates (bytes/s), broker keys only the broker's
  * replication reads: one definition for the broker's registry
  * (broker/broker_config.c) and the coordinator's check of dynamic values
- * (dyncfg_rate_defs). Expanding them needs common/config.h. */
+ * (dyncfg_rate_def()). Expanding them needs common/config.h. */
 #define DYNCFG_THROTTLE_RATE_DEF(key, what)                                                        \
-    {.name = key, .type = CONFIG_INT, .default_value = "9223372036854775807", .min = 1,            \
-     .max = INT64_MAX,                                                                             \
-     .doc = "bytes/s " what ", counted over 11 one-second samples (no limit by default; "         \
-            "docs/reassignment.md)"}
+    {                                                                                              \
+        .name = key, .type = CONFIG_INT, .default_value = "9223372036854775807", .min = 1,         \
+        .max = INT64_MAX,                                                                          \
+        .doc = "bytes/s " what ", counted over 11 one-second samples (no limit by default; "       \
+               "docs/reassignment.md)"                                                             \
+    }
 #define DYNCFG_LEADER_THROTTLE_DEF                                                                 \
     DYNCFG_THROTTLE_RATE_DEF("leader.replication.throttled.rate",                                  \
-                             "this broker sends as a leader to followers outside the ISR of "     \
+                             "this broker sends as a leader to followers outside the ISR of "      \
                              "the replicas in leader.replication.throttled.replicas")
 #define DYNCFG_FOLLOWER_THROTTLE_DEF                                                               \
     DYNCFG_THROTTLE_RATE_DEF("follower.replication.throttled.rate",                                \
-                             "this broker fetches as a follower outside the ISR for the "         \
+                             "this broker fetches as a follower outside the ISR for the "          \
                              "replicas in follower.replication.throttled.replicas")
 
 /* One of those two definitions by name, or NULL: for programs without the

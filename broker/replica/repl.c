@@ -1195,8 +1195,7 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
             }
             if (o->records.len > 0 && follower_append(r, p, o->records.data, o->records.len) < 0)
                 backoff = true;
-            else if (o->records.len > 0 && p->follower_throttled &&
-                     catching_up(p, r->s->broker_id))
+            else if (o->records.len > 0 && p->follower_throttled && catching_up(p, r->s->broker_id))
                 quota_record(&r->follower_quota, (int64_t)o->records.len, clock_mono_ms());
             int64_t hw = o->high_watermark < leo(p) ? o->high_watermark : leo(p);
             if (hw > p->hw)
@@ -1229,8 +1228,7 @@ static bool fetcher_needs_full(const struct fetcher *f)
 static bool part_fetch_changed(const struct repl_part *p, bool throttled)
 {
     return p->sent_throttled != throttled || p->sent_epoch != p->leader_epoch ||
-           p->sent_offset != leo(p) ||
-           p->sent_last_epoch != epochcache_latest_epoch(p->ec) ||
+           p->sent_offset != leo(p) || p->sent_last_epoch != epochcache_latest_epoch(p->ec) ||
            p->sent_log_start != plog_log_start_offset(p->log);
 }
 
@@ -1618,8 +1616,8 @@ static void throttle_rates_update(struct repl *r, const struct cstate *s)
                                r->s->follower_replication_throttled_rate);
     if (lr != r->leader_quota.rate || fr != r->follower_quota.rate)
         log_info("replica",
-                 "replication throttles: leader %" PRId64 " B/s, follower %" PRId64
-                 " B/s (%" PRId64 " means none)",
+                 "replication throttles: leader %" PRId64 " B/s, follower %" PRId64 " B/s (%" PRId64
+                 " means none)",
                  lr, fr, (int64_t)QUOTA_UNLIMITED);
     quota_set_rate(&r->leader_quota, lr);
     quota_set_rate(&r->follower_quota, fr);
@@ -1646,8 +1644,7 @@ void repl_on_metadata(struct repl *r)
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
         int32_t min_isr = topic_min_isr(r, t);
         bool *lthr = throttled_of(r, t, "leader.replication.throttled.replicas", &r->lthr_buf);
-        bool *fthr =
-            throttled_of(r, t, "follower.replication.throttled.replicas", &r->fthr_buf);
+        bool *fthr = throttled_of(r, t, "follower.replication.throttled.replicas", &r->fthr_buf);
         for (int32_t pi = 0; pi < t->n_parts; pi++) {
             const struct cstate_partition *cp = &t->parts[pi];
             if (!cstate_part_is_replica(cp, me))

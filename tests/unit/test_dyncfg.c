@@ -105,8 +105,7 @@ static void test_throttle_rates_are_checked_as_the_broker_reads_them(void **stat
         assert_true(d->min == b->min && d->max == b->max);
         assert_int_equal(dyncfg_validate(d->name, d, "10485760", msg, sizeof(msg)), KERR_NONE);
         assert_int_equal(dyncfg_validate(d->name, d, "0", msg, sizeof(msg)), KERR_INVALID_CONFIG);
-        assert_int_equal(dyncfg_validate(d->name, d, "10M", msg, sizeof(msg)),
-                         KERR_INVALID_CONFIG);
+        assert_int_equal(dyncfg_validate(d->name, d, "10M", msg, sizeof(msg)), KERR_INVALID_CONFIG);
     }
 }
 
