@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker/broker_config.h"
 #include "broker/coordclient.h"
@@ -269,6 +270,20 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     coordclient_shutdown(m->ctx.cc, shutdown_done, m);
 }
 
+/* test.loop.stall.ms: a loop that stops turning, for the liveness tests
+ * (docs/coordinator.md, "Heartbeats"). The heartbeat thread keeps running. */
+static void on_stall_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    int64_t ms = *(const int64_t *)arg;
+    log_warn("broker", "SIGUSR2: stalling the event loop for %" PRId64 " ms (test.loop.stall.ms)",
+             ms);
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -294,6 +309,8 @@ int main(int argc, char **argv)
     int code = EXIT_RUNTIME;
     struct wpool *pool = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigstall = NULL; /* test.loop.stall.ms */
+    int64_t stall_ms = 0;
     r = config_parse_args(cfg, argc, argv, err, sizeof(err));
     if (r == 0)
         r = broker_settings_resolve(cfg, &m.s, err, sizeof(err));
@@ -318,6 +335,7 @@ int main(int argc, char **argv)
     if (!m.base || looplag_new(m.base, "broker", &m.lag) < 0)
         goto out;
     log_fd_limit(config_get_int(cfg, "log.open.files.max"));
+    stall_ms = config_get_int(cfg, "test.loop.stall.ms");
     r = wpool_new(m.base, 2, &pool);
     if (r < 0) {
         log_error("broker", "worker pool: %s", strerror(-r));
@@ -442,6 +460,12 @@ int main(int argc, char **argv)
         goto out;
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
+    if (stall_ms > 0) {
+        sigstall = evsignal_new(m.base, SIGUSR2, on_stall_signal, &stall_ms);
+        if (!sigstall)
+            goto out;
+        evsignal_add(sigstall, NULL);
+    }
     log_info("broker", "broker %d listening on %s:%d, replication %s:%d, coordinator %s:%d",
              m.s.broker_id, m.s.listen.host, kserver_port(m.srv), repl_advertised_host(m.ctx.repl),
              repl_port(m.ctx.repl), m.s.coord_host, m.s.coord_port);
@@ -478,6 +502,8 @@ out:
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    if (sigstall)
+        event_free(sigstall);
     if (m.grace)
         event_free(m.grace);
     if (m.base)

@@ -121,15 +121,15 @@ void svc_batch_run(struct coord_service *svc, struct rpc_call *call, const Proto
 
 /* ---- AlterPartition ------------------------------------------------------------- */
 
-/* Whether partition @idx of topic @topic_id has its preferred replica (first
- * replica) in the ISR; false for an unknown one. */
+/* Whether partition @idx of topic @topic_id has its preferred replica in the
+ * ISR; false for an unknown one. */
 static bool preferred_in_isr(const struct cstate *s, const uint8_t *topic_id, int32_t idx)
 {
     const struct cstate_topic *t = cstate_topic_by_id(s, topic_id);
     if (!t || idx < 0 || idx >= t->n_parts)
         return false;
     const struct cstate_partition *p = &t->parts[idx];
-    return cstate_part_in_isr(p, cstate_part_replicas(p)[0]);
+    return cstate_part_in_isr(p, cctl_preferred_replica(p));
 }
 
 /* An ISR change just added the preferred replica back: hand it the leadership
@@ -147,7 +147,7 @@ static void preferred_return(struct coord_service *svc, const uint8_t *topic_id,
         return;
     /* Records exist only for a known partition. */
     const struct cstate_topic *t = cstate_topic_by_id(svc->spec, topic_id);
-    int32_t preferred = cstate_part_replicas(&t->parts[idx])[0];
+    int32_t preferred = cctl_preferred_replica(&t->parts[idx]);
     log_event(LOG_LEVEL_INFO, "coordinator", "preferred_leader_return",
               LOG_FIELDS(LF_STR("topic", t->name), LF_INT("partition", idx),
                          LF_INT("broker", preferred)),
@@ -249,6 +249,9 @@ static void alter_partition_done(struct svc_batch *b, size_t i, void *result,
      * the reply waits until the move is durable too). */
     if (pref_added && svc->cfg->auto_leader_rebalance)
         preferred_return(svc, it->topic_id.data, it->partition);
+    /* A move finishes once its last target replica is in the ISR. */
+    if (err->code == KERR_NONE)
+        svc_reassign_maybe_complete(svc, it->topic_id.data, it->partition);
 }
 
 static void alter_partition_finish(struct svc_batch *b, void *msg)

@@ -14,6 +14,8 @@
  *                      AlterPartition)
  *   service_reads.c    DescribeCluster, ListTopics, DescribeTopics, GetImage,
  *                      Watch; the cached image of the committed state
+ *   service_reassign.c AlterReassignments, ListReassignments, ElectLeaders;
+ *                      completing partition moves
  *
  * Internal symbols carry the prefix svc_. */
 #pragma once
@@ -211,3 +213,19 @@ int svc_image_get(struct coord_service *svc);
 void svc_image_invalidate(struct coord_service *svc);
 /* For the watch hub: a copy of the cached image. */
 int svc_watch_image(void *ud, uint8_t **ret_data, size_t *ret_len, int64_t *ret_offset);
+
+/* ---- service_reassign.c ---------------------------------------------------------------- */
+
+void svc_alter_reassignments(struct coord_service *svc, struct rpc_call *call,
+                             const struct ProtobufCMessage *msg);
+void svc_elect_leaders(struct coord_service *svc, struct rpc_call *call,
+                       const struct ProtobufCMessage *msg);
+/* An RPC handler: answered at once from the committed state. */
+void svc_list_reassignments(struct rpc_call *call, const struct ProtobufCMessage *msg, void *ud);
+/* Write the completion of the move of one partition when every target replica
+ * is in sync (after an ISR change was written). */
+void svc_reassign_maybe_complete(struct coord_service *svc, const uint8_t *topic_id,
+                                 int32_t partition);
+/* The same for every partition being moved (start-up, the rebalance timer);
+ * @why names the occasion in the log. */
+void svc_reassign_complete_all(struct coord_service *svc, const char *why);

@@ -35,7 +35,7 @@ packages=(
     # tests; tmux gives the CLI's progress-line test a terminal
     libcmocka-dev python3 tmux
     # integration tests with real clients
-    python3-pytest kcat python3-kafka python3-confluent-kafka
+    python3-pytest python3-pytest-timeout kcat python3-kafka python3-confluent-kafka
     # kafka-python's snappy, lz4 and zstd codecs (not pulled in by python3-kafka)
     python3-snappy python3-lz4 python3-zstandard
     # broker-failure tests: network namespaces, veth, routes (tests/fault scenario 8)

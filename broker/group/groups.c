@@ -71,7 +71,7 @@ struct group {
     bool initial_delay;    /* Kafka's InitialDelayedJoin is running */
     bool new_member_added;
     int32_t delay_remaining;
-    bool sync_store_inflight;
+    int32_t sync_store_gen; /* generation whose assignment is being stored; -1: none */
 };
 
 enum append_kind { AP_SYNC, AP_STATIC_JOIN, AP_EMPTY, AP_DELETE };
@@ -357,6 +357,7 @@ static struct group *group_new(struct groups *g, const char *id)
     }
     grp->partition = g->o.gs ? gstore_partition_for(g->o.gs, id) : 0;
     grp->incarnation = ++g->next_incarnation;
+    grp->sync_store_gen = -1;
     grp->state = GS_EMPTY;
     grp->next = g->groups;
     if (g->groups)
@@ -565,8 +566,8 @@ static void append_done(void *ud, int16_t err)
     int16_t e = map_store_error(err);
     switch (a->kind) {
     case AP_SYNC:
-        if (grp)
-            grp->sync_store_inflight = false;
+        if (grp && grp->sync_store_gen == a->generation)
+            grp->sync_store_gen = -1;
         /* Kafka: only if the group is still in the generation that was stored. */
         if (grp && grp->state == GS_COMPLETING && grp->generation == a->generation) {
             if (e == KERR_NONE) {
@@ -737,7 +738,10 @@ static void complete_join(struct groups *g, struct group *grp)
             member_free(m);
         }
     }
-    grp->generation++;
+    /* Kafka's generationId + 1 wraps in Java; a generation replayed from a
+     * record can be INT32_MAX. Wrap to 1: -1 means "none" and 0 a new group. */
+    grp->generation = grp->generation >= INT32_MAX || grp->generation < 0 ? 1
+                                                                           : grp->generation + 1;
     free(grp->protocol);
     grp->protocol = NULL;
     if (grp->n_members == 0) {
@@ -1315,7 +1319,10 @@ void groups_sync(struct groups *g, const char *group_id, int32_t generation, con
     m->sync_ud = ud;
     heartbeat(g, m);
     /* Only the leader's assignments count; Kafka ignores a follower's. */
-    if (!streq(grp->leader, m->id) || grp->sync_store_inflight)
+    /* A leader's repeated SyncGroup in this generation does not store again;
+     * a store still in flight for an older generation does not hold this one
+     * back (its completion finds the generation moved on and does nothing). */
+    if (!streq(grp->leader, m->id) || grp->sync_store_gen == grp->generation)
         return;
     for (struct gmember *o = grp->members; o; o = o->next) {
         buf_slice a = {NULL, 0};
@@ -1337,7 +1344,7 @@ void groups_sync(struct groups *g, const char *group_id, int32_t generation, con
         prepare_rebalance(g, grp);
         return;
     }
-    grp->sync_store_inflight = true;
+    grp->sync_store_gen = grp->generation;
 }
 
 int16_t groups_heartbeat(struct groups *g, const char *group_id, int32_t generation,

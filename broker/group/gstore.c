@@ -142,7 +142,12 @@ static int32_t partition_count(const struct gstore *gs)
 
 int32_t gstore_partition_of(const char *group_id, int32_t partitions)
 {
-    return (int32_t)(((uint32_t)java_hash(group_id) & 0x7fffffffu) % (uint32_t)partitions);
+    /* Kafka's Utils.abs: |h|, and 0 for Integer.MIN_VALUE (not h & 0x7fffffff,
+     * which is the producer partitioner's toPositive and differs for every
+     * negative hash). */
+    int32_t h = java_hash(group_id);
+    uint32_t a = h == INT32_MIN ? 0u : (uint32_t)(h < 0 ? -h : h);
+    return (int32_t)(a % (uint32_t)partitions);
 }
 
 int32_t gstore_partition_for(const struct gstore *gs, const char *group_id)

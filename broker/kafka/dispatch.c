@@ -39,6 +39,9 @@ const struct dispatch_entry dispatch_table[] = {
     {KAFKA_API_LIST_GROUPS, 0, 4, api_list_groups_handle},
     {KAFKA_API_DESCRIBE_GROUPS, 0, 5, api_describe_groups_handle},
     {KAFKA_API_DELETE_GROUPS, 0, 2, api_delete_groups_handle},
+    {KAFKA_API_ELECT_LEADERS, 0, 2, api_elect_leaders_handle},
+    {KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 0, 0, api_alter_partition_reassignments_handle},
+    {KAFKA_API_LIST_PARTITION_REASSIGNMENTS, 0, 0, api_list_partition_reassignments_handle},
 };
 const size_t dispatch_table_len = sizeof(dispatch_table) / sizeof(dispatch_table[0]);
 

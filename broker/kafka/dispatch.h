@@ -119,6 +119,11 @@ void api_describe_configs_handle(struct broker_ctx *b, struct kreq *req, void *b
 void api_alter_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_incremental_alter_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_describe_cluster_handle(struct broker_ctx *b, struct kreq *req, void *body);
+/* api_reassign.c, api_elect.c: partition reassignment and elections on
+ * request, forwarded to the coordinator. */
+void api_alter_partition_reassignments_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_list_partition_reassignments_handle(struct broker_ctx *b, struct kreq *req, void *body);
+void api_elect_leaders_handle(struct broker_ctx *b, struct kreq *req, void *body);
 
 /* Parked fetches (long poll) wait in b->fetches (a purgatory named "fetch";
  * purg_free answers each with the logs as they are). A log's consumer-visible
