@@ -1224,10 +1224,16 @@ static void tpart_build(struct tpart *tp, int32_t leader, const int32_t *rep, si
     int32_t *ids = total <= CSTATE_INLINE_IDS ? tp->p.ids.inl : tp->buf;
     if (total > CSTATE_INLINE_IDS)
         tp->p.ids.heap = tp->buf;
-    memcpy(ids, rep, n_rep * sizeof(*ids));
-    memcpy(ids + n_rep, isr, n_isr * sizeof(*ids));
-    memcpy(ids + n_rep + n_isr, add, n_add * sizeof(*ids));
-    memcpy(ids + n_rep + n_isr + n_add, rem, n_rem * sizeof(*ids));
+    /* memcpy with a NULL source is undefined even for 0 bytes (UBSan): an empty
+     * adding/removing list may come as NULL. */
+    if (n_rep)
+        memcpy(ids, rep, n_rep * sizeof(*ids));
+    if (n_isr)
+        memcpy(ids + n_rep, isr, n_isr * sizeof(*ids));
+    if (n_add)
+        memcpy(ids + n_rep + n_isr, add, n_add * sizeof(*ids));
+    if (n_rem)
+        memcpy(ids + n_rep + n_isr + n_add, rem, n_rem * sizeof(*ids));
 }
 
 static bool reassigning(const struct cstate_partition *p)
