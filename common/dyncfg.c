@@ -14,6 +14,7 @@
  * flush scheduler and checkpoint intervals (static in Kafka too), and
  * message.max.bytes (Weir reads it once, at start-up). */
 const struct dyncfg_key dyncfg_keys[] = {
+    {"broker.decommissioned", NULL, false, true},
     {"log.flush.interval.messages", "flush.messages"},
     {"log.flush.interval.ms", "flush.ms"},
     {"log.index.interval.bytes", "index.interval.bytes"},
