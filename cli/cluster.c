@@ -25,7 +25,9 @@ static const char cluster_usage[] =
     "                                     if it is not healthy within S seconds)\n"
     "  rebalance     plan over every broker and every topic (__consumer_offsets too)\n"
     "                and start the moves: the step after adding a broker\n"
-    "  decommission  --broker N: move every replica off broker N\n"
+    "  decommission  --broker N: mark broker N decommissioned (new topics and\n"
+    "                partitions skip it) and move every replica off it\n"
+    "  recommission  --broker N: clear the mark; new replicas may land there again\n"
     "           --throttle B/S   replication throttle for the moves (rebalance,\n"
     "                            decommission); removed when --wait sees them done\n"
     "           --wait           wait until the moves are done (progress on a\n"
@@ -410,8 +412,10 @@ int cli_cluster_main(struct cli *c, int argc, char **argv)
         return help;
     const char *verb = argv[1];
     bool move = !strcmp(verb, "rebalance") || !strcmp(verb, "decommission");
-    if (strcmp(verb, "info") && strcmp(verb, "health") && !move)
-        return cli_usage_err("unknown verb '%s'; verbs: info, health, rebalance, decommission",
+    bool recom = !strcmp(verb, "recommission");
+    if (strcmp(verb, "info") && strcmp(verb, "health") && !move && !recom)
+        return cli_usage_err("unknown verb '%s'; verbs: info, health, rebalance, decommission, "
+                             "recommission",
                              verb);
     cli_set_cmd("cluster", verb);
     bool watch = false, until = false, wait = false;
@@ -449,6 +453,13 @@ int cli_cluster_main(struct cli *c, int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_err("unexpected argument '%s'", argv[optind]);
+    if (recom) {
+        if (watch || until || wait || throttle || timeout)
+            return cli_usage_err("recommission takes only --broker N");
+        if (broker < 0)
+            return cli_usage_err("--broker N is required");
+        return cli_cluster_recommission(c, (int32_t)broker);
+    }
     if (move) {
         if (watch || until)
             return cli_usage_err("--watch and --exit-when-healthy are for 'health'");
@@ -460,7 +471,8 @@ int cli_cluster_main(struct cli *c, int argc, char **argv)
         return cli_cluster_move(c, verb, (int32_t)broker, throttle, wait, (double)timeout);
     }
     if (throttle || wait || broker >= 0)
-        return cli_usage_err("--throttle, --wait and --broker are for rebalance and decommission");
+        return cli_usage_err("--throttle, --wait and --broker are for rebalance, decommission and "
+                             "recommission");
     if (!strcmp(verb, "info")) {
         if (watch || until || timeout)
             return cli_usage_err("--watch, --exit-when-healthy and --timeout are for 'health'");

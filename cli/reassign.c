@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +31,8 @@
 #define THROTTLE_RATE_FOLLOWER "follower.replication.throttled.rate"
 #define THROTTLE_REPLICAS_LEADER "leader.replication.throttled.replicas"
 #define THROTTLE_REPLICAS_FOLLOWER "follower.replication.throttled.replicas"
+/* The coordinator's per-broker placement flag (coordinator/controller.h). */
+#define DECOMMISSIONED_KEY "broker.decommissioned"
 
 /* ---- the cluster as Metadata shows it ---- */
 
@@ -527,13 +530,12 @@ out:
 
 /* ---- throttles ---- */
 
-/* Whether the brokers know the replication throttle keys (DescribeConfigs of
- * broker @id). -1 after printing an error. */
-static int throttle_supported(const struct cli *c, int32_t id)
+/* The value of broker config @key on broker @id (DescribeConfigs, served by
+ * that broker) into @buf: 1 when the broker lists the key, 0 when it does not,
+ * -1 after printing an error. */
+static int broker_config_get(const struct cli *c, rd_kafka_t *rk, int32_t id, const char *key,
+                             char *buf, size_t len)
 {
-    rd_kafka_t *rk = cli_admin_new(c);
-    if (!rk)
-        return -1;
     char name[16], errstr[256];
     snprintf(name, sizeof(name), "%d", (int)id);
     rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_BROKER, name);
@@ -550,19 +552,96 @@ static int throttle_supported(const struct cli *c, int32_t id)
         if (n == 1 && !rd_kafka_ConfigResource_error(rs[0])) {
             const rd_kafka_ConfigEntry_t **es = rd_kafka_ConfigResource_configs(rs[0], &ne);
             found = 0;
-            for (size_t i = 0; i < ne; i++)
-                if (strcmp(rd_kafka_ConfigEntry_name(es[i]), THROTTLE_RATE_LEADER) == 0)
+            for (size_t i = 0; i < ne && !found; i++)
+                if (strcmp(rd_kafka_ConfigEntry_name(es[i]), key) == 0) {
+                    const char *v = rd_kafka_ConfigEntry_value(es[i]);
+                    snprintf(buf, len, "%s", v ? v : "");
                     found = 1;
+                }
         } else {
-            cli_err("DescribeConfigs of broker %d failed", (int)id);
+            char b[512];
+            cli_err("DescribeConfigs of broker %d: %s", (int)id,
+                    n == 1 ? cli_kerr(rd_kafka_ConfigResource_error(rs[0]),
+                                      rd_kafka_ConfigResource_error_string(rs[0]), b, sizeof(b))
+                           : "no answer");
         }
         rd_kafka_event_destroy(ev);
     }
     rd_kafka_AdminOptions_destroy(o);
     rd_kafka_queue_destroy(q);
     rd_kafka_ConfigResource_destroy(res);
-    rd_kafka_destroy(rk);
     return found;
+}
+
+/* Whether the brokers know the replication throttle keys (asked of broker
+ * @id). -1 after printing an error. */
+static int throttle_supported(const struct cli *c, int32_t id)
+{
+    rd_kafka_t *rk = cli_admin_new(c);
+    if (!rk)
+        return -1;
+    char v[64];
+    int r = broker_config_get(c, rk, id, THROTTLE_RATE_LEADER, v, sizeof(v));
+    rd_kafka_destroy(rk);
+    return r;
+}
+
+/* Drops from @m's brokers those with broker.decommissioned=true, which take no
+ * new replica. -1 after printing an error. */
+static int drop_decommissioned(const struct cli *c, struct md *m)
+{
+    rd_kafka_t *rk = cli_admin_new(c);
+    if (!rk)
+        return -1;
+    size_t kept = 0;
+    int r = 0;
+    for (size_t i = 0; i < m->n_brokers; i++) {
+        char v[16] = "";
+        int f = broker_config_get(c, rk, m->brokers[i].id, DECOMMISSIONED_KEY, v, sizeof(v));
+        if (f < 0) {
+            r = -1;
+            break;
+        }
+        if (f == 1 && strcasecmp(v, "true") == 0) {
+            free(m->brokers[i].rack);
+            continue;
+        }
+        m->brokers[kept++] = m->brokers[i];
+    }
+    if (r == 0)
+        m->n_brokers = kept;
+    rd_kafka_destroy(rk);
+    return r;
+}
+
+/* Sets broker.decommissioned=true on @id (@on) or removes it. */
+static int set_decommissioned(struct raw_conn *rc, int32_t id, bool on)
+{
+    char name[16];
+    snprintf(name, sizeof(name), "%d", (int)id);
+    struct kafka_incremental_alter_configs_request_config cfg = {
+        .name = slice_of(DECOMMISSIONED_KEY),
+        .config_operation = on ? 0 : 1,
+        .value = on ? slice_of("true") : (buf_slice){NULL, -1}};
+    struct kafka_incremental_alter_configs_request_resource res = {
+        .resource_type = RD_KAFKA_RESOURCE_BROKER, .resource_name = slice_of(name),
+        .n_configs = 1, .configs = &cfg};
+    struct kafka_incremental_alter_configs_request req;
+    kafka_incremental_alter_configs_request_init(&req);
+    req.n_resources = 1;
+    req.resources = &res;
+    struct kafka_incremental_alter_configs_response resp;
+    if (raw_call(rc, KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 1, &req, &resp))
+        return -1;
+    for (int32_t i = 0; i < resp.n_responses; i++)
+        if (resp.responses[i].error_code) {
+            cli_err("broker %d: %s: %s", (int)id, cli_kerr_name(resp.responses[i].error_code),
+                    resp.responses[i].error_message.len > 0
+                        ? raw_str(resp.responses[i].error_message)
+                        : "the cluster refused " DECOMMISSIONED_KEY);
+            return -1;
+        }
+    return 0;
 }
 
 /* Appends "p:b" for each broker of @ids to the comma list @s (capacity @cap). */
@@ -1282,17 +1361,21 @@ int cli_cluster_move(struct cli *c, const char *verb, int32_t broker, int64_t th
         cli_err("broker %d is not a registered broker", (int)broker);
         goto out;
     }
+    /* first the flag, so that no topic created during the moves lands there */
+    if (decom && set_decommissioned(rc, broker, true))
+        goto out;
+    if (drop_decommissioned(c, &m))
+        goto out;
     int32_t *ids = calloc(m.n_brokers + 1, sizeof(*ids));
     int nb = 0;
     for (size_t i = 0; i < m.n_brokers; i++)
-        if (!decom || m.brokers[i].id != broker)
-            ids[nb++] = m.brokers[i].id;
+        ids[nb++] = m.brokers[i].id;
     size_t nmoves = 0;
     int g = nb > 0 ? generate(&m, ids, nb, &plan, &cur, &nmoves) : -1;
     free(ids);
     if (g) {
         if (nb == 0)
-            cli_err("no broker would be left");
+            cli_err("no broker would be left that is not decommissioned");
         goto out;
     }
     if (!c->json)
@@ -1329,6 +1412,34 @@ int cli_cluster_move(struct cli *c, const char *verb, int32_t broker, int64_t th
 out:
     moves_free(&plan);
     moves_free(&cur);
+    md_free(&m);
+    raw_close(rc);
+    return ex;
+}
+
+int cli_cluster_recommission(struct cli *c, int32_t broker)
+{
+    struct raw_conn *rc;
+    if (raw_open(c, &rc))
+        return CLI_EXIT_FAIL;
+    int ex = CLI_EXIT_FAIL;
+    struct md m = {0};
+    if (md_load(rc, NULL, 0, &m))
+        goto out;
+    if (!md_has_broker(&m, broker)) {
+        cli_err("broker %d is not a registered broker", (int)broker);
+        goto out;
+    }
+    if (set_decommissioned(rc, broker, false))
+        goto out;
+    if (c->json)
+        printf("{\"broker\":%d,\"decommissioned\":false}\n", (int)broker);
+    else
+        printf("Broker %d takes new replicas again; 'weir cluster rebalance' moves existing "
+               "ones onto it.\n",
+               (int)broker);
+    ex = CLI_EXIT_OK;
+out:
     md_free(&m);
     raw_close(rc);
     return ex;

@@ -170,6 +170,25 @@ def test_rebalance_onto_a_new_broker_then_decommission(cluster, tmp_path):
         r = chk.finish()
     assert not chk.violations(r), chk.summary(r)
 
+    # a topic created now gets no replica on broker 2, and a rebalance keeps it empty
+    create(c, "late", 12, 2)
+    assert not any(2 in p["replicas"] for p in assignment(c, ["late"]).values())
+    desc = weir(c, "config", "describe", "--broker", "2").stdout
+    assert "broker.decommissioned" in desc and "true" in desc, desc
+    weir(c, "cluster", "rebalance", "--wait", "--timeout", "60")
+    assert not any(2 in p["replicas"] for p in assignment(c, list(metadata(c)["topics"])).values())
+
+    # recommission: new topics may use broker 2 again; a rebalance moves replicas onto it
+    out = weir(c, "cluster", "recommission", "--broker", "2")
+    assert "Broker 2 takes new replicas again" in out.stdout
+    create(c, "later", 12, 2)
+    assert any(2 in p["replicas"] for p in assignment(c, ["later"]).values())
+    weir(c, "cluster", "rebalance", "--wait", "--timeout", "90")
+    every = list(metadata(c)["topics"])
+    a = assignment(c, every)
+    loads = [sum(b in p["replicas"] for p in a.values()) for b in (1, 2, 3, 4)]
+    assert max(loads) - min(loads) <= 1, loads
+
 
 def test_generate_execute_verify_list_cancel_with_a_plan_file(cluster, tmp_path):
     c = cluster
@@ -278,6 +297,10 @@ def test_bad_plans_are_refused_and_nothing_moves(cluster, tmp_path):
     assert p.returncode == 2
     p = weir(c, "cluster", "decommission", "--broker", "9", check=False)
     assert p.returncode == 1 and "broker 9 is not a registered broker" in p.stderr
+    p = weir(c, "cluster", "recommission", "--broker", "9", check=False)
+    assert p.returncode == 1 and "broker 9 is not a registered broker" in p.stderr
+    p = weir(c, "config", "set", "--broker-default", "broker.decommissioned=true", check=False)
+    assert p.returncode == 1 and "per broker" in p.stderr, p.stderr
     # --throttle is refused (nothing moved) while the brokers lack the keys
     plan = write_plan(tmp_path, "t.json", [good])
     p = weir(c, "reassign", "execute", "--plan", plan, "--throttle", "1000000", check=False)
