@@ -316,7 +316,7 @@ static int plan_check(const struct md *m, const struct moves *ms)
         }
         for (int r = 0; r < mv->n_replicas; r++)
             if (!md_has_broker(m, mv->replicas[r])) {
-                cli_err("%s-%d: broker %d is not a registered broker", mv->topic,
+                cli_err("%s-%d: broker %d is not a live registered broker", mv->topic,
                         (int)mv->partition, (int)mv->replicas[r]);
                 return -1;
             }
@@ -1057,7 +1057,7 @@ static int reassign_generate(struct cli *c, const char *brokers_s, const char *t
         goto out;
     for (int i = 0; i < nb; i++)
         if (!md_has_broker(&m, ids[i])) {
-            cli_err("broker %d is not a registered broker", (int)ids[i]);
+            cli_err("broker %d is not a live registered broker", (int)ids[i]);
             goto out_md;
         }
     struct moves plan = {0}, cur = {0};
@@ -1357,8 +1357,34 @@ int cli_cluster_move(struct cli *c, const char *verb, int32_t broker, int64_t th
     if (md_load(rc, NULL, 0, &m))
         goto out;
     bool decom = !strcmp(verb, "decommission");
-    if (decom && !md_has_broker(&m, broker)) {
-        cli_err("broker %d is not a registered broker", (int)broker);
+    /* A broker that holds replicas but is not live (restarting, or dead) is
+     * not planned around silently: everything would move off it. Only the
+     * broker being decommissioned may be down. */
+    bool holds = false;
+    for (size_t i = 0; i < m.n_parts; i++)
+        for (int r = 0; r < m.parts[i].n_replicas; r++) {
+            int32_t b = m.parts[i].replicas[r];
+            holds = holds || b == broker;
+            if (md_has_broker(&m, b) || (decom && b == broker))
+                continue;
+            cli_err("broker %d holds replicas (%s-%d) but is not live: start it, or move them "
+                    "with 'weir cluster decommission --broker %d'",
+                    (int)b, m.parts[i].topic, (int)m.parts[i].partition, (int)b);
+            goto out;
+        }
+    if (decom && !md_has_broker(&m, broker) && !holds) {
+        cli_err("broker %d is not a live registered broker and holds no replica", (int)broker);
+        goto out;
+    }
+    struct moving busy;
+    if (list_moving(c, rc, &busy))
+        goto out;
+    size_t n_busy = busy.all.n;
+    moving_free(&busy);
+    if (n_busy) {
+        cli_err("%zu partition%s being moved; wait for them ('weir reassign list') or cancel "
+                "them ('weir reassign cancel --all') first",
+                n_busy, n_busy == 1 ? " is" : "s are");
         goto out;
     }
     /* first the flag, so that no topic created during the moves lands there */
@@ -1423,13 +1449,6 @@ int cli_cluster_recommission(struct cli *c, int32_t broker)
     if (raw_open(c, &rc))
         return CLI_EXIT_FAIL;
     int ex = CLI_EXIT_FAIL;
-    struct md m = {0};
-    if (md_load(rc, NULL, 0, &m))
-        goto out;
-    if (!md_has_broker(&m, broker)) {
-        cli_err("broker %d is not a registered broker", (int)broker);
-        goto out;
-    }
     if (set_decommissioned(rc, broker, false))
         goto out;
     if (c->json)
@@ -1440,7 +1459,6 @@ int cli_cluster_recommission(struct cli *c, int32_t broker)
                (int)broker);
     ex = CLI_EXIT_OK;
 out:
-    md_free(&m);
     raw_close(rc);
     return ex;
 }

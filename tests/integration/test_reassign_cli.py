@@ -265,7 +265,7 @@ def test_bad_plans_are_refused_and_nothing_moves(cluster, tmp_path):
     good = {"topic": "bad", "partition": 0, "replicas": [3, 1]}
     cases = {
         "unknown broker": ([good, {"topic": "bad", "partition": 1, "replicas": [1, 9]}],
-                           "broker 9 is not a registered broker"),
+                           "broker 9 is not a live registered broker"),
         "duplicate replica": ([good, {"topic": "bad", "partition": 1, "replicas": [2, 2]}],
                               "broker 2 is listed twice"),
         "empty replicas": ([good, {"topic": "bad", "partition": 1, "replicas": []}],
@@ -290,15 +290,19 @@ def test_bad_plans_are_refused_and_nothing_moves(cluster, tmp_path):
     p = weir(c, "reassign", "execute", "--plan", str(tmp_path / "missing.json"), check=False)
     assert p.returncode == 1 and "missing.json" in p.stderr
     p = weir(c, "reassign", "generate", "--brokers", "1,2,9", check=False)
-    assert p.returncode == 1 and "broker 9 is not a registered broker" in p.stderr
+    assert p.returncode == 1 and "broker 9 is not a live registered broker" in p.stderr
     p = weir(c, "reassign", "generate", "--brokers", "1", "--topics", "bad", check=False)
     assert p.returncode == 1 and "only 1 brokers were given" in p.stderr
     p = weir(c, "reassign", "generate", "--brokers", "1,1", check=False)
     assert p.returncode == 2
     p = weir(c, "cluster", "decommission", "--broker", "9", check=False)
-    assert p.returncode == 1 and "broker 9 is not a registered broker" in p.stderr
-    p = weir(c, "cluster", "recommission", "--broker", "9", check=False)
-    assert p.returncode == 1 and "broker 9 is not a registered broker" in p.stderr
+    assert p.returncode == 1 and "broker 9 is not a live registered broker" in p.stderr
+    # a broker that is down is not planned around: its replicas would all move
+    c.term_broker(3)
+    p = weir(c, "cluster", "rebalance", check=False)
+    assert p.returncode == 1 and "broker 3 holds replicas" in p.stderr, p.stderr
+    c.start_broker(3)
+    wait_for("broker 3 back", lambda: 3 in metadata(c)["brokers"])
     p = weir(c, "config", "set", "--broker-default", "broker.decommissioned=true", check=False)
     assert p.returncode == 1 and "per broker" in p.stderr, p.stderr
     # --throttle is refused (nothing moved) while the brokers lack the keys
