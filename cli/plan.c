@@ -24,15 +24,15 @@
 
 struct planner {
     size_t nb, np;
-    int32_t *ids;     /* broker ids, sorted */
-    int *rack;        /* rack number of each broker position; -1 when racks are off */
+    int32_t *ids; /* broker ids, sorted */
+    int *rack;    /* rack number of each broker position; -1 when racks are off */
     int nracks;
-    size_t *order;    /* partitions in (topic, partition) order */
-    int *topic;       /* topic number of each partition (input index) */
+    size_t *order; /* partitions in (topic, partition) order */
+    int *topic;    /* topic number of each partition (input index) */
     int ntopics;
-    size_t *off;      /* first slot of each partition (input index) */
-    int *slot;        /* broker position per slot, -1 = hole */
-    bool *kept;       /* the slot's broker already has the data */
+    size_t *off; /* first slot of each partition (input index) */
+    int *slot;   /* broker position per slot, -1 = hole */
+    bool *kept;  /* the slot's broker already has the data */
     long *load, *leads;
     long *tload, *tleads; /* per topic and broker: [topic * nb + b] */
 };
@@ -171,9 +171,8 @@ static void fill(struct planner *pl, const struct plan_part *parts)
             for (size_t b = 0; b < pl->nb; b++) {
                 if (part_has(pl, i, rf, (int)b))
                     continue;
-                long key[3] = {
-                    pl->nracks > 0 && rack_taken(pl, i, rf, r, (int)b),
-                    pl->load[b], pl->tload[(size_t)pl->topic[i] * pl->nb + b]};
+                long key[3] = {pl->nracks > 0 && rack_taken(pl, i, rf, r, (int)b), pl->load[b],
+                               pl->tload[(size_t)pl->topic[i] * pl->nb + b]};
                 if (best < 0 || key_less(key, best_key)) {
                     best = (int)b;
                     memcpy(best_key, key, sizeof(key));
@@ -206,8 +205,8 @@ static long best_move(const struct planner *pl, const struct plan_part *parts, i
                     continue;
             }
             size_t t = (size_t)pl->topic[i] * pl->nb;
-            long score = (pl->tload[t + (size_t)a] - pl->tload[t + (size_t)b]) * 4 +
-                         (r != 0) * 2 + !pl->kept[s];
+            long score = (pl->tload[t + (size_t)a] - pl->tload[t + (size_t)b]) * 4 + (r != 0) * 2 +
+                         !pl->kept[s];
             if (best < 0 || score > best_score) {
                 best = (long)s;
                 best_score = score;

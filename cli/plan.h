@@ -25,7 +25,7 @@ struct plan_broker {
 };
 
 struct plan_part {
-    const char *topic;       /* borrowed */
+    const char *topic; /* borrowed */
     int32_t partition;
     const int32_t *replicas; /* current replicas, first = preferred leader; borrowed */
     int n_replicas;          /* the replication factor, kept by the plan */

@@ -27,9 +27,9 @@
 #include "cli/plan.h"
 #include "cli/raw.h"
 
-#define THROTTLE_RATE_LEADER "leader.replication.throttled.rate"
-#define THROTTLE_RATE_FOLLOWER "follower.replication.throttled.rate"
-#define THROTTLE_REPLICAS_LEADER "leader.replication.throttled.replicas"
+#define THROTTLE_RATE_LEADER       "leader.replication.throttled.rate"
+#define THROTTLE_RATE_FOLLOWER     "follower.replication.throttled.rate"
+#define THROTTLE_REPLICAS_LEADER   "leader.replication.throttled.replicas"
 #define THROTTLE_REPLICAS_FOLLOWER "follower.replication.throttled.replicas"
 /* The coordinator's per-broker placement flag (coordinator/controller.h). */
 #define DECOMMISSIONED_KEY "broker.decommissioned"
@@ -219,8 +219,7 @@ static int plan_read(const char *path, struct moves *ret)
     json_t *ver = json_object_get(root, "version");
     json_t *parts = json_object_get(root, "partitions");
     if (!json_is_object(root) || !json_is_integer(ver) || json_integer_value(ver) != 1) {
-        cli_err("%s: not a reassignment plan: expected {\"version\":1,\"partitions\":[...]}",
-                path);
+        cli_err("%s: not a reassignment plan: expected {\"version\":1,\"partitions\":[...]}", path);
         goto fail;
     }
     if (!json_is_array(parts)) {
@@ -229,7 +228,8 @@ static int plan_read(const char *path, struct moves *ret)
     }
     size_t i;
     json_t *e;
-    json_array_foreach(parts, i, e) {
+    json_array_foreach(parts, i, e)
+    {
         json_t *t = json_object_get(e, "topic"), *p = json_object_get(e, "partition"),
                *rs = json_object_get(e, "replicas"), *dirs = json_object_get(e, "log_dirs");
         if (!json_is_string(t) || !json_is_integer(p) || json_integer_value(p) < 0 ||
@@ -270,8 +270,8 @@ static int plan_read(const char *path, struct moves *ret)
             size_t k;
             json_t *d;
             bool any = json_is_array(dirs) && json_array_size(dirs) == n;
-            json_array_foreach(dirs, k, d) any = any && json_is_string(d) &&
-                                                 strcmp(json_string_value(d), "any") == 0;
+            json_array_foreach(dirs, k, d) any =
+                any && json_is_string(d) && strcmp(json_string_value(d), "any") == 0;
             if (!any) {
                 cli_err("%s: %s-%d: log_dirs other than \"any\" are not supported (Weir has one "
                         "log directory per broker)",
@@ -547,8 +547,8 @@ static int broker_config_get(const struct cli *c, rd_kafka_t *rk, int32_t id, co
     rd_kafka_event_t *ev = cli_admin_wait(q, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT, c->timeout_ms);
     if (ev) {
         size_t n, ne;
-        const rd_kafka_ConfigResource_t **rs =
-            rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
+        const rd_kafka_ConfigResource_t **rs = rd_kafka_DescribeConfigs_result_resources(
+            rd_kafka_event_DescribeConfigs_result(ev), &n);
         if (n == 1 && !rd_kafka_ConfigResource_error(rs[0])) {
             const rd_kafka_ConfigEntry_t **es = rd_kafka_ConfigResource_configs(rs[0], &ne);
             found = 0;
@@ -623,9 +623,11 @@ static int set_decommissioned(struct raw_conn *rc, int32_t id, bool on)
         .name = slice_of(DECOMMISSIONED_KEY),
         .config_operation = on ? 0 : 1,
         .value = on ? slice_of("true") : (buf_slice){NULL, -1}};
-    struct kafka_incremental_alter_configs_request_resource res = {
-        .resource_type = RD_KAFKA_RESOURCE_BROKER, .resource_name = slice_of(name),
-        .n_configs = 1, .configs = &cfg};
+    struct kafka_incremental_alter_configs_request_resource res = {.resource_type =
+                                                                       RD_KAFKA_RESOURCE_BROKER,
+                                                                   .resource_name = slice_of(name),
+                                                                   .n_configs = 1,
+                                                                   .configs = &cfg};
     struct kafka_incremental_alter_configs_request req;
     kafka_incremental_alter_configs_request_init(&req);
     req.n_resources = 1;
@@ -663,7 +665,7 @@ static int throttle_apply(const struct cli *c, struct raw_conn *rc, const struct
     size_t cap_res = m->n_brokers + target->n + 1;
     struct kafka_incremental_alter_configs_request_resource *res = calloc(cap_res, sizeof(*res));
     struct kafka_incremental_alter_configs_request_config *cfg = calloc(cap_res * 2, sizeof(*cfg));
-    char (*ids)[16] = calloc(m->n_brokers + 1, sizeof(*ids));
+    char(*ids)[16] = calloc(m->n_brokers + 1, sizeof(*ids));
     char **lists = calloc(target->n * 2 + 1, sizeof(*lists));
     char rate_s[32];
     snprintf(rate_s, sizeof(rate_s), "%lld", (long long)rate);
@@ -674,12 +676,15 @@ static int throttle_apply(const struct cli *c, struct raw_conn *rc, const struct
     for (size_t b = 0; b < m->n_brokers; b++) {
         snprintf(ids[b], sizeof(ids[b]), "%d", (int)m->brokers[b].id);
         res[nres] = (struct kafka_incremental_alter_configs_request_resource){
-            .resource_type = RD_KAFKA_RESOURCE_BROKER, .resource_name = slice_of(ids[b]),
-            .n_configs = 2, .configs = &cfg[ncfg]};
+            .resource_type = RD_KAFKA_RESOURCE_BROKER,
+            .resource_name = slice_of(ids[b]),
+            .n_configs = 2,
+            .configs = &cfg[ncfg]};
         const char *keys[2] = {THROTTLE_RATE_LEADER, THROTTLE_RATE_FOLLOWER};
         for (int k = 0; k < 2; k++)
             cfg[ncfg++] = (struct kafka_incremental_alter_configs_request_config){
-                .name = slice_of(keys[k]), .config_operation = op,
+                .name = slice_of(keys[k]),
+                .config_operation = op,
                 .value = op ? (buf_slice){NULL, -1} : slice_of(rate_s)};
         nres++;
     }
@@ -713,13 +718,17 @@ static int throttle_apply(const struct cli *c, struct raw_conn *rc, const struct
             }
         }
         res[nres] = (struct kafka_incremental_alter_configs_request_resource){
-            .resource_type = RD_KAFKA_RESOURCE_TOPIC, .resource_name = slice_of(topic),
-            .n_configs = 2, .configs = &cfg[ncfg]};
+            .resource_type = RD_KAFKA_RESOURCE_TOPIC,
+            .resource_name = slice_of(topic),
+            .n_configs = 2,
+            .configs = &cfg[ncfg]};
         cfg[ncfg++] = (struct kafka_incremental_alter_configs_request_config){
-            .name = slice_of(THROTTLE_REPLICAS_LEADER), .config_operation = op,
+            .name = slice_of(THROTTLE_REPLICAS_LEADER),
+            .config_operation = op,
             .value = op ? (buf_slice){NULL, -1} : slice_of(lead)};
         cfg[ncfg++] = (struct kafka_incremental_alter_configs_request_config){
-            .name = slice_of(THROTTLE_REPLICAS_FOLLOWER), .config_operation = op,
+            .name = slice_of(THROTTLE_REPLICAS_FOLLOWER),
+            .config_operation = op,
             .value = op ? (buf_slice){NULL, -1} : slice_of(follow)};
         nres++;
     }
@@ -733,14 +742,13 @@ static int throttle_apply(const struct cli *c, struct raw_conn *rc, const struct
     ret = 0;
     for (int32_t i = 0; i < resp.n_responses; i++)
         if (resp.responses[i].error_code) {
-            cli_err("throttle on %s %s: %s: %s",
-                    resp.responses[i].resource_type == RD_KAFKA_RESOURCE_BROKER ? "broker"
-                                                                                 : "topic",
-                    raw_str(resp.responses[i].resource_name),
-                    cli_kerr_name(resp.responses[i].error_code),
-                    resp.responses[i].error_message.len > 0
-                        ? raw_str(resp.responses[i].error_message)
-                        : "refused");
+            cli_err(
+                "throttle on %s %s: %s: %s",
+                resp.responses[i].resource_type == RD_KAFKA_RESOURCE_BROKER ? "broker" : "topic",
+                raw_str(resp.responses[i].resource_name),
+                cli_kerr_name(resp.responses[i].error_code),
+                resp.responses[i].error_message.len > 0 ? raw_str(resp.responses[i].error_message)
+                                                        : "refused");
             ret = -1;
         }
 out:
@@ -931,9 +939,12 @@ static const char reassign_usage[] =
     "  weir reassign verify --plan plan.json\n";
 
 static const struct option reassign_opts[] = {
-    {"brokers", required_argument, NULL, 'B'}, {"topics", required_argument, NULL, 't'},
-    {"plan", required_argument, NULL, 'p'},    {"throttle", required_argument, NULL, 'r'},
-    {"all", no_argument, NULL, 'a'},           {"help", no_argument, NULL, 'h'},
+    {"brokers", required_argument, NULL, 'B'},
+    {"topics", required_argument, NULL, 't'},
+    {"plan", required_argument, NULL, 'p'},
+    {"throttle", required_argument, NULL, 'r'},
+    {"all", no_argument, NULL, 'a'},
+    {"help", no_argument, NULL, 'h'},
     {0},
 };
 
@@ -1305,17 +1316,29 @@ int cli_reassign_main(struct cli *c, int argc, char **argv)
     argv++;
     while ((ch = getopt_long(argc, argv, ":h", reassign_opts, NULL)) != -1) {
         switch (ch) {
-        case 'B': brokers = optarg; break;
-        case 't': topics = optarg; break;
-        case 'p': plan = optarg; break;
-        case 'a': all = true; break;
+        case 'B':
+            brokers = optarg;
+            break;
+        case 't':
+            topics = optarg;
+            break;
+        case 'p':
+            plan = optarg;
+            break;
+        case 'a':
+            all = true;
+            break;
         case 'r':
             if (cli_parse_i64(optarg, &throttle) || throttle < 1)
                 return cli_usage_err("--throttle must be a positive number of bytes per second");
             break;
-        case 'h': fputs(reassign_usage, stdout); return CLI_EXIT_OK;
-        case ':': return cli_usage_err("%s needs a value", argv[optind - 1]);
-        default: return cli_usage_err("unknown flag '%s'", argv[optind - 1]);
+        case 'h':
+            fputs(reassign_usage, stdout);
+            return CLI_EXIT_OK;
+        case ':':
+            return cli_usage_err("%s needs a value", argv[optind - 1]);
+        default:
+            return cli_usage_err("unknown flag '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc)

@@ -393,8 +393,8 @@ static int describe_broker(struct broker_ctx *b, struct kreq *req, bool synonyms
             !key_wanted(r, bc->name))
             continue;
         struct kafka_describe_configs_response_config *e = &res->configs[res->n_configs++];
-        v.err = fill_entry(req, synonyms, e, bc->name, bc->value,
-                           (int8_t)EFFCONFIG_DYNAMIC_BROKER, false);
+        v.err = fill_entry(req, synonyms, e, bc->name, bc->value, (int8_t)EFFCONFIG_DYNAMIC_BROKER,
+                           false);
     }
     return v.err;
 }

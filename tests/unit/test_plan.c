@@ -31,8 +31,8 @@ struct cluster {
 static void add_brokers(struct cluster *c, int n, const char *const *racks)
 {
     for (int i = 0; i < n; i++) {
-        c->brokers[c->nb] = (struct plan_broker){.id = (int32_t)c->nb + 1,
-                                                 .rack = racks ? racks[i] : NULL};
+        c->brokers[c->nb] =
+            (struct plan_broker){.id = (int32_t)c->nb + 1, .rack = racks ? racks[i] : NULL};
         c->nb++;
     }
 }
