@@ -626,7 +626,7 @@ static const struct config_def *broker_key_def(const char *name)
     for (size_t i = 0; i < coord_config_ndefs; i++)
         if (!strcmp(coord_config_defs[i].name, name))
             return &coord_config_defs[i];
-    return NULL;
+    return dyncfg_rate_def(name); /* the replication throttle rates */
 }
 
 int cctl_alter_broker_config(const struct cstate *s, const struct cctl_ctx *ctx, int32_t broker_id,

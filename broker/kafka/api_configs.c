@@ -95,6 +95,10 @@ static const char *topic_default(struct broker_ctx *b, struct kreq *req,
     const struct cstate *s = coordclient_state(b->cc);
     const char *one[2];
     const char *const *names;
+    if (!k->broker_key) { /* no broker key supplies it (throttled replica lists) */
+        *ret_source = SRC_DEFAULT_CONFIG;
+        return k->kafka_default;
+    }
     synonym_names(k->broker_key, one, &names);
     *ret_source = first_source(b, names);
     if (!c || !config_find_def(c, k->broker_key)) {
@@ -218,6 +222,8 @@ static int describe_topic(struct broker_ctx *b, struct kreq *req, bool synonyms,
         /* Then every broker-level value, names in precedence order and each
          * name from its per-broker value down to its static one; last what
          * remains when none is set. */
+        if (!k->broker_key)
+            continue; /* no broker-level synonym */
         const char *one[2];
         const char *const *names;
         synonym_names(k->broker_key, one, &names);

@@ -14,6 +14,7 @@
 #include "broker/replica/fetchsess.h"
 #include "broker/replica/pchlog.h"
 #include "broker/replica/pstates.h"
+#include "broker/replica/quota.h"
 #include "broker/storage/logmgr.h"
 #include "common/batch.h"
 #include "common/clock.h"
@@ -21,6 +22,7 @@
 #include "common/kerr.h"
 #include "common/log.h"
 #include "common/purgatory.h"
+#include "common/topic_config.h"
 #include "methods.h"
 #include "common/rpc.h"
 #include "coordinator.pb-c.h"
@@ -87,6 +89,9 @@ struct repl_part {
     int32_t *isr;
     uint8_t n_replicas, n_isr;
     bool seen; /* metadata sweep mark */
+    /* listed for this broker in the topic's leader. / follower.replication.
+     * throttled.replicas: catch-up traffic counts against the throttle */
+    bool leader_throttled, follower_throttled;
     /* leader */
     struct rfollower *fol; /* n_fol entries, one per replica (our own slot unused) */
     uint8_t n_fol;
@@ -100,6 +105,7 @@ struct repl_part {
     struct fetcher *sent_in;
     int32_t sent_epoch, sent_last_epoch;
     int64_t sent_offset, sent_log_start;
+    bool sent_throttled;
 };
 
 /* A follower fetch parked on the leader until data arrives or max_wait passes,
@@ -130,6 +136,12 @@ struct fetcher {
     bool set_changed;  /* parts changed since: the next fetch is full */
 };
 
+/* Per-partition flags of one topic, reused across topics. */
+struct throttle_buf {
+    bool *v;
+    size_t cap;
+};
+
 struct repl {
     struct event_base *base;
     const struct broker_settings *s;
@@ -152,6 +164,11 @@ struct repl {
     struct fetcher *fetchers;
     struct event *isr_timer;
     struct pchlog *pchl;          /* role and ISR change lines */
+    /* replication throttles (Kafka's ReplicationQuotaManager): bytes this
+     * broker sends as a leader / fetches as a follower for throttled replicas
+     * outside the ISR */
+    struct quota leader_quota, follower_quota;
+    struct throttle_buf lthr_buf, fthr_buf; /* throttled_of() scratch */
     bool freeing;
 };
 
@@ -746,12 +763,24 @@ static uint64_t follower_key(int32_t id)
     return (uint64_t)(uint32_t)id;
 }
 
+/* Whether @follower's catch-up of @p counts against a throttle whose
+ * replica list names this replica: only a replica outside the ISR catches up
+ * (Kafka: isReplicaInSync). */
+static bool catching_up(const struct repl_part *p, int32_t follower)
+{
+    return !ids_contain(p->isr, p->n_isr, follower);
+}
+
 /* Evaluate one follower fetch; fills *resp. Returns the record bytes found, or
  * -1 when the answer must go out now whatever the bytes (errors, divergence).
- * Buffers of records are malloc'd into resp (freed by free_fetch_response). */
+ * *ret_throttled: records were held back by a throttle (the leader's, or the
+ * follower's own flag). Buffers of records are malloc'd into resp (freed by
+ * free_fetch_response). */
 static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
-                           const struct fsess *sess, Weir__Repl__FetchPartitionResult *res)
+                           const struct fsess *sess, Weir__Repl__FetchPartitionResult *res,
+                           bool *ret_throttled)
 {
+    *ret_throttled = false;
     int64_t total = 0;
     bool urgent = false;
     int64_t now = clock_mono_ms();
@@ -829,6 +858,14 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
         o->high_watermark = p->hw;
         if (fp->fetch_offset == end || budget <= 0)
             continue;
+        /* Throttles (Kafka's leader side): a throttled replica catching up
+         * gets nothing while the leader's rate is above its limit; the
+         * follower may have asked for nothing itself. */
+        bool counted = p->leader_throttled && catching_up(p, req->replica_id);
+        if (fp->throttled || (counted && quota_exceeded(&r->leader_quota, now))) {
+            *ret_throttled = true;
+            continue;
+        }
         int32_t want =
             req->partition_max_bytes > 0 ? req->partition_max_bytes : r->s->replica_fetch_max_bytes;
         if (want > budget)
@@ -863,13 +900,20 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
         }
         o->records.data = buf;
         o->records.len = (size_t)rr.length;
+        if (counted)
+            quota_record(&r->leader_quota, rr.length, now);
         total += rr.length;
         budget -= rr.length;
     }
     return urgent ? -1 : total;
 }
 
-static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req);
+static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req,
+                       int max_ms);
+
+/* A fetch that found nothing because of a throttle parks at most this long, so
+ * the throttle is looked at again soon after the rate falls below it. */
+#define THROTTLED_PARK_MS 100
 
 static void reply_session_error(struct rpc_call *call, int16_t err)
 {
@@ -901,8 +945,10 @@ static void answer_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl
         rpc_call_fail(call, RPC_INTERNAL, "out of memory");
         return;
     }
-    int64_t got = serve_fetch(r, req, sess, res);
-    if (!(may_park && got == 0 && park_fetch(r, call, req))) {
+    bool throttled;
+    int64_t got = serve_fetch(r, req, sess, res, &throttled);
+    if (!(may_park && got == 0 &&
+          park_fetch(r, call, req, throttled ? THROTTLED_PARK_MS : req->max_wait_ms))) {
         bool full = req->session_id == 0;
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
@@ -965,9 +1011,17 @@ static void wake_fetches(struct repl *r, struct repl_part *p)
         purg_check(r->fetches, follower_key(p->replicas[i]));
 }
 
-static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req)
+/* How long a fetch asking for @wait_ms may park, at most @cap_ms. */
+static int park_ms(int32_t wait_ms, int cap_ms)
 {
-    if (req->max_wait_ms <= 0 || r->freeing)
+    int w = wait_ms > 30000 ? 30000 : (int)wait_ms;
+    return w < cap_ms ? w : cap_ms;
+}
+
+static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req,
+                       int max_ms)
+{
+    if (park_ms(req->max_wait_ms, max_ms) <= 0 || r->freeing)
         return false;
     struct parked_fetch *pf = malloc(sizeof(*pf));
     if (!pf)
@@ -976,7 +1030,7 @@ static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__
     pf->r = r;
     pf->call = call;
     pf->req = req;
-    int w = req->max_wait_ms > 30000 ? 30000 : req->max_wait_ms;
+    int w = park_ms(req->max_wait_ms, max_ms);
     uint64_t key = follower_key(req->replica_id);
     /* Not tried again: the caller just found nothing to send. */
     if (purg_watch(r->fetches, &pf->op, &key, 1, w) < 0) {
@@ -1215,6 +1269,9 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
             }
             if (o->records.len > 0 && follower_append(r, p, o->records.data, o->records.len) < 0)
                 backoff = true;
+            else if (o->records.len > 0 && p->follower_throttled &&
+                     catching_up(p, r->s->broker_id))
+                quota_record(&r->follower_quota, (int64_t)o->records.len, clock_mono_ms());
             int64_t hw = o->high_watermark < leo(p) ? o->high_watermark : leo(p);
             if (hw > p->hw)
                 part_set_hw(p, hw);
@@ -1241,10 +1298,12 @@ static bool fetcher_needs_full(const struct fetcher *f)
     return false;
 }
 
-/* Whether @p's fetch state differs from what the session holds. */
-static bool part_fetch_changed(const struct repl_part *p)
+/* Whether @p's fetch state (with @throttled, the throttle's word on it now)
+ * differs from what the session holds. */
+static bool part_fetch_changed(const struct repl_part *p, bool throttled)
 {
-    return p->sent_epoch != p->leader_epoch || p->sent_offset != leo(p) ||
+    return p->sent_throttled != throttled || p->sent_epoch != p->leader_epoch ||
+           p->sent_offset != leo(p) ||
            p->sent_last_epoch != epochcache_latest_epoch(p->ec) ||
            p->sent_log_start != plog_log_start_offset(p->log);
 }
@@ -1274,6 +1333,9 @@ static void fetcher_kick(struct fetcher *f)
     ctx->f = f;
     ctx->full = full;
     ctx->session_epoch = full ? 0 : f->session_epoch;
+    /* Kafka's follower side: while this broker's follower throttle is above
+     * its rate, throttled replicas catching up ask for no records. */
+    bool over = quota_exceeded(&r->follower_quota, clock_mono_ms());
     size_t k = 0;
     for (size_t i = 0; i < f->n_parts; i++) {
         struct repl_part *p = f->parts[i];
@@ -1281,7 +1343,8 @@ static void fetcher_kick(struct fetcher *f)
             p->sent_in = NULL;
             continue;
         }
-        if (!full && !part_fetch_changed(p))
+        bool throttled = over && p->follower_throttled && catching_up(p, r->s->broker_id);
+        if (!full && !part_fetch_changed(p, throttled))
             continue;
         Weir__Repl__FetchPartition *fp = &fps[k];
         weir__repl__fetch_partition__init(fp);
@@ -1292,12 +1355,14 @@ static void fetcher_kick(struct fetcher *f)
         fp->fetch_offset = leo(p);
         fp->last_fetched_epoch = epochcache_latest_epoch(p->ec);
         fp->log_start_offset = plog_log_start_offset(p->log);
+        fp->throttled = throttled;
         fpv[k] = fp;
         p->sent_in = f;
         p->sent_epoch = fp->current_leader_epoch;
         p->sent_offset = fp->fetch_offset;
         p->sent_last_epoch = fp->last_fetched_epoch;
         p->sent_log_start = fp->log_start_offset;
+        p->sent_throttled = throttled;
         k++;
     }
     if (full) {
@@ -1579,6 +1644,59 @@ static void become_follower(struct repl *r, struct repl_part *p)
     note_change(r, p, PCH_FOLLOWER, NULL);
 }
 
+/* A throttle rate in effect: this broker's dynamic value, else the dynamic
+ * cluster default, else the static one (bytes/s; INT64_MAX: none). */
+static int64_t throttle_rate(const struct repl *r, const struct cstate *s, const char *name,
+                             int64_t static_value)
+{
+    const char *v = cstate_broker_config(s, r->s->broker_id, name);
+    if (!v)
+        v = cstate_broker_config(s, CSTATE_CLUSTER_DEFAULT, name);
+    int64_t n;
+    if (v && topic_config_parse_long(v, &n) && n > 0)
+        return n;
+    return static_value > 0 ? static_value : QUOTA_UNLIMITED;
+}
+
+/* Which partitions of @t list this broker in throttled replica list @key, in
+ * @buf (grown as needed; NULL when the topic has no list or memory ran out,
+ * which throttles nothing). One pass over the list per topic: a move's list
+ * may name every partition. */
+static bool *throttled_of(struct repl *r, const struct cstate_topic *t, const char *key,
+                          struct throttle_buf *buf)
+{
+    const char *v = cstate_topic_config(t, key);
+    if (!v || !*v || t->n_parts <= 0)
+        return NULL;
+    size_t n = (size_t)t->n_parts;
+    if (buf->cap < n) {
+        bool *b = realloc(buf->v, n * sizeof(*b));
+        if (!b) {
+            log_error("replica", "%s: out of memory reading %s: not throttled", t->name, key);
+            return NULL;
+        }
+        buf->v = b;
+        buf->cap = n;
+    }
+    topic_config_replicas_of_broker(v, r->s->broker_id, buf->v, n);
+    return buf->v;
+}
+
+static void throttle_rates_update(struct repl *r, const struct cstate *s)
+{
+    int64_t lr = throttle_rate(r, s, "leader.replication.throttled.rate",
+                               r->s->leader_replication_throttled_rate);
+    int64_t fr = throttle_rate(r, s, "follower.replication.throttled.rate",
+                               r->s->follower_replication_throttled_rate);
+    if (lr != r->leader_quota.rate || fr != r->follower_quota.rate)
+        log_info("replica",
+                 "replication throttles: leader %" PRId64 " B/s, follower %" PRId64
+                 " B/s (%" PRId64 " means none)",
+                 lr, fr, (int64_t)QUOTA_UNLIMITED);
+    quota_set_rate(&r->leader_quota, lr);
+    quota_set_rate(&r->follower_quota, fr);
+}
+
 void repl_on_metadata(struct repl *r)
 {
     const struct cstate *s = coordclient_state(r->cc);
@@ -1596,8 +1714,12 @@ void repl_on_metadata(struct repl *r)
         f->n_parts = 0;
         f->used = false;
     }
+    throttle_rates_update(r, s);
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
         int32_t min_isr = topic_min_isr(r, t);
+        bool *lthr = throttled_of(r, t, "leader.replication.throttled.replicas", &r->lthr_buf);
+        bool *fthr =
+            throttled_of(r, t, "follower.replication.throttled.replicas", &r->fthr_buf);
         for (int32_t pi = 0; pi < t->n_parts; pi++) {
             const struct cstate_partition *cp = &t->parts[pi];
             if (!cstate_part_is_replica(cp, me))
@@ -1613,6 +1735,8 @@ void repl_on_metadata(struct repl *r)
                 continue;
             p->seen = true;
             p->min_isr = min_isr;
+            p->leader_throttled = lthr && lthr[pi];
+            p->follower_throttled = fthr && fthr[pi];
             struct plog *log = logmgr_get(r->lm, t->name, pi);
             if (p->log && p->log != log && r->pstates)
                 pstates_forget(r->pstates, p->log); /* replaced (deleted and re-created) */
@@ -1818,6 +1942,8 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     r->pstates = opts->pstates;
     r->on_visible = opts->on_visible;
     r->ud = opts->ud;
+    quota_init(&r->leader_quota);
+    quota_init(&r->follower_quota);
     if (fsess_cache_new((uint32_t)clock_mono_us(), &r->sessions) < 0 ||
         purg_new(r->base, "produce", &r->acks) < 0 ||
         purg_new(r->base, "replica-fetch", &r->fetches) < 0 ||
@@ -1896,5 +2022,7 @@ void repl_free(struct repl *r)
     purg_free(r->deletes); /* empty too */
     purg_free(r->acks);    /* empty: every partition failed its waiters */
     fsess_cache_free(r->sessions);
+    free(r->lthr_buf.v);
+    free(r->fthr_buf.v);
     free(r);
 }

@@ -17,6 +17,12 @@
  *     stored them, and keeps its HW = min(leader's HW, own LEO).
  * Every replica keeps a leader-epoch cache (epochcache.h) next to its log.
  *
+ * Replication throttles (Kafka's): replicas listed for this broker in a
+ * topic's leader. / follower.replication.throttled.replicas and outside the
+ * ISR catch up within leader. / follower.replication.throttled.rate (quota.h):
+ * the leader sends them nothing while its rate is over, the follower asks for
+ * nothing while its rate is over; nothing else is held back.
+ *
  * Waits live in three purgatories (common/purgatory.h): "produce" holds acks=all
  * produces keyed by partition, in offset order, checked in order when the HW
  * advances; "replica-fetch" holds each follower's parked fetch keyed by its
