@@ -305,13 +305,44 @@ def test_bad_plans_are_refused_and_nothing_moves(cluster, tmp_path):
     wait_for("broker 3 back", lambda: 3 in metadata(c)["brokers"])
     p = weir(c, "config", "set", "--broker-default", "broker.decommissioned=true", check=False)
     assert p.returncode == 1 and "per broker" in p.stderr, p.stderr
-    # --throttle is refused (nothing moved) while the brokers lack the keys
-    plan = write_plan(tmp_path, "t.json", [good])
-    p = weir(c, "reassign", "execute", "--plan", plan, "--throttle", "1000000", check=False)
-    if p.returncode != 0:
-        assert "do not support replication throttles" in p.stderr, p.stderr
-    else:  # the brokers have them: the move ran and verify clears the throttle
-        wait_for("the move", lambda: not moving(c), 60)
-        before[("bad", 0)] = [3, 1]
     assert not moving(c)
     assert {k: p["replicas"] for k, p in assignment(c, ["bad"]).items()} == before
+
+
+def configs(c, *resource):
+    out = weir(c, "--format", "json", "config", "describe", *resource).stdout
+    return {e["name"]: e["value"] for e in json.loads(out)["configs"]}
+
+
+def test_execute_with_a_throttle_sets_it_and_verify_removes_it(cluster, tmp_path):
+    c = cluster
+    create(c, "th", 2, 2)
+    produce(c, "th", 20000, size=500, partitions=2)  # ~10 MB to copy
+    a = assignment(c, ["th"])
+    src = a[("th", 0)]["replicas"]
+    dst = [b for b in (1, 2, 3) if b not in src][0]
+    target = [src[0], dst]
+    plan = write_plan(tmp_path, "th.json", [{"topic": "th", "partition": 0, "replicas": target}])
+    out = weir(c, "reassign", "execute", "--plan", plan, "--throttle", "2000000")
+    assert "Throttle set to 2000000 B/s" in out.stdout, out.stdout
+    for b in (1, 2, 3):
+        cfg = configs(c, "--broker", str(b))
+        assert cfg["leader.replication.throttled.rate"] == "2000000", cfg
+        assert cfg["follower.replication.throttled.rate"] == "2000000", cfg
+    tcfg = configs(c, "--topic", "th")
+    assert sorted(tcfg["leader.replication.throttled.replicas"].split(",")) == \
+        sorted("0:%d" % b for b in src), tcfg
+    assert tcfg["follower.replication.throttled.replicas"] == "0:%d" % dst, tcfg
+    # at 2 MB/s the ~5 MB partition is still moving a second later
+    time.sleep(1)
+    v = weir(c, "reassign", "verify", "--plan", plan, check=False)
+    assert v.returncode == 1 and "still in progress" in v.stdout, v.stdout
+    assert "leader.replication.throttled.rate" in configs(c, "--broker", "1")
+    wait_for("the throttled move", lambda: not moving(c), 60)
+    v = weir(c, "reassign", "verify", "--plan", plan)
+    assert "is completed." in v.stdout and "Throttles removed." in v.stdout, v.stdout
+    for b in (1, 2, 3):
+        assert "leader.replication.throttled.rate" not in configs(c, "--broker", str(b))
+    tcfg = configs(c, "--topic", "th")
+    assert "follower.replication.throttled.replicas" not in tcfg, tcfg
+    assert assignment(c, ["th"])[("th", 0)]["replicas"] == target
