@@ -140,9 +140,10 @@ def test_rebalance_onto_a_new_broker_then_decommission(cluster, tmp_path):
     chk.start()
     try:
         chk.wait_oks(100, 30)
-        out = weir(c, "cluster", "rebalance", "--wait", "--timeout", "90")
-        assert "Moved" in out.stdout, out.stdout
+        out = weir(c, "cluster", "rebalance", "--throttle", "50000000", "--wait", "--timeout", "90")
+        assert "Moved" in out.stdout and "Throttles removed." in out.stdout, out.stdout
         assert not moving(c)
+        assert "leader.replication.throttled.rate" not in configs(c, "--broker", "4")
         # every topic counts (__consumer_offsets too, if the checker's
         # consumer created it): broker 4 holds and leads a quarter, within one
         every = list(metadata(c)["topics"])
