@@ -30,8 +30,8 @@ packages=(
     libevent-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libzstd-dev
     # compression codecs (common/codec.c)
     zlib1g-dev libsnappy-dev liblz4-dev
-    # the weir CLI (cli/) is a librdkafka client
-    librdkafka-dev
+    # the weir CLI (cli/) is a librdkafka client; reassignment plans are JSON (jansson)
+    librdkafka-dev libjansson-dev
     # tests; tmux gives the CLI's progress-line test a terminal
     libcmocka-dev python3 tmux
     # integration tests with real clients

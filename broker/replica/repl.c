@@ -12,6 +12,7 @@
 #include "broker/coordclient.h"
 #include "broker/replica/epochcache.h"
 #include "broker/replica/fetchsess.h"
+#include "broker/replica/pchlog.h"
 #include "broker/replica/pstates.h"
 #include "broker/replica/quota.h"
 #include "broker/storage/logmgr.h"
@@ -162,6 +163,7 @@ struct repl {
     struct event *alter_ev;       /* sends them, after the current callback */
     struct fetcher *fetchers;
     struct event *isr_timer;
+    struct pchlog *pchl;          /* role and ISR change lines */
     /* replication throttles (Kafka's ReplicationQuotaManager): bytes this
      * broker sends as a leader / fetches as a follower for throttled replicas
      * outside the ISR */
@@ -237,6 +239,19 @@ static bool ids_contain(const int32_t *v, size_t n, int32_t id)
         if (v[i] == id)
             return true;
     return false;
+}
+
+/* "1,2,3" for a log line; cut (still NUL-terminated) if @len is short. */
+static void ids_format(const int32_t *v, size_t n, char *buf, size_t len)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && off < len; i++) {
+        int k = snprintf(buf + off, len - off, "%s%d", i ? "," : "", (int)v[i]);
+        if (k < 0)
+            break;
+        off += (size_t)k;
+    }
 }
 
 static struct rfollower *follower_of(struct repl_part *p, int32_t id)
@@ -473,6 +488,48 @@ static void alter_items_free(struct alter_item *v, size_t n)
     free(v);
 }
 
+static bool ids_same_set(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!ids_contain(b, nb, a[i]))
+            return false;
+    return true;
+}
+
+/* The role or ISR change of @p for the log (broker/replica/pchlog.h). */
+static void note_change(struct repl *r, const struct repl_part *p, enum pch_kind kind,
+                        const char *cause)
+{
+    char isr[256 * 12];
+    ids_format(p->isr, p->n_isr, isr, sizeof(isr));
+    pchlog_add(r->pchl, &(struct pch){.kind = kind,
+                                      .topic = p->topic,
+                                      .partition = p->partition,
+                                      .epoch = p->leader_epoch,
+                                      .partition_epoch = p->partition_epoch,
+                                      .leader = p->leader,
+                                      .offset = p->log ? leo(p) : -1,
+                                      .hw = p->hw,
+                                      .isr = isr,
+                                      .n_isr = p->n_isr,
+                                      .cause = cause});
+}
+
+/* The leader adopted an ISR of its partition that had @before members:
+ * asked for by itself, or changed by the coordinator (a fenced follower leaves
+ * the ISR with the fence). */
+static void note_isr_change(struct repl *r, const struct repl_part *p, size_t before,
+                            const char *cause)
+{
+    note_change(r, p,
+                p->n_isr < before   ? PCH_ISR_SHRINK
+                : p->n_isr > before ? PCH_ISR_EXPAND
+                                    : PCH_ISR_CHANGE,
+                cause);
+}
+
 /* The answer for one item: @res is NULL when the call failed as a whole (@why
  * says how; logged once per call by the caller). */
 static void alter_item_done(struct repl *r, const struct alter_item *it,
@@ -496,10 +553,10 @@ static void alter_item_done(struct repl *r, const struct alter_item *it,
      * push, so a shrink unblocks the HW at once. */
     if (res->leader_epoch == p->leader_epoch && res->partition_epoch > p->partition_epoch &&
         res->leader == r->s->broker_id) {
+        size_t before = p->n_isr;
         p->partition_epoch = res->partition_epoch;
         adopt_isr(p, res->isr, res->n_isr);
-        log_info("replica", "%s-%d: ISR now %zu members (partition epoch %d)", it->topic,
-                 it->partition, res->n_isr, res->partition_epoch);
+        note_isr_change(r, p, before, "leader_request");
         maybe_advance_hw(r, p);
         check_min_isr(r, p);
     }
@@ -523,6 +580,7 @@ static void on_alter_response(int status, const struct ProtobufCMessage *msg, co
                      kerr_name((int16_t)resp->error_code), resp->error_message);
         for (size_t i = 0; i < c->n; i++)
             alter_item_done(r, &c->items[i], whole ? resp->results[i] : NULL);
+        pchlog_flush(r->pchl, clock_mono_ms());
     }
     alter_items_free(c->items, c->n);
     free(c);
@@ -1060,10 +1118,13 @@ static void follower_truncate(struct repl *r, struct repl_part *p, int32_t lepoc
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
     if (p->hw > newend)
         part_set_hw(p, newend);
-    log_info("replica",
-             "%s-%d: log diverged from leader %d (its epoch %d ends at %" PRId64
-             "): truncated from %" PRId64 " to %" PRId64,
-             p->topic, p->partition, p->leader, lepoch, lend, end, newend);
+    log_event(LOG_LEVEL_INFO, "replica", "log_truncated",
+              LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
+                         LF_INT("epoch", p->leader_epoch), LF_INT("leader", p->leader),
+                         LF_INT("from", end), LF_INT("to", newend), LF_STR("reason", "diverged")),
+              "%s-%d: log diverged from leader %d (its epoch %d ends at %" PRId64
+              "): truncated from %" PRId64 " to %" PRId64,
+              p->topic, p->partition, p->leader, lepoch, lend, end, newend);
 }
 
 /* The leader's log start moved (DeleteRecords, retention): follow it as far as
@@ -1164,8 +1225,15 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                         epochcache_truncate_from_end(p->ec, ne);
                         if (p->hw > ne)
                             part_set_hw(p, ne);
-                        log_info("replica", "%s-%d: ahead of leader %d: truncated to %" PRId64,
-                                 p->topic, p->partition, p->leader, ne);
+                        log_event(LOG_LEVEL_INFO, "replica", "log_truncated",
+                                  LOG_FIELDS(LF_STR("topic", p->topic),
+                                             LF_INT("partition", p->partition),
+                                             LF_INT("epoch", p->leader_epoch),
+                                             LF_INT("leader", p->leader), LF_INT("from", end),
+                                             LF_INT("to", ne),
+                                             LF_STR("reason", "ahead_of_leader")),
+                                  "%s-%d: ahead of leader %d: truncated to %" PRId64, p->topic,
+                                  p->partition, p->leader, ne);
                     }
                 } else if (o->log_start_offset > end) {
                     if (plog_truncate_fully(p->log, o->log_start_offset) == 0) {
@@ -1173,9 +1241,15 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                             pstates_truncated(r->pstates, p->log);
                         epochcache_clear(p->ec);
                         part_set_hw(p, o->log_start_offset);
-                        log_info("replica",
-                                 "%s-%d: behind leader %d's log start: restarting at %" PRId64,
-                                 p->topic, p->partition, p->leader, o->log_start_offset);
+                        log_event(LOG_LEVEL_INFO, "replica", "log_truncated",
+                                  LOG_FIELDS(LF_STR("topic", p->topic),
+                                             LF_INT("partition", p->partition),
+                                             LF_INT("epoch", p->leader_epoch),
+                                             LF_INT("leader", p->leader), LF_INT("from", end),
+                                             LF_INT("to", o->log_start_offset),
+                                             LF_STR("reason", "behind_log_start")),
+                                  "%s-%d: behind leader %d's log start: restarting at %" PRId64,
+                                  p->topic, p->partition, p->leader, o->log_start_offset);
                     }
                 } else {
                     backoff = true;
@@ -1550,8 +1624,7 @@ static void become_leader(struct repl *r, struct repl_part *p, struct epochcache
     p->alter_retry_ms = 0;
     p->fetcher = NULL;
     p->role = ROLE_LEADER;
-    log_info("replica", "%s-%d: leader in epoch %d at offset %" PRId64 " (HW %" PRId64 ")",
-             p->topic, p->partition, p->leader_epoch, leo(p), p->hw);
+    note_change(r, p, PCH_LEADER, NULL);
 }
 
 static void become_follower(struct repl *r, struct repl_part *p)
@@ -1566,8 +1639,7 @@ static void become_follower(struct repl *r, struct repl_part *p)
     if (p->log && p->hw > leo(p))
         part_set_hw(p, leo(p));
     p->role = ROLE_FOLLOWER;
-    log_info("replica", "%s-%d: following broker %d in epoch %d from offset %" PRId64, p->topic,
-             p->partition, p->leader, p->leader_epoch, p->log ? leo(p) : -1);
+    note_change(r, p, PCH_FOLLOWER, NULL);
 }
 
 /* A throttle rate in effect: this broker's dynamic value, else the dynamic
@@ -1678,10 +1750,19 @@ void repl_on_metadata(struct repl *r)
                                               memcmp(p->replicas, cstate_part_replicas(cp),
                                                      cp->n_replicas * sizeof(int32_t)) != 0);
             if (newer) {
+                /* With our own request in flight the watch may bring its result
+                 * before the answer does. */
+                const char *cause = p->alter_inflight ? "leader_request" : "coordinator";
+                bool isr_moved = p->role == ROLE_LEADER && !epoch_changed && p->log &&
+                                 cp->leader == me &&
+                                 !ids_same_set(p->isr, p->n_isr, cstate_part_isr(cp), cp->n_isr);
+                size_t before = p->n_isr;
                 copy_ids(&p->replicas, cstate_part_replicas(cp), cp->n_replicas);
                 p->n_replicas = cp->n_replicas;
                 adopt_isr(p, cstate_part_isr(cp), cp->n_isr);
                 p->partition_epoch = cp->partition_epoch;
+                if (isr_moved)
+                    note_isr_change(r, p, before, cause);
             }
             p->leader = cp->leader;
             p->leader_epoch = cp->leader_epoch;
@@ -1712,6 +1793,7 @@ void repl_on_metadata(struct repl *r)
         log_error("replica", "%zu of %zu new leader epochs could not be written to their "
                   "epoch caches", bad, nb);
     epochcache_batch_deinit(&eb);
+    pchlog_flush(r->pchl, clock_mono_ms());
     /* Replicas no longer hosted here. */
     for (size_t i = 0; i < r->nbuckets; i++) {
         struct repl_part *p = r->buckets[i];
@@ -1892,7 +1974,7 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     }
     r->isr_timer = event_new(r->base, -1, EV_PERSIST, isr_timer_cb, r);
     r->alter_ev = evtimer_new(r->base, alter_flush, r);
-    if (!r->isr_timer || !r->alter_ev) {
+    if (!r->isr_timer || !r->alter_ev || pchlog_new(r->base, 1000, &r->pchl) < 0) {
         repl_free(r);
         return -ENOMEM;
     }
@@ -1930,6 +2012,7 @@ void repl_free(struct repl *r)
         event_free(r->isr_timer);
     if (r->alter_ev)
         event_free(r->alter_ev);
+    pchlog_free(r->pchl);
     alter_items_free(r->alters, r->n_alters);
     rpc_server_free(r->srv);
     purg_free(r->fetches);
