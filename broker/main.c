@@ -34,6 +34,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/looplag.h"
+#include "common/version.h"
 #include "common/purgatory.h"
 #include "methods.h"
 #include "common/wpool.h"
@@ -56,7 +57,8 @@ struct bmain {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n");
+    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n"
+               "       weir-broker --version\n");
 }
 
 static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
@@ -227,6 +229,10 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+    }
+    if (version_requested(argc, argv)) {
+        version_print(stdout, "weir-broker");
+        return 0;
     }
     signal(SIGPIPE, SIG_IGN);
     struct config *cfg = NULL;
