@@ -133,6 +133,69 @@ def test_systemd_units_verify(tmp_path):
         assert m and float(m.group(1)) < 2.0, r.stdout.decode()[-2000:]
 
 
+RENDER_PLAYBOOK = """\
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    role_dir: {role}
+    weir_systemd_src_dir: {units}
+    weir_bindir: /usr/local/bin
+    weir_confdir: /etc/weir-test
+    weir_datadir: /srv/weir
+    weir_user: weirsvc
+    weir_group: weirsvc
+  tasks:
+    - name: Render the units as the role does in systemd mode (tasks/units.yml)
+      ansible.builtin.template:
+        src: "{{{{ role_dir }}}}/templates/unit.j2"
+        dest: "{dest}/{{{{ item }}}}"
+        mode: "0644"
+      loop: [weir-coordinator.service, weir-broker.service, weir.target]
+      vars:
+        weir_unit_name: "{{{{ item }}}}"
+    - name: The data directory drop-in
+      ansible.builtin.template:
+        src: "{{{{ role_dir }}}}/templates/datadir-dropin.conf.j2"
+        dest: "{dest}/weir-broker.service.d/weir-datadir.conf"
+        mode: "0644"
+"""
+
+
+def test_ansible_systemd_units_verify(tmp_path):
+    """The units the role installs in systemd mode (deploy/systemd with the
+    host's paths and account) pass systemd-analyze verify, with the drop-in
+    that lets a non-default data directory be written."""
+    for tool in ("ansible-playbook", "systemd-analyze"):
+        deps.require(shutil.which(tool) is not None, "%s not found" % tool, INSTALL_HINT)
+    root = tmp_path / "root"
+    stage_install(str(root))
+    shutil.copytree("/usr/lib/systemd/system", str(root / "usr/lib/systemd/system"),
+                    symlinks=True)
+    dest = root / "etc/systemd/system"
+    (dest / "weir-broker.service.d").mkdir(parents=True)
+    pb = tmp_path / "render.yml"
+    pb.write_text(RENDER_PLAYBOOK.format(role=os.path.join(ANSIBLE_DIR, "roles", "weir"),
+                                         units=os.path.join(DEPLOY, "systemd"), dest=dest))
+    home = tmp_path / "home"
+    env = dict(os.environ, HOME=str(home), ANSIBLE_HOME=str(home),
+               ANSIBLE_LOCAL_TEMP=str(home / "tmp"), ANSIBLE_REMOTE_TEMP=str(home / "rtmp"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="False",
+               ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_INVENTORY_UNPARSED_WARNING="False")
+    run(["ansible-playbook", "-i", "localhost,", str(pb)], timeout=120, env=env)
+    broker = (dest / "weir-broker.service").read_text()
+    assert "ExecStart=/usr/local/bin/weir-broker --config /etc/weir-test/broker.properties" \
+        in broker
+    assert "\nUser=weirsvc\n" in broker and "\nGroup=weirsvc\n" in broker
+    assert "ReadWritePaths=/srv/weir" in (dest / "weir-broker.service.d/weir-datadir.conf") \
+        .read_text()
+    units = ["/etc/systemd/system/" + u
+             for u in ("weir-coordinator.service", "weir-broker.service", "weir.target")]
+    r = run(["systemd-analyze", "verify", "--root=%s" % root] + units, timeout=60, check=False)
+    out = (r.stdout + r.stderr).decode(errors="replace").strip()
+    assert r.returncode == 0 and out == "", "systemd-analyze verify:\n" + out
+
+
 # ---- the example configs -------------------------------------------------------
 
 def config_keys(path):
@@ -217,6 +280,34 @@ def test_example_configs_are_real_and_commented(tmp_path):
     logs = (tmp_path / "coordinator.log").read_text() + (tmp_path / "broker.log").read_text()
     assert "unknown configuration key" not in logs, logs[-3000:]
     assert [p.returncode for p in procs] == [0, 0], logs[-3000:]
+
+
+def test_docker_files_consistent():
+    """The container files are never built here (no container engine): check
+    what can be checked without one. Every --override key in compose.yaml is a
+    real key of its program, every service names an example config the image
+    installs, and the image installs the runtime libraries the Ansible role
+    does."""
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load(open(os.path.join(DEPLOY, "docker", "compose.yaml")))
+    assert sorted(compose["services"]) == ["broker1", "broker2", "broker3", "coordinator"]
+    for name, svc in compose["services"].items():
+        argv = [str(a) for a in svc["command"]]
+        section = argv[0]
+        assert section in ("weir-coordinator", "weir-broker"), argv
+        known = documented_keys(section)
+        conf = argv[argv.index("--config") + 1]
+        assert conf.startswith("/usr/local/share/weir/examples/"), conf
+        assert os.path.exists(os.path.join(DEPLOY, "config", os.path.basename(conf))), conf
+        for i, a in enumerate(argv):
+            if a == "--override":
+                key = argv[i + 1].split("=", 1)[0]
+                assert key in known, "%s: --override %s is not a %s key" % (name, key, section)
+    docker = open(os.path.join(DEPLOY, "docker", "Dockerfile")).read()
+    role = yaml.safe_load(open(os.path.join(ANSIBLE_DIR, "roles", "weir", "defaults",
+                                            "main.yml")))
+    for pkg in role["weir_runtime_packages"]:
+        assert re.search(r"\b%s\b" % re.escape(pkg), docker), "Dockerfile lacks %s" % pkg
 
 
 # ---- simulated VMs ----------------------------------------------------------------
@@ -366,7 +457,7 @@ def write_inventory(vms, path, stage_bin, brokers, new_brokers=()):
             "ansible_ssh_private_key_file": vms.key,
             "ansible_ssh_common_args": "-F /dev/null -o StrictHostKeyChecking=no "
                                        "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
-                                       "-o ControlMaster=no -o ConnectTimeout=10",
+                                       "-o ConnectTimeout=10",
             "weir_service_manager": "process",
             "weir_manage_user": False,
             "weir_user": "root",
@@ -388,6 +479,33 @@ def write_inventory(vms, path, stage_bin, brokers, new_brokers=()):
         json.dump(inv, f, indent=1)
 
 
+def control_dir(tmp):
+    """Where ssh's connection masters (one per host, shared by the playbooks) put
+    their sockets; end_ssh_masters() ends them."""
+    d = os.path.join(tmp, "cp")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def end_ssh_masters(tmp, vms):
+    """Ask every ssh connection master to exit; kill by PID one that does not."""
+    for name in vms.names:
+        sock = os.path.join(control_dir(tmp), vms.addr(name))
+        if not os.path.exists(sock):
+            continue
+        base = ["ssh", "-F", "/dev/null", "-o", "ControlPath=" + sock, "root@" + vms.addr(name)]
+        r = run(base + ["-O", "check"], timeout=10, check=False)
+        m = re.search(r"pid=(\d+)", r.stderr.decode())
+        run(base + ["-O", "exit"], timeout=10, check=False)
+        if m:
+            pid = int(m.group(1))
+            deadline = time.monotonic() + 5
+            while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if os.path.exists("/proc/%d" % pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def playbook(tmp, inventory, name, *extra, timeout=240):
     """ansible-playbook @name from deploy/ansible; returns its output. Ansible's
     home, local temporary files and retry files stay in @tmp."""
@@ -395,14 +513,18 @@ def playbook(tmp, inventory, name, *extra, timeout=240):
     os.makedirs(home, exist_ok=True)
     env = dict(os.environ, HOME=home, ANSIBLE_HOME=home,
                ANSIBLE_LOCAL_TEMP=os.path.join(home, "tmp"),
-               ANSIBLE_SSH_CONTROL_PATH_DIR=os.path.join(home, "cp"),
-               ANSIBLE_SSH_ARGS="-o ControlMaster=no", ANSIBLE_PIPELINING="True",
+               ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=300s "
+                                "-o ControlPath=%s/%%h" % control_dir(tmp),
+               ANSIBLE_PIPELINING="True",
                ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_RETRY_FILES_ENABLED="False",
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="8", ANSIBLE_TIMEOUT="20",
-               ANSIBLE_CONFIG=os.path.join(ANSIBLE_DIR, "ansible.cfg"))
+               ANSIBLE_CONFIG=os.path.join(ANSIBLE_DIR, "ansible.cfg"),
+               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
     r = run(["ansible-playbook", "-i", inventory, os.path.join(ANSIBLE_DIR, name)] + list(extra),
             timeout=timeout, check=False, env=env, cwd=ANSIBLE_DIR)
     out = r.stdout.decode(errors="replace")
+    with open(os.path.join(tmp, "playbook-%s.log" % name), "a") as f:
+        f.write(out)
     if r.returncode != 0:
         raise AssertionError("ansible-playbook %s exited %d:\n%s\n%s" % (
             name, r.returncode, out[-6000:], r.stderr.decode(errors="replace")[-2000:]))
@@ -412,7 +534,7 @@ def playbook(tmp, inventory, name, *extra, timeout=240):
 def recap(out):
     """{host: {ok: n, changed: n, ...}} from the PLAY RECAP."""
     res = {}
-    for m in re.finditer(r"(?m)^(\S+)\s+:\s+(.*)$", out.split("PLAY RECAP", 1)[-1]):
+    for m in re.finditer(r"(?m)^(\S+)\s+:\s+(ok=.*)$", out.split("PLAY RECAP", 1)[-1]):
         res[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
     return res
 
@@ -507,7 +629,9 @@ def test_deploy_vms_site_add_broker_rolling_restart():
 
         before = {n: vms.pidfile(n, "broker") for n in ("vm1", "vm2", "vm3", "vm4")}
         t_roll = time.monotonic()
-        out = playbook(tmp, inv, "rolling-restart.yml", timeout=400)
+        # A restart (no weir_bin_src_dir: the install steps are skipped; site.yml
+        # and add-broker.yml ran them).
+        out = playbook(tmp, inv, "rolling-restart.yml", "-e", "weir_bin_src_dir=", timeout=600)
         t_roll = time.monotonic() - t_roll
         after = {n: vms.pidfile(n, "broker") for n in before}
         assert all(after[n] and after[n] != before[n] for n in before), (before, after)
@@ -552,8 +676,12 @@ def test_deploy_vms_site_add_broker_rolling_restart():
                     p = os.path.join(vms.hostdir(name), f)
                     if os.path.exists(p):
                         print("==== %s %s\n%s" % (name, f, open(p, errors="replace").read()[-3000:]))
+        end_ssh_masters(tmp, vms)
         left = vms.close()
         leftovers = vms.net.leftovers()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("WEIR_KEEP_LOGS") == "1":
+            print("deploy-vms: logs kept in %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
         assert not leftovers, "namespaces or links left: %s" % leftovers
         assert not left, "processes that needed SIGKILL: %s" % left
