@@ -34,7 +34,6 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/looplag.h"
-#include "common/version.h"
 #include "common/purgatory.h"
 #include "methods.h"
 #include "common/wpool.h"
@@ -57,8 +56,7 @@ struct bmain {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n"
-               "       weir-broker --version\n");
+    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n");
 }
 
 static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
@@ -229,10 +227,6 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    }
-    if (version_requested(argc, argv)) {
-        version_print(stdout, "weir-broker");
-        return 0;
     }
     signal(SIGPIPE, SIG_IGN);
     struct config *cfg = NULL;

@@ -32,7 +32,6 @@
 #include "common/log.h"
 #include "common/looplag.h"
 #include "common/metaprops.h"
-#include "common/version.h"
 #include "common/wpool.h"
 #include "coordinator/controller.h"
 #include "coordinator/coord_config.h"
@@ -57,8 +56,7 @@ static void usage(FILE *f)
             "usage: weir-coordinator --config FILE [--format-if-empty] [--override key=value]...\n"
             "       weir-coordinator --override data.dir=DIR [--override key=value]...\n"
             "       weir-coordinator format --config FILE (--cluster-id ID | --random)\n"
-            "                        [--override key=value]...\n"
-            "       weir-coordinator --version\n");
+            "                        [--override key=value]...\n");
 }
 
 /* What the command line asked for besides the configuration. */
@@ -407,10 +405,6 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    }
-    if (version_requested(argc, argv)) {
-        version_print(stdout, "weir-coordinator");
-        return 0;
     }
     signal(SIGPIPE, SIG_IGN);
 
