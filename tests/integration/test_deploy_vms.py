@@ -102,8 +102,10 @@ def test_meson_install_tree_and_versions(tmp_path):
         # commit of this repository (or "unknown" outside a checkout).
         built = m.group(2)
         if rev:
-            assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", built), out
-            known = run(["git", "-C", ROOT, "cat-file", "-e", built.split("-")[0] + "^{commit}"],
+            # git describe: a hash, or TAG-N-gHASH once there are tags
+            h = re.fullmatch(r"(?:\S+-g)?([0-9a-f]{7,40})(-dirty)?", built)
+            assert h, out
+            known = run(["git", "-C", ROOT, "cat-file", "-e", h.group(1) + "^{commit}"],
                         timeout=10, check=False)
             assert known.returncode == 0, "%s: %s is no commit here" % (out, built)
 
