@@ -40,6 +40,9 @@ packages=(
     python3-snappy python3-lz4 python3-zstandard
     # broker-failure tests: network namespaces, veth, routes (tests/fault scenario 8)
     iproute2
+    # deployment tests (tests/integration/test_deploy_vms.py): Ansible drives sshd
+    # in network namespaces; systemd-analyze verifies the units in deploy/systemd
+    ansible openssh-server openssh-client systemd
     # benchmarks: loopback baseline
     iperf3
     # fuzzing (libFuzzer ships with clang's runtime)
