@@ -60,6 +60,7 @@ struct httpd {
     struct event *sweep;
     struct hscrape *scrapes;
     struct httpd_stats st;
+    bool registered; /* httpd_collect is in m */
 };
 
 /* ---- configuration ------------------------------------------------------ */
@@ -343,6 +344,25 @@ static void request_cb(struct evhttp_request *req, void *arg)
         handle_health(h, req);
 }
 
+static int httpd_collect(struct mw *w, void *ctx, uint64_t *cursor)
+{
+    (void)cursor;
+    const struct httpd *h = ctx;
+    mw_family(w, "weir_http_connections", MW_GAUGE,
+              "Open connections to metrics.listener (this scrape's included).");
+    mw_sample(w, (double)h->st.connections, NULL);
+    mw_family(w, "weir_http_requests_total", MW_COUNTER,
+              "Requests received on metrics.listener.");
+    mw_sample(w, (double)h->st.requests, NULL);
+    mw_family(w, "weir_http_connections_closed_total", MW_COUNTER,
+              "metrics.listener connections closed by the server: refused (over "
+              "metrics.max.connections) or timed out (no whole request within "
+              "metrics.request.timeout.ms).");
+    mw_sample(w, (double)h->st.refused, "reason", "refused", NULL);
+    mw_sample(w, (double)h->st.timed_out, "reason", "timeout", NULL);
+    return 0;
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 int httpd_new(struct event_base *base, const struct httpd_settings *s, struct metrics *m,
@@ -384,6 +404,11 @@ int httpd_new(struct event_base *base, const struct httpd_settings *s, struct me
         httpd_free(h);
         return -e;
     }
+    if (metrics_register(m, httpd_collect, h) < 0) {
+        httpd_free(h);
+        return -ENOMEM;
+    }
+    h->registered = true;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     evutil_socket_t fd = evhttp_bound_socket_get_fd(h->bound);
@@ -407,6 +432,8 @@ void httpd_free(struct httpd *h)
         metrics_scrape_cancel(s->scrape);
         free(s); /* evhttp_free() frees the request */
     }
+    if (h->registered)
+        metrics_unregister(h->m, httpd_collect, h);
     if (h->http)
         evhttp_free(h->http);
     for (size_t i = 0; i < h->n_conns; i++)

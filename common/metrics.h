@@ -131,7 +131,7 @@ typedef int (*metrics_collect_fn)(struct mw *w, void *ctx, uint64_t *cursor);
 
 /* Samples a scrape writes per loop turn unless metrics_set_budget() says
  * otherwise (a few hundred microseconds of work). */
-#define METRICS_DEFAULT_BUDGET 1000
+#define METRICS_DEFAULT_BUDGET 500
 
 /* Borrows @base, which must outlive the registry. -ENOMEM. */
 int metrics_new(struct event_base *base, struct metrics **ret);
@@ -173,7 +173,9 @@ struct metrics_stats {
     uint64_t slices;          /* loop turns spent in scrapes */
     int64_t last_duration_us; /* start to done, last scrape */
     int64_t last_bytes;       /* body size, last scrape */
-    int64_t max_slice_us;     /* longest single loop turn of any scrape */
+    int64_t max_slice_us;     /* longest single loop turn of any scrape (wall) */
+    int64_t max_slice_cpu_us; /* the same in this thread's CPU time: the work
+                                 itself, without preemption by other processes */
 };
 void metrics_get_stats(const struct metrics *m, struct metrics_stats *ret);
 

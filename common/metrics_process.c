@@ -122,7 +122,8 @@ static int proc_collect(struct mw *w, void *ctx, uint64_t *cursor)
     mw_family(w, "weir_metrics_scrape_slice_max_seconds", MW_GAUGE,
               "The longest single event-loop turn any scrape took: what a scrape can stall "
               "the loop by.");
-    mw_sample(w, (double)ms.max_slice_us / 1e6, NULL);
+    mw_sample(w, (double)ms.max_slice_us / 1e6, "clock", "wall", NULL);
+    mw_sample(w, (double)ms.max_slice_cpu_us / 1e6, "clock", "cpu", NULL);
     return 0;
 }
 
