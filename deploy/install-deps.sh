@@ -36,6 +36,8 @@ packages=(
     libcmocka-dev python3 tmux
     # integration tests with real clients
     python3-pytest kcat python3-kafka python3-confluent-kafka
+    # /metrics output is checked with the Prometheus text-format parser
+    python3-prometheus-client
     # kafka-python's snappy, lz4 and zstd codecs (not pulled in by python3-kafka)
     python3-snappy python3-lz4 python3-zstandard
     # broker-failure tests: network namespaces, veth, routes (tests/fault scenario 8)
