@@ -14,6 +14,7 @@
 static const char *const compression_choices[] = {"producer", "uncompressed", "gzip", "snappy",
                                                   "lz4",      "zstd",         NULL};
 static const char *const log_level_choices[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const log_format_choices[] = {"text", "json", NULL};
 
 static int validate_endpoint(const struct config_def *def, const char *value, char *err,
                              size_t errlen)
@@ -223,6 +224,12 @@ const struct config_def broker_config_defs[] = {
      .default_value = "info",
      .choices = log_level_choices,
      .doc = "log verbosity"},
+    {.name = "log.format",
+     .type = CONFIG_STRING,
+     .default_value = "text",
+     .choices = log_format_choices,
+     .doc = "log line format on stderr: text, or json (one object per line with ts, level, "
+            "component, msg, event and its fields, for log shippers)"},
     HTTPD_CONFIG_DEFS,
 };
 const size_t broker_config_ndefs = sizeof(broker_config_defs) / sizeof(broker_config_defs[0]);

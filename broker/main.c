@@ -38,6 +38,7 @@
 #include "common/looplag.h"
 #include "common/metrics.h"
 #include "common/purgatory.h"
+#include "common/version.h"
 #include "methods.h"
 #include "common/wpool.h"
 
@@ -60,7 +61,8 @@ struct bmain {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n");
+    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n"
+               "       weir-broker --version\n");
 }
 
 static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
@@ -110,6 +112,20 @@ static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
         what = "log compaction failed (the log is left as it was)";
         break;
     }
+    const struct plog_recovery_info *ri = ev->recovery;
+    if (ev->type == LOGMGR_EVENT_LOG_OPENED && ri && ri->truncated_at >= 0) {
+        /* Recovery cut a torn or corrupt tail: worth a line of its own. */
+        log_event(LOG_LEVEL_WARN, "storage", "recovery_truncated",
+                  LOG_FIELDS(LF_STR("topic", ev->topic), LF_INT("partition", ev->partition),
+                             LF_INT("offset", ri->truncated_at),
+                             LF_INT("bytes", ri->truncated_bytes),
+                             LF_INT("segments_deleted", ri->segments_deleted)),
+                  "recovery truncated %s-%d at offset %" PRId64 " (%" PRId64
+                  " bytes of a torn or corrupt tail, %d segments deleted)",
+                  ev->topic ? ev->topic : "", ev->partition, ri->truncated_at,
+                  ri->truncated_bytes, (int)ri->segments_deleted);
+        return;
+    }
     if (log_enabled(lvl))
         log_msg(lvl, "storage", "%s: %s%s%d %s%s", what, ev->topic ? ev->topic : "",
                 ev->topic ? "-" : "", ev->partition, ev->path ? ev->path : "",
@@ -142,6 +158,39 @@ static void log_fd_limit(int64_t configured_cache)
         log_warn("broker", "log.open.files.max=%lld leaves fewer than 256 of %lld descriptors "
                  "for connections",
                  (long long)configured_cache, fl.soft);
+}
+
+struct log_totals {
+    int64_t records, bytes;
+};
+
+static void add_log_totals(void *arg, const char *topic, int32_t partition, struct plog *log)
+{
+    (void)topic;
+    (void)partition;
+    struct log_totals *t = arg;
+    t->records += plog_log_end_offset(log) - plog_log_start_offset(log);
+    t->bytes += plog_size_bytes(log);
+}
+
+/* One line for start-up recovery: what was opened, what had to be checked and
+ * cut, and how long it took (per log detail at debug). "records" counts the
+ * offsets the logs hold (compaction may have removed some of them). */
+static void log_recovery(struct logmgr *lm, const struct logmgr_open_stats *st)
+{
+    struct log_totals t = {0};
+    logmgr_foreach(lm, add_log_totals, &t);
+    log_event(LOG_LEVEL_INFO, "broker", "recovery",
+              LOG_FIELDS(LF_INT("logs", st->logs), LF_INT("dirs", st->dirs),
+                         LF_INT("segments", st->segments),
+                         LF_INT("segments_scanned", st->segments_scanned),
+                         LF_INT("indexes_rebuilt", st->indexes_rebuilt),
+                         LF_INT("logs_truncated", st->logs_truncated),
+                         LF_INT("truncated_bytes", st->truncated_bytes),
+                         LF_INT("records", t.records), LF_INT("bytes", t.bytes),
+                         LF_INT("elapsed_ms", st->elapsed_ms)),
+              "opened %d logs in %d dirs (%d segments re-validated) in %" PRId64 " ms",
+              st->logs, st->dirs, st->segments_scanned, st->elapsed_ms);
 }
 
 static void maybe_ready(struct bmain *m)
@@ -260,6 +309,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--version") == 0) {
+            puts(WEIR_VERSION_LINE("weir-broker"));
+            return 0;
+        }
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -290,6 +343,9 @@ int main(int argc, char **argv)
     enum log_level lvl;
     if (log_level_parse(config_get_string(cfg, "log.level"), &lvl) == 0)
         log_set_level(lvl);
+    enum log_format fmt;
+    if (log_format_parse(config_get_string(cfg, "log.format"), &fmt) == 0)
+        log_set_format(fmt);
 
     if (proto_methods_check() < 0) {
         log_error("broker", "proto/methods.h does not match the generated RPC descriptors");
@@ -300,7 +356,8 @@ int main(int argc, char **argv)
         goto out;
     /* Before the modules, which register their collectors as they start. */
     if (metrics_new(m.base, &m.ctx.metrics) < 0 ||
-        metrics_register_process(m.ctx.metrics, "broker", m.lag) < 0)
+        metrics_register_process(m.ctx.metrics, "broker", WEIR_VERSION, WEIR_GIT_REVISION,
+                                 m.lag) < 0)
         goto out;
     log_fd_limit(config_get_int(cfg, "log.open.files.max"));
     r = wpool_new(m.base, 2, &pool);
@@ -347,8 +404,7 @@ int main(int argc, char **argv)
         log_error("broker", "opening the logs: %s", strerror(-r));
         goto out;
     }
-    log_info("broker", "opened %d logs in %d dirs (%d segments re-validated) in %" PRId64 " ms",
-             st.logs, st.dirs, st.segments_scanned, st.elapsed_ms);
+    log_recovery(m.ctx.lm, &st);
 
     m.ctx.base = m.base;
     m.ctx.s = &m.s;

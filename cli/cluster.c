@@ -392,16 +392,13 @@ static int cluster_health(struct cli *c, bool watch, bool until_healthy, double 
 
 int cli_cluster_main(struct cli *c, int argc, char **argv)
 {
-    static char cmd_buf[64];
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(cluster_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    int help = cli_noun_help(argc, argv, cluster_usage);
+    if (help >= 0)
+        return help;
     const char *verb = argv[1];
     if (strcmp(verb, "info") && strcmp(verb, "health"))
         return cli_usage_err("unknown verb '%s'; verbs: info, health", verb);
-    snprintf(cmd_buf, sizeof(cmd_buf), "cluster %s", verb);
-    cli_cmd_name = cmd_buf;
+    cli_set_cmd("cluster", verb);
     bool watch = false, until = false;
     int64_t timeout = 0, interval = 2;
     optind = 1;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/version.h"
 
 static const char usage[] =
     "Usage: weir [GLOBAL FLAGS] NOUN VERB [ARGS] [FLAGS]\n"
@@ -28,6 +29,7 @@ static const char usage[] =
     "      --format text|json                  output format (json: one document)\n"
     "      --request-timeout-ms MS             admin request timeout (default 30000)\n"
     "  -h, --help                              help; 'weir NOUN --help' for a command\n"
+    "      --version                           the version and git revision\n"
     "\n"
     "Example:\n"
     "  weir -b localhost:9092 topic create orders -p 6 -r 3 -c retention.ms=86400000\n"
@@ -118,6 +120,11 @@ int main(int argc, char **argv)
     if (c.timeout_ms <= 0)
         return cli_usage_err("--request-timeout-ms must be a positive number of milliseconds");
 
+    if (n > 0 && strcmp(rest[0], "--version") == 0) {
+        puts(WEIR_VERSION_LINE("weir"));
+        free(rest);
+        return CLI_EXIT_OK;
+    }
     if (n == 0 || strcmp(rest[0], "--help") == 0 || strcmp(rest[0], "-h") == 0 ||
         strcmp(rest[0], "help") == 0) {
         fputs(usage, n == 0 ? stderr : stdout);

@@ -186,5 +186,8 @@ struct looplag;
 /* Registers the collector every Weir process exports: build info
  * (weir_build_info{version,revision,role}), uptime, resident memory, open
  * file descriptors, the event-loop lag histogram of @lag (may be NULL) and
- * the scrape statistics above. @role ("broker", "coordinator") is borrowed. */
-int metrics_register_process(struct metrics *m, const char *role, struct looplag *lag);
+ * the scrape statistics above. @role ("broker", "coordinator"), @version and
+ * @revision (common/version.h's WEIR_VERSION and WEIR_GIT_REVISION, which only
+ * programs see) are borrowed: string literals in practice. */
+int metrics_register_process(struct metrics *m, const char *role, const char *version,
+                             const char *revision, struct looplag *lag);

@@ -11,13 +11,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/build_info.h"
 #include "common/clock.h"
 #include "common/looplag.h"
 
 struct proc_ctx {
     struct metrics *m;
     const char *role;
+    const char *version;
+    const char *revision;
     struct looplag *lag;
     int64_t start_mono_us;
     int64_t start_wall_ms;
@@ -60,7 +61,7 @@ static int proc_collect(struct mw *w, void *ctx, uint64_t *cursor)
 
     mw_family(w, "weir_build_info", MW_GAUGE,
               "Always 1; the labels say which build and role this process is.");
-    mw_sample(w, 1, "version", build_version, "revision", build_revision, "role", p->role, NULL);
+    mw_sample(w, 1, "version", p->version, "revision", p->revision, "role", p->role, NULL);
     mw_family(w, "weir_uptime_seconds", MW_GAUGE, "Seconds since the process started.");
     mw_sample(w, (double)(clock_mono_us() - p->start_mono_us) / 1e6, NULL);
     mw_family(w, "process_start_time_seconds", MW_GAUGE,
@@ -127,7 +128,8 @@ static int proc_collect(struct mw *w, void *ctx, uint64_t *cursor)
     return 0;
 }
 
-int metrics_register_process(struct metrics *m, const char *role, struct looplag *lag)
+int metrics_register_process(struct metrics *m, const char *role, const char *version,
+                             const char *revision, struct looplag *lag)
 {
     struct proc_ctx *p = calloc(1, sizeof(*p));
     if (!p)
@@ -135,6 +137,8 @@ int metrics_register_process(struct metrics *m, const char *role, struct looplag
     *p = (struct proc_ctx){
         .m = m,
         .role = role,
+        .version = version,
+        .revision = revision,
         .lag = lag,
         .start_mono_us = clock_mono_us(),
         .start_wall_ms = clock_wall_ms(),

@@ -50,6 +50,7 @@ struct coord_settings {
      * that carries it, so every record can be pushed. */
     uint32_t max_record_bytes;
     enum log_level log_level;
+    enum log_format log_format;
 };
 
 /* Parse one listener string. -EINVAL with what was expected in @err. */

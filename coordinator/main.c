@@ -40,6 +40,7 @@
 #include "coordinator/mlog.h"
 #include "coordinator/service.h"
 #include "common/meta/state.h"
+#include "common/version.h"
 
 #define EXIT_RUNTIME 1 /* data directory, recovery, listen, metadata log failure */
 #define EXIT_CONFIG  2 /* command line or configuration */
@@ -59,7 +60,8 @@ static void usage(FILE *f)
             "usage: weir-coordinator --config FILE [--format-if-empty] [--override key=value]...\n"
             "       weir-coordinator --override data.dir=DIR [--override key=value]...\n"
             "       weir-coordinator format --config FILE (--cluster-id ID | --random)\n"
-            "                        [--override key=value]...\n");
+            "                        [--override key=value]...\n"
+            "       weir-coordinator --version\n");
 }
 
 /* What the command line asked for besides the configuration. */
@@ -423,6 +425,10 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        if (strcmp(argv[i], "--version") == 0) {
+            puts(WEIR_VERSION_LINE("weir-coordinator"));
+            return 0;
+        }
     }
     signal(SIGPIPE, SIG_IGN);
 
@@ -451,6 +457,7 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     log_set_level(cfg.log_level);
+    log_set_format(cfg.log_format);
 
     int exit_code = EXIT_RUNTIME;
     struct mlog *log = NULL;
@@ -562,7 +569,8 @@ int main(int argc, char **argv)
     r = httpd_settings_resolve(conf, &hs, err, sizeof(err));
     if (r == 0 && hs.enabled) {
         if (metrics_new(base, &metrics) < 0 ||
-            metrics_register_process(metrics, "coordinator", lag) < 0 ||
+            metrics_register_process(metrics, "coordinator", WEIR_VERSION, WEIR_GIT_REVISION,
+                                     lag) < 0 ||
             coord_service_register_metrics(m.svc, metrics) < 0) {
             log_error("coordinator", "cannot set up metrics: out of memory");
             goto out;

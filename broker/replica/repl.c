@@ -149,6 +149,8 @@ struct repl {
     struct event *alter_ev;       /* sends them, after the current callback */
     struct fetcher *fetchers;
     struct event *isr_timer;
+    struct repl_part **changed; /* roles taken up by this metadata pass, to log */
+    size_t n_changed, cap_changed;
     bool freeing;
 };
 
@@ -219,6 +221,19 @@ static bool ids_contain(const int32_t *v, size_t n, int32_t id)
         if (v[i] == id)
             return true;
     return false;
+}
+
+/* "1,2,3" for a log line; cut (still NUL-terminated) if @len is short. */
+static void ids_format(const int32_t *v, size_t n, char *buf, size_t len)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && off < len; i++) {
+        int k = snprintf(buf + off, len - off, "%s%d", i ? "," : "", (int)v[i]);
+        if (k < 0)
+            break;
+        off += (size_t)k;
+    }
 }
 
 static struct rfollower *follower_of(struct repl_part *p, int32_t id)
@@ -455,6 +470,35 @@ static void alter_items_free(struct alter_item *v, size_t n)
     free(v);
 }
 
+static bool ids_same_set(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!ids_contain(b, nb, a[i]))
+            return false;
+    return true;
+}
+
+/* The leader's line for an ISR it adopted (@before members until now): asked
+ * for by itself, or changed by the coordinator (a fenced follower leaves the
+ * ISR with the fence). */
+static void log_isr_change(const struct repl_part *p, size_t before, const char *cause)
+{
+    char isr[256 * 12];
+    ids_format(p->isr, p->n_isr, isr, sizeof(isr));
+    log_event(LOG_LEVEL_INFO, "replica",
+              p->n_isr < before   ? "isr_shrink"
+              : p->n_isr > before ? "isr_expand"
+                                  : "isr_change",
+              LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
+                         LF_INT("epoch", p->leader_epoch),
+                         LF_INT("partition_epoch", p->partition_epoch), LF_STR("isr", isr),
+                         LF_INT("offset", leo(p)), LF_INT("hw", p->hw), LF_STR("cause", cause)),
+              "%s-%d: ISR now %u members (partition epoch %d)", p->topic, p->partition,
+              (unsigned)p->n_isr, p->partition_epoch);
+}
+
 /* The answer for one item: @res is NULL when the call failed as a whole (@why
  * says how; logged once per call by the caller). */
 static void alter_item_done(struct repl *r, const struct alter_item *it,
@@ -478,10 +522,10 @@ static void alter_item_done(struct repl *r, const struct alter_item *it,
      * push, so a shrink unblocks the HW at once. */
     if (res->leader_epoch == p->leader_epoch && res->partition_epoch > p->partition_epoch &&
         res->leader == r->s->broker_id) {
+        size_t before = p->n_isr;
         p->partition_epoch = res->partition_epoch;
         adopt_isr(p, res->isr, res->n_isr);
-        log_info("replica", "%s-%d: ISR now %zu members (partition epoch %d)", it->topic,
-                 it->partition, res->n_isr, res->partition_epoch);
+        log_isr_change(p, before, "leader_request");
         maybe_advance_hw(r, p);
         check_min_isr(r, p);
     }
@@ -1005,10 +1049,13 @@ static void follower_truncate(struct repl *r, struct repl_part *p, int32_t lepoc
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
     if (p->hw > newend)
         part_set_hw(p, newend);
-    log_info("replica",
-             "%s-%d: log diverged from leader %d (its epoch %d ends at %" PRId64
-             "): truncated from %" PRId64 " to %" PRId64,
-             p->topic, p->partition, p->leader, lepoch, lend, end, newend);
+    log_event(LOG_LEVEL_INFO, "replica", "log_truncated",
+              LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
+                         LF_INT("epoch", p->leader_epoch), LF_INT("leader", p->leader),
+                         LF_INT("from", end), LF_INT("to", newend), LF_STR("reason", "diverged")),
+              "%s-%d: log diverged from leader %d (its epoch %d ends at %" PRId64
+              "): truncated from %" PRId64 " to %" PRId64,
+              p->topic, p->partition, p->leader, lepoch, lend, end, newend);
 }
 
 /* The leader's log start moved (DeleteRecords, retention): follow it as far as
@@ -1109,8 +1156,15 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                         epochcache_truncate_from_end(p->ec, ne);
                         if (p->hw > ne)
                             part_set_hw(p, ne);
-                        log_info("replica", "%s-%d: ahead of leader %d: truncated to %" PRId64,
-                                 p->topic, p->partition, p->leader, ne);
+                        log_event(LOG_LEVEL_INFO, "replica", "log_truncated",
+                                  LOG_FIELDS(LF_STR("topic", p->topic),
+                                             LF_INT("partition", p->partition),
+                                             LF_INT("epoch", p->leader_epoch),
+                                             LF_INT("leader", p->leader), LF_INT("from", end),
+                                             LF_INT("to", ne),
+                                             LF_STR("reason", "ahead_of_leader")),
+                                  "%s-%d: ahead of leader %d: truncated to %" PRId64, p->topic,
+                                  p->partition, p->leader, ne);
                     }
                 } else if (o->log_start_offset > end) {
                     if (plog_truncate_fully(p->log, o->log_start_offset) == 0) {
@@ -1118,9 +1172,15 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                             pstates_truncated(r->pstates, p->log);
                         epochcache_clear(p->ec);
                         part_set_hw(p, o->log_start_offset);
-                        log_info("replica",
-                                 "%s-%d: behind leader %d's log start: restarting at %" PRId64,
-                                 p->topic, p->partition, p->leader, o->log_start_offset);
+                        log_event(LOG_LEVEL_INFO, "replica", "log_truncated",
+                                  LOG_FIELDS(LF_STR("topic", p->topic),
+                                             LF_INT("partition", p->partition),
+                                             LF_INT("epoch", p->leader_epoch),
+                                             LF_INT("leader", p->leader), LF_INT("from", end),
+                                             LF_INT("to", o->log_start_offset),
+                                             LF_STR("reason", "behind_log_start")),
+                                  "%s-%d: behind leader %d's log start: restarting at %" PRId64,
+                                  p->topic, p->partition, p->leader, o->log_start_offset);
                     }
                 } else {
                     backoff = true;
@@ -1429,6 +1489,71 @@ static int copy_ids(int32_t **dst, const int32_t *src, size_t n)
     return 0;
 }
 
+/* ---- role change lines ------------------------------------------------------ */
+
+static void log_role_change(const struct repl_part *p, enum log_level lvl)
+{
+    if (!log_enabled(lvl))
+        return;
+    char isr[256 * 12];
+    ids_format(p->isr, p->n_isr, isr, sizeof(isr));
+    if (p->role == ROLE_LEADER)
+        log_event(lvl, "replica", "became_leader",
+                  LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
+                             LF_INT("epoch", p->leader_epoch), LF_INT("offset", leo(p)),
+                             LF_INT("hw", p->hw), LF_STR("isr", isr)),
+                  "%s-%d: leader in epoch %d at offset %" PRId64 " (HW %" PRId64 ")", p->topic,
+                  p->partition, p->leader_epoch, leo(p), p->hw);
+    else
+        log_event(lvl, "replica", "became_follower",
+                  LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
+                             LF_INT("epoch", p->leader_epoch), LF_INT("leader", p->leader),
+                             LF_INT("offset", p->log ? leo(p) : -1)),
+                  "%s-%d: following broker %d in epoch %d from offset %" PRId64, p->topic,
+                  p->partition, p->leader, p->leader_epoch, p->log ? leo(p) : -1);
+}
+
+/* Remembered until the end of the metadata pass (the part stays alive until
+ * then: it was seen); without memory the line goes out at once. */
+static void note_role_change(struct repl *r, struct repl_part *p)
+{
+    if (r->n_changed == r->cap_changed) {
+        size_t cap = r->cap_changed ? r->cap_changed * 2 : 64;
+        struct repl_part **v = realloc(r->changed, cap * sizeof(*v));
+        if (!v) {
+            log_role_change(p, LOG_LEVEL_INFO);
+            return;
+        }
+        r->changed = v;
+        r->cap_changed = cap;
+    }
+    r->changed[r->n_changed++] = p;
+}
+
+/* A few role changes are a line each; many (a start-up, a broker's failover
+ * with thousands of partitions) are one summary line, the detail at debug. */
+#define ROLE_LINES_MAX 20
+
+static void log_role_changes(struct repl *r)
+{
+    if (r->n_changed <= ROLE_LINES_MAX) {
+        for (size_t i = 0; i < r->n_changed; i++)
+            log_role_change(r->changed[i], LOG_LEVEL_INFO);
+    } else {
+        size_t leaders = 0;
+        for (size_t i = 0; i < r->n_changed; i++) {
+            leaders += r->changed[i]->role == ROLE_LEADER;
+            log_role_change(r->changed[i], LOG_LEVEL_DEBUG);
+        }
+        log_event(LOG_LEVEL_INFO, "replica", "roles_changed",
+                  LOG_FIELDS(LF_INT("leaders", leaders),
+                             LF_INT("followers", r->n_changed - leaders)),
+                  "took up %zu leaderships and %zu followerships (one line each at debug)",
+                  leaders, r->n_changed - leaders);
+    }
+    r->n_changed = 0;
+}
+
 /* Take up the leadership of @p. Its new epoch goes into @eb, which the caller
  * commits before returning to the loop: nothing is appended in the new epoch
  * before the epoch is durable. */
@@ -1455,8 +1580,7 @@ static void become_leader(struct repl *r, struct repl_part *p, struct epochcache
     p->alter_retry_ms = 0;
     p->fetcher = NULL;
     p->role = ROLE_LEADER;
-    log_info("replica", "%s-%d: leader in epoch %d at offset %" PRId64 " (HW %" PRId64 ")",
-             p->topic, p->partition, p->leader_epoch, leo(p), p->hw);
+    note_role_change(r, p);
 }
 
 static void become_follower(struct repl *r, struct repl_part *p)
@@ -1470,8 +1594,7 @@ static void become_follower(struct repl *r, struct repl_part *p)
     if (p->log && p->hw > leo(p))
         part_set_hw(p, leo(p));
     p->role = ROLE_FOLLOWER;
-    log_info("replica", "%s-%d: following broker %d in epoch %d from offset %" PRId64, p->topic,
-             p->partition, p->leader, p->leader_epoch, p->log ? leo(p) : -1);
+    note_role_change(r, p);
 }
 
 void repl_on_metadata(struct repl *r)
@@ -1521,10 +1644,16 @@ void repl_on_metadata(struct repl *r)
             bool epoch_changed = cp->leader_epoch != p->leader_epoch || cp->leader != p->leader;
             bool newer = epoch_changed || cp->partition_epoch >= p->partition_epoch;
             if (newer) {
+                bool isr_moved = p->role == ROLE_LEADER && !epoch_changed && p->log &&
+                                 cp->leader == me &&
+                                 !ids_same_set(p->isr, p->n_isr, cstate_part_isr(cp), cp->n_isr);
+                size_t before = p->n_isr;
                 copy_ids(&p->replicas, cstate_part_replicas(cp), cp->n_replicas);
                 p->n_replicas = cp->n_replicas;
                 adopt_isr(p, cstate_part_isr(cp), cp->n_isr);
                 p->partition_epoch = cp->partition_epoch;
+                if (isr_moved)
+                    log_isr_change(p, before, "metadata");
             }
             p->leader = cp->leader;
             p->leader_epoch = cp->leader_epoch;
@@ -1553,6 +1682,7 @@ void repl_on_metadata(struct repl *r)
         log_error("replica", "%zu of %zu new leader epochs could not be written to their "
                   "epoch caches", bad, nb);
     epochcache_batch_deinit(&eb);
+    log_role_changes(r);
     /* Replicas no longer hosted here. */
     for (size_t i = 0; i < r->nbuckets; i++) {
         struct repl_part *p = r->buckets[i];
@@ -1765,6 +1895,7 @@ void repl_free(struct repl *r)
         }
     }
     free(r->buckets);
+    free(r->changed);
     if (r->isr_timer)
         event_free(r->isr_timer);
     if (r->alter_ev)

@@ -494,10 +494,10 @@ static void test_process_collector(void **state)
     struct event_base *base = event_base_new();
     struct metrics *m;
     assert_int_equal(metrics_new(base, &m), 0);
-    assert_int_equal(metrics_register_process(m, "test", NULL), 0);
+    assert_int_equal(metrics_register_process(m, "test", "1.2.3", "abc\"def", NULL), 0);
     char *s = scrape_sync(m);
-    assert_non_null(strstr(s, "weir_build_info{version=\""));
-    assert_non_null(strstr(s, ",role=\"test\"} 1\n"));
+    assert_non_null(
+        strstr(s, "weir_build_info{version=\"1.2.3\",revision=\"abc\\\"def\",role=\"test\"} 1\n"));
     assert_non_null(strstr(s, "\nprocess_resident_memory_bytes "));
     assert_non_null(strstr(s, "\nprocess_open_fds "));
     assert_non_null(strstr(s, "\nweir_uptime_seconds "));
