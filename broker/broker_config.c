@@ -8,6 +8,7 @@
 
 #include "broker/storage/storage_config.h"
 #include "common/config.h"
+#include "common/httpd.h"
 #include "common/log.h"
 
 static const char *const compression_choices[] = {"producer", "uncompressed", "gzip", "snappy",
@@ -222,6 +223,7 @@ const struct config_def broker_config_defs[] = {
      .default_value = "info",
      .choices = log_level_choices,
      .doc = "log verbosity"},
+    HTTPD_CONFIG_DEFS,
 };
 const size_t broker_config_ndefs = sizeof(broker_config_defs) / sizeof(broker_config_defs[0]);
 

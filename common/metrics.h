@@ -141,6 +141,9 @@ void metrics_free(struct metrics *m);
 /* Adds a collector; collectors run in registration order. @ctx is borrowed
  * and must stay valid until metrics_unregister() or metrics_free(). -ENOMEM. */
 int metrics_register(struct metrics *m, metrics_collect_fn fn, void *ctx);
+/* The same, and the registry free()s @ctx at metrics_free() (or when
+ * unregistered). */
+int metrics_register_owned(struct metrics *m, metrics_collect_fn fn, void *ctx);
 /* Removes the collector registered with (@fn, @ctx); a running scrape skips it
  * from then on. No-op when absent. */
 void metrics_unregister(struct metrics *m, metrics_collect_fn fn, void *ctx);

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "common/config.h"
+#include "common/httpd.h"
 
 /* Bytes of a frame not available to a record: frame header and the WatchRecord
  * fields around it, with room to spare. */
@@ -172,6 +173,7 @@ const struct config_def coord_config_defs[] = {
     {.name = "log.level", .type = CONFIG_STRING, .default_value = "info",
      .choices = log_level_choices,
      .doc = "Lowest level of log lines written to stderr."},
+    HTTPD_CONFIG_DEFS,
 };
 /* clang-format on */
 

@@ -26,6 +26,7 @@ struct kreq;
 struct kconn;
 struct purg;
 struct plog;
+struct metrics;
 struct config;
 struct pstates;
 struct pidalloc;
@@ -48,6 +49,7 @@ struct broker_ctx {
     struct groups *groups;    /* consumer-group membership (broker/group/groups.h) */
     struct event *group_timer; /* groups_tick() at the groups' next deadline */
     struct gstore *gstore;     /* __consumer_offsets: coordination, offsets (broker/group/gstore.h) */
+    struct metrics *metrics;   /* /metrics collectors register here (common/metrics.h) */
     struct kstats *kstats;     /* request metrics (broker/kafka/kstats.h); may be NULL */
 };
 
