@@ -575,6 +575,8 @@ static void scrape_turn(evutil_socket_t fd, short what, void *arg)
     if (r == 1) {
         body = evbuffer_new();
         r = body ? mw_finish(&s->w, body) : -ENOMEM;
+        if (r == 0)
+            r = 1; /* finished: 0 below would mean "another slice" */
     }
     int64_t dt = clock_mono_us() - t0;
     m->st.slices++;
