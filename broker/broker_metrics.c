@@ -231,9 +231,10 @@ static int partitions_collect(struct mw *w, void *ctx, uint64_t *cursor)
 struct lag_walk {
     struct mw *w;
     struct lag_source src;
-    uint64_t index; /* of the group being visited */
-    uint64_t start; /* first group of this turn */
-    bool stop;      /* the turn's budget is spent */
+    uint64_t index;  /* of the group being visited */
+    uint64_t start;  /* first group of this turn */
+    uint64_t resume; /* first group of the next turn, once stop is set */
+    bool stop;       /* the turn's budget is spent */
     int err;
 };
 
@@ -245,7 +246,7 @@ static void lag_visit(void *ud, const struct omap_group *g)
         return;
     if (i > lw->start && mw_should_yield(lw->w)) {
         lw->stop = true;
-        lw->index = i; /* resume here */
+        lw->resume = i;
         return;
     }
     struct lag_row *rows;
@@ -289,7 +290,7 @@ static int groups_collect(struct mw *w, void *ctx, uint64_t *cursor)
     if (lw.err)
         return lw.err;
     if (lw.stop) {
-        *cursor = lw.index;
+        *cursor = lw.resume;
         return METRICS_MORE;
     }
     mw_family(w, "weir_consumer_groups_coordinated", MW_GAUGE,

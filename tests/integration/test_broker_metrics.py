@@ -220,11 +220,23 @@ def test_under_replicated_follows_a_killed_follower(cluster):
     m = scrape(cluster, leader)
     assert val(m, "weir_isr_shrinks_total") > val(start, "weir_isr_shrinks_total")
     assert val(m, "weir_under_min_isr_partitions") == 0  # 2 of 3 left, min 2
+    # What the dead follower misses is its lag.
+    conn = kafka_raw.Conn(*cluster.addr(leader))
+    try:
+        err, _ = conn.produce("urp", 0, kafka_raw.record_batch([b"m%d" % i for i in range(5)]),
+                              acks=1)
+        assert err == 0
+    finally:
+        conn.close()
+    m = scrape(cluster, leader)
+    assert val(m, "weir_topic_follower_max_lag_records", topic="urp") >= 5
+    assert val(m, "weir_follower_max_lag_records") >= 5
     cluster.start_broker(follower)
     wait_for(lambda: val(scrape(cluster, leader), "weir_under_replicated_partitions") == 0,
              30, "the partition to be fully replicated again")
-    assert val(scrape(cluster, leader), "weir_isr_expands_total") > \
-        val(start, "weir_isr_expands_total")
+    end = scrape(cluster, leader)
+    assert val(end, "weir_isr_expands_total") > val(start, "weir_isr_expands_total")
+    assert val(end, "weir_topic_follower_max_lag_records", topic="urp") == 0
 
 
 def test_group_lag_matches_weir_group_describe(cluster):
@@ -266,3 +278,38 @@ def test_group_lag_matches_weir_group_describe(cluster):
         return lags
     # The coordinator's HW view may trail the commit by a fetch.
     wait_for(lambda: from_metrics() == cli, 10, "group lag in /metrics to match the CLI")
+
+
+def test_partition_walk_spans_loop_turns_and_concurrent_scrapes(cluster):
+    """1,200 partitions: the walk (BM_PARTS_PER_TURN = 500) resumes inside the
+    topic on later loop turns; scrapes running at once each get the whole
+    picture, with no series twice."""
+    need_deps()
+    cluster.create_topic("wide", 1200, 1)
+
+    def led_everywhere():
+        return sum(val(scrape(cluster, b), "weir_topic_leaders", topic="wide")
+                   for b in (1, 2, 3)) == 1200
+    # Brokers make new logs in batches on their worker pool.
+    wait_for(led_everywhere, TIMEOUT, "every broker to lead its share of the logs")
+    import threading
+    results, errors = {}, []
+
+    def one(b, k):
+        try:
+            results[(b, k)] = scrape(cluster, b)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=one, args=(b, k)) for b in (1, 2, 3) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert not errors, errors
+    for k in range(3):
+        hosted = sum(val(results[(b, k)], "weir_topic_replicas", topic="wide") for b in (1, 2, 3))
+        led = sum(val(results[(b, k)], "weir_topic_leaders", topic="wide") for b in (1, 2, 3))
+        assert (hosted, led) == (1200, 1200)
+    m = scrape(cluster, 1)
+    assert val(m, "weir_offline_partitions") == 0
+    assert val(m, "weir_metrics_scrape_slices_total") > val(m, "weir_metrics_scrapes_total")
