@@ -21,10 +21,12 @@
 #include <string.h>
 
 #include "broker/broker_config.h"
+#include "broker/broker_metrics.h"
 #include "broker/coordclient.h"
 #include "broker/group/gstore.h"
 #include "broker/identity.h"
 #include "broker/kafka/dispatch.h"
+#include "broker/kafka/kstats.h"
 #include "broker/kafka/server.h"
 #include "broker/replica/pstates.h"
 #include "broker/replica/repl.h"
@@ -330,6 +332,7 @@ int main(int argc, char **argv)
     static struct bmain m;
     int code = EXIT_RUNTIME;
     struct wpool *pool = NULL;
+    struct broker_metrics *bmetrics = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
     r = config_parse_args(cfg, argc, argv, err, sizeof(err));
     if (r == 0)
@@ -418,6 +421,8 @@ int main(int argc, char **argv)
     r = pidalloc_new(&m.ctx, &m.ctx.pids);
     if (r < 0)
         goto out;
+    if (kstats_new(&m.ctx.kstats) < 0)
+        goto out;
     struct kserver_options so = {
         .host = m.s.listen.host,
         .port = m.s.listen.port,
@@ -426,6 +431,8 @@ int main(int argc, char **argv)
         .idle_ms = m.s.connections_max_idle_ms,
         .on_request = dispatch_request,
         .on_close = dispatch_conn_closed,
+        .on_reply = dispatch_reply_observed,
+        .on_done = dispatch_request_done,
         .ud = &m.ctx,
     };
     r = kserver_new(m.base, &so, &m.srv);
@@ -478,6 +485,12 @@ int main(int argc, char **argv)
     coordclient_set_replication_endpoint(m.ctx.cc, repl_advertised_host(m.ctx.repl),
                                          repl_port(m.ctx.repl));
 
+    r = broker_metrics_new(&m.ctx, m.srv, pool, &bmetrics);
+    if (r == 0)
+        r = broker_metrics_register(bmetrics, m.ctx.metrics);
+    if (r < 0)
+        goto out;
+
     struct httpd_settings hs;
     r = httpd_settings_resolve(cfg, &hs, err, sizeof(err));
     if (r == 0 && hs.enabled)
@@ -529,6 +542,8 @@ out:
     }
     wpool_free(pool);
     metrics_free(m.ctx.metrics);
+    broker_metrics_free(bmetrics); /* after the registry: its collectors point here */
+    kstats_free(m.ctx.kstats);
     looplag_free(m.lag);
     if (sigterm)
         event_free(sigterm);

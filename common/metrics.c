@@ -587,7 +587,7 @@ static void scrape_turn(evutil_socket_t fd, short what, void *arg)
         body = evbuffer_new();
         r = body ? mw_finish(&s->w, body) : -ENOMEM;
         if (r == 0)
-            r = 1;
+            r = 1; /* finished: 0 below would mean "another slice" */
     }
     int64_t dt = clock_mono_us() - t0, dc = thread_cpu_us() - c0;
     m->st.slices++;

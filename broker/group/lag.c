@@ -32,7 +32,12 @@ static int row_cmp(const void *a, const void *b)
 int lag_group(const struct omap *m, const char *group, const struct lag_source *src,
               struct lag_row **ret_rows, size_t *ret_n)
 {
-    const struct omap_group *g = omap_group(m, group);
+    return lag_group_rows(omap_group(m, group), src, ret_rows, ret_n);
+}
+
+int lag_group_rows(const struct omap_group *g, const struct lag_source *src,
+                   struct lag_row **ret_rows, size_t *ret_n)
+{
     size_t n = g ? g->n : 0;
     struct lag_row *rows = NULL;
     if (n) {

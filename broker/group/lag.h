@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 struct omap;
+struct omap_group;
 struct broker_ctx;
 
 struct lag_row {
@@ -38,6 +39,10 @@ int64_t lag_of(int64_t committed, int64_t log_end);
  * 0 or -ENOMEM. */
 int lag_group(const struct omap *m, const char *group, const struct lag_source *src,
               struct lag_row **ret_rows, size_t *ret_n);
+/* The same for a group already looked up (@g may be NULL: no rows), e.g.
+ * while visiting the map with omap_foreach(). */
+int lag_group_rows(const struct omap_group *g, const struct lag_source *src,
+                   struct lag_row **ret_rows, size_t *ret_n);
 /* Sum of the known lags of @rows (the group's total lag). */
 int64_t lag_total(const struct lag_row *rows, size_t n);
 

@@ -50,6 +50,7 @@ struct broker_ctx {
     struct event *group_timer; /* groups_tick() at the groups' next deadline */
     struct gstore *gstore;     /* __consumer_offsets: coordination, offsets (broker/group/gstore.h) */
     struct metrics *metrics;   /* /metrics collectors register here (common/metrics.h) */
+    struct kstats *kstats;     /* request metrics (broker/kafka/kstats.h); may be NULL */
 };
 
 /* A handler completes @req (kreq_reply / kreq_no_reply / kreq_close) now or
@@ -74,6 +75,9 @@ void dispatch_request(void *ud, struct kreq *req);
  * fetches, acks=all produces) are cancelled, so they free their memory now
  * rather than at their timeout. */
 void dispatch_conn_closed(void *ud, struct kconn *conn);
+/* kserver_reply_fn / kserver_done_fn: count errors and latency in b->kstats. */
+void dispatch_reply_observed(void *ud, const struct kreq *req, const void *msg);
+void dispatch_request_done(void *ud, const struct kreq *req, int64_t elapsed_us);
 
 /* ---- handlers (broker/kafka/api_*.c) ------------------------------------------- */
 
