@@ -166,23 +166,34 @@ static void conn_shut(struct hconn *c)
     c->shut = true;
 }
 
+/* Drops the connections evhttp has let go of: bufferevent_free() cleared
+ * their callbacks, and our reference is the last, so dropping it closes the
+ * socket. */
+static void conn_prune(struct httpd *h)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < h->n_conns; i++) {
+        bufferevent_event_cb ecb = NULL;
+        bufferevent_getcb(h->conns[i].bev, NULL, NULL, &ecb, NULL);
+        if (!ecb) {
+            bufferevent_decref(h->conns[i].bev);
+            continue;
+        }
+        h->conns[j++] = h->conns[i];
+    }
+    h->n_conns = j;
+    h->st.connections = j;
+}
+
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct httpd *h = arg;
+    conn_prune(h);
     int64_t now = clock_mono_us();
-    size_t j = 0;
     for (size_t i = 0; i < h->n_conns; i++) {
         struct hconn *c = &h->conns[i];
-        bufferevent_event_cb ecb = NULL;
-        bufferevent_getcb(c->bev, NULL, NULL, &ecb, NULL);
-        if (!ecb) {
-            /* evhttp freed its connection; our reference is the last and
-             * dropping it closes the socket. */
-            bufferevent_decref(c->bev);
-            continue;
-        }
         if (!c->shut && (c->refused || now >= c->deadline_us)) {
             if (c->refused)
                 h->st.refused++;
@@ -190,11 +201,8 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
                 h->st.timed_out++;
             conn_shut(c);
         }
-        h->conns[j++] = *c;
     }
-    h->n_conns = j;
-    h->st.connections = j;
-    if (j)
+    if (h->n_conns)
         sweep_arm(h);
 }
 
@@ -203,6 +211,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 static struct bufferevent *bev_cb(struct event_base *base, void *arg)
 {
     struct httpd *h = arg;
+    conn_prune(h); /* so the limit counts only connections still open */
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!bev)
         return NULL; /* evhttp makes its own; that connection is merely untracked */

@@ -158,6 +158,10 @@ def test_health_ok_and_http_errors_are_answered(cluster2):
         assert get(c.metrics_url(name, "/health"), method="DELETE")[0] == 405
         # A query string is not part of the path.
         assert get(c.metrics_url(name, "/health?verbose=1"))[0] == 200
+    # Closed connections stop counting against metrics.max.connections (64) at
+    # once: 150 requests in a row, each on its own connection, all answered.
+    for _ in range(150):
+        assert get(c.metrics_url(1, "/health"))[0] == 200
 
 
 def raw_exchange(addr, data, timeout):
