@@ -36,12 +36,10 @@ struct hconn {
     bool refused; /* over the connection limit: shut at the next sweep */
 };
 
-/* A /metrics request waiting for its scrape. */
-struct hscrape {
-    struct httpd *h;
+/* A /metrics request waiting for the running scrape. */
+struct hwaiter {
     struct evhttp_request *req;
-    struct metrics_scrape *scrape;
-    struct hscrape *prev, *next;
+    struct hwaiter *next;
 };
 
 struct httpd {
@@ -57,7 +55,10 @@ struct httpd {
     struct hconn *conns;
     size_t n_conns, cap_conns;
     struct event *sweep;
-    struct hscrape *scrapes;
+    /* At most one scrape runs; /metrics requests that arrive meanwhile share
+     * its answer, so concurrent scrapers cost one scrape, not one each. */
+    struct metrics_scrape *scrape;
+    struct hwaiter *waiters;
     struct httpd_stats st;
     bool registered; /* httpd_collect is in m */
 };
@@ -271,49 +272,61 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
         evbuffer_free(b);
 }
 
-static void hscrape_unlink(struct hscrape *s)
+static void waiters_free(struct hwaiter *w)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        s->h->scrapes = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    while (w) {
+        struct hwaiter *next = w->next;
+        free(w);
+        w = next;
+    }
 }
 
 static void scrape_done(int status, struct evbuffer *body, void *arg)
 {
-    struct hscrape *s = arg;
-    hscrape_unlink(s);
-    struct evhttp_request *req = s->req;
-    free(s);
-    if (status < 0) {
-        reply_text(req, 500, "Internal Server Error", "metrics collection failed");
-        return;
+    struct httpd *h = arg;
+    struct hwaiter *waiters = h->waiters;
+    h->waiters = NULL;
+    h->scrape = NULL;
+    for (struct hwaiter *w = waiters; w; w = w->next) {
+        if (status < 0) {
+            reply_text(w->req, 500, "Internal Server Error", "metrics collection failed");
+            continue;
+        }
+        evhttp_add_header(evhttp_request_get_output_headers(w->req), "Content-Type",
+                          "text/plain; version=0.0.4; charset=utf-8");
+        /* The last one takes the body; the others reference its memory. */
+        struct evbuffer *b = body;
+        if (w->next) {
+            b = evbuffer_new();
+            if (!b || evbuffer_add_buffer_reference(b, body) < 0) {
+                if (b)
+                    evbuffer_free(b);
+                reply_text(w->req, 503, "Service Unavailable", "out of memory");
+                continue;
+            }
+        }
+        evhttp_send_reply(w->req, 200, "OK", b);
+        if (b != body)
+            evbuffer_free(b);
     }
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, 200, "OK", body);
+    waiters_free(waiters);
 }
 
 static void handle_metrics(struct httpd *h, struct evhttp_request *req)
 {
-    struct hscrape *s = calloc(1, sizeof(*s));
-    if (!s) {
+    struct hwaiter *w = calloc(1, sizeof(*w));
+    if (!w) {
         reply_text(req, 503, "Service Unavailable", "out of memory");
         return;
     }
-    s->h = h;
-    s->req = req;
-    if (metrics_scrape_start(h->m, scrape_done, s, &s->scrape) < 0) {
-        free(s);
+    w->req = req;
+    if (!h->scrape && metrics_scrape_start(h->m, scrape_done, h, &h->scrape) < 0) {
+        free(w);
         reply_text(req, 503, "Service Unavailable", "out of memory");
         return;
     }
-    s->next = h->scrapes;
-    if (s->next)
-        s->next->prev = s;
-    h->scrapes = s;
+    w->next = h->waiters;
+    h->waiters = w;
 }
 
 static void handle_health(struct httpd *h, struct evhttp_request *req)
@@ -434,12 +447,8 @@ void httpd_free(struct httpd *h)
 {
     if (!h)
         return;
-    while (h->scrapes) {
-        struct hscrape *s = h->scrapes;
-        hscrape_unlink(s);
-        metrics_scrape_cancel(s->scrape);
-        free(s); /* evhttp_free() frees the request */
-    }
+    metrics_scrape_cancel(h->scrape);
+    waiters_free(h->waiters); /* evhttp_free() frees their requests */
     if (h->registered)
         metrics_unregister(h->m, httpd_collect, h);
     if (h->http)

@@ -10,7 +10,8 @@
  * connecting or of its previous response, or it is closed — so a slowloris
  * client that trickles a byte a second holds a slot for one timeout, not
  * forever. Unknown paths get 404, methods other than GET and HEAD on a known
- * path 405.
+ * path 405. One scrape runs at a time: /metrics requests that arrive while
+ * it runs share its answer.
  *
  * Runs on the thread of the event_base; nothing is thread-safe. */
 #pragma once

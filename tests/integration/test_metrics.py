@@ -144,6 +144,33 @@ def test_both_processes_serve_metrics_the_prometheus_parser_reads(cluster2):
         value(before, "weir_coordinator_metadata_offset")
 
 
+def test_concurrent_scrapes_share_one_collection(cluster2):
+    need_parser()
+    c = cluster2
+    c.create_topic("conc-t", 8, 2)
+    before = scrape(c, 1)
+    results = []
+
+    def one():
+        status, headers, body = get(c.metrics_url(1), timeout=20)
+        results.append((status, body))
+    threads = [threading.Thread(target=one) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 30
+    for status, body in results:
+        assert status == 200
+        fams = list(text_string_to_metric_families(body))
+        assert any(f.name == "weir_build_info" for f in fams)
+    after = scrape(c, 1)
+    # Every request was answered from a scrape; requests that arrived while one
+    # ran shared it, so there are at most as many scrapes as requests.
+    done = value(after, "weir_metrics_scrapes_total") - value(before, "weir_metrics_scrapes_total")
+    assert 1 <= done <= 31
+
+
 def test_health_ok_and_http_errors_are_answered(cluster2):
     c = cluster2
     for name in ("coordinator", 1):
