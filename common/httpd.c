@@ -34,6 +34,7 @@ struct hconn {
     int64_t deadline_us;
     bool shut;    /* shutdown() done; waiting for evhttp to let go */
     bool refused; /* over the connection limit: shut at the next sweep */
+    bool answering; /* a whole request arrived; no deadline until its response is sent */
 };
 
 /* A /metrics request waiting for the running scrape. */
@@ -194,7 +195,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     int64_t now = clock_mono_us();
     for (size_t i = 0; i < h->n_conns; i++) {
         struct hconn *c = &h->conns[i];
-        if (!c->shut && (c->refused || now >= c->deadline_us)) {
+        if (!c->shut && (c->refused || (!c->answering && now >= c->deadline_us))) {
             if (c->refused)
                 h->st.refused++;
             else
@@ -240,21 +241,23 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
     return bev;
 }
 
-/* A request or its response finished: the connection gets a fresh deadline
- * for the next request. */
-static void conn_extend(struct httpd *h, struct evhttp_request *req)
+/* A whole request arrived (@answering: the deadline waits for the response)
+ * or its response was sent (the next request has a full timeout). */
+static void conn_mark(struct httpd *h, struct evhttp_request *req, bool answering)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     if (!evcon)
         return;
     struct hconn *c = conn_find(h, evhttp_connection_get_bufferevent(evcon));
-    if (c && !c->shut)
-        c->deadline_us = clock_mono_us() + h->timeout_us;
+    if (!c || c->shut)
+        return;
+    c->answering = answering;
+    c->deadline_us = clock_mono_us() + h->timeout_us;
 }
 
 static void response_done_cb(struct evhttp_request *req, void *arg)
 {
-    conn_extend(arg, req);
+    conn_mark(arg, req, false);
 }
 
 /* ---- handlers ----------------------------------------------------------- */
@@ -342,7 +345,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
 {
     struct httpd *h = arg;
     h->st.requests++;
-    conn_extend(h, req);
+    conn_mark(h, req, true);
     evhttp_request_set_on_complete_cb(req, response_done_cb, h);
 
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -412,8 +415,10 @@ int httpd_new(struct event_base *base, const struct httpd_settings *s, struct me
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                             EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-    /* Idle and stalled-write bound; the per-request deadline is ours. */
-    struct timeval tv = {s->request_timeout_ms / 1000, (s->request_timeout_ms % 1000) * 1000};
+    /* evhttp's own timeout is an inactivity one: here it bounds a response
+     * the client stopped reading. The per-request deadline, shorter, is ours. */
+    int64_t idle_ms = 2 * (int64_t)s->request_timeout_ms;
+    struct timeval tv = {(time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000};
     evhttp_set_timeout_tv(h->http, &tv);
     evhttp_set_bevcb(h->http, bev_cb, h);
     evhttp_set_gencb(h->http, request_cb, h);

@@ -7,7 +7,8 @@
  * (a larger request is closed), no request body, at most
  * metrics.max.connections connections (more are closed at once), and every
  * connection must finish its request within metrics.request.timeout.ms of
- * connecting or of its previous response, or it is closed — so a slowloris
+ * connecting or of its previous response, or it is closed (a response the
+ * client stops reading is closed after twice that) — so a slowloris
  * client that trickles a byte a second holds a slot for one timeout, not
  * forever. Unknown paths get 404, methods other than GET and HEAD on a known
  * path 405. One scrape runs at a time: /metrics requests that arrive while
