@@ -1,6 +1,7 @@
 /* Tests for common/metrics: the exposition writer (escaping, number format,
  * one header per family however many collectors add to it), the latency
  * histogram's buckets, and sliced scrapes on a real event loop. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -92,6 +93,48 @@ static void test_mhist_exposition_is_cumulative(void **state)
     assert_non_null(strstr(s, "weir_test_latency_seconds_sum{api=\"Produce\"} 20.00315\n"));
     assert_int_equal(count(s, "_bucket{"), MHIST_NBOUNDS + 1);
     free(s);
+    metrics_free(m);
+    event_base_free(base);
+}
+
+static void *observer(void *arg)
+{
+    for (int i = 0; i < 100000; i++)
+        mhist_observe_us_atomic(arg, i % 3 ? 200 : 20000);
+    return NULL;
+}
+
+/* Worker threads observe while the loop thread scrapes: nothing is lost and
+ * every scrape is self-consistent (+Inf bucket == _count). */
+static void test_mhist_atomic_from_threads(void **state)
+{
+    (void)state;
+    struct mhist h = {0};
+    struct event_base *base = event_base_new();
+    struct metrics *m;
+    assert_int_equal(metrics_new(base, &m), 0);
+    assert_int_equal(metrics_register(m, hist_collect, &h), 0);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, observer, &h), 0);
+    for (int k = 0; k < 20; k++) {
+        char *s = scrape_sync(m);
+        const char *inf = strstr(s, "le=\"+Inf\"} ");
+        const char *cnt = strstr(s, "_count{api=\"Produce\"} ");
+        assert_non_null(inf);
+        assert_non_null(cnt);
+        assert_int_equal(strtoull(inf + strlen("le=\"+Inf\"} "), NULL, 10),
+                         strtoull(cnt + strlen("_count{api=\"Produce\"} "), NULL, 10));
+        free(s);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(h.count, 400000);
+    uint64_t sum = 0;
+    for (int i = 0; i <= MHIST_NBOUNDS; i++)
+        sum += h.buckets[i];
+    assert_int_equal(sum, 400000);
+    assert_int_equal(h.buckets[mhist_bucket(200)] + h.buckets[mhist_bucket(20000)], 400000);
     metrics_free(m);
     event_base_free(base);
 }
@@ -512,6 +555,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mhist_bucket_bounds_are_inclusive),
         cmocka_unit_test(test_mhist_exposition_is_cumulative),
+        cmocka_unit_test(test_mhist_atomic_from_threads),
         cmocka_unit_test(test_writer_escapes_and_formats),
         cmocka_unit_test(test_families_are_not_repeated),
         cmocka_unit_test(test_many_families_keep_first_use_order),
