@@ -15,8 +15,15 @@
 #include "coordinator.pb-c.h"
 #include "metadata.pb-c.h"
 
+/* The first byte of a MetadataRecord whose oneof holds a PartitionChangeRecord:
+ * field 9, length-delimited. The record has no other field, so anything else
+ * is another kind of record, and a big CreateTopic is not unpacked twice. */
+#define SVC_PARTITION_CHANGE_TAG ((9u << 3) | 2u)
+
 void svc_metrics_note_durable(struct coord_service *svc, const uint8_t *data, size_t len)
 {
+    if (len == 0 || data[0] != SVC_PARTITION_CHANGE_TAG)
+        return;
     Weir__Meta__MetadataRecord *rec = weir__meta__metadata_record__unpack(NULL, len, data);
     if (!rec)
         return; /* cstate_apply_bytes() reports it */
