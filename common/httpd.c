@@ -32,8 +32,8 @@
 struct hconn {
     struct bufferevent *bev; /* one reference is ours */
     int64_t deadline_us;
-    bool shut;    /* shutdown() done; waiting for evhttp to let go */
-    bool refused; /* over the connection limit: shut at the next sweep */
+    bool shut;      /* shutdown() done; waiting for evhttp to let go */
+    bool refused;   /* over the connection limit: shut at the next sweep */
     bool answering; /* a whole request arrived; no deadline until its response is sent */
 };
 
@@ -66,8 +66,8 @@ struct httpd {
 
 /* ---- configuration ------------------------------------------------------ */
 
-static int parse_listener(const char *value, char *host, size_t hostlen, int *ret_port,
-                          char *err, size_t errlen)
+static int parse_listener(const char *value, char *host, size_t hostlen, int *ret_port, char *err,
+                          size_t errlen)
 {
     const char *h = value, *port_str;
     size_t hlen;
@@ -129,8 +129,7 @@ int httpd_settings_resolve(const struct config *c, struct httpd_settings *ret, c
     if (l && *l) {
         char why[160];
         if (parse_listener(l, s.host, sizeof(s.host), &s.port, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "invalid value '%s' for 'metrics.listener': expected %s", l,
-                     why);
+            snprintf(err, errlen, "invalid value '%s' for 'metrics.listener': expected %s", l, why);
             return -EINVAL;
         }
         s.enabled = true;
@@ -262,8 +261,7 @@ static void response_done_cb(struct evhttp_request *req, void *arg)
 
 /* ---- handlers ----------------------------------------------------------- */
 
-static void reply_text(struct evhttp_request *req, int code, const char *reason,
-                       const char *body)
+static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *body)
 {
     struct evbuffer *b = evbuffer_new();
     if (b)
@@ -375,8 +373,7 @@ static int httpd_collect(struct mw *w, void *ctx, uint64_t *cursor)
     mw_family(w, "weir_http_connections", MW_GAUGE,
               "Open connections to metrics.listener (this scrape's included).");
     mw_sample(w, (double)h->st.connections, NULL);
-    mw_family(w, "weir_http_requests_total", MW_COUNTER,
-              "Requests received on metrics.listener.");
+    mw_family(w, "weir_http_requests_total", MW_COUNTER, "Requests received on metrics.listener.");
     mw_sample(w, (double)h->st.requests, NULL);
     mw_family(w, "weir_http_connections_closed_total", MW_COUNTER,
               "metrics.listener connections closed by the server: refused (over "
@@ -425,8 +422,8 @@ int httpd_new(struct event_base *base, const struct httpd_settings *s, struct me
     h->bound = evhttp_bind_socket_with_handle(h->http, s->host, (ev_uint16_t)s->port);
     if (!h->bound) {
         int e = errno ? errno : EADDRINUSE;
-        snprintf(err, errlen, "cannot listen on %s:%d for metrics.listener: %s", s->host,
-                 s->port, strerror(e));
+        snprintf(err, errlen, "cannot listen on %s:%d for metrics.listener: %s", s->host, s->port,
+                 strerror(e));
         httpd_free(h);
         return -e;
     }

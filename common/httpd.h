@@ -27,8 +27,8 @@ struct httpd;
 struct metrics;
 
 #define HTTPD_MAX_HEADER_BYTES 8192
-#define HTTPD_MAX_BODY_BYTES 1024
-#define HTTPD_HOST_MAX 256
+#define HTTPD_MAX_BODY_BYTES   1024
+#define HTTPD_HOST_MAX         256
 
 int httpd_validate_listener(const struct config_def *def, const char *value, char *err,
                             size_t errlen);
@@ -78,7 +78,7 @@ int httpd_port(const struct httpd *h);
 
 /* Counters, for tests and the process's own metrics. */
 struct httpd_stats {
-    size_t connections;       /* open now */
+    size_t connections; /* open now */
     unsigned long long accepted;
     unsigned long long refused;   /* over metrics.max.connections */
     unsigned long long timed_out; /* closed by metrics.request.timeout.ms */

@@ -20,8 +20,8 @@
 
 static const double mhist_bounds_s[MHIST_NBOUNDS] = MHIST_BOUNDS;
 static const uint64_t mhist_bounds_us[MHIST_NBOUNDS] = {
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
-    250000, 500000, 1000000, 2500000, 5000000, 10000000,
+    100,   250,    500,    1000,   2500,    5000,    10000,   25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
 };
 
 int mhist_bucket(uint64_t us)
@@ -46,8 +46,8 @@ void mhist_observe_us_atomic(struct mhist *h, int64_t us)
     uint64_t v = us < 0 ? 0 : (uint64_t)us;
     __atomic_fetch_add(&h->buckets[mhist_bucket(v)], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&h->sum_us, v, __ATOMIC_RELAXED);
-    /* count last: a reader may see a bucket before the count, never a count
-     * ahead of the buckets by much; Prometheus tolerates either. */
+    /* The writer derives _count from the buckets it read, so a scrape racing
+     * this stays consistent; only _sum may be one observation off. */
     __atomic_fetch_add(&h->count, 1, __ATOMIC_RELAXED);
 }
 
@@ -68,7 +68,7 @@ struct mw {
     struct mfam *cur;
     char *line; /* scratch for one sample line */
     size_t line_len, line_cap;
-    size_t budget;      /* samples per turn; 0 = unlimited */
+    size_t budget; /* samples per turn; 0 = unlimited */
     size_t turn_samples;
     int err; /* first allocation failure; the scrape fails with it */
 };

@@ -74,8 +74,7 @@ static void collect_partitions(struct mw *w, const struct cstate *s)
     }
     mw_family(w, "weir_coordinator_topics", MW_GAUGE, "Topics in the committed metadata.");
     mw_sample(w, (double)s->n_topics, NULL);
-    mw_family(w, "weir_coordinator_partitions", MW_GAUGE,
-              "Partitions in the committed metadata.");
+    mw_family(w, "weir_coordinator_partitions", MW_GAUGE, "Partitions in the committed metadata.");
     mw_sample(w, (double)s->n_partitions, NULL);
     mw_family(w, "weir_coordinator_offline_partitions", MW_GAUGE,
               "Partitions with no leader in the committed metadata.");

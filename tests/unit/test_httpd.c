@@ -44,20 +44,19 @@ static void test_listener_values(void **state)
     assert_true(s.enabled);
     assert_string_equal(s.host, "127.0.0.1");
     assert_int_equal(s.port, 9644);
-    assert_int_equal(config_set(c, "metrics.listener", "[::1]:0", CONFIG_SOURCE_OVERRIDE, err,
-                                sizeof(err)),
-                     0);
+    assert_int_equal(
+        config_set(c, "metrics.listener", "[::1]:0", CONFIG_SOURCE_OVERRIDE, err, sizeof(err)), 0);
     assert_int_equal(httpd_settings_resolve(c, &s, err, sizeof(err)), 0);
     assert_string_equal(s.host, "::1");
     assert_int_equal(s.port, 0);
 
-    const char *bad[] = {"9644", "host", "host:", ":9644", "host:65536", "host:12x",
-                         "a:b:9644", "[::1]9644", "bad host:1", NULL};
+    const char *bad[] = {"9644",     "host",     "host:",     ":9644",      "host:65536",
+                         "host:12x", "a:b:9644", "[::1]9644", "bad host:1", NULL};
     for (size_t i = 0; bad[i]; i++) {
         err[0] = '\0';
-        assert_int_equal(config_set(c, "metrics.listener", bad[i], CONFIG_SOURCE_OVERRIDE, err,
-                                    sizeof(err)),
-                         -EINVAL);
+        assert_int_equal(
+            config_set(c, "metrics.listener", bad[i], CONFIG_SOURCE_OVERRIDE, err, sizeof(err)),
+            -EINVAL);
         assert_non_null(strstr(err, "metrics.listener"));
     }
     config_free(c);

@@ -71,11 +71,11 @@ static void test_mhist_exposition_is_cumulative(void **state)
 {
     (void)state;
     struct mhist h = {0};
-    mhist_observe_us(&h, 50);       /* 0.0001 */
-    mhist_observe_us(&h, 100);      /* 0.0001 */
-    mhist_observe_us(&h, 3000);     /* 0.005 */
+    mhist_observe_us(&h, 50);              /* 0.0001 */
+    mhist_observe_us(&h, 100);             /* 0.0001 */
+    mhist_observe_us(&h, 3000);            /* 0.005 */
     mhist_observe_us_atomic(&h, 20000000); /* +Inf */
-    mhist_observe_us(&h, -5);       /* counts as 0 */
+    mhist_observe_us(&h, -5);              /* counts as 0 */
     assert_int_equal(h.count, 5);
 
     struct event_base *base = event_base_new();
@@ -84,9 +84,12 @@ static void test_mhist_exposition_is_cumulative(void **state)
     assert_int_equal(metrics_register(m, hist_collect, &h), 0);
     char *s = scrape_sync(m);
     assert_non_null(strstr(s, "# TYPE weir_test_latency_seconds histogram\n"));
-    assert_non_null(strstr(s, "weir_test_latency_seconds_bucket{api=\"Produce\",le=\"0.0001\"} 3\n"));
-    assert_non_null(strstr(s, "weir_test_latency_seconds_bucket{api=\"Produce\",le=\"0.0025\"} 3\n"));
-    assert_non_null(strstr(s, "weir_test_latency_seconds_bucket{api=\"Produce\",le=\"0.005\"} 4\n"));
+    assert_non_null(
+        strstr(s, "weir_test_latency_seconds_bucket{api=\"Produce\",le=\"0.0001\"} 3\n"));
+    assert_non_null(
+        strstr(s, "weir_test_latency_seconds_bucket{api=\"Produce\",le=\"0.0025\"} 3\n"));
+    assert_non_null(
+        strstr(s, "weir_test_latency_seconds_bucket{api=\"Produce\",le=\"0.005\"} 4\n"));
     assert_non_null(strstr(s, "weir_test_latency_seconds_bucket{api=\"Produce\",le=\"10\"} 4\n"));
     assert_non_null(strstr(s, "weir_test_latency_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 5\n"));
     assert_non_null(strstr(s, "weir_test_latency_seconds_count{api=\"Produce\"} 5\n"));
@@ -225,10 +228,9 @@ static void test_families_are_not_repeated(void **state)
     const char *a = strstr(s, "# HELP weir_test_a_total");
     const char *b = strstr(s, "# HELP weir_test_b");
     assert_true(a < b);
-    const char *want_a[] = {"weir_test_a_total{who=\"x\"} 1\n",
-                            "weir_test_a_total{who=\"x\",again=\"yes\"} 3\n",
-                            "weir_test_a_total{who=\"y\"} 1\n",
-                            "weir_test_a_total{who=\"y\",again=\"yes\"} 3\n"};
+    const char *want_a[] = {
+        "weir_test_a_total{who=\"x\"} 1\n", "weir_test_a_total{who=\"x\",again=\"yes\"} 3\n",
+        "weir_test_a_total{who=\"y\"} 1\n", "weir_test_a_total{who=\"y\",again=\"yes\"} 3\n"};
     for (size_t i = 0; i < 4; i++) {
         const char *p = strstr(s, want_a[i]);
         assert_non_null(p);
