@@ -36,11 +36,9 @@ packages=(
     libcmocka-dev python3 tmux
     # integration tests with real clients
     python3-pytest kcat python3-kafka python3-confluent-kafka
-    # /metrics output is checked with the Prometheus text-format parser
-    python3-prometheus-client
     # kafka-python's snappy, lz4 and zstd codecs (not pulled in by python3-kafka)
     python3-snappy python3-lz4 python3-zstandard
-    # /metrics parsed as Prometheus does (tests/integration/test_broker_metrics.py)
+    # /metrics parsed as Prometheus does (tests/integration/test_metrics.py, test_broker_metrics.py)
     python3-prometheus-client
     # broker-failure tests: network namespaces, veth, routes (tests/fault scenario 8)
     iproute2
