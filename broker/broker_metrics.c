@@ -22,8 +22,10 @@
 #include "common/purgatory.h"
 #include "common/wpool.h"
 
-/* A walk slot unused this long belongs to a scrape that was cancelled. */
-#define WALK_STALE_US (60LL * 1000 * 1000)
+/* A running scrape touches its slot every loop turn: one untouched this long
+ * belongs to a scrape that was cancelled (its HTTP client went away) and is
+ * taken over when no slot is free. */
+#define WALK_STALE_US (1000LL * 1000)
 
 /* One scrape's position in the partition walk and the sums it carries
  * between loop turns. */
@@ -92,10 +94,18 @@ static struct bm_walk *walk_take(struct broker_metrics *bm, uint64_t *cursor)
         bm->walks[i].touched_us = now;
         return &bm->walks[i];
     }
+    struct bm_walk *w = NULL;
     for (size_t i = 0; i < BM_WALKS; i++) {
-        struct bm_walk *w = &bm->walks[i];
-        if (w->used && now - w->touched_us < WALK_STALE_US)
-            continue;
+        struct bm_walk *c = &bm->walks[i];
+        if (!c->used) {
+            w = c;
+            break;
+        }
+        if (now - c->touched_us >= WALK_STALE_US && (!w || c->touched_us < w->touched_us))
+            w = c; /* the longest abandoned */
+    }
+    if (w) {
+        size_t i = (size_t)(w - bm->walks);
         memset(w, 0, sizeof(*w));
         w->used = true;
         w->gen = ++bm->gen & 0xffffffu;

@@ -9,7 +9,8 @@
  * (for the offline count) and the replicas hosted here, at most
  * BM_PARTS_PER_TURN per loop turn, summing per topic; the sums of a topic in
  * progress wait in a walk slot between turns (one per concurrent scrape, at
- * most BM_WALKS; a scrape that finds none free fails with -EBUSY). */
+ * most BM_WALKS; a slot untouched for a second belongs to a cancelled scrape
+ * and is taken over; a scrape that finds none free fails with -EBUSY). */
 #pragma once
 
 #include <stdbool.h>

@@ -118,7 +118,8 @@ void dispatch_reply_observed(void *ud, const struct kreq *req, const void *msg)
 void dispatch_request_done(void *ud, const struct kreq *req, int64_t elapsed_us)
 {
     struct broker_ctx *b = ud;
-    if (b->kstats)
+    /* A request that closes its connection has no answer to time. */
+    if (b->kstats && !req->close_after)
         kstats_done(b->kstats, req->hdr.api_key, elapsed_us);
 }
 

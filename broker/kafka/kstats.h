@@ -17,7 +17,8 @@
  *   - latency: from the complete request frame to its response being handed
  *     to the socket, waits in purgatory (long-poll fetch, acks=all) and the
  *     wait behind earlier responses of the connection included — what the
- *     client sees, less the network. */
+ *     client sees, less the network; requests that close their connection
+ *     instead of answering are not timed. */
 #pragma once
 
 #include <stddef.h>
