@@ -216,7 +216,8 @@ static bool broker_health(void *ud, char *reason, size_t len)
         return false;
     }
     if (!coordclient_registered(m->ctx.cc)) {
-        snprintf(reason, len, "not registered with the coordinator at %s:%d (fenced or unreachable)",
+        snprintf(reason, len,
+                 "not registered with the coordinator at %s:%d (fenced or unreachable)",
                  m->s.coord_host, m->s.coord_port);
         return false;
     }
