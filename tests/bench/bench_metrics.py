@@ -12,7 +12,8 @@ On a fresh cluster (coordinator + --brokers weir-brokers from $WEIR_BUILD_DIR):
   - a producer writes one 100-byte record per request (acks=1) to "steady"
     on broker 1 the whole time, measuring each request;
   - idle window (--idle seconds, nothing scraped), then a window as long in
-    which broker 1 is scraped back to back (at least --scrapes times), then
+    which broker 1 is scraped back to back, or every --interval seconds (at
+    least --scrapes times), then
     one scrape of the coordinator.
 
 Reported, for the idle window and the scrape window of the same run: the
@@ -23,7 +24,8 @@ answer, loop turns per scrape, and the longest single turn in wall and CPU
 time (weir_metrics_scrape_slice_max_seconds).
 
     WEIR_BUILD_DIR=build/normal /usr/bin/python3 tests/bench/bench_metrics.py \
-        [--partitions 10000] [--brokers 1] [--scrapes 10] [--idle 10] [--no-group]
+        [--partitions 10000] [--brokers 1] [--scrapes 10] [--idle 10] [--interval S] \
+        [--no-group]
 
 The figures depend on the machine's load: say what else ran when you quote them.
 """
@@ -83,13 +85,15 @@ def fetch(url):
     return time.monotonic() - t, body
 
 
-def scrape_loop(url, seconds, at_least, q):
+def scrape_loop(url, seconds, at_least, interval, q):
     times, sizes, body = [], [], b""
     t_end = time.monotonic() + seconds
     while len(times) < at_least or time.monotonic() < t_end:
         d, body = fetch(url)
         times.append(d)
         sizes.append(len(body))
+        if interval > d:
+            time.sleep(interval - d)
     q.put((times, sizes, body))
 
 
@@ -164,6 +168,8 @@ def main():
     ap.add_argument("--brokers", type=int, default=1)
     ap.add_argument("--scrapes", type=int, default=10)
     ap.add_argument("--idle", type=float, default=10.0)
+    ap.add_argument("--interval", type=float, default=0.0,
+                    help="seconds from one scrape's start to the next (0: back to back)")
     ap.add_argument("--no-group", action="store_true")
     args = ap.parse_args()
 
@@ -206,7 +212,7 @@ def main():
         # so the producer's timings do not wait for this one's interpreter.
         q = multiprocessing.Queue()
         scraper = multiprocessing.Process(target=scrape_loop,
-                                          args=(url, args.idle, args.scrapes, q))
+                                          args=(url, args.idle, args.scrapes, args.interval, q))
         prod.take()
         scraper.start()
         times, sizes, body = q.get(timeout=args.idle + 600)
@@ -241,7 +247,9 @@ def main():
                                                  "loop stall <="))
         for name, lat, err, stall in (("idle (%.0f s)" % args.idle, idle_lat, idle_err,
                                        idle_stall),
-                                      ("%d scrapes back to back" % len(times), scrape_lat, scrape_err,
+                                      ("%d scrapes %s" % (len(times), "back to back" if not args.interval
+                                                          else "every %g s" % args.interval),
+                                       scrape_lat, scrape_err,
                                        scrape_stall)):
             print("%-26s %10d %10.2f %10.2f %8d %11.0f ms" %
                   (name, len(lat), pct(lat, 0.99) * 1e3, max(lat) * 1e3 if lat else 0, err,
