@@ -12,6 +12,7 @@
 #include "broker/coordclient.h"
 #include "broker/replica/epochcache.h"
 #include "broker/replica/fetchsess.h"
+#include "broker/replica/pchlog.h"
 #include "broker/replica/pstates.h"
 #include "broker/storage/logmgr.h"
 #include "common/batch.h"
@@ -150,8 +151,7 @@ struct repl {
     struct event *alter_ev;       /* sends them, after the current callback */
     struct fetcher *fetchers;
     struct event *isr_timer;
-    struct repl_part **changed; /* roles taken up by this metadata pass, to log */
-    size_t n_changed, cap_changed;
+    struct pchlog *pchl;          /* role and ISR change lines */
     bool freeing;
     uint64_t isr_shrinks, isr_expands; /* metrics (adopt_isr) */
 };
@@ -495,23 +495,36 @@ static bool ids_same_set(const int32_t *a, size_t na, const int32_t *b, size_t n
     return true;
 }
 
-/* The leader's line for an ISR it adopted (@before members until now): asked
- * for by itself, or changed by the coordinator (a fenced follower leaves the
- * ISR with the fence). */
-static void log_isr_change(const struct repl_part *p, size_t before, const char *cause)
+/* The role or ISR change of @p for the log (broker/replica/pchlog.h). */
+static void note_change(struct repl *r, const struct repl_part *p, enum pch_kind kind,
+                        const char *cause)
 {
     char isr[256 * 12];
     ids_format(p->isr, p->n_isr, isr, sizeof(isr));
-    log_event(LOG_LEVEL_INFO, "replica",
-              p->n_isr < before   ? "isr_shrink"
-              : p->n_isr > before ? "isr_expand"
-                                  : "isr_change",
-              LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
-                         LF_INT("epoch", p->leader_epoch),
-                         LF_INT("partition_epoch", p->partition_epoch), LF_STR("isr", isr),
-                         LF_INT("offset", leo(p)), LF_INT("hw", p->hw), LF_STR("cause", cause)),
-              "%s-%d: ISR now %u members (partition epoch %d)", p->topic, p->partition,
-              (unsigned)p->n_isr, p->partition_epoch);
+    pchlog_add(r->pchl, &(struct pch){.kind = kind,
+                                      .topic = p->topic,
+                                      .partition = p->partition,
+                                      .epoch = p->leader_epoch,
+                                      .partition_epoch = p->partition_epoch,
+                                      .leader = p->leader,
+                                      .offset = p->log ? leo(p) : -1,
+                                      .hw = p->hw,
+                                      .isr = isr,
+                                      .n_isr = p->n_isr,
+                                      .cause = cause});
+}
+
+/* The leader adopted an ISR of its partition that had @before members:
+ * asked for by itself, or changed by the coordinator (a fenced follower leaves
+ * the ISR with the fence). */
+static void note_isr_change(struct repl *r, const struct repl_part *p, size_t before,
+                            const char *cause)
+{
+    note_change(r, p,
+                p->n_isr < before   ? PCH_ISR_SHRINK
+                : p->n_isr > before ? PCH_ISR_EXPAND
+                                    : PCH_ISR_CHANGE,
+                cause);
 }
 
 /* The answer for one item: @res is NULL when the call failed as a whole (@why
@@ -540,7 +553,7 @@ static void alter_item_done(struct repl *r, const struct alter_item *it,
         size_t before = p->n_isr;
         p->partition_epoch = res->partition_epoch;
         adopt_isr(r, p, res->isr, res->n_isr);
-        log_isr_change(p, before, "leader_request");
+        note_isr_change(r, p, before, "leader_request");
         maybe_advance_hw(r, p);
         check_min_isr(r, p);
     }
@@ -564,6 +577,7 @@ static void on_alter_response(int status, const struct ProtobufCMessage *msg, co
                      kerr_name((int16_t)resp->error_code), resp->error_message);
         for (size_t i = 0; i < c->n; i++)
             alter_item_done(r, &c->items[i], whole ? resp->results[i] : NULL);
+        pchlog_flush(r->pchl, clock_mono_ms());
     }
     alter_items_free(c->items, c->n);
     free(c);
@@ -1505,71 +1519,6 @@ static int copy_ids(int32_t **dst, const int32_t *src, size_t n)
     return 0;
 }
 
-/* ---- role change lines ------------------------------------------------------ */
-
-static void log_role_change(const struct repl_part *p, enum log_level lvl)
-{
-    if (!log_enabled(lvl))
-        return;
-    char isr[256 * 12];
-    ids_format(p->isr, p->n_isr, isr, sizeof(isr));
-    if (p->role == ROLE_LEADER)
-        log_event(lvl, "replica", "became_leader",
-                  LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
-                             LF_INT("epoch", p->leader_epoch), LF_INT("offset", leo(p)),
-                             LF_INT("hw", p->hw), LF_STR("isr", isr)),
-                  "%s-%d: leader in epoch %d at offset %" PRId64 " (HW %" PRId64 ")", p->topic,
-                  p->partition, p->leader_epoch, leo(p), p->hw);
-    else
-        log_event(lvl, "replica", "became_follower",
-                  LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
-                             LF_INT("epoch", p->leader_epoch), LF_INT("leader", p->leader),
-                             LF_INT("offset", p->log ? leo(p) : -1)),
-                  "%s-%d: following broker %d in epoch %d from offset %" PRId64, p->topic,
-                  p->partition, p->leader, p->leader_epoch, p->log ? leo(p) : -1);
-}
-
-/* Remembered until the end of the metadata pass (the part stays alive until
- * then: it was seen); without memory the line goes out at once. */
-static void note_role_change(struct repl *r, struct repl_part *p)
-{
-    if (r->n_changed == r->cap_changed) {
-        size_t cap = r->cap_changed ? r->cap_changed * 2 : 64;
-        struct repl_part **v = realloc(r->changed, cap * sizeof(*v));
-        if (!v) {
-            log_role_change(p, LOG_LEVEL_INFO);
-            return;
-        }
-        r->changed = v;
-        r->cap_changed = cap;
-    }
-    r->changed[r->n_changed++] = p;
-}
-
-/* A few role changes are a line each; many (a start-up, a broker's failover
- * with thousands of partitions) are one summary line, the detail at debug. */
-#define ROLE_LINES_MAX 20
-
-static void log_role_changes(struct repl *r)
-{
-    if (r->n_changed <= ROLE_LINES_MAX) {
-        for (size_t i = 0; i < r->n_changed; i++)
-            log_role_change(r->changed[i], LOG_LEVEL_INFO);
-    } else {
-        size_t leaders = 0;
-        for (size_t i = 0; i < r->n_changed; i++) {
-            leaders += r->changed[i]->role == ROLE_LEADER;
-            log_role_change(r->changed[i], LOG_LEVEL_DEBUG);
-        }
-        log_event(LOG_LEVEL_INFO, "replica", "roles_changed",
-                  LOG_FIELDS(LF_INT("leaders", leaders),
-                             LF_INT("followers", r->n_changed - leaders)),
-                  "took up %zu leaderships and %zu followerships (one line each at debug)",
-                  leaders, r->n_changed - leaders);
-    }
-    r->n_changed = 0;
-}
-
 /* Take up the leadership of @p. Its new epoch goes into @eb, which the caller
  * commits before returning to the loop: nothing is appended in the new epoch
  * before the epoch is durable. */
@@ -1596,7 +1545,7 @@ static void become_leader(struct repl *r, struct repl_part *p, struct epochcache
     p->alter_retry_ms = 0;
     p->fetcher = NULL;
     p->role = ROLE_LEADER;
-    note_role_change(r, p);
+    note_change(r, p, PCH_LEADER, NULL);
 }
 
 static void become_follower(struct repl *r, struct repl_part *p)
@@ -1610,7 +1559,7 @@ static void become_follower(struct repl *r, struct repl_part *p)
     if (p->log && p->hw > leo(p))
         part_set_hw(p, leo(p));
     p->role = ROLE_FOLLOWER;
-    note_role_change(r, p);
+    note_change(r, p, PCH_FOLLOWER, NULL);
 }
 
 void repl_on_metadata(struct repl *r)
@@ -1660,6 +1609,9 @@ void repl_on_metadata(struct repl *r)
             bool epoch_changed = cp->leader_epoch != p->leader_epoch || cp->leader != p->leader;
             bool newer = epoch_changed || cp->partition_epoch >= p->partition_epoch;
             if (newer) {
+                /* With our own request in flight the watch may bring its result
+                 * before the answer does. */
+                const char *cause = p->alter_inflight ? "leader_request" : "coordinator";
                 bool isr_moved = p->role == ROLE_LEADER && !epoch_changed && p->log &&
                                  cp->leader == me &&
                                  !ids_same_set(p->isr, p->n_isr, cstate_part_isr(cp), cp->n_isr);
@@ -1669,7 +1621,7 @@ void repl_on_metadata(struct repl *r)
                 adopt_isr(r, p, cstate_part_isr(cp), cp->n_isr);
                 p->partition_epoch = cp->partition_epoch;
                 if (isr_moved)
-                    log_isr_change(p, before, "metadata");
+                    note_isr_change(r, p, before, cause);
             }
             p->leader = cp->leader;
             p->leader_epoch = cp->leader_epoch;
@@ -1698,7 +1650,7 @@ void repl_on_metadata(struct repl *r)
         log_error("replica", "%zu of %zu new leader epochs could not be written to their "
                   "epoch caches", bad, nb);
     epochcache_batch_deinit(&eb);
-    log_role_changes(r);
+    pchlog_flush(r->pchl, clock_mono_ms());
     /* Replicas no longer hosted here. */
     for (size_t i = 0; i < r->nbuckets; i++) {
         struct repl_part *p = r->buckets[i];
@@ -1928,7 +1880,7 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     }
     r->isr_timer = event_new(r->base, -1, EV_PERSIST, isr_timer_cb, r);
     r->alter_ev = evtimer_new(r->base, alter_flush, r);
-    if (!r->isr_timer || !r->alter_ev) {
+    if (!r->isr_timer || !r->alter_ev || pchlog_new(r->base, 1000, &r->pchl) < 0) {
         repl_free(r);
         return -ENOMEM;
     }
@@ -1962,11 +1914,11 @@ void repl_free(struct repl *r)
         }
     }
     free(r->buckets);
-    free(r->changed);
     if (r->isr_timer)
         event_free(r->isr_timer);
     if (r->alter_ev)
         event_free(r->alter_ev);
+    pchlog_free(r->pchl);
     alter_items_free(r->alters, r->n_alters);
     rpc_server_free(r->srv);
     purg_free(r->fetches);

@@ -4,8 +4,9 @@ and msg, and each event that matters to an operator is one line carrying its
 topic, partition, epoch and offset fields: topic created and deleted, a config
 change (keys, not secret values), a consumer group's rebalance, a follower
 killed with kill -9 (fenced, ISR shrink), restarted (recovery, registration, ISR
-expand), the leader killed (leader change), and many role changes in one
-metadata update summed up in one line.
+expand), the leader killed (leader change), a torn tail cut by recovery and a
+divergent log truncated to the new leader's, and many role changes at once
+summed up in a few lines.
 
 Real coordinator and brokers on free ports (tests/support/cluster.py), driven
 with kafka-python and raw Kafka requests (tests/support/kafka_raw.py).
@@ -219,14 +220,81 @@ def test_operator_events_are_one_json_line_each_with_their_fields(cluster):
     assert len(events(c, "topic_created", "coordinator", topic="ev")) == 1
 
 
-def test_many_role_changes_in_one_update_are_one_summary_line(cluster):
+def test_many_role_changes_are_summed_up_in_a_few_lines(cluster):
+    """180 replicas take up a role at once: each broker writes at most 20 of them
+    one by one (per 10 s) and sums up the rest in partitions_changed lines."""
     c = cluster
     c.create_topic("wide", 60, 3)
+
+    def taken_up():
+        summaries = [e for b in c.brokers for e in events(c, "partitions_changed", b)]
+        per_part = [e for b in c.brokers for n in ("became_leader", "became_follower")
+                    for e in events(c, n, b, topic="wide")]
+        return summaries, per_part, sum(e["leaders"] + e["followers"] for e in summaries)
+
+    deadline = time.monotonic() + 20
+    while True:
+        summaries, per_part, summed = taken_up()
+        if summed + len(per_part) >= 180:
+            break
+        assert time.monotonic() < deadline, "%d summed, %d lines" % (summed, len(per_part))
+        time.sleep(0.2)
+    assert summed + len(per_part) == 180
+    assert summaries and len(per_part) <= 3 * 20
+    for b in c.brokers:
+        lines_b = [e for n in ("became_leader", "became_follower")
+                   for e in events(c, n, b, topic="wide")]
+        assert len(lines_b) <= 20
+        assert len(events(c, "partitions_changed", b)) <= 5
+
+
+def test_truncations_on_recovery_and_after_divergence_are_one_line_each(cluster):
+    """The leader takes 5 acks=1 records its paused followers never see and is
+    killed; a follower becomes leader at offset 20. The old leader restarts with
+    a torn tail (junk appended to its segment): recovery cuts it (one
+    recovery_truncated line), then it truncates its log to the new leader's
+    (one log_truncated line, from 25 to where the new leader's epoch starts)."""
+    c = cluster
+    c.create_topic("div", 1, 3)
+    md = partition_md(c, "div")
+    old = md["leader"]
+    produce(c, old, "div", 20)
+    wait_md(c, "div", lambda m: len(m["isr"]) == 3)
+    followers = [b for b in md["replicas"] if b != old]
+    for b in followers:
+        c.pause_broker(b)
+    try:
+        conn = kafka_raw.Conn(*c.addr(old))
+        try:
+            for i in range(5):
+                assert conn.produce("div", 0, kafka_raw.record_batch([b"x%d" % i]),
+                                    acks=1) == (0, 20 + i)
+        finally:
+            conn.close()
+        c.kill9_broker(old)
+    finally:
+        for b in followers:
+            c.resume_broker(b)
+    md2 = wait_md(c, "div", lambda m: m["leader"] in followers)
+    assert md2["leader_epoch"] > md["leader_epoch"]
+
+    seg = sorted(f for f in os.listdir(os.path.join(c.log_dir(old), "div-0"))
+                 if f.endswith(".log"))[-1]
+    with open(os.path.join(c.log_dir(old), "div-0", seg), "ab") as f:
+        f.write(b"\x00\x00\x00\x00\x00\x00\x00\x19" + b"\xff" * 40)  # a torn batch
+    c.restart_broker(old)
+    (cut,) = wait_events(c, "recovery_truncated", old, topic="div", partition=0)
+    assert cut["level"] == "warn" and cut["offset"] == 25 and cut["bytes"] == 48
+    # The new leader's epoch starts at its log end when it took over: 20, or 21
+    # when a fetch answer that was under way when it was paused still landed.
+    (lead,) = events(c, "became_leader", md2["leader"], topic="div", epoch=md2["leader_epoch"])
+    assert lead["offset"] in (20, 21)
+    (trunc,) = wait_events(c, "log_truncated", old, topic="div", partition=0)
+    assert trunc["from"] == 25 and trunc["to"] == lead["offset"]
+    assert trunc["reason"] == "diverged"
+    assert trunc["epoch"] == md2["leader_epoch"] and trunc["leader"] == md2["leader"]
     time.sleep(1.0)
-    summaries = [e for b in c.brokers for e in events(c, "roles_changed", b)]
-    per_part = [e for b in c.brokers for n in ("became_leader", "became_follower")
-                for e in events(c, n, b, topic="wide")]
-    # 180 replicas took up a role; lines one by one only for small updates.
-    assert summaries, c.tails(10)
-    assert sum(e["leaders"] + e["followers"] for e in summaries) + len(per_part) >= 180
-    assert len(per_part) < 90
+    # Once each on the old leader (the other follower may cut a record it got
+    # from a fetch answer under way when it was paused: its own line).
+    assert len(events(c, "log_truncated", old, topic="div")) == 1
+    assert len(events(c, "recovery_truncated", None, topic="div")) == 1
