@@ -291,7 +291,7 @@ static void lag_visit(void *ud, const struct omap_group *g)
 
 /* Groups in the offset map's order, each group's committed partitions
  * BM_PARTS_PER_TURN rows per turn (a group committed on 10,000 partitions
- * takes 20 turns); the position and the group's partial lag sum wait in the
+ * takes 40 turns); the position and the group's partial lag sum wait in the
  * walk slot. A group added or removed between turns may make the walk skip or
  * repeat one; a group whose entries shrank meanwhile is ended where it is. */
 static int groups_collect(struct mw *w, void *ctx, uint64_t *cursor)

@@ -281,7 +281,7 @@ def test_group_lag_matches_weir_group_describe(cluster):
 
 
 def test_partition_walk_spans_loop_turns_and_concurrent_scrapes(cluster):
-    """1,200 partitions: the walk (BM_PARTS_PER_TURN = 500) resumes inside the
+    """1,200 partitions: the walk (BM_PARTS_PER_TURN = 250) resumes inside the
     topic on later loop turns; scrapes running at once each get the whole
     picture, with no series twice."""
     need_deps()
