@@ -33,10 +33,15 @@ struct bm_walk {
     bool used;
     uint32_t gen;
     int64_t touched_us;
+    /* partitions_collect */
     uint8_t topic_id[CSTATE_UUID_LEN]; /* the topic walked; acc holds its sums */
     int32_t next_part;
     struct bm_topic_acc acc;
     struct bm_totals tot;
+    /* groups_collect */
+    uint64_t group; /* index in the offset map's order */
+    size_t row;     /* next entry of that group */
+    int64_t lag_sum; /* of the group's rows so far */
 };
 
 struct broker_metrics {
@@ -240,53 +245,55 @@ static int partitions_collect(struct mw *w, void *ctx, uint64_t *cursor)
 
 struct lag_walk {
     struct mw *w;
+    struct bm_walk *wk;
     struct lag_source src;
-    uint64_t index;  /* of the group being visited */
-    uint64_t start;  /* first group of this turn */
-    uint64_t resume; /* first group of the next turn, once stop is set */
-    bool stop;       /* the turn's budget is spent */
-    int err;
+    uint64_t index; /* of the group being visited */
+    size_t budget;  /* rows left this turn */
+    bool stop;      /* this turn is over */
 };
 
+/* One group from wk->row on, while the turn's budget lasts. */
 static void lag_visit(void *ud, const struct omap_group *g)
 {
     struct lag_walk *lw = ud;
-    uint64_t i = lw->index++;
-    if (i < lw->start || lw->stop || lw->err)
+    struct bm_walk *wk = lw->wk;
+    if (lw->index++ != wk->group || lw->stop)
         return;
-    if (i > lw->start && mw_should_yield(lw->w)) {
-        lw->stop = true;
-        lw->resume = i;
-        return;
-    }
-    struct lag_row *rows;
-    size_t n;
-    int r = lag_group_rows(g, &lw->src, &rows, &n);
-    if (r < 0) {
-        lw->err = r;
-        return;
-    }
     char part[16];
     mw_family(lw->w, "weir_consumer_group_lag_records", MW_GAUGE,
-              "Consumer lag of a group this broker coordinates: the partition's high watermark "
-              "minus the group's committed offset (as `weir group describe`); partitions "
-              "whose end is unknown here are left out.");
-    for (size_t k = 0; k < n; k++) {
-        if (rows[k].lag < 0)
+              "Consumer lag of a group this broker coordinates: the partition's high "
+              "watermark minus the group's committed offset (as `weir group describe`), for "
+              "the partitions this broker hosts.");
+    for (; wk->row < g->n; wk->row++) {
+        if (lw->budget == 0) {
+            lw->stop = true;
+            return;
+        }
+        lw->budget--;
+        struct lag_row r;
+        lag_entry_row(&g->entries[wk->row], &lw->src, &r);
+        if (r.lag < 0)
             continue;
-        snprintf(part, sizeof(part), "%d", (int)rows[k].partition);
-        mw_sample(lw->w, (double)rows[k].lag, "group", g->group, "topic", rows[k].topic,
-                  "partition", part, NULL);
+        wk->lag_sum += r.lag;
+        snprintf(part, sizeof(part), "%d", (int)r.partition);
+        mw_sample(lw->w, (double)r.lag, "group", g->group, "topic", r.topic, "partition", part,
+                  NULL);
     }
     mw_family(lw->w, "weir_consumer_group_lag_sum_records", MW_GAUGE,
               "Sum of a group's known partition lags.");
-    mw_sample(lw->w, (double)lag_total(rows, n), "group", g->group, NULL);
-    free(rows);
+    mw_sample(lw->w, (double)wk->lag_sum, "group", g->group, NULL);
+    wk->group++;
+    wk->row = 0;
+    wk->lag_sum = 0;
+    if (mw_should_yield(lw->w))
+        lw->stop = true;
 }
 
-/* One group per step, yielding between groups; the cursor is the index of the
- * next group in the offset map's order (a group added or removed between
- * turns may make the walk skip or repeat one). */
+/* Groups in the offset map's order, each group's committed partitions
+ * BM_PARTS_PER_TURN rows per turn (a group committed on 10,000 partitions
+ * takes 40 turns); the position and the group's partial lag sum wait in the
+ * walk slot. A group added or removed between turns may make the walk skip or
+ * repeat one; a group whose entries shrank meanwhile is ended where it is. */
 static int groups_collect(struct mw *w, void *ctx, uint64_t *cursor)
 {
     struct broker_metrics *bm = ctx;
@@ -295,17 +302,18 @@ static int groups_collect(struct mw *w, void *ctx, uint64_t *cursor)
     const struct omap *m = gstore_offsets(bm->b->gstore);
     if (!m)
         return 0;
-    struct lag_walk lw = {.w = w, .src = lag_broker_source(bm->b), .start = *cursor};
+    struct bm_walk *wk = walk_take(bm, cursor);
+    if (!wk)
+        return -EBUSY;
+    struct lag_walk lw = {
+        .w = w, .wk = wk, .src = lag_broker_source(bm->b), .budget = BM_PARTS_PER_TURN};
     omap_foreach(m, lag_visit, &lw);
-    if (lw.err)
-        return lw.err;
-    if (lw.stop) {
-        *cursor = lw.resume;
+    if (lw.stop && wk->group < omap_group_count(m))
         return METRICS_MORE;
-    }
     mw_family(w, "weir_consumer_groups_coordinated", MW_GAUGE,
               "Consumer groups with committed offsets that this broker coordinates.");
     mw_sample(w, (double)omap_group_count(m), NULL);
+    wk->used = false;
     return 0;
 }
 

@@ -24,7 +24,7 @@ struct wpool;
 struct metrics;
 struct broker_metrics;
 
-#define BM_PARTS_PER_TURN 500
+#define BM_PARTS_PER_TURN 250
 #define BM_WALKS          4
 
 /* Per-topic sums over the replicas hosted here. */

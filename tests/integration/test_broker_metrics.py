@@ -281,7 +281,7 @@ def test_group_lag_matches_weir_group_describe(cluster):
 
 
 def test_partition_walk_spans_loop_turns_and_concurrent_scrapes(cluster):
-    """1,200 partitions: the walk (BM_PARTS_PER_TURN = 500) resumes inside the
+    """1,200 partitions: the walk (BM_PARTS_PER_TURN = 250) resumes inside the
     topic on later loop turns; scrapes running at once each get the whole
     picture, with no series twice."""
     need_deps()
@@ -313,3 +313,28 @@ def test_partition_walk_spans_loop_turns_and_concurrent_scrapes(cluster):
     m = scrape(cluster, 1)
     assert val(m, "weir_offline_partitions") == 0
     assert val(m, "weir_metrics_scrape_slices_total") > val(m, "weir_metrics_scrapes_total")
+
+    # A group committed on all 1,200 partitions: its rows span turns too, and
+    # the coordinating broker reports the partitions it hosts, each once.
+    cons = kafka.KafkaConsumer(bootstrap_servers=cluster.bootstrap(), group_id="wideg",
+                               enable_auto_commit=False)
+    try:
+        cons.commit({TopicPartition("wide", p): OffsetAndMetadata(0, "") for p in range(1200)})
+    finally:
+        cons.close()
+    rows, sums, hosted = {}, {}, {}
+    for b in (1, 2, 3):
+        m = scrape(cluster, b)
+        hosted[b] = val(m, "weir_topic_replicas", topic="wide")
+        for (name, labels), v in m.items():
+            lab = dict(labels)
+            if lab.get("group") != "wideg":
+                continue
+            if name == "weir_consumer_group_lag_records":
+                rows.setdefault(b, set()).add(int(lab["partition"]))
+                assert v == 0
+            elif name == "weir_consumer_group_lag_sum_records":
+                sums[b] = v
+    assert len(rows) == 1 and len(sums) == 1, "one broker coordinates wideg"
+    (coord, parts), = rows.items()
+    assert len(parts) == hosted[coord] and sums[coord] == 0
