@@ -130,6 +130,28 @@ const char *log_config_value(const char *key, const char *value)
     return value;
 }
 
+enum log_level log_budget_level(struct log_budget *b, enum log_level level, int64_t now_ms,
+                                uint32_t max, int64_t window_ms)
+{
+    if (b->window_ms == 0 || now_ms - b->window_ms >= window_ms) {
+        b->window_ms = now_ms;
+        b->lines = 0;
+    }
+    if (b->lines < max) {
+        b->lines++;
+        return level;
+    }
+    b->counted++;
+    return LOG_LEVEL_DEBUG;
+}
+
+uint32_t log_budget_take_counted(struct log_budget *b)
+{
+    uint32_t n = b->counted;
+    b->counted = 0;
+    return n;
+}
+
 /* ---- line buffer ----------------------------------------------------------- */
 
 /* Most lines fit on the stack; a long one moves to the heap so it is still

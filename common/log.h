@@ -93,6 +93,21 @@ void log_vevent(enum log_level level, const char *subsys, const char *event,
                 const struct log_field *fields, const char *fmt, va_list ap)
     __attribute__((format(printf, 5, 0)));
 
+/* A budget for lines that come one per partition: at most @max lines per
+ * @window_ms at full level, the rest counted for a summary the caller writes
+ * (log_budget_take_counted) and logged at debug. Not thread-safe: one per
+ * loop. */
+struct log_budget {
+    int64_t window_ms; /* start of the current window (monotonic ms) */
+    uint32_t lines;    /* written at full level in it */
+    uint32_t counted;  /* written at debug since the last take */
+};
+/* @level while the window has room, else LOG_LEVEL_DEBUG (and counted). */
+enum log_level log_budget_level(struct log_budget *b, enum log_level level, int64_t now_ms,
+                                uint32_t max, int64_t window_ms);
+/* The lines counted since the last call, for a summary line; resets them. */
+uint32_t log_budget_take_counted(struct log_budget *b);
+
 /* @value for a log line about config key @key: "(hidden)" when the key holds a
  * secret (its name mentions a password, secret, credential, JAAS config or
  * private key), else @value. */

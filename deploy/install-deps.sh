@@ -38,6 +38,8 @@ packages=(
     python3-pytest python3-pytest-timeout kcat python3-kafka python3-confluent-kafka
     # kafka-python's snappy, lz4 and zstd codecs (not pulled in by python3-kafka)
     python3-snappy python3-lz4 python3-zstandard
+    # /metrics parsed as Prometheus does (tests/integration/test_metrics.py, test_broker_metrics.py)
+    python3-prometheus-client
     # broker-failure tests: network namespaces, veth, routes (tests/fault scenario 8)
     iproute2
     # deployment tests (tests/integration/test_deploy_vms.py): Ansible drives sshd

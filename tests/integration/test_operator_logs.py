@@ -216,6 +216,9 @@ def test_operator_events_are_one_json_line_each_with_their_fields(cluster):
     finally:
         conn.close()
     wait_events(c, "topic_deleted", "coordinator", topic="ev")
+    # ... and one log_deleted line per replica, on its broker.
+    deleted = wait_events(c, "log_deleted", None, n=3, topic="ev", partition=0)
+    assert len(deleted) == 3 and {e["reason"] for e in deleted} == {"topic_deleted"}
     assert len(events(c, "topic_deleted", "coordinator", topic="ev")) == 1
     assert len(events(c, "topic_created", "coordinator", topic="ev")) == 1
 

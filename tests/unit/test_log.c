@@ -380,6 +380,20 @@ static void test_log_config_value_hides_secrets(void **state)
     assert_null(log_config_value("cleanup.policy", NULL));
 }
 
+static void test_log_budget_limits_lines_per_window(void **state)
+{
+    (void)state;
+    struct log_budget b = {0};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(log_budget_level(&b, LOG_LEVEL_INFO, 5000, 3, 1000), LOG_LEVEL_INFO);
+    assert_int_equal(log_budget_level(&b, LOG_LEVEL_INFO, 5999, 3, 1000), LOG_LEVEL_DEBUG);
+    assert_int_equal(log_budget_level(&b, LOG_LEVEL_WARN, 5999, 3, 1000), LOG_LEVEL_DEBUG);
+    assert_int_equal(log_budget_take_counted(&b), 2);
+    assert_int_equal(log_budget_take_counted(&b), 0);
+    /* A new window: full level again. */
+    assert_int_equal(log_budget_level(&b, LOG_LEVEL_WARN, 6000, 3, 1000), LOG_LEVEL_WARN);
+}
+
 enum { THREADS = 4, LINES = 500 };
 
 static void *log_thread(void *arg)
@@ -432,6 +446,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_concurrent_lines_stay_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_format_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_config_value_hides_secrets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_budget_limits_lines_per_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_json_plain_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_event_fields_text_and_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_event_without_event_name_or_fields, setup,
