@@ -9,6 +9,7 @@
 #include "broker/storage/storage_config.h"
 #include "common/config.h"
 #include "common/dyncfg.h"
+#include "common/httpd.h"
 #include "common/log.h"
 
 static const char *const compression_choices[] = {"producer", "uncompressed", "gzip", "snappy",
@@ -239,6 +240,7 @@ const struct config_def broker_config_defs[] = {
      .choices = log_format_choices,
      .doc = "log line format on stderr: text, or json (one object per line with ts, level, "
             "component, msg, event and its fields, for log shippers)"},
+    HTTPD_CONFIG_DEFS,
 };
 const size_t broker_config_ndefs = sizeof(broker_config_defs) / sizeof(broker_config_defs[0]);
 

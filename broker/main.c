@@ -22,19 +22,24 @@
 #include <time.h>
 
 #include "broker/broker_config.h"
+#include "broker/broker_metrics.h"
 #include "broker/coordclient.h"
 #include "broker/group/gstore.h"
 #include "broker/identity.h"
 #include "broker/kafka/dispatch.h"
+#include "broker/kafka/kstats.h"
 #include "broker/kafka/server.h"
 #include "broker/replica/pstates.h"
 #include "broker/replica/repl.h"
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
 #include "broker/storage/storage_config.h"
+#include "common/clock.h"
 #include "common/config.h"
+#include "common/httpd.h"
 #include "common/log.h"
 #include "common/looplag.h"
+#include "common/metrics.h"
 #include "common/purgatory.h"
 #include "common/version.h"
 #include "methods.h"
@@ -54,6 +59,7 @@ struct bmain {
     int fatal_code; /* non-zero: exit with it (set by on_fatal) */
     struct event *grace;
     struct looplag *lag;
+    struct httpd *httpd; /* metrics.listener; NULL: off */
 };
 
 static void usage(FILE *f)
@@ -201,6 +207,40 @@ static void maybe_ready(struct bmain *m)
     fflush(stdout);
 }
 
+/* /health: ready once registered with current metadata and a valid lease, and
+ * no __consumer_offsets partition is still loading. */
+static bool broker_health(void *ud, char *reason, size_t len)
+{
+    struct bmain *m = ud;
+    if (m->stopping) {
+        snprintf(reason, len, "shutting down");
+        return false;
+    }
+    if (!coordclient_registered(m->ctx.cc)) {
+        snprintf(reason, len,
+                 "not registered with the coordinator at %s:%d (fenced or unreachable)",
+                 m->s.coord_host, m->s.coord_port);
+        return false;
+    }
+    if (!coordclient_current(m->ctx.cc)) {
+        snprintf(reason, len, "metadata not caught up with the coordinator yet");
+        return false;
+    }
+    if (!coordclient_lease_valid(m->ctx.cc, clock_mono_ms())) {
+        snprintf(reason, len,
+                 "no heartbeat accepted by the coordinator within session.timeout.ms: "
+                 "not acting as leader");
+        return false;
+    }
+    struct gstore_stats gs;
+    gstore_get_stats(m->ctx.gstore, &gs);
+    if (gs.partitions_loading > 0) {
+        snprintf(reason, len, "loading %d __consumer_offsets partitions", gs.partitions_loading);
+        return false;
+    }
+    return true;
+}
+
 static void on_registered(void *ud, int64_t epoch)
 {
     struct bmain *m = ud;
@@ -308,6 +348,7 @@ int main(int argc, char **argv)
     static struct bmain m;
     int code = EXIT_RUNTIME;
     struct wpool *pool = NULL;
+    struct broker_metrics *bmetrics = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
     struct event *sigstall = NULL; /* test.loop.stall.ms */
     int64_t stall_ms = 0;
@@ -333,6 +374,11 @@ int main(int argc, char **argv)
     }
     m.base = event_base_new();
     if (!m.base || looplag_new(m.base, "broker", &m.lag) < 0)
+        goto out;
+    /* Before the modules, which register their collectors as they start. */
+    if (metrics_new(m.base, &m.ctx.metrics) < 0 ||
+        metrics_register_process(m.ctx.metrics, "broker", WEIR_VERSION, WEIR_GIT_REVISION,
+                                 m.lag) < 0)
         goto out;
     log_fd_limit(config_get_int(cfg, "log.open.files.max"));
     stall_ms = config_get_int(cfg, "test.loop.stall.ms");
@@ -394,6 +440,8 @@ int main(int argc, char **argv)
     r = pidalloc_new(&m.ctx, &m.ctx.pids);
     if (r < 0)
         goto out;
+    if (kstats_new(&m.ctx.kstats) < 0)
+        goto out;
     struct kserver_options so = {
         .host = m.s.listen.host,
         .port = m.s.listen.port,
@@ -402,6 +450,8 @@ int main(int argc, char **argv)
         .idle_ms = m.s.connections_max_idle_ms,
         .on_request = dispatch_request,
         .on_close = dispatch_conn_closed,
+        .on_reply = dispatch_reply_observed,
+        .on_done = dispatch_request_done,
         .ud = &m.ctx,
     };
     r = kserver_new(m.base, &so, &m.srv);
@@ -454,6 +504,24 @@ int main(int argc, char **argv)
     coordclient_set_replication_endpoint(m.ctx.cc, repl_advertised_host(m.ctx.repl),
                                          repl_port(m.ctx.repl));
 
+    r = broker_metrics_new(&m.ctx, m.srv, pool, &bmetrics);
+    if (r == 0)
+        r = broker_metrics_register(bmetrics, m.ctx.metrics);
+    if (r < 0)
+        goto out;
+
+    struct httpd_settings hs;
+    r = httpd_settings_resolve(cfg, &hs, err, sizeof(err));
+    if (r == 0 && hs.enabled)
+        r = httpd_new(m.base, &hs, m.ctx.metrics, broker_health, &m, &m.httpd, err, sizeof(err));
+    if (r < 0) {
+        log_error("broker", "%s", err[0] ? err : strerror(-r));
+        goto out;
+    }
+    if (m.httpd)
+        log_info("broker", "metrics and health on http://%s:%d/metrics", hs.host,
+                 httpd_port(m.httpd));
+
     sigterm = evsignal_new(m.base, SIGTERM, on_signal, &m);
     sigint = evsignal_new(m.base, SIGINT, on_signal, &m);
     if (!sigterm || !sigint)
@@ -474,6 +542,7 @@ int main(int argc, char **argv)
     code = m.fatal_code;
 
 out:
+    httpd_free(m.httpd); /* no scrape runs past here */
     gstore_shutdown(m.ctx.gstore); /* answers appends waiting for the HW */
     api_groups_stop(&m.ctx);         /* answers parked group requests */
     purg_free(m.ctx.fetches); /* answers parked fetches */
@@ -497,6 +566,9 @@ out:
         logmgr_free(m.ctx.lm);
     }
     wpool_free(pool);
+    metrics_free(m.ctx.metrics);
+    broker_metrics_free(bmetrics); /* after the registry: its collectors point here */
+    kstats_free(m.ctx.kstats);
     looplag_free(m.lag);
     if (sigterm)
         event_free(sigterm);

@@ -16,6 +16,7 @@
  * flush scheduler and checkpoint intervals (static in Kafka too), and
  * message.max.bytes (Weir reads it once, at start-up). */
 const struct dyncfg_key dyncfg_keys[] = {
+    {"broker.decommissioned", NULL, false, true},
     {"follower.replication.throttled.rate", NULL},
     {"leader.replication.throttled.rate", NULL},
     {"log.flush.interval.messages", "flush.messages"},

@@ -4,7 +4,9 @@
  * These are the keys Kafka lets an operator update dynamically that Weir has
  * and honours without a restart: the log defaults that a topic without an
  * override inherits, min.insync.replicas, unclean.leader.election.enable and
- * the replication throttle rates.
+ * the replication throttle rates; plus Weir's broker.decommissioned (per
+ * broker, read by the coordinator's placement; `weir cluster decommission`
+ * sets it).
  * Any other broker key (broker.id, log.dirs, listeners, ...) is static: it is
  * refused with INVALID_CONFIG. The table says which topic key each one is the
  * default of, so the broker can fold the dynamic values into the per-log
@@ -27,6 +29,9 @@ struct dyncfg_key {
     /* Only a cluster-wide value means something: the coordinator, not a
      * broker, acts on it (unclean.leader.election.enable: elections). */
     bool cluster_only;
+    /* Only a per-broker value means something: the coordinator acts on it for
+     * that broker (broker.decommissioned: placement skips it). */
+    bool broker_only;
 };
 
 /* The replication throttle rates (bytes/s), broker keys only the broker's

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "common/config.h"
+#include "common/httpd.h"
 
 /* Bytes of a frame not available to a record: frame header and the WatchRecord
  * fields around it, with room to spare. */
@@ -182,6 +183,7 @@ const struct config_def coord_config_defs[] = {
     {.name = "log.format", .type = CONFIG_STRING, .default_value = "text",
      .choices = log_format_choices,
      .doc = "Log line format on stderr: text, or json (one object per line with ts, level, component, msg, event and its fields, for log shippers)."},
+    HTTPD_CONFIG_DEFS,
 };
 /* clang-format on */
 

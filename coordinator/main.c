@@ -29,8 +29,10 @@
 
 #include "common/config.h"
 #include "common/fsutil.h"
+#include "common/httpd.h"
 #include "common/log.h"
 #include "common/looplag.h"
+#include "common/metrics.h"
 #include "common/metaprops.h"
 #include "common/wpool.h"
 #include "coordinator/controller.h"
@@ -46,6 +48,7 @@
 struct coord_main {
     struct event_base *base;
     struct coord_service *svc;
+    bool ready; /* on_ready ran */
     const struct coord_settings *cfg;
     int exit_code;
     int signal;
@@ -376,9 +379,24 @@ static void on_fatal(void *ud, const char *why)
     event_base_loopbreak(m->base);
 }
 
+static bool coord_health(void *ud, char *reason, size_t len)
+{
+    struct coord_main *m = ud;
+    if (m->signal) {
+        snprintf(reason, len, "shutting down");
+        return false;
+    }
+    if (!m->svc || !m->ready) {
+        snprintf(reason, len, "starting: metadata log not yet durable");
+        return false;
+    }
+    return coord_service_health(m->svc, reason, len);
+}
+
 static void on_ready(struct coord_service *svc, void *ud)
 {
     struct coord_main *m = ud;
+    m->ready = true;
     char where[COORD_CONFIG_MAX_LISTENERS * (COORD_CONFIG_HOST_MAX + 16)];
     size_t off = 0;
     where[0] = '\0';
@@ -446,6 +464,8 @@ int main(int argc, char **argv)
     struct cstate *state = NULL;
     struct event_base *base = NULL;
     struct looplag *lag = NULL;
+    struct metrics *metrics = NULL;
+    struct httpd *httpd = NULL;
     struct wpool *pool = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
     struct coord_main m = {.cfg = &cfg};
@@ -545,10 +565,31 @@ int main(int argc, char **argv)
         log_error("coordinator", "cannot start: %s", strerror(-r));
         goto out;
     }
+    struct httpd_settings hs;
+    r = httpd_settings_resolve(conf, &hs, err, sizeof(err));
+    if (r == 0 && hs.enabled) {
+        if (metrics_new(base, &metrics) < 0 ||
+            metrics_register_process(metrics, "coordinator", WEIR_VERSION, WEIR_GIT_REVISION,
+                                     lag) < 0 ||
+            coord_service_register_metrics(m.svc, metrics) < 0) {
+            log_error("coordinator", "cannot set up metrics: out of memory");
+            goto out;
+        }
+        r = httpd_new(base, &hs, metrics, coord_health, &m, &httpd, err, sizeof(err));
+        if (r == 0)
+            log_info("coordinator", "metrics and health on http://%s:%d/metrics", hs.host,
+                     httpd_port(httpd));
+    }
+    if (r < 0) {
+        log_error("coordinator", "%s", err[0] ? err : strerror(-r));
+        goto out;
+    }
     event_base_dispatch(base);
     exit_code = m.exit_code;
 
 out:
+    httpd_free(httpd);
+    metrics_free(metrics);
     if (m.svc) {
         int sr = coord_service_stop(m.svc);
         if (sr < 0)

@@ -370,6 +370,14 @@ void svc_on_session_tick(evutil_socket_t fd, short what, void *arg)
             if (r < 0)
                 log_error("coordinator", "cannot fence broker %d: %s", (int)id, strerror(-r));
         }
+        if (r == 0 && err.code == KERR_NONE) {
+            if (why == CSESSION_DISCONNECT)
+                svc->ctr.fenced_disconnect++;
+            else if (why == CSESSION_DEAD)
+                svc->ctr.fenced_dead++;
+            else
+                svc->ctr.fenced_expired++;
+        }
         csession_fenced(svc->sessions, id, now);
     }
     if (!svc->failed && csession_next_expired(svc->sessions, now, &id, &epoch))

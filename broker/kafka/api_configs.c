@@ -382,11 +382,26 @@ static int describe_broker(struct broker_ctx *b, struct kreq *req, bool synonyms
         return 0;
     size_t nkeys = 0;
     config_foreach(b->cfg, count_key, &nkeys);
+    /* plus this broker's dynamic keys that only the coordinator acts on
+     * (broker.decommissioned): they are in no broker registry */
+    const struct cstate *s = coordclient_state(b->cc);
+    for (size_t i = 0; i < s->n_broker_configs; i++)
+        nkeys += s->broker_configs[i].broker_id == b->s->broker_id &&
+                 !config_find_def(b->cfg, s->broker_configs[i].name);
     res->configs = api_alloc(req, nkeys, sizeof(*res->configs));
     if (nkeys && !res->configs)
         return -ENOMEM;
     struct broker_visit v = {.b = b, .req = req, .synonyms = synonyms, .r = r, .res = res};
     config_foreach(b->cfg, visit_broker_key, &v);
+    for (size_t i = 0; i < s->n_broker_configs && !v.err; i++) {
+        const struct cstate_broker_config *bc = &s->broker_configs[i];
+        if (bc->broker_id != b->s->broker_id || config_find_def(b->cfg, bc->name) ||
+            !key_wanted(r, bc->name))
+            continue;
+        struct kafka_describe_configs_response_config *e = &res->configs[res->n_configs++];
+        v.err = fill_entry(req, synonyms, e, bc->name, bc->value, (int8_t)EFFCONFIG_DYNAMIC_BROKER,
+                           false);
+    }
     return v.err;
 }
 

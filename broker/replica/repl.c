@@ -106,6 +106,7 @@ struct repl_part {
     int32_t sent_epoch, sent_last_epoch;
     int64_t sent_offset, sent_log_start;
     bool sent_throttled;
+    struct repl_traffic traffic;
 };
 
 /* A follower fetch parked on the leader until data arrives or max_wait passes,
@@ -171,6 +172,7 @@ struct repl {
     struct quota leader_quota, follower_quota;
     struct throttle_buf lthr_buf, fthr_buf; /* throttled_of() scratch */
     bool freeing;
+    uint64_t isr_shrinks, isr_expands; /* metrics (adopt_isr) */
 };
 
 /* ---- partition table ------------------------------------------------------------ */
@@ -469,8 +471,21 @@ struct alter_call {
     size_t n;
 };
 
-static void adopt_isr(struct repl_part *p, const int32_t *isr, size_t n)
+/* Adopt a committed ISR. A change to a partition led here counts as a shrink
+ * when it drops a member and as an expand when it adds one (Kafka's
+ * IsrShrinksPerSec / IsrExpandsPerSec), whoever made it: our AlterPartition
+ * or the coordinator (a fenced follower). */
+static void adopt_isr(struct repl *r, struct repl_part *p, const int32_t *isr, size_t n)
 {
+    if (p->role == ROLE_LEADER) {
+        bool dropped = false, added = false;
+        for (uint8_t i = 0; i < p->n_isr; i++)
+            dropped |= !ids_contain(isr, n, p->isr[i]);
+        for (size_t i = 0; i < n; i++)
+            added |= !ids_contain(p->isr, p->n_isr, isr[i]);
+        r->isr_shrinks += dropped;
+        r->isr_expands += added;
+    }
     int32_t *v = malloc((n ? n : 1) * sizeof(*v));
     if (!v)
         return;
@@ -556,7 +571,7 @@ static void alter_item_done(struct repl *r, const struct alter_item *it,
         res->leader == r->s->broker_id) {
         size_t before = p->n_isr;
         p->partition_epoch = res->partition_epoch;
-        adopt_isr(p, res->isr, res->n_isr);
+        adopt_isr(r, p, res->isr, res->n_isr);
         note_isr_change(r, p, before, "leader_request");
         maybe_advance_hw(r, p);
         check_min_isr(r, p);
@@ -911,6 +926,7 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
         o->records.len = (size_t)rr.length;
         if (counted)
             quota_record(&r->leader_quota, rr.length, now);
+        p->traffic.repl_bytes_out += (uint64_t)rr.length;
         total += rr.length;
         budget -= rr.length;
     }
@@ -1768,7 +1784,7 @@ void repl_on_metadata(struct repl *r)
                 size_t before = p->n_isr;
                 copy_ids(&p->replicas, cstate_part_replicas(cp), cp->n_replicas);
                 p->n_replicas = cp->n_replicas;
-                adopt_isr(p, cstate_part_isr(cp), cp->n_isr);
+                adopt_isr(r, p, cstate_part_isr(cp), cp->n_isr);
                 p->partition_epoch = cp->partition_epoch;
                 if (isr_moved)
                     note_isr_change(r, p, before, cause);
@@ -1831,6 +1847,57 @@ void repl_on_metadata(struct repl *r)
         fetcher_kick(f);
     /* Parked follower fetches may now be answered differently (role changes). */
     wake_fetches(r, NULL);
+}
+
+/* ---- metrics -------------------------------------------------------------------------------- */
+
+struct repl_traffic *repl_part_traffic(struct repl_part *p)
+{
+    return &p->traffic;
+}
+
+void repl_part_view_get(const struct repl_part *p, struct repl_part_view *ret)
+{
+    struct repl_part_view v = {
+        .topic = p->topic,
+        .partition = p->partition,
+        .has_log = p->log != NULL,
+        .leader = p->role == ROLE_LEADER,
+        .leaderless = p->leader < 0,
+        .n_replicas = p->n_replicas,
+        .n_isr = p->n_isr,
+        .min_isr = p->min_isr,
+        .max_follower_lag = -1,
+        .log_size_bytes = p->log ? plog_size_bytes(p->log) : 0,
+        .traffic = p->traffic,
+    };
+    if (v.leader && p->log) {
+        int64_t end = leo(p), start = plog_log_start_offset(p->log);
+        v.max_follower_lag = 0;
+        for (uint8_t i = 0; p->fol && i < p->n_replicas; i++) {
+            const struct rfollower *f = &p->fol[i];
+            if (f->id == p->leader)
+                continue; /* our own slot */
+            int64_t at = f->leo >= 0 ? f->leo : start;
+            if (end - at > v.max_follower_lag)
+                v.max_follower_lag = end - at;
+        }
+    }
+    *ret = v;
+}
+
+void repl_get_counters(const struct repl *r, struct repl_counters *ret)
+{
+    struct purg_stats ps;
+    memset(ret, 0, sizeof(*ret));
+    ret->isr_shrinks = r->isr_shrinks;
+    ret->isr_expands = r->isr_expands;
+    purg_get_stats(r->acks, &ps);
+    ret->produce_waiting = ps.watched;
+    purg_get_stats(r->fetches, &ps);
+    ret->follower_fetch_waiting = ps.watched;
+    purg_get_stats(r->deletes, &ps);
+    ret->delete_waiting = ps.watched;
 }
 
 /* ---- produce path --------------------------------------------------------------------------- */

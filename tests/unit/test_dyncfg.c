@@ -34,8 +34,9 @@ static void test_every_dynamic_key_is_a_broker_key_and_a_topic_default(void **st
         if (i && strcmp(dyncfg_keys[i - 1].name, k->name) >= 0)
             fail_msg("table not sorted at %s", k->name);
         assert_ptr_equal(dyncfg_find(k->name), k);
-        /* unclean.leader.election.enable is the coordinator's key. */
-        if (!k->cluster_only && !broker_def(k->name))
+        /* unclean.leader.election.enable and broker.decommissioned are the
+         * coordinator's keys. */
+        if (!k->cluster_only && !k->broker_only && !broker_def(k->name))
             fail_msg("%s is not a broker key", k->name);
         if (k->topic_key) {
             const struct topic_config_def *t = topic_config_find(k->topic_key);
