@@ -140,8 +140,26 @@ static int ec_keep_range(struct epochcache *c, size_t from, int64_t first_start)
     return 0;
 }
 
-int epochcache_open(const char *dir, int64_t log_end_offset, struct epochcache **ret,
-                    bool *ret_discarded)
+/* Add @c to @b (once); -ENOMEM leaves @b as it was. */
+static int ec_batch_add(struct epochcache *c, struct epochcache_batch *b)
+{
+    if (c->in_batch)
+        return 0;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct epochcache **v = realloc(b->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        b->v = v;
+        b->cap = cap;
+    }
+    c->in_batch = true;
+    b->v[b->n++] = c;
+    return 0;
+}
+
+int epochcache_open_batched(const char *dir, int64_t log_end_offset, struct epochcache **ret,
+                            bool *ret_discarded, struct epochcache_batch *b)
 {
     struct epochcache *c = calloc(1, sizeof(*c));
     if (!c)
@@ -174,15 +192,21 @@ int epochcache_open(const char *dir, int64_t log_end_offset, struct epochcache *
     }
     if (r < 0)
         goto fail;
-    c->durable = c->count;
-    if (discarded) {
-        r = ec_write(c, NULL, 0);
+    /* Entries at or past the log end: an epoch whose records recovery cut off,
+     * or one that never wrote any (a leadership of an empty log). */
+    size_t keep = c->count;
+    while (keep > 0 && c->entries[keep - 1].start_offset >= log_end_offset)
+        keep--;
+    bool rewrite = discarded || keep < c->count;
+    c->count = c->durable = keep;
+    if (rewrite) {
+        /* Memory is what the file must say; until it does, the file holds
+         * entries memory dropped, which a later open drops again. Nothing can
+         * append to the log before the write: the caller commits @b first. */
+        r = b ? ec_batch_add(c, b) : ec_write(c, c->entries, c->count);
         if (r < 0)
             goto fail;
     }
-    r = epochcache_truncate_from_end(c, log_end_offset);
-    if (r < 0)
-        goto fail;
 
     *ret = c;
     if (ret_discarded)
@@ -192,6 +216,12 @@ int epochcache_open(const char *dir, int64_t log_end_offset, struct epochcache *
 fail:
     epochcache_free(c);
     return r;
+}
+
+int epochcache_open(const char *dir, int64_t log_end_offset, struct epochcache **ret,
+                    bool *ret_discarded)
+{
+    return epochcache_open_batched(dir, log_end_offset, ret, ret_discarded, NULL);
 }
 
 void epochcache_free(struct epochcache *c)
@@ -253,23 +283,14 @@ int epochcache_assign_batched(struct epochcache *c, int32_t epoch, int64_t start
         return -EINVAL;
     if (c->count >= EPOCHCACHE_MAX_ENTRIES)
         return -E2BIG;
-    if (!c->in_batch && b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        struct epochcache **v = realloc(b->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        b->v = v;
-        b->cap = cap;
-    }
+    int r = ec_batch_add(c, b);
+    if (r < 0)
+        return r;
     struct epochcache_entry *grown = realloc(c->entries, (c->count + 1) * sizeof(*grown));
     if (!grown)
-        return -ENOMEM;
+        return -ENOMEM; /* (in @b: written as it is, harmless) */
     c->entries = grown;
     c->entries[c->count++] = (struct epochcache_entry){epoch, start_offset};
-    if (!c->in_batch) {
-        c->in_batch = true;
-        b->v[b->n++] = c;
-    }
     return 0;
 }
 

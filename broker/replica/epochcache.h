@@ -84,6 +84,18 @@ int epochcache_assign_batched(struct epochcache *c, int32_t epoch, int64_t start
 size_t epochcache_batch_commit(struct epochcache_batch *b);
 void epochcache_batch_deinit(struct epochcache_batch *b);
 
+/* As epochcache_open, but a file to rewrite (entries dropped, or discarded)
+ * is written at epochcache_batch_commit(@b), with the other caches of @b: a
+ * restarted broker opens the caches of all its replicas in one metadata sweep,
+ * and thousands of leaderships of empty logs (an epoch starting at the log end
+ * is dropped) cost thousands of fsync'd writes on its loop otherwise. Memory
+ * is truncated at once; the caller commits @b before anything is appended to
+ * the log. If the commit cannot write the file, memory stays truncated and the
+ * file keeps the dropped entries until the next write, which a later open
+ * drops again. */
+int epochcache_open_batched(const char *dir, int64_t log_end_offset, struct epochcache **ret,
+                            bool *ret_discarded, struct epochcache_batch *b);
+
 /* Kafka's endOffsetFor: for @requested_epoch, the largest epoch <= it that this
  * log knows and the offset where that epoch ends (the start of the next higher
  * epoch, or @log_end_offset for the latest):

@@ -1394,8 +1394,10 @@ static void part_unlink(struct repl *r, struct repl_part *p)
     r->nparts--;
 }
 
-/* Attach @log (new, or replaced after a delete/re-create) and its epoch cache. */
-static int part_attach_log(struct repl_part *p, struct plog *log)
+/* Attach @log (new, or replaced after a delete/re-create) and its epoch cache;
+ * a rewrite of the cache's file goes into @eb, which the caller commits before
+ * returning to the loop (a restart opens thousands of caches in one sweep). */
+static int part_attach_log(struct repl_part *p, struct plog *log, struct epochcache_batch *eb)
 {
     if (p->log == log && p->ec)
         return 0;
@@ -1403,7 +1405,8 @@ static int part_attach_log(struct repl_part *p, struct plog *log)
     p->ec = NULL;
     p->log = NULL;
     bool discarded = false;
-    int rc = epochcache_open(plog_dir(log), plog_log_end_offset(log), &p->ec, &discarded);
+    int rc = epochcache_open_batched(plog_dir(log), plog_log_end_offset(log), &p->ec, &discarded,
+                                     eb);
     if (rc < 0) {
         log_error("replica", "%s-%d: opening the leader epoch cache: %s", p->topic, p->partition,
                   strerror(-rc));
@@ -1511,7 +1514,7 @@ void repl_on_metadata(struct repl *r)
             struct plog *log = logmgr_get(r->lm, t->name, pi);
             if (p->log && p->log != log && r->pstates)
                 pstates_forget(r->pstates, p->log); /* replaced (deleted and re-created) */
-            if (!log || part_attach_log(p, log) < 0) {
+            if (!log || part_attach_log(p, log, &eb) < 0) {
                 fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
                 fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
                 p->role = ROLE_NONE;

@@ -188,6 +188,49 @@ static void test_failed_or_abandoned_batch_leaves_memory_as_the_file(void **stat
     testutil_rmtree(root);
 }
 
+/* A restart opens every replica's cache in one sweep: entries at or past the
+ * log end (an epoch of an empty log) leave memory at once and the files are
+ * rewritten together at commit, with the epochs taken up in the same sweep;
+ * caches with nothing to drop are not written at all. */
+static void test_batched_open_rewrites_at_commit(void **state)
+{
+    (void)state;
+    enum { N = 3 * EPOCHCACHE_BATCH_MIN };
+    char *root = testutil_mkdtemp("ec-open-batch");
+    char *dirs[N];
+    struct epochcache *cs[N];
+    struct epochcache_batch b = {0};
+    for (size_t i = 0; i < N; i++) {
+        size_t n = strlen(root) + 16;
+        dirs[i] = malloc(n);
+        assert_non_null(dirs[i]);
+        snprintf(dirs[i], n, "%s/p%zu", root, i);
+        assert_int_equal(mkdir(dirs[i], 0755), 0);
+        const char *text = i % 2 ? "0\n2\n0 0\n3 0\n" : "0\n1\n0 0\n";
+        write_raw(dirs[i], text, strlen(text));
+        bool discarded = true;
+        assert_int_equal(epochcache_open_batched(dirs[i], i % 2 ? 0 : 5, &cs[i], &discarded, &b),
+                         0);
+        assert_false(discarded);
+        assert_int_equal(epochcache_count(cs[i]), i % 2 ? 0 : 1); /* memory at once */
+        assert_file_is(dirs[i], text);                          /* the file at commit */
+        if (i % 4 == 1)
+            assert_int_equal(epochcache_assign_batched(cs[i], 4, 0, &b), 0);
+    }
+    assert_int_equal(b.n, N / 2); /* the odd ones, once each */
+    assert_int_equal(epochcache_batch_commit(&b), 0);
+    for (size_t i = 0; i < N; i++) {
+        assert_file_is(dirs[i], i % 4 == 1 ? "0\n1\n4 0\n" : i % 2 ? "0\n0\n" : "0\n1\n0 0\n");
+        epochcache_free(cs[i]);
+        struct epochcache *c = open_ok(dirs[i], 0, NULL);
+        assert_int_equal(epochcache_count(c), 0); /* (LEO 0 drops whatever starts at 0) */
+        epochcache_free(c);
+        free(dirs[i]);
+    }
+    epochcache_batch_deinit(&b);
+    testutil_rmtree(root);
+}
+
 static void test_reads_kafka_written_file(void **state)
 {
     (void)state;
@@ -553,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_through_file),
         cmocka_unit_test(test_batched_assignments_are_written_at_commit),
         cmocka_unit_test(test_failed_or_abandoned_batch_leaves_memory_as_the_file),
+        cmocka_unit_test(test_batched_open_rewrites_at_commit),
         cmocka_unit_test(test_reads_kafka_written_file),
         cmocka_unit_test(test_assign_ignores_old_epochs_and_rejects_lower_offsets),
         cmocka_unit_test(test_open_drops_entries_at_or_after_log_end),
