@@ -13,7 +13,8 @@
  * follower that it has diverged.
  *
  * Entries have strictly increasing epochs and non-decreasing start offsets. Every
- * change is written to the file at once (temp file, fsync, rename, fsync of the
+ * change is written to the file at once (the spare file beside it rewritten and
+ * fsynced, exchanged with the file by renameat2(RENAME_EXCHANGE), fsync of the
  * directory) before the call returns: changes are rare (a leader change, or a
  * follower seeing a new epoch in the batches it copies), so this blocks the loop
  * for one small write and fsync only then.
@@ -26,6 +27,8 @@
 #include <stdint.h>
 
 #define EPOCHCACHE_FILE      "leader-epoch-checkpoint"
+/* The file's previous version, rewritten and exchanged in at the next change. */
+#define EPOCHCACHE_SPARE_SUFFIX ".spare"
 #define EPOCHCACHE_UNDEFINED (-1)
 #define EPOCHCACHE_MAX_ENTRIES 100000
 
