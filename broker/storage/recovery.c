@@ -184,15 +184,15 @@ out:
 }
 
 /* List the directory: delete leftovers and orphan index files, and build the
- * segment list (sizes from stat). */
-static int load_dir(struct plog *log, struct plog_recovery_info *info)
+ * segment list (sizes from stat). Interrupted swaps are completed first; the
+ * listing finds them, so a log without one (nearly all: a broker restarting
+ * with 10,000 logs lists each directory once, not twice). */
+static int load_dir(struct plog *log, struct plog_recovery_info *info, bool swaps_done)
 {
     static const char *const stray[] = {".deleted", ".tmp", ".cleaned", ".swap"};
     struct dir_entry *ents = NULL;
     size_t n = 0, cap = 0;
-    int rc = complete_swaps(log, info);
-    if (rc < 0)
-        return rc;
+    int rc = 0;
     DIR *d = opendir(log->dir);
     if (!d)
         return -errno;
@@ -201,6 +201,15 @@ static int load_dir(struct plog *log, struct plog_recovery_info *info)
     errno = 0;
     while ((de = readdir(d))) {
         const char *name = de->d_name;
+        if (!swaps_done && has_suffix(name, ".log.swap")) {
+            /* Strays removed so far are not part of any swap (complete_swaps
+             * uses the log swap alone). */
+            closedir(d);
+            free(ents);
+            if ((rc = complete_swaps(log, info)) < 0)
+                return rc;
+            return load_dir(log, info, true);
+        }
         bool is_stray = false;
         for (size_t i = 0; i < sizeof(stray) / sizeof(stray[0]); i++)
             is_stray |= has_suffix(name, stray[i]);
@@ -553,7 +562,7 @@ int plog_open(const char *dir, const struct plog_config *cfg, struct fdcache *fc
     log->fc = fc;
     log->now_ms = now_ms;
 
-    if ((rc = load_dir(log, &info)) < 0)
+    if ((rc = load_dir(log, &info, false)) < 0)
         goto fail;
     info.segments = (int32_t)log->nsegs;
 
