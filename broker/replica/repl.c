@@ -1578,7 +1578,8 @@ void repl_on_metadata(struct repl *r)
                 pstates_forget(r->pstates, p->log); /* replaced (deleted and re-created) */
             /* Not taken up yet (new, or deferred by an earlier sweep). */
             bool takeup = log && !p->log;
-            bool defer = takeup && r->takeup_ev && (budget_ns == 0 || clock_mono_ns() - t0 > budget_ns);
+            bool defer = takeup && r->takeup_ev &&
+                         (budget_ns == 0 || clock_mono_ns() - t0 > budget_ns);
             deferred |= defer;
             if (takeup && !defer)
                 taken++;

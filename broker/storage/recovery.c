@@ -378,8 +378,7 @@ static int check_indexes(struct plog *log, struct segment *seg, int64_t end_limi
     }
 
     sz = l->size[SEG_TIMEINDEX];
-    if ((sz < 0 && file_size(log, seg, SEG_TIMEINDEX, &sz) < 0) ||
-        sz % TIMEINDEX_ENTRY_SIZE != 0)
+    if ((sz < 0 && file_size(log, seg, SEG_TIMEINDEX, &sz) < 0) || sz % TIMEINDEX_ENTRY_SIZE != 0)
         return 0;
     t.tidx_n = sz / TIMEINDEX_ENTRY_SIZE;
     if (t.tidx_n > INT32_MAX || (t.tidx_n == 0 && seg->size > 0))
