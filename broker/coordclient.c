@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "broker/broker_config.h"
+#include "broker/heartbeat.h"
 #include "common/clock.h"
 #include "common/kerr.h"
 #include "common/log.h"
@@ -23,6 +24,22 @@
 
 
 #define SHUTDOWN_TRIES     5
+/* Watch records are applied for at most this long per loop turn; the rest
+ * wait, in order, for the next turn (a fence arrives as one batch of 10,001). */
+#define APPLY_SLICE_MS     10
+/* While records are held the broker is told of applied ones at the end, but
+ * never later than this after the first change it was not told of (a stream
+ * that never lets the queue drain must not starve the replicas). */
+#define NOTIFY_MAX_DEFER_MS 250
+/* Records held beyond this many bytes: drop them and resubscribe (image). */
+#define APPLY_QUEUE_MAX_BYTES (64u * 1024 * 1024)
+
+/* A pushed record not applied yet (owns @data). */
+struct held_rec {
+    int64_t offset;
+    uint8_t *data;
+    size_t len;
+};
 
 struct waiter {
     struct waiter *next;
@@ -55,8 +72,14 @@ struct coordclient {
     bool foreign;           /* the coordinator serves another cluster: apply nothing */
     char repl_host[256];    /* replication endpoint to register; "" none */
     int repl_port;
-    struct event *hb_timer;
+    struct hbthread *hb;      /* heartbeats: their own thread and connection */
+    struct event *reg_timer;  /* retries a registration that did not happen */
     struct event *changed_ev; /* tells the broker of applied records, once per loop turn */
+    bool notify_owed;         /* a change was not told yet: records were still held */
+    int64_t owed_since_ms;    /* when notify_owed became true */
+    struct held_rec *q;       /* pushed, not applied yet: FIFO [q_head, q_n) */
+    size_t q_head, q_n, q_cap, q_bytes;
+    struct event *apply_ev;   /* applies the next slice of q */
     struct waiter *waiters;
     int cs_tries;
     void (*cs_done)(void *);
@@ -158,6 +181,7 @@ static void foreign_cluster(struct coordclient *cc, const char *theirs, const ch
         return;
     cc->foreign = true;
     cc->registered = false;
+    hbthread_set_session(cc->hb, -1, 0, 0);
     cc->lease_start_ms = -1;
     char why[512];
     snprintf(why, sizeof(why),
@@ -182,6 +206,18 @@ static void on_state_changed(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct coordclient *cc = arg;
+    if (cc->q_n > cc->q_head) {
+        /* Mid-batch: the broker hears once the held records are applied, or
+         * after NOTIFY_MAX_DEFER_MS (the state is whole at every record). */
+        int64_t now = clock_mono_ms();
+        if (!cc->notify_owed) {
+            cc->notify_owed = true;
+            cc->owed_since_ms = now;
+        }
+        if (now - cc->owed_since_ms < NOTIFY_MAX_DEFER_MS)
+            return;
+    }
+    cc->notify_owed = false;
     if (cc->cb.on_metadata)
         cc->cb.on_metadata(cc->cb.ud);
     waiters_check(cc);
@@ -192,58 +228,182 @@ static void on_state_changed(evutil_socket_t fd, short what, void *arg)
  * sweep over every partition — once after the burst, not once per record. */
 static void state_changed(struct coordclient *cc)
 {
+    hbthread_set_applied(cc->hb, cc->state->offset);
     if (!evtimer_pending(cc->changed_ev, NULL)) {
         struct timeval tv = {0, 0};
         evtimer_add(cc->changed_ev, &tv);
     }
 }
 
-static void on_watch_record(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
+static void held_clear(struct coordclient *cc)
 {
-    struct coordclient *cc = ud;
-    const Weir__Coord__WatchRecord *rec = (const Weir__Coord__WatchRecord *)msg;
-    if (cc->foreign)
-        return;
-    if (!cc->synced)
-        return; /* waiting for the image or the first replayed record */
-    if (rec->offset <= cc->state->offset)
-        return;
-    if (rec->offset != cc->state->offset + 1) {
+    for (size_t i = cc->q_head; i < cc->q_n; i++)
+        free(cc->q[i].data);
+    cc->q_head = cc->q_n = 0;
+    cc->q_bytes = 0;
+    if (cc->apply_ev)
+        event_del(cc->apply_ev);
+}
+
+/* The stream cannot continue (a gap, a record that does not apply): drop what
+ * is held and subscribe again from the beginning. */
+static void restart_watch(struct coordclient *cc)
+{
+    cc->synced = false;
+    held_clear(cc);
+    do_watch(cc);
+}
+
+/* Apply the record at @offset. false when the stream stopped (resubscribed, or
+ * the coordinator serves another cluster): drop the rest. */
+static bool apply_one(struct coordclient *cc, int64_t offset, const uint8_t *data, size_t len)
+{
+    if (cc->foreign || !cc->synced)
+        return false; /* waiting for the image or the first replayed record */
+    if (offset <= cc->state->offset)
+        return true;
+    if (offset != cc->state->offset + 1) {
         log_warn("coordclient", "metadata gap: got %" PRId64 " after %" PRId64 ": resubscribing",
-                 rec->offset, cc->state->offset);
-        cc->synced = false;
-        do_watch(cc);
-        return;
+                 offset, cc->state->offset);
+        restart_watch(cc);
+        return false;
     }
     /* A bootstrap record is the only one that sets the cluster id, and only on
      * a state without one (a replay from the start): look at it before it is
      * applied. Other records are decoded once, by cstate_apply_bytes. */
     Weir__Meta__MetadataRecord *mr =
-        cc->state->cluster_id
-            ? NULL
-            : weir__meta__metadata_record__unpack(NULL, rec->record.len, rec->record.data);
+        cc->state->cluster_id ? NULL : weir__meta__metadata_record__unpack(NULL, len, data);
     if (mr && mr->record_case == WEIR__META__METADATA_RECORD__RECORD_BOOTSTRAP &&
         cc->cluster_id[0] && mr->bootstrap->cluster_id &&
         strcmp(mr->bootstrap->cluster_id, cc->cluster_id) != 0) {
         char theirs[64];
         snprintf(theirs, sizeof(theirs), "%s", mr->bootstrap->cluster_id);
         weir__meta__metadata_record__free_unpacked(mr, NULL);
+        held_clear(cc);
         foreign_cluster(cc, theirs, "its metadata log starts with another cluster id");
-        return;
+        return false;
     }
     if (mr)
         weir__meta__metadata_record__free_unpacked(mr, NULL);
     char why[256] = "";
-    int r = cstate_apply_bytes(cc->state, rec->offset, rec->record.data, rec->record.len, why,
-                               sizeof(why));
+    int r = cstate_apply_bytes(cc->state, offset, data, len, why, sizeof(why));
     if (r < 0) {
         log_warn("coordclient", "metadata record %" PRId64 " does not apply (%s): resubscribing",
-                 rec->offset, why[0] ? why : strerror(-r));
-        cc->synced = false;
-        do_watch(cc);
-        return;
+                 offset, why[0] ? why : strerror(-r));
+        restart_watch(cc);
+        return false;
     }
     state_changed(cc);
+    return true;
+}
+
+/* Hold @n records (copied) after those already held. false: out of memory or
+ * over the cap — the stream restarted. */
+static bool held_append(struct coordclient *cc, int64_t first_offset,
+                        const ProtobufCBinaryData *recs, size_t n)
+{
+    if (cc->q_head > 0 && cc->q_n + n > cc->q_cap) {
+        memmove(cc->q, cc->q + cc->q_head, (cc->q_n - cc->q_head) * sizeof(*cc->q));
+        cc->q_n -= cc->q_head;
+        cc->q_head = 0;
+    }
+    if (cc->q_n + n > cc->q_cap) {
+        size_t cap = cc->q_cap ? cc->q_cap : 256;
+        while (cap < cc->q_n + n)
+            cap *= 2;
+        struct held_rec *q = realloc(cc->q, cap * sizeof(*q));
+        if (!q)
+            goto fail;
+        cc->q = q;
+        cc->q_cap = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (cc->q_bytes + recs[i].len > APPLY_QUEUE_MAX_BYTES) {
+            log_warn("coordclient",
+                     "over %u bytes of metadata records waiting to be applied: resubscribing",
+                     APPLY_QUEUE_MAX_BYTES);
+            goto fail;
+        }
+        uint8_t *d = malloc(recs[i].len ? recs[i].len : 1);
+        if (!d)
+            goto fail;
+        memcpy(d, recs[i].data, recs[i].len);
+        cc->q[cc->q_n++] = (struct held_rec){first_offset + (int64_t)i, d, recs[i].len};
+        cc->q_bytes += recs[i].len;
+    }
+    return true;
+fail:
+    restart_watch(cc);
+    return false;
+}
+
+/* Apply held records until the slice is spent; the rest go on next turn. */
+static void apply_held(struct coordclient *cc)
+{
+    int64_t deadline = clock_mono_ms() + APPLY_SLICE_MS;
+    size_t done = 0;
+    while (cc->q_head < cc->q_n) {
+        struct held_rec *h = &cc->q[cc->q_head];
+        bool ok = apply_one(cc, h->offset, h->data, h->len);
+        if (!ok)
+            return; /* the stream restarted: nothing is held any more */
+        free(h->data);
+        cc->q_bytes -= h->len;
+        cc->q_head++;
+        if ((++done & 31) == 0 && clock_mono_ms() >= deadline)
+            break;
+    }
+    if (cc->q_head < cc->q_n) {
+        struct timeval now = {0, 0};
+        evtimer_add(cc->apply_ev, &now);
+        return;
+    }
+    cc->q_head = cc->q_n = 0;
+    if (cc->notify_owed)
+        state_changed(cc);
+}
+
+static void on_apply(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    apply_held(arg);
+}
+
+/* Records @first_offset.. arrived: apply what fits in this slice (when nothing
+ * is held before them) and hold the rest, in order. */
+static void take_records(struct coordclient *cc, int64_t first_offset,
+                         const ProtobufCBinaryData *recs, size_t n)
+{
+    if (cc->foreign || !cc->synced)
+        return; /* waiting for the image or the first replayed record */
+    size_t i = 0;
+    if (cc->q_head == cc->q_n) {
+        int64_t deadline = clock_mono_ms() + APPLY_SLICE_MS;
+        for (; i < n; i++) {
+            if (i > 0 && (i & 31) == 0 && clock_mono_ms() >= deadline)
+                break;
+            if (!apply_one(cc, first_offset + (int64_t)i, recs[i].data, recs[i].len))
+                return;
+        }
+    }
+    if (i < n && held_append(cc, first_offset + (int64_t)i, recs + i, n - i) &&
+        !evtimer_pending(cc->apply_ev, NULL)) {
+        struct timeval now = {0, 0};
+        evtimer_add(cc->apply_ev, &now);
+    }
+}
+
+static void on_watch_record(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
+{
+    const Weir__Coord__WatchRecord *rec = (const Weir__Coord__WatchRecord *)msg;
+    take_records(ud, rec->offset, &rec->record, 1);
+}
+
+static void on_watch_batch(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
+{
+    const Weir__Coord__WatchBatch *b = (const Weir__Coord__WatchBatch *)msg;
+    take_records(ud, b->first_offset, b->records, b->n_records);
 }
 
 static void on_watch_image(uint16_t type, const struct ProtobufCMessage *msg, void *ud)
@@ -271,6 +431,7 @@ static void on_watch_image(uint16_t type, const struct ProtobufCMessage *msg, vo
         foreign_cluster(cc, theirs, "its metadata image names another cluster id");
         return;
     }
+    held_clear(cc); /* all older than the image */
     cstate_free(cc->state);
     cc->state = s;
     cc->synced = true;
@@ -319,6 +480,9 @@ static void do_watch(struct coordclient *cc)
     /* Not synced (start, a gap, a record that did not apply): ask from the
      * beginning. The old state keeps serving until the replacement arrives. */
     req.last_offset = cc->synced ? cc->state->offset : -1;
+    req.accept_batches = true;
+    /* The stream restarts after last_offset: what is held comes again. */
+    held_clear(cc);
     int r = rpc_client_call(cc->rpc, COORD_M_WATCH, &req.base, 0, on_watch_response, cc);
     if (r < 0)
         log_warn("coordclient", "watch call: %s", strerror(-r));
@@ -326,19 +490,18 @@ static void do_watch(struct coordclient *cc)
 
 /* ---- registration and heartbeats -------------------------------------------- */
 
-static void hb_schedule(struct coordclient *cc)
+static void reg_schedule(struct coordclient *cc)
 {
     int ms = cc->heartbeat_ms > 0 ? cc->heartbeat_ms : 1000;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(cc->hb_timer, &tv);
+    evtimer_add(cc->reg_timer, &tv);
 }
 
-/* One heartbeat or registration in flight, with the time it was sent: an
- * accepted one extends the lease from its send time, never from its arrival. */
+/* One registration in flight, with the time it was sent: an accepted one
+ * starts the lease from its send time, never from its arrival. */
 struct timed_call {
     struct coordclient *cc;
     int64_t sent_ms;
-    int64_t epoch;
 };
 
 static struct timed_call *timed_call_new(struct coordclient *cc)
@@ -347,52 +510,31 @@ static struct timed_call *timed_call_new(struct coordclient *cc)
     if (t) {
         t->cc = cc;
         t->sent_ms = clock_mono_ms();
-        t->epoch = cc->epoch;
     }
     return t;
 }
 
-static void on_heartbeat(int status, const struct ProtobufCMessage *msg, const char *errmsg,
-                         void *ud)
+/* The heartbeat thread had a heartbeat of @epoch refused (the broker was
+ * fenced, or the coordinator lost its session): register again. */
+static void on_heartbeat_refused(void *ud, int64_t epoch, int16_t code, const char *message)
 {
-    struct timed_call *t = ud;
-    struct coordclient *cc = t->cc;
-    int64_t sent_ms = t->sent_ms, epoch = t->epoch;
-    free(t);
-    if (status != RPC_OK)
+    struct coordclient *cc = ud;
+    if (!cc->registered || epoch != cc->epoch || cc->shutting_down)
         return;
-    const Weir__Coord__HeartbeatResponse *resp = (const Weir__Coord__HeartbeatResponse *)msg;
-    if (!resp->error_code && resp->metadata_offset > cc->coord_offset)
-        cc->coord_offset = resp->metadata_offset;
-    if (!resp->error_code && cc->registered && epoch == cc->epoch && sent_ms > cc->lease_start_ms)
-        cc->lease_start_ms = sent_ms;
-    if (resp->error_code && !cc->shutting_down) {
-        log_warn("coordclient", "heartbeat refused (%s: %s): registering again",
-                 kerr_name((int16_t)resp->error_code),
-                 resp->error_message);
-        cc->registered = false;
-        cc->lease_start_ms = -1;
-        new_incarnation(cc->incarnation);
-        do_register(cc);
-    }
+    log_warn("coordclient", "heartbeat refused (%s: %s): registering again", kerr_name(code),
+             message);
+    cc->registered = false;
+    cc->lease_start_ms = -1;
+    new_incarnation(cc->incarnation);
+    do_register(cc);
 }
 
-static void hb_fire(evutil_socket_t fd, short what, void *arg)
+static void reg_fire(evutil_socket_t fd, short what, void *arg)
 {
     struct coordclient *cc = arg;
-    if (cc->registered && rpc_client_is_connected(cc->rpc)) {
-        Weir__Coord__HeartbeatRequest req = WEIR__COORD__HEARTBEAT_REQUEST__INIT;
-        req.broker_id = cc->s->broker_id;
-        req.broker_epoch = cc->epoch;
-        req.metadata_offset = cc->state->offset;
-        struct timed_call *t = timed_call_new(cc);
-        if (t && rpc_client_call(cc->rpc, COORD_M_HEARTBEAT, &req.base,
-                                 cc->heartbeat_ms > 0 ? cc->heartbeat_ms : 0, on_heartbeat, t) < 0)
-            free(t);
-    } else if (!cc->registered && !cc->registering && rpc_client_is_connected(cc->rpc)) {
+    if (!cc->registered && !cc->registering && rpc_client_is_connected(cc->rpc))
         do_register(cc);
-    }
-    hb_schedule(cc);
+    reg_schedule(cc);
 }
 
 static void on_register(int status, const struct ProtobufCMessage *msg, const char *errmsg,
@@ -432,6 +574,7 @@ static void on_register(int status, const struct ProtobufCMessage *msg, const ch
     cc->session_timeout_ms = resp->session_timeout_ms;
     cc->lease_start_ms = sent_ms;
     cc->reg_offset = resp->metadata_offset;
+    hbthread_set_session(cc->hb, cc->epoch, cc->heartbeat_ms, cc->session_timeout_ms);
     if (resp->metadata_offset > cc->coord_offset)
         cc->coord_offset = resp->metadata_offset;
     log_info("coordclient", "registered broker %d with epoch %" PRId64 " (cluster %s)",
@@ -508,9 +651,10 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
     int r = cstate_new(&cc->state);
     if (r < 0)
         goto fail;
-    cc->hb_timer = evtimer_new(base, hb_fire, cc);
+    cc->reg_timer = evtimer_new(base, reg_fire, cc);
     cc->changed_ev = evtimer_new(base, on_state_changed, cc);
-    if (!cc->hb_timer || !cc->changed_ev) {
+    cc->apply_ev = evtimer_new(base, on_apply, cc);
+    if (!cc->reg_timer || !cc->changed_ev || !cc->apply_ev) {
         r = -ENOMEM;
         goto fail;
     }
@@ -527,7 +671,13 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
                        &weir__coord__watch_record__descriptor, on_watch_record, cc);
     rpc_client_on_push(cc->rpc, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_IMAGE,
                        &weir__coord__watch_image__descriptor, on_watch_image, cc);
-    hb_schedule(cc);
+    rpc_client_on_push(cc->rpc, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_BATCH,
+                       &weir__coord__watch_batch__descriptor, on_watch_batch, cc);
+    r = hbthread_new(base, s->coord_host, s->coord_port, s->broker_id, on_heartbeat_refused, cc,
+                     &cc->hb);
+    if (r < 0)
+        goto fail;
+    reg_schedule(cc);
     *ret = cc;
     return 0;
 fail:
@@ -539,6 +689,7 @@ void coordclient_free(struct coordclient *cc)
 {
     if (!cc)
         return;
+    hbthread_free(cc->hb);
     rpc_client_free(cc->rpc);
     while (cc->waiters) {
         struct waiter *w = cc->waiters;
@@ -546,10 +697,14 @@ void coordclient_free(struct coordclient *cc)
         w->fn(w->ud, -ECANCELED);
         free(w);
     }
-    if (cc->hb_timer)
-        event_free(cc->hb_timer);
+    if (cc->reg_timer)
+        event_free(cc->reg_timer);
     if (cc->changed_ev)
         event_free(cc->changed_ev);
+    held_clear(cc);
+    if (cc->apply_ev)
+        event_free(cc->apply_ev);
+    free(cc->q);
     cstate_free(cc->state);
     free(cc);
 }
@@ -564,7 +719,10 @@ bool coordclient_synced(const struct coordclient *cc)
 }
 bool coordclient_caught_up(const struct coordclient *cc)
 {
-    return cc->synced && cc->registered && cc->state->offset >= cc->coord_offset;
+    if (!cc->synced || !cc->registered)
+        return false;
+    int64_t coord = hbthread_coord_offset(cc->hb);
+    return cc->state->offset >= (coord > cc->coord_offset ? coord : cc->coord_offset);
 }
 int64_t coordclient_broker_epoch(const struct coordclient *cc)
 {
@@ -600,9 +758,16 @@ bool coordclient_current(const struct coordclient *cc)
 
 bool coordclient_lease_valid(const struct coordclient *cc, int64_t now_ms)
 {
-    if (!coordclient_current(cc) || cc->lease_start_ms < 0)
+    if (!coordclient_current(cc))
         return false;
-    return now_ms - cc->lease_start_ms < (int64_t)cc->session_timeout_ms;
+    /* From the registration, or from the last heartbeat the thread had
+     * accepted for this epoch, whichever was sent later. */
+    int64_t start = hbthread_lease_start(cc->hb, cc->epoch);
+    if (cc->lease_start_ms > start)
+        start = cc->lease_start_ms;
+    if (start < 0)
+        return false;
+    return now_ms - start < (int64_t)cc->session_timeout_ms;
 }
 
 int coordclient_session_timeout_ms(const struct coordclient *cc)

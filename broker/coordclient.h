@@ -1,17 +1,22 @@
 /* coordclient: the broker's link to weir-coordinator.
  *
- * Registers the broker (a fresh incarnation id per process), heartbeats at the
- * interval the coordinator answers with, subscribes to the metadata watch and
- * keeps a local replica of the cluster metadata as a struct cstate — built by the
- * coordinator's own cstate_apply code, so there is one metadata model. A gap in
- * the pushed offsets, a reconnect or an image push reloads the full state.
+ * Registers the broker (a fresh incarnation id per process), has the heartbeat
+ * thread (broker/heartbeat.h) heartbeat at the interval the coordinator answers
+ * with, subscribes to the metadata watch and keeps a local replica of the
+ * cluster metadata as a struct cstate — built by the coordinator's own
+ * cstate_apply code, so there is one metadata model. Watch records may come in
+ * batches (WatchBatch); they are applied for at most APPLY_SLICE_MS per loop
+ * turn, the rest held in order for the next turns, and the broker is told once
+ * they are all applied. A gap in the pushed offsets, a reconnect or an image
+ * push reloads the full state.
  *
  * While the coordinator is unreachable the broker keeps its last state and keeps
  * serving; on reconnect, or when a heartbeat says STALE_BROKER_EPOCH, it
  * registers again. Admin requests are forwarded with coordclient_call(); callers
  * that must see the effect of a change wait with coordclient_wait_offset().
  *
- * Everything runs on the event loop thread. */
+ * Everything here runs on the event loop thread; only the heartbeats leave from
+ * their own thread, so that a busy loop does not delay them. */
 #pragma once
 
 #include <stdbool.h>

@@ -132,11 +132,42 @@ struct plead {
     int32_t isr[CSTATE_MAX_REPLICAS];
 };
 
-/* Choose the leader and ISR of a partition with replicas @rep, current leader
- * @leader and ISR @isr, given broker states (see controller.h for the rules). */
-static void elect(const struct cstate *s, const struct ovr *o, bool unclean, const int32_t *rep,
-                  size_t n_rep, int32_t leader, const int32_t *isr, size_t n_isr, struct plead *ret)
+/* The order in which @p's replicas are considered for leadership: during a
+ * reassignment the target replicas (those not being removed) come first, as
+ * Kafka elects from the target ISR, and a replica being removed only when no
+ * target replica can lead; otherwise simply the replica order. */
+static size_t elect_order(const struct cstate_partition *p, int32_t *ret)
 {
+    const int32_t *rep = cstate_part_replicas(p);
+    const int32_t *rem = cstate_part_removing(p);
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_replicas; i++)
+        if (!contains(rem, p->n_removing, rep[i]))
+            ret[n++] = rep[i];
+    for (size_t i = 0; i < p->n_replicas; i++)
+        if (contains(rem, p->n_removing, rep[i]))
+            ret[n++] = rep[i];
+    return n;
+}
+
+int32_t cctl_preferred_replica(const struct cstate_partition *p)
+{
+    const int32_t *rep = cstate_part_replicas(p);
+    for (size_t i = 0; i < p->n_replicas; i++)
+        if (!contains(cstate_part_removing(p), p->n_removing, rep[i]))
+            return rep[i];
+    return rep[0];
+}
+
+/* Choose the leader and ISR of partition @p given ISR @isr (its own, or one
+ * requested) and broker states (see controller.h for the rules). */
+static void elect(const struct cstate *s, const struct ovr *o, bool unclean,
+                  const struct cstate_partition *p, const int32_t *isr, size_t n_isr,
+                  struct plead *ret)
+{
+    int32_t rep[CSTATE_MAX_REPLICAS];
+    size_t n_rep = elect_order(p, rep);
+    int32_t leader = p->leader;
     ret->n_isr = 0;
     for (size_t i = 0; i < n_isr; i++)
         if (eligible(s, o, isr[i]))
@@ -167,8 +198,9 @@ static void elect(const struct cstate *s, const struct ovr *o, bool unclean, con
     ret->n_isr = 1;
     if (!unclean)
         return;
+    /* An adding replica has not caught up: not even an unclean leader. */
     for (size_t i = 0; i < n_rep; i++) {
-        if (eligible(s, o, rep[i])) {
+        if (eligible(s, o, rep[i]) && !contains(cstate_part_adding(p), p->n_adding, rep[i])) {
             ret->leader = rep[i];
             ret->isr[0] = rep[i];
             return;
@@ -230,8 +262,7 @@ static int reelect(const struct cstate *s, const struct cctl_ctx *ctx, const str
 {
     const struct cstate_partition *p = &t->parts[idx];
     struct plead to;
-    elect(s, o, cctl_topic_unclean(s, ctx, t), cstate_part_replicas(p), p->n_replicas, p->leader,
-          cstate_part_isr(p), p->n_isr, &to);
+    elect(s, o, cctl_topic_unclean(s, ctx, t), p, cstate_part_isr(p), p->n_isr, &to);
     bool emitted = false;
     int rc = emit_change(out, t, idx, p, &to, &emitted);
     if (rc == 0 && ret_leader)
@@ -572,15 +603,30 @@ int cctl_allocate_producer_ids(const struct cstate *s, int32_t broker_id, int64_
  * layer's (the broker's own registry), the others the coordinator's, whose
  * definitions of min.insync.replicas and unclean.leader.election.enable are
  * the cluster defaults' anyway. */
+static const struct config_def decommissioned_def = {
+    .name = CCTL_DECOMMISSIONED_KEY,
+    .type = CONFIG_BOOL,
+    .default_value = "false",
+    .doc = "true: new topics and partitions get no replica on this broker (per broker only)",
+};
+
+bool cctl_broker_decommissioned(const struct cstate *s, int32_t id)
+{
+    const char *v = cstate_broker_config(s, id, CCTL_DECOMMISSIONED_KEY);
+    return v && !strcasecmp(v, "true");
+}
+
 static const struct config_def *broker_key_def(const char *name)
 {
+    if (!strcmp(name, CCTL_DECOMMISSIONED_KEY))
+        return &decommissioned_def;
     for (size_t i = 0; i < storage_config_ndefs; i++)
         if (!strcmp(storage_config_defs[i].name, name))
             return &storage_config_defs[i];
     for (size_t i = 0; i < coord_config_ndefs; i++)
         if (!strcmp(coord_config_defs[i].name, name))
             return &coord_config_defs[i];
-    return NULL;
+    return dyncfg_rate_def(name); /* the replication throttle rates */
 }
 
 int cctl_alter_broker_config(const struct cstate *s, const struct cctl_ctx *ctx, int32_t broker_id,
@@ -607,6 +653,11 @@ int cctl_alter_broker_config(const struct cstate *s, const struct cctl_ctx *ctx,
                         "broker config '%s' is cluster-wide: set it on the default (empty "
                         "resource name), not on broker %d",
                         key, broker_id);
+        if (dk->broker_only && broker_id == CSTATE_CLUSTER_DEFAULT)
+            return kerr(err, KERR_INVALID_CONFIG,
+                        "broker config '%s' is per broker: set it on one broker id, not on the "
+                        "cluster default",
+                        key);
         if (!strcmp(key, "unclean.leader.election.enable"))
             unclean_on = ops[i].value && !strcasecmp(ops[i].value, "true");
     }
@@ -637,8 +688,7 @@ int cctl_alter_broker_config(const struct cstate *s, const struct cctl_ctx *ctx,
                     continue;
                 struct plead to;
                 bool emitted;
-                elect(s, &NO_OVR, true, cstate_part_replicas(p), p->n_replicas, p->leader,
-                      cstate_part_isr(p), p->n_isr, &to);
+                elect(s, &NO_OVR, true, p, cstate_part_isr(p), p->n_isr, &to);
                 rc = emit_change(out, t, i, p, &to, &emitted);
             }
         }
@@ -758,6 +808,12 @@ static int place(const struct cstate *s, const struct cctl_ctx *ctx, const struc
     int rc = cplace_live_brokers(s, &live, &n_live);
     if (rc < 0)
         return rc;
+    /* decommissioned brokers take no new replica */
+    size_t kept = 0;
+    for (size_t i = 0; i < n_live; i++)
+        if (!cctl_broker_decommissioned(s, live[i].id))
+            live[kept++] = live[i];
+    n_live = kept;
     if (rf < 1 || (size_t)rf > n_live) {
         free(live);
         return kerr(err, KERR_INVALID_REPLICATION_FACTOR,
@@ -1021,8 +1077,7 @@ int cctl_alter_topic_config(const struct cstate *s, const struct cctl_ctx *ctx, 
                 continue;
             struct plead to;
             bool emitted;
-            elect(s, &NO_OVR, true, cstate_part_replicas(p), p->n_replicas, p->leader,
-                  cstate_part_isr(p), p->n_isr, &to);
+            elect(s, &NO_OVR, true, p, cstate_part_isr(p), p->n_isr, &to);
             rc = emit_change(out, t, i, p, &to, &emitted);
         }
     }
@@ -1087,8 +1142,7 @@ int cctl_alter_partition(const struct cstate *s, const struct cctl_ctx *ctx,
     /* The requested ISR, then the usual election over it: a shutting-down
      * leader hands over to a live member of its new ISR. */
     struct plead to;
-    elect(s, &NO_OVR, false, cstate_part_replicas(p), p->n_replicas, p->leader, req->isr,
-          req->n_isr, &to);
+    elect(s, &NO_OVR, false, p, req->isr, req->n_isr, &to);
     bool emitted;
     return emit_change(out, t, req->partition, p, &to, &emitted);
 }
@@ -1105,7 +1159,7 @@ int cctl_preferred_leaders(const struct cstate *s, const struct cctl_ctx *ctx,
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
         for (int32_t i = 0; i < t->n_parts; i++) {
             const struct cstate_partition *p = &t->parts[i];
-            const struct cstate_broker *b = cstate_broker(s, cstate_part_replicas(p)[0]);
+            const struct cstate_broker *b = cstate_broker(s, cctl_preferred_replica(p));
             if (!b)
                 continue;
             size_t k = (size_t)(b - s->brokers);
@@ -1118,7 +1172,7 @@ int cctl_preferred_leaders(const struct cstate *s, const struct cctl_ctx *ctx,
     for (const struct cstate_topic *t = s->first_topic; t && rc == 0; t = t->next) {
         for (int32_t i = 0; i < t->n_parts && rc == 0; i++) {
             const struct cstate_partition *p = &t->parts[i];
-            int32_t want = cstate_part_replicas(p)[0];
+            int32_t want = cctl_preferred_replica(p);
             if (p->leader == want || (opts->broker_id >= 0 && want != opts->broker_id))
                 continue;
             if (!cstate_broker_eligible(s, want) || !cstate_part_in_isr(p, want))
@@ -1148,7 +1202,7 @@ int cctl_preferred_leader_return(const struct cstate *s, const struct cctl_ctx *
     if (!t || partition < 0 || partition >= t->n_parts)
         return 0;
     const struct cstate_partition *p = &t->parts[partition];
-    int32_t want = cstate_part_replicas(p)[0];
+    int32_t want = cctl_preferred_replica(p);
     /* An offline partition is the elections' business, not a rebalance's. */
     if (p->leader < 0 || p->leader == want)
         return 0;
@@ -1172,4 +1226,334 @@ int cctl_elect_offline(const struct cstate *s, const struct cctl_ctx *ctx,
     if (rc < 0)
         cstate_records_truncate(out, mark);
     return rc;
+}
+
+/* ---- reassignment ------------------------------------------------------------------------ */
+
+/* A partition state being planned, in the layout the accessors read. */
+struct tpart {
+    struct cstate_partition p;
+    int32_t buf[4 * CSTATE_MAX_REPLICAS];
+};
+
+static void tpart_build(struct tpart *tp, int32_t leader, const int32_t *rep, size_t n_rep,
+                        const int32_t *isr, size_t n_isr, const int32_t *add, size_t n_add,
+                        const int32_t *rem, size_t n_rem)
+{
+    memset(&tp->p, 0, sizeof(tp->p));
+    tp->p.leader = leader;
+    tp->p.n_replicas = (uint8_t)n_rep;
+    tp->p.n_isr = (uint8_t)n_isr;
+    tp->p.n_adding = (uint8_t)n_add;
+    tp->p.n_removing = (uint8_t)n_rem;
+    size_t total = n_rep + n_isr + n_add + n_rem;
+    int32_t *ids = total <= CSTATE_INLINE_IDS ? tp->p.ids.inl : tp->buf;
+    if (total > CSTATE_INLINE_IDS)
+        tp->p.ids.heap = tp->buf;
+    /* memcpy with a NULL source is undefined even for 0 bytes (UBSan): an empty
+     * adding/removing list may come as NULL. */
+    if (n_rep)
+        memcpy(ids, rep, n_rep * sizeof(*ids));
+    if (n_isr)
+        memcpy(ids + n_rep, isr, n_isr * sizeof(*ids));
+    if (n_add)
+        memcpy(ids + n_rep + n_isr, add, n_add * sizeof(*ids));
+    if (n_rem)
+        memcpy(ids + n_rep + n_isr + n_add, rem, n_rem * sizeof(*ids));
+}
+
+static bool reassigning(const struct cstate_partition *p)
+{
+    return p->n_adding > 0 || p->n_removing > 0;
+}
+
+/* Append a PartitionChange that replaces @p's lists with @np's, leader and ISR
+ * with @to's. The leader epoch grows when the leader changes. */
+static int emit_replicas_change(struct cstate_records *out, const struct cstate_topic *t,
+                                int32_t idx, const struct cstate_partition *p,
+                                const struct cstate_partition *np, const struct plead *to)
+{
+    Weir__Meta__PartitionChangeRecord pc;
+    weir__meta__partition_change_record__init(&pc);
+    pc.topic_id.data = (uint8_t *)t->id;
+    pc.topic_id.len = CSTATE_UUID_LEN;
+    pc.partition = idx;
+    pc.leader = to->leader;
+    pc.leader_epoch = p->leader_epoch + (to->leader != p->leader ? 1 : 0);
+    pc.isr = (int32_t *)to->isr;
+    pc.n_isr = to->n_isr;
+    pc.partition_epoch = p->partition_epoch + 1;
+    pc.replicas_changed = true;
+    pc.replicas = (int32_t *)cstate_part_replicas(np);
+    pc.n_replicas = np->n_replicas;
+    pc.adding_replicas = (int32_t *)cstate_part_adding(np);
+    pc.n_adding_replicas = np->n_adding;
+    pc.removing_replicas = (int32_t *)cstate_part_removing(np);
+    pc.n_removing_replicas = np->n_removing;
+    MetaRecord m;
+    weir__meta__metadata_record__init(&m);
+    m.record_case = WEIR__META__METADATA_RECORD__RECORD_PARTITION_CHANGE;
+    m.partition_change = &pc;
+    return emit(out, &m);
+}
+
+/* The completed form of reassignment @p (or of @p itself when none is under
+ * way): replicas = the target, ISR = the ISR within it, leader kept when it
+ * stays, else the first eligible target replica of the ISR. False while a
+ * target replica is outside the ISR, or when the leader is being removed and
+ * no target replica in the ISR can take over. */
+static bool completion(const struct cstate *s, const struct cstate_partition *p,
+                       struct tpart *ret_np, struct plead *ret_to)
+{
+    const int32_t *rep = cstate_part_replicas(p), *isr = cstate_part_isr(p);
+    const int32_t *rem = cstate_part_removing(p);
+    int32_t target[CSTATE_MAX_REPLICAS], nisr[CSTATE_MAX_REPLICAS];
+    size_t n_t = 0, n_i = 0;
+    for (size_t i = 0; i < p->n_replicas; i++) {
+        if (contains(rem, p->n_removing, rep[i]))
+            continue;
+        if (!contains(isr, p->n_isr, rep[i]))
+            return false;
+        target[n_t++] = rep[i];
+    }
+    for (size_t i = 0; i < p->n_isr; i++)
+        if (contains(target, n_t, isr[i]))
+            nisr[n_i++] = isr[i];
+    if (n_t == 0 || n_i == 0)
+        return false;
+    int32_t leader = p->leader;
+    if (leader >= 0 && !contains(target, n_t, leader)) {
+        leader = -1;
+        for (size_t i = 0; i < n_t && leader < 0; i++)
+            if (cstate_broker_eligible(s, target[i]))
+                leader = target[i];
+        if (leader < 0)
+            return false; /* the removed leader keeps leading until one can */
+    }
+    tpart_build(ret_np, leader, target, n_t, nisr, n_i, NULL, 0, NULL, 0);
+    ret_to->leader = leader;
+    ret_to->n_isr = n_i;
+    memcpy(ret_to->isr, nisr, n_i * sizeof(int32_t));
+    return true;
+}
+
+/* The replica list of a move from @r to @t holding both orders: @r's members
+ * in @r's order and @t's in @t's, so that completing gives @t and cancelling
+ * gives @r exactly. Possible when the replicas both hold appear in the same
+ * relative order in each; otherwise Kafka's list (target, then the replicas
+ * being removed), which keeps the target's order only. */
+static size_t merge_orders(const int32_t *r, size_t nr, const int32_t *t, size_t nt, int32_t *ret)
+{
+    size_t i = 0, j = 0, n = 0;
+    while (i < nr || j < nt) {
+        if (i < nr && !contains(t, nt, r[i])) {
+            ret[n++] = r[i++];
+        } else if (j < nt && !contains(r, nr, t[j])) {
+            ret[n++] = t[j++];
+        } else if (i < nr && j < nt && r[i] == t[j]) {
+            ret[n++] = r[i];
+            i++;
+            j++;
+        } else {
+            n = 0;
+            for (j = 0; j < nt; j++)
+                ret[n++] = t[j];
+            for (i = 0; i < nr; i++)
+                if (!contains(t, nt, r[i]))
+                    ret[n++] = r[i];
+            return n;
+        }
+    }
+    return n;
+}
+
+static int16_t check_target(const struct cstate *s, const int32_t *rep, size_t n, char *msg,
+                            size_t len)
+{
+    if (n == 0) {
+        snprintf(msg, len, "the target replica list is empty");
+        return KERR_INVALID_REPLICA_ASSIGNMENT;
+    }
+    if (n > CSTATE_MAX_REPLICAS) {
+        snprintf(msg, len, "%zu target replicas (max %d)", n, CSTATE_MAX_REPLICAS);
+        return KERR_INVALID_REPLICA_ASSIGNMENT;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (contains(rep, i, rep[i])) {
+            snprintf(msg, len, "broker %d appears twice in the target replicas", rep[i]);
+            return KERR_INVALID_REPLICA_ASSIGNMENT;
+        }
+        if (rep[i] < 0 || !cstate_broker(s, rep[i])) {
+            snprintf(msg, len, "broker %d in the target replicas is not registered", rep[i]);
+            return KERR_INVALID_REPLICA_ASSIGNMENT;
+        }
+    }
+    return KERR_NONE;
+}
+
+int cctl_reassign(const struct cstate *s, const struct cctl_ctx *ctx,
+                  const struct cctl_reassign_req *req, struct cstate_records *out,
+                  struct cctl_error *err)
+{
+    (void)ctx;
+    ok(err);
+    if (!req->topic)
+        return -EINVAL;
+    const struct cstate_topic *t = cstate_topic_by_name(s, req->topic);
+    if (!t)
+        return kerr(err, KERR_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", req->topic);
+    if (req->partition < 0 || req->partition >= t->n_parts)
+        return kerr(err, KERR_UNKNOWN_TOPIC_OR_PARTITION, "topic %s has no partition %d", t->name,
+                    req->partition);
+    const struct cstate_partition *p = &t->parts[req->partition];
+    const int32_t *rep = cstate_part_replicas(p), *isr = cstate_part_isr(p);
+    const int32_t *add = cstate_part_adding(p);
+    /* The assignment before any move under way: the replicas not being added. */
+    int32_t orig[CSTATE_MAX_REPLICAS];
+    size_t n_orig = 0;
+    for (size_t i = 0; i < p->n_replicas; i++)
+        if (!contains(add, p->n_adding, rep[i]))
+            orig[n_orig++] = rep[i];
+    const int32_t *target = req->replicas;
+    size_t n_target = req->n_replicas;
+    if (!target) {
+        if (!reassigning(p))
+            return kerr(err, KERR_NO_REASSIGNMENT_IN_PROGRESS, "%s-%d: no reassignment in progress",
+                        t->name, req->partition);
+        target = orig;
+        n_target = n_orig;
+    } else {
+        char why[160];
+        int16_t code = check_target(s, target, n_target, why, sizeof(why));
+        if (code != KERR_NONE)
+            return kerr(err, code, "%s-%d: %s", t->name, req->partition, why);
+    }
+    /* The new lists: a move from the original assignment to the target. */
+    int32_t nrep[2 * CSTATE_MAX_REPLICAS], nadd[CSTATE_MAX_REPLICAS], nrem[CSTATE_MAX_REPLICAS];
+    int32_t nisr[CSTATE_MAX_REPLICAS];
+    size_t n_rep = merge_orders(orig, n_orig, target, n_target, nrep), n_add = 0, n_rem = 0;
+    size_t n_isr = 0;
+    if (n_rep > CSTATE_MAX_REPLICAS)
+        return kerr(err, KERR_INVALID_REPLICA_ASSIGNMENT,
+                    "%s-%d: %zu replicas during the move (max %d)", t->name, req->partition, n_rep,
+                    CSTATE_MAX_REPLICAS);
+    for (size_t i = 0; i < n_target; i++)
+        if (!contains(orig, n_orig, target[i]))
+            nadd[n_add++] = target[i];
+    for (size_t i = 0; i < n_orig; i++)
+        if (!contains(target, n_target, orig[i]))
+            nrem[n_rem++] = orig[i];
+    for (size_t i = 0; i < p->n_isr; i++)
+        if (contains(nrep, n_rep, isr[i]))
+            nisr[n_isr++] = isr[i];
+    if (n_isr == 0)
+        return kerr(err, KERR_INVALID_REPLICA_ASSIGNMENT,
+                    "%s-%d: no in-sync replica would remain (ISR has only replicas being added)",
+                    t->name, req->partition);
+    int32_t leader = contains(nrep, n_rep, p->leader) ? p->leader : -1;
+    struct tpart np, fin;
+    tpart_build(&np, leader, nrep, n_rep, nisr, n_isr, nadd, n_add, nrem, n_rem);
+    struct plead to;
+    elect(s, &NO_OVR, false, &np.p, nisr, n_isr, &to);
+    if (to.leader < 0 && p->leader >= 0)
+        return kerr(err, KERR_INVALID_REPLICA_ASSIGNMENT,
+                    "%s-%d: no live in-sync replica of the new assignment could lead", t->name,
+                    req->partition);
+    np.p.leader = to.leader;
+    tpart_build(&np, to.leader, nrep, n_rep, to.isr, to.n_isr, nadd, n_add, nrem, n_rem);
+    /* Nothing to add, or everything already in sync: done in one record. */
+    const struct cstate_partition *final = &np.p;
+    if (reassigning(&np.p) && completion(s, &np.p, &fin, &to))
+        final = &fin.p;
+    bool same = final->n_replicas == p->n_replicas && final->n_adding == p->n_adding &&
+                final->n_removing == p->n_removing && to.leader == p->leader &&
+                !memcmp(cstate_part_replicas(final), rep, p->n_replicas * sizeof(int32_t)) &&
+                !memcmp(cstate_part_adding(final), add, p->n_adding * sizeof(int32_t)) &&
+                !memcmp(cstate_part_removing(final), cstate_part_removing(p),
+                        p->n_removing * sizeof(int32_t)) &&
+                same_set(to.isr, to.n_isr, isr, p->n_isr);
+    if (same)
+        return 0; /* already so: an idempotent retry */
+    if (p->partition_epoch == INT32_MAX || p->leader_epoch == INT32_MAX)
+        return kerr(err, KERR_INVALID_REQUEST, "%s-%d: epochs exhausted", t->name, req->partition);
+    return emit_replicas_change(out, t, req->partition, p, final, &to);
+}
+
+int cctl_reassign_maybe_complete(const struct cstate *s, const struct cctl_ctx *ctx,
+                                 const uint8_t *topic_id, int32_t partition,
+                                 struct cstate_records *out)
+{
+    (void)ctx;
+    const struct cstate_topic *t = topic_id ? cstate_topic_by_id(s, topic_id) : NULL;
+    if (!t || partition < 0 || partition >= t->n_parts)
+        return 0;
+    const struct cstate_partition *p = &t->parts[partition];
+    struct tpart fin;
+    struct plead to;
+    if (!reassigning(p) || !completion(s, p, &fin, &to))
+        return 0;
+    if (p->partition_epoch == INT32_MAX || p->leader_epoch == INT32_MAX)
+        return 0;
+    return emit_replicas_change(out, t, partition, p, &fin.p, &to);
+}
+
+int cctl_reassign_complete_all(const struct cstate *s, const struct cctl_ctx *ctx,
+                               struct cstate_records *out)
+{
+    size_t mark = out->n;
+    int rc = 0;
+    for (const struct cstate_topic *t = s->first_topic; t && rc == 0; t = t->next)
+        for (int32_t i = 0; i < t->n_parts && rc == 0; i++)
+            if (reassigning(&t->parts[i]))
+                rc = cctl_reassign_maybe_complete(s, ctx, t->id, i, out);
+    if (rc < 0)
+        cstate_records_truncate(out, mark);
+    return rc;
+}
+
+int cctl_elect_leader(const struct cstate *s, const struct cctl_ctx *ctx, const char *topic,
+                      int32_t partition, enum cctl_election type, struct cstate_records *out,
+                      struct cctl_error *err)
+{
+    (void)ctx;
+    ok(err);
+    if (!topic)
+        return -EINVAL;
+    const struct cstate_topic *t = cstate_topic_by_name(s, topic);
+    if (!t)
+        return kerr(err, KERR_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic %.64s", topic);
+    if (partition < 0 || partition >= t->n_parts)
+        return kerr(err, KERR_UNKNOWN_TOPIC_OR_PARTITION, "topic %s has no partition %d", t->name,
+                    partition);
+    const struct cstate_partition *p = &t->parts[partition];
+    if (p->partition_epoch == INT32_MAX || p->leader_epoch == INT32_MAX)
+        return kerr(err, KERR_INVALID_REQUEST, "%s-%d: epochs exhausted", t->name, partition);
+    struct plead to;
+    bool emitted;
+    if (type == CCTL_ELECT_PREFERRED) {
+        int32_t want = cctl_preferred_replica(p);
+        if (p->leader == want)
+            return kerr(err, KERR_ELECTION_NOT_NEEDED, "%s-%d: preferred replica %d already leads",
+                        t->name, partition, want);
+        if (!cstate_broker_eligible(s, want))
+            return kerr(err, KERR_PREFERRED_LEADER_NOT_AVAILABLE,
+                        "%s-%d: preferred replica %d is not live", t->name, partition, want);
+        if (!cstate_part_in_isr(p, want))
+            return kerr(err, KERR_PREFERRED_LEADER_NOT_AVAILABLE,
+                        "%s-%d: preferred replica %d is not in the ISR", t->name, partition, want);
+        to.leader = want;
+        to.n_isr = p->n_isr;
+        memcpy(to.isr, cstate_part_isr(p), p->n_isr * sizeof(int32_t));
+        return emit_change(out, t, partition, p, &to, &emitted);
+    }
+    /* Unclean: only for a partition without a leader; an in-sync replica
+     * still wins when one is live. */
+    if (p->leader >= 0)
+        return kerr(err, KERR_ELECTION_NOT_NEEDED, "%s-%d: broker %d leads", t->name, partition,
+                    p->leader);
+    elect(s, &NO_OVR, true, p, cstate_part_isr(p), p->n_isr, &to);
+    if (to.leader < 0)
+        return kerr(err, KERR_ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                    "%s-%d: no live replica that is not still being added", t->name, partition);
+    return emit_change(out, t, partition, p, &to, &emitted);
 }

@@ -251,6 +251,21 @@ int cctl_alter_partition(const struct cstate *s, const struct cctl_ctx *ctx,
                          const struct cctl_alter_partition_req *req, struct cstate_records *out,
                          struct cctl_error *err);
 
+/* The preferred leader of @p: its first replica, or during a reassignment its
+ * first target replica (Kafka's first replica of the target assignment). */
+int32_t cctl_preferred_replica(const struct cstate_partition *p);
+
+/* The dynamic per-broker key that takes a broker out of placement (`weir
+ * cluster decommission` sets it, `recommission` removes it): new topics and
+ * partitions get no replica on a broker whose value is "true". It is a
+ * BrokerConfig record in the metadata log like every dynamic broker key, set
+ * with IncrementalAlterConfigs on the BROKER resource; existing replicas and
+ * explicit reassignments are not affected (the operator moves those). */
+#define CCTL_DECOMMISSIONED_KEY "broker.decommissioned"
+
+/* Whether broker @id carries broker.decommissioned=true. */
+bool cctl_broker_decommissioned(const struct cstate *s, int32_t id);
+
 struct cctl_rebalance_opts {
     /* Kafka's leader.imbalance.per.broker.percentage: a broker's partitions are
      * rebalanced only when more than this percentage of those it is the
@@ -282,3 +297,62 @@ int cctl_preferred_leader_return(const struct cstate *s, const struct cctl_ctx *
  * where allowed. */
 int cctl_elect_offline(const struct cstate *s, const struct cctl_ctx *ctx,
                        struct cstate_records *out);
+
+/* ---- reassignment and elections on request (KIP-455, KIP-460) ------------------------------- */
+
+struct cctl_reassign_req {
+    const char *topic;
+    int32_t partition;
+    const int32_t *replicas; /* the target replica list, or NULL: cancel */
+    size_t n_replicas;
+};
+
+/* Start, change or cancel the reassignment of one partition (Kafka's
+ * AlterPartitionReassignments). One PartitionChange carries the move: replicas
+ * = the original assignment merged with the target (both orders kept when
+ * they agree on the replicas they share), adding = target - original,
+ * removing = original - target; the adding replicas catch up as followers and
+ * join the ISR through the leader's AlterPartition, and
+ * cctl_reassign_maybe_complete() finishes the move. A target given while a
+ * move is under way replaces it (the original assignment stays the base);
+ * cancel (replicas NULL) goes back to the original assignment in its order,
+ * dropping the adding replicas from the ISR. When nothing needs catching up
+ * the move completes in the same record; a target equal to the current state
+ * needs no record. Errors: UNKNOWN_TOPIC_OR_PARTITION;
+ * INVALID_REPLICA_ASSIGNMENT (empty target, duplicate, unknown broker, more
+ * than CSTATE_MAX_REPLICAS, or no live in-sync replica could lead afterwards);
+ * NO_REASSIGNMENT_IN_PROGRESS (cancel without a move). */
+int cctl_reassign(const struct cstate *s, const struct cctl_ctx *ctx,
+                  const struct cctl_reassign_req *req, struct cstate_records *out,
+                  struct cctl_error *err);
+
+/* Finish the move of a partition once every target replica is in the ISR:
+ * one PartitionChange with replicas = the target, the removed replicas out of
+ * the ISR, leadership moved to the first eligible target replica in the ISR
+ * when the leader is being removed (leader epoch + 1). Nothing when there is
+ * no move, it cannot finish yet, or the partition is unknown. The service
+ * calls it after each committed ISR change. */
+int cctl_reassign_maybe_complete(const struct cstate *s, const struct cctl_ctx *ctx,
+                                 const uint8_t *topic_id, int32_t partition,
+                                 struct cstate_records *out);
+
+/* cctl_reassign_maybe_complete() for every partition being moved (after a
+ * restart: a log cut between an ISR change and the completion). */
+int cctl_reassign_complete_all(const struct cstate *s, const struct cctl_ctx *ctx,
+                               struct cstate_records *out);
+
+enum cctl_election {
+    CCTL_ELECT_PREFERRED = 0, /* Kafka's ElectionType 0 */
+    CCTL_ELECT_UNCLEAN = 1,
+};
+
+/* Elect a leader for one partition on request (Kafka's ElectLeaders).
+ * PREFERRED: leadership to the preferred replica (the first target replica);
+ * ELECTION_NOT_NEEDED when it leads, PREFERRED_LEADER_NOT_AVAILABLE when it is
+ * not live or not in the ISR. UNCLEAN: for a partition without a leader, a
+ * live ISR member or else the first live replica that is not being added;
+ * ELECTION_NOT_NEEDED when it has a leader, ELIGIBLE_LEADERS_NOT_AVAILABLE
+ * when no replica can lead. UNKNOWN_TOPIC_OR_PARTITION. */
+int cctl_elect_leader(const struct cstate *s, const struct cctl_ctx *ctx, const char *topic,
+                      int32_t partition, enum cctl_election type, struct cstate_records *out,
+                      struct cctl_error *err);

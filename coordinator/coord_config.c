@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "common/config.h"
+#include "common/httpd.h"
 
 /* Bytes of a frame not available to a record: frame header and the WatchRecord
  * fields around it, with room to spare. */
@@ -120,6 +121,7 @@ static int validate_listeners(const struct config_def *def, const char *value, c
 }
 
 static const char *const log_level_choices[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const log_format_choices[] = {"text", "json", NULL};
 
 /* clang-format off */
 const struct config_def coord_config_defs[] = {
@@ -136,6 +138,9 @@ const struct config_def coord_config_defs[] = {
     {.name = "session.disconnect.timeout.ms", .type = CONFIG_INT, .default_value = "500",
      .min = 0, .max = 600000,
      .doc = "When the connection a broker last registered or heartbeated on closes, it is fenced this long after unless it registers or heartbeats on a new connection (never later than session.timeout.ms allows)."},
+    {.name = "session.busy.grace.bytes.per.ms", .type = CONFIG_INT, .default_value = "16",
+     .min = 0, .max = 1073741824,
+     .doc = "Busy grace: a broker's session deadline moves 1 ms later for every this many bytes of metadata pushed to it and not yet acknowledged in its heartbeats (at most one more session timeout); 0 turns the grace off."},
     {.name = "heartbeat.interval.ms", .type = CONFIG_INT, .default_value = "2000",
      .min = 10, .max = 3600000,
      .doc = "How often brokers are told to heartbeat; must be below session.timeout.ms."},
@@ -163,6 +168,9 @@ const struct config_def coord_config_defs[] = {
     {.name = "leader.imbalance.check.interval.seconds", .type = CONFIG_INT,
      .default_value = "300", .min = 1, .max = 86400,
      .doc = "How often the preferred-leader rebalance runs."},
+    {.name = "leader.imbalance.per.broker.percentage", .type = CONFIG_INT, .default_value = "10",
+     .min = 0, .max = 100,
+     .doc = "The rebalance moves a broker's preferred leaderships back only when more than this percentage of them are led by others (0: always)."},
     {.name = "metadata.snapshot.interval.records", .type = CONFIG_INT, .default_value = "10000",
      .min = 1, .max = INT32_MAX,
      .doc = "Write a snapshot of the metadata after this many records."},
@@ -172,6 +180,10 @@ const struct config_def coord_config_defs[] = {
     {.name = "log.level", .type = CONFIG_STRING, .default_value = "info",
      .choices = log_level_choices,
      .doc = "Lowest level of log lines written to stderr."},
+    {.name = "log.format", .type = CONFIG_STRING, .default_value = "text",
+     .choices = log_format_choices,
+     .doc = "Log line format on stderr: text, or json (one object per line with ts, level, component, msg, event and its fields, for log shippers)."},
+    HTTPD_CONFIG_DEFS,
 };
 /* clang-format on */
 
@@ -211,6 +223,7 @@ int coord_config_resolve(const struct config *c, struct coord_settings *ret, cha
     s.session_timeout_ms = (int32_t)config_get_int(c, "session.timeout.ms");
     s.heartbeat_interval_ms = (int32_t)config_get_int(c, "heartbeat.interval.ms");
     s.session_disconnect_timeout_ms = (int32_t)config_get_int(c, "session.disconnect.timeout.ms");
+    s.session_grace_bytes_per_ms = config_get_int(c, "session.busy.grace.bytes.per.ms");
     if (s.heartbeat_interval_ms >= s.session_timeout_ms) {
         snprintf(err, errlen,
                  "'heartbeat.interval.ms' (%d) must be below 'session.timeout.ms' (%d), or "
@@ -229,11 +242,17 @@ int coord_config_resolve(const struct config *c, struct coord_settings *ret, cha
     s.auto_leader_rebalance = config_get_bool(c, "auto.leader.rebalance.enable");
     s.leader_imbalance_check_interval_ms =
         config_get_int(c, "leader.imbalance.check.interval.seconds") * 1000;
+    s.leader_imbalance_per_broker_pct =
+        (int32_t)config_get_int(c, "leader.imbalance.per.broker.percentage");
     s.snapshot_interval_records = config_get_int(c, "metadata.snapshot.interval.records");
     s.max_frame_bytes = (size_t)config_get_int(c, "rpc.max.frame.bytes");
     s.max_record_bytes = (uint32_t)(s.max_frame_bytes - COORD_CONFIG_FRAME_SLACK);
     if (log_level_parse(config_get_string(c, "log.level"), &s.log_level) < 0) {
         snprintf(err, errlen, "invalid value for 'log.level'");
+        return -EINVAL;
+    }
+    if (log_format_parse(config_get_string(c, "log.format"), &s.log_format) < 0) {
+        snprintf(err, errlen, "invalid value for 'log.format'");
         return -EINVAL;
     }
     *ret = s;

@@ -34,6 +34,7 @@ struct coord_settings {
     const char *data_dir; /* borrowed from the config */
     int32_t session_timeout_ms;
     int32_t session_disconnect_timeout_ms; /* grace after the broker's connection closes */
+    int64_t session_grace_bytes_per_ms;    /* busy grace rate (session.h); 0: none */
     int32_t heartbeat_interval_ms;
     int32_t num_partitions;
     int32_t default_replication_factor;
@@ -44,12 +45,14 @@ struct coord_settings {
     int32_t offsets_topic_replication_factor;
     bool auto_leader_rebalance;
     int64_t leader_imbalance_check_interval_ms;
+    int32_t leader_imbalance_per_broker_pct; /* leader.imbalance.per.broker.percentage */
     int64_t snapshot_interval_records;
     size_t max_frame_bytes;
     /* Largest metadata record: rpc.max.frame.bytes less room for the watch push
      * that carries it, so every record can be pushed. */
     uint32_t max_record_bytes;
     enum log_level log_level;
+    enum log_format log_format;
 };
 
 /* Parse one listener string. -EINVAL with what was expected in @err. */

@@ -24,8 +24,6 @@
 #include "coordinator/watch.h"
 
 #define SVC_DEFAULT_MAX_UNFLUSHED (64u * 1024 * 1024)
-/* Kafka's leader.imbalance.per.broker.percentage default. */
-#define SVC_IMBALANCE_PCT 10
 
 /* ---- methods ------------------------------------------------------------------------ */
 
@@ -57,6 +55,9 @@ static const struct svc_method methods[COORD_M_COUNT] = {
     [COORD_M_UNREGISTER_BROKER] = {.mutate = svc_unregister_broker},
     [COORD_M_ALLOCATE_PRODUCER_IDS] = {.mutate = svc_allocate_producer_ids},
     [COORD_M_ALTER_BROKER_CONFIGS] = {.batch = &svc_alter_broker_configs_ops},
+    [COORD_M_ALTER_REASSIGNMENTS] = {.mutate = svc_alter_reassignments},
+    [COORD_M_LIST_REASSIGNMENTS] = {.handle = svc_list_reassignments},
+    [COORD_M_ELECT_LEADERS] = {.mutate = svc_elect_leaders},
 };
 
 void svc_mutation_process(struct coord_service *svc, struct rpc_call *call,
@@ -152,8 +153,14 @@ static void on_rebalance_tick(evutil_socket_t fd, short what, void *arg)
     struct coord_service *svc = arg;
     if (svc->failed || svc->stopping)
         return;
-    struct cctl_rebalance_opts ro = {.imbalance_pct = SVC_IMBALANCE_PCT, .broker_id = -1};
-    int r = cctl_preferred_leaders(svc->spec, &svc->ctx, &ro, &svc->recs);
+    /* Moves that became possible since their last ISR change (a target
+     * replica able to lead came back), whether or not leaders are rebalanced. */
+    svc_reassign_complete_all(svc, "periodic check");
+    struct cctl_rebalance_opts ro = {.imbalance_pct = svc->cfg->leader_imbalance_per_broker_pct,
+                                     .broker_id = -1};
+    int r = svc->cfg->auto_leader_rebalance
+                ? cctl_preferred_leaders(svc->spec, &svc->ctx, &ro, &svc->recs)
+                : 0;
     if (r < 0) {
         log_error("coordinator", "preferred-leader check failed: %s", strerror(-r));
         cstate_records_clear(&svc->recs);
@@ -221,7 +228,12 @@ int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *
     if (r == 0)
         r = csession_new(svc->cfg->session_timeout_ms, &svc->sessions);
     if (r == 0)
-        r = watch_hub_new(NULL, state->offset, svc_watch_image, svc, &svc->watch);
+        r = csession_set_grace_rate(svc->sessions, svc->cfg->session_grace_bytes_per_ms);
+    /* Records committed in one loop turn go to watchers together (compact
+     * deltas: a fence of 10,001 records is a few frames, not 10,001). */
+    struct watch_options wo = {.base = base};
+    if (r == 0)
+        r = watch_hub_new(&wo, state->offset, svc_watch_image, svc, &svc->watch);
     if (r == 0)
         r = svc_wait_init(svc);
     if (r == 0) {
@@ -244,11 +256,24 @@ int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *
     return 0;
 }
 
+/* Every call passes here first, to be counted by method. */
+static void h_counted(struct rpc_call *call, const ProtobufCMessage *req, void *ud)
+{
+    struct coord_service *svc = ud;
+    unsigned m = rpc_call_method(call);
+    if (m >= COORD_M_COUNT) {
+        rpc_call_fail(call, RPC_UNKNOWN_METHOD, "unknown method");
+        return;
+    }
+    svc->ctr.rpc[m]++;
+    (methods[m].handle ? methods[m].handle : h_mutation)(call, req, ud);
+}
+
 static int listen_all(struct coord_service *svc)
 {
     struct rpc_handler handlers[COORD_M_COUNT];
     for (unsigned i = 0; i < COORD_M_COUNT; i++)
-        handlers[i] = (struct rpc_handler){methods[i].handle ? methods[i].handle : h_mutation, svc};
+        handlers[i] = (struct rpc_handler){h_counted, svc};
     struct rpc_server_options so = {.max_frame_bytes = svc->cfg->max_frame_bytes};
     for (size_t i = 0; i < svc->cfg->n_listeners; i++) {
         const struct coord_listener *l = &svc->cfg->listeners[i];
@@ -283,6 +308,8 @@ int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *u
         svc_write_internal(svc, "offline election");
     }
     cstate_records_clear(&svc->recs);
+    /* A move whose last ISR change made it in before a stop. */
+    svc_reassign_complete_all(svc, "start-up");
     if (svc->failed)
         return -EIO;
 
@@ -298,8 +325,7 @@ int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *u
     if (r < 0)
         return r;
     svc_arm_ms(svc->session_timer, SVC_SESSION_TICK_MIN_MS);
-    if (svc->cfg->auto_leader_rebalance)
-        svc_arm_ms(svc->rebalance_timer, svc->cfg->leader_imbalance_check_interval_ms);
+    svc_arm_ms(svc->rebalance_timer, svc->cfg->leader_imbalance_check_interval_ms);
     svc->ready_offset = svc->spec->offset;
     svc->ready_pending = true;
     svc_maybe_ready(svc);

@@ -14,6 +14,8 @@
  *                      AlterPartition)
  *   service_reads.c    DescribeCluster, ListTopics, DescribeTopics, GetImage,
  *                      Watch; the cached image of the committed state
+ *   service_reassign.c AlterReassignments, ListReassignments, ElectLeaders;
+ *                      completing partition moves
  *
  * Internal symbols carry the prefix svc_. */
 #pragma once
@@ -27,6 +29,7 @@
 #include "common/meta/state.h"
 #include "coordinator/controller.h"
 #include "coordinator/service.h"
+#include "methods.h"
 
 struct ProtobufCMessage;
 struct event;
@@ -54,6 +57,16 @@ struct svc_waits {
     struct event *unpark_ev;
     int fail_status;       /* for svc_wait_fail_all()'s forced completions */
     const char *fail_text; /* borrowed for the duration of that call */
+};
+
+/* What service_metrics.c exports; the files that do the work count here. */
+struct svc_counters {
+    uint64_t rpc[COORD_M_COUNT];  /* requests received, by method */
+    uint64_t fenced_expired;      /* sessions fenced for silence */
+    uint64_t fenced_dead;         /* ... silent a further session timeout */
+    uint64_t fenced_disconnect;   /* ... whose connection closed */
+    uint64_t leader_elections;    /* committed leader changes to a broker */
+    uint64_t leaders_lost;        /* committed changes to no leader */
 };
 
 struct coord_service {
@@ -91,6 +104,7 @@ struct coord_service {
     bool img_valid;
 
     struct cstate_records recs; /* scratch */
+    struct svc_counters ctr;
 };
 
 static inline int64_t svc_committed_offset(const struct coord_service *svc)
@@ -119,6 +133,12 @@ void svc_err_set(struct cctl_error *err, int16_t code, const char *fmt, ...)
 char *svc_err_msg(const struct cctl_error *err);
 /* A controller error that is the coordinator's own failure. */
 void svc_err_internal(struct cctl_error *err, int r);
+
+/* ---- service_metrics.c ------------------------------------------------------------ */
+
+/* A durable record about to be applied to the committed state: counts the
+ * leader changes it makes. */
+void svc_metrics_note_durable(struct coord_service *svc, const uint8_t *data, size_t len);
 
 /* ---- service_write.c -------------------------------------------------------------- */
 
@@ -211,3 +231,19 @@ int svc_image_get(struct coord_service *svc);
 void svc_image_invalidate(struct coord_service *svc);
 /* For the watch hub: a copy of the cached image. */
 int svc_watch_image(void *ud, uint8_t **ret_data, size_t *ret_len, int64_t *ret_offset);
+
+/* ---- service_reassign.c ---------------------------------------------------------------- */
+
+void svc_alter_reassignments(struct coord_service *svc, struct rpc_call *call,
+                             const struct ProtobufCMessage *msg);
+void svc_elect_leaders(struct coord_service *svc, struct rpc_call *call,
+                       const struct ProtobufCMessage *msg);
+/* An RPC handler: answered at once from the committed state. */
+void svc_list_reassignments(struct rpc_call *call, const struct ProtobufCMessage *msg, void *ud);
+/* Write the completion of the move of one partition when every target replica
+ * is in sync (after an ISR change was written). */
+void svc_reassign_maybe_complete(struct coord_service *svc, const uint8_t *topic_id,
+                                 int32_t partition);
+/* The same for every partition being moved (start-up, the rebalance timer);
+ * @why names the occasion in the log. */
+void svc_reassign_complete_all(struct coord_service *svc, const char *why);

@@ -182,6 +182,7 @@ static void on_durable(struct mlog *log, int64_t offset, int status, void *ud)
     svc->q_n--;
     svc->unflushed_bytes -= rec.len;
 
+    svc_metrics_note_durable(svc, rec.data, rec.len);
     char why[256] = "";
     int r = cstate_apply_bytes(svc->committed, offset, rec.data, rec.len, why, sizeof(why));
     if (r < 0) {

@@ -23,6 +23,7 @@ struct sess {
 
 struct csession_table {
     int64_t timeout_ms;
+    int64_t grace_bytes_per_ms; /* 0: no busy grace */
     int64_t last_fence_ms; /* INT64_MIN: none yet */
     struct sess *v;
     size_t n, cap;
@@ -36,8 +37,17 @@ int csession_new(int64_t timeout_ms, struct csession_table **ret)
     if (!t)
         return -ENOMEM;
     t->timeout_ms = timeout_ms;
+    t->grace_bytes_per_ms = CSESSION_GRACE_BYTES_PER_MS;
     t->last_fence_ms = INT64_MIN;
     *ret = t;
+    return 0;
+}
+
+int csession_set_grace_rate(struct csession_table *t, int64_t bytes_per_ms)
+{
+    if (bytes_per_ms < 0)
+        return -EINVAL;
+    t->grace_bytes_per_ms = bytes_per_ms;
     return 0;
 }
 
@@ -158,7 +168,9 @@ size_t csession_count(const struct csession_table *t)
 
 static int64_t grace(const struct csession_table *t, const struct sess *s)
 {
-    uint64_t g = s->owed_bytes / CSESSION_GRACE_BYTES_PER_MS;
+    if (t->grace_bytes_per_ms == 0)
+        return 0;
+    uint64_t g = s->owed_bytes / (uint64_t)t->grace_bytes_per_ms;
     return g > (uint64_t)t->timeout_ms ? t->timeout_ms : (int64_t)g;
 }
 

@@ -36,13 +36,18 @@
 struct cstate;
 struct csession_table;
 
-/* Bytes of pushed, unacknowledged metadata worth 1 ms of grace: a
- * CreateTopic record spends about 20 bytes per partition at RF 3, and a broker
- * applies a partition in about 0.6 ms on an idle 2-core box (docs/scaling.md). */
+/* Bytes of pushed, unacknowledged metadata worth 1 ms of grace, by default
+ * (session.busy.grace.bytes.per.ms): a CreateTopic record spends about 20
+ * bytes per partition at RF 3, and a broker applies a partition in about
+ * 0.6 ms on an idle 2-core box (docs/scaling.md). */
 #define CSESSION_GRACE_BYTES_PER_MS 16
 
-/* -EINVAL for a timeout < 1, -ENOMEM. */
+/* -EINVAL for a timeout < 1, -ENOMEM. The grace rate starts at
+ * CSESSION_GRACE_BYTES_PER_MS. */
 int csession_new(int64_t timeout_ms, struct csession_table **ret);
+/* Bytes owed per ms of busy grace; 0 turns the busy grace off. -EINVAL for a
+ * negative rate. */
+int csession_set_grace_rate(struct csession_table *t, int64_t bytes_per_ms);
 void csession_free(struct csession_table *t);
 
 /* Start or refresh broker @id's session (epoch @epoch, heartbeat at @now_ms).

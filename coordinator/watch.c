@@ -4,6 +4,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ struct watch_sub {
     struct watch_hub *hub;
     struct rpc_conn *conn; /* referenced */
     int32_t broker_id;
+    bool batches; /* takes WatchBatch pushes */
     bool dead; /* closed while the hub was iterating; unlinked afterwards */
     struct watch_sub *prev, *next;
 };
@@ -38,6 +40,11 @@ struct watch_hub {
     size_t count;
     size_t bytes;
 
+    /* Published, not pushed yet: pushed together at the end of the loop turn. */
+    struct watch_entry *pending;
+    size_t n_pending, pending_cap, pending_bytes;
+    struct event *flush_ev;
+
     struct watch_sub *subs;
     size_t n_subs;
     int iterating; /* > 0 while pushing to the list: closes only mark subscribers */
@@ -46,6 +53,7 @@ struct watch_hub {
 };
 
 static void sub_on_close(struct rpc_conn *conn, void *ud);
+static void on_flush(evutil_socket_t fd, short what, void *arg);
 
 static void sub_unlink_free(struct watch_hub *hub, struct watch_sub *sub)
 {
@@ -103,8 +111,13 @@ int watch_hub_new(const struct watch_options *opts, int64_t committed_offset,
         hub->opts.ring_records = WATCH_DEFAULT_RING_RECORDS;
     if (hub->opts.ring_bytes == 0)
         hub->opts.ring_bytes = WATCH_DEFAULT_RING_BYTES;
+    if (hub->opts.batch_bytes == 0)
+        hub->opts.batch_bytes = WATCH_DEFAULT_BATCH_BYTES;
     hub->ring = calloc(hub->opts.ring_records, sizeof(*hub->ring));
-    if (!hub->ring) {
+    if (hub->ring && hub->opts.base)
+        hub->flush_ev = evtimer_new(hub->opts.base, on_flush, hub);
+    if (!hub->ring || (hub->opts.base && !hub->flush_ev)) {
+        free(hub->ring);
         free(hub);
         return -ENOMEM;
     }
@@ -128,6 +141,11 @@ void watch_hub_free(struct watch_hub *hub)
     for (size_t i = 0; i < hub->count; i++)
         free(hub->ring[(hub->head + i) % hub->opts.ring_records].data);
     free(hub->ring);
+    for (size_t i = 0; i < hub->n_pending; i++)
+        free(hub->pending[i].data);
+    free(hub->pending);
+    if (hub->flush_ev)
+        event_free(hub->flush_ev);
     free(hub);
 }
 
@@ -154,23 +172,11 @@ static int64_t ring_first(const struct watch_hub *hub)
     return hub->ring[hub->head].offset;
 }
 
-/* Push one record to one subscriber. On failure the connection is closed (by the
- * RPC layer for a full output buffer, here otherwise) so the subscriber notices
- * the gap by reconnecting rather than by missing a record. */
-static bool push_record(struct watch_hub *hub, struct watch_sub *sub, int64_t offset,
-                        const uint8_t *data, size_t len)
+/* A push to @sub failed: close its connection (the RPC layer already did for a
+ * full output buffer) so the subscriber notices by reconnecting rather than by
+ * missing a record. */
+static void push_failed(struct watch_hub *hub, struct watch_sub *sub, int64_t offset, int r)
 {
-    if (sub->dead)
-        return false;
-    Weir__Coord__WatchRecord msg = WEIR__COORD__WATCH_RECORD__INIT;
-    msg.offset = offset;
-    msg.record.data = (uint8_t *)data;
-    msg.record.len = len;
-    int r = rpc_conn_push(sub->conn, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_RECORD, &msg.base);
-    if (r == 0) {
-        hub->stats.records_pushed++;
-        return true;
-    }
     hub->stats.disconnected++;
     if (r == -ENOBUFS)
         log_warn("watch",
@@ -181,28 +187,118 @@ static bool push_record(struct watch_hub *hub, struct watch_sub *sub, int64_t of
         log_warn("watch", "cannot push offset %" PRId64 " to %s (broker %d): %s; disconnecting",
                  offset, rpc_conn_peer(sub->conn), (int)sub->broker_id, strerror(-r));
     rpc_conn_close(sub->conn);
-    return false;
 }
 
-int watch_hub_publish(struct watch_hub *hub, int64_t offset, uint8_t *data, size_t len)
+static bool push_record(struct watch_hub *hub, struct watch_sub *sub, int64_t offset,
+                        const uint8_t *data, size_t len)
 {
-    assert(offset == hub->committed + 1);
-    hub->committed = offset;
+    if (sub->dead)
+        return false;
+    Weir__Coord__WatchRecord msg = WEIR__COORD__WATCH_RECORD__INIT;
+    msg.offset = offset;
+    msg.record.data = (uint8_t *)data;
+    msg.record.len = len;
+    int r = rpc_conn_push(sub->conn, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_RECORD, &msg.base);
+    if (r < 0) {
+        push_failed(hub, sub, offset, r);
+        return false;
+    }
+    hub->stats.records_pushed++;
+    hub->stats.frames_pushed++;
+    hub->stats.bytes_pushed += len;
+    return true;
+}
 
-    hub->iterating++;
-    for (struct watch_sub *sub = hub->subs; sub; sub = sub->next)
-        push_record(hub, sub, offset, data, len);
-    hub->iterating--;
-    sweep_dead(hub);
+static bool push_batch(struct watch_hub *hub, struct watch_sub *sub, int64_t first_offset,
+                       ProtobufCBinaryData *recs, size_t n, size_t bytes)
+{
+    if (sub->dead)
+        return false;
+    Weir__Coord__WatchBatch msg = WEIR__COORD__WATCH_BATCH__INIT;
+    msg.first_offset = first_offset;
+    msg.n_records = n;
+    msg.records = recs;
+    int r = rpc_conn_push(sub->conn, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_BATCH, &msg.base);
+    if (r < 0) {
+        push_failed(hub, sub, first_offset, r);
+        return false;
+    }
+    hub->stats.records_pushed += n;
+    hub->stats.frames_pushed++;
+    hub->stats.bytes_pushed += bytes;
+    return true;
+}
 
-    /* Keep it for catch-up, evicting the oldest beyond the bounds. A record
-     * larger than the whole byte budget is not kept: those who need it get an
-     * image. */
+/* Consecutive entries of the ring or of the pending list. */
+struct entry_view {
+    struct watch_entry *v;
+    size_t head, cap, n;
+};
+
+static struct watch_entry *view_at(const struct entry_view *w, size_t i)
+{
+    return &w->v[(w->head + i) % w->cap];
+}
+
+/* Push the entries of @w with offsets from @from on to @sub: batches of at most
+ * batch_bytes of records for a subscriber that takes them (a larger record goes
+ * alone), a record push each otherwise. *ret_n (may be NULL) gets the number
+ * of records pushed. false when the subscriber is gone. */
+static bool push_entries(struct watch_hub *hub, struct watch_sub *sub, const struct entry_view *w,
+                         int64_t from, size_t *ret_n)
+{
+    size_t i = 0, pushed = 0;
+    bool ok = true;
+    while (i < w->n && view_at(w, i)->offset < from)
+        i++;
+    if (!sub->batches || i == w->n) {
+        for (; i < w->n && ok; i++, pushed++) {
+            struct watch_entry *e = view_at(w, i);
+            ok = push_record(hub, sub, e->offset, e->data, e->len);
+        }
+        if (ret_n)
+            *ret_n = pushed;
+        return ok;
+    }
+    ProtobufCBinaryData *recs = malloc((w->n - i) * sizeof(*recs));
+    if (!recs) {
+        log_warn("watch", "out of memory pushing to %s (broker %d): disconnecting",
+                 rpc_conn_peer(sub->conn), (int)sub->broker_id);
+        hub->stats.disconnected++;
+        rpc_conn_close(sub->conn);
+        return false;
+    }
+    while (i < w->n && ok) {
+        int64_t first = view_at(w, i)->offset;
+        size_t k = 0, bytes = 0;
+        for (; i < w->n; i++, k++) {
+            struct watch_entry *e = view_at(w, i);
+            if (k > 0 && bytes + e->len > hub->opts.batch_bytes)
+                break;
+            recs[k].data = e->data;
+            recs[k].len = e->len;
+            bytes += e->len;
+        }
+        ok = push_batch(hub, sub, first, recs, k, bytes);
+        if (ok)
+            pushed += k;
+    }
+    free(recs);
+    if (ret_n)
+        *ret_n = pushed;
+    return ok;
+}
+
+/* Keep a pushed record for catch-up (takes ownership of @data), evicting the
+ * oldest beyond the bounds. A record larger than the whole byte budget is not
+ * kept: those who need it get an image. */
+static void ring_keep(struct watch_hub *hub, int64_t offset, uint8_t *data, size_t len)
+{
     if (len > hub->opts.ring_bytes) {
         while (hub->count > 0)
             ring_drop_oldest(hub);
         free(data);
-        return 0;
+        return;
     }
     while (hub->count > 0 &&
            (hub->count >= hub->opts.ring_records || hub->bytes + len > hub->opts.ring_bytes))
@@ -213,6 +309,66 @@ int watch_hub_publish(struct watch_hub *hub, int64_t offset, uint8_t *data, size
     e->len = len;
     hub->count++;
     hub->bytes += len;
+}
+
+static void push_to_all(struct watch_hub *hub, const struct entry_view *w)
+{
+    hub->iterating++;
+    for (struct watch_sub *sub = hub->subs; sub; sub = sub->next)
+        push_entries(hub, sub, w, INT64_MIN, NULL);
+    hub->iterating--;
+    sweep_dead(hub);
+}
+
+void watch_hub_flush(struct watch_hub *hub)
+{
+    if (hub->flush_ev)
+        event_del(hub->flush_ev);
+    if (hub->n_pending == 0)
+        return;
+    struct entry_view w = {hub->pending, 0, hub->pending_cap, hub->n_pending};
+    push_to_all(hub, &w);
+    for (size_t i = 0; i < hub->n_pending; i++)
+        ring_keep(hub, hub->pending[i].offset, hub->pending[i].data, hub->pending[i].len);
+    hub->n_pending = 0;
+    hub->pending_bytes = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    watch_hub_flush(arg);
+}
+
+int watch_hub_publish(struct watch_hub *hub, int64_t offset, uint8_t *data, size_t len)
+{
+    assert(offset == hub->committed + 1);
+    hub->committed = offset;
+
+    if (hub->n_pending == hub->pending_cap) {
+        size_t cap = hub->pending_cap ? 2 * hub->pending_cap : 64;
+        struct watch_entry *p = realloc(hub->pending, cap * sizeof(*p));
+        if (!p) {
+            /* Push what is held and this one at once, in order. */
+            watch_hub_flush(hub);
+            struct watch_entry one = {offset, data, len};
+            struct entry_view w = {&one, 0, 1, 1};
+            push_to_all(hub, &w);
+            ring_keep(hub, offset, data, len);
+            return 0;
+        }
+        hub->pending = p;
+        hub->pending_cap = cap;
+    }
+    hub->pending[hub->n_pending++] = (struct watch_entry){offset, data, len};
+    hub->pending_bytes += len;
+    if (!hub->flush_ev || hub->pending_bytes >= hub->opts.batch_bytes) {
+        watch_hub_flush(hub);
+    } else if (!evtimer_pending(hub->flush_ev, NULL)) {
+        struct timeval now = {0, 0};
+        evtimer_add(hub->flush_ev, &now);
+    }
     return 0;
 }
 
@@ -237,6 +393,9 @@ void watch_hub_subscribe(struct watch_hub *hub, struct rpc_call *call,
                          const Weir__Coord__WatchRequest *req)
 {
     struct rpc_conn *conn = rpc_call_connection(call);
+    /* Everything published so far goes to the current subscribers first, so
+     * the ring holds it and this subscriber gets each record exactly once. */
+    watch_hub_flush(hub);
     const int64_t last = req->last_offset;
     const int64_t committed = hub->committed;
     bool need_image;
@@ -298,6 +457,7 @@ void watch_hub_subscribe(struct watch_hub *hub, struct rpc_call *call,
         hub->n_subs++;
     }
     sub->broker_id = req->broker_id;
+    sub->batches = req->accept_batches;
 
     Weir__Coord__WatchResponse resp = WEIR__COORD__WATCH_RESPONSE__INIT;
     resp.full_image = need_image;
@@ -325,15 +485,9 @@ void watch_hub_subscribe(struct watch_hub *hub, struct rpc_call *call,
     }
     free(image);
     if (ok) {
-        int64_t from = resp.next_offset;
         size_t replayed = 0;
-        for (size_t i = 0; i < hub->count && ok; i++) {
-            struct watch_entry *e = ring_at(hub, i);
-            if (e->offset < from)
-                continue;
-            ok = push_record(hub, sub, e->offset, e->data, e->len);
-            replayed++;
-        }
+        struct entry_view w = {hub->ring, hub->head, hub->opts.ring_records, hub->count};
+        ok = push_entries(hub, sub, &w, resp.next_offset, &replayed);
         if (!need_image && ok)
             hub->stats.replays++;
         if (ok)

@@ -8,6 +8,14 @@
  * From then on each published record is pushed to every subscriber as it is
  * committed.
  *
+ * Compact deltas: a subscriber that sets accept_batches (brokers do) gets records
+ * as WatchBatch pushes, many per frame. With an event base in the options, the
+ * records published during one loop turn (a group commit: a fence is 10,001
+ * records) are held and pushed together when the turn ends, in frames of at most
+ * batch_bytes of records (a larger record goes alone); replays from the ring are
+ * batched the same way. Other subscribers get one WatchRecord push per record.
+ * Offsets are exact either way: a batch is consecutive records from first_offset.
+ *
  * A subscriber is identified by its connection: it is dropped when the connection
  * closes, and subscribing again on the same connection restarts its stream. A
  * subscriber that does not read its pushes is disconnected by the RPC layer once
@@ -27,10 +35,17 @@ struct Weir__Coord__WatchRequest;
 
 #define WATCH_DEFAULT_RING_RECORDS 8192
 #define WATCH_DEFAULT_RING_BYTES   (32u * 1024 * 1024)
+#define WATCH_DEFAULT_BATCH_BYTES  (1024u * 1024)
+
+struct event_base;
 
 struct watch_options {
     size_t ring_records; /* 0: WATCH_DEFAULT_RING_RECORDS */
     size_t ring_bytes;   /* 0: WATCH_DEFAULT_RING_BYTES */
+    size_t batch_bytes;  /* records per batch push, in bytes; 0: WATCH_DEFAULT_BATCH_BYTES */
+    /* Set: records published in one loop turn are pushed together when it ends
+     * (or as soon as batch_bytes of them are held). NULL: each at once. */
+    struct event_base *base;
 };
 
 /* Produce an image of the committed state: a packed MetadataImage in a malloc'd
@@ -46,11 +61,14 @@ int watch_hub_new(const struct watch_options *opts, int64_t committed_offset,
 void watch_hub_free(struct watch_hub *hub);
 
 /* A record became durable and was applied to the committed state: push it to
- * every subscriber and keep it for catch-up. @offset must be exactly the last
+ * every subscriber (now, or at the end of the loop turn with a base) and keep it
+ * for catch-up. @offset must be exactly the last
  * committed offset + 1 (assert). Takes ownership of @data (malloc'd); on -ENOMEM
  * the record is not kept for catch-up (subscribers that need it later get an
  * image) but was pushed. */
 int watch_hub_publish(struct watch_hub *hub, int64_t offset, uint8_t *data, size_t len);
+/* Push the records held for the end of the loop turn now. */
+void watch_hub_flush(struct watch_hub *hub);
 
 /* Handle a Watch call: subscribe the call's connection and answer the call, then
  * push an image if needed and the records the subscriber is missing. The call is
@@ -62,7 +80,9 @@ size_t watch_hub_subscribers(const struct watch_hub *hub);
 int64_t watch_hub_committed_offset(const struct watch_hub *hub);
 
 struct watch_stats {
-    uint64_t records_pushed; /* record pushes sent, over all subscribers */
+    uint64_t records_pushed; /* records sent, over all subscribers */
+    uint64_t frames_pushed;  /* record and batch push frames sent */
+    uint64_t bytes_pushed;   /* record bytes sent (payload, without framing) */
     uint64_t images_sent;
     uint64_t replays;      /* subscriptions served from the ring */
     uint64_t disconnected; /* subscribers dropped because a push failed */

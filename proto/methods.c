@@ -24,6 +24,9 @@ static const char *const coord_names[COORD_M_COUNT] = {
     [COORD_M_UNREGISTER_BROKER] = "UnregisterBroker",
     [COORD_M_ALLOCATE_PRODUCER_IDS] = "AllocateProducerIds",
     [COORD_M_ALTER_BROKER_CONFIGS] = "AlterBrokerConfigs",
+    [COORD_M_ALTER_REASSIGNMENTS] = "AlterReassignments",
+    [COORD_M_LIST_REASSIGNMENTS] = "ListReassignments",
+    [COORD_M_ELECT_LEADERS] = "ElectLeaders",
 };
 
 static const char *const repl_names[REPL_M_COUNT] = {

@@ -181,8 +181,11 @@ pytest_suite() {
         return
     fi
     rm -f "$xml"
+    # Each test is bounded too (pytest-timeout, 420 s including its fixtures): a
+    # test that hangs fails alone instead of eating the whole suite's bound.
     WEIR_BUILD_DIR="$dir" PYTHONDONTWRITEBYTECODE=1 timeout -k 10 "$bound" \
-        /usr/bin/python3 -m pytest -q -p no:cacheprovider -rfEs --junitxml="$xml" "$@" \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider -rfEs --timeout=420 \
+        --junitxml="$xml" "$@" \
         "$root/tests/$suite"
     local rc=$?
     if ! count_results "pytest $label $name" junit "$xml"; then

@@ -71,7 +71,7 @@ struct group {
     bool initial_delay;    /* Kafka's InitialDelayedJoin is running */
     bool new_member_added;
     int32_t delay_remaining;
-    bool sync_store_inflight;
+    int32_t sync_store_gen; /* generation whose assignment is being stored; -1: none */
 };
 
 enum append_kind { AP_SYNC, AP_STATIC_JOIN, AP_EMPTY, AP_DELETE };
@@ -357,6 +357,7 @@ static struct group *group_new(struct groups *g, const char *id)
     }
     grp->partition = g->o.gs ? gstore_partition_for(g->o.gs, id) : 0;
     grp->incarnation = ++g->next_incarnation;
+    grp->sync_store_gen = -1;
     grp->state = GS_EMPTY;
     grp->next = g->groups;
     if (g->groups)
@@ -565,8 +566,8 @@ static void append_done(void *ud, int16_t err)
     int16_t e = map_store_error(err);
     switch (a->kind) {
     case AP_SYNC:
-        if (grp)
-            grp->sync_store_inflight = false;
+        if (grp && grp->sync_store_gen == a->generation)
+            grp->sync_store_gen = -1;
         /* Kafka: only if the group is still in the generation that was stored. */
         if (grp && grp->state == GS_COMPLETING && grp->generation == a->generation) {
             if (e == KERR_NONE) {
@@ -728,14 +729,19 @@ static void complete_join(struct groups *g, struct group *grp)
     for (struct gmember *m = grp->members, *next; m; m = next) {
         next = m->next;
         if (!m->join_cb) {
-            log_info("group", "group %s: member %s did not rejoin in time, removed", grp->id,
-                     m->id);
+            log_event(LOG_LEVEL_INFO, "group", "member_removed",
+                      LOG_FIELDS(LF_STR("group", grp->id), LF_STR("member", m->id),
+                                 LF_STR("reason", "rejoin_timeout")),
+                      "group %s: member %s did not rejoin in time, removed", grp->id, m->id);
             unlink_member(grp, m);
             fail_parked(m, KERR_UNKNOWN_MEMBER_ID);
             member_free(m);
         }
     }
-    grp->generation++;
+    /* Kafka's generationId + 1 wraps in Java; a generation replayed from a
+     * record can be INT32_MAX. Wrap to 1: -1 means "none" and 0 a new group. */
+    grp->generation = grp->generation >= INT32_MAX || grp->generation < 0 ? 1
+                                                                           : grp->generation + 1;
     free(grp->protocol);
     grp->protocol = NULL;
     if (grp->n_members == 0) {
@@ -749,7 +755,9 @@ static void complete_join(struct groups *g, struct group *grp)
                 log_warn("group", "group %s: storing it empty failed: %s", grp->id, kerr_name(e));
             }
         }
-        log_info("group", "group %s is empty at generation %d", grp->id, grp->generation);
+        log_event(LOG_LEVEL_INFO, "group", "group_empty",
+                  LOG_FIELDS(LF_STR("group", grp->id), LF_INT("generation", grp->generation)),
+                  "group %s is empty at generation %d", grp->id, grp->generation);
         return;
     }
     if (!grp->leader)
@@ -757,8 +765,13 @@ static void complete_join(struct groups *g, struct group *grp)
     const char *p = select_protocol(grp);
     grp->protocol = p ? strdup(p) : NULL;
     grp->state = GS_COMPLETING;
-    log_info("group", "group %s: generation %d with %d members, protocol %s", grp->id,
-             grp->generation, grp->n_members, grp->protocol ? grp->protocol : "-");
+    log_event(LOG_LEVEL_INFO, "group", "group_rebalanced",
+              LOG_FIELDS(LF_STR("group", grp->id), LF_INT("generation", grp->generation),
+                         LF_INT("members", grp->n_members), LF_STR("protocol", grp->protocol),
+                         LF_STR("protocol_type", grp->protocol_type),
+                         LF_STR("leader", grp->leader)),
+              "group %s: generation %d with %d members, protocol %s", grp->id, grp->generation,
+              grp->n_members, grp->protocol ? grp->protocol : "-");
     for (struct gmember *m = grp->members; m; m = m->next) {
         m->deadline = t + m->session_ms;
         schedule(g, m->deadline);
@@ -806,7 +819,10 @@ static void prepare_rebalance(struct groups *g, struct group *grp)
     }
     grp->state = GS_PREPARING;
     schedule(g, grp->join_deadline);
-    log_info("group", "group %s: preparing rebalance (generation %d)", grp->id, grp->generation);
+    log_event(LOG_LEVEL_INFO, "group", "group_rebalance_started",
+              LOG_FIELDS(LF_STR("group", grp->id), LF_INT("generation", grp->generation),
+                         LF_INT("members", grp->n_members)),
+              "group %s: preparing rebalance (generation %d)", grp->id, grp->generation);
     /* Kafka's tryCompleteElseWatch: every member may have rejoined already. */
     maybe_complete_join(g, grp);
 }
@@ -937,7 +953,10 @@ void groups_tick(struct groups *g)
         for (struct gmember *m = grp->members; m;) {
             /* Kafka: members parked in JoinGroup/SyncGroup do not expire. */
             if (!m->join_cb && !m->sync_cb && m->deadline <= t) {
-                log_info("group", "group %s: member %s session expired", grp->id, m->id);
+                log_event(LOG_LEVEL_INFO, "group", "member_removed",
+                          LOG_FIELDS(LF_STR("group", grp->id), LF_STR("member", m->id),
+                                     LF_STR("reason", "session_expired")),
+                          "group %s: member %s session expired", grp->id, m->id);
                 remove_member(g, grp, m);
                 m = grp->members;
                 continue;
@@ -1300,7 +1319,10 @@ void groups_sync(struct groups *g, const char *group_id, int32_t generation, con
     m->sync_ud = ud;
     heartbeat(g, m);
     /* Only the leader's assignments count; Kafka ignores a follower's. */
-    if (!streq(grp->leader, m->id) || grp->sync_store_inflight)
+    /* A leader's repeated SyncGroup in this generation does not store again;
+     * a store still in flight for an older generation does not hold this one
+     * back (its completion finds the generation moved on and does nothing). */
+    if (!streq(grp->leader, m->id) || grp->sync_store_gen == grp->generation)
         return;
     for (struct gmember *o = grp->members; o; o = o->next) {
         buf_slice a = {NULL, 0};
@@ -1322,7 +1344,7 @@ void groups_sync(struct groups *g, const char *group_id, int32_t generation, con
         prepare_rebalance(g, grp);
         return;
     }
-    grp->sync_store_inflight = true;
+    grp->sync_store_gen = grp->generation;
 }
 
 int16_t groups_heartbeat(struct groups *g, const char *group_id, int32_t generation,
@@ -1387,7 +1409,10 @@ int16_t groups_leave(struct groups *g, const char *group_id, const char *member_
             return KERR_NONE;
         }
     }
-    log_info("group", "group %s: member %s left", grp->id, m->id);
+    log_event(LOG_LEVEL_INFO, "group", "member_removed",
+              LOG_FIELDS(LF_STR("group", grp->id), LF_STR("member", m->id),
+                         LF_STR("reason", "left")),
+              "group %s: member %s left", grp->id, m->id);
     remove_member(g, grp, m);
     return KERR_NONE;
 }

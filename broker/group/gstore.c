@@ -142,7 +142,12 @@ static int32_t partition_count(const struct gstore *gs)
 
 int32_t gstore_partition_of(const char *group_id, int32_t partitions)
 {
-    return (int32_t)(((uint32_t)java_hash(group_id) & 0x7fffffffu) % (uint32_t)partitions);
+    /* Kafka's Utils.abs: |h|, and 0 for Integer.MIN_VALUE (not h & 0x7fffffff,
+     * which is the producer partitioner's toPositive and differs for every
+     * negative hash). */
+    int32_t h = java_hash(group_id);
+    uint32_t a = h == INT32_MIN ? 0u : (uint32_t)(h < 0 ? -h : h);
+    return (int32_t)(a % (uint32_t)partitions);
 }
 
 int32_t gstore_partition_for(const struct gstore *gs, const char *group_id)
@@ -737,8 +742,11 @@ static void on_load(evutil_socket_t fd, short what, void *arg)
             p->st = GS_LOADED;
             gs->stats.partitions_loading--;
             gs->stats.partitions_loaded++;
-            log_info("group", "%s-%d loaded (leader epoch %d, up to offset %lld)", GSTORE_TOPIC, i,
-                     p->epoch, (long long)p->load_end);
+            log_event(LOG_LEVEL_INFO, "group", "offsets_partition_loaded",
+                      LOG_FIELDS(LF_STR("topic", GSTORE_TOPIC), LF_INT("partition", i),
+                                 LF_INT("epoch", p->epoch), LF_INT("offset", p->load_end)),
+                      "%s-%d loaded (leader epoch %d, up to offset %lld)", GSTORE_TOPIC, i,
+                      p->epoch, (long long)p->load_end);
         }
         schedule_load(gs);
         return;
@@ -758,7 +766,9 @@ static void unload(struct gstore *gs, int32_t i)
     omap_drop_partition(gs->map, i);
     if (gs->groups)
         groups_unload_partition(gs->groups, i);
-    log_info("group", "%s-%d unloaded (no longer its leader)", GSTORE_TOPIC, i);
+    log_event(LOG_LEVEL_INFO, "group", "offsets_partition_unloaded",
+              LOG_FIELDS(LF_STR("topic", GSTORE_TOPIC), LF_INT("partition", i)),
+              "%s-%d unloaded (no longer its leader)", GSTORE_TOPIC, i);
 }
 
 void gstore_on_metadata(struct gstore *gs)

@@ -10,7 +10,8 @@
 
 struct gstore;
 struct groups;
-/* abs(java String.hashCode(group_id)) % offsets.topic.num.partitions (Kafka's mapping; Java's abs of INT_MIN stays INT_MIN -> use Kafka's Utils.abs = x & 0x7fffffff). */
+/* Utils.abs(java String.hashCode(group_id)) % offsets.topic.num.partitions:
+ * Kafka's mapping, where Utils.abs(INT_MIN) is 0 and otherwise Math.abs. */
 int32_t gstore_partition_for(const struct gstore *gs, const char *group_id);
 /* The same mapping over @partitions partitions (pure; for tests and tools). */
 int32_t gstore_partition_of(const char *group_id, int32_t partitions);

@@ -1891,6 +1891,20 @@ int cstate_check(const struct cstate *s, char *why, size_t whylen)
                     BAD("%s-%d: ineligible broker %d in an isr of %u", t->name, i, isr[k],
                         p->n_isr);
             }
+            /* A move in progress: adding and removing are disjoint replicas,
+             * and both the original and the target assignment are non-empty. */
+            const int32_t *add = cstate_part_adding(p), *rem = cstate_part_removing(p);
+            if (has_dup(add, p->n_adding) || has_dup(rem, p->n_removing))
+                BAD("%s-%d: duplicate in adding or removing", t->name, i);
+            for (uint8_t k = 0; k < p->n_adding; k++)
+                if (!contains(rep, p->n_replicas, add[k]) || contains(rem, p->n_removing, add[k]))
+                    BAD("%s-%d: adding replica %d not a replica or also removed", t->name, i,
+                        add[k]);
+            for (uint8_t k = 0; k < p->n_removing; k++)
+                if (!contains(rep, p->n_replicas, rem[k]))
+                    BAD("%s-%d: removing replica %d is not a replica", t->name, i, rem[k]);
+            if (p->n_adding >= p->n_replicas || p->n_removing >= p->n_replicas)
+                BAD("%s-%d: a move without an original or a target assignment", t->name, i);
             if (p->leader >= 0) {
                 if (!contains(isr, p->n_isr, p->leader))
                     BAD("%s-%d: leader %d not in isr", t->name, i, p->leader);

@@ -391,15 +391,21 @@ struct scale_result {
     int64_t call_ms;
     int64_t max_hb_ms;
     int64_t hbs;
+    uint64_t frames;     /* watch push frames one watcher got for the change */
+    uint64_t wire_bytes; /* their bytes */
+    double cpu_ms;       /* the coordinator's CPU time, call to last push read */
 };
 
-/* Run @req (@method) on @cc while @probe heartbeats as broker @id. */
-static void scale_measure(struct cc_client *cc, struct cc_client *probe, unsigned method,
-                          const ProtobufCMessage *req, int32_t id, int64_t epoch,
-                          struct scale_result *out)
+/* Run @req (@method) on @cc while @probe heartbeats as broker @id; then wait
+ * until every watcher of @w has read the change's pushes. */
+static void scale_measure(struct phase *ph, struct cc_client *cc, struct cc_client *probe,
+                          unsigned method, const ProtobufCMessage *req, int32_t id, int64_t epoch,
+                          struct cc_watch *w, int nw, struct scale_result *out)
 {
     struct cc_result r = {0};
     memset(out, 0, sizeof(*out));
+    uint64_t frames0 = w[0].frames, bytes0 = w[0].wire_bytes;
+    double cpu0 = procutil_cpu_seconds(ph->p.pid);
     int64_t t0 = clock_mono_us();
     if (cc_call_async(cc, method, req, 60000, &r) < 0)
         die("scale: cannot send the call");
@@ -416,13 +422,30 @@ static void scale_measure(struct cc_client *cc, struct cc_client *probe, unsigne
     if (r.status != RPC_OK)
         die("scale: call failed: %s", r.err);
     cc_free(r.resp);
+    /* The change is durable; its pushes follow at the end of the loop turn. */
+    Weir__Coord__DescribeClusterResponse *dc = cc_describe_cluster(cc);
+    if (!dc)
+        die("scale: DescribeCluster failed");
+    int64_t committed = dc->metadata_offset;
+    cc_free(&dc->base);
+    int64_t deadline = clock_mono_ms() + 30000;
+    for (int i = 0; i < nw; i++)
+        while (w[i].last_offset < committed && clock_mono_ms() < deadline)
+            event_base_loop(cc->base, EVLOOP_ONCE);
+    for (int i = 0; i < nw; i++)
+        if (w[i].last_offset < committed)
+            die("scale: watcher %d stopped at offset %" PRId64 " of %" PRId64, i,
+                w[i].last_offset, committed);
+    out->cpu_ms = (procutil_cpu_seconds(ph->p.pid) - cpu0) * 1000.0;
+    out->frames = w[0].frames - frames0;
+    out->wire_bytes = w[0].wire_bytes - bytes0;
 }
 
-static void bench_scale(struct event_base *base, struct scale_result *create,
+static void bench_scale(struct event_base *base, bool batches, struct scale_result *create,
                         struct scale_result *fence)
 {
     struct phase ph;
-    phase_start(&ph, "scale", NULL);
+    phase_start(&ph, batches ? "scale-batches" : "scale", NULL);
     struct cc_client cc, probe;
     cc_client_init(&cc, base, ph.port);
     cc_client_init(&probe, base, ph.port);
@@ -436,7 +459,7 @@ static void bench_scale(struct event_base *base, struct scale_result *create,
     if (!w)
         die("out of memory");
     for (int i = 0; i < 3; i++)
-        if (cc_watch_start(&w[i], base, ph.port, -1) != 0)
+        if (cc_watch_start_as(&w[i], base, ph.port, -1, batches) != 0)
             die("watch failed");
 
     Weir__Coord__CreatableTopic t = WEIR__COORD__CREATABLE_TOPIC__INIT;
@@ -447,13 +470,15 @@ static void bench_scale(struct event_base *base, struct scale_result *create,
     Weir__Coord__CreateTopicsRequest creq = WEIR__COORD__CREATE_TOPICS_REQUEST__INIT;
     creq.topics = tp;
     creq.n_topics = 1;
-    scale_measure(&cc, &probe, COORD_M_CREATE_TOPICS, &creq.base, 3, epochs[3], create);
+    scale_measure(&ph, &cc, &probe, COORD_M_CREATE_TOPICS, &creq.base, 3, epochs[3], w, 3,
+                  create);
 
     Weir__Coord__ControlledShutdownRequest sreq = WEIR__COORD__CONTROLLED_SHUTDOWN_REQUEST__INIT;
     sreq.broker_id = 1;
     sreq.broker_epoch = epochs[1];
     sreq.exit = true;
-    scale_measure(&cc, &probe, COORD_M_CONTROLLED_SHUTDOWN, &sreq.base, 3, epochs[3], fence);
+    scale_measure(&ph, &cc, &probe, COORD_M_CONTROLLED_SHUTDOWN, &sreq.base, 3, epochs[3], w, 3,
+                  fence);
     for (int i = 0; i < 3; i++)
         cc_watch_stop(&w[i]);
     free(w);
@@ -620,15 +645,23 @@ int main(int argc, char **argv)
         printf("%-44s %12" PRId64 "\n", "  creating 100 topics x 1,000 partitions (ms)", create_ms);
     }
 
-    struct scale_result sc_create, sc_fence;
-    bench_scale(base, &sc_create, &sc_fence);
-    printf("\n%-44s %12s %12s %8s\n", "scale: 10,000 partitions RF 3, 3 brokers", "call (ms)",
-           "max hb (ms)", "hbs");
-    printf("%-44s %12" PRId64 " %12" PRId64 " %8" PRId64 "\n", "  CreateTopics, one topic",
-           sc_create.call_ms, sc_create.max_hb_ms, sc_create.hbs);
-    printf("%-44s %12" PRId64 " %12" PRId64 " %8" PRId64 "\n",
-           "  fencing a broker in every ISR (10,001 rec.)", sc_fence.call_ms, sc_fence.max_hb_ms,
-           sc_fence.hbs);
+    printf("\n%-44s %9s %9s %6s %9s %10s %8s\n", "scale: 10,000 partitions RF 3, 3 brokers",
+           "call (ms)", "max hb", "hbs", "frames", "bytes", "cpu (ms)");
+    for (int batches = 0; batches <= 1; batches++) {
+        struct scale_result sc_create, sc_fence;
+        bench_scale(base, batches, &sc_create, &sc_fence);
+        const struct {
+            const char *name;
+            const struct scale_result *r;
+        } rows[] = {{"CreateTopics, one topic", &sc_create},
+                    {"fencing a broker in every ISR (10,001 rec.)", &sc_fence}};
+        printf("  watchers taking %s:\n", batches ? "batches (brokers now)" : "one record per push");
+        for (int i = 0; i < 2; i++)
+            printf("    %-42s %9" PRId64 " %9" PRId64 " %6" PRId64 " %9" PRIu64 " %10" PRIu64
+                   " %8.0f\n",
+                   rows[i].name, rows[i].r->call_ms, rows[i].r->max_hb_ms, rows[i].r->hbs,
+                   rows[i].r->frames, rows[i].r->wire_bytes, rows[i].r->cpu_ms);
+    }
 
     event_base_free(base);
     fsutil_remove_tree(bench_dir);

@@ -247,20 +247,24 @@ struct cc_watch {
     char *names[CC_WATCH_MAX]; /* topic name of CreateTopic records, else NULL */
     size_t n;
     bool record_before_image;
+    /* Every record push or batch, counted even past CC_WATCH_MAX. */
+    uint64_t frames;     /* push frames of records (WatchRecord or WatchBatch) */
+    uint64_t wire_bytes; /* their bytes on the wire, frame headers included */
+    uint64_t records;
+    int64_t last_offset;
 };
 
-static inline void cc_watch_on_record(uint16_t type, const ProtobufCMessage *msg, void *ud)
+/* Keep what the tests look at of the record at @offset. */
+static inline void cc_watch_note(struct cc_watch *w, int64_t offset, const ProtobufCBinaryData *r)
 {
-    (void)type;
-    struct cc_watch *w = ud;
-    const Weir__Coord__WatchRecord *wr = (const Weir__Coord__WatchRecord *)msg;
+    w->records++;
+    w->last_offset = offset;
     if (w->n >= CC_WATCH_MAX)
         return;
     if (!w->got_response || (w->full_image && w->images == 0))
         w->record_before_image = true;
-    w->offsets[w->n] = wr->offset;
-    Weir__Meta__MetadataRecord *rec =
-        weir__meta__metadata_record__unpack(NULL, wr->record.len, wr->record.data);
+    w->offsets[w->n] = offset;
+    Weir__Meta__MetadataRecord *rec = weir__meta__metadata_record__unpack(NULL, r->len, r->data);
     w->kinds[w->n] = rec ? (int)rec->record_case : -1;
     w->names[w->n] = NULL;
     if (rec && rec->record_case == WEIR__META__METADATA_RECORD__RECORD_CREATE_TOPIC)
@@ -268,6 +272,27 @@ static inline void cc_watch_on_record(uint16_t type, const ProtobufCMessage *msg
     if (rec)
         weir__meta__metadata_record__free_unpacked(rec, NULL);
     w->n++;
+}
+
+static inline void cc_watch_on_record(uint16_t type, const ProtobufCMessage *msg, void *ud)
+{
+    (void)type;
+    struct cc_watch *w = ud;
+    const Weir__Coord__WatchRecord *wr = (const Weir__Coord__WatchRecord *)msg;
+    w->frames++;
+    w->wire_bytes += RPC_FRAME_FIXED_BYTES + protobuf_c_message_get_packed_size(msg);
+    cc_watch_note(w, wr->offset, &wr->record);
+}
+
+static inline void cc_watch_on_batch(uint16_t type, const ProtobufCMessage *msg, void *ud)
+{
+    (void)type;
+    struct cc_watch *w = ud;
+    const Weir__Coord__WatchBatch *b = (const Weir__Coord__WatchBatch *)msg;
+    w->frames++;
+    w->wire_bytes += RPC_FRAME_FIXED_BYTES + protobuf_c_message_get_packed_size(msg);
+    for (size_t i = 0; i < b->n_records; i++)
+        cc_watch_note(w, b->first_offset + (int64_t)i, &b->records[i]);
 }
 
 static inline void cc_watch_on_image(uint16_t type, const ProtobufCMessage *msg, void *ud)
@@ -292,9 +317,10 @@ static inline void cc_watch_on_response(struct cc_result *r, void *ud)
     w->next_offset = resp->next_offset;
 }
 
-/* Connect and subscribe from @last_offset; waits for the response. */
-static inline int cc_watch_start(struct cc_watch *w, struct event_base *base, int port,
-                                 int64_t last_offset)
+/* Connect and subscribe from @last_offset; waits for the response. With
+ * @batches, records may come as WatchBatch pushes (as brokers take them). */
+static inline int cc_watch_start_as(struct cc_watch *w, struct event_base *base, int port,
+                                    int64_t last_offset, bool batches)
 {
     memset(w, 0, sizeof(*w));
     int r = cc_client_init(&w->cc, base, port);
@@ -304,9 +330,13 @@ static inline int cc_watch_start(struct cc_watch *w, struct event_base *base, in
                        &weir__coord__watch_record__descriptor, cc_watch_on_record, w);
     rpc_client_on_push(w->cc.rpc, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_IMAGE,
                        &weir__coord__watch_image__descriptor, cc_watch_on_image, w);
+    rpc_client_on_push(w->cc.rpc, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_BATCH,
+                       &weir__coord__watch_batch__descriptor, cc_watch_on_batch, w);
+    w->last_offset = -1;
     Weir__Coord__WatchRequest req = WEIR__COORD__WATCH_REQUEST__INIT;
     req.broker_id = -1;
     req.last_offset = last_offset;
+    req.accept_batches = batches;
     struct cc_result res = {.then = cc_watch_on_response, .then_ud = w};
     r = cc_call_async(&w->cc, COORD_M_WATCH, &req.base, 5000, &res);
     if (r < 0)
@@ -320,6 +350,12 @@ static inline int cc_watch_start(struct cc_watch *w, struct event_base *base, in
     int code = ((const Weir__Coord__WatchResponse *)res.resp)->error_code;
     cc_free(res.resp);
     return code;
+}
+
+static inline int cc_watch_start(struct cc_watch *w, struct event_base *base, int port,
+                                 int64_t last_offset)
+{
+    return cc_watch_start_as(w, base, port, last_offset, false);
 }
 
 static inline void cc_watch_stop(struct cc_watch *w)

@@ -13,6 +13,7 @@ harness's session.timeout.ms of 6000 ms and heartbeats every 500 ms.
 
 import os
 import re
+import signal
 import sys
 import time
 
@@ -101,3 +102,59 @@ def test_a_closed_connection_fences_even_within_the_interval(cluster):
             c.resume_broker(b)
     time.sleep(2)
     assert len(SILENT_FENCE.findall(coordinator_log(c))) == 1, survivor
+
+
+# ---- heartbeats on their own thread (broker/heartbeat.c) ----------------------------
+#
+# test.loop.stall.ms makes a broker's event loop sleep that long on SIGUSR2: the
+# loop is wedged, the heartbeat thread is not. Heartbeats stop once the loop has
+# not turned for half the session timeout (3 s here), so a stall under the
+# session timeout fences nobody, and a loop wedged for longer than the budget
+# plus a session timeout is fenced as a silent broker.
+
+BUSY_MS = 5500      # under the session timeout: never fenced
+WEDGED_MS = 12000   # past budget (3 s) + session timeout (6 s): fenced
+
+
+@pytest.fixture
+def stall_cluster(request):
+    c = weir_cluster.Cluster(brokers=3, per_broker_overrides={
+        1: {"test.loop.stall.ms": str(BUSY_MS)},
+        2: {"test.loop.stall.ms": str(WEDGED_MS)}})
+    failed_before = request.session.testsfailed
+    c.start()
+    yield c
+    problems = c.finish(failed=request.session.testsfailed != failed_before)
+    assert not problems, "processes exited badly:\n" + "\n".join(problems)
+
+
+def broker_log(c, bid):
+    with open(c.brokers[bid].log_path, "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def test_a_busy_loop_is_not_fenced_and_a_wedged_one_is(stall_cluster):
+    c = stall_cluster
+    time.sleep(1.5)  # registered, heartbeating from the heartbeat thread
+    t0 = time.monotonic()
+    os.kill(c.brokers[1].pid, signal.SIGUSR2)
+    os.kill(c.brokers[2].pid, signal.SIGUSR2)
+    fenced = wait_for("the wedged broker fenced",
+                      lambda: SILENT_FENCE.findall(coordinator_log(c)), 3.0 + SESSION_S + 4)
+    fence_s = time.monotonic() - t0
+    assert fenced == ["2"], fenced
+    # Heartbeats went on for about half the session timeout (3 s, less one
+    # 500 ms interval), then the session ran out (6 s).
+    assert 3.0 + SESSION_S - 1.0 <= fence_s <= 3.0 + SESSION_S + 2.5, fence_s
+    print("wedged broker fenced %.1f s after its loop stopped" % fence_s)
+    assert "withholding heartbeats" in broker_log(c, 2)
+    # Broker 2 wakes up, is refused and registers again; broker 1 was busy for
+    # 5.5 s and kept its session (and epoch) throughout.
+    wait_for("broker 2 registered again",
+             lambda: "registering again" in broker_log(c, 2), WEDGED_MS / 1000 + 5)
+    time.sleep(1.0)
+    assert SILENT_FENCE.findall(coordinator_log(c)) == ["2"]
+    assert "withholding heartbeats" in broker_log(c, 1)  # 5.5 s > the 3 s budget
+    assert "turned again after a stall" in broker_log(c, 1)
+    reregistered = re.findall(r"registering broker (\d+) .* with epoch (\d+)", coordinator_log(c))
+    assert [int(b) for b, e in reregistered[3:]] == [2], reregistered

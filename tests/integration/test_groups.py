@@ -389,9 +389,23 @@ def coordinator(c, group):
             r = conn.response(conn.request(10, 0, s(group)))
             err, _node, host, port = r.take(">h"), r.take(">i"), r.string(), r.take(">i")
             return (host, port) if err == 0 else None
-        return wait_for("a coordinator for " + group, ask)
+        addr = wait_for("a coordinator for " + group, ask)
     finally:
         conn.close()
+    # FindCoordinator names the leader of the group's offsets partition as soon
+    # as the metadata does; until that broker has taken the partition up it
+    # answers COORDINATOR_LOAD_IN_PROGRESS (as Kafka's does while loading).
+    # Tests that check other errors wait for the load to finish first.
+    loaded = kafka_raw.Conn(*addr)
+    try:
+        def ready():
+            r = loaded.response(loaded.request(15, 0, struct.pack(">i", 1) + s(group)))
+            assert r.take(">i") == 1
+            return r.take(">h") != 14
+        wait_for("the coordinator of " + group + " to load", ready)
+    finally:
+        loaded.close()
+    return addr
 
 
 def rbytes(r):
@@ -451,7 +465,7 @@ def test_bad_group_input_gets_kafkas_errors(cluster):
             assert leader == m1 and len(members) == 2
 
             results = {}
-            t = threading.Thread(target=lambda: results.update(
+            t = threading.Thread(daemon=True, target=lambda: results.update(
                 f=sync_v0(conn2, group, gen, m2, [(m1, b"bogus"), (m2, b"bogus")])))
             t.start()
             time.sleep(0.3)

@@ -96,7 +96,9 @@ def java_hash(s):
 
 def kafka_partition_for(group, partitions):
     """Kafka's GroupMetadataManager.partitionFor: Utils.abs(hashCode) % count."""
-    return (java_hash(group) & 0x7FFFFFFF) % partitions
+    h = java_hash(group)
+    h = h - (1 << 32) if h >= (1 << 31) else h  # as a Java int
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
 # ---- raw requests ------------------------------------------------------------------
@@ -545,7 +547,7 @@ def test_coordinator_sigkill_group_moves_and_keeps_commits(cluster):
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=member, args=(i,)) for i in range(3)]
+    threads = [threading.Thread(target=member, args=(i,), daemon=True) for i in range(3)]
     for t in threads:
         t.start()
     try:

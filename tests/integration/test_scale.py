@@ -322,6 +322,63 @@ def test_delete_10k_partitions_removes_every_directory(big):
     assert len(fence_lines(c)) == fenced_before, "\n".join(fence_lines(c))
 
 
+class CpuBurners:
+    """Two busy loops pinned to both cores (taskset -c 0,1): another cluster's
+    processes sharing the machine. Started and killed by the test."""
+
+    def __init__(self, n=2):
+        import subprocess
+        cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:2])
+        argv = [sys.executable, "-c", "while 1: pass"]
+        if shutil.which("taskset"):
+            argv = ["taskset", "-c", cores] + argv
+        self.procs = [subprocess.Popen(argv) for _ in range(n)]
+
+    def close(self):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait(10)
+
+
+def test_create_10k_partitions_on_a_loaded_machine_fences_nobody(request):
+    """The issue's failure: a 10,000-partition create on a machine whose cores
+    are busy with other work used to fence every broker. With heartbeats on
+    their own thread and compact watch deltas, nobody is fenced while the logs
+    are made; and a kill -9 under the same load still moves every leadership
+    within 5 s."""
+    c = ScaleCluster(brokers=3)
+    c.start()
+    failed = True
+    burners = CpuBurners()
+    try:
+        conn = kafka_raw.Conn(*c.addr(1), timeout=60)
+        t0 = time.monotonic()
+        assert conn.create_topic(BIG, N, 3, timeout_ms=30000) == 0
+        conn.close()
+        wait_for("a leader for every partition", lambda: all_led(c, N), 60)
+        led_s = time.monotonic() - t0
+        wait_for("10,000 log directories on every broker",
+                 lambda: all(len(log_dirs(c, b, BIG)) == N for b in c.brokers), 240)
+        logs_s = time.monotonic() - t0
+        time.sleep(1.0)
+        assert not fence_lines(c), "\n".join(fence_lines(c))
+
+        t1 = time.monotonic()
+        c.kill9_broker(3)
+        wait_for("broker 3's leaderships to move", lambda: all_led(c, N, without=3), 5)
+        kill_s = time.monotonic() - t1
+        others = [l for l in fence_lines(c) if "broker 3 (" not in l]
+        assert not others, "\n".join(others)
+        print("under load %.1f: leaders %.1f s, logs %.1f s, failover %.2f s" % (
+            os.getloadavg()[0], led_s, logs_s, kill_s))
+        failed = False
+    finally:
+        burners.close()
+        problems = c.finish(failed=failed)
+        assert not problems, "processes exited badly:\n" + "\n".join(problems)
+
+
 class ScaleCluster(weir_cluster.Cluster):
     """A clean stop flushes every log; thousands of logs never flushed yet cost
     three fsyncs each (partition.metadata, the log's directory and its entry),

@@ -184,7 +184,7 @@ def incremental_alter_raw(c, resources, validate_only=False):
     ("compression.type", "brotli", "compression.type"),
     ("preallocate", "true", "preallocate"),
     ("no.such.key", "1", "unknown"),
-    ("follower.replication.throttled.replicas", "*", "unknown"),
+    ("follower.replication.throttled.replicas", "0-1", "partition:broker"),
     ("segment.bytes", "13", "segment.bytes"),
     ("message.timestamp.type", "WallClock", "message.timestamp.type"),
 ])
@@ -641,7 +641,7 @@ def test_restarted_broker_keeps_retention_minus_one_data_before_metadata_arrives
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    t = threading.Thread(target=start)
+    t = threading.Thread(target=start, daemon=True)
     t.start()
     try:
         time.sleep(2.0)  # ten retention checks with no metadata yet

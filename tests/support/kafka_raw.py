@@ -537,3 +537,158 @@ def delete_records(conn, topic, partition, offset, timeout_ms=5000, version=1):
     assert r.p == len(data), "%d trailing bytes" % (len(data) - r.p)
     _, low, err = out[0]
     return err, low
+
+
+# ---- reassignment and elections (KIP-455, KIP-460) --------------------------------
+# Neither Debian client library has them (confluent-kafka 1.7, kafka-python 2.0).
+
+
+def _cstring(s):
+    if s is None:
+        return b"\x00"
+    b = s.encode()
+    return _uvarint(len(b) + 1) + b
+
+
+def _cint32s(v):
+    if v is None:
+        return b"\x00"
+    return _uvarint(len(v) + 1) + b"".join(struct.pack(">i", x) for x in v)
+
+
+def flex_call(conn, api_key, version, body):
+    """One flexible request (header v2) and its response (header v1): a
+    FlexReader over the body."""
+    conn.corr += 1
+    hdr = struct.pack(">hhi", api_key, version, conn.corr) + _string("pytest") + b"\x00"
+    msg = hdr + body
+    conn.sock.sendall(struct.pack(">i", len(msg)) + msg)
+    size = struct.unpack(">i", conn.recv_exact(4))[0]
+    r = FlexReader(conn.recv_exact(size))
+    assert r.take(">i") == conn.corr
+    r.tags()
+    return r
+
+
+def alter_partition_reassignments(conn, moves, timeout_ms=30000):
+    """AlterPartitionReassignments v0. @moves: {(topic, partition): [replicas] or
+    None (cancel)}. Returns (error_code, error_message, {(topic, p): (code, msg)})."""
+    by_topic = {}
+    for (t, p), reps in moves.items():
+        by_topic.setdefault(t, []).append((p, reps))
+    body = struct.pack(">i", timeout_ms) + _uvarint(len(by_topic) + 1)
+    for t, parts in by_topic.items():
+        body += _cstring(t) + _uvarint(len(parts) + 1)
+        for p, reps in parts:
+            body += struct.pack(">i", p) + _cint32s(reps) + b"\x00"
+        body += b"\x00"
+    body += b"\x00"
+    r = flex_call(conn, 45, 0, body)
+    r.take(">i")
+    err, msg = r.take(">h"), r.cstring()
+    out = {}
+
+    def topic():
+        name = r.cstring()
+
+        def part():
+            p, code, m = r.take(">i"), r.take(">h"), r.cstring()
+            r.tags()
+            out[(name, p)] = (code, m)
+
+        r.carray(part)
+        r.tags()
+
+    r.carray(topic)
+    return err, msg, out
+
+
+def list_partition_reassignments(conn, topics=None, timeout_ms=30000):
+    """ListPartitionReassignments v0. @topics: {topic: [partitions]} or None
+    (all). Returns (error_code, {(topic, p): (replicas, adding, removing)})."""
+    body = struct.pack(">i", timeout_ms)
+    if topics is None:
+        body += b"\x00"
+    else:
+        body += _uvarint(len(topics) + 1)
+        for t, ps in topics.items():
+            body += _cstring(t) + _cint32s(ps) + b"\x00"
+    body += b"\x00"
+    r = flex_call(conn, 46, 0, body)
+    r.take(">i")
+    err, _msg = r.take(">h"), r.cstring()
+    out = {}
+
+    def ints():
+        return r.carray(lambda: r.take(">i"))
+
+    def topic():
+        name = r.cstring()
+
+        def part():
+            p = r.take(">i")
+            out[(name, p)] = (ints(), ints(), ints())
+            r.tags()
+
+        r.carray(part)
+        r.tags()
+
+    r.carray(topic)
+    return err, out
+
+
+def elect_leaders(conn, partitions, election_type=0, version=2, timeout_ms=30000):
+    """ElectLeaders v0-2. @partitions: {topic: [partitions]} or None (all).
+    Returns (error_code or None for v0, {(topic, p): (code, msg)})."""
+    if version >= 2:
+        body = struct.pack(">b", election_type)
+        if partitions is None:
+            body += b"\x00"
+        else:
+            body += _uvarint(len(partitions) + 1)
+            for t, ps in partitions.items():
+                body += _cstring(t) + _cint32s(ps) + b"\x00"
+        body += struct.pack(">i", timeout_ms) + b"\x00"
+        r = flex_call(conn, 43, version, body)
+        r.take(">i")
+        err = r.take(">h")
+        out = {}
+
+        def topic():
+            name = r.cstring()
+
+            def part():
+                p, code, m = r.take(">i"), r.take(">h"), r.cstring()
+                r.tags()
+                out[(name, p)] = (code, m)
+
+            r.carray(part)
+            r.tags()
+
+        r.carray(topic)
+        return err, out
+    body = struct.pack(">b", election_type) if version == 1 else b""
+    if partitions is None:
+        body += struct.pack(">i", -1)
+    else:
+        body += struct.pack(">i", len(partitions))
+        for t, ps in partitions.items():
+            body += _string(t) + struct.pack(">i", len(ps)) + b"".join(
+                struct.pack(">i", x) for x in ps)
+    body += struct.pack(">i", timeout_ms)
+    r = conn.response(conn.request(43, version, body))
+    r.take(">i")
+    err = r.take(">h") if version == 1 else None
+    out = {}
+
+    def topic():
+        name = r.string()
+
+        def part():
+            p, code, m = r.take(">i"), r.take(">h"), r.string()
+            out[(name, p)] = (code, m)
+
+        r.array(part)
+
+    r.array(topic)
+    return err, out

@@ -83,6 +83,7 @@ static void test_defaults_resolve_as_documented(void **state)
     assert_int_equal(s.session_timeout_ms, 9000);
     assert_int_equal(s.heartbeat_interval_ms, 2000);
     assert_int_equal(s.session_disconnect_timeout_ms, 500);
+    assert_int_equal(s.session_grace_bytes_per_ms, 16);
     assert_int_equal(s.num_partitions, 1);
     assert_int_equal(s.default_replication_factor, 1);
     assert_int_equal(s.min_insync_replicas, 1);
@@ -124,6 +125,32 @@ static void test_heartbeat_interval_must_be_below_session_timeout(void **state)
     set(c, "heartbeat.interval.ms=500");
     assert_int_equal(coord_config_resolve(c, &s, err, sizeof(err)), 0);
     assert_int_equal(s.session_timeout_ms, 1500);
+    config_free(c);
+}
+
+static void test_busy_grace_rate_is_range_checked(void **state)
+{
+    (void)state;
+    struct config *c = new_config();
+    set(c, "data.dir=/d");
+    const char *bad[] = {"session.busy.grace.bytes.per.ms=-1",
+                         "session.busy.grace.bytes.per.ms=1073741825",
+                         "session.busy.grace.bytes.per.ms=fast"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[256] = "";
+        if (config_apply_override(c, bad[i], err, sizeof(err)) != -EINVAL)
+            fail_msg("'%s' was accepted", bad[i]);
+        if (!strstr(err, "session.busy.grace.bytes.per.ms"))
+            fail_msg("'%s': message does not name the key: %s", bad[i], err);
+    }
+    struct coord_settings s;
+    char err[256] = "";
+    set(c, "session.busy.grace.bytes.per.ms=0");
+    assert_int_equal(coord_config_resolve(c, &s, err, sizeof(err)), 0);
+    assert_int_equal(s.session_grace_bytes_per_ms, 0);
+    set(c, "session.busy.grace.bytes.per.ms=64");
+    assert_int_equal(coord_config_resolve(c, &s, err, sizeof(err)), 0);
+    assert_int_equal(s.session_grace_bytes_per_ms, 64);
     config_free(c);
 }
 
@@ -179,6 +206,7 @@ int main(void)
         cmocka_unit_test(test_heartbeat_interval_must_be_below_session_timeout),
         cmocka_unit_test(test_several_listeners_resolve_in_order),
         cmocka_unit_test(test_disconnect_timeout_is_range_checked),
+        cmocka_unit_test(test_busy_grace_rate_is_range_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -385,6 +385,54 @@ static void test_second_member_triggers_rebalance(void **state)
     done_groups(g);
 }
 
+/* The leader's SyncGroup stores the assignment; a member joins before that store
+ * completes, the group rebalances to the next generation, and the new leader's
+ * SyncGroup must store its own assignment even though the older store is still
+ * in flight (it once waited for ever: the CI hang of test_offsets' sigkill test). */
+static void test_sync_of_next_generation_while_older_store_in_flight(void **state)
+{
+    (void)state;
+    struct groups *g = mk(0);
+    struct join_ans a, b;
+    join(g, "", &a);
+    if (!a.done)
+        advance(g, 1);
+    assert_true(a.done);
+    assert_int_equal(a.generation, 1);
+    char aid[128];
+    strcpy(aid, a.member_id);
+    struct groups_assignment as1 = {aid, {(const uint8_t *)"A1", 2}};
+    struct sync_ans s1;
+    sync_(g, 1, aid, 1, &as1, &s1);
+    assert_false(s1.done);
+    assert_int_equal(fk.nq, 1); /* generation 1's store, not completed yet */
+    join(g, "", &b);           /* CompletingRebalance -> PreparingRebalance */
+    assert_true(s1.done);
+    assert_int_equal(s1.err, KERR_REBALANCE_IN_PROGRESS);
+    join(g, aid, &a);
+    assert_true(a.done);
+    assert_true(b.done);
+    assert_int_equal(a.generation, 2);
+    struct sync_ans sa, sb;
+    struct groups_assignment as[2] = {{aid, {(const uint8_t *)"AA", 2}},
+                                      {b.member_id, {(const uint8_t *)"BB", 2}}};
+    sync_(g, 2, b.member_id, 0, NULL, &sb);
+    sync_(g, 2, aid, 2, as, &sa);
+    assert_int_equal(fk.nq, 2); /* generation 2's store went out too */
+    struct sync_ans sa2;
+    sync_(g, 2, aid, 2, as, &sa2); /* a repeated leader sync does not store again */
+    assert_int_equal(fk.nq, 2);
+    assert_true(sa.done); /* superseded by the repeat */
+    assert_int_equal(flush(KERR_NONE), 2);
+    assert_true(sa2.done);
+    assert_true(sb.done);
+    assert_int_equal(sa2.err, KERR_NONE);
+    assert_string_equal(sa2.assignment, "AA");
+    assert_string_equal(sb.assignment, "BB");
+    assert_string_equal(state_of(g, "g1"), "Stable");
+    done_groups(g);
+}
+
 static void test_session_expiry_removes_member(void **state)
 {
     (void)state;
@@ -878,6 +926,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_member_id_required_then_join_sync),
         cmocka_unit_test(test_second_member_triggers_rebalance),
+        cmocka_unit_test(test_sync_of_next_generation_while_older_store_in_flight),
         cmocka_unit_test(test_session_expiry_removes_member),
         cmocka_unit_test(test_rebalance_timeout_drops_member_that_does_not_rejoin),
         cmocka_unit_test(test_initial_delay_extends_while_members_arrive),

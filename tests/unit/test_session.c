@@ -10,6 +10,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
+
 #include <stdbool.h>
 
 #include "coordinator/session.h"
@@ -65,6 +67,26 @@ static void test_unacknowledged_metadata_buys_grace_until_acknowledged(void **st
     assert_int_equal(csession_grace_ms(t, 1), TIMEOUT);
     assert_int_equal(csession_touch(t, 1, 21, 100), 0);
     assert_int_equal(csession_grace_ms(t, 1), 0);
+    csession_free(t);
+}
+
+/* session.busy.grace.bytes.per.ms: the rate is the operator's; 0 turns the
+ * grace off, so a broker owing metadata expires at the plain timeout. */
+static void test_grace_rate_is_configurable_and_can_be_off(void **state)
+{
+    (void)state;
+    struct csession_table *t = table3(0, 0, 0);
+    int32_t id;
+    int64_t epoch;
+    csession_pushed(t, 7, 64 * 1000);
+    assert_int_equal(csession_grace_ms(t, 1), 4000); /* 16 bytes/ms by default */
+    assert_int_equal(csession_set_grace_rate(t, 64), 0);
+    assert_int_equal(csession_grace_ms(t, 1), 1000);
+    assert_int_equal(csession_set_grace_rate(t, -1), -EINVAL);
+    assert_int_equal(csession_grace_ms(t, 1), 1000);
+    assert_int_equal(csession_set_grace_rate(t, 0), 0);
+    assert_int_equal(csession_grace_ms(t, 1), 0);
+    assert_true(csession_next_expired(t, TIMEOUT + 1, &id, &epoch));
     csession_free(t);
 }
 
@@ -191,6 +213,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unacknowledged_metadata_buys_grace_until_acknowledged),
+        cmocka_unit_test(test_grace_rate_is_configurable_and_can_be_off),
         cmocka_unit_test(test_big_create_stalling_every_broker_fences_none),
         cmocka_unit_test(test_mass_expiry_fences_one_broker_per_interval),
         cmocka_unit_test(test_fence_interval_ends_after_one_session_timeout),

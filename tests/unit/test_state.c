@@ -32,6 +32,7 @@ struct env {
     uint64_t rng;
     int64_t epochs[16]; /* last epoch per broker id */
     uint8_t inc_counter;
+    struct cstate_records hist; /* every record committed, for replays */
 };
 
 static uint64_t splitmix(void *arg)
@@ -53,12 +54,14 @@ static struct env *env_new(void)
     e->ctx.rand = splitmix;
     e->ctx.rand_arg = &e->rng;
     cstate_records_init(&e->recs);
+    cstate_records_init(&e->hist);
     return e;
 }
 
 static void env_free(struct env *e)
 {
     cstate_records_deinit(&e->recs);
+    cstate_records_deinit(&e->hist);
     cstate_free(e->s);
     free(e);
 }
@@ -73,6 +76,11 @@ static size_t commit(struct env *e)
                                     sizeof(why));
         if (rc != 0)
             fail_msg("record %zu rejected: %s", i, why);
+        Weir__Meta__MetadataRecord *m =
+            weir__meta__metadata_record__unpack(NULL, e->recs.v[i].len, e->recs.v[i].data);
+        assert_non_null(m);
+        assert_int_equal(cstate_records_add(&e->hist, m), 0);
+        weir__meta__metadata_record__free_unpacked(m, NULL);
     }
     cstate_records_clear(&e->recs);
     char why[256];
@@ -692,7 +700,8 @@ static void test_create_topic_rejects_bad_counts_and_configs(void **state)
         {{"compression.type", "none"}},
         /* Values Weir cannot honour yet are refused, not stored and ignored. */
         {{"preallocate", "true"}},
-        {{"follower.replication.throttled.replicas", "*"}},
+        /* a malformed throttled replica list (h-throttle made the key known) */
+        {{"follower.replication.throttled.replicas", "0-1"}},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(create_err(e, "t3", 1, 1, bad[i], 1), KERR_INVALID_CONFIG);
@@ -1697,6 +1706,51 @@ static void test_alter_broker_config_accepts_only_dynamic_keys_and_valid_values(
     env_free(e);
 }
 
+/* broker.decommissioned=true on a broker: placement of new topics and
+ * partitions skips it (and counts it out of the live brokers for the
+ * replication factor); existing replicas stay; removing the key undoes it.
+ * Only a per-broker value is accepted. */
+static void test_decommissioned_broker_gets_no_new_replicas(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 4);
+    create(e, "before", 8, 3);
+    assert_int_equal(alter_bconf(e, 2, CCTL_DECOMMISSIONED_KEY, "true"), 0);
+    assert_true(cctl_broker_decommissioned(e->s, 2));
+    assert_false(cctl_broker_decommissioned(e->s, 1));
+    /* the existing topic keeps its replicas on broker 2 */
+    bool on2 = false;
+    for (int32_t i = 0; i < 8; i++)
+        on2 = on2 || cstate_part_is_replica(part(e, "before", i), 2);
+    assert_true(on2);
+    create(e, "after", 12, 3);
+    for (int32_t i = 0; i < 12; i++)
+        assert_false(cstate_part_is_replica(part(e, "after", i), 2));
+    struct cctl_create_partitions_req grow = {.name = "before", .total_count = 16};
+    assert_int_equal(cctl_create_partitions(e->s, &e->ctx, &grow, &e->recs, &e->err), 0);
+    assert_int_equal(e->err.code, 0);
+    commit(e);
+    for (int32_t i = 8; i < 16; i++)
+        assert_false(cstate_part_is_replica(part(e, "before", i), 2));
+    /* three brokers left: RF 4 no longer fits */
+    assert_int_equal(create_err(e, "rf4", 1, 4, NULL, 0), KERR_INVALID_REPLICATION_FACTOR);
+    /* a cluster-wide value and a non-boolean are refused */
+    assert_int_equal(alter_bconf(e, CSTATE_CLUSTER_DEFAULT, CCTL_DECOMMISSIONED_KEY, "true"),
+                     KERR_INVALID_CONFIG);
+    assert_non_null(strstr(e->err.message, "per broker"));
+    assert_int_equal(alter_bconf(e, 3, CCTL_DECOMMISSIONED_KEY, "soon"), KERR_INVALID_CONFIG);
+    /* recommission: the key removed, broker 2 takes replicas again */
+    assert_int_equal(alter_bconf(e, 2, CCTL_DECOMMISSIONED_KEY, NULL), 0);
+    assert_false(cctl_broker_decommissioned(e->s, 2));
+    create(e, "again", 8, 3);
+    on2 = false;
+    for (int32_t i = 0; i < 8; i++)
+        on2 = on2 || cstate_part_is_replica(part(e, "again", i), 2);
+    assert_true(on2);
+    env_free(e);
+}
+
 static void test_dynamic_unclean_default_elects_offline_partitions(void **state)
 {
     (void)state;
@@ -1721,6 +1775,323 @@ static void test_dynamic_unclean_default_elects_offline_partitions(void **state)
     assert_int_equal(alter_bconf(e, CSTATE_CLUSTER_DEFAULT, "unclean.leader.election.enable", NULL),
                      0);
     assert_false(cctl_topic_unclean(e->s, &e->ctx, cstate_topic_by_name(e->s, "c")));
+    env_free(e);
+}
+
+/* ---- reassignment and elections on request ------------------------------------------ */
+
+static void assert_ids(const int32_t *got, size_t n_got, const int32_t *want, size_t n)
+{
+    assert_int_equal(n_got, n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(got[i], want[i]);
+}
+
+#define IDS(...) (const int32_t[]){__VA_ARGS__}, sizeof((const int32_t[]){__VA_ARGS__}) / 4
+
+static int16_t reassign(struct env *e, const char *topic, int32_t i, const int32_t *target,
+                        size_t n)
+{
+    struct cctl_reassign_req req = {topic, i, target, n};
+    assert_int_equal(cctl_reassign(e->s, &e->ctx, &req, &e->recs, &e->err), 0);
+    if (e->err.code)
+        assert_int_equal(e->recs.n, 0);
+    else
+        commit(e);
+    return e->err.code;
+}
+
+static int16_t cancel(struct env *e, const char *topic, int32_t i)
+{
+    return reassign(e, topic, i, NULL, 0);
+}
+
+/* The leader asks for @isr (the followers caught up), then the service's
+ * completion check runs. Returns the completion's record count. */
+static size_t isr_grow(struct env *e, const char *topic, const int32_t *isr, size_t n)
+{
+    const struct cstate_partition *p = part(e, topic, 0);
+    assert_int_equal(alter(e, p->leader, topic, 0, p->leader_epoch, p->partition_epoch, isr, n), 0);
+    assert_int_equal(cctl_reassign_maybe_complete(e->s, &e->ctx, topic_id(e, topic), 0, &e->recs),
+                     0);
+    return commit(e);
+}
+
+static void test_reassign_adds_catches_up_and_completes(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 4);
+    create_manual(e, "m", IDS(0, 1), NULL, 0);
+    const struct cstate_partition *p = part(e, "m", 0);
+    int32_t le = p->leader_epoch, pe = p->partition_epoch;
+    assert_int_equal(reassign(e, "m", 0, IDS(1, 2)), 0);
+    p = part(e, "m", 0);
+    /* The move is recorded: both sets, adding outside the ISR, same leader. */
+    assert_ids(cstate_part_replicas(p), p->n_replicas, IDS(0, 1, 2));
+    assert_ids(cstate_part_adding(p), p->n_adding, IDS(2));
+    assert_ids(cstate_part_removing(p), p->n_removing, IDS(0));
+    assert_isr(p, IDS(0, 1));
+    assert_int_equal(p->leader, 0);
+    assert_int_equal(p->leader_epoch, le);
+    assert_int_equal(p->partition_epoch, pe + 1);
+    /* A retry of the same target changes nothing. */
+    assert_int_equal(reassign(e, "m", 0, IDS(1, 2)), 0);
+    assert_int_equal(part(e, "m", 0)->partition_epoch, pe + 1);
+    /* Not complete while the adding replica is out of the ISR. */
+    assert_int_equal(cctl_reassign_maybe_complete(e->s, &e->ctx, topic_id(e, "m"), 0, &e->recs), 0);
+    assert_int_equal(e->recs.n, 0);
+    assert_int_equal(cctl_reassign_complete_all(e->s, &e->ctx, &e->recs), 0);
+    assert_int_equal(e->recs.n, 0);
+    /* It catches up and joins the ISR: the completion is one record, and the
+     * leader, being removed, hands over to the first target replica. */
+    assert_int_equal(isr_grow(e, "m", IDS(0, 1, 2)), 1);
+    p = part(e, "m", 0);
+    assert_ids(cstate_part_replicas(p), p->n_replicas, IDS(1, 2));
+    assert_int_equal(p->n_adding, 0);
+    assert_int_equal(p->n_removing, 0);
+    assert_isr(p, IDS(1, 2));
+    assert_int_equal(p->leader, 1);
+    assert_int_equal(p->leader_epoch, le + 1);
+    assert_int_equal(p->partition_epoch, pe + 3);
+    /* Done: cancelling now finds nothing. */
+    assert_int_equal(cancel(e, "m", 0), KERR_NO_REASSIGNMENT_IN_PROGRESS);
+    env_free(e);
+}
+
+static void test_reassign_keeps_leader_that_stays_and_completes_subsets_at_once(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 4);
+    create_manual(e, "s", IDS(0, 1, 2), NULL, 0);
+    int32_t le = part(e, "s", 0)->leader_epoch;
+    /* Shrinking to replicas that are all in sync needs no catch-up: done in
+     * the same record, and the leader stays (same leader epoch). */
+    assert_int_equal(reassign(e, "s", 0, IDS(0, 2)), 0);
+    const struct cstate_partition *p = part(e, "s", 0);
+    assert_ids(cstate_part_replicas(p), p->n_replicas, IDS(0, 2));
+    assert_int_equal(p->n_adding + p->n_removing, 0);
+    assert_isr(p, IDS(0, 2));
+    assert_int_equal(p->leader, 0);
+    assert_int_equal(p->leader_epoch, le);
+    /* A reorder is also immediate, in the target's order. */
+    assert_int_equal(reassign(e, "s", 0, IDS(2, 0)), 0);
+    p = part(e, "s", 0);
+    assert_ids(cstate_part_replicas(p), p->n_replicas, IDS(2, 0));
+    assert_int_equal(p->leader, 0);
+    /* Growing the RF by reassignment is allowed (3 is registered). */
+    assert_int_equal(reassign(e, "s", 0, IDS(2, 0, 3)), 0);
+    assert_int_equal(isr_grow(e, "s", IDS(2, 0, 3)), 1);
+    p = part(e, "s", 0);
+    assert_ids(cstate_part_replicas(p), p->n_replicas, IDS(2, 0, 3));
+    assert_int_equal(p->leader, 0);
+    assert_int_equal(p->leader_epoch, le);
+    env_free(e);
+}
+
+static void test_reassign_cancel_returns_to_the_original_order(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 5);
+    create_manual(e, "c", IDS(2, 0, 1), NULL, 0);
+    const struct cstate_partition *p = part(e, "c", 0);
+    int32_t le = p->leader_epoch;
+    assert_int_equal(cancel(e, "c", 0), KERR_NO_REASSIGNMENT_IN_PROGRESS);
+    assert_int_equal(reassign(e, "c", 0, IDS(0, 1, 3)), 0);
+    p = part(e, "c", 0);
+    assert_ids(cstate_part_replicas(p), p->n_replicas, IDS(2, 0, 1, 3));
+    /* The merged list keeps both orders, so cancelling gives [2, 0, 1] back. */
+    assert_int_equal(cancel(e, "c", 0), 0);
+    p = part(e, "c", 0);
+    assert_ids(cstate_part_replicas(p), p->n_replicas, IDS(2, 0, 1));
+    assert_int_equal(p->n_adding + p->n_removing, 0);
+    assert_int_equal(p->leader, 2);
+    assert_int_equal(p->leader_epoch, le);
+    /* Cancel after an adding replica joined the ISR and took the leadership:
+     * it leaves the ISR, leadership returns to an original replica. */
+    assert_int_equal(reassign(e, "c", 0, IDS(3, 4, 0)), 0);
+    p = part(e, "c", 0);
+    assert_int_equal(
+        alter(e, p->leader, "c", 0, p->leader_epoch, p->partition_epoch, IDS(2, 0, 1, 3)), 0);
+    fence(e, 2); /* the leader dies: the target ISR wins (3 before 0 in the target) */
+    p = part(e, "c", 0);
+    assert_int_equal(p->leader, 3);
+    le = p->leader_epoch;
+    assert_int_equal(cancel(e, "c", 0), 0);
+    p = part(e, "c", 0);
+    assert_ids(cstate_part_replicas(p), p->n_replicas, IDS(2, 0, 1));
+    assert_isr(p, IDS(0, 1));
+    assert_int_equal(p->leader, 0);
+    assert_int_equal(p->leader_epoch, le + 1);
+    env_free(e);
+}
+
+static void test_reassign_elections_mid_move_prefer_target_and_never_adding(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 4);
+    struct cctl_kv unclean = {"unclean.leader.election.enable", "true"};
+    create_manual(e, "f", IDS(0, 1, 2), &unclean, 1);
+    assert_int_equal(reassign(e, "f", 0, IDS(2, 3)), 0);
+    const struct cstate_partition *p = part(e, "f", 0);
+    assert_ids(cstate_part_replicas(p), p->n_replicas, IDS(0, 1, 2, 3));
+    assert_ids(cstate_part_removing(p), p->n_removing, IDS(0, 1));
+    /* The leader fails mid-move: 2 (target, in sync) wins over 1 (being
+     * removed), although 1 comes first in the replica list. */
+    fence(e, 0);
+    p = part(e, "f", 0);
+    assert_int_equal(p->leader, 2);
+    /* The target leader fails too: a replica being removed may lead rather
+     * than nobody; the adding one, not caught up, may not. */
+    fence(e, 2);
+    p = part(e, "f", 0);
+    assert_int_equal(p->leader, 1);
+    fence(e, 1);
+    p = part(e, "f", 0);
+    /* Not even an unclean election picks the adding replica. */
+    assert_int_equal(p->leader, -1);
+    assert_int_equal(
+        cctl_elect_leader(e->s, &e->ctx, "f", 0, CCTL_ELECT_UNCLEAN, &e->recs, &e->err), 0);
+    assert_int_equal(e->err.code, KERR_ELIGIBLE_LEADERS_NOT_AVAILABLE);
+    assert_int_equal(e->recs.n, 0);
+    /* A removed replica comes back: it is the last ISR member, it leads. */
+    reg(e, 1);
+    p = part(e, "f", 0);
+    assert_int_equal(p->leader, 1);
+    /* The adding replica is still adding; the move completes once 2 and 3
+     * are in sync. */
+    reg(e, 2);
+    assert_int_equal(isr_grow(e, "f", IDS(1, 2)), 0);
+    assert_int_equal(isr_grow(e, "f", IDS(1, 2, 3)), 1);
+    p = part(e, "f", 0);
+    assert_ids(cstate_part_replicas(p), p->n_replicas, IDS(2, 3));
+    assert_int_equal(p->leader, 2);
+    assert_isr(p, IDS(2, 3));
+    env_free(e);
+}
+
+static void test_reassign_refuses_bad_targets_and_moves_nothing(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 3);
+    create_manual(e, "b", IDS(0, 1), NULL, 0);
+    int32_t pe = part(e, "b", 0)->partition_epoch;
+    assert_int_equal(reassign(e, "b", 0, (const int32_t[]){0}, 0), KERR_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(reassign(e, "b", 0, IDS(1, 1)), KERR_INVALID_REPLICA_ASSIGNMENT);
+    assert_non_null(strstr(e->err.message, "twice"));
+    assert_int_equal(reassign(e, "b", 0, IDS(1, 7)), KERR_INVALID_REPLICA_ASSIGNMENT);
+    assert_non_null(strstr(e->err.message, "broker 7"));
+    assert_int_equal(reassign(e, "b", 0, IDS(1, -1)), KERR_INVALID_REPLICA_ASSIGNMENT);
+    assert_int_equal(reassign(e, "b", 1, IDS(1, 2)), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(reassign(e, "nope", 0, IDS(1, 2)), KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_int_equal(part(e, "b", 0)->partition_epoch, pe);
+    /* A fenced broker is still registered: a target may name it. */
+    fence(e, 2);
+    assert_int_equal(reassign(e, "b", 0, IDS(0, 2)), 0);
+    env_free(e);
+}
+
+static void test_reassign_survives_restart_from_log_and_snapshot(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 4);
+    create(e, "r", 3, 2);
+    /* Each partition to the two brokers it is not on. */
+    int32_t targets[3][2];
+    for (int32_t i = 0; i < 3; i++) {
+        size_t n = 0;
+        for (int32_t b = 0; b < 4; b++)
+            if (!cstate_part_is_replica(part(e, "r", i), b))
+                targets[i][n++] = b;
+        assert_int_equal(n, 2);
+        assert_int_equal(reassign(e, "r", i, targets[i], 2), 0);
+    }
+    /* Replay the log into a fresh state, and go through a snapshot. */
+    struct cstate *replayed;
+    assert_int_equal(cstate_new(&replayed), 0);
+    for (size_t i = 0; i < e->hist.n; i++) {
+        char why[256] = "";
+        assert_int_equal(cstate_apply_bytes(replayed, (int64_t)i, e->hist.v[i].data,
+                                            e->hist.v[i].len, why, sizeof(why)),
+                         0);
+    }
+    char why[256] = "";
+    assert_true(cstate_equal(e->s, replayed, why, sizeof(why)));
+    uint8_t *data;
+    size_t len;
+    assert_int_equal(cstate_snapshot_encode(e->s, &data, &len), 0);
+    struct cstate *snap;
+    assert_int_equal(cstate_snapshot_decode(data, len, &snap, why, sizeof(why)), 0);
+    free(data);
+    assert_true(cstate_equal(e->s, snap, why, sizeof(why)));
+    const struct cstate_topic *t = cstate_topic_by_name(snap, "r");
+    for (int32_t i = 0; i < 3; i++)
+        assert_true(t->parts[i].n_adding + t->parts[i].n_removing > 0);
+    /* The restarted coordinator finishes what a log cut left: replicas in
+     * sync before the stop complete at start-up. */
+    cstate_free(e->s);
+    e->s = snap;
+    e->offset = snap->offset + 1;
+    const struct cstate_partition *p = part(e, "r", 0);
+    int32_t isr[8];
+    size_t n = 0;
+    for (size_t k = 0; k < p->n_replicas; k++)
+        isr[n++] = cstate_part_replicas(p)[k];
+    assert_int_equal(alter(e, p->leader, "r", 0, p->leader_epoch, p->partition_epoch, isr, n), 0);
+    assert_int_equal(cctl_reassign_complete_all(e->s, &e->ctx, &e->recs), 0);
+    assert_int_equal(commit(e), 1);
+    p = part(e, "r", 0);
+    assert_ids(cstate_part_replicas(p), p->n_replicas, targets[0], 2);
+    assert_true(part(e, "r", 1)->n_adding + part(e, "r", 1)->n_removing > 0);
+    cstate_free(replayed);
+    env_free(e);
+}
+
+static void test_elect_leaders_on_request(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 3);
+    create_manual(e, "e", IDS(0, 1, 2), NULL, 0);
+    struct cctl_error *err = &e->err;
+#define ELECT(type)                                                                                \
+    (assert_int_equal(cctl_elect_leader(e->s, &e->ctx, "e", 0, type, &e->recs, err), 0),           \
+     err->code ? (assert_int_equal(e->recs.n, 0), err->code) : (commit(e), 0))
+    assert_int_equal(ELECT(CCTL_ELECT_PREFERRED), KERR_ELECTION_NOT_NEEDED);
+    assert_int_equal(ELECT(CCTL_ELECT_UNCLEAN), KERR_ELECTION_NOT_NEEDED);
+    fence(e, 0);
+    assert_int_equal(ELECT(CCTL_ELECT_PREFERRED), KERR_PREFERRED_LEADER_NOT_AVAILABLE);
+    reg(e, 0);
+    assert_int_equal(ELECT(CCTL_ELECT_PREFERRED), KERR_PREFERRED_LEADER_NOT_AVAILABLE);
+    assert_non_null(strstr(err->message, "not in the ISR"));
+    const struct cstate_partition *p = part(e, "e", 0);
+    assert_int_equal(alter(e, p->leader, "e", 0, p->leader_epoch, p->partition_epoch, IDS(1, 2, 0)),
+                     0);
+    int32_t le = part(e, "e", 0)->leader_epoch;
+    assert_int_equal(ELECT(CCTL_ELECT_PREFERRED), 0);
+    assert_int_equal(part(e, "e", 0)->leader, 0);
+    assert_int_equal(part(e, "e", 0)->leader_epoch, le + 1);
+    /* Unclean: every ISR member gone, a live out-of-sync replica leads. */
+    create_manual(e, "u", IDS(1, 2), NULL, 0);
+    p = part(e, "u", 0);
+    assert_int_equal(alter(e, 1, "u", 0, p->leader_epoch, p->partition_epoch, IDS(1)), 0);
+    fence(e, 1);
+    assert_int_equal(part(e, "u", 0)->leader, -1);
+    assert_int_equal(cctl_elect_leader(e->s, &e->ctx, "u", 0, CCTL_ELECT_UNCLEAN, &e->recs, err),
+                     0);
+    assert_int_equal(err->code, 0);
+    commit(e);
+    assert_int_equal(part(e, "u", 0)->leader, 2);
+    assert_isr(part(e, "u", 0), IDS(2));
+    assert_int_equal(cctl_elect_leader(e->s, &e->ctx, "x", 0, CCTL_ELECT_PREFERRED, &e->recs, err),
+                     0);
+    assert_int_equal(err->code, KERR_UNKNOWN_TOPIC_OR_PARTITION);
+#undef ELECT
     env_free(e);
 }
 
@@ -1783,8 +2154,16 @@ int main(void)
         cmocka_unit_test(test_broker_configs_set_replace_remove_per_scope),
         cmocka_unit_test(test_broker_configs_survive_snapshots_and_bad_ones_are_refused),
         cmocka_unit_test(test_alter_broker_config_accepts_only_dynamic_keys_and_valid_values),
+        cmocka_unit_test(test_decommissioned_broker_gets_no_new_replicas),
         cmocka_unit_test(test_dynamic_unclean_default_elects_offline_partitions),
         cmocka_unit_test(test_record_format_names_the_change),
+        cmocka_unit_test(test_reassign_adds_catches_up_and_completes),
+        cmocka_unit_test(test_reassign_keeps_leader_that_stays_and_completes_subsets_at_once),
+        cmocka_unit_test(test_reassign_cancel_returns_to_the_original_order),
+        cmocka_unit_test(test_reassign_elections_mid_move_prefer_target_and_never_adding),
+        cmocka_unit_test(test_reassign_refuses_bad_targets_and_moves_nothing),
+        cmocka_unit_test(test_reassign_survives_restart_from_log_and_snapshot),
+        cmocka_unit_test(test_elect_leaders_on_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

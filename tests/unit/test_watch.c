@@ -47,6 +47,9 @@ struct sub {
     int64_t seen[MAX_SEEN];
     size_t n;
     bool disconnected;
+    int frames;       /* record or batch pushes received */
+    size_t max_batch; /* most records in one batch push */
+    size_t max_batch_bytes;
 };
 
 static int fake_image(void *ud, uint8_t **ret_data, size_t *ret_len, int64_t *ret_offset)
@@ -119,6 +122,30 @@ static void on_record(uint16_t type, const ProtobufCMessage *msg, void *ud)
         assert_int_equal(r->record.data[0], (uint8_t)(r->offset & 0xff));
     if (s->n < MAX_SEEN)
         s->seen[s->n++] = r->offset;
+    s->frames++;
+}
+
+static void on_batch(uint16_t type, const ProtobufCMessage *msg, void *ud)
+{
+    (void)type;
+    struct sub *s = ud;
+    const Weir__Coord__WatchBatch *b = (const Weir__Coord__WatchBatch *)msg;
+    assert_true(s->responded);
+    assert_true(b->n_records > 0);
+    size_t bytes = 0;
+    for (size_t i = 0; i < b->n_records; i++) {
+        int64_t offset = b->first_offset + (int64_t)i;
+        if (b->records[i].len > 0)
+            assert_int_equal(b->records[i].data[0], (uint8_t)(offset & 0xff));
+        bytes += b->records[i].len;
+        if (s->n < MAX_SEEN)
+            s->seen[s->n++] = offset;
+    }
+    s->frames++;
+    if (b->n_records > s->max_batch)
+        s->max_batch = b->n_records;
+    if (bytes > s->max_batch_bytes)
+        s->max_batch_bytes = bytes;
 }
 
 static void on_image(uint16_t type, const ProtobufCMessage *msg, void *ud)
@@ -152,7 +179,7 @@ static void on_watch_response(int status, const ProtobufCMessage *resp, const ch
     s->next_offset = r->next_offset;
 }
 
-static void subscribe(struct env *e, struct sub *s, int64_t last)
+static void subscribe_as(struct env *e, struct sub *s, int64_t last, bool batches)
 {
     memset(s, 0, sizeof(*s));
     struct rpc_client_options o = {.on_disconnect = on_disconnect, .event_ud = s};
@@ -163,9 +190,12 @@ static void subscribe(struct env *e, struct sub *s, int64_t last)
                        &weir__coord__watch_record__descriptor, on_record, s);
     rpc_client_on_push(s->c, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_IMAGE,
                        &weir__coord__watch_image__descriptor, on_image, s);
+    rpc_client_on_push(s->c, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_BATCH,
+                       &weir__coord__watch_batch__descriptor, on_batch, s);
     Weir__Coord__WatchRequest req = WEIR__COORD__WATCH_REQUEST__INIT;
     req.broker_id = 7;
     req.last_offset = last;
+    req.accept_batches = batches;
     assert_int_equal(rpc_client_call(s->c, COORD_M_WATCH, &req.base, 5000, on_watch_response, s),
                      0);
     int64_t deadline = clock_mono_ms() + 5000;
@@ -173,6 +203,11 @@ static void subscribe(struct env *e, struct sub *s, int64_t last)
         pump(e, 10);
     assert_true(s->responded);
     pump(e, 20);
+}
+
+static void subscribe(struct env *e, struct sub *s, int64_t last)
+{
+    subscribe_as(e, s, last, false);
 }
 
 static void wait_seen(struct env *e, struct sub *s, int64_t offset)
@@ -362,6 +397,121 @@ static void test_slow_subscriber_is_disconnected_others_unaffected(void **state)
     env_deinit(&e);
 }
 
+/* ---- compact deltas --------------------------------------------------------------- */
+
+/* A hub that holds the records of a loop turn (as the coordinator's does). */
+static void env_init_batched(struct env *e, size_t batch_bytes)
+{
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    struct watch_options wo = {.base = base, .batch_bytes = batch_bytes};
+    env_init(e, &wo, -1, 64u * 1024 * 1024);
+    /* env_init made a base of its own: serve on the hub's. */
+    rpc_server_free(e->server);
+    event_base_free(e->base);
+    e->base = base;
+    struct rpc_handler h[COORD_M_COUNT];
+    memset(h, 0, sizeof(h));
+    h[COORD_M_WATCH] = (struct rpc_handler){handle_watch, e};
+    struct rpc_server_options so = {.max_output_bytes = 64u * 1024 * 1024};
+    assert_int_equal(rpc_server_new(e->base, "127.0.0.1", 0, &weir__coord__coordinator__descriptor,
+                                    h, &so, &e->server),
+                     0);
+}
+
+/* A fence-sized burst (10,001 records in one loop turn) is one frame for a
+ * subscriber that takes batches, every offset exact; one that does not still
+ * gets a record push each. */
+static void test_a_loop_turns_records_go_out_as_one_batch(void **state)
+{
+    (void)state;
+    struct env e;
+    env_init_batched(&e, 0);
+    publish(&e, 0, 4);
+    pump(&e, 10);
+    struct sub b, r;
+    subscribe_as(&e, &b, 0, true);
+    subscribe(&e, &r, 0);
+    struct watch_stats before;
+    watch_hub_get_stats(e.hub, &before);
+    const int64_t burst = 8000; /* MAX_SEEN bounds what the test keeps */
+    for (int64_t o = 1; o <= burst; o++)
+        publish(&e, o, 20);
+    wait_seen(&e, &b, burst);
+    wait_seen(&e, &r, burst);
+    assert_int_equal(b.n, (size_t)burst);
+    assert_dense(&b, 1);
+    assert_dense(&r, 1);
+    assert_int_equal(b.frames, 1);
+    assert_int_equal(r.frames, burst);
+    struct watch_stats st;
+    watch_hub_get_stats(e.hub, &st);
+    assert_int_equal(st.frames_pushed - before.frames_pushed, 1 + burst);
+    assert_int_equal(st.records_pushed - before.records_pushed, 2 * burst);
+    assert_int_equal(st.bytes_pushed - before.bytes_pushed, 2 * 20 * burst);
+    rpc_client_free(b.c);
+    rpc_client_free(r.c);
+    env_deinit(&e);
+}
+
+/* Batches are bounded by batch_bytes of records; a record larger than that
+ * goes alone; offsets stay dense across batches. */
+static void test_batches_are_bounded_by_bytes(void **state)
+{
+    (void)state;
+    struct env e;
+    env_init_batched(&e, 10000);
+    publish(&e, 0, 4);
+    pump(&e, 10);
+    struct sub b;
+    subscribe_as(&e, &b, 0, true);
+    for (int64_t o = 1; o <= 1000; o++)
+        publish(&e, o, o == 500 ? 30000 : 100);
+    wait_seen(&e, &b, 1000);
+    assert_dense(&b, 1);
+    assert_int_equal(b.n, 1000);
+    /* 999 records of 100 bytes at 100 per batch, and the big one alone. */
+    assert_true(b.frames >= 11 && b.frames <= 12);
+    assert_int_equal(b.max_batch, 100);
+    assert_int_equal(b.max_batch_bytes, 30000);
+    rpc_client_free(b.c);
+    env_deinit(&e);
+}
+
+/* A subscription made while records are held for the end of the turn gets
+ * each of them exactly once; a replay from the ring comes in batches. */
+static void test_subscribe_during_a_held_turn_sees_each_record_once(void **state)
+{
+    (void)state;
+    struct env e;
+    env_init_batched(&e, 0);
+    publish(&e, 0, 4);
+    pump(&e, 10);
+    struct sub a;
+    subscribe_as(&e, &a, 0, true);
+    for (int64_t o = 1; o <= 300; o++)
+        publish(&e, o, 16);
+    /* Not pushed yet: the turn has not ended. A new subscriber from 0 asks
+     * for 1..300 while they are held. */
+    struct sub b;
+    subscribe_as(&e, &b, 0, true);
+    for (int64_t o = 301; o <= 310; o++)
+        publish(&e, o, 16);
+    wait_seen(&e, &a, 310);
+    wait_seen(&e, &b, 310);
+    assert_int_equal(a.n, 310);
+    assert_int_equal(b.n, 310);
+    assert_dense(&a, 1);
+    assert_dense(&b, 1);
+    /* a: 1..300 flushed by b's subscription, 301..310 at the end of the turn.
+     * b: the replay of 1..300 as one batch, then 301..310. */
+    assert_int_equal(a.frames, 2);
+    assert_int_equal(b.frames, 2);
+    rpc_client_free(a.c);
+    rpc_client_free(b.c);
+    env_deinit(&e);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -372,6 +522,9 @@ int main(void)
         cmocka_unit_test(test_ring_byte_budget_evicts_oldest),
         cmocka_unit_test(test_closed_subscriber_is_dropped_and_others_keep_order),
         cmocka_unit_test(test_slow_subscriber_is_disconnected_others_unaffected),
+        cmocka_unit_test(test_a_loop_turns_records_go_out_as_one_batch),
+        cmocka_unit_test(test_batches_are_bounded_by_bytes),
+        cmocka_unit_test(test_subscribe_during_a_held_turn_sees_each_record_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
