@@ -260,6 +260,14 @@ static void on_reconcile_progress(void *ud)
     gstore_on_metadata(m->ctx.gstore);
 }
 
+/* Replication took up more of the partitions new to it (a restart takes
+ * 10,000 up over several loop turns): the offsets store follows. */
+static void on_takeup(void *ud)
+{
+    struct bmain *m = ud;
+    gstore_on_metadata(m->ctx.gstore);
+}
+
 static void on_metadata(void *ud)
 {
     struct bmain *m = ud;
@@ -486,6 +494,7 @@ int main(int argc, char **argv)
         goto out;
     }
     replicas_set_repl(m.ctx.reps, m.ctx.repl);
+    repl_set_on_takeup(m.ctx.repl, on_takeup, &m);
     struct gstore_options go = {
         .num_partitions = m.s.offsets_topic_num_partitions,
         .replication_factor = m.s.offsets_topic_replication_factor,

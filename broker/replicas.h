@@ -56,6 +56,7 @@ bool replicas_reconciling(const struct replicas *r);
 
 struct replicas_pass_stats {
     size_t passes;       /* passes begun (classification runs) */
+    size_t passes_skipped; /* changes that left the pass's inputs as they were */
     size_t slices;
     size_t logs_created;
     size_t logs_removed; /* deleted or set aside */

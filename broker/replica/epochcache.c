@@ -29,6 +29,11 @@ struct epochcache {
     size_t count;
     size_t durable;  /* entries on disk; < count only while in a batch */
     bool in_batch;
+    /* What the file says when it differs from memory since the open dropped
+     * entries (a rewrite pending in a batch), else NULL: a batch that ends
+     * where the file already is writes nothing. */
+    struct epochcache_entry *file;
+    size_t file_count;
 };
 
 /* Parse the whole file into a malloc'd array (NULL when empty). -EBADMSG for
@@ -101,16 +106,58 @@ static int ec_format(const struct epochcache_entry *entries, size_t n, char **re
 }
 
 /* Write @n entries to the cache's file, replacing it atomically. */
-static int ec_write(const struct epochcache *c, const struct epochcache_entry *entries, size_t n)
+/* The file now says what memory does. */
+static void ec_file_is_memory(struct epochcache *c)
 {
-    char *buf;
-    size_t len;
-    int r = ec_format(entries, n, &buf, &len);
+    free(c->file);
+    c->file = NULL;
+    c->file_count = 0;
+}
+
+static int ec_write_spare_unsynced(const struct epochcache *c, char **ret_spare);
+static int ec_swap_in(const char *spare, const char *path);
+
+/* Write @entries as @c's file, durably: the spare written and fsynced,
+ * exchanged with the file, the directory fsynced. */
+static int ec_write(struct epochcache *c, const struct epochcache_entry *entries, size_t n)
+{
+    struct epochcache view = {.path = c->path, .entries = (struct epochcache_entry *)entries,
+                              .count = n};
+    char *spare;
+    int r = ec_write_spare_unsynced(&view, &spare);
     if (r < 0)
         return r;
-    r = fsutil_write_atomic(c->path, buf, len);
-    free(buf);
+    int fd = open(spare, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        r = -errno;
+    else {
+        if (fsync(fd) < 0)
+            r = -errno;
+        close(fd);
+    }
+    if (r == 0)
+        r = ec_swap_in(spare, c->path);
+    free(spare);
+    if (r == 0) {
+        char *dir = strdup(c->path);
+        if (!dir)
+            return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir)
+            *slash = '\0';
+        r = fsutil_fsync_dir(slash ? dir : ".");
+        free(dir);
+    }
+    if (r == 0)
+        ec_file_is_memory(c);
     return r;
+}
+
+/* The file already says exactly what memory does: nothing to write. */
+static bool ec_file_matches(const struct epochcache *c)
+{
+    return c->file && c->file_count == c->count &&
+           (c->count == 0 || !memcmp(c->file, c->entries, c->count * sizeof(*c->entries)));
 }
 
 /* Make entries [@from, count) the whole cache, with the first one's start
@@ -140,8 +187,26 @@ static int ec_keep_range(struct epochcache *c, size_t from, int64_t first_start)
     return 0;
 }
 
-int epochcache_open(const char *dir, int64_t log_end_offset, struct epochcache **ret,
-                    bool *ret_discarded)
+/* Add @c to @b (once); -ENOMEM leaves @b as it was. */
+static int ec_batch_add(struct epochcache *c, struct epochcache_batch *b)
+{
+    if (c->in_batch)
+        return 0;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct epochcache **v = realloc(b->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        b->v = v;
+        b->cap = cap;
+    }
+    c->in_batch = true;
+    b->v[b->n++] = c;
+    return 0;
+}
+
+int epochcache_open_batched(const char *dir, int64_t log_end_offset, struct epochcache **ret,
+                            bool *ret_discarded, struct epochcache_batch *b)
 {
     struct epochcache *c = calloc(1, sizeof(*c));
     if (!c)
@@ -174,15 +239,31 @@ int epochcache_open(const char *dir, int64_t log_end_offset, struct epochcache *
     }
     if (r < 0)
         goto fail;
-    c->durable = c->count;
-    if (discarded) {
-        r = ec_write(c, NULL, 0);
+    /* Entries at or past the log end: an epoch whose records recovery cut off,
+     * or one that never wrote any (a leadership of an empty log). */
+    size_t keep = c->count;
+    while (keep > 0 && c->entries[keep - 1].start_offset >= log_end_offset)
+        keep--;
+    bool rewrite = discarded || keep < c->count;
+    if (rewrite && b && !discarded) {
+        /* Keep what the file says: a leadership taken up again in the same
+         * sweep (an empty log's epoch) may bring memory back to it. */
+        if (!(c->file = malloc(c->count * sizeof(*c->file)))) {
+            r = -ENOMEM;
+            goto fail;
+        }
+        memcpy(c->file, c->entries, c->count * sizeof(*c->file));
+        c->file_count = c->count;
+    }
+    c->count = c->durable = keep;
+    if (rewrite) {
+        /* Memory is what the file must say; until it does, the file holds
+         * entries memory dropped, which a later open drops again. Nothing can
+         * append to the log before the write: the caller commits @b first. */
+        r = b ? ec_batch_add(c, b) : ec_write(c, c->entries, c->count);
         if (r < 0)
             goto fail;
     }
-    r = epochcache_truncate_from_end(c, log_end_offset);
-    if (r < 0)
-        goto fail;
 
     *ret = c;
     if (ret_discarded)
@@ -194,11 +275,18 @@ fail:
     return r;
 }
 
+int epochcache_open(const char *dir, int64_t log_end_offset, struct epochcache **ret,
+                    bool *ret_discarded)
+{
+    return epochcache_open_batched(dir, log_end_offset, ret, ret_discarded, NULL);
+}
+
 void epochcache_free(struct epochcache *c)
 {
     if (!c)
         return;
     free(c->entries);
+    free(c->file);
     free(c->path);
     free(c);
 }
@@ -253,62 +341,65 @@ int epochcache_assign_batched(struct epochcache *c, int32_t epoch, int64_t start
         return -EINVAL;
     if (c->count >= EPOCHCACHE_MAX_ENTRIES)
         return -E2BIG;
-    if (!c->in_batch && b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        struct epochcache **v = realloc(b->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        b->v = v;
-        b->cap = cap;
-    }
+    int r = ec_batch_add(c, b);
+    if (r < 0)
+        return r;
     struct epochcache_entry *grown = realloc(c->entries, (c->count + 1) * sizeof(*grown));
     if (!grown)
-        return -ENOMEM;
+        return -ENOMEM; /* (in @b: written as it is, harmless) */
     c->entries = grown;
     c->entries[c->count++] = (struct epochcache_entry){epoch, start_offset};
-    if (!c->in_batch) {
-        c->in_batch = true;
-        b->v[b->n++] = c;
-    }
     return 0;
 }
 
-/* Write @c's file under a temp name without syncing; *ret_tmp names it. */
-static int ec_write_unsynced(const struct epochcache *c, char **ret_tmp)
+/* Write @c's content into its spare file (EPOCHCACHE_SPARE_SUFFIX beside the
+ * file) without syncing; *ret_spare names it. The spare is the file's previous
+ * inode, kept after a RENAME_EXCHANGE: rewriting it allocates no inode, which
+ * costs about a millisecond per file on a busy, nearly full ext4 (thousands of
+ * them when a broker takes up thousands of leaderships). */
+static int ec_write_spare_unsynced(const struct epochcache *c, char **ret_spare)
 {
-    static atomic_uint seq;
     char *buf;
     size_t len;
     int r = ec_format(c->entries, c->count, &buf, &len);
     if (r < 0)
         return r;
-    size_t tlen = strlen(c->path) + 48;
-    char *tmp = malloc(tlen);
-    if (!tmp) {
+    size_t slen = strlen(c->path) + sizeof(EPOCHCACHE_SPARE_SUFFIX);
+    char *spare = malloc(slen);
+    if (!spare) {
         free(buf);
         return -ENOMEM;
     }
-    /* fsutil_write_atomic's temp name, so that a crash leaves what start-up
-     * already cleans (fsutil_remove_stale_temps). */
-    snprintf(tmp, tlen, "%s.tmp.%ld.%u", c->path, (long)getpid(),
-             atomic_fetch_add(&seq, 1));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    snprintf(spare, slen, "%s%s", c->path, EPOCHCACHE_SPARE_SUFFIX);
+    int fd = open(spare, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         r = -errno;
     } else {
         r = fsutil_pwrite_all(fd, buf, len, 0);
+        if (r == 0 && ftruncate(fd, (off_t)len) < 0)
+            r = -errno;
         if (close(fd) < 0 && r == 0 && errno != EINTR)
             r = -errno;
-        if (r < 0)
-            unlink(tmp);
     }
     free(buf);
     if (r < 0) {
-        free(tmp);
+        free(spare);
         return r;
     }
-    *ret_tmp = tmp;
+    *ret_spare = spare;
     return 0;
+}
+
+/* Put the written spare in the file's place, atomically; the old file becomes
+ * the spare. Without a file yet (or a file system without RENAME_EXCHANGE), a
+ * plain rename. */
+static int ec_swap_in(const char *spare, const char *path)
+{
+    if (renameat2(AT_FDCWD, spare, AT_FDCWD, path, RENAME_EXCHANGE) == 0)
+        return 0;
+    if (errno != ENOENT && errno != EINVAL)
+        return -errno;
+    return rename(spare, path) < 0 ? -errno : 0;
 }
 
 /* syncfs() of the file system holding @path's directory. */
@@ -333,7 +424,8 @@ static int ec_syncfs(const char *path)
  * batched entries leave memory. */
 static bool ec_commit_one(struct epochcache *c)
 {
-    if (ec_write(c, c->entries, c->count) == 0) {
+    if (ec_file_matches(c) || ec_write(c, c->entries, c->count) == 0) {
+        ec_file_is_memory(c);
         c->durable = c->count;
         return true;
     }
@@ -348,17 +440,18 @@ size_t epochcache_batch_commit(struct epochcache_batch *b)
         for (size_t i = 0; i < b->n; i++)
             failed += !ec_commit_one(b->v[i]);
     } else {
+        /* Per cache: its spare written, or nothing when the file already
+         * says what memory does. */
         char **tmps = calloc(b->n, sizeof(*tmps));
         int r = tmps ? 0 : -ENOMEM;
         for (size_t i = 0; r == 0 && i < b->n; i++)
-            if (ec_write_unsynced(b->v[i], &tmps[i]) < 0)
+            if (!ec_file_matches(b->v[i]) && ec_write_spare_unsynced(b->v[i], &tmps[i]) < 0)
                 tmps[i] = NULL; /* retried on its own below */
-        /* The data of every temp file, then every rename, on disk. */
+        /* The data of every spare, then every exchange, on disk. */
         if (r == 0)
             r = ec_syncfs(b->v[0]->path);
         for (size_t i = 0; r == 0 && i < b->n; i++)
-            if (tmps[i] && rename(tmps[i], b->v[i]->path) < 0) {
-                unlink(tmps[i]);
+            if (tmps[i] && ec_swap_in(tmps[i], b->v[i]->path) < 0) {
                 free(tmps[i]);
                 tmps[i] = NULL;
             }
@@ -366,12 +459,12 @@ size_t epochcache_batch_commit(struct epochcache_batch *b)
             r = ec_syncfs(b->v[0]->path);
         for (size_t i = 0; i < b->n; i++) {
             struct epochcache *c = b->v[i];
-            if (r == 0 && tmps && tmps[i])
+            if (r == 0 && (ec_file_matches(c) || tmps[i])) {
+                ec_file_is_memory(c);
                 c->durable = c->count;
-            else
+            } else {
                 failed += !ec_commit_one(c);
-            if (tmps && tmps[i] && r < 0)
-                unlink(tmps[i]); /* before the rename, or harmless after it */
+            }
             if (tmps)
                 free(tmps[i]);
         }

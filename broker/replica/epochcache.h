@@ -13,7 +13,8 @@
  * follower that it has diverged.
  *
  * Entries have strictly increasing epochs and non-decreasing start offsets. Every
- * change is written to the file at once (temp file, fsync, rename, fsync of the
+ * change is written to the file at once (the spare file beside it rewritten and
+ * fsynced, exchanged with the file by renameat2(RENAME_EXCHANGE), fsync of the
  * directory) before the call returns: changes are rare (a leader change, or a
  * follower seeing a new epoch in the batches it copies), so this blocks the loop
  * for one small write and fsync only then.
@@ -26,6 +27,8 @@
 #include <stdint.h>
 
 #define EPOCHCACHE_FILE      "leader-epoch-checkpoint"
+/* The file's previous version, rewritten and exchanged in at the next change. */
+#define EPOCHCACHE_SPARE_SUFFIX ".spare"
 #define EPOCHCACHE_UNDEFINED (-1)
 #define EPOCHCACHE_MAX_ENTRIES 100000
 
@@ -83,6 +86,18 @@ int epochcache_assign_batched(struct epochcache *c, int32_t epoch, int64_t start
  * it. Returns the number of caches that failed (0: all durable). */
 size_t epochcache_batch_commit(struct epochcache_batch *b);
 void epochcache_batch_deinit(struct epochcache_batch *b);
+
+/* As epochcache_open, but a file to rewrite (entries dropped, or discarded)
+ * is written at epochcache_batch_commit(@b), with the other caches of @b: a
+ * restarted broker opens the caches of all its replicas in one metadata sweep,
+ * and thousands of leaderships of empty logs (an epoch starting at the log end
+ * is dropped) cost thousands of fsync'd writes on its loop otherwise. Memory
+ * is truncated at once; the caller commits @b before anything is appended to
+ * the log. If the commit cannot write the file, memory stays truncated and the
+ * file keeps the dropped entries until the next write, which a later open
+ * drops again. */
+int epochcache_open_batched(const char *dir, int64_t log_end_offset, struct epochcache **ret,
+                            bool *ret_discarded, struct epochcache_batch *b);
 
 /* Kafka's endOffsetFor: for @requested_epoch, the largest epoch <= it that this
  * log knows and the offset where that epoch ends (the start of the next higher

@@ -172,8 +172,22 @@ struct repl {
     struct quota leader_quota, follower_quota;
     struct throttle_buf lthr_buf, fthr_buf; /* throttled_of() scratch */
     bool freeing;
+    /* Taking up partitions new to this process (a restart: 10,000 of them,
+     * each reading its epoch cache) stops after REPL_TAKEUP_SLICE_MS of a
+     * sweep; the rest wait, as partitions whose log is not there yet, for
+     * the next sweep, which takeup_ev runs on the next loop turn. Other
+     * sweeps meanwhile (watch bursts, several in one loop turn) take up
+     * nothing new: one slice of take-up per turn. */
+    struct event *takeup_ev;
+    void (*on_takeup)(void *ud);
+    void *takeup_ud;
+    int64_t takeup_t0_ns; /* when the deferring began (0: nothing deferred) */
+    bool in_takeup_cb;    /* the sweep under way is takeup_ev's */
+    size_t takeup_sweeps, takeup_parts;
     uint64_t isr_shrinks, isr_expands; /* metrics (adopt_isr) */
 };
+
+#define REPL_TAKEUP_SLICE_MS 50
 
 /* ---- partition table ------------------------------------------------------------ */
 
@@ -1557,8 +1571,10 @@ static void part_unlink(struct repl *r, struct repl_part *p)
     r->nparts--;
 }
 
-/* Attach @log (new, or replaced after a delete/re-create) and its epoch cache. */
-static int part_attach_log(struct repl_part *p, struct plog *log)
+/* Attach @log (new, or replaced after a delete/re-create) and its epoch cache;
+ * a rewrite of the cache's file goes into @eb, which the caller commits before
+ * returning to the loop (a restart opens thousands of caches in one sweep). */
+static int part_attach_log(struct repl_part *p, struct plog *log, struct epochcache_batch *eb)
 {
     if (p->log == log && p->ec)
         return 0;
@@ -1566,7 +1582,8 @@ static int part_attach_log(struct repl_part *p, struct plog *log)
     p->ec = NULL;
     p->log = NULL;
     bool discarded = false;
-    int rc = epochcache_open(plog_dir(log), plog_log_end_offset(log), &p->ec, &discarded);
+    int rc = epochcache_open_batched(plog_dir(log), plog_log_end_offset(log), &p->ec, &discarded,
+                                     eb);
     if (rc < 0) {
         log_error("replica", "%s-%d: opening the leader epoch cache: %s", p->topic, p->partition,
                   strerror(-rc));
@@ -1720,6 +1737,48 @@ static void throttle_rates_update(struct repl *r, const struct cstate *s)
     quota_set_rate(&r->follower_quota, fr);
 }
 
+/* Schedule the next take-up sweep, or log the end of a deferred take-up. */
+static void takeup_account(struct repl *r, int64_t t0, size_t taken, bool deferred)
+{
+    if (deferred || r->takeup_t0_ns) {
+        if (!r->takeup_t0_ns)
+            r->takeup_t0_ns = t0;
+        r->takeup_sweeps++;
+        r->takeup_parts += taken;
+    }
+    if (deferred) {
+        static const struct timeval now = {0, 0};
+        if (!evtimer_pending(r->takeup_ev, NULL))
+            evtimer_add(r->takeup_ev, &now);
+        return;
+    }
+    if (r->takeup_t0_ns) {
+        log_info("replica", "took up %zu partitions in %zu sweeps of at most %d ms over %lld ms",
+                 r->takeup_parts, r->takeup_sweeps, REPL_TAKEUP_SLICE_MS,
+                 (long long)((clock_mono_ns() - r->takeup_t0_ns) / 1000000));
+        r->takeup_t0_ns = 0;
+        r->takeup_sweeps = r->takeup_parts = 0;
+    }
+}
+
+static void takeup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct repl *r = arg;
+    r->in_takeup_cb = true;
+    repl_on_metadata(r);
+    r->in_takeup_cb = false;
+    if (r->on_takeup)
+        r->on_takeup(r->takeup_ud);
+}
+
+void repl_set_on_takeup(struct repl *r, void (*fn)(void *ud), void *ud)
+{
+    r->on_takeup = fn;
+    r->takeup_ud = ud;
+}
+
 void repl_on_metadata(struct repl *r)
 {
     const struct cstate *s = coordclient_state(r->cc);
@@ -1730,6 +1789,12 @@ void repl_on_metadata(struct repl *r)
         return;
     int32_t me = r->s->broker_id;
     struct epochcache_batch eb = {0};
+    int64_t t0 = clock_mono_ns();
+    size_t taken = 0;
+    bool deferred = false;
+    int64_t budget_ns = r->takeup_ev && evtimer_pending(r->takeup_ev, NULL) && !r->in_takeup_cb
+                            ? 0
+                            : (int64_t)REPL_TAKEUP_SLICE_MS * 1000000;
     for (size_t i = 0; i < r->nbuckets; i++)
         for (struct repl_part *p = r->buckets[i]; p; p = p->hnext)
             p->seen = false;
@@ -1762,7 +1827,14 @@ void repl_on_metadata(struct repl *r)
             struct plog *log = logmgr_get(r->lm, t->name, pi);
             if (p->log && p->log != log && r->pstates)
                 pstates_forget(r->pstates, p->log); /* replaced (deleted and re-created) */
-            if (!log || part_attach_log(p, log) < 0) {
+            /* Not taken up yet (new, or deferred by an earlier sweep). */
+            bool takeup = log && !p->log;
+            bool defer = takeup && r->takeup_ev &&
+                         (budget_ns == 0 || clock_mono_ns() - t0 > budget_ns);
+            deferred |= defer;
+            if (takeup && !defer)
+                taken++;
+            if (!log || defer || part_attach_log(p, log, &eb) < 0) {
                 fail_waiters(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
                 fail_deletes(r, p, KERR_NOT_LEADER_OR_FOLLOWER);
                 p->role = ROLE_NONE;
@@ -1847,6 +1919,7 @@ void repl_on_metadata(struct repl *r)
         fetcher_kick(f);
     /* Parked follower fetches may now be answered differently (role changes). */
     wake_fetches(r, NULL);
+    takeup_account(r, t0, taken, deferred);
 }
 
 /* ---- metrics -------------------------------------------------------------------------------- */
@@ -2050,7 +2123,9 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     }
     r->isr_timer = event_new(r->base, -1, EV_PERSIST, isr_timer_cb, r);
     r->alter_ev = evtimer_new(r->base, alter_flush, r);
-    if (!r->isr_timer || !r->alter_ev || pchlog_new(r->base, 1000, &r->pchl) < 0) {
+    r->takeup_ev = evtimer_new(r->base, takeup_cb, r);
+    if (!r->isr_timer || !r->alter_ev || !r->takeup_ev ||
+        pchlog_new(r->base, 1000, &r->pchl) < 0) {
         repl_free(r);
         return -ENOMEM;
     }
@@ -2088,6 +2163,8 @@ void repl_free(struct repl *r)
         event_free(r->isr_timer);
     if (r->alter_ev)
         event_free(r->alter_ev);
+    if (r->takeup_ev)
+        event_free(r->takeup_ev);
     pchlog_free(r->pchl);
     alter_items_free(r->alters, r->n_alters);
     rpc_server_free(r->srv);

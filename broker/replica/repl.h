@@ -76,6 +76,10 @@ int repl_port(const struct repl *r);
 /* The local metadata changed (after the logs were reconciled with it): take up
  * or give up leaderships, start or stop fetching, adopt ISR changes. */
 void repl_on_metadata(struct repl *r);
+/* Partitions new to this process are taken up at most REPL_TAKEUP_SLICE_MS
+ * (repl.c) per sweep; the rest by sweeps on the following loop turns, each
+ * followed by @fn (the offsets store takes up what replication took up). */
+void repl_set_on_takeup(struct repl *r, void (*fn)(void *ud), void *ud);
 
 /* The replica state of a partition hosted here, or NULL. Valid until the next
  * repl_on_metadata(). */

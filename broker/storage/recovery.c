@@ -37,6 +37,14 @@ struct dir_entry {
     int64_t size;
 };
 
+/* A segment's file sizes as the directory listing saw them (-1: not there), in
+ * log->segs order: the index checks at open read sizes from here rather than
+ * opening the files, and an empty segment's files are not opened at all (a
+ * broker restarting with 10,000 empty logs opened 30,000 files for nothing). */
+struct listed {
+    int64_t size[SEG_KINDS];
+};
+
 static bool has_suffix(const char *name, const char *suffix)
 {
     size_t n = strlen(name), m = strlen(suffix);
@@ -184,15 +192,17 @@ out:
 }
 
 /* List the directory: delete leftovers and orphan index files, and build the
- * segment list (sizes from stat). */
-static int load_dir(struct plog *log, struct plog_recovery_info *info)
+ * segment list (sizes from stat). Interrupted swaps are completed first; the
+ * listing finds them, so a log without one (nearly all: a broker restarting
+ * with 10,000 logs lists each directory once, not twice). */
+static int load_dir(struct plog *log, struct plog_recovery_info *info, bool swaps_done,
+                    struct listed **ret_listed)
 {
     static const char *const stray[] = {".deleted", ".tmp", ".cleaned", ".swap"};
     struct dir_entry *ents = NULL;
+    struct listed *listed = NULL;
     size_t n = 0, cap = 0;
-    int rc = complete_swaps(log, info);
-    if (rc < 0)
-        return rc;
+    int rc = 0;
     DIR *d = opendir(log->dir);
     if (!d)
         return -errno;
@@ -201,6 +211,15 @@ static int load_dir(struct plog *log, struct plog_recovery_info *info)
     errno = 0;
     while ((de = readdir(d))) {
         const char *name = de->d_name;
+        if (!swaps_done && has_suffix(name, ".log.swap")) {
+            /* Strays removed so far are not part of any swap (complete_swaps
+             * uses the log swap alone). */
+            closedir(d);
+            free(ents);
+            if ((rc = complete_swaps(log, info)) < 0)
+                return rc;
+            return load_dir(log, info, true, ret_listed);
+        }
         bool is_stray = false;
         for (size_t i = 0; i < sizeof(stray) / sizeof(stray[0]); i++)
             is_stray |= has_suffix(name, stray[i]);
@@ -246,12 +265,20 @@ static int load_dir(struct plog *log, struct plog_recovery_info *info)
     }
     if (n > 1)
         qsort(ents, n, sizeof(*ents), cmp_entry);
+    if (n > 0 && !(listed = malloc(n * sizeof(*listed)))) { /* n >= segments */
+        rc = -ENOMEM;
+        goto out;
+    }
 
     for (size_t i = 0; i < n;) {
         size_t j = i;
         bool has_log = false;
         int64_t size = 0;
+        struct listed l;
+        for (int k = 0; k < SEG_KINDS; k++)
+            l.size[k] = -1;
         for (; j < n && ents[j].base == ents[i].base; j++) {
+            l.size[ents[j].kind] = ents[j].size;
             if (ents[j].kind == SEG_LOG) {
                 has_log = true;
                 size = ents[j].size;
@@ -265,6 +292,7 @@ static int load_dir(struct plog *log, struct plog_recovery_info *info)
                 goto out;
             }
             seg->size = size;
+            listed[log->nsegs - 1] = l;
         } else {
             for (size_t k = i; k < j; k++) {
                 char path[4096];
@@ -279,6 +307,10 @@ static int load_dir(struct plog *log, struct plog_recovery_info *info)
 out:
     free(ents);
     closedir(d);
+    if (rc == 0)
+        *ret_listed = listed;
+    else
+        free(listed);
     return rc;
 }
 
@@ -321,12 +353,12 @@ static int file_size(struct plog *log, struct segment *seg, enum seg_kind kind, 
  * first <= last. A missing file is created empty and fails when the log is not.
  * 1 and the tails when they look fine, 0 when they need a rebuild. */
 static int check_indexes(struct plog *log, struct segment *seg, int64_t end_limit,
-                         struct index_tails *ret)
+                         const struct listed *l, struct index_tails *ret)
 {
     struct index_tails t = {0};
     uint8_t e[TIMEINDEX_ENTRY_SIZE];
-    int64_t sz = 0;
-    if (file_size(log, seg, SEG_INDEX, &sz) < 0 || sz % INDEX_ENTRY_SIZE != 0)
+    int64_t sz = l->size[SEG_INDEX];
+    if ((sz < 0 && file_size(log, seg, SEG_INDEX, &sz) < 0) || sz % INDEX_ENTRY_SIZE != 0)
         return 0;
     t.idx_n = sz / INDEX_ENTRY_SIZE;
     if (t.idx_n > INT32_MAX || (t.idx_n == 0 && seg->size > 0))
@@ -345,7 +377,8 @@ static int check_indexes(struct plog *log, struct segment *seg, int64_t end_limi
             return 0;
     }
 
-    if (file_size(log, seg, SEG_TIMEINDEX, &sz) < 0 || sz % TIMEINDEX_ENTRY_SIZE != 0)
+    sz = l->size[SEG_TIMEINDEX];
+    if ((sz < 0 && file_size(log, seg, SEG_TIMEINDEX, &sz) < 0) || sz % TIMEINDEX_ENTRY_SIZE != 0)
         return 0;
     t.tidx_n = sz / TIMEINDEX_ENTRY_SIZE;
     if (t.tidx_n > INT32_MAX || (t.tidx_n == 0 && seg->size > 0))
@@ -421,14 +454,23 @@ static int rebuild_clean(struct plog *log, size_t i, struct plog_recovery_info *
 
 /* Whether the segment holding the recovery point has nothing at or after it and
  * consistent indexes: then it needs no scan. 1 and its end offset, or 0. */
-static int clean_at_rp(struct plog *log, size_t s, int64_t rp, int64_t *ret_end)
+static int clean_at_rp(struct plog *log, size_t s, int64_t rp, const struct listed *l,
+                       int64_t *ret_end)
 {
     struct segment *seg = log->segs[s];
     int64_t limit = s + 1 < log->nsegs ? log->segs[s + 1]->base : INT64_MAX;
     struct index_tails t;
-    if (check_indexes(log, seg, limit, &t) != 1)
+    if (check_indexes(log, seg, limit, l, &t) != 1)
         return 0;
     apply_tails(seg, &t);
+    if (seg->size == 0) {
+        /* Nothing to read: clean unless an index names an entry (the .index
+         * cannot here, check_indexes refuses it for an empty log). */
+        if (t.tidx_n > 0)
+            return 0;
+        *ret_end = seg->base;
+        return 1;
+    }
 
     struct seg_file *f;
     struct seg_reader r;
@@ -487,7 +529,8 @@ static void delete_from(struct plog *log, size_t from, struct plog_recovery_info
     log->nsegs = from;
 }
 
-static int recover(struct plog *log, int64_t rp, struct plog_recovery_info *info)
+static int recover(struct plog *log, int64_t rp, const struct listed *listed,
+                   struct plog_recovery_info *info)
 {
     bool all = rp <= log->segs[0]->base;
     size_t s = all ? 0 : plog_seg_floor(log, rp);
@@ -497,14 +540,14 @@ static int recover(struct plog *log, int64_t rp, struct plog_recovery_info *info
     for (size_t i = 0; i < s; i++) {
         struct segment *seg = log->segs[i];
         struct index_tails t;
-        if (check_indexes(log, seg, log->segs[i + 1]->base, &t) == 1)
+        if (check_indexes(log, seg, log->segs[i + 1]->base, &listed[i], &t) == 1)
             apply_tails(seg, &t);
         else if ((rc = rebuild_clean(log, i, info)) < 0)
             return rc;
     }
 
     size_t from = s;
-    if (!all && clean_at_rp(log, s, rp, &end) == 1)
+    if (!all && clean_at_rp(log, s, rp, &listed[s], &end) == 1)
         from = s + 1;
     for (size_t i = from; i < log->nsegs; i++) {
         struct segment *seg = log->segs[i];
@@ -541,7 +584,11 @@ int plog_open(const char *dir, const struct plog_config *cfg, struct fdcache *fc
     int rc;
     if (!dir || !cfg || !fc)
         return -EINVAL;
-    if ((rc = fsutil_mkdirs(dir, 0755)) < 0)
+    /* An existing directory (every log at start-up) needs no mkdir of each
+     * prefix: those fail with EEXIST, but each takes the parent directory's
+     * lock, ~60 us a log on this loaded ext4 with 10,000 logs in one dir. */
+    struct stat dst;
+    if ((stat(dir, &dst) < 0 || !S_ISDIR(dst.st_mode)) && (rc = fsutil_mkdirs(dir, 0755)) < 0)
         return rc;
     if (!(log = calloc(1, sizeof(*log))))
         return -ENOMEM;
@@ -553,16 +600,21 @@ int plog_open(const char *dir, const struct plog_config *cfg, struct fdcache *fc
     log->fc = fc;
     log->now_ms = now_ms;
 
-    if ((rc = load_dir(log, &info)) < 0)
+    struct listed *listed = NULL;
+    if ((rc = load_dir(log, &info, false, &listed)) < 0)
         goto fail;
     info.segments = (int32_t)log->nsegs;
 
     if (log->nsegs == 0) {
+        free(listed);
         log->leo = log_start_offset > 0 ? log_start_offset : 0;
         if ((rc = plog_roll(log, now_ms)) < 0)
             goto fail;
-    } else if ((rc = recover(log, recovery_point, &info)) < 0) {
-        goto fail;
+    } else {
+        rc = recover(log, recovery_point, listed, &info);
+        free(listed);
+        if (rc < 0)
+            goto fail;
     }
 
     log->log_start = log->segs[0]->base;

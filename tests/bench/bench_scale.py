@@ -129,9 +129,18 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def wait_leaders(cl, n, exclude=None, timeout=120.0):
+def big_topics(n):
+    """The big topics for @n replicas per broker: one up to 10,000 partitions,
+    else ceil(n / 10,000) topics sharing them (30,000 = 3 x 10,000 at RF 3)."""
+    k = (n + 9999) // 10000
+    if k == 1:
+        return {BIG: n}
+    return {"%s-%d" % (BIG, i): n // k + (1 if i < n % k else 0) for i in range(k)}
+
+
+def wait_leaders(cl, bigs, exclude=None, timeout=120.0):
     """Seconds until every running broker shows a leader (not @exclude) for all
-    @n partitions of BIG; None on timeout."""
+    partitions of the topics in @bigs ({topic: partitions}); None on timeout."""
     t0 = time.monotonic()
     deadline = t0 + timeout
     for b in sorted(cl.brokers):
@@ -140,10 +149,11 @@ def wait_leaders(cl, n, exclude=None, timeout=120.0):
         while True:
             try:
                 c = kafka_raw.Conn(*cl.addr(b), timeout=10)
-                t = c.metadata([BIG])["topics"].get(BIG)
+                md = c.metadata(list(bigs))["topics"]
                 c.close()
-                if t and len(t["partitions"]) == n and all(
-                        p["leader"] >= 0 and p["leader"] != exclude for p in t["partitions"]):
+                if all(md.get(t) and len(md[t]["partitions"]) == n and all(
+                        p["leader"] >= 0 and p["leader"] != exclude
+                        for p in md[t]["partitions"]) for t, n in bigs.items()):
                     break
             except (OSError, ConnectionError, AssertionError):
                 pass
@@ -151,6 +161,11 @@ def wait_leaders(cl, n, exclude=None, timeout=120.0):
                 return None
             time.sleep(0.1)
     return time.monotonic() - t0
+
+
+def count_logs(cl, b, bigs):
+    return sum(1 for d in os.listdir(cl.log_dir(b))
+               if d.rsplit("-", 1)[0] in bigs and not d.endswith(("-delete", "-stray")))
 
 
 def metadata_ms(cl, rounds=5):
@@ -188,7 +203,76 @@ def max_lag_ms(lines):
     return worst
 
 
-def one_run(n, failover, keep):
+def replica_parts(conn, bid, topics):
+    """{topic: [(partition, leader, isr)]} of the partitions @bid replicates."""
+    md = conn.metadata(topics)["topics"]
+    return {t: [(p["partition"], p["leader"], p["isr"]) for p in md[t]["partitions"]
+                if bid in p["replicas"]] for t in topics}
+
+
+def restart_broker_timed(cl, bid, topics, how, timeout=120.0):
+    """Stop broker @bid (how: "term" = SIGTERM, a controlled shutdown and a
+    clean exit; "kill" = kill -9), start it again and measure from the start
+    of the new process:
+
+      ready_s   its ready line (registered, metadata synced);
+      isr_s     another broker's Metadata shows it in the ISR of every
+                partition it replicates (every replica taken up and caught up);
+      serving_s then an acks=all produce succeeded on a partition it
+                replicates (the HW passes only once it fetched the record),
+                and one on a partition it leads if it leads any;
+      lag_ms    the longest "event loop busy" line of the new process until
+                then (0: no callback over 100 ms).
+    """
+    other = min(b for b in cl.brokers if b != bid and cl.brokers[b].running())
+    if how == "term":
+        cl.term_broker(bid, timeout=60)
+    else:
+        cl.kill9_broker(bid)
+    log_path = cl.brokers[bid].log_path
+    log_off = os.path.getsize(log_path)
+    res = {}
+    t0 = time.monotonic()
+    cl.start_broker(bid)
+    res["ready_s"] = time.monotonic() - t0
+    deadline = t0 + timeout
+    oc = kafka_raw.Conn(*cl.addr(other), timeout=30)
+    try:
+        while True:
+            parts = replica_parts(oc, bid, topics)
+            if all(bid in isr for ps in parts.values() for _, _, isr in ps):
+                break
+            if time.monotonic() > deadline:
+                return res
+            time.sleep(0.05)
+        res["isr_s"] = time.monotonic() - t0
+        batch = kafka_raw.record_batch([b"r" * 100])
+        t = topics[0]
+        targets = [min(parts[t], key=lambda x: x[1] != bid)]  # one it leads, if any
+        targets += [next(x for x in parts[t] if x[1] != bid)]
+        for p, leader, _ in targets:
+            while True:
+                try:
+                    c = kafka_raw.Conn(*cl.addr(leader), timeout=10)
+                    err, _ = c.produce(t, p, batch, acks=-1)
+                    c.close()
+                except (OSError, ConnectionError, AssertionError):
+                    err = -1
+                if err == 0:
+                    break
+                if time.monotonic() > deadline:
+                    return res
+                time.sleep(0.05)
+        res["serving_s"] = time.monotonic() - t0
+    finally:
+        oc.close()
+        with open(log_path, errors="replace") as f:
+            f.seek(log_off)
+            res["lag_ms"] = max_lag_ms([l for l in f if "event loop busy" in l])
+    return res
+
+
+def one_run(n, failover, restart, keep):
     cl = weir_cluster.Cluster(brokers=3)
     res = {"replicas": n}
     prod = None
@@ -202,21 +286,23 @@ def one_run(n, failover, keep):
         time.sleep(2)
         prod.reset()
 
+        bigs = big_topics(n)
         t0 = time.monotonic()
-        err = c.create_topic(BIG, n, 3, timeout_ms=60000)
+        res["create_err"] = 0
+        for t, parts in bigs.items():
+            err = c.create_topic(t, parts, 3, timeout_ms=60000)
+            res["create_err"] = res["create_err"] or err
         res["create_s"] = time.monotonic() - t0
-        res["create_err"] = err
         c.close()
-        wl = wait_leaders(cl, n, timeout=180)
+        wl = wait_leaders(cl, bigs, timeout=180)
         res["leaders_s"] = None if wl is None else res["create_s"] + wl
         # Leaders in the metadata are the coordinator's word; the logs exist
         # once every broker made its N directories.
-        while time.monotonic() - t0 < 300:
-            if all(sum(1 for d in os.listdir(cl.log_dir(b)) if d.startswith(BIG + "-")) >= n
-                   for b in cl.brokers):
+        while time.monotonic() - t0 < 600:
+            if all(count_logs(cl, b, bigs) >= n for b in cl.brokers):
                 res["logs_s"] = time.monotonic() - t0
                 break
-            time.sleep(0.1)
+            time.sleep(0.2)
         time.sleep(1)
         res["stall_ms"], cnt, errs, dur = prod.snapshot()
         res["stall_ms"] *= 1000
@@ -237,14 +323,19 @@ def one_run(n, failover, keep):
         res["rss_mib"] = max(s[0] for s in stats)
         res["fds"] = max(s[1] for s in stats)
 
+        if restart:
+            for how in ("term", "kill"):
+                r = restart_broker_timed(cl, 3, list(bigs), how)
+                for k, v in r.items():
+                    res["%s_%s" % (how, k)] = v
         if failover:
             t0 = time.monotonic()
             cl.kill9_broker(3)
-            wl = wait_leaders(cl, n, exclude=3, timeout=60)
+            wl = wait_leaders(cl, bigs, exclude=3, timeout=60)
             res["failover_s"] = wl
             t0 = time.monotonic()
             os.kill(cl.brokers[2].pid, signal.SIGTERM)
-            wl = wait_leaders(cl, n, exclude=2, timeout=60)
+            wl = wait_leaders(cl, bigs, exclude=2, timeout=60)
             res["ctrl_shutdown_s"] = wl
             cl.term_broker(2, timeout=30)
             cl.start_broker(2)
@@ -252,12 +343,13 @@ def one_run(n, failover, keep):
 
         c = kafka_raw.Conn(*cl.addr(1), timeout=60)
         t0 = time.monotonic()
-        res["delete_err"] = c.delete_topics([BIG], timeout_ms=60000)[BIG]
+        res["delete_err"] = 0
+        for t, e in c.delete_topics(list(bigs), timeout_ms=60000).items():
+            res["delete_err"] = res["delete_err"] or e
         c.close()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            left = sum(1 for b in cl.brokers for d in os.listdir(cl.log_dir(b))
-                       if d.startswith(BIG + "-") and not d.endswith("-delete"))
+            left = sum(count_logs(cl, b, bigs) for b in cl.brokers)
             if left == 0:
                 break
             time.sleep(0.1)
@@ -285,6 +377,9 @@ def one_run(n, failover, keep):
 COLS = [("replicas", "%d"), ("create_s", "%.2f"), ("leaders_s", "%.2f"), ("logs_s", "%.1f"), ("stall_ms", "%.0f"),
         ("produce_rate", "%.0f"), ("metadata_ms", "%.0f"), ("idle_cpu_pct", "%.1f"),
         ("rss_mib", "%d"), ("fds", "%d"), ("fenced", "%d"), ("max_lag_ms", "%d"),
+        ("term_ready_s", "%.2f"), ("term_isr_s", "%.2f"), ("term_serving_s", "%.2f"),
+        ("term_lag_ms", "%d"), ("kill_ready_s", "%.2f"), ("kill_isr_s", "%.2f"),
+        ("kill_serving_s", "%.2f"), ("kill_lag_ms", "%d"),
         ("failover_s", "%.2f"), ("ctrl_shutdown_s", "%.2f"), ("delete_s", "%.2f")]
 
 
@@ -296,11 +391,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--replicas", default="1000,3000,10000")
     ap.add_argument("--no-failover", action="store_true")
+    ap.add_argument("--no-restart", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the logs of every run")
     a = ap.parse_args()
     print(" ".join("%14s" % c for c, _ in COLS))
     for n in [int(x) for x in a.replicas.split(",")]:
-        r = one_run(n, not a.no_failover, a.keep)
+        r = one_run(n, not a.no_failover, not a.no_restart, a.keep)
         print(" ".join("%14s" % fmt(r.get(c), f) for c, f in COLS), flush=True)
         if a.keep:
             print("  logs: %s" % r["root"], flush=True)

@@ -243,6 +243,70 @@ def test_failover_and_controlled_shutdown_with_10k_partitions(big):
     assert not others, "\n".join(others)
 
 
+def silence_fences(c):
+    """Fencing for silence (a missed session), as opposed to a broker's own
+    exit or a killed broker's closed connection."""
+    return [l for l in fence_lines(c) if "sent no heartbeat" in l]
+
+
+def restart_until_serving(c, bid, how, limit_s):
+    """Stop broker @bid (how: "term" = SIGTERM, controlled shutdown; "kill" =
+    kill -9), start it again and return the seconds from the new process's
+    start until it is serving, which here means all of:
+      - its ready line (registered, metadata synced);
+      - another broker's Metadata shows it in the ISR of every partition of
+        BIG (it took every one of its 10,000 replicas up and caught up);
+      - an acks=all produce succeeded on a partition it leads (leadership
+        comes back to it as the preferred replica) and on one it follows
+        (whose HW passes the record only once it fetched it).
+    Gives up (assertion) after 3 x @limit_s."""
+    if how == "term":
+        assert c.term_broker(bid, timeout=60) == 0
+    else:
+        c.kill9_broker(bid)
+    other = 1 if bid != 1 else 2
+    t0 = time.monotonic()
+    c.start_broker(bid)
+    ready_s = time.monotonic() - t0
+    deadline = t0 + 3 * limit_s
+
+    def in_every_isr():
+        ps = partitions(c, other, BIG)
+        return len(ps) == N and all(bid in p["isr"] for p in ps if bid in p["replicas"]) and ps
+
+    ps = wait_for("broker %d in every ISR" % bid, in_every_isr, deadline - time.monotonic())
+    isr_s = time.monotonic() - t0
+    batch = kafka_raw.record_batch([b"after restart"])
+    led = wait_for("broker %d to lead a partition again" % bid,
+                   lambda: [p for p in partitions(c, bid, BIG) if p["leader"] == bid],
+                   max(deadline - time.monotonic(), 0.1))[0]["partition"]
+    followed = next(p for p in ps if bid in p["replicas"] and p["leader"] not in (bid, -1))
+    for part, leader in ((led, bid), (followed["partition"], followed["leader"])):
+        def produced():
+            conn = kafka_raw.Conn(*c.addr(leader), timeout=10)
+            try:
+                return conn.produce(BIG, part, batch, acks=-1)[0] == 0
+            finally:
+                conn.close()
+        wait_for("an acks=all produce to %s-%d" % (BIG, part), produced,
+                 max(deadline - time.monotonic(), 0.1))
+    serving_s = time.monotonic() - t0
+    print("restart after %s: ready %.2f s, in every ISR %.2f s, serving %.2f s" %
+          (how, ready_s, isr_s, serving_s))
+    return serving_s
+
+
+def test_restart_with_10k_partitions_serves_within_5s_clean_and_10s_after_kill9(big):
+    c = big
+    assert all_led(c, N)
+    silent_before = len(silence_fences(c))
+    clean_s = restart_until_serving(c, 3, "term", 5)
+    killed_s = restart_until_serving(c, 3, "kill", 10)
+    assert len(silence_fences(c)) == silent_before, "\n".join(silence_fences(c))
+    assert clean_s <= 5, "serving %.2f s after a clean restart" % clean_s
+    assert killed_s <= 10, "serving %.2f s after kill -9" % killed_s
+
+
 def test_delete_10k_partitions_removes_every_directory(big):
     c = big
     fenced_before = len(fence_lines(c))

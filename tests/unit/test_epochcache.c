@@ -188,6 +188,80 @@ static void test_failed_or_abandoned_batch_leaves_memory_as_the_file(void **stat
     testutil_rmtree(root);
 }
 
+/* A restart opens every replica's cache in one sweep: entries at or past the
+ * log end (an epoch of an empty log) leave memory at once and the files are
+ * rewritten together at commit, with the epochs taken up in the same sweep,
+ * by exchange with a spare (no new inode); a cache with nothing to drop, or
+ * back where its file is, is not written at all. */
+static void test_batched_open_rewrites_at_commit(void **state)
+{
+    (void)state;
+    enum { N = 4 * EPOCHCACHE_BATCH_MIN };
+    char *root = testutil_mkdtemp("ec-open-batch");
+    char *dirs[N];
+    struct epochcache *cs[N];
+    ino_t ino[N];
+    struct epochcache_batch b = {0};
+    /* i % 4: 0 nothing to drop; 1 drops its only entries (empty log, now a
+     * follower); 2 the same, led again in the same epoch; 3 drops one of two
+     * and is led in a new epoch. */
+    static const char *const before[4] = {"0\n1\n0 0\n", "0\n2\n0 0\n3 0\n", "0\n1\n3 0\n",
+                                          "0\n2\n0 0\n3 7\n"};
+    static const char *const after[4] = {"0\n1\n0 0\n", "0\n0\n", "0\n1\n3 0\n",
+                                         "0\n2\n0 0\n5 7\n"};
+    static const int64_t leo[4] = {5, 0, 0, 7};
+    for (size_t i = 0; i < N; i++) {
+        size_t n = strlen(root) + 16;
+        dirs[i] = malloc(n);
+        assert_non_null(dirs[i]);
+        snprintf(dirs[i], n, "%s/p%zu", root, i);
+        assert_int_equal(mkdir(dirs[i], 0755), 0);
+        write_raw(dirs[i], before[i % 4], strlen(before[i % 4]));
+        char *path = file_path(dirs[i]);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        ino[i] = st.st_ino;
+        free(path);
+        bool discarded = true;
+        assert_int_equal(epochcache_open_batched(dirs[i], leo[i % 4], &cs[i], &discarded, &b), 0);
+        assert_false(discarded);
+        assert_int_equal(epochcache_count(cs[i]), i % 4 == 0 || i % 4 == 3 ? 1 : 0);
+        assert_file_is(dirs[i], before[i % 4]); /* the file changes at commit */
+        if (i % 4 == 2)
+            assert_int_equal(epochcache_assign_batched(cs[i], 3, 0, &b), 0);
+        if (i % 4 == 3)
+            assert_int_equal(epochcache_assign_batched(cs[i], 5, 7, &b), 0);
+    }
+    assert_int_equal(b.n, 3 * N / 4); /* every cache that dropped entries, once */
+    assert_int_equal(epochcache_batch_commit(&b), 0);
+    for (size_t i = 0; i < N; i++) {
+        char *path = file_path(dirs[i]);
+        struct stat st;
+        assert_file_is(dirs[i], after[i % 4]);
+        assert_int_equal(stat(path, &st), 0);
+        /* Rewritten ones were exchanged with their spare, which now holds
+         * the old text; the others were not touched. */
+        assert_true((st.st_ino == ino[i]) == (i % 4 == 0 || i % 4 == 2));
+        size_t sl = strlen(path) + sizeof(EPOCHCACHE_SPARE_SUFFIX);
+        char *spare = malloc(sl);
+        assert_non_null(spare);
+        snprintf(spare, sl, "%s%s", path, EPOCHCACHE_SPARE_SUFFIX);
+        assert_int_equal(stat(spare, &st) == 0, i % 4 == 1 || i % 4 == 3);
+        if (i % 4 == 1 || i % 4 == 3)
+            assert_true(st.st_ino == ino[i]);
+        free(spare);
+        free(path);
+        epochcache_free(cs[i]);
+        struct epochcache *c = open_ok(dirs[i], leo[i % 4], NULL);
+        /* (opened at the LEO again: an entry starting there goes) */
+        assert_int_equal(epochcache_count(c), i % 4 == 0 || i % 4 == 3 ? 1 : 0);
+        epochcache_free(c);
+        free(dirs[i]);
+    }
+    epochcache_batch_deinit(&b);
+    testutil_rmtree(root);
+}
+
 static void test_reads_kafka_written_file(void **state)
 {
     (void)state;
@@ -553,6 +627,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_through_file),
         cmocka_unit_test(test_batched_assignments_are_written_at_commit),
         cmocka_unit_test(test_failed_or_abandoned_batch_leaves_memory_as_the_file),
+        cmocka_unit_test(test_batched_open_rewrites_at_commit),
         cmocka_unit_test(test_reads_kafka_written_file),
         cmocka_unit_test(test_assign_ignores_old_epochs_and_rejects_lower_offsets),
         cmocka_unit_test(test_open_drops_entries_at_or_after_log_end),

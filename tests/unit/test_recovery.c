@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "broker/storage/plog.h"
+#include "broker/storage/plog_internal.h"
 #include "common/batch.h"
 #include "common/buf.h"
 #include "common/fsutil.h"
@@ -180,6 +181,36 @@ static void check_appendable(struct fixture *fx)
     buf_writer_deinit(&w);
     assert_int_equal(info.first_offset, leo);
     check_all_readable(fx->log);
+}
+
+/* An empty segment at the recovery point (the active one after a roll: what
+ * most logs have at a restart) is clean without reading it; a time index entry
+ * it cannot hold still sends it through the scan that rebuilds its indexes. */
+static void test_recovery_empty_segment_at_recovery_point(void **state)
+{
+    struct fixture *fx = *state;
+    open_log(fx, 0);
+    append_n(fx, 5, 100);
+    assert_int_equal(plog_roll(fx->log, TS0), 0);
+    assert_int_equal(plog_flush_sync(fx->log), 0);
+    int64_t leo = plog_log_end_offset(fx->log);
+    assert_int_equal(plog_active_segment_base(fx->log), leo);
+    reopen(fx, leo);
+    assert_int_equal(fx->info.segments, 2);
+    assert_int_equal(fx->info.indexes_rebuilt, 0);
+    assert_int_equal(plog_log_end_offset(fx->log), leo);
+    plog_close(fx->log);
+    fx->log = NULL;
+
+    char path[4096];
+    seg_file_path(fx, leo, ".timeindex", path, sizeof(path));
+    uint8_t entry[12] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0};
+    write_file(path, entry, sizeof(entry));
+    open_log(fx, leo);
+    assert_int_equal(fx->info.indexes_rebuilt, 2);
+    assert_int_equal(file_size(path), 0);
+    assert_int_equal(plog_log_end_offset(fx->log), leo);
+    check_appendable(fx);
 }
 
 /* ---- torn and corrupt tails ----------------------------------------------------- */
@@ -687,6 +718,7 @@ int main(void)
         T(test_recovery_lookups_survive_plausible_wrong_index_entries),
         T(test_recovery_drops_index_entries_past_the_log),
         T(test_recovery_clean_reopen_scans_nothing),
+        T(test_recovery_empty_segment_at_recovery_point),
         T(test_recovery_does_not_scan_below_recovery_point),
         T(test_recovery_scans_only_from_recovery_point_segment),
         T(test_recovery_removes_stray_files),
