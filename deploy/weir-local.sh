@@ -19,6 +19,9 @@
 #   WEIR_LOCAL_COORD_PORT=2181                coordinator port
 #   WEIR_LOCAL_KAFKA_PORTS="9092 9093 9094"   Kafka ports of brokers 1, 2, 3
 #   WEIR_LOCAL_KAFKA_BASE_PORT=N              shorthand for "N N+1 N+2"
+#   WEIR_LOCAL_METRICS_PORTS="9644 9645 9646 9647"
+#                                             /metrics and /health (metrics.listener) of
+#                                             brokers 1, 2, 3 and the coordinator; "off": none
 #   WEIR_LOCAL_TIMEOUT=30                     seconds to wait for readiness and for shutdown
 #
 # The script only ever signals processes whose /proc/PID/cmdline is one of our
@@ -92,7 +95,13 @@ else
     kafka_ports=(9092 9093 9094)
 fi
 [ ${#kafka_ports[@]} -eq 3 ] || die "WEIR_LOCAL_KAFKA_PORTS must name 3 ports (got '${kafka_ports[*]}')"
-for p in "$coord_port" "${kafka_ports[@]}"; do
+metrics_ports=()
+if [ "${WEIR_LOCAL_METRICS_PORTS:-}" != off ]; then
+    read -r -a metrics_ports <<<"${WEIR_LOCAL_METRICS_PORTS:-9644 9645 9646 9647}"
+    [ ${#metrics_ports[@]} -eq 4 ] ||
+        die "WEIR_LOCAL_METRICS_PORTS must name 4 ports (brokers 1-3, coordinator) or be 'off' (got '${metrics_ports[*]}')"
+fi
+for p in "$coord_port" "${kafka_ports[@]}" "${metrics_ports[@]}"; do
     [[ "$p" =~ ^[0-9]+$ ]] && [ "$p" -ge 1 ] && [ "$p" -le 65535 ] || die "bad port '$p'"
 done
 [[ "$timeout_s" =~ ^[0-9]+$ ]] || die "bad WEIR_LOCAL_TIMEOUT '$timeout_s'"
@@ -109,6 +118,11 @@ conf_of() {
 }
 bin_of() { [ "$1" = coordinator ] && echo "$coord_bin" || echo "$broker_bin"; }
 configured_port() { [ "$1" = coordinator ] && echo "$coord_port" || echo "${kafka_ports[$((${1#broker-} - 1))]}"; }
+# metrics_port_of NAME: its metrics.listener port, empty when metrics are off.
+metrics_port_of() {
+    [ ${#metrics_ports[@]} -eq 4 ] || return 0
+    [ "$1" = coordinator ] && echo "${metrics_ports[3]}" || echo "${metrics_ports[$((${1#broker-} - 1))]}"
+}
 # port_of NAME: the port in NAME's config file when there is one (what a running
 # cluster uses, even if this run was given other ports), else the configured one.
 port_of() {
@@ -182,6 +196,7 @@ write_configs() {
 node.id=1
 listeners=127.0.0.1:$coord_port
 data.dir=$data_dir/coordinator
+$(metrics_port_of coordinator | sed 's/^/metrics.listener=127.0.0.1:/')
 # Three replicas for every partition, so the cluster survives the loss of a broker.
 default.replication.factor=3
 offsets.topic.replication.factor=3
@@ -194,6 +209,7 @@ listeners=PLAINTEXT://127.0.0.1:${kafka_ports[$((i - 1))]}
 advertised.listeners=PLAINTEXT://127.0.0.1:${kafka_ports[$((i - 1))]}
 coordinator.connect=127.0.0.1:$coord_port
 log.dirs=$data_dir/broker-$i
+$(metrics_port_of "broker-$i" | sed 's/^/metrics.listener=127.0.0.1:/')
 # Auto-created topics get three replicas; acks=all needs two of them in sync.
 default.replication.factor=3
 min.insync.replicas=2
@@ -284,6 +300,16 @@ build() {
     [ -x "$broker_bin" ] || die "$broker_bin is missing (is '$build_dir' a built meson tree?)"
 }
 
+metrics_banner() {
+    [ ${#metrics_ports[@]} -eq 4 ] || return 0
+    cat <<EOF
+Metrics and health (Prometheus text, docs/metrics.md): brokers on ports ${metrics_ports[0]}, ${metrics_ports[1]}, ${metrics_ports[2]}, coordinator on ${metrics_ports[3]}
+  curl -s 127.0.0.1:${metrics_ports[0]}/health
+  curl -s 127.0.0.1:${metrics_ports[0]}/metrics | grep '^weir_kafka_requests_total'
+
+EOF
+}
+
 print_usage_block() {
     cat <<EOF
 
@@ -305,7 +331,7 @@ With kafka-python (Debian's python3-kafka, hence /usr/bin/python3):
   /usr/bin/python3 -c 'from kafka import KafkaProducer as P; p = P(bootstrap_servers="$bootstrap"); p.send("demo", b"hi"); p.flush()'
   /usr/bin/python3 -c 'from kafka import KafkaConsumer as C; [print(m.value) for m in C("demo", bootstrap_servers="$bootstrap", auto_offset_reset="earliest", consumer_timeout_ms=5000)]'
 
-Status: $again status    Stop: $again stop
+$(metrics_banner)Status: $again status    Stop: $again stop
 EOF
 }
 
@@ -376,11 +402,12 @@ start_cluster() {
     build
     for name in "${names[@]}"; do
         rm -f "$(pidfile_of "$name")"
-        port=$(configured_port "$name")
-        if port_busy "$port"; then
-            who=$(who_listens "$port")
-            die "port $port (for $name) is already in use${who:+ by $who}; stop that process or choose other ports (WEIR_LOCAL_COORD_PORT, WEIR_LOCAL_KAFKA_PORTS)"
-        fi
+        for port in $(configured_port "$name") $(metrics_port_of "$name"); do
+            if port_busy "$port"; then
+                who=$(who_listens "$port")
+                die "port $port (for $name) is already in use${who:+ by $who}; stop that process or choose other ports (WEIR_LOCAL_COORD_PORT, WEIR_LOCAL_KAFKA_PORTS, WEIR_LOCAL_METRICS_PORTS)"
+            fi
+        done
     done
     write_configs
     mkdir -p "$data_dir/coordinator" "$data_dir/broker-1" "$data_dir/broker-2" "$data_dir/broker-3"

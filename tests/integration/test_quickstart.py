@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -48,11 +49,12 @@ class Local:
     def __init__(self):
         self.data = tempfile.mkdtemp(prefix="weir-quickstart-")
         ports = set()
-        while len(ports) < 4:
+        while len(ports) < 8:
             ports.add(weir_cluster.free_port())
         ports = sorted(ports)
         self.coord_port = ports[0]
-        self.kafka_ports = ports[1:]
+        self.kafka_ports = ports[1:4]
+        self.metrics_ports = ports[4:]  # brokers 1-3, then the coordinator
         self.bootstrap = ",".join("127.0.0.1:%d" % p for p in self.kafka_ports)
         self.seen_pids = set()
 
@@ -63,6 +65,7 @@ class Local:
                    WEIR_LOCAL_DATA=self.data,
                    WEIR_LOCAL_COORD_PORT=str(self.coord_port),
                    WEIR_LOCAL_KAFKA_PORTS=" ".join(str(p) for p in self.kafka_ports),
+                   WEIR_LOCAL_METRICS_PORTS=" ".join(str(p) for p in self.metrics_ports),
                    WEIR_LOCAL_TIMEOUT="30")
         return env
 
@@ -142,6 +145,21 @@ def test_start_status_produce_consume_stop(local):
     assert "%s -b %s produce demo" % (weir, local.bootstrap) in out
     assert "%s -b %s cluster health" % (weir, local.bootstrap) in out
     assert "stop" in out
+    # /health and /metrics of every process, on the ports the banner names
+    assert "curl -s 127.0.0.1:%d/health" % local.metrics_ports[0] in out
+    for port in local.metrics_ports:
+        def health():
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=5) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        deadline = time.monotonic() + 30
+        while not health():
+            assert time.monotonic() < deadline, "no healthy /health on %d" % port
+            time.sleep(0.2)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+            assert b"weir_build_info" in r.read()
 
     rc, rows, out = local.status()
     assert rc == 0, out
