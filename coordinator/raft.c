@@ -294,7 +294,13 @@ static void become_leader(struct craft *r)
     r->heartbeat_due = r->now;
     r->quorum_check_due = r->now + r->opts.election_ms;
     struct craft_entry noop = {.term = r->term};
+    if (r->opts.make_noop &&
+        r->opts.make_noop(r->opts.noop_ud, r->term, r->opts.id, &noop.data, &noop.len) < 0) {
+        noop.data = NULL;
+        noop.len = 0;
+    }
     (void)log_append(r, &noop);
+    free(noop.data);
     broadcast_append(r);
     r->heartbeat_due = r->now + r->opts.heartbeat_ms;
     maybe_commit(r);
@@ -559,6 +565,8 @@ int craft_new(const struct craft_options *opts, const struct craft_disk *disk, i
     }
     r->stable = last_offset(r) + 1;
     r->commit = r->applied = r->snap_offset;
+    if (disk && disk->commit > r->commit)
+        r->commit = r->applied = disk->commit < r->stable ? disk->commit : r->stable;
     r->role = CRAFT_FOLLOWER;
     reset_election_deadline(r);
     *ret = r;

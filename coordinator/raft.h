@@ -102,6 +102,11 @@ struct craft_options {
     int64_t heartbeat_ms;      /* default election_ms / 5 */
     size_t max_append_entries; /* per APPEND message; default 256 */
     uint64_t seed;             /* for election timeouts */
+    /* The payload of the no-op a new leader appends (malloc'd into *ret_data;
+     * the core frees it). NULL: an empty entry. A failure leaves it empty. */
+    int (*make_noop)(void *ud, int64_t term, int32_t leader, uint8_t **ret_data,
+                     size_t *ret_len);
+    void *noop_ud;
 };
 
 /* What a voter recovered from its disk, for craft_new(). */
@@ -113,6 +118,10 @@ struct craft_disk {
     size_t snap_len;
     const struct craft_entry *entries; /* [snap_offset, snap_offset + n), copied */
     size_t n_entries;
+    /* Entries below are known committed and already applied by the caller (a
+     * log that holds only committed entries, like the metadata log); at most
+     * the end of the entries. 0: only the snapshot. */
+    int64_t commit;
 };
 
 /* -EINVAL: id not among the voters, a duplicate or non-positive voter id, too
