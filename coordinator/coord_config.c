@@ -252,7 +252,7 @@ const struct config_def coord_config_defs[] = {
      .doc = "Where brokers and tools reach the coordinator: host:port or PLAINTEXT://host:port, comma-separated."},
     {.name = "coordinator.quorum.voters", .type = CONFIG_STRING, .default_value = "",
      .validate = validate_voters,
-     .doc = "The coordinator quorum as id@host:port,... (each voter's node.id and listener; this node's entry is picked by node.id). Empty, or this node alone: a single coordinator. A quorum of more than one voter is refused until weir-coordinator serves it (docs/coordinator-quorum.md)."},
+     .doc = "The coordinator quorum as id@host:port,... (each voter's node.id and listener; this node's entry is picked by node.id). Empty, or this node alone: a single coordinator. More than one: this node is one voter of a Raft quorum (docs/coordinator-quorum.md); every voter must have the same list and be formatted with the same --cluster-id."},
     {.name = "data.dir", .type = CONFIG_STRING, .default_value = NULL,
      .doc = "Directory of the metadata log and snapshots (required; created if missing)."},
     {.name = "session.timeout.ms", .type = CONFIG_INT, .default_value = "9000",
@@ -308,10 +308,7 @@ const struct config_def coord_config_defs[] = {
 
 const size_t coord_config_ndefs = sizeof(coord_config_defs) / sizeof(coord_config_defs[0]);
 
-/* The voter list against node.id and listeners. A list of more than this node
- * is refused: the Raft core (coordinator/raft.c) is not yet wired into the
- * write path and the peer transport, and a coordinator that accepted the key
- * but ran alone would be a silent second leader. */
+/* The voter list against node.id and listeners. */
 static int resolve_voters(const struct config *c, struct coord_settings *s, char *err,
                           size_t errlen)
 {
@@ -342,14 +339,6 @@ static int resolve_voters(const struct config *c, struct coord_settings *s, char
                  "this node's entry %d@%s:%d in 'coordinator.quorum.voters' does not match "
                  "any of its 'listeners' ports: peers would not reach it",
                  (int)self->id, self->addr.host, self->addr.port);
-        return -EINVAL;
-    }
-    if (s->n_voters > 1) {
-        snprintf(err, errlen,
-                 "'coordinator.quorum.voters' names %zu voters, but this weir-coordinator "
-                 "serves only a quorum of one so far (the replicated write path is the next "
-                 "step of docs/coordinator-quorum.md); list only %d@%s:%d or remove the key",
-                 s->n_voters, (int)self->id, self->addr.host, self->addr.port);
         return -EINVAL;
     }
     s->voters_digest = coord_config_voters_digest(s->voters, s->n_voters);
