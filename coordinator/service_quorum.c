@@ -34,7 +34,7 @@ static void on_log_durable(struct mlog *log, int64_t offset, int status, void *u
 {
     (void)log;
     struct coord_service *svc = ud;
-    if (svc->failed)
+    if (svc->failed || status == -ECANCELED) /* closing: the tail still has it */
         return;
     if (status < 0) {
         svc_fatal(svc, "metadata log failed at offset %" PRId64 ": %s", offset, strerror(-status));
@@ -47,7 +47,7 @@ static void on_log_durable(struct mlog *log, int64_t offset, int status, void *u
 static void on_committed(void *ud, int64_t offset, uint8_t *data, size_t len)
 {
     struct coord_service *svc = ud;
-    if (svc->failed) {
+    if (svc->failed || svc->stopping) { /* the tail has it for the next start */
         free(data);
         return;
     }
