@@ -47,6 +47,7 @@ struct craft_node {
     bool was_leader;
     int32_t last_leader;
     int64_t log_durable;
+    int64_t prev_snapshot; /* offset of the service's previous snapshot, 0: none */
 };
 
 static void process(struct craft_node *n);
@@ -525,21 +526,25 @@ void craft_node_log_durable(struct craft_node *n, int64_t offset)
 
 void craft_node_snapshot_taken(struct craft_node *n, int64_t offset, const void *img, size_t len)
 {
-    if (offset > craft_applied(n->r) || offset <= craft_snap_offset(n->r))
+    /* Entries stay in memory from the previous snapshot on (what the metadata
+     * log keeps too), and on a leader also as long as a voter still needs
+     * them: this version cannot send snapshots (docs/coordinator-quorum.md). */
+    (void)img;
+    (void)len;
+    int64_t upto = n->prev_snapshot;
+    n->prev_snapshot = offset;
+    if (upto > craft_applied(n->r) || upto <= craft_snap_offset(n->r))
         return;
-    /* Keep what a voter still needs: this version cannot send snapshots. */
-    for (size_t i = 0; i < n->opts.cfg->n_voters; i++) {
+    for (size_t i = 0; craft_node_is_leader(n) && i < n->opts.cfg->n_voters; i++) {
         int64_t match, ack;
         int32_t id = n->opts.cfg->voters[i].id;
-        if (id == n->opts.cfg->node_id)
-            continue;
-        if (craft_progress(n->r, id, &match, &ack) < 0 || match < offset)
+        if (id != n->opts.cfg->node_id &&
+            (craft_progress(n->r, id, &match, &ack) < 0 || match < upto))
             return;
     }
-    int r = craft_compact(n->r, offset, img, len);
+    int r = craft_compact(n->r, upto, NULL, 0);
     if (r < 0)
-        log_warn("quorum", "cannot compact the quorum log at %" PRId64 ": %s", offset,
-                 strerror(-r));
+        log_warn("quorum", "cannot compact the quorum log at %" PRId64 ": %s", upto, strerror(-r));
 }
 
 bool craft_node_is_leader(const struct craft_node *n)

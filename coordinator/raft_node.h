@@ -71,7 +71,8 @@ int craft_node_receive(struct craft_node *n, const struct Weir__Quorum__QuorumMe
 /* The metadata log has every entry below @offset durably. */
 void craft_node_log_durable(struct craft_node *n, int64_t offset);
 /* The service wrote a snapshot of the state below @offset: drop the entries
- * below it from memory once every voter has them. */
+ * below the previous one from memory (on a leader, once every voter has
+ * them). */
 void craft_node_snapshot_taken(struct craft_node *n, int64_t offset, const void *img, size_t len);
 
 bool craft_node_is_leader(const struct craft_node *n);
