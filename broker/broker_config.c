@@ -8,11 +8,14 @@
 
 #include "broker/storage/storage_config.h"
 #include "common/config.h"
+#include "common/dyncfg.h"
+#include "common/httpd.h"
 #include "common/log.h"
 
 static const char *const compression_choices[] = {"producer", "uncompressed", "gzip", "snappy",
                                                   "lz4",      "zstd",         NULL};
 static const char *const log_level_choices[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const log_format_choices[] = {"text", "json", NULL};
 
 static int validate_endpoint(const struct config_def *def, const char *value, char *err,
                              size_t errlen)
@@ -90,6 +93,8 @@ const struct config_def broker_config_defs[] = {
      .min = 0,
      .max = 60000,
      .doc = "pause after a failed follower fetch"},
+    DYNCFG_LEADER_THROTTLE_DEF,
+    DYNCFG_FOLLOWER_THROTTLE_DEF,
     {.name = "broker.rack", .type = CONFIG_STRING, .default_value = NULL, .doc = "rack id"},
     {.name = "socket.request.max.bytes",
      .type = CONFIG_INT,
@@ -229,6 +234,13 @@ const struct config_def broker_config_defs[] = {
      .default_value = "info",
      .choices = log_level_choices,
      .doc = "log verbosity"},
+    {.name = "log.format",
+     .type = CONFIG_STRING,
+     .default_value = "text",
+     .choices = log_format_choices,
+     .doc = "log line format on stderr: text, or json (one object per line with ts, level, "
+            "component, msg, event and its fields, for log shippers)"},
+    HTTPD_CONFIG_DEFS,
 };
 const size_t broker_config_ndefs = sizeof(broker_config_defs) / sizeof(broker_config_defs[0]);
 
@@ -352,6 +364,9 @@ int broker_settings_resolve(const struct config *c, struct broker_settings *ret,
         (int32_t)config_get_int(c, "replica.fetch.response.max.bytes");
     s.replica_fetch_wait_max_ms = (int32_t)config_get_int(c, "replica.fetch.wait.max.ms");
     s.replica_fetch_backoff_ms = (int32_t)config_get_int(c, "replica.fetch.backoff.ms");
+    s.leader_replication_throttled_rate = config_get_int(c, "leader.replication.throttled.rate");
+    s.follower_replication_throttled_rate =
+        config_get_int(c, "follower.replication.throttled.rate");
     s.rack = config_get_string(c, "broker.rack");
     s.socket_request_max_bytes = config_get_int(c, "socket.request.max.bytes");
     s.message_max_bytes = (int32_t)config_get_int(c, "message.max.bytes");

@@ -34,6 +34,10 @@ struct broker_settings {
     int32_t replica_fetch_response_max_bytes;
     int32_t replica_fetch_wait_max_ms;
     int32_t replica_fetch_backoff_ms;
+    /* static values of the replication throttles (bytes/s; INT64_MAX: none);
+     * dynamic ones live in the metadata (repl.c reads both) */
+    int64_t leader_replication_throttled_rate;
+    int64_t follower_replication_throttled_rate;
     const char *rack;                 /* broker.rack; NULL: none */
     int64_t socket_request_max_bytes;
     int32_t message_max_bytes;

@@ -22,20 +22,26 @@
 #include <time.h>
 
 #include "broker/broker_config.h"
+#include "broker/broker_metrics.h"
 #include "broker/coordclient.h"
 #include "broker/group/gstore.h"
 #include "broker/identity.h"
 #include "broker/kafka/dispatch.h"
+#include "broker/kafka/kstats.h"
 #include "broker/kafka/server.h"
 #include "broker/replica/pstates.h"
 #include "broker/replica/repl.h"
 #include "broker/replicas.h"
 #include "broker/storage/logmgr.h"
 #include "broker/storage/storage_config.h"
+#include "common/clock.h"
 #include "common/config.h"
+#include "common/httpd.h"
 #include "common/log.h"
 #include "common/looplag.h"
+#include "common/metrics.h"
 #include "common/purgatory.h"
+#include "common/version.h"
 #include "methods.h"
 #include "common/wpool.h"
 
@@ -53,11 +59,13 @@ struct bmain {
     int fatal_code; /* non-zero: exit with it (set by on_fatal) */
     struct event *grace;
     struct looplag *lag;
+    struct httpd *httpd; /* metrics.listener; NULL: off */
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n");
+    fprintf(f, "usage: weir-broker --config FILE [--override key=value]...\n"
+               "       weir-broker --version\n");
 }
 
 static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
@@ -107,6 +115,20 @@ static void on_logmgr_event(void *arg, const struct logmgr_event *ev)
         what = "log compaction failed (the log is left as it was)";
         break;
     }
+    const struct plog_recovery_info *ri = ev->recovery;
+    if (ev->type == LOGMGR_EVENT_LOG_OPENED && ri && ri->truncated_at >= 0) {
+        /* Recovery cut a torn or corrupt tail: worth a line of its own. */
+        log_event(LOG_LEVEL_WARN, "storage", "recovery_truncated",
+                  LOG_FIELDS(LF_STR("topic", ev->topic), LF_INT("partition", ev->partition),
+                             LF_INT("offset", ri->truncated_at),
+                             LF_INT("bytes", ri->truncated_bytes),
+                             LF_INT("segments_deleted", ri->segments_deleted)),
+                  "recovery truncated %s-%d at offset %" PRId64 " (%" PRId64
+                  " bytes of a torn or corrupt tail, %d segments deleted)",
+                  ev->topic ? ev->topic : "", ev->partition, ri->truncated_at,
+                  ri->truncated_bytes, (int)ri->segments_deleted);
+        return;
+    }
     if (log_enabled(lvl))
         log_msg(lvl, "storage", "%s: %s%s%d %s%s", what, ev->topic ? ev->topic : "",
                 ev->topic ? "-" : "", ev->partition, ev->path ? ev->path : "",
@@ -141,6 +163,39 @@ static void log_fd_limit(int64_t configured_cache)
                  (long long)configured_cache, fl.soft);
 }
 
+struct log_totals {
+    int64_t records, bytes;
+};
+
+static void add_log_totals(void *arg, const char *topic, int32_t partition, struct plog *log)
+{
+    (void)topic;
+    (void)partition;
+    struct log_totals *t = arg;
+    t->records += plog_log_end_offset(log) - plog_log_start_offset(log);
+    t->bytes += plog_size_bytes(log);
+}
+
+/* One line for start-up recovery: what was opened, what had to be checked and
+ * cut, and how long it took (per log detail at debug). "records" counts the
+ * offsets the logs hold (compaction may have removed some of them). */
+static void log_recovery(struct logmgr *lm, const struct logmgr_open_stats *st)
+{
+    struct log_totals t = {0};
+    logmgr_foreach(lm, add_log_totals, &t);
+    log_event(LOG_LEVEL_INFO, "broker", "recovery",
+              LOG_FIELDS(LF_INT("logs", st->logs), LF_INT("dirs", st->dirs),
+                         LF_INT("segments", st->segments),
+                         LF_INT("segments_scanned", st->segments_scanned),
+                         LF_INT("indexes_rebuilt", st->indexes_rebuilt),
+                         LF_INT("logs_truncated", st->logs_truncated),
+                         LF_INT("truncated_bytes", st->truncated_bytes),
+                         LF_INT("records", t.records), LF_INT("bytes", t.bytes),
+                         LF_INT("elapsed_ms", st->elapsed_ms)),
+              "opened %d logs in %d dirs (%d segments re-validated) in %" PRId64 " ms",
+              st->logs, st->dirs, st->segments_scanned, st->elapsed_ms);
+}
+
 static void maybe_ready(struct bmain *m)
 {
     if (m->ready_printed || !coordclient_registered(m->ctx.cc) || !coordclient_synced(m->ctx.cc))
@@ -150,6 +205,40 @@ static void maybe_ready(struct bmain *m)
            m->s.broker_id, m->s.advertised.host, kserver_port(m->srv),
            coordclient_broker_epoch(m->ctx.cc));
     fflush(stdout);
+}
+
+/* /health: ready once registered with current metadata and a valid lease, and
+ * no __consumer_offsets partition is still loading. */
+static bool broker_health(void *ud, char *reason, size_t len)
+{
+    struct bmain *m = ud;
+    if (m->stopping) {
+        snprintf(reason, len, "shutting down");
+        return false;
+    }
+    if (!coordclient_registered(m->ctx.cc)) {
+        snprintf(reason, len,
+                 "not registered with the coordinator at %s:%d (fenced or unreachable)",
+                 m->s.coord_host, m->s.coord_port);
+        return false;
+    }
+    if (!coordclient_current(m->ctx.cc)) {
+        snprintf(reason, len, "metadata not caught up with the coordinator yet");
+        return false;
+    }
+    if (!coordclient_lease_valid(m->ctx.cc, clock_mono_ms())) {
+        snprintf(reason, len,
+                 "no heartbeat accepted by the coordinator within session.timeout.ms: "
+                 "not acting as leader");
+        return false;
+    }
+    struct gstore_stats gs;
+    gstore_get_stats(m->ctx.gstore, &gs);
+    if (gs.partitions_loading > 0) {
+        snprintf(reason, len, "loading %d __consumer_offsets partitions", gs.partitions_loading);
+        return false;
+    }
+    return true;
 }
 
 static void on_registered(void *ud, int64_t epoch)
@@ -238,6 +327,10 @@ static void on_stall_signal(evutil_socket_t sig, short what, void *arg)
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--version") == 0) {
+            puts(WEIR_VERSION_LINE("weir-broker"));
+            return 0;
+        }
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -255,6 +348,7 @@ int main(int argc, char **argv)
     static struct bmain m;
     int code = EXIT_RUNTIME;
     struct wpool *pool = NULL;
+    struct broker_metrics *bmetrics = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
     struct event *sigstall = NULL; /* test.loop.stall.ms */
     int64_t stall_ms = 0;
@@ -270,6 +364,9 @@ int main(int argc, char **argv)
     enum log_level lvl;
     if (log_level_parse(config_get_string(cfg, "log.level"), &lvl) == 0)
         log_set_level(lvl);
+    enum log_format fmt;
+    if (log_format_parse(config_get_string(cfg, "log.format"), &fmt) == 0)
+        log_set_format(fmt);
 
     if (proto_methods_check() < 0) {
         log_error("broker", "proto/methods.h does not match the generated RPC descriptors");
@@ -277,6 +374,11 @@ int main(int argc, char **argv)
     }
     m.base = event_base_new();
     if (!m.base || looplag_new(m.base, "broker", &m.lag) < 0)
+        goto out;
+    /* Before the modules, which register their collectors as they start. */
+    if (metrics_new(m.base, &m.ctx.metrics) < 0 ||
+        metrics_register_process(m.ctx.metrics, "broker", WEIR_VERSION, WEIR_GIT_REVISION,
+                                 m.lag) < 0)
         goto out;
     log_fd_limit(config_get_int(cfg, "log.open.files.max"));
     stall_ms = config_get_int(cfg, "test.loop.stall.ms");
@@ -324,8 +426,7 @@ int main(int argc, char **argv)
         log_error("broker", "opening the logs: %s", strerror(-r));
         goto out;
     }
-    log_info("broker", "opened %d logs in %d dirs (%d segments re-validated) in %" PRId64 " ms",
-             st.logs, st.dirs, st.segments_scanned, st.elapsed_ms);
+    log_recovery(m.ctx.lm, &st);
 
     m.ctx.base = m.base;
     m.ctx.s = &m.s;
@@ -339,6 +440,8 @@ int main(int argc, char **argv)
     r = pidalloc_new(&m.ctx, &m.ctx.pids);
     if (r < 0)
         goto out;
+    if (kstats_new(&m.ctx.kstats) < 0)
+        goto out;
     struct kserver_options so = {
         .host = m.s.listen.host,
         .port = m.s.listen.port,
@@ -347,6 +450,8 @@ int main(int argc, char **argv)
         .idle_ms = m.s.connections_max_idle_ms,
         .on_request = dispatch_request,
         .on_close = dispatch_conn_closed,
+        .on_reply = dispatch_reply_observed,
+        .on_done = dispatch_request_done,
         .ud = &m.ctx,
     };
     r = kserver_new(m.base, &so, &m.srv);
@@ -399,6 +504,24 @@ int main(int argc, char **argv)
     coordclient_set_replication_endpoint(m.ctx.cc, repl_advertised_host(m.ctx.repl),
                                          repl_port(m.ctx.repl));
 
+    r = broker_metrics_new(&m.ctx, m.srv, pool, &bmetrics);
+    if (r == 0)
+        r = broker_metrics_register(bmetrics, m.ctx.metrics);
+    if (r < 0)
+        goto out;
+
+    struct httpd_settings hs;
+    r = httpd_settings_resolve(cfg, &hs, err, sizeof(err));
+    if (r == 0 && hs.enabled)
+        r = httpd_new(m.base, &hs, m.ctx.metrics, broker_health, &m, &m.httpd, err, sizeof(err));
+    if (r < 0) {
+        log_error("broker", "%s", err[0] ? err : strerror(-r));
+        goto out;
+    }
+    if (m.httpd)
+        log_info("broker", "metrics and health on http://%s:%d/metrics", hs.host,
+                 httpd_port(m.httpd));
+
     sigterm = evsignal_new(m.base, SIGTERM, on_signal, &m);
     sigint = evsignal_new(m.base, SIGINT, on_signal, &m);
     if (!sigterm || !sigint)
@@ -419,6 +542,7 @@ int main(int argc, char **argv)
     code = m.fatal_code;
 
 out:
+    httpd_free(m.httpd); /* no scrape runs past here */
     gstore_shutdown(m.ctx.gstore); /* answers appends waiting for the HW */
     api_groups_stop(&m.ctx);         /* answers parked group requests */
     purg_free(m.ctx.fetches); /* answers parked fetches */
@@ -442,6 +566,9 @@ out:
         logmgr_free(m.ctx.lm);
     }
     wpool_free(pool);
+    metrics_free(m.ctx.metrics);
+    broker_metrics_free(bmetrics); /* after the registry: its collectors point here */
+    kstats_free(m.ctx.kstats);
     looplag_free(m.lag);
     if (sigterm)
         event_free(sigterm);

@@ -54,6 +54,14 @@ struct action {
 #define RECONCILE_SYNC_LOGS 32
 #define RECONCILE_BATCHES 2
 
+/* "deleted log" lines: one each for the first LOG_LINES_PER_WINDOW per
+ * LOG_WINDOW_MS, the rest at debug and counted into one line at the end of the
+ * pass (a 10,000-partition topic deleted is not 10,000 lines). One broker per
+ * process, so the budget is the file's. */
+#define LOG_LINES_PER_WINDOW 20
+#define LOG_WINDOW_MS        10000
+static struct log_budget deleted_lines;
+
 struct rbatch;
 
 struct replicas {
@@ -291,9 +299,13 @@ static void act(struct replicas *r, const struct cstate *s, const struct action 
         if (rc < 0 && rc != -ENOENT)
             log_error("replicas", "deleting log %s-%d: %s", a->topic, a->partition, strerror(-rc));
         else
-            log_info("replicas", "deleted log %s-%d: the metadata removed this replica (%s)",
-                     a->topic, a->partition,
-                     t ? "reassigned away or topic re-created" : "topic deleted");
+            log_event(log_budget_level(&deleted_lines, LOG_LEVEL_INFO, clock_mono_ms(),
+                                       LOG_LINES_PER_WINDOW, LOG_WINDOW_MS),
+                      "replicas", "log_deleted",
+                      LOG_FIELDS(LF_STR("topic", a->topic), LF_INT("partition", a->partition),
+                                 LF_STR("reason", t ? "reassigned_or_recreated" : "topic_deleted")),
+                      "deleted log %s-%d: the metadata removed this replica (%s)", a->topic,
+                      a->partition, t ? "reassigned away or topic re-created" : "topic deleted");
         return;
     case SET_ASIDE:
         rc = logmgr_set_aside(r->lm, a->topic, a->partition, where, sizeof(where));
@@ -669,6 +681,11 @@ static void pass_run(struct replicas *r)
         r->stats.max_slice_ms = took_ms;
     if (done) {
         r->in_pass = false;
+        uint32_t quiet = log_budget_take_counted(&deleted_lines);
+        if (quiet)
+            log_event(LOG_LEVEL_INFO, "replicas", "logs_deleted", LOG_FIELDS(LF_INT("logs", quiet)),
+                      "deleted %u more logs the metadata removed (one line each at debug)",
+                      (unsigned)quiet);
         if (r->pass_slices > 1)
             log_info("replicas",
                      "reconciled the logs with the metadata in %zu slices over %lld ms (%zu logs "

@@ -1,5 +1,5 @@
 /* cli: what every `weir` command shares — the global options, librdkafka
- * handles built from them, one-line errors and JSON/table output helpers.
+ * handles built from them, one-line errors; the printing is in out.h.
  *
  * Each noun lives in its own file (topic.c, produce.c, consume.c, group.c,
  * config.c, cluster.c) and exports one cli_<noun>_main(). Commands return the
@@ -15,6 +15,8 @@
 #include <sys/types.h>
 
 #include <librdkafka/rdkafka.h>
+
+#include "cli/out.h"
 
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
@@ -33,6 +35,12 @@ struct cli {
 
 /* The command words for error messages ("topic create"); set by main. */
 extern const char *cli_cmd_name;
+
+/* Sets cli_cmd_name to "<noun> <verb>". */
+void cli_set_cmd(const char *noun, const char *verb);
+/* A noun called with no verb (usage on stderr, CLI_EXIT_USAGE) or with --help /
+ * -h (usage on stdout, CLI_EXIT_OK); -1 when there is a verb to run. */
+int cli_noun_help(int argc, char **argv, const char *usage);
 
 /* One line on stderr: "weir: <cmd>: <message>". */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -63,18 +71,6 @@ int cli_parse_i64(const char *s, int64_t *ret);
 /* "YYYY-MM-DDTHH:MM:SS[.sss][Z|+hh:mm|-hh:mm]" (UTC without a zone) to
  * milliseconds since the epoch; -EINVAL otherwise. */
 int cli_parse_datetime(const char *s, int64_t *ret);
-
-/* ---- output ---- */
-/* A JSON string literal of @len bytes (-1: NUL-terminated; NULL: null). Bytes
- * that are not valid UTF-8 are written as \u00XX. */
-void json_str(FILE *f, const char *s, ssize_t len);
-
-/* Tables: columns separated by at least two spaces, widths from the rows. */
-struct table;
-struct table *table_new(int ncols, ...);
-void table_row(struct table *t, ...); /* ncols strings, copied */
-void table_print(struct table *t, FILE *f);
-void table_free(struct table *t);
 
 /* Noun entry points: argv[0] is the noun. */
 int cli_topic_main(struct cli *c, int argc, char **argv);

@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/raw.h"
+#include "cli/reassign.h"
 
 static const char cluster_usage[] =
     "Usage: weir cluster VERB [FLAGS]\n"
@@ -22,17 +23,31 @@ static const char cluster_usage[] =
     "           -w, --watch               print again every --interval seconds (2)\n"
     "           -e, --exit-when-healthy   wait until healthy (with --timeout S: exit 1\n"
     "                                     if it is not healthy within S seconds)\n"
+    "  rebalance     plan over every broker and every topic (__consumer_offsets too)\n"
+    "                and start the moves: the step after adding a broker\n"
+    "  decommission  --broker N: mark broker N decommissioned (new topics and\n"
+    "                partitions skip it) and move every replica off it\n"
+    "  recommission  --broker N: clear the mark; new replicas may land there again\n"
+    "           --throttle B/S   replication throttle for the moves (rebalance,\n"
+    "                            decommission); removed when --wait sees them done\n"
+    "           --wait           wait until the moves are done (progress on a\n"
+    "                            terminal; --timeout S bounds it)\n"
     "\n"
     "Examples:\n"
     "  weir cluster info\n"
     "  weir cluster health\n"
-    "  weir cluster health --exit-when-healthy --timeout 60 && echo ready\n";
+    "  weir cluster health --exit-when-healthy --timeout 60 && echo ready\n"
+    "  weir cluster rebalance --wait\n"
+    "  weir cluster decommission --broker 2 --wait --timeout 600\n";
 
 static const struct option cluster_opts[] = {
     {"watch", no_argument, NULL, 'w'},
     {"exit-when-healthy", no_argument, NULL, 'e'},
     {"timeout", required_argument, NULL, 'T'},
     {"interval", required_argument, NULL, 'i'},
+    {"throttle", required_argument, NULL, 'r'},
+    {"wait", no_argument, NULL, 'W'},
+    {"broker", required_argument, NULL, 'B'},
     {"help", no_argument, NULL, 'h'},
     {0},
 };
@@ -392,18 +407,19 @@ static int cluster_health(struct cli *c, bool watch, bool until_healthy, double 
 
 int cli_cluster_main(struct cli *c, int argc, char **argv)
 {
-    static char cmd_buf[64];
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(cluster_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    int help = cli_noun_help(argc, argv, cluster_usage);
+    if (help >= 0)
+        return help;
     const char *verb = argv[1];
-    if (strcmp(verb, "info") && strcmp(verb, "health"))
-        return cli_usage_err("unknown verb '%s'; verbs: info, health", verb);
-    snprintf(cmd_buf, sizeof(cmd_buf), "cluster %s", verb);
-    cli_cmd_name = cmd_buf;
-    bool watch = false, until = false;
-    int64_t timeout = 0, interval = 2;
+    bool move = !strcmp(verb, "rebalance") || !strcmp(verb, "decommission");
+    bool recom = !strcmp(verb, "recommission");
+    if (strcmp(verb, "info") && strcmp(verb, "health") && !move && !recom)
+        return cli_usage_err("unknown verb '%s'; verbs: info, health, rebalance, decommission, "
+                             "recommission",
+                             verb);
+    cli_set_cmd("cluster", verb);
+    bool watch = false, until = false, wait = false;
+    int64_t timeout = 0, interval = 2, throttle = 0, broker = -1;
     optind = 1;
     opterr = 0;
     int ch;
@@ -421,6 +437,15 @@ int cli_cluster_main(struct cli *c, int argc, char **argv)
             if (cli_parse_i64(optarg, &interval) || interval < 1)
                 return cli_usage_err("--interval must be a positive number of seconds");
             break;
+        case 'r':
+            if (cli_parse_i64(optarg, &throttle) || throttle < 1)
+                return cli_usage_err("--throttle must be a positive number of bytes per second");
+            break;
+        case 'W': wait = true; break;
+        case 'B':
+            if (cli_parse_i64(optarg, &broker) || broker < 0 || broker > INT32_MAX)
+                return cli_usage_err("--broker must be a broker id");
+            break;
         case 'h': fputs(cluster_usage, stdout); return CLI_EXIT_OK;
         case ':': return cli_usage_err("%s needs a value", argv[optind - 1]);
         default: return cli_usage_err("unknown flag '%s'", argv[optind - 1]);
@@ -428,6 +453,26 @@ int cli_cluster_main(struct cli *c, int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_err("unexpected argument '%s'", argv[optind]);
+    if (recom) {
+        if (watch || until || wait || throttle || timeout)
+            return cli_usage_err("recommission takes only --broker N");
+        if (broker < 0)
+            return cli_usage_err("--broker N is required");
+        return cli_cluster_recommission(c, (int32_t)broker);
+    }
+    if (move) {
+        if (watch || until)
+            return cli_usage_err("--watch and --exit-when-healthy are for 'health'");
+        if (timeout && !wait)
+            return cli_usage_err("--timeout goes with --wait");
+        if ((broker >= 0) != !strcmp(verb, "decommission"))
+            return cli_usage_err(broker >= 0 ? "--broker is for 'decommission'"
+                                             : "--broker N is required");
+        return cli_cluster_move(c, verb, (int32_t)broker, throttle, wait, (double)timeout);
+    }
+    if (throttle || wait || broker >= 0)
+        return cli_usage_err("--throttle, --wait and --broker are for rebalance, decommission and "
+                             "recommission");
     if (!strcmp(verb, "info")) {
         if (watch || until || timeout)
             return cli_usage_err("--watch, --exit-when-healthy and --timeout are for 'health'");

@@ -36,7 +36,6 @@ static const struct option config_opts[] = {
     {0},
 };
 
-static char cmd_buf[64];
 
 static const char *source_name(rd_kafka_ConfigSource_t s)
 {
@@ -77,15 +76,13 @@ static int config_describe(struct cli *c, int type, const char *name, const char
                              rd_kafka_ConfigResource_error_string(rs[0]), b, sizeof(b)));
         } else if (n == 1) {
             const rd_kafka_ConfigEntry_t **es = rd_kafka_ConfigResource_configs(rs[0], &ne);
-            struct table *t = table_new(3, "NAME", "VALUE", "SOURCE");
-            if (c->json)
-                printf("{\"resource\":\"%s\",\"name\":", type == RD_KAFKA_RESOURCE_TOPIC ? "topic"
-                                                                                        : "broker");
             if (c->json) {
+                printf("{\"resource\":\"%s\",\"name\":",
+                       type == RD_KAFKA_RESOURCE_TOPIC ? "topic" : "broker");
                 json_str(stdout, name, -1);
-                printf(",\"configs\":[");
+                printf(",\"configs\":");
             }
-            int k = 0;
+            struct out *out = out_new(c, 3, "NAME", "VALUE", "SOURCE");
             for (size_t i = 0; i < ne; i++) {
                 rd_kafka_ConfigSource_t src = rd_kafka_ConfigEntry_source(es[i]);
                 if (!all && (src == RD_KAFKA_CONFIG_SOURCE_DEFAULT_CONFIG ||
@@ -95,25 +92,16 @@ static int config_describe(struct cli *c, int type, const char *name, const char
                     continue;
                 const char *v = rd_kafka_ConfigEntry_value(es[i]);
                 bool sens = rd_kafka_ConfigEntry_is_sensitive(es[i]);
-                if (c->json) {
-                    printf("%s{\"name\":", k++ ? "," : "");
-                    json_str(stdout, rd_kafka_ConfigEntry_name(es[i]), -1);
-                    printf(",\"value\":");
-                    json_str(stdout, sens ? NULL : v, -1);
-                    printf(",\"source\":\"%s\",\"read_only\":%s,\"sensitive\":%s}",
-                           source_name(src),
-                           rd_kafka_ConfigEntry_is_read_only(es[i]) ? "true" : "false",
-                           sens ? "true" : "false");
-                } else {
-                    table_row(t, rd_kafka_ConfigEntry_name(es[i]),
-                              sens ? "(sensitive)" : v ? v : "null", source_name(src));
-                }
+                out_row(out);
+                out_str(out, "name", rd_kafka_ConfigEntry_name(es[i]));
+                out_str(out, "value", sens ? NULL : v);
+                out_str(out, "source", source_name(src));
+                out_bool(out, "read_only", rd_kafka_ConfigEntry_is_read_only(es[i]));
+                out_bool(out, "sensitive", sens);
+                out_cells(out, rd_kafka_ConfigEntry_name(es[i]),
+                          sens ? "(sensitive)" : v ? v : "null", source_name(src));
             }
-            if (c->json)
-                printf("]}\n");
-            else
-                table_print(t, stdout);
-            table_free(t);
+            out_end(out, "}\n");
             rc = CLI_EXIT_OK;
         }
         rd_kafka_event_destroy(ev);
@@ -202,15 +190,13 @@ out:
 
 int cli_config_main(struct cli *c, int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(config_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    int help = cli_noun_help(argc, argv, config_usage);
+    if (help >= 0)
+        return help;
     const char *verb = argv[1];
     if (strcmp(verb, "describe") && strcmp(verb, "set") && strcmp(verb, "delete"))
         return cli_usage_err("unknown verb '%s'; verbs: describe, set, delete", verb);
-    snprintf(cmd_buf, sizeof(cmd_buf), "config %s", verb);
-    cli_cmd_name = cmd_buf;
+    cli_set_cmd("config", verb);
     const char *topic = NULL, *broker = NULL;
     bool all = false;
     int nent = 0;

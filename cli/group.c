@@ -69,7 +69,6 @@ struct group_args {
     int n_names;
 };
 
-static char cmd_buf[64];
 
 static int parse(int argc, char **argv, struct group_args *a)
 {
@@ -132,30 +131,18 @@ static int group_list(struct cli *c, rd_kafka_t *rk, struct group_args *a)
         const rd_kafka_ConsumerGroupListing_t **gl =
             rd_kafka_ListConsumerGroups_result_valid(res, &n);
         const rd_kafka_error_t **errs = rd_kafka_ListConsumerGroups_result_errors(res, &ne);
-        struct table *t = table_new(2, "GROUP", "STATE");
-        if (c->json)
-            printf("[");
+        struct out *out = out_new(c, 2, "GROUP", "STATE");
         for (size_t i = 0; i < n; i++) {
             const char *g = rd_kafka_ConsumerGroupListing_group_id(gl[i]);
             const char *st =
                 rd_kafka_consumer_group_state_name(rd_kafka_ConsumerGroupListing_state(gl[i]));
-            if (c->json) {
-                printf("%s{\"group\":", i ? "," : "");
-                json_str(stdout, g, -1);
-                printf(",\"state\":");
-                json_str(stdout, st, -1);
-                printf(",\"simple\":%s}",
-                       rd_kafka_ConsumerGroupListing_is_simple_consumer_group(gl[i]) ? "true"
-                                                                                     : "false");
-            } else {
-                table_row(t, g, st);
-            }
+            out_row(out);
+            out_str(out, "group", g);
+            out_str(out, "state", st);
+            out_bool(out, "simple", rd_kafka_ConsumerGroupListing_is_simple_consumer_group(gl[i]));
+            out_cells(out, g, st);
         }
-        if (c->json)
-            printf("]\n");
-        else
-            table_print(t, stdout);
-        table_free(t);
+        out_end(out, "\n");
         rc = CLI_EXIT_OK;
         /* One line per distinct error (every broker answers alike). */
         for (size_t i = 0; i < ne; i++) {
@@ -282,8 +269,6 @@ static int describe_one(const struct cli *c, rd_kafka_t *rk,
     const char *stname = rd_kafka_consumer_group_state_name(state);
     const char *assignor = rd_kafka_ConsumerGroupDescription_partition_assignor(d);
     int rc = CLI_EXIT_OK;
-    struct table *t = table_new(9, "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET",
-                                "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID");
     if (c->json) {
         printf("%s{\"group\":", first ? "" : ",");
         json_str(stdout, g, -1);
@@ -291,13 +276,15 @@ static int describe_one(const struct cli *c, rd_kafka_t *rk,
         json_str(stdout, stname, -1);
         printf(",\"coordinator\":%d,\"assignor\":", coord ? rd_kafka_Node_id(coord) : -1);
         json_str(stdout, assignor && *assignor ? assignor : NULL, -1);
-        printf(",\"members\":%zu,\"partitions\":[", nm);
+        printf(",\"members\":%zu,\"partitions\":", nm);
     } else {
         printf("%sGroup %s is %s with %zu member%s (coordinator: broker %d%s%s).\n\n",
                first ? "" : "\n", g, stname, nm, nm == 1 ? "" : "s",
                coord ? rd_kafka_Node_id(coord) : -1, assignor && *assignor ? ", assignor: " : "",
                assignor && *assignor ? assignor : "");
     }
+    struct out *o = out_new(c, 9, "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET",
+                            "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID");
     for (int i = 0; i < offs->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &offs->elems[i];
         int64_t lo = -1, hi = -1;
@@ -317,39 +304,26 @@ static int describe_one(const struct cli *c, rd_kafka_t *rk,
         const char *cid = m ? rd_kafka_MemberDescription_consumer_id(m) : NULL;
         const char *host = m ? rd_kafka_MemberDescription_host(m) : NULL;
         const char *client = m ? rd_kafka_MemberDescription_client_id(m) : NULL;
-        if (c->json) {
-            printf("%s{\"topic\":", i ? "," : "");
-            json_str(stdout, tp->topic, -1);
-            printf(",\"partition\":%d,\"current_offset\":", tp->partition);
-            cur >= 0 ? printf("%lld", (long long)cur) : printf("null");
-            printf(",\"log_end_offset\":");
-            hi >= 0 ? printf("%lld", (long long)hi) : printf("null");
-            printf(",\"lag\":");
-            lag >= 0 ? printf("%lld", (long long)lag) : printf("null");
-            printf(",\"consumer_id\":");
-            json_str(stdout, cid, -1);
-            printf(",\"host\":");
-            json_str(stdout, host, -1);
-            printf(",\"client_id\":");
-            json_str(stdout, client, -1);
-            putchar('}');
-        } else {
-            char p[16], co[24], le[24], lg[24];
-            snprintf(p, sizeof(p), "%d", tp->partition);
-            snprintf(co, sizeof(co), cur >= 0 ? "%lld" : "-", (long long)cur);
-            snprintf(le, sizeof(le), hi >= 0 ? "%lld" : "-", (long long)hi);
-            snprintf(lg, sizeof(lg), lag >= 0 ? "%lld" : "-", (long long)lag);
-            table_row(t, g, tp->topic, p, co, le, lg, cid ? cid : "-", host ? host : "-",
-                      client ? client : "-");
-        }
+        out_row(o);
+        out_str(o, "topic", tp->topic);
+        out_int(o, "partition", tp->partition);
+        out_int_or_null(o, "current_offset", cur);
+        out_int_or_null(o, "log_end_offset", hi);
+        out_int_or_null(o, "lag", lag);
+        out_str(o, "consumer_id", cid);
+        out_str(o, "host", host);
+        out_str(o, "client_id", client);
+        char p[16], co[24], le[24], lg[24];
+        snprintf(p, sizeof(p), "%d", tp->partition);
+        snprintf(co, sizeof(co), cur >= 0 ? "%lld" : "-", (long long)cur);
+        snprintf(le, sizeof(le), hi >= 0 ? "%lld" : "-", (long long)hi);
+        snprintf(lg, sizeof(lg), lag >= 0 ? "%lld" : "-", (long long)lag);
+        out_cells(o, g, tp->topic, p, co, le, lg, cid ? cid : "-", host ? host : "-",
+                  client ? client : "-");
     }
-    if (c->json)
-        printf("]}");
-    else
-        table_print(t, stdout);
+    out_end(o, "}");
     if (!c->json && nm == 0)
         fprintf(stderr, "Consumer group '%s' has no active members.\n", g);
-    table_free(t);
     rd_kafka_topic_partition_list_destroy(offs);
     return rc;
 }
@@ -535,31 +509,24 @@ static int group_reset(struct cli *c, rd_kafka_t *rk, struct group_args *a)
         if (!ok)
             goto out;
     }
-    struct table *t = table_new(4, "GROUP", "TOPIC", "PARTITION", "NEW-OFFSET");
-    if (c->json)
-    {
+    if (c->json) {
         printf("{\"group\":");
         json_str(stdout, g, -1);
-        printf(",\"executed\":%s,\"partitions\":[", a->execute ? "true" : "false");
+        printf(",\"executed\":%s,\"partitions\":", a->execute ? "true" : "false");
     }
+    struct out *out = out_new(c, 4, "GROUP", "TOPIC", "PARTITION", "NEW-OFFSET");
     for (int i = 0; i < plan->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &plan->elems[i];
-        if (c->json) {
-            printf("%s{\"topic\":", i ? "," : "");
-            json_str(stdout, tp->topic, -1);
-            printf(",\"partition\":%d,\"new_offset\":%lld}", tp->partition, (long long)tp->offset);
-        } else {
-            char p[16], o[24];
-            snprintf(p, sizeof(p), "%d", tp->partition);
-            snprintf(o, sizeof(o), "%lld", (long long)tp->offset);
-            table_row(t, g, tp->topic, p, o);
-        }
+        char p[16], o[24];
+        snprintf(p, sizeof(p), "%d", tp->partition);
+        snprintf(o, sizeof(o), "%lld", (long long)tp->offset);
+        out_row(out);
+        out_str(out, "topic", tp->topic);
+        out_int(out, "partition", tp->partition);
+        out_int(out, "new_offset", tp->offset);
+        out_cells(out, g, tp->topic, p, o);
     }
-    if (c->json)
-        printf("]}\n");
-    else
-        table_print(t, stdout);
-    table_free(t);
+    out_end(out, "}\n");
     if (!a->execute && !c->json)
         fprintf(stderr, "Dry run: nothing changed; add --execute to apply.\n");
     rc = CLI_EXIT_OK;
@@ -590,8 +557,7 @@ static int group_delete(struct cli *c, rd_kafka_t *rk, struct group_args *a)
         const rd_kafka_group_result_t **gr =
             rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(ev), &n);
         rc = CLI_EXIT_OK;
-        if (c->json)
-            printf("[");
+        struct out *out = out_new(c, 0);
         for (size_t i = 0; i < n; i++) {
             const char *g = rd_kafka_group_result_name(gr[i]);
             const rd_kafka_error_t *e = rd_kafka_group_result_error(gr[i]);
@@ -603,16 +569,11 @@ static int group_delete(struct cli *c, rd_kafka_t *rk, struct group_args *a)
             } else if (!c->json) {
                 printf("Deleted group %s.\n", g);
             }
-            if (c->json) {
-                printf("%s{\"group\":", i ? "," : "");
-                json_str(stdout, g, -1);
-                printf(",\"error\":");
-                json_str(stdout, e ? rd_kafka_error_name(e) : NULL, -1);
-                printf("}");
-            }
+            out_row(out);
+            out_str(out, "group", g);
+            out_str(out, "error", e ? rd_kafka_error_name(e) : NULL);
         }
-        if (c->json)
-            printf("]\n");
+        out_end(out, "\n");
         rd_kafka_event_destroy(ev);
     }
     rd_kafka_AdminOptions_destroy(o);
@@ -625,10 +586,9 @@ static int group_delete(struct cli *c, rd_kafka_t *rk, struct group_args *a)
 
 int cli_group_main(struct cli *c, int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(group_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    int help = cli_noun_help(argc, argv, group_usage);
+    if (help >= 0)
+        return help;
     /* The APIs each verb's librdkafka calls need: librdkafka 2.0.2 can abort
      * in DescribeConsumerGroups against a broker without DescribeGroups, so
      * the broker is asked first. */
@@ -648,8 +608,7 @@ int cli_group_main(struct cli *c, int argc, char **argv)
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
         if (strcmp(argv[1], verbs[i].verb) && !(verbs[i].alias && !strcmp(argv[1], verbs[i].alias)))
             continue;
-        snprintf(cmd_buf, sizeof(cmd_buf), "group %s", verbs[i].verb);
-        cli_cmd_name = cmd_buf;
+        cli_set_cmd("group", verbs[i].verb);
         struct group_args a = {0};
         int r = parse(argc - 1, argv + 1, &a);
         if (r >= 0)

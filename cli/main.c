@@ -1,10 +1,13 @@
 /* weir: the operator's command-line tool. main() takes the global options out
  * of argv wherever they stand (before or after the command words), then hands
  * the rest to the noun's entry point. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/reassign.h"
+#include "common/version.h"
 
 static const char usage[] =
     "Usage: weir [GLOBAL FLAGS] NOUN VERB [ARGS] [FLAGS]\n"
@@ -19,6 +22,8 @@ static const char usage[] =
     "  group list|describe|reset-offsets|delete  consumer groups and their lag\n"
     "  config describe|set|delete                topic and broker configs\n"
     "  cluster info|health                       brokers, controller, partition health\n"
+    "  cluster rebalance|decommission|recommission  spread replicas, empty a broker\n"
+    "  reassign generate|execute|verify|cancel|list move partitions with a plan\n"
     "\n"
     "Global flags (before or after the command words):\n"
     "  -b, --bootstrap-server HOST:PORT[,...]  brokers to start from (env WEIR_BROKERS;\n"
@@ -28,6 +33,7 @@ static const char usage[] =
     "      --format text|json                  output format (json: one document)\n"
     "      --request-timeout-ms MS             admin request timeout (default 30000)\n"
     "  -h, --help                              help; 'weir NOUN --help' for a command\n"
+    "      --version                           the version and git revision\n"
     "\n"
     "Example:\n"
     "  weir -b localhost:9092 topic create orders -p 6 -r 3 -c retention.ms=86400000\n"
@@ -101,7 +107,12 @@ int main(int argc, char **argv)
                 rest[n++] = argv[i++];
             break;
         }
-        int r = take_global(&c, argc, argv, &i);
+        /* after 'reassign', --brokers is generate's broker id list, not the
+         * old alias of --bootstrap-server */
+        bool brokers_ids = n > 0 && strcmp(rest[0], "reassign") == 0 &&
+                           strncmp(argv[i], "--brokers", 9) == 0 &&
+                           (argv[i][9] == 0 || argv[i][9] == '=');
+        int r = brokers_ids ? 0 : take_global(&c, argc, argv, &i);
         if (r < 0) {
             cli_usage_err("%s needs a value", argv[i]);
             return CLI_EXIT_USAGE;
@@ -118,6 +129,11 @@ int main(int argc, char **argv)
     if (c.timeout_ms <= 0)
         return cli_usage_err("--request-timeout-ms must be a positive number of milliseconds");
 
+    if (n > 0 && strcmp(rest[0], "--version") == 0) {
+        puts(WEIR_VERSION_LINE("weir"));
+        free(rest);
+        return CLI_EXIT_OK;
+    }
     if (n == 0 || strcmp(rest[0], "--help") == 0 || strcmp(rest[0], "-h") == 0 ||
         strcmp(rest[0], "help") == 0) {
         fputs(usage, n == 0 ? stderr : stdout);
@@ -131,6 +147,7 @@ int main(int argc, char **argv)
         {"topic", cli_topic_main},     {"produce", cli_produce_main},
         {"consume", cli_consume_main}, {"group", cli_group_main},
         {"config", cli_config_main},   {"cluster", cli_cluster_main},
+        {"reassign", cli_reassign_main},
     };
     int rc = -1;
     for (size_t k = 0; k < sizeof(nouns) / sizeof(nouns[0]); k++)
@@ -140,7 +157,7 @@ int main(int argc, char **argv)
         }
     if (rc < 0)
         rc = cli_usage_err("unknown command '%s'; commands: topic, produce, consume, group, "
-                           "config, cluster",
+                           "config, cluster, reassign",
                            rest[0]);
     fflush(stdout);
     free(rest);

@@ -59,7 +59,6 @@ struct topic_args {
     int n_names;
 };
 
-static char cmd_buf[64];
 
 /* Parse the verb's flags; returns -1 to go on, else an exit status. */
 static int parse(int argc, char **argv, struct topic_args *a)
@@ -108,32 +107,25 @@ static int report(const struct cli *c, const rd_kafka_topic_result_t **res, size
                   const char *done, rd_kafka_resp_err_t ok_err)
 {
     int rc = CLI_EXIT_OK;
-    if (c->json)
-        printf("[");
+    struct out *o = out_new(c, 0);
     for (size_t i = 0; i < n; i++) {
         rd_kafka_resp_err_t err = rd_kafka_topic_result_error(res[i]);
         const char *name = rd_kafka_topic_result_name(res[i]);
+        bool failed = err && err != ok_err;
         char b[512];
-        if (err && err != ok_err) {
+        if (failed) {
             cli_kerr(err, rd_kafka_topic_result_error_string(res[i]), b, sizeof(b));
             cli_err("%s: %s", name, b);
             rc = CLI_EXIT_FAIL;
         } else if (!c->json && !err) {
             printf("%s topic %s.\n", done, name);
         }
-        if (c->json) {
-            printf("%s{\"topic\":", i ? "," : "");
-            json_str(stdout, name, -1);
-            printf(",\"error\":");
-            json_str(stdout, err && err != ok_err ? rd_kafka_err2name(err) : NULL, -1);
-            printf(",\"message\":");
-            json_str(stdout, err && err != ok_err ? rd_kafka_topic_result_error_string(res[i])
-                                                  : NULL, -1);
-            printf("}");
-        }
+        out_row(o);
+        out_str(o, "topic", name);
+        out_str(o, "error", failed ? rd_kafka_err2name(err) : NULL);
+        out_str(o, "message", failed ? rd_kafka_topic_result_error_string(res[i]) : NULL);
     }
-    if (c->json)
-        printf("]\n");
+    out_end(o, "\n");
     return rc;
 }
 
@@ -268,32 +260,23 @@ static int topic_list(struct cli *c, struct topic_args *a)
         raw_close(rc);
         return CLI_EXIT_FAIL;
     }
-    struct table *t = table_new(3, "NAME", "PARTITIONS", "REPLICAS");
-    if (c->json)
-        printf("[");
-    int k = 0;
+    struct out *o = out_new(c, 3, "NAME", "PARTITIONS", "REPLICAS");
     for (int32_t i = 0; i < md.n_topics; i++) {
         const struct kafka_metadata_response_topic *tp = &md.topics[i];
         if (tp->is_internal && !a->internal)
             continue;
         int rf = tp->n_partitions > 0 ? tp->partitions[0].n_replica_nodes : 0;
-        if (c->json) {
-            printf("%s{\"name\":", k++ ? "," : "");
-            json_str(stdout, (const char *)tp->name.ptr, tp->name.len);
-            printf(",\"partitions\":%d,\"replication_factor\":%d,\"internal\":%s}",
-                   tp->n_partitions, rf, tp->is_internal ? "true" : "false");
-        } else {
-            char np[16], nr[16];
-            snprintf(np, sizeof(np), "%d", tp->n_partitions);
-            snprintf(nr, sizeof(nr), "%d", rf);
-            table_row(t, raw_str(tp->name), np, nr);
-        }
+        char np[16], nr[16];
+        snprintf(np, sizeof(np), "%d", tp->n_partitions);
+        snprintf(nr, sizeof(nr), "%d", rf);
+        out_row(o);
+        out_strn(o, "name", (const char *)tp->name.ptr, tp->name.len);
+        out_int(o, "partitions", tp->n_partitions);
+        out_int(o, "replication_factor", rf);
+        out_bool(o, "internal", tp->is_internal);
+        out_cells(o, raw_str(tp->name), np, nr);
     }
-    if (c->json)
-        printf("]\n");
-    else
-        table_print(t, stdout);
-    table_free(t);
+    out_end(o, "\n");
     raw_close(rc);
     return CLI_EXIT_OK;
 }
@@ -379,9 +362,8 @@ static int topic_describe(struct cli *c, struct topic_args *a)
         raw_close(rc);
         return CLI_EXIT_FAIL;
     }
-    int ret = CLI_EXIT_OK, k = 0;
-    if (c->json)
-        printf("[");
+    int ret = CLI_EXIT_OK;
+    struct out *o = out_new(c, 0);
     for (int32_t i = 0; i < md.n_topics; i++) {
         const struct kafka_metadata_response_topic *tp = &md.topics[i];
         char name[256];
@@ -398,11 +380,14 @@ static int topic_describe(struct cli *c, struct topic_args *a)
         if (rk && topic_configs(c, rk, name, cfg, sizeof(cfg)))
             ret = CLI_EXIT_FAIL;
         int rf = tp->n_partitions > 0 ? tp->partitions[0].n_replica_nodes : 0;
+        out_row(o);
+        out_str(o, "topic", name);
+        out_int(o, "partition_count", tp->n_partitions);
+        out_int(o, "replication_factor", rf);
+        out_bool(o, "internal", tp->is_internal);
+        out_raw(o, "configs", NULL);
         if (c->json) {
-            printf("%s{\"topic\":", k++ ? "," : "");
-            json_str(stdout, name, -1);
-            printf(",\"partition_count\":%d,\"replication_factor\":%d,\"internal\":%s,\"configs\":{",
-                   tp->n_partitions, rf, tp->is_internal ? "true" : "false");
+            putchar('{');
             char *save = NULL;
             int m = 0;
             for (char *kv = strtok_r(cfg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
@@ -413,12 +398,13 @@ static int topic_describe(struct cli *c, struct topic_args *a)
                 putchar(':');
                 json_str(stdout, eq + 1, -1);
             }
-            printf("},\"partitions\":[");
+            putchar('}');
         } else if (!filter) {
             printf("Topic: %s\tPartitionCount: %d\tReplicationFactor: %d\tConfigs: %s\n", name,
                    tp->n_partitions, rf, cfg);
         }
-        int m = 0;
+        out_raw(o, "partitions", NULL);
+        struct out *po = out_new(c, 0);
         for (int32_t p = 0; p < tp->n_partitions; p++) {
             const struct kafka_metadata_response_partition *pp = &tp->partitions[p];
             bool urp = pp->n_isr_nodes < pp->n_replica_nodes;
@@ -430,14 +416,15 @@ static int topic_describe(struct cli *c, struct topic_args *a)
             ids(reps, sizeof(reps), pp->replica_nodes, pp->n_replica_nodes, c->json);
             ids(isr, sizeof(isr), pp->isr_nodes, pp->n_isr_nodes, c->json);
             ids(off, sizeof(off), pp->offline_replicas, pp->n_offline_replicas, c->json);
-            if (c->json) {
-                printf("%s{\"partition\":%d,\"leader\":%d,\"leader_epoch\":%d,\"replicas\":%s,"
-                       "\"isr\":%s,\"offline_replicas\":%s,\"error\":",
-                       m++ ? "," : "", pp->partition_index, pp->leader_id, pp->leader_epoch, reps,
-                       isr, off);
-                json_str(stdout, pp->error_code ? cli_kerr_name(pp->error_code) : NULL, -1);
-                printf("}");
-            } else {
+            out_row(po);
+            out_int(po, "partition", pp->partition_index);
+            out_int(po, "leader", pp->leader_id);
+            out_int(po, "leader_epoch", pp->leader_epoch);
+            out_raw(po, "replicas", reps);
+            out_raw(po, "isr", isr);
+            out_raw(po, "offline_replicas", off);
+            out_str(po, "error", pp->error_code ? cli_kerr_name(pp->error_code) : NULL);
+            if (!c->json) {
                 if (pp->leader_id >= 0)
                     snprintf(leader, sizeof(leader), "%d", pp->leader_id);
                 else
@@ -447,11 +434,9 @@ static int topic_describe(struct cli *c, struct topic_args *a)
                        name, pp->partition_index, leader, pp->leader_epoch, reps, isr, off);
             }
         }
-        if (c->json)
-            printf("]}");
+        out_end(po, "");
     }
-    if (c->json)
-        printf("]\n");
+    out_end(o, "\n");
     if (rk)
         rd_kafka_destroy(rk);
     raw_close(rc);
@@ -460,10 +445,9 @@ static int topic_describe(struct cli *c, struct topic_args *a)
 
 int cli_topic_main(struct cli *c, int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(topic_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    int help = cli_noun_help(argc, argv, topic_usage);
+    if (help >= 0)
+        return help;
     const char *verb = argv[1];
     static const struct {
         const char *verb, *alias;
@@ -476,8 +460,7 @@ int cli_topic_main(struct cli *c, int argc, char **argv)
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
         if (strcmp(verb, verbs[i].verb) && !(verbs[i].alias && !strcmp(verb, verbs[i].alias)))
             continue;
-        snprintf(cmd_buf, sizeof(cmd_buf), "topic %s", verbs[i].verb);
-        cli_cmd_name = cmd_buf;
+        cli_set_cmd("topic", verbs[i].verb);
         struct topic_args a = {0};
         int r = parse(argc - 1, argv + 1, &a);
         if (r >= 0)

@@ -1,4 +1,5 @@
-/* util: errors, librdkafka handles, JSON strings and tables for every command. */
+/* util: errors, librdkafka handles and argument parsing for every command (the
+ * printing is in out.c). */
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -9,6 +10,21 @@
 #include "common/kerr.h"
 
 const char *cli_cmd_name = "";
+
+void cli_set_cmd(const char *noun, const char *verb)
+{
+    static char buf[64];
+    snprintf(buf, sizeof(buf), "%s %s", noun, verb);
+    cli_cmd_name = buf;
+}
+
+int cli_noun_help(int argc, char **argv, const char *usage)
+{
+    if (argc >= 2 && strcmp(argv[1], "--help") && strcmp(argv[1], "-h"))
+        return -1;
+    fputs(usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+}
 
 __attribute__((format(printf, 1, 0))) static void verr(const char *fmt, va_list ap)
 {
@@ -190,154 +206,4 @@ int cli_parse_datetime(const char *s, int64_t *ret)
         return -EINVAL;
     *ret = ((int64_t)timegm(&tm) - off) * 1000 + ms;
     return 0;
-}
-
-/* Length of the valid UTF-8 sequence at @p (at most @n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    size_t need;
-    uint32_t cp;
-    if (p[0] < 0x80)
-        return 1;
-    if ((p[0] & 0xe0) == 0xc0) {
-        need = 2;
-        cp = p[0] & 0x1f;
-    } else if ((p[0] & 0xf0) == 0xe0) {
-        need = 3;
-        cp = p[0] & 0x0f;
-    } else if ((p[0] & 0xf8) == 0xf0) {
-        need = 4;
-        cp = p[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if ((need == 2 && cp < 0x80) || (need == 3 && cp < 0x800) || (need == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return need;
-}
-
-void json_str(FILE *f, const char *s, ssize_t len)
-{
-    if (!s) {
-        fputs("null", f);
-        return;
-    }
-    size_t n = len < 0 ? strlen(s) : (size_t)len;
-    const unsigned char *p = (const unsigned char *)s;
-    putc('"', f);
-    for (size_t i = 0; i < n;) {
-        unsigned char ch = p[i];
-        if (ch == '"' || ch == '\\') {
-            putc('\\', f);
-            putc(ch, f);
-            i++;
-        } else if (ch == '\n') {
-            fputs("\\n", f);
-            i++;
-        } else if (ch == '\t') {
-            fputs("\\t", f);
-            i++;
-        } else if (ch == '\r') {
-            fputs("\\r", f);
-            i++;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            fprintf(f, "\\u%04x", ch);
-            i++;
-        } else if (ch < 0x80) {
-            putc(ch, f);
-            i++;
-        } else {
-            size_t l = utf8_len(p + i, n - i);
-            if (l) {
-                fwrite(p + i, 1, l, f);
-                i += l;
-            } else {
-                fprintf(f, "\\u%04x", ch);
-                i++;
-            }
-        }
-    }
-    putc('"', f);
-}
-
-struct table {
-    int ncols;
-    size_t nrows, cap;
-    char **cells; /* nrows * ncols */
-};
-
-static void table_add(struct table *t, va_list ap)
-{
-    if (t->nrows == t->cap) {
-        size_t nc = t->cap ? t->cap * 2 : 16;
-        char **cells = realloc(t->cells, nc * (size_t)t->ncols * sizeof(*cells));
-        if (!cells)
-            abort();
-        t->cells = cells;
-        t->cap = nc;
-    }
-    for (int i = 0; i < t->ncols; i++) {
-        const char *s = va_arg(ap, const char *);
-        t->cells[t->nrows * (size_t)t->ncols + (size_t)i] = strdup(s ? s : "");
-    }
-    t->nrows++;
-}
-
-struct table *table_new(int ncols, ...)
-{
-    struct table *t = calloc(1, sizeof(*t));
-    if (!t)
-        abort();
-    t->ncols = ncols;
-    va_list ap;
-    va_start(ap, ncols);
-    table_add(t, ap);
-    va_end(ap);
-    return t;
-}
-
-void table_row(struct table *t, ...)
-{
-    va_list ap;
-    va_start(ap, t);
-    table_add(t, ap);
-    va_end(ap);
-}
-
-void table_print(struct table *t, FILE *f)
-{
-    size_t w[32] = {0};
-    for (size_t r = 0; r < t->nrows; r++)
-        for (int c = 0; c < t->ncols && c < 32; c++) {
-            size_t l = strlen(t->cells[r * (size_t)t->ncols + (size_t)c]);
-            if (l > w[c])
-                w[c] = l;
-        }
-    for (size_t r = 0; r < t->nrows; r++) {
-        for (int c = 0; c < t->ncols; c++) {
-            const char *s = t->cells[r * (size_t)t->ncols + (size_t)c];
-            if (c == t->ncols - 1)
-                fprintf(f, "%s\n", s);
-            else
-                fprintf(f, "%-*s  ", (int)w[c], s);
-        }
-    }
-}
-
-void table_free(struct table *t)
-{
-    if (!t)
-        return;
-    for (size_t i = 0; i < t->nrows * (size_t)t->ncols; i++)
-        free(t->cells[i]);
-    free(t->cells);
-    free(t);
 }

@@ -10,10 +10,15 @@
 #include "common/meta/state.h"
 
 /* Kafka's DynamicLogConfig and DynamicReplicationConfig keys that Weir has.
+ * The replication throttle rates are Kafka's DynamicReplicationConfig too;
+ * they are no topic key's default (broker/replica/repl.c reads them).
  * Not here although Weir has them: log.retention.check.interval.ms and the
  * flush scheduler and checkpoint intervals (static in Kafka too), and
  * message.max.bytes (Weir reads it once, at start-up). */
 const struct dyncfg_key dyncfg_keys[] = {
+    {"broker.decommissioned", NULL, false, true},
+    {"follower.replication.throttled.rate", NULL},
+    {"leader.replication.throttled.rate", NULL},
     {"log.flush.interval.messages", "flush.messages"},
     {"log.flush.interval.ms", "flush.ms"},
     {"log.index.interval.bytes", "index.interval.bytes"},
@@ -31,6 +36,17 @@ const struct dyncfg_key dyncfg_keys[] = {
     {"unclean.leader.election.enable", "unclean.leader.election.enable", true},
 };
 const size_t dyncfg_nkeys = sizeof(dyncfg_keys) / sizeof(dyncfg_keys[0]);
+
+static const struct config_def rate_defs[] = {DYNCFG_FOLLOWER_THROTTLE_DEF,
+                                              DYNCFG_LEADER_THROTTLE_DEF};
+
+const struct config_def *dyncfg_rate_def(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof(rate_defs) / sizeof(rate_defs[0]); i++)
+        if (!strcmp(rate_defs[i].name, name))
+            return &rate_defs[i];
+    return NULL;
+}
 
 static int dyncfg_cmp(const void *key, const void *elem)
 {

@@ -39,9 +39,15 @@ const struct topic_config_def topic_config_defs[] = {
     {.name = "flush.ms", .type = TOPIC_CONFIG_LONG, .kafka_default = I64_MAX_STR,
      .min = 0, .max = INT64_MAX, .broker_key = "log.flush.interval.ms",
      .doc = "Maximum time an appended message waits before the log is fsynced (checked every log.flush.scheduler.interval.ms)."},
+    {.name = "follower.replication.throttled.replicas", .type = TOPIC_CONFIG_REPLICAS,
+     .kafka_default = "",
+     .doc = "Replicas whose catch-up on the follower (the broker named) counts against and is limited by that broker's follower.replication.throttled.rate: 'partition:broker,...', or '*' for every replica. Only replicas outside the ISR are throttled (docs/reassignment.md)."},
     {.name = "index.interval.bytes", .type = TOPIC_CONFIG_INT, .kafka_default = "4096",
      .min = 0, .max = INT32_MAX, .broker_key = "log.index.interval.bytes",
      .doc = "Bytes of log between two entries of the offset index."},
+    {.name = "leader.replication.throttled.replicas", .type = TOPIC_CONFIG_REPLICAS,
+     .kafka_default = "",
+     .doc = "Replicas whose leader (the broker named) limits what it sends followers outside the ISR to its leader.replication.throttled.rate: 'partition:broker,...', or '*' for every replica (docs/reassignment.md)."},
     {.name = "max.compaction.lag.ms", .type = TOPIC_CONFIG_LONG, .kafka_default = I64_MAX_STR,
      .min = 1, .max = INT64_MAX, .broker_key = "log.cleaner.max.compaction.lag.ms",
      .doc = "Compaction: longest time a record stays uncompacted. Stored; read by compaction, which is not implemented yet (no effect with cleanup.policy=delete, as in Kafka)."},
@@ -151,6 +157,117 @@ bool topic_config_parse_bool(const char *v, bool *ret)
     return false;
 }
 
+/* A non-negative int32 in [p, end): its value, or -1. */
+static int64_t pair_int(const char *p, const char *end)
+{
+    if (p == end || end - p > 10)
+        return -1;
+    int64_t v = 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    return v <= INT32_MAX ? v : -1;
+}
+
+/* Calls @fn for each partition:broker pair of @value ("" has none; Kafka
+ * trims spaces around items). False when an item is not such a pair. */
+static bool replicas_each(const char *value, bool (*fn)(void *, int64_t, int64_t), void *ud)
+{
+    if (!*value)
+        return true;
+    for (const char *p = value;;) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma ? comma : p + strlen(p);
+        while (p < end && *p == ' ')
+            p++;
+        while (end > p && end[-1] == ' ')
+            end--;
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        int64_t part = colon ? pair_int(p, colon) : -1;
+        int64_t broker = colon ? pair_int(colon + 1, end) : -1;
+        if (part < 0 || broker < 0)
+            return false;
+        if (fn && fn(ud, part, broker))
+            return true;
+        if (!comma)
+            return true;
+        p = comma + 1;
+    }
+}
+
+static bool replicas_valid(const char *value)
+{
+    const char *p = value;
+    while (*p == ' ')
+        p++;
+    if (*p == '*') {
+        for (p++; *p == ' '; p++)
+            ;
+        return *p == 0;
+    }
+    return replicas_each(value, NULL, NULL);
+}
+
+struct listed_ctx {
+    int64_t partition, broker;
+    bool found;
+};
+
+static bool listed_match(void *ud, int64_t part, int64_t broker)
+{
+    struct listed_ctx *c = ud;
+    c->found = part == c->partition && broker == c->broker;
+    return c->found;
+}
+
+bool topic_config_replica_listed(const char *value, int32_t partition, int32_t broker)
+{
+    if (!value || !*value)
+        return false;
+    const char *p = value;
+    while (*p == ' ')
+        p++;
+    if (*p == '*')
+        return replicas_valid(value);
+    struct listed_ctx c = {partition, broker, false};
+    return replicas_each(value, listed_match, &c) && c.found;
+}
+
+struct of_broker_ctx {
+    int64_t broker;
+    bool *listed;
+    size_t n;
+};
+
+static bool of_broker_mark(void *ud, int64_t part, int64_t broker)
+{
+    struct of_broker_ctx *c = ud;
+    if (broker == c->broker && (uint64_t)part < c->n)
+        c->listed[part] = true;
+    return false;
+}
+
+void topic_config_replicas_of_broker(const char *value, int32_t broker, bool *ret_listed,
+                                     size_t n_parts)
+{
+    memset(ret_listed, 0, n_parts * sizeof(*ret_listed));
+    if (!value || !*value)
+        return;
+    const char *p = value;
+    while (*p == ' ')
+        p++;
+    if (*p == '*') {
+        if (replicas_valid(value))
+            memset(ret_listed, 1, n_parts * sizeof(*ret_listed));
+        return;
+    }
+    struct of_broker_ctx c = {broker, ret_listed, n_parts};
+    if (!replicas_each(value, of_broker_mark, &c))
+        memset(ret_listed, 0, n_parts * sizeof(*ret_listed));
+}
+
 /* Kafka compares choices case-sensitively, booleans not. */
 static bool in_list(const char *v, size_t n, const char *const *list, bool nocase)
 {
@@ -209,6 +326,16 @@ int16_t topic_config_validate(const char *name, const char *value, char *msg, si
         good = *value && !*end && r >= 0.0 && r <= 1.0;
         break;
     }
+    case TOPIC_CONFIG_REPLICAS:
+        good = replicas_valid(value);
+        if (!good) {
+            snprintf(msg, msglen,
+                     "invalid value '%.64s' for topic config %s: expected '*' or a list of "
+                     "partition:broker pairs, e.g. '0:1,0:2'",
+                     value, name);
+            return KERR_INVALID_CONFIG;
+        }
+        break;
     case TOPIC_CONFIG_LIST: {
         /* A comma-separated list, e.g. "compact,delete". */
         if (!*value)

@@ -24,6 +24,9 @@ enum topic_config_type {
     TOPIC_CONFIG_RATIO,  /* double in [0, 1] */
     TOPIC_CONFIG_STRING, /* one of choices[] */
     TOPIC_CONFIG_LIST,   /* comma-separated items, each one of choices[] */
+    /* Kafka's throttled replica list: empty, '*', or comma-separated
+     * partition:broker pairs (non-negative integers) */
+    TOPIC_CONFIG_REPLICAS,
 };
 
 struct topic_config_def {
@@ -36,7 +39,9 @@ struct topic_config_def {
      * the reason; NULL when every choice is honoured. */
     const char *const *refused;
     const char *refused_why;
-    const char *broker_key; /* the broker key that supplies the default */
+    /* the broker key that supplies the default; NULL when none does (Kafka's
+     * throttled replica lists) */
+    const char *broker_key;
     const char *doc;        /* what it does in Weir */
 };
 
@@ -54,3 +59,13 @@ int16_t topic_config_validate(const char *name, const char *value, char *msg, si
  * anything else, leaving *ret alone. */
 bool topic_config_parse_long(const char *value, int64_t *ret);
 bool topic_config_parse_bool(const char *value, bool *ret);
+
+/* Whether a throttled replica list (TOPIC_CONFIG_REPLICAS, validated) names
+ * replica @broker of @partition: '*' names every replica, NULL or "" none. */
+bool topic_config_replica_listed(const char *value, int32_t partition, int32_t broker);
+
+/* The same for every partition of a topic at once (one pass over @value):
+ * @ret_listed[p] (of @n_parts) says whether replica @broker of partition p is
+ * named. For a list that does not parse, none is. */
+void topic_config_replicas_of_broker(const char *value, int32_t broker, bool *ret_listed,
+                                     size_t n_parts);

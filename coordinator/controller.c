@@ -603,15 +603,30 @@ int cctl_allocate_producer_ids(const struct cstate *s, int32_t broker_id, int64_
  * layer's (the broker's own registry), the others the coordinator's, whose
  * definitions of min.insync.replicas and unclean.leader.election.enable are
  * the cluster defaults' anyway. */
+static const struct config_def decommissioned_def = {
+    .name = CCTL_DECOMMISSIONED_KEY,
+    .type = CONFIG_BOOL,
+    .default_value = "false",
+    .doc = "true: new topics and partitions get no replica on this broker (per broker only)",
+};
+
+bool cctl_broker_decommissioned(const struct cstate *s, int32_t id)
+{
+    const char *v = cstate_broker_config(s, id, CCTL_DECOMMISSIONED_KEY);
+    return v && !strcasecmp(v, "true");
+}
+
 static const struct config_def *broker_key_def(const char *name)
 {
+    if (!strcmp(name, CCTL_DECOMMISSIONED_KEY))
+        return &decommissioned_def;
     for (size_t i = 0; i < storage_config_ndefs; i++)
         if (!strcmp(storage_config_defs[i].name, name))
             return &storage_config_defs[i];
     for (size_t i = 0; i < coord_config_ndefs; i++)
         if (!strcmp(coord_config_defs[i].name, name))
             return &coord_config_defs[i];
-    return NULL;
+    return dyncfg_rate_def(name); /* the replication throttle rates */
 }
 
 int cctl_alter_broker_config(const struct cstate *s, const struct cctl_ctx *ctx, int32_t broker_id,
@@ -638,6 +653,11 @@ int cctl_alter_broker_config(const struct cstate *s, const struct cctl_ctx *ctx,
                         "broker config '%s' is cluster-wide: set it on the default (empty "
                         "resource name), not on broker %d",
                         key, broker_id);
+        if (dk->broker_only && broker_id == CSTATE_CLUSTER_DEFAULT)
+            return kerr(err, KERR_INVALID_CONFIG,
+                        "broker config '%s' is per broker: set it on one broker id, not on the "
+                        "cluster default",
+                        key);
         if (!strcmp(key, "unclean.leader.election.enable"))
             unclean_on = ops[i].value && !strcasecmp(ops[i].value, "true");
     }
@@ -788,6 +808,12 @@ static int place(const struct cstate *s, const struct cctl_ctx *ctx, const struc
     int rc = cplace_live_brokers(s, &live, &n_live);
     if (rc < 0)
         return rc;
+    /* decommissioned brokers take no new replica */
+    size_t kept = 0;
+    for (size_t i = 0; i < n_live; i++)
+        if (!cctl_broker_decommissioned(s, live[i].id))
+            live[kept++] = live[i];
+    n_live = kept;
     if (rf < 1 || (size_t)rf > n_live) {
         free(live);
         return kerr(err, KERR_INVALID_REPLICATION_FACTOR,
@@ -1224,10 +1250,16 @@ static void tpart_build(struct tpart *tp, int32_t leader, const int32_t *rep, si
     int32_t *ids = total <= CSTATE_INLINE_IDS ? tp->p.ids.inl : tp->buf;
     if (total > CSTATE_INLINE_IDS)
         tp->p.ids.heap = tp->buf;
-    memcpy(ids, rep, n_rep * sizeof(*ids));
-    memcpy(ids + n_rep, isr, n_isr * sizeof(*ids));
-    memcpy(ids + n_rep + n_isr, add, n_add * sizeof(*ids));
-    memcpy(ids + n_rep + n_isr + n_add, rem, n_rem * sizeof(*ids));
+    /* memcpy with a NULL source is undefined even for 0 bytes (UBSan): an empty
+     * adding/removing list may come as NULL. */
+    if (n_rep)
+        memcpy(ids, rep, n_rep * sizeof(*ids));
+    if (n_isr)
+        memcpy(ids + n_rep, isr, n_isr * sizeof(*ids));
+    if (n_add)
+        memcpy(ids + n_rep + n_isr, add, n_add * sizeof(*ids));
+    if (n_rem)
+        memcpy(ids + n_rep + n_isr + n_add, rem, n_rem * sizeof(*ids));
 }
 
 static bool reassigning(const struct cstate_partition *p)

@@ -255,6 +255,17 @@ int cctl_alter_partition(const struct cstate *s, const struct cctl_ctx *ctx,
  * first target replica (Kafka's first replica of the target assignment). */
 int32_t cctl_preferred_replica(const struct cstate_partition *p);
 
+/* The dynamic per-broker key that takes a broker out of placement (`weir
+ * cluster decommission` sets it, `recommission` removes it): new topics and
+ * partitions get no replica on a broker whose value is "true". It is a
+ * BrokerConfig record in the metadata log like every dynamic broker key, set
+ * with IncrementalAlterConfigs on the BROKER resource; existing replicas and
+ * explicit reassignments are not affected (the operator moves those). */
+#define CCTL_DECOMMISSIONED_KEY "broker.decommissioned"
+
+/* Whether broker @id carries broker.decommissioned=true. */
+bool cctl_broker_decommissioned(const struct cstate *s, int32_t id);
+
 struct cctl_rebalance_opts {
     /* Kafka's leader.imbalance.per.broker.percentage: a broker's partitions are
      * rebalanced only when more than this percentage of those it is the

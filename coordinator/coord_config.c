@@ -10,6 +10,7 @@
 
 #include "common/config.h"
 #include "common/crc32c.h"
+#include "common/httpd.h"
 
 /* Bytes of a frame not available to a record: frame header and the WatchRecord
  * fields around it, with room to spare. */
@@ -242,6 +243,7 @@ static int validate_voters(const struct config_def *def, const char *value, char
 }
 
 static const char *const log_level_choices[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const log_format_choices[] = {"text", "json", NULL};
 
 /* clang-format off */
 const struct config_def coord_config_defs[] = {
@@ -303,6 +305,10 @@ const struct config_def coord_config_defs[] = {
     {.name = "log.level", .type = CONFIG_STRING, .default_value = "info",
      .choices = log_level_choices,
      .doc = "Lowest level of log lines written to stderr."},
+    {.name = "log.format", .type = CONFIG_STRING, .default_value = "text",
+     .choices = log_format_choices,
+     .doc = "Log line format on stderr: text, or json (one object per line with ts, level, component, msg, event and its fields, for log shippers)."},
+    HTTPD_CONFIG_DEFS,
 };
 /* clang-format on */
 
@@ -405,6 +411,10 @@ int coord_config_resolve(const struct config *c, struct coord_settings *ret, cha
     s.max_record_bytes = (uint32_t)(s.max_frame_bytes - COORD_CONFIG_FRAME_SLACK);
     if (log_level_parse(config_get_string(c, "log.level"), &s.log_level) < 0) {
         snprintf(err, errlen, "invalid value for 'log.level'");
+        return -EINVAL;
+    }
+    if (log_format_parse(config_get_string(c, "log.format"), &s.log_format) < 0) {
+        snprintf(err, errlen, "invalid value for 'log.format'");
         return -EINVAL;
     }
     int r = resolve_voters(c, &s, err, errlen);

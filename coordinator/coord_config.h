@@ -61,6 +61,7 @@ struct coord_settings {
      * that carries it, so every record can be pushed. */
     uint32_t max_record_bytes;
     enum log_level log_level;
+    enum log_format log_format;
     /* The quorum, sorted by id; n_voters == 0 when the key is unset: a single
      * coordinator, exactly as before the quorum existed. When set it includes
      * node.id (resolve checks). */

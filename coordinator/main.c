@@ -29,8 +29,10 @@
 
 #include "common/config.h"
 #include "common/fsutil.h"
+#include "common/httpd.h"
 #include "common/log.h"
 #include "common/looplag.h"
+#include "common/metrics.h"
 #include "common/metaprops.h"
 #include "common/wpool.h"
 #include "coordinator/controller.h"
@@ -38,6 +40,7 @@
 #include "coordinator/mlog.h"
 #include "coordinator/service.h"
 #include "common/meta/state.h"
+#include "common/version.h"
 
 #define EXIT_RUNTIME 1 /* data directory, recovery, listen, metadata log failure */
 #define EXIT_CONFIG  2 /* command line or configuration */
@@ -45,6 +48,7 @@
 struct coord_main {
     struct event_base *base;
     struct coord_service *svc;
+    bool ready; /* on_ready ran */
     const struct coord_settings *cfg;
     int exit_code;
     int signal;
@@ -56,7 +60,8 @@ static void usage(FILE *f)
             "usage: weir-coordinator --config FILE [--format-if-empty] [--override key=value]...\n"
             "       weir-coordinator --override data.dir=DIR [--override key=value]...\n"
             "       weir-coordinator format --config FILE (--cluster-id ID | --random)\n"
-            "                        [--override key=value]...\n");
+            "                        [--override key=value]...\n"
+            "       weir-coordinator --version\n");
 }
 
 /* What the command line asked for besides the configuration. */
@@ -374,9 +379,24 @@ static void on_fatal(void *ud, const char *why)
     event_base_loopbreak(m->base);
 }
 
+static bool coord_health(void *ud, char *reason, size_t len)
+{
+    struct coord_main *m = ud;
+    if (m->signal) {
+        snprintf(reason, len, "shutting down");
+        return false;
+    }
+    if (!m->svc || !m->ready) {
+        snprintf(reason, len, "starting: metadata log not yet durable");
+        return false;
+    }
+    return coord_service_health(m->svc, reason, len);
+}
+
 static void on_ready(struct coord_service *svc, void *ud)
 {
     struct coord_main *m = ud;
+    m->ready = true;
     char where[COORD_CONFIG_MAX_LISTENERS * (COORD_CONFIG_HOST_MAX + 16)];
     size_t off = 0;
     where[0] = '\0';
@@ -403,6 +423,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            puts(WEIR_VERSION_LINE("weir-coordinator"));
             return 0;
         }
     }
@@ -433,12 +457,15 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     log_set_level(cfg.log_level);
+    log_set_format(cfg.log_format);
 
     int exit_code = EXIT_RUNTIME;
     struct mlog *log = NULL;
     struct cstate *state = NULL;
     struct event_base *base = NULL;
     struct looplag *lag = NULL;
+    struct metrics *metrics = NULL;
+    struct httpd *httpd = NULL;
     struct wpool *pool = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
     struct coord_main m = {.cfg = &cfg};
@@ -548,10 +575,31 @@ int main(int argc, char **argv)
         log_error("coordinator", "cannot start: %s", strerror(-r));
         goto out;
     }
+    struct httpd_settings hs;
+    r = httpd_settings_resolve(conf, &hs, err, sizeof(err));
+    if (r == 0 && hs.enabled) {
+        if (metrics_new(base, &metrics) < 0 ||
+            metrics_register_process(metrics, "coordinator", WEIR_VERSION, WEIR_GIT_REVISION,
+                                     lag) < 0 ||
+            coord_service_register_metrics(m.svc, metrics) < 0) {
+            log_error("coordinator", "cannot set up metrics: out of memory");
+            goto out;
+        }
+        r = httpd_new(base, &hs, metrics, coord_health, &m, &httpd, err, sizeof(err));
+        if (r == 0)
+            log_info("coordinator", "metrics and health on http://%s:%d/metrics", hs.host,
+                     httpd_port(httpd));
+    }
+    if (r < 0) {
+        log_error("coordinator", "%s", err[0] ? err : strerror(-r));
+        goto out;
+    }
     event_base_dispatch(base);
     exit_code = m.exit_code;
 
 out:
+    httpd_free(httpd);
+    metrics_free(metrics);
     if (m.svc) {
         int sr = coord_service_stop(m.svc);
         if (sr < 0)

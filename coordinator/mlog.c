@@ -23,7 +23,9 @@
 #include "common/buf.h"
 #include "common/crc32c.h"
 #include "common/fsutil.h"
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/wpool.h"
 
 #define SEG_MAGIC      0x574d4c47u /* "WMLG" */
@@ -84,6 +86,8 @@ struct mlog_snapjob {
 };
 
 struct mlog {
+    /* fdatasync of each flush group, observed on the worker thread */
+    struct mhist fsync_hist;
     /* immutable after open */
     char *dir;
     int dirfd; /* also holds the flock */
@@ -1124,8 +1128,11 @@ static void flush_work(void *arg)
     }
     if (rc == 0)
         rc = fsutil_pwrite_all(log->fd, g->data, g->len, log->active_bytes);
-    if (rc == 0)
+    if (rc == 0) {
+        int64_t t0 = clock_mono_us();
         rc = sync_fd(log->fd, true);
+        mhist_observe_us_atomic(&log->fsync_hist, clock_mono_us() - t0);
+    }
     if (rc == 0)
         log->active_bytes += (int64_t)g->len;
     g->status = rc;
@@ -1559,4 +1566,9 @@ const char *mlog_dir(const struct mlog *log)
 void mlog_get_stats(const struct mlog *log, struct mlog_stats *ret)
 {
     *ret = log->stats;
+}
+
+const struct mhist *mlog_fsync_histogram(const struct mlog *log)
+{
+    return &log->fsync_hist;
 }

@@ -218,3 +218,8 @@ struct mlog_stats {
 };
 
 void mlog_get_stats(const struct mlog *log, struct mlog_stats *ret);
+
+struct mhist;
+/* Latency of the fdatasync ending each flush group (updated by the worker
+ * thread with atomics; read it with mw_hist()). */
+const struct mhist *mlog_fsync_histogram(const struct mlog *log);

@@ -261,11 +261,24 @@ int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *
     return 0;
 }
 
+/* Every call passes here first, to be counted by method. */
+static void h_counted(struct rpc_call *call, const ProtobufCMessage *req, void *ud)
+{
+    struct coord_service *svc = ud;
+    unsigned m = rpc_call_method(call);
+    if (m >= COORD_M_COUNT) {
+        rpc_call_fail(call, RPC_UNKNOWN_METHOD, "unknown method");
+        return;
+    }
+    svc->ctr.rpc[m]++;
+    (methods[m].handle ? methods[m].handle : h_mutation)(call, req, ud);
+}
+
 static int listen_all(struct coord_service *svc)
 {
     struct rpc_handler handlers[COORD_M_COUNT];
     for (unsigned i = 0; i < COORD_M_COUNT; i++)
-        handlers[i] = (struct rpc_handler){methods[i].handle ? methods[i].handle : h_mutation, svc};
+        handlers[i] = (struct rpc_handler){h_counted, svc};
     struct rpc_server_options so = {.max_frame_bytes = svc->cfg->max_frame_bytes};
     for (size_t i = 0; i < svc->cfg->n_listeners; i++) {
         const struct coord_listener *l = &svc->cfg->listeners[i];

@@ -29,6 +29,7 @@
  * recovery on the next start decides which records exist. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,4 +85,11 @@ int64_t coord_service_committed_offset(const struct coord_service *svc);
  * durable (their calls are answered), then close every connection. Returns the
  * metadata log's error (0 when clean). Call before coord_service_free(). */
 int coord_service_stop(struct coord_service *svc);
+
+struct metrics;
+/* Adds the coordinator's collector (service_metrics.c) to @m, which must not
+ * outlive the service's use of it: unregister by freeing @m first. */
+int coord_service_register_metrics(struct coord_service *svc, struct metrics *m);
+/* /health: true when serving; else false with a one-line reason. */
+bool coord_service_health(const struct coord_service *svc, char *reason, size_t len);
 void coord_service_free(struct coord_service *svc);

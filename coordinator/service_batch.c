@@ -147,10 +147,13 @@ static void preferred_return(struct coord_service *svc, const uint8_t *topic_id,
         return;
     /* Records exist only for a known partition. */
     const struct cstate_topic *t = cstate_topic_by_id(svc->spec, topic_id);
-    log_info(
-        "coordinator",
-        "%s-%d: preferred replica %d is back in the ISR: moving leadership to it (%zu records)",
-        t->name, (int)idx, (int)cctl_preferred_replica(&t->parts[idx]), svc->recs.n);
+    int32_t preferred = cctl_preferred_replica(&t->parts[idx]);
+    log_event(LOG_LEVEL_INFO, "coordinator", "preferred_leader_return",
+              LOG_FIELDS(LF_STR("topic", t->name), LF_INT("partition", idx),
+                         LF_INT("broker", preferred)),
+              "%s-%d: preferred replica %d is back in the ISR: moving leadership to it (%zu "
+              "records)",
+              t->name, (int)idx, (int)preferred, svc->recs.n);
     svc_write_internal(svc, "preferred-leader return");
 }
 
@@ -437,8 +440,13 @@ static void create_topic_done(struct svc_batch *b, size_t i, void *result,
         if (!req->validate_only) {
             o->topic_id.data = ci->id;
             o->topic_id.len = CSTATE_UUID_LEN;
-            log_info("coordinator", "creating topic %s with %d partitions, RF %d", t->name,
-                     (int)ci->num_partitions, (int)ci->replication_factor);
+            log_event(LOG_LEVEL_INFO, "coordinator", "topic_created",
+                      LOG_FIELDS(LF_STR("topic", t->name),
+                                 LF_INT("partitions", ci->num_partitions),
+                                 LF_INT("replication_factor", ci->replication_factor),
+                                 LF_BOOL("auto_create", req->auto_create)),
+                      "creating topic %s with %d partitions, RF %d", t->name,
+                      (int)ci->num_partitions, (int)ci->replication_factor);
         }
     } else if (err->code != KERR_TOPIC_ALREADY_EXISTS || !req->auto_create) {
         log_info("coordinator", "create topic %.249s refused: %s", o->name, err->message);
@@ -520,7 +528,8 @@ static void delete_topic_done(struct svc_batch *b, size_t i, void *result,
     (void)i;
     Weir__Coord__DeletableTopicResult *o = result;
     if (err->code == KERR_NONE)
-        log_info("coordinator", "deleting topic %s", o->name);
+        log_event(LOG_LEVEL_INFO, "coordinator", "topic_deleted",
+                  LOG_FIELDS(LF_STR("topic", o->name)), "deleting topic %s", o->name);
     o->error_code = err->code;
     o->error_message = svc_err_msg(err);
 }
@@ -600,8 +609,10 @@ static void create_partitions_done(struct svc_batch *b, size_t i, void *result,
     const Weir__Coord__CreatePartitionsTopic *t = req->topics[i];
     Weir__Coord__CreatePartitionsResult *o = result;
     if (err->code == KERR_NONE && !b->validate_only)
-        log_info("coordinator", "topic %s: partitions %d -> %d", t->name, (int)pi->before,
-                 (int)t->count);
+        log_event(LOG_LEVEL_INFO, "coordinator", "partitions_created",
+                  LOG_FIELDS(LF_STR("topic", t->name), LF_INT("partitions_before", pi->before),
+                             LF_INT("partitions", t->count)),
+                  "topic %s: partitions %d -> %d", t->name, (int)pi->before, (int)t->count);
     o->error_code = err->code;
     o->error_message = svc_err_msg(err);
 }
@@ -638,6 +649,42 @@ static bool kv_named(const struct cctl_kv *ops, size_t n, const char *name)
 static size_t alter_configs_count(const ProtobufCMessage *msg)
 {
     return ((const Weir__Coord__AlterTopicConfigsRequest *)msg)->n_topics;
+}
+
+/* One line per committed config change: which keys, and their new values
+ * except secrets. @topic names a topic resource; otherwise @broker_id is a
+ * broker or CSTATE_CLUSTER_DEFAULT. */
+static void log_config_change(const char *topic, int32_t broker_id,
+                              Weir__Coord__AlterConfigOp *const *ops, size_t n, bool replace)
+{
+    char keys[1024] = "", what[2048] = "";
+    size_t kl = 0, wl = 0;
+    for (size_t k = 0; k < n; k++) {
+        const Weir__Coord__AlterConfigOp *op = ops[k];
+        const char *v = op->remove ? NULL : log_config_value(op->name, op->value);
+        int a = snprintf(keys + kl, sizeof(keys) - kl, "%s%s", k ? "," : "", op->name);
+        int b = snprintf(what + wl, sizeof(what) - wl, "%s%s%s%s", k ? ", " : "", op->name,
+                         v ? "=" : " removed", v ? v : "");
+        if (a > 0)
+            kl = kl + (size_t)a < sizeof(keys) ? kl + (size_t)a : sizeof(keys) - 1;
+        if (b > 0)
+            wl = wl + (size_t)b < sizeof(what) ? wl + (size_t)b : sizeof(what) - 1;
+    }
+    if (topic)
+        log_event(LOG_LEVEL_INFO, "coordinator", "config_changed",
+                  LOG_FIELDS(LF_STR("resource", "topic"), LF_STR("topic", topic),
+                             LF_STR("keys", keys), LF_BOOL("replace", replace)),
+                  "topic %s: %zu config changes%s: %s", topic, n,
+                  replace ? " (other overrides removed)" : "", what);
+    else if (broker_id == CSTATE_CLUSTER_DEFAULT)
+        log_event(LOG_LEVEL_INFO, "coordinator", "config_changed",
+                  LOG_FIELDS(LF_STR("resource", "cluster_default"), LF_STR("keys", keys)),
+                  "dynamic broker config (cluster default): %s", what);
+    else
+        log_event(LOG_LEVEL_INFO, "coordinator", "config_changed",
+                  LOG_FIELDS(LF_STR("resource", "broker"), LF_INT("broker", broker_id),
+                             LF_STR("keys", keys)),
+                  "dynamic broker config (broker %d): %s", (int)broker_id, what);
 }
 
 static void alter_configs_begin(struct svc_batch *b)
@@ -680,7 +727,7 @@ static void alter_configs_done(struct svc_batch *b, size_t i, void *result,
     const Weir__Coord__AlterTopicConfigsTopic *t = req->topics[i];
     Weir__Coord__AlterTopicConfigsResult *o = result;
     if (err->code == KERR_NONE && !b->validate_only)
-        log_info("coordinator", "topic %s: %zu config changes", t->name, t->n_ops);
+        log_config_change(t->name, -2, t->ops, t->n_ops, t->replace);
     o->error_code = err->code;
     o->error_message = svc_err_msg(err);
 }
@@ -752,18 +799,8 @@ static void alter_broker_configs_done(struct svc_batch *b, size_t i, void *resul
     const Weir__Coord__AlterBrokerConfigsRequest *req = (const void *)b->req;
     const Weir__Coord__AlterBrokerConfigsResource *r = req->resources[i];
     Weir__Coord__AlterBrokerConfigsResult *o = result;
-    if (err->code == KERR_NONE && !b->validate_only) {
-        for (size_t k = 0; k < r->n_ops; k++) {
-            if (r->broker_id == CSTATE_CLUSTER_DEFAULT)
-                log_info("coordinator", "dynamic broker config (cluster default): %s%s%s",
-                         r->ops[k]->name, r->ops[k]->remove ? " removed" : "=",
-                         r->ops[k]->remove ? "" : r->ops[k]->value);
-            else
-                log_info("coordinator", "dynamic broker config (broker %d): %s%s%s",
-                         (int)r->broker_id, r->ops[k]->name, r->ops[k]->remove ? " removed" : "=",
-                         r->ops[k]->remove ? "" : r->ops[k]->value);
-        }
-    }
+    if (err->code == KERR_NONE && !b->validate_only)
+        log_config_change(NULL, r->broker_id, r->ops, r->n_ops, false);
     o->error_code = err->code;
     o->error_message = svc_err_msg(err);
 }

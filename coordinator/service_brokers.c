@@ -190,10 +190,12 @@ void svc_register_broker(struct coord_service *svc, struct rpc_call *call,
                 if (csession_touch(svc->sessions, req->broker_id, epoch, clock_mono_ms()) == 0)
                     track_broker_conn(svc, req->broker_id, call);
                 if (n > 0)
-                    log_info("coordinator",
-                             "registering broker %d from %s with epoch %" PRId64 " (%zu records)",
-                             (int)req->broker_id, rpc_conn_peer(rpc_call_connection(call)), epoch,
-                             n);
+                    log_event(LOG_LEVEL_INFO, "coordinator", "broker_registered",
+                              LOG_FIELDS(LF_INT("broker", req->broker_id), LF_INT("epoch", epoch),
+                                         LF_STR("peer", rpc_conn_peer(rpc_call_connection(call)))),
+                              "registering broker %d from %s with epoch %" PRId64 " (%zu records)",
+                              (int)req->broker_id, rpc_conn_peer(rpc_call_connection(call)),
+                              epoch, n);
             }
         }
     }
@@ -263,12 +265,17 @@ void svc_controlled_shutdown(struct coord_service *svc, struct rpc_call *call,
     svc_write_item(svc, r, &err, true);
     if (err.code == KERR_NONE && req->exit) {
         csession_remove(svc->sessions, req->broker_id);
-        log_info("coordinator",
-                 "broker %d (epoch %" PRId64 ") is exiting: fencing it (%zu records)",
-                 (int)req->broker_id, req->broker_epoch, n);
+        log_event(LOG_LEVEL_INFO, "coordinator", "broker_fenced",
+                  LOG_FIELDS(LF_INT("broker", req->broker_id), LF_INT("epoch", req->broker_epoch),
+                             LF_STR("reason", "shutdown")),
+                  "broker %d (epoch %" PRId64 ") is exiting: fencing it (%zu records)",
+                  (int)req->broker_id, req->broker_epoch, n);
     } else if (err.code == KERR_NONE) {
-        log_info("coordinator", "broker %d controlled shutdown: %zu records, %d leaderships remain",
-                 (int)req->broker_id, n, (int)remaining);
+        log_event(LOG_LEVEL_INFO, "coordinator", "broker_controlled_shutdown",
+                  LOG_FIELDS(LF_INT("broker", req->broker_id), LF_INT("epoch", req->broker_epoch),
+                             LF_INT("leaderships", remaining)),
+                  "broker %d controlled shutdown: %zu records, %d leaderships remain",
+                  (int)req->broker_id, n, (int)remaining);
     }
     resp.error_code = err.code;
     resp.error_message = svc_err_msg(&err);
@@ -287,7 +294,9 @@ void svc_unregister_broker(struct coord_service *svc, struct rpc_call *call,
     int r = cctl_unregister_broker(svc->spec, &svc->ctx, req->broker_id, &svc->recs, &err);
     svc_write_item(svc, r, &err, true);
     if (err.code == KERR_NONE)
-        log_info("coordinator", "unregistering broker %d", (int)req->broker_id);
+        log_event(LOG_LEVEL_INFO, "coordinator", "broker_unregistered",
+                  LOG_FIELDS(LF_INT("broker", req->broker_id)), "unregistering broker %d",
+                  (int)req->broker_id);
     resp.error_code = err.code;
     resp.error_message = svc_err_msg(&err);
     resp.metadata_offset = svc->spec->offset;
@@ -344,24 +353,36 @@ void svc_on_session_tick(evutil_socket_t fd, short what, void *arg)
         int64_t grace = csession_grace_ms(svc->sessions, id);
         int r = cctl_fence_broker(svc->spec, &svc->ctx, id, epoch, &svc->recs, &err);
         if (r == 0 && err.code == KERR_NONE && why == CSESSION_DISCONNECT) {
-            log_info("coordinator",
-                     "broker %d (epoch %" PRId64 ") did not return after its connection "
-                     "closed: fencing it (%zu records)",
-                     (int)id, epoch, svc->recs.n);
+            log_event(LOG_LEVEL_INFO, "coordinator", "broker_fenced",
+                      LOG_FIELDS(LF_INT("broker", id), LF_INT("epoch", epoch),
+                                 LF_STR("reason", "connection_closed")),
+                      "broker %d (epoch %" PRId64 ") did not return after its connection "
+                      "closed: fencing it (%zu records)",
+                      (int)id, epoch, svc->recs.n);
             svc_write_internal(svc, "fencing");
         } else if (r == 0 && err.code == KERR_NONE) {
-            log_info("coordinator",
-                     "broker %d (epoch %" PRId64 ") sent no heartbeat for %" PRId64
-                     " ms (session %d ms + %" PRId64 " ms grace for unacknowledged metadata%s): "
-                     "fencing it (%zu records)",
-                     (int)id, epoch, csession_silent_ms(svc->sessions, id, now),
-                     (int)svc->cfg->session_timeout_ms, grace,
-                     why == CSESSION_DEAD ? ", clearly dead" : "", svc->recs.n);
+            log_event(LOG_LEVEL_INFO, "coordinator", "broker_fenced",
+                      LOG_FIELDS(LF_INT("broker", id), LF_INT("epoch", epoch),
+                                 LF_STR("reason", "session_expired")),
+                      "broker %d (epoch %" PRId64 ") sent no heartbeat for %" PRId64
+                      " ms (session %d ms + %" PRId64 " ms grace for unacknowledged metadata%s): "
+                      "fencing it (%zu records)",
+                      (int)id, epoch, csession_silent_ms(svc->sessions, id, now),
+                      (int)svc->cfg->session_timeout_ms, grace,
+                      why == CSESSION_DEAD ? ", clearly dead" : "", svc->recs.n);
             svc_write_internal(svc, "fencing");
         } else {
             cstate_records_clear(&svc->recs);
             if (r < 0)
                 log_error("coordinator", "cannot fence broker %d: %s", (int)id, strerror(-r));
+        }
+        if (r == 0 && err.code == KERR_NONE) {
+            if (why == CSESSION_DISCONNECT)
+                svc->ctr.fenced_disconnect++;
+            else if (why == CSESSION_DEAD)
+                svc->ctr.fenced_dead++;
+            else
+                svc->ctr.fenced_expired++;
         }
         csession_fenced(svc->sessions, id, now);
     }

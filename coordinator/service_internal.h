@@ -31,6 +31,7 @@
 #include "coordinator/mlog.h"
 #include "coordinator/raft_node.h"
 #include "coordinator/service.h"
+#include "methods.h"
 
 struct ProtobufCMessage;
 struct event;
@@ -58,6 +59,16 @@ struct svc_waits {
     struct event *unpark_ev;
     int fail_status;       /* for svc_wait_fail_all()'s forced completions */
     const char *fail_text; /* borrowed for the duration of that call */
+};
+
+/* What service_metrics.c exports; the files that do the work count here. */
+struct svc_counters {
+    uint64_t rpc[COORD_M_COUNT];  /* requests received, by method */
+    uint64_t fenced_expired;      /* sessions fenced for silence */
+    uint64_t fenced_dead;         /* ... silent a further session timeout */
+    uint64_t fenced_disconnect;   /* ... whose connection closed */
+    uint64_t leader_elections;    /* committed leader changes to a broker */
+    uint64_t leaders_lost;        /* committed changes to no leader */
 };
 
 struct coord_service {
@@ -95,6 +106,7 @@ struct coord_service {
     bool img_valid;
 
     struct cstate_records recs; /* scratch */
+    struct svc_counters ctr;
 
     /* The quorum voter (service_quorum.c); NULL for a single coordinator,
      * whose path is then exactly the one without a quorum. */
@@ -140,6 +152,12 @@ void svc_err_set(struct cctl_error *err, int16_t code, const char *fmt, ...)
 char *svc_err_msg(const struct cctl_error *err);
 /* A controller error that is the coordinator's own failure. */
 void svc_err_internal(struct cctl_error *err, int r);
+
+/* ---- service_metrics.c ------------------------------------------------------------ */
+
+/* A durable record about to be applied to the committed state: counts the
+ * leader changes it makes. */
+void svc_metrics_note_durable(struct coord_service *svc, const uint8_t *data, size_t len);
 
 /* ---- service_write.c -------------------------------------------------------------- */
 

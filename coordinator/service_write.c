@@ -183,6 +183,7 @@ bool svc_inflight_pop(struct coord_service *svc, int64_t offset, struct inflight
 
 void svc_commit_record(struct coord_service *svc, int64_t offset, uint8_t *data, size_t len)
 {
+    svc_metrics_note_durable(svc, data, len);
     char why[256] = "";
     int r = cstate_apply_bytes(svc->committed, offset, data, len, why, sizeof(why));
     if (r < 0) {

@@ -30,16 +30,21 @@ packages=(
     libevent-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libzstd-dev
     # compression codecs (common/codec.c)
     zlib1g-dev libsnappy-dev liblz4-dev
-    # the weir CLI (cli/) is a librdkafka client
-    librdkafka-dev
+    # the weir CLI (cli/) is a librdkafka client; reassignment plans are JSON (jansson)
+    librdkafka-dev libjansson-dev
     # tests; tmux gives the CLI's progress-line test a terminal
     libcmocka-dev python3 tmux
     # integration tests with real clients
     python3-pytest python3-pytest-timeout kcat python3-kafka python3-confluent-kafka
     # kafka-python's snappy, lz4 and zstd codecs (not pulled in by python3-kafka)
     python3-snappy python3-lz4 python3-zstandard
+    # /metrics parsed as Prometheus does (tests/integration/test_metrics.py, test_broker_metrics.py)
+    python3-prometheus-client
     # broker-failure tests: network namespaces, veth, routes (tests/fault scenario 8)
     iproute2
+    # deployment tests (tests/integration/test_deploy_vms.py): Ansible drives sshd
+    # in network namespaces; systemd-analyze verifies the units in deploy/systemd
+    ansible openssh-server openssh-client systemd
     # benchmarks: loopback baseline
     iperf3
     # fuzzing (libFuzzer ships with clang's runtime)

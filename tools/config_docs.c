@@ -54,6 +54,8 @@ static const char *topic_type_name(enum topic_config_type t)
         return "string";
     case TOPIC_CONFIG_LIST:
         return "list";
+    case TOPIC_CONFIG_REPLICAS:
+        return "replica list";
     }
     return "?";
 }
@@ -138,7 +140,7 @@ static void topic_table(FILE *f)
     for (size_t i = 0; i < topic_config_ndefs; i++) {
         const struct topic_config_def *d = &topic_config_defs[i];
         fprintf(f, "| `%s` | %s | `%s` | `%s` | ", d->name, topic_type_name(d->type),
-                d->kafka_default, d->broker_key);
+                d->kafka_default, d->broker_key ? d->broker_key : "(none)");
         if (d->type == TOPIC_CONFIG_INT || d->type == TOPIC_CONFIG_LONG) {
             fputs("[", f);
             bound(f, d->min);
@@ -157,6 +159,8 @@ static void topic_table(FILE *f)
                 fprintf(f, "%s`%s`", first ? "" : ", ", d->choices[k]);
                 first = false;
             }
+        } else if (d->type == TOPIC_CONFIG_REPLICAS) {
+            fputs("`*`, or `partition:broker` pairs separated by commas", f);
         }
         fputs(" | ", f);
         cell(f, d->doc);

@@ -729,8 +729,10 @@ static void complete_join(struct groups *g, struct group *grp)
     for (struct gmember *m = grp->members, *next; m; m = next) {
         next = m->next;
         if (!m->join_cb) {
-            log_info("group", "group %s: member %s did not rejoin in time, removed", grp->id,
-                     m->id);
+            log_event(LOG_LEVEL_INFO, "group", "member_removed",
+                      LOG_FIELDS(LF_STR("group", grp->id), LF_STR("member", m->id),
+                                 LF_STR("reason", "rejoin_timeout")),
+                      "group %s: member %s did not rejoin in time, removed", grp->id, m->id);
             unlink_member(grp, m);
             fail_parked(m, KERR_UNKNOWN_MEMBER_ID);
             member_free(m);
@@ -753,7 +755,9 @@ static void complete_join(struct groups *g, struct group *grp)
                 log_warn("group", "group %s: storing it empty failed: %s", grp->id, kerr_name(e));
             }
         }
-        log_info("group", "group %s is empty at generation %d", grp->id, grp->generation);
+        log_event(LOG_LEVEL_INFO, "group", "group_empty",
+                  LOG_FIELDS(LF_STR("group", grp->id), LF_INT("generation", grp->generation)),
+                  "group %s is empty at generation %d", grp->id, grp->generation);
         return;
     }
     if (!grp->leader)
@@ -761,8 +765,13 @@ static void complete_join(struct groups *g, struct group *grp)
     const char *p = select_protocol(grp);
     grp->protocol = p ? strdup(p) : NULL;
     grp->state = GS_COMPLETING;
-    log_info("group", "group %s: generation %d with %d members, protocol %s", grp->id,
-             grp->generation, grp->n_members, grp->protocol ? grp->protocol : "-");
+    log_event(LOG_LEVEL_INFO, "group", "group_rebalanced",
+              LOG_FIELDS(LF_STR("group", grp->id), LF_INT("generation", grp->generation),
+                         LF_INT("members", grp->n_members), LF_STR("protocol", grp->protocol),
+                         LF_STR("protocol_type", grp->protocol_type),
+                         LF_STR("leader", grp->leader)),
+              "group %s: generation %d with %d members, protocol %s", grp->id, grp->generation,
+              grp->n_members, grp->protocol ? grp->protocol : "-");
     for (struct gmember *m = grp->members; m; m = m->next) {
         m->deadline = t + m->session_ms;
         schedule(g, m->deadline);
@@ -810,7 +819,10 @@ static void prepare_rebalance(struct groups *g, struct group *grp)
     }
     grp->state = GS_PREPARING;
     schedule(g, grp->join_deadline);
-    log_info("group", "group %s: preparing rebalance (generation %d)", grp->id, grp->generation);
+    log_event(LOG_LEVEL_INFO, "group", "group_rebalance_started",
+              LOG_FIELDS(LF_STR("group", grp->id), LF_INT("generation", grp->generation),
+                         LF_INT("members", grp->n_members)),
+              "group %s: preparing rebalance (generation %d)", grp->id, grp->generation);
     /* Kafka's tryCompleteElseWatch: every member may have rejoined already. */
     maybe_complete_join(g, grp);
 }
@@ -941,7 +953,10 @@ void groups_tick(struct groups *g)
         for (struct gmember *m = grp->members; m;) {
             /* Kafka: members parked in JoinGroup/SyncGroup do not expire. */
             if (!m->join_cb && !m->sync_cb && m->deadline <= t) {
-                log_info("group", "group %s: member %s session expired", grp->id, m->id);
+                log_event(LOG_LEVEL_INFO, "group", "member_removed",
+                          LOG_FIELDS(LF_STR("group", grp->id), LF_STR("member", m->id),
+                                     LF_STR("reason", "session_expired")),
+                          "group %s: member %s session expired", grp->id, m->id);
                 remove_member(g, grp, m);
                 m = grp->members;
                 continue;
@@ -1394,7 +1409,10 @@ int16_t groups_leave(struct groups *g, const char *group_id, const char *member_
             return KERR_NONE;
         }
     }
-    log_info("group", "group %s: member %s left", grp->id, m->id);
+    log_event(LOG_LEVEL_INFO, "group", "member_removed",
+              LOG_FIELDS(LF_STR("group", grp->id), LF_STR("member", m->id),
+                         LF_STR("reason", "left")),
+              "group %s: member %s left", grp->id, m->id);
     remove_member(g, grp, m);
     return KERR_NONE;
 }

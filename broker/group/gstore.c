@@ -742,8 +742,11 @@ static void on_load(evutil_socket_t fd, short what, void *arg)
             p->st = GS_LOADED;
             gs->stats.partitions_loading--;
             gs->stats.partitions_loaded++;
-            log_info("group", "%s-%d loaded (leader epoch %d, up to offset %lld)", GSTORE_TOPIC, i,
-                     p->epoch, (long long)p->load_end);
+            log_event(LOG_LEVEL_INFO, "group", "offsets_partition_loaded",
+                      LOG_FIELDS(LF_STR("topic", GSTORE_TOPIC), LF_INT("partition", i),
+                                 LF_INT("epoch", p->epoch), LF_INT("offset", p->load_end)),
+                      "%s-%d loaded (leader epoch %d, up to offset %lld)", GSTORE_TOPIC, i,
+                      p->epoch, (long long)p->load_end);
         }
         schedule_load(gs);
         return;
@@ -763,7 +766,9 @@ static void unload(struct gstore *gs, int32_t i)
     omap_drop_partition(gs->map, i);
     if (gs->groups)
         groups_unload_partition(gs->groups, i);
-    log_info("group", "%s-%d unloaded (no longer its leader)", GSTORE_TOPIC, i);
+    log_event(LOG_LEVEL_INFO, "group", "offsets_partition_unloaded",
+              LOG_FIELDS(LF_STR("topic", GSTORE_TOPIC), LF_INT("partition", i)),
+              "%s-%d unloaded (no longer its leader)", GSTORE_TOPIC, i);
 }
 
 void gstore_on_metadata(struct gstore *gs)

@@ -20,6 +20,15 @@ int64_t lag_of(int64_t committed, int64_t log_end)
     return log_end > committed ? log_end - committed : 0;
 }
 
+void lag_entry_row(const struct omap_entry *e, const struct lag_source *src, struct lag_row *ret)
+{
+    ret->topic = e->topic;
+    ret->partition = e->partition;
+    ret->committed = e->offset;
+    ret->log_end = src && src->log_end ? src->log_end(src->ud, e->topic, e->partition) : -1;
+    ret->lag = lag_of(ret->committed, ret->log_end);
+}
+
 static int row_cmp(const void *a, const void *b)
 {
     const struct lag_row *x = a, *y = b;
@@ -32,7 +41,12 @@ static int row_cmp(const void *a, const void *b)
 int lag_group(const struct omap *m, const char *group, const struct lag_source *src,
               struct lag_row **ret_rows, size_t *ret_n)
 {
-    const struct omap_group *g = omap_group(m, group);
+    return lag_group_rows(omap_group(m, group), src, ret_rows, ret_n);
+}
+
+int lag_group_rows(const struct omap_group *g, const struct lag_source *src,
+                   struct lag_row **ret_rows, size_t *ret_n)
+{
     size_t n = g ? g->n : 0;
     struct lag_row *rows = NULL;
     if (n) {
@@ -40,15 +54,8 @@ int lag_group(const struct omap *m, const char *group, const struct lag_source *
         if (!rows)
             return -ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        const struct omap_entry *e = &g->entries[i];
-        struct lag_row *r = &rows[i];
-        r->topic = e->topic;
-        r->partition = e->partition;
-        r->committed = e->offset;
-        r->log_end = src && src->log_end ? src->log_end(src->ud, e->topic, e->partition) : -1;
-        r->lag = lag_of(r->committed, r->log_end);
-    }
+    for (size_t i = 0; i < n; i++)
+        lag_entry_row(&g->entries[i], src, &rows[i]);
     if (n > 1)
         qsort(rows, n, sizeof(*rows), row_cmp);
     *ret_rows = rows;

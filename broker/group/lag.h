@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 struct omap;
+struct omap_group;
+struct omap_entry;
 struct broker_ctx;
 
 struct lag_row {
@@ -38,6 +40,13 @@ int64_t lag_of(int64_t committed, int64_t log_end);
  * 0 or -ENOMEM. */
 int lag_group(const struct omap *m, const char *group, const struct lag_source *src,
               struct lag_row **ret_rows, size_t *ret_n);
+/* The row of one committed offset (metrics walk a group's entries a slice at
+ * a time with it, unsorted). */
+void lag_entry_row(const struct omap_entry *e, const struct lag_source *src, struct lag_row *ret);
+/* The same for a group already looked up (@g may be NULL: no rows), e.g.
+ * while visiting the map with omap_foreach(). */
+int lag_group_rows(const struct omap_group *g, const struct lag_source *src,
+                   struct lag_row **ret_rows, size_t *ret_n);
 /* Sum of the known lags of @rows (the group's total lag). */
 int64_t lag_total(const struct lag_row *rows, size_t n);
 

@@ -278,7 +278,7 @@ static int build_ops(struct alter_ctx *c, const struct cstate_topic *cur, bool i
             return r;
         if (op == OP_APPEND || op == OP_SUBTRACT) {
             const struct topic_config_def *d = topic_config_find(name);
-            if (!d || d->type != TOPIC_CONFIG_LIST) {
+            if (!d || (d->type != TOPIC_CONFIG_LIST && d->type != TOPIC_CONFIG_REPLICAS)) {
                 char *m = arena_alloc(&req->arena, 160, 1);
                 if (m)
                     snprintf(m, 160,

@@ -95,6 +95,10 @@ static const char *topic_default(struct broker_ctx *b, struct kreq *req,
     const struct cstate *s = coordclient_state(b->cc);
     const char *one[2];
     const char *const *names;
+    if (!k->broker_key) { /* no broker key supplies it (throttled replica lists) */
+        *ret_source = SRC_DEFAULT_CONFIG;
+        return k->kafka_default;
+    }
     synonym_names(k->broker_key, one, &names);
     *ret_source = first_source(b, names);
     if (!c || !config_find_def(c, k->broker_key)) {
@@ -218,6 +222,8 @@ static int describe_topic(struct broker_ctx *b, struct kreq *req, bool synonyms,
         /* Then every broker-level value, names in precedence order and each
          * name from its per-broker value down to its static one; last what
          * remains when none is set. */
+        if (!k->broker_key)
+            continue; /* no broker-level synonym */
         const char *one[2];
         const char *const *names;
         synonym_names(k->broker_key, one, &names);
@@ -376,11 +382,26 @@ static int describe_broker(struct broker_ctx *b, struct kreq *req, bool synonyms
         return 0;
     size_t nkeys = 0;
     config_foreach(b->cfg, count_key, &nkeys);
+    /* plus this broker's dynamic keys that only the coordinator acts on
+     * (broker.decommissioned): they are in no broker registry */
+    const struct cstate *s = coordclient_state(b->cc);
+    for (size_t i = 0; i < s->n_broker_configs; i++)
+        nkeys += s->broker_configs[i].broker_id == b->s->broker_id &&
+                 !config_find_def(b->cfg, s->broker_configs[i].name);
     res->configs = api_alloc(req, nkeys, sizeof(*res->configs));
     if (nkeys && !res->configs)
         return -ENOMEM;
     struct broker_visit v = {.b = b, .req = req, .synonyms = synonyms, .r = r, .res = res};
     config_foreach(b->cfg, visit_broker_key, &v);
+    for (size_t i = 0; i < s->n_broker_configs && !v.err; i++) {
+        const struct cstate_broker_config *bc = &s->broker_configs[i];
+        if (bc->broker_id != b->s->broker_id || config_find_def(b->cfg, bc->name) ||
+            !key_wanted(r, bc->name))
+            continue;
+        struct kafka_describe_configs_response_config *e = &res->configs[res->n_configs++];
+        v.err = fill_entry(req, synonyms, e, bc->name, bc->value, (int8_t)EFFCONFIG_DYNAMIC_BROKER,
+                           false);
+    }
     return v.err;
 }
 

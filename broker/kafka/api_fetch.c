@@ -31,6 +31,8 @@ struct fetch_part {
     const struct plog *log; /* the purgatory key: appends to it wake us */
     struct seg_file *file;
     int64_t pos;
+    struct repl_part *part; /* for the traffic counters; NULL when nothing is read */
+    int64_t n_offsets;      /* offsets the batches read span (metrics' records out) */
 };
 
 /* A fetch, parked or being answered. */
@@ -104,6 +106,7 @@ static int64_t evaluate(struct parked *p)
             rp->records.len = 0;
             p->parts[k].field = &rp->records;
             p->parts[k].log = NULL;
+            p->parts[k].part = NULL;
             struct replicas_leader l;
             int16_t e =
                 topic ? replicas_lookup(b->reps, topic, rq->partition, rq->current_leader_epoch, &l)
@@ -148,6 +151,8 @@ static int64_t evaluate(struct parked *p)
             if (res.length > 0 && res.file) {
                 p->parts[k].file = res.file;
                 p->parts[k].pos = res.position;
+                p->parts[k].part = l.part;
+                p->parts[k].n_offsets = res.next_offset - res.first_offset;
                 rp->records.ptr = NULL;
                 rp->records.len = (int32_t)res.length;
                 total += res.length;
@@ -160,8 +165,23 @@ static int64_t evaluate(struct parked *p)
     return error ? -1 : total;
 }
 
+/* Count what the answer sends per partition: the batches' bytes, and the
+ * offsets they span as records (the same for a log that is not compacted). */
+static void count_out(struct parked *p)
+{
+    for (size_t i = 0; i < p->n_parts; i++) {
+        const struct fetch_part *fp = &p->parts[i];
+        if (!fp->file || !fp->part)
+            continue;
+        struct repl_traffic *t = repl_part_traffic(fp->part);
+        t->bytes_out += (uint64_t)fp->field->len;
+        t->records_out += (uint64_t)fp->n_offsets;
+    }
+}
+
 static void answer(struct parked *p)
 {
+    count_out(p);
     kreq_reply(p->req, &p->resp, resolve, p);
     release_parts(p); /* whatever the encoder did not take */
     free(p->parts);

@@ -420,6 +420,11 @@ static int16_t produce_append(struct broker_ctx *b, const char *topic,
         return KERR_KAFKA_STORAGE_ERROR;
     }
     pstates_appended(b->pstates, l.log, data, len, &info);
+    if (l.part) {
+        struct repl_traffic *t = repl_part_traffic(l.part);
+        t->bytes_in += len;
+        t->records_in += (uint64_t)info.records;
+    }
     out->base_offset = info.first_offset;
     out->log_start_offset = plog_log_start_offset(l.log);
     repl_leader_appended(b->repl, l.part);

@@ -6,6 +6,7 @@
 
 #include "broker/kafka/kafka_codec.h"
 #include "broker/kafka/kafka_msgs.h"
+#include "broker/kafka/kstats.h"
 #include "broker/kafka/server.h"
 #include "broker/replica/repl.h"
 #include "common/arena.h"
@@ -76,10 +77,14 @@ void dispatch_request(void *ud, struct kreq *req)
     bool known = e && api && ver >= e->min_version && ver <= e->max_version &&
                  kafka_api_has_version(api, ver);
     if (key == KAFKA_API_API_VERSIONS && !known) {
+        if (b->kstats)
+            kstats_request(b->kstats, key, ver); /* answered, so counted */
         api_versions_unsupported(req);
         return;
     }
     if (!known) {
+        if (b->kstats)
+            kstats_rejected(b->kstats);
         log_warn("kafka", "closing connection from %s: unsupported api %d version %d",
                  kreq_peer(req), key, ver);
         kreq_close(req);
@@ -91,6 +96,12 @@ void dispatch_request(void *ud, struct kreq *req)
         return;
     }
     int r = kafka_request_decode(&req->body, key, ver, &req->arena, body);
+    if (b->kstats) {
+        if (r < 0)
+            kstats_rejected(b->kstats);
+        else
+            kstats_request(b->kstats, key, ver);
+    }
     if (r < 0) {
         log_warn("kafka", "closing connection from %s: %s v%d request does not decode: %s",
                  kreq_peer(req), api->name, ver, strerror(-r));
@@ -98,6 +109,21 @@ void dispatch_request(void *ud, struct kreq *req)
         return;
     }
     e->fn(b, req, body);
+}
+
+void dispatch_reply_observed(void *ud, const struct kreq *req, const void *msg)
+{
+    struct broker_ctx *b = ud;
+    if (b->kstats)
+        kstats_response(b->kstats, req->hdr.api_key, req->reply_version, msg);
+}
+
+void dispatch_request_done(void *ud, const struct kreq *req, int64_t elapsed_us)
+{
+    struct broker_ctx *b = ud;
+    /* A request that closes its connection has no answer to time. */
+    if (b->kstats && !req->close_after)
+        kstats_done(b->kstats, req->hdr.api_key, elapsed_us);
 }
 
 char *api_str(struct kreq *req, buf_slice s)

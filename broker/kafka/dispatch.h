@@ -26,6 +26,7 @@ struct kreq;
 struct kconn;
 struct purg;
 struct plog;
+struct metrics;
 struct config;
 struct pstates;
 struct pidalloc;
@@ -48,6 +49,8 @@ struct broker_ctx {
     struct groups *groups;    /* consumer-group membership (broker/group/groups.h) */
     struct event *group_timer; /* groups_tick() at the groups' next deadline */
     struct gstore *gstore;     /* __consumer_offsets: coordination, offsets (broker/group/gstore.h) */
+    struct metrics *metrics;   /* /metrics collectors register here (common/metrics.h) */
+    struct kstats *kstats;     /* request metrics (broker/kafka/kstats.h); may be NULL */
 };
 
 /* A handler completes @req (kreq_reply / kreq_no_reply / kreq_close) now or
@@ -72,6 +75,9 @@ void dispatch_request(void *ud, struct kreq *req);
  * fetches, acks=all produces) are cancelled, so they free their memory now
  * rather than at their timeout. */
 void dispatch_conn_closed(void *ud, struct kconn *conn);
+/* kserver_reply_fn / kserver_done_fn: count errors and latency in b->kstats. */
+void dispatch_reply_observed(void *ud, const struct kreq *req, const void *msg);
+void dispatch_request_done(void *ud, const struct kreq *req, int64_t elapsed_us);
 
 /* ---- handlers (broker/kafka/api_*.c) ------------------------------------------- */
 

@@ -141,3 +141,12 @@ int kafka_response_encode(buf_writer *w, int16_t api_key, int16_t version, const
 /* Fill @msg with the schema's defaults (the struct a handler starts from). */
 int kafka_request_init(int16_t api_key, void *msg);
 int kafka_response_init(int16_t api_key, void *msg);
+
+/* Every error code a response carries at @version — the top-level one and each
+ * topic's, partition's or resource's `error_code` field, as Kafka's
+ * AbstractResponse.errorCounts() counts them (NONE included) — passed to @fn in
+ * message order. @msg is the generated response struct of @api_key. -ENOTSUP
+ * for an API or version the codec does not know. Generated (gen_kafka.py). */
+typedef void (*kafka_error_fn)(void *opaque, int16_t error_code);
+int kafka_response_errors(int16_t api_key, int16_t version, const void *msg, kafka_error_fn fn,
+                          void *opaque);

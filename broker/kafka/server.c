@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "broker/storage/plog.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #define DEFAULT_ARENA_CAP  (64u * 1024 * 1024)
@@ -49,6 +50,7 @@ struct kserver {
     struct kserver_options o;
     struct kconn *conns;
     size_t n_conns;
+    uint64_t accepted;
     int port;
 };
 
@@ -83,6 +85,9 @@ static void conn_flush(struct kconn *c)
             c->tail = NULL;
         c->in_flight--;
         if (!c->closed) {
+            /* Only while open: a closed connection may outlive its server. */
+            if (c->srv->o.on_done)
+                c->srv->o.on_done(c->srv->o.ud, r, clock_mono_us() - r->arrival_us);
             if (r->out && bufferevent_write_buffer(c->bev, r->out) != 0)
                 r->close_after = true;
             if (r->close_after)
@@ -245,6 +250,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         }
         r->body = rd;
         r->reply_version = r->hdr.api_version;
+        r->arrival_us = clock_mono_us();
         if (c->tail)
             c->tail->next = r;
         else
@@ -299,6 +305,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         s->conns->prev = c;
     s->conns = c;
     s->n_conns++;
+    s->accepted++;
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_BYTES, 0);
     /* libevent writes 16 KiB per loop turn by default: a 400 KB Metadata
@@ -409,6 +416,11 @@ size_t kserver_conn_count(const struct kserver *s)
     return s->n_conns;
 }
 
+uint64_t kserver_accepted_count(const struct kserver *s)
+{
+    return s->accepted;
+}
+
 const char *kreq_peer(const struct kreq *req)
 {
     return req->conn->peer;
@@ -474,6 +486,9 @@ static void segment_cleanup(struct evbuffer_file_segment const *seg, int flags, 
 
 int kreq_reply(struct kreq *req, const void *msg, kreq_resolve_fn resolve, void *opaque)
 {
+    struct kserver *srv = req->conn->srv;
+    if (!req->conn->closed && srv->o.on_reply)
+        srv->o.on_reply(srv->o.ud, req, msg);
     struct reply_ctx rc = {.resolve = resolve, .opaque = opaque};
     rc.v = rc.inl;
     rc.cap = MAX_SPLICES_INLINE;

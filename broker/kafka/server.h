@@ -40,6 +40,7 @@ struct kreq {
     buf_reader body; /* positioned after the header */
     struct arena arena;
     int16_t reply_version; /* body version of the reply; defaults to hdr.api_version */
+    int64_t arrival_us;    /* clock_mono_us() when its frame was complete (metrics) */
     bool done;
     bool close_after;
     struct evbuffer *out; /* the encoded response, when there is one */
@@ -51,6 +52,14 @@ typedef void (*kserver_request_fn)(void *ud, struct kreq *req);
  * them now. @conn is only a tag here (compare it with kreq->conn); it stays
  * valid during the call. */
 typedef void (*kserver_close_fn)(void *ud, struct kconn *conn);
+/* Observers for metrics, on the loop thread; may be NULL. kserver_reply_fn:
+ * @msg (the generated response struct) is about to be encoded for @req.
+ * kserver_done_fn: @req left its connection's queue — its response was handed
+ * to the socket (or dropped with a closed connection, or there was none) —
+ * @elapsed_us after its frame arrived. Neither is called for a request of a
+ * connection already closed (nobody reads that answer). */
+typedef void (*kserver_reply_fn)(void *ud, const struct kreq *req, const void *msg);
+typedef void (*kserver_done_fn)(void *ud, const struct kreq *req, int64_t elapsed_us);
 
 struct kserver_options {
     const char *host; /* "" or NULL: all interfaces */
@@ -61,6 +70,8 @@ struct kserver_options {
     size_t arena_cap; /* per request; 0: 64 MiB */
     kserver_request_fn on_request;
     kserver_close_fn on_close; /* may be NULL */
+    kserver_reply_fn on_reply; /* may be NULL */
+    kserver_done_fn on_done;   /* may be NULL */
     void *ud;
 };
 
@@ -70,6 +81,8 @@ int kserver_new(struct event_base *base, const struct kserver_options *opts, str
 void kserver_free(struct kserver *s);
 int kserver_port(const struct kserver *s);
 size_t kserver_conn_count(const struct kserver *s);
+/* Connections accepted since kserver_new(). */
+uint64_t kserver_accepted_count(const struct kserver *s);
 
 /* The framing step of a connection, without the socket (the fuzz seam): @pfx is
  * the 4-byte size prefix at the front of the input, @avail the bytes buffered,

@@ -148,6 +148,7 @@ static int upsert(struct fsess *s, const Weir__Repl__FetchPartition *fp)
     p->fetch_offset = fp->fetch_offset;
     p->last_fetched_epoch = fp->last_fetched_epoch;
     p->log_start_offset = fp->log_start_offset;
+    p->throttled = fp->throttled;
     return 0;
 }
 

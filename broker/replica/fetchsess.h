@@ -27,6 +27,7 @@ struct fsess_part {
     int64_t fetch_offset;
     int32_t last_fetched_epoch;
     int64_t log_start_offset;
+    bool throttled; /* the follower asks for no records for now (its throttle) */
     int64_t sent_hw, sent_log_start, sent_leo;
 };
 

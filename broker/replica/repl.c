@@ -12,7 +12,9 @@
 #include "broker/coordclient.h"
 #include "broker/replica/epochcache.h"
 #include "broker/replica/fetchsess.h"
+#include "broker/replica/pchlog.h"
 #include "broker/replica/pstates.h"
+#include "broker/replica/quota.h"
 #include "broker/storage/logmgr.h"
 #include "common/batch.h"
 #include "common/clock.h"
@@ -20,6 +22,7 @@
 #include "common/kerr.h"
 #include "common/log.h"
 #include "common/purgatory.h"
+#include "common/topic_config.h"
 #include "methods.h"
 #include "common/rpc.h"
 #include "coordinator.pb-c.h"
@@ -86,6 +89,9 @@ struct repl_part {
     int32_t *isr;
     uint8_t n_replicas, n_isr;
     bool seen; /* metadata sweep mark */
+    /* listed for this broker in the topic's leader. / follower.replication.
+     * throttled.replicas: catch-up traffic counts against the throttle */
+    bool leader_throttled, follower_throttled;
     /* leader */
     struct rfollower *fol; /* n_fol entries, one per replica (our own slot unused) */
     uint8_t n_fol;
@@ -99,6 +105,8 @@ struct repl_part {
     struct fetcher *sent_in;
     int32_t sent_epoch, sent_last_epoch;
     int64_t sent_offset, sent_log_start;
+    bool sent_throttled;
+    struct repl_traffic traffic;
 };
 
 /* A follower fetch parked on the leader until data arrives or max_wait passes,
@@ -129,6 +137,12 @@ struct fetcher {
     bool set_changed;  /* parts changed since: the next fetch is full */
 };
 
+/* Per-partition flags of one topic, reused across topics. */
+struct throttle_buf {
+    bool *v;
+    size_t cap;
+};
+
 struct repl {
     struct event_base *base;
     const struct broker_settings *s;
@@ -150,7 +164,14 @@ struct repl {
     struct event *alter_ev;       /* sends them, after the current callback */
     struct fetcher *fetchers;
     struct event *isr_timer;
+    struct pchlog *pchl;          /* role and ISR change lines */
+    /* replication throttles (Kafka's ReplicationQuotaManager): bytes this
+     * broker sends as a leader / fetches as a follower for throttled replicas
+     * outside the ISR */
+    struct quota leader_quota, follower_quota;
+    struct throttle_buf lthr_buf, fthr_buf; /* throttled_of() scratch */
     bool freeing;
+    uint64_t isr_shrinks, isr_expands; /* metrics (adopt_isr) */
 };
 
 /* ---- partition table ------------------------------------------------------------ */
@@ -220,6 +241,19 @@ static bool ids_contain(const int32_t *v, size_t n, int32_t id)
         if (v[i] == id)
             return true;
     return false;
+}
+
+/* "1,2,3" for a log line; cut (still NUL-terminated) if @len is short. */
+static void ids_format(const int32_t *v, size_t n, char *buf, size_t len)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && off < len; i++) {
+        int k = snprintf(buf + off, len - off, "%s%d", i ? "," : "", (int)v[i]);
+        if (k < 0)
+            break;
+        off += (size_t)k;
+    }
 }
 
 static struct rfollower *follower_of(struct repl_part *p, int32_t id)
@@ -436,8 +470,21 @@ struct alter_call {
     size_t n;
 };
 
-static void adopt_isr(struct repl_part *p, const int32_t *isr, size_t n)
+/* Adopt a committed ISR. A change to a partition led here counts as a shrink
+ * when it drops a member and as an expand when it adds one (Kafka's
+ * IsrShrinksPerSec / IsrExpandsPerSec), whoever made it: our AlterPartition
+ * or the coordinator (a fenced follower). */
+static void adopt_isr(struct repl *r, struct repl_part *p, const int32_t *isr, size_t n)
 {
+    if (p->role == ROLE_LEADER) {
+        bool dropped = false, added = false;
+        for (uint8_t i = 0; i < p->n_isr; i++)
+            dropped |= !ids_contain(isr, n, p->isr[i]);
+        for (size_t i = 0; i < n; i++)
+            added |= !ids_contain(p->isr, p->n_isr, isr[i]);
+        r->isr_shrinks += dropped;
+        r->isr_expands += added;
+    }
     int32_t *v = malloc((n ? n : 1) * sizeof(*v));
     if (!v)
         return;
@@ -454,6 +501,48 @@ static void alter_items_free(struct alter_item *v, size_t n)
         free(v[i].isr);
     }
     free(v);
+}
+
+static bool ids_same_set(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!ids_contain(b, nb, a[i]))
+            return false;
+    return true;
+}
+
+/* The role or ISR change of @p for the log (broker/replica/pchlog.h). */
+static void note_change(struct repl *r, const struct repl_part *p, enum pch_kind kind,
+                        const char *cause)
+{
+    char isr[256 * 12];
+    ids_format(p->isr, p->n_isr, isr, sizeof(isr));
+    pchlog_add(r->pchl, &(struct pch){.kind = kind,
+                                      .topic = p->topic,
+                                      .partition = p->partition,
+                                      .epoch = p->leader_epoch,
+                                      .partition_epoch = p->partition_epoch,
+                                      .leader = p->leader,
+                                      .offset = p->log ? leo(p) : -1,
+                                      .hw = p->hw,
+                                      .isr = isr,
+                                      .n_isr = p->n_isr,
+                                      .cause = cause});
+}
+
+/* The leader adopted an ISR of its partition that had @before members:
+ * asked for by itself, or changed by the coordinator (a fenced follower leaves
+ * the ISR with the fence). */
+static void note_isr_change(struct repl *r, const struct repl_part *p, size_t before,
+                            const char *cause)
+{
+    note_change(r, p,
+                p->n_isr < before   ? PCH_ISR_SHRINK
+                : p->n_isr > before ? PCH_ISR_EXPAND
+                                    : PCH_ISR_CHANGE,
+                cause);
 }
 
 /* The answer for one item: @res is NULL when the call failed as a whole (@why
@@ -479,10 +568,10 @@ static void alter_item_done(struct repl *r, const struct alter_item *it,
      * push, so a shrink unblocks the HW at once. */
     if (res->leader_epoch == p->leader_epoch && res->partition_epoch > p->partition_epoch &&
         res->leader == r->s->broker_id) {
+        size_t before = p->n_isr;
         p->partition_epoch = res->partition_epoch;
-        adopt_isr(p, res->isr, res->n_isr);
-        log_info("replica", "%s-%d: ISR now %zu members (partition epoch %d)", it->topic,
-                 it->partition, res->n_isr, res->partition_epoch);
+        adopt_isr(r, p, res->isr, res->n_isr);
+        note_isr_change(r, p, before, "leader_request");
         maybe_advance_hw(r, p);
         check_min_isr(r, p);
     }
@@ -506,6 +595,7 @@ static void on_alter_response(int status, const struct ProtobufCMessage *msg, co
                      kerr_name((int16_t)resp->error_code), resp->error_message);
         for (size_t i = 0; i < c->n; i++)
             alter_item_done(r, &c->items[i], whole ? resp->results[i] : NULL);
+        pchlog_flush(r->pchl, clock_mono_ms());
     }
     alter_items_free(c->items, c->n);
     free(c);
@@ -688,12 +778,24 @@ static uint64_t follower_key(int32_t id)
     return (uint64_t)(uint32_t)id;
 }
 
+/* Whether @follower's catch-up of @p counts against a throttle whose
+ * replica list names this replica: only a replica outside the ISR catches up
+ * (Kafka: isReplicaInSync). */
+static bool catching_up(const struct repl_part *p, int32_t follower)
+{
+    return !ids_contain(p->isr, p->n_isr, follower);
+}
+
 /* Evaluate one follower fetch; fills *resp. Returns the record bytes found, or
  * -1 when the answer must go out now whatever the bytes (errors, divergence).
- * Buffers of records are malloc'd into resp (freed by free_fetch_response). */
+ * *ret_throttled: records were held back by a throttle (the leader's, or the
+ * follower's own flag). Buffers of records are malloc'd into resp (freed by
+ * free_fetch_response). */
 static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
-                           const struct fsess *sess, Weir__Repl__FetchPartitionResult *res)
+                           const struct fsess *sess, Weir__Repl__FetchPartitionResult *res,
+                           bool *ret_throttled)
 {
+    *ret_throttled = false;
     int64_t total = 0;
     bool urgent = false;
     int64_t now = clock_mono_ms();
@@ -771,6 +873,14 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
         o->high_watermark = p->hw;
         if (fp->fetch_offset == end || budget <= 0)
             continue;
+        /* Throttles (Kafka's leader side): a throttled replica catching up
+         * gets nothing while the leader's rate is above its limit; the
+         * follower may have asked for nothing itself. */
+        bool counted = p->leader_throttled && catching_up(p, req->replica_id);
+        if (fp->throttled || (counted && quota_exceeded(&r->leader_quota, now))) {
+            *ret_throttled = true;
+            continue;
+        }
         int32_t want =
             req->partition_max_bytes > 0 ? req->partition_max_bytes : r->s->replica_fetch_max_bytes;
         if (want > budget)
@@ -805,13 +915,21 @@ static int64_t serve_fetch(struct repl *r, const Weir__Repl__FetchRequest *req,
         }
         o->records.data = buf;
         o->records.len = (size_t)rr.length;
+        if (counted)
+            quota_record(&r->leader_quota, rr.length, now);
+        p->traffic.repl_bytes_out += (uint64_t)rr.length;
         total += rr.length;
         budget -= rr.length;
     }
     return urgent ? -1 : total;
 }
 
-static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req);
+static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req,
+                       int max_ms);
+
+/* A fetch that found nothing because of a throttle parks at most this long, so
+ * the throttle is looked at again soon after the rate falls below it. */
+#define THROTTLED_PARK_MS 100
 
 static void reply_session_error(struct rpc_call *call, int16_t err)
 {
@@ -843,8 +961,10 @@ static void answer_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl
         rpc_call_fail(call, RPC_INTERNAL, "out of memory");
         return;
     }
-    int64_t got = serve_fetch(r, req, sess, res);
-    if (!(may_park && got == 0 && park_fetch(r, call, req))) {
+    bool throttled;
+    int64_t got = serve_fetch(r, req, sess, res, &throttled);
+    if (!(may_park && got == 0 &&
+          park_fetch(r, call, req, throttled ? THROTTLED_PARK_MS : req->max_wait_ms))) {
         bool full = req->session_id == 0;
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
@@ -907,9 +1027,17 @@ static void wake_fetches(struct repl *r, struct repl_part *p)
         purg_check(r->fetches, follower_key(p->replicas[i]));
 }
 
-static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req)
+/* How long a fetch asking for @wait_ms may park, at most @cap_ms. */
+static int park_ms(int32_t wait_ms, int cap_ms)
 {
-    if (req->max_wait_ms <= 0 || r->freeing)
+    int w = wait_ms > 30000 ? 30000 : (int)wait_ms;
+    return w < cap_ms ? w : cap_ms;
+}
+
+static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__FetchRequest *req,
+                       int max_ms)
+{
+    if (park_ms(req->max_wait_ms, max_ms) <= 0 || r->freeing)
         return false;
     struct parked_fetch *pf = malloc(sizeof(*pf));
     if (!pf)
@@ -918,7 +1046,7 @@ static bool park_fetch(struct repl *r, struct rpc_call *call, const Weir__Repl__
     pf->r = r;
     pf->call = call;
     pf->req = req;
-    int w = req->max_wait_ms > 30000 ? 30000 : req->max_wait_ms;
+    int w = park_ms(req->max_wait_ms, max_ms);
     uint64_t key = follower_key(req->replica_id);
     /* Not tried again: the caller just found nothing to send. */
     if (purg_watch(r->fetches, &pf->op, &key, 1, w) < 0) {
@@ -1006,10 +1134,13 @@ static void follower_truncate(struct repl *r, struct repl_part *p, int32_t lepoc
         log_error("replica", "%s-%d: epoch cache: %s", p->topic, p->partition, strerror(-rc));
     if (p->hw > newend)
         part_set_hw(p, newend);
-    log_info("replica",
-             "%s-%d: log diverged from leader %d (its epoch %d ends at %" PRId64
-             "): truncated from %" PRId64 " to %" PRId64,
-             p->topic, p->partition, p->leader, lepoch, lend, end, newend);
+    log_event(LOG_LEVEL_INFO, "replica", "log_truncated",
+              LOG_FIELDS(LF_STR("topic", p->topic), LF_INT("partition", p->partition),
+                         LF_INT("epoch", p->leader_epoch), LF_INT("leader", p->leader),
+                         LF_INT("from", end), LF_INT("to", newend), LF_STR("reason", "diverged")),
+              "%s-%d: log diverged from leader %d (its epoch %d ends at %" PRId64
+              "): truncated from %" PRId64 " to %" PRId64,
+              p->topic, p->partition, p->leader, lepoch, lend, end, newend);
 }
 
 /* The leader's log start moved (DeleteRecords, retention): follow it as far as
@@ -1110,8 +1241,15 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                         epochcache_truncate_from_end(p->ec, ne);
                         if (p->hw > ne)
                             part_set_hw(p, ne);
-                        log_info("replica", "%s-%d: ahead of leader %d: truncated to %" PRId64,
-                                 p->topic, p->partition, p->leader, ne);
+                        log_event(LOG_LEVEL_INFO, "replica", "log_truncated",
+                                  LOG_FIELDS(LF_STR("topic", p->topic),
+                                             LF_INT("partition", p->partition),
+                                             LF_INT("epoch", p->leader_epoch),
+                                             LF_INT("leader", p->leader), LF_INT("from", end),
+                                             LF_INT("to", ne),
+                                             LF_STR("reason", "ahead_of_leader")),
+                                  "%s-%d: ahead of leader %d: truncated to %" PRId64, p->topic,
+                                  p->partition, p->leader, ne);
                     }
                 } else if (o->log_start_offset > end) {
                     if (plog_truncate_fully(p->log, o->log_start_offset) == 0) {
@@ -1119,9 +1257,15 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
                             pstates_truncated(r->pstates, p->log);
                         epochcache_clear(p->ec);
                         part_set_hw(p, o->log_start_offset);
-                        log_info("replica",
-                                 "%s-%d: behind leader %d's log start: restarting at %" PRId64,
-                                 p->topic, p->partition, p->leader, o->log_start_offset);
+                        log_event(LOG_LEVEL_INFO, "replica", "log_truncated",
+                                  LOG_FIELDS(LF_STR("topic", p->topic),
+                                             LF_INT("partition", p->partition),
+                                             LF_INT("epoch", p->leader_epoch),
+                                             LF_INT("leader", p->leader), LF_INT("from", end),
+                                             LF_INT("to", o->log_start_offset),
+                                             LF_STR("reason", "behind_log_start")),
+                                  "%s-%d: behind leader %d's log start: restarting at %" PRId64,
+                                  p->topic, p->partition, p->leader, o->log_start_offset);
                     }
                 } else {
                     backoff = true;
@@ -1141,6 +1285,8 @@ static void on_fetch_response(int status, const struct ProtobufCMessage *msg, co
             }
             if (o->records.len > 0 && follower_append(r, p, o->records.data, o->records.len) < 0)
                 backoff = true;
+            else if (o->records.len > 0 && p->follower_throttled && catching_up(p, r->s->broker_id))
+                quota_record(&r->follower_quota, (int64_t)o->records.len, clock_mono_ms());
             int64_t hw = o->high_watermark < leo(p) ? o->high_watermark : leo(p);
             if (hw > p->hw)
                 part_set_hw(p, hw);
@@ -1167,11 +1313,12 @@ static bool fetcher_needs_full(const struct fetcher *f)
     return false;
 }
 
-/* Whether @p's fetch state differs from what the session holds. */
-static bool part_fetch_changed(const struct repl_part *p)
+/* Whether @p's fetch state (with @throttled, the throttle's word on it now)
+ * differs from what the session holds. */
+static bool part_fetch_changed(const struct repl_part *p, bool throttled)
 {
-    return p->sent_epoch != p->leader_epoch || p->sent_offset != leo(p) ||
-           p->sent_last_epoch != epochcache_latest_epoch(p->ec) ||
+    return p->sent_throttled != throttled || p->sent_epoch != p->leader_epoch ||
+           p->sent_offset != leo(p) || p->sent_last_epoch != epochcache_latest_epoch(p->ec) ||
            p->sent_log_start != plog_log_start_offset(p->log);
 }
 
@@ -1200,6 +1347,9 @@ static void fetcher_kick(struct fetcher *f)
     ctx->f = f;
     ctx->full = full;
     ctx->session_epoch = full ? 0 : f->session_epoch;
+    /* Kafka's follower side: while this broker's follower throttle is above
+     * its rate, throttled replicas catching up ask for no records. */
+    bool over = quota_exceeded(&r->follower_quota, clock_mono_ms());
     size_t k = 0;
     for (size_t i = 0; i < f->n_parts; i++) {
         struct repl_part *p = f->parts[i];
@@ -1207,7 +1357,8 @@ static void fetcher_kick(struct fetcher *f)
             p->sent_in = NULL;
             continue;
         }
-        if (!full && !part_fetch_changed(p))
+        bool throttled = over && p->follower_throttled && catching_up(p, r->s->broker_id);
+        if (!full && !part_fetch_changed(p, throttled))
             continue;
         Weir__Repl__FetchPartition *fp = &fps[k];
         weir__repl__fetch_partition__init(fp);
@@ -1218,12 +1369,14 @@ static void fetcher_kick(struct fetcher *f)
         fp->fetch_offset = leo(p);
         fp->last_fetched_epoch = epochcache_latest_epoch(p->ec);
         fp->log_start_offset = plog_log_start_offset(p->log);
+        fp->throttled = throttled;
         fpv[k] = fp;
         p->sent_in = f;
         p->sent_epoch = fp->current_leader_epoch;
         p->sent_offset = fp->fetch_offset;
         p->sent_last_epoch = fp->last_fetched_epoch;
         p->sent_log_start = fp->log_start_offset;
+        p->sent_throttled = throttled;
         k++;
     }
     if (full) {
@@ -1487,8 +1640,7 @@ static void become_leader(struct repl *r, struct repl_part *p, struct epochcache
     p->alter_retry_ms = 0;
     p->fetcher = NULL;
     p->role = ROLE_LEADER;
-    log_info("replica", "%s-%d: leader in epoch %d at offset %" PRId64 " (HW %" PRId64 ")",
-             p->topic, p->partition, p->leader_epoch, leo(p), p->hw);
+    note_change(r, p, PCH_LEADER, NULL);
 }
 
 static void become_follower(struct repl *r, struct repl_part *p)
@@ -1503,8 +1655,60 @@ static void become_follower(struct repl *r, struct repl_part *p)
     if (p->log && p->hw > leo(p))
         part_set_hw(p, leo(p));
     p->role = ROLE_FOLLOWER;
-    log_info("replica", "%s-%d: following broker %d in epoch %d from offset %" PRId64, p->topic,
-             p->partition, p->leader, p->leader_epoch, p->log ? leo(p) : -1);
+    note_change(r, p, PCH_FOLLOWER, NULL);
+}
+
+/* A throttle rate in effect: this broker's dynamic value, else the dynamic
+ * cluster default, else the static one (bytes/s; INT64_MAX: none). */
+static int64_t throttle_rate(const struct repl *r, const struct cstate *s, const char *name,
+                             int64_t static_value)
+{
+    const char *v = cstate_broker_config(s, r->s->broker_id, name);
+    if (!v)
+        v = cstate_broker_config(s, CSTATE_CLUSTER_DEFAULT, name);
+    int64_t n;
+    if (v && topic_config_parse_long(v, &n) && n > 0)
+        return n;
+    return static_value > 0 ? static_value : QUOTA_UNLIMITED;
+}
+
+/* Which partitions of @t list this broker in throttled replica list @key, in
+ * @buf (grown as needed; NULL when the topic has no list or memory ran out,
+ * which throttles nothing). One pass over the list per topic: a move's list
+ * may name every partition. */
+static bool *throttled_of(struct repl *r, const struct cstate_topic *t, const char *key,
+                          struct throttle_buf *buf)
+{
+    const char *v = cstate_topic_config(t, key);
+    if (!v || !*v || t->n_parts <= 0)
+        return NULL;
+    size_t n = (size_t)t->n_parts;
+    if (buf->cap < n) {
+        bool *b = realloc(buf->v, n * sizeof(*b));
+        if (!b) {
+            log_error("replica", "%s: out of memory reading %s: not throttled", t->name, key);
+            return NULL;
+        }
+        buf->v = b;
+        buf->cap = n;
+    }
+    topic_config_replicas_of_broker(v, r->s->broker_id, buf->v, n);
+    return buf->v;
+}
+
+static void throttle_rates_update(struct repl *r, const struct cstate *s)
+{
+    int64_t lr = throttle_rate(r, s, "leader.replication.throttled.rate",
+                               r->s->leader_replication_throttled_rate);
+    int64_t fr = throttle_rate(r, s, "follower.replication.throttled.rate",
+                               r->s->follower_replication_throttled_rate);
+    if (lr != r->leader_quota.rate || fr != r->follower_quota.rate)
+        log_info("replica",
+                 "replication throttles: leader %" PRId64 " B/s, follower %" PRId64 " B/s (%" PRId64
+                 " means none)",
+                 lr, fr, (int64_t)QUOTA_UNLIMITED);
+    quota_set_rate(&r->leader_quota, lr);
+    quota_set_rate(&r->follower_quota, fr);
 }
 
 void repl_on_metadata(struct repl *r)
@@ -1524,8 +1728,11 @@ void repl_on_metadata(struct repl *r)
         f->n_parts = 0;
         f->used = false;
     }
+    throttle_rates_update(r, s);
     for (const struct cstate_topic *t = s->first_topic; t; t = t->next) {
         int32_t min_isr = topic_min_isr(r, t);
+        bool *lthr = throttled_of(r, t, "leader.replication.throttled.replicas", &r->lthr_buf);
+        bool *fthr = throttled_of(r, t, "follower.replication.throttled.replicas", &r->fthr_buf);
         for (int32_t pi = 0; pi < t->n_parts; pi++) {
             const struct cstate_partition *cp = &t->parts[pi];
             if (!cstate_part_is_replica(cp, me))
@@ -1541,6 +1748,8 @@ void repl_on_metadata(struct repl *r)
                 continue;
             p->seen = true;
             p->min_isr = min_isr;
+            p->leader_throttled = lthr && lthr[pi];
+            p->follower_throttled = fthr && fthr[pi];
             struct plog *log = logmgr_get(r->lm, t->name, pi);
             if (p->log && p->log != log && r->pstates)
                 pstates_forget(r->pstates, p->log); /* replaced (deleted and re-created) */
@@ -1557,10 +1766,19 @@ void repl_on_metadata(struct repl *r)
                                               memcmp(p->replicas, cstate_part_replicas(cp),
                                                      cp->n_replicas * sizeof(int32_t)) != 0);
             if (newer) {
+                /* With our own request in flight the watch may bring its result
+                 * before the answer does. */
+                const char *cause = p->alter_inflight ? "leader_request" : "coordinator";
+                bool isr_moved = p->role == ROLE_LEADER && !epoch_changed && p->log &&
+                                 cp->leader == me &&
+                                 !ids_same_set(p->isr, p->n_isr, cstate_part_isr(cp), cp->n_isr);
+                size_t before = p->n_isr;
                 copy_ids(&p->replicas, cstate_part_replicas(cp), cp->n_replicas);
                 p->n_replicas = cp->n_replicas;
-                adopt_isr(p, cstate_part_isr(cp), cp->n_isr);
+                adopt_isr(r, p, cstate_part_isr(cp), cp->n_isr);
                 p->partition_epoch = cp->partition_epoch;
+                if (isr_moved)
+                    note_isr_change(r, p, before, cause);
             }
             p->leader = cp->leader;
             p->leader_epoch = cp->leader_epoch;
@@ -1591,6 +1809,7 @@ void repl_on_metadata(struct repl *r)
         log_error("replica", "%zu of %zu new leader epochs could not be written to their "
                   "epoch caches", bad, nb);
     epochcache_batch_deinit(&eb);
+    pchlog_flush(r->pchl, clock_mono_ms());
     /* Replicas no longer hosted here. */
     for (size_t i = 0; i < r->nbuckets; i++) {
         struct repl_part *p = r->buckets[i];
@@ -1619,6 +1838,57 @@ void repl_on_metadata(struct repl *r)
         fetcher_kick(f);
     /* Parked follower fetches may now be answered differently (role changes). */
     wake_fetches(r, NULL);
+}
+
+/* ---- metrics -------------------------------------------------------------------------------- */
+
+struct repl_traffic *repl_part_traffic(struct repl_part *p)
+{
+    return &p->traffic;
+}
+
+void repl_part_view_get(const struct repl_part *p, struct repl_part_view *ret)
+{
+    struct repl_part_view v = {
+        .topic = p->topic,
+        .partition = p->partition,
+        .has_log = p->log != NULL,
+        .leader = p->role == ROLE_LEADER,
+        .leaderless = p->leader < 0,
+        .n_replicas = p->n_replicas,
+        .n_isr = p->n_isr,
+        .min_isr = p->min_isr,
+        .max_follower_lag = -1,
+        .log_size_bytes = p->log ? plog_size_bytes(p->log) : 0,
+        .traffic = p->traffic,
+    };
+    if (v.leader && p->log) {
+        int64_t end = leo(p), start = plog_log_start_offset(p->log);
+        v.max_follower_lag = 0;
+        for (uint8_t i = 0; p->fol && i < p->n_replicas; i++) {
+            const struct rfollower *f = &p->fol[i];
+            if (f->id == p->leader)
+                continue; /* our own slot */
+            int64_t at = f->leo >= 0 ? f->leo : start;
+            if (end - at > v.max_follower_lag)
+                v.max_follower_lag = end - at;
+        }
+    }
+    *ret = v;
+}
+
+void repl_get_counters(const struct repl *r, struct repl_counters *ret)
+{
+    struct purg_stats ps;
+    memset(ret, 0, sizeof(*ret));
+    ret->isr_shrinks = r->isr_shrinks;
+    ret->isr_expands = r->isr_expands;
+    purg_get_stats(r->acks, &ps);
+    ret->produce_waiting = ps.watched;
+    purg_get_stats(r->fetches, &ps);
+    ret->follower_fetch_waiting = ps.watched;
+    purg_get_stats(r->deletes, &ps);
+    ret->delete_waiting = ps.watched;
 }
 
 /* ---- produce path --------------------------------------------------------------------------- */
@@ -1736,6 +2006,8 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     r->pstates = opts->pstates;
     r->on_visible = opts->on_visible;
     r->ud = opts->ud;
+    quota_init(&r->leader_quota);
+    quota_init(&r->follower_quota);
     if (fsess_cache_new((uint32_t)clock_mono_us(), &r->sessions) < 0 ||
         purg_new(r->base, "produce", &r->acks) < 0 ||
         purg_new(r->base, "replica-fetch", &r->fetches) < 0 ||
@@ -1769,7 +2041,7 @@ int repl_new(const struct repl_options *opts, struct repl **ret)
     }
     r->isr_timer = event_new(r->base, -1, EV_PERSIST, isr_timer_cb, r);
     r->alter_ev = evtimer_new(r->base, alter_flush, r);
-    if (!r->isr_timer || !r->alter_ev) {
+    if (!r->isr_timer || !r->alter_ev || pchlog_new(r->base, 1000, &r->pchl) < 0) {
         repl_free(r);
         return -ENOMEM;
     }
@@ -1807,11 +2079,14 @@ void repl_free(struct repl *r)
         event_free(r->isr_timer);
     if (r->alter_ev)
         event_free(r->alter_ev);
+    pchlog_free(r->pchl);
     alter_items_free(r->alters, r->n_alters);
     rpc_server_free(r->srv);
     purg_free(r->fetches);
     purg_free(r->deletes); /* empty too */
     purg_free(r->acks);    /* empty: every partition failed its waiters */
     fsess_cache_free(r->sessions);
+    free(r->lthr_buf.v);
+    free(r->fthr_buf.v);
     free(r);
 }

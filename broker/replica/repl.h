@@ -17,6 +17,12 @@
  *     stored them, and keeps its HW = min(leader's HW, own LEO).
  * Every replica keeps a leader-epoch cache (epochcache.h) next to its log.
  *
+ * Replication throttles (Kafka's): replicas listed for this broker in a
+ * topic's leader. / follower.replication.throttled.replicas and outside the
+ * ISR catch up within leader. / follower.replication.throttled.rate (quota.h):
+ * the leader sends them nothing while its rate is over, the follower asks for
+ * nothing while its rate is over; nothing else is held back.
+ *
  * Waits live in three purgatories (common/purgatory.h): "produce" holds acks=all
  * produces keyed by partition, in offset order, checked in order when the HW
  * advances; "replica-fetch" holds each follower's parked fetch keyed by its
@@ -78,6 +84,49 @@ int64_t repl_part_high_watermark(const struct repl_part *p);
 /* Kafka's OffsetsForLeaderEpoch answer from this replica's epoch cache. */
 void repl_part_epoch_end_offset(const struct repl_part *p, int32_t epoch, int32_t *ret_epoch,
                                 int64_t *ret_end_offset);
+
+/* ---- metrics ---------------------------------------------------------------- */
+
+/* Traffic of one hosted replica, counted on the loop with no allocation; the
+ * per-topic sums of the metrics come from these. They live as long as the
+ * replica is hosted here (a partition moved away or deleted takes its counts
+ * with it). */
+struct repl_traffic {
+    uint64_t bytes_in, records_in;   /* appended by produce (leader), as stored */
+    uint64_t bytes_out, records_out; /* record batches sent to consumers by Fetch */
+    uint64_t repl_bytes_out;         /* record batches sent to followers */
+};
+
+/* @p's counters, for the produce and fetch handlers to add to. */
+struct repl_traffic *repl_part_traffic(struct repl_part *p);
+
+/* A hosted replica as metrics see it. */
+struct repl_part_view {
+    const char *topic; /* borrowed from the replica */
+    int32_t partition;
+    bool has_log;
+    bool leader;     /* this broker leads it */
+    bool leaderless; /* the metadata names no leader */
+    int32_t n_replicas, n_isr, min_isr;
+    /* Leader only: the largest follower lag in records (our log end minus the
+     * follower's last fetch offset; a follower that has not fetched in this
+     * leadership counts from our log start). -1 otherwise, 0 without
+     * followers. */
+    int64_t max_follower_lag;
+    int64_t log_size_bytes; /* 0 without a log */
+    struct repl_traffic traffic;
+};
+void repl_part_view_get(const struct repl_part *p, struct repl_part_view *ret);
+
+/* Broker-wide counters and waits. */
+struct repl_counters {
+    uint64_t isr_shrinks; /* ISR changes of partitions led here that removed members */
+    uint64_t isr_expands; /* ... that added members */
+    size_t produce_waiting;        /* acks=all produces parked for the HW */
+    size_t follower_fetch_waiting; /* follower fetches parked for data */
+    size_t delete_waiting;         /* DeleteRecords waits */
+};
+void repl_get_counters(const struct repl *r, struct repl_counters *ret);
 
 /* ---- produce path (leader) ---------------------------------------------------- */
 

@@ -6,6 +6,7 @@ the cluster fixture stops every process it started.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -360,6 +361,30 @@ def test_help_on_every_command_has_an_example():
                 ["cluster", "--help"]):
         p = subprocess.run([weir_bin()] + cmd, capture_output=True, text=True, timeout=10)
         assert p.returncode == 0 and "Example" in p.stdout and "weir " in p.stdout, cmd
+
+
+def test_version_of_the_cli_broker_and_coordinator():
+    """--version: the project's release and the git revision they were built from,
+    the same in the three programs, exit 0 (no cluster needed)."""
+    with open(os.path.join(weir_cluster.ROOT, "meson.build")) as f:
+        release = re.search(r"version : '([^']+)'", f.read()).group(1)
+    revisions = set()
+    for rel, name in (("cli/weir", "weir"), ("broker/weir-broker", "weir-broker"),
+                      ("coordinator/weir-coordinator", "weir-coordinator")):
+        r = subprocess.run([weir_cluster.binary(rel), "--version"], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+        assert r.returncode == 0 and r.stderr == ""
+        m = re.fullmatch(r"(\S+) (\S+) \(git (\S+)\)\n", r.stdout)
+        assert m, r.stdout
+        assert m.group(1) == name and m.group(2) == release
+        assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?|unknown|\S+-g[0-9a-f]+(-dirty)?",
+                            m.group(3)), m.group(3)
+        revisions.add(m.group(3))
+    assert len(revisions) == 1, revisions
+    # Also after the global flags, like every other word.
+    r = subprocess.run([weir_bin(), "-b", "127.0.0.1:1", "--version"], capture_output=True,
+                       text=True, timeout=TIMEOUT)
+    assert r.returncode == 0 and r.stdout.startswith("weir %s (git " % release)
 
 
 def test_global_flags_before_or_after_the_command_words_and_env(cluster):

@@ -184,7 +184,7 @@ def incremental_alter_raw(c, resources, validate_only=False):
     ("compression.type", "brotli", "compression.type"),
     ("preallocate", "true", "preallocate"),
     ("no.such.key", "1", "unknown"),
-    ("follower.replication.throttled.replicas", "*", "unknown"),
+    ("follower.replication.throttled.replicas", "0-1", "partition:broker"),
     ("segment.bytes", "13", "segment.bytes"),
     ("message.timestamp.type", "WallClock", "message.timestamp.type"),
 ])

@@ -199,6 +199,8 @@ class Cluster:
         self.coordinator = None
         self.brokers = {}
         self.ports = {}
+        # metrics.listener of every process ("coordinator" or a broker id): /metrics, /health
+        self.metrics_ports = {}
         self.started = []  # every Proc started, also those since restarted or replaced
 
     # ---- processes ----------------------------------------------------------
@@ -213,7 +215,10 @@ class Cluster:
                 "--override", "listeners=%s:%d" % (self.host("coordinator"), self.coord_port),
                 "--override", "data.dir=%s" % os.path.join(self.root, "coordinator"),
                 "--override", "session.timeout.ms=6000",
-                "--override", "heartbeat.interval.ms=500"]
+                "--override", "heartbeat.interval.ms=500",
+                "--override", "metrics.listener=%s:%d" % (
+                    self.host("coordinator"),
+                    self.metrics_ports.setdefault("coordinator", free_port()))]
         for k, v in self.coordinator_overrides.items():
             argv += ["--override", "%s=%s" % (k, v)]
         argv = self._ns_prefix("coordinator") + argv
@@ -226,7 +231,9 @@ class Cluster:
                 "--override", "listeners=PLAINTEXT://%s:%d" % (self.host(bid), port),
                 "--override", "log.dirs=%s" % self.log_dir(bid),
                 "--override", "coordinator.connect=%s:%d" % (self.host("coordinator"),
-                                                             self.coord_port)]
+                                                             self.coord_port),
+                "--override", "metrics.listener=%s:%d" % (
+                    self.host(bid), self.metrics_ports.setdefault(bid, free_port()))]
         for k, v in self.broker_overrides.items():
             argv += ["--override", "%s=%s" % (k, v)]
         for k, v in self.per_broker_overrides.get(bid, {}).items():
@@ -343,6 +350,11 @@ class Cluster:
 
     def _ns_prefix(self, name):
         return ["ip", "netns", "exec", self.netns.ns(name)] if self.netns is not None else []
+
+    def metrics_url(self, name, path="/metrics"):
+        """http://host:port/path of process @name's metrics.listener ("coordinator"
+        or a broker id)."""
+        return "http://%s:%d%s" % (self.host(name), self.metrics_ports[name], path)
 
     def log_dir(self, bid):
         return os.path.join(self.root, "broker-%d" % bid)

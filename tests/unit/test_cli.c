@@ -121,6 +121,83 @@ static void test_table_aligns_columns(void **state)
     free(out);
 }
 
+/* What @fn printed on stdout while it ran, as a malloc'd string. */
+static char *stdout_of(void (*fn)(const struct cli *), const struct cli *c)
+{
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(tmp), STDOUT_FILENO) >= 0);
+    fn(c);
+    fflush(stdout);
+    assert_true(dup2(saved, STDOUT_FILENO) >= 0);
+    close(saved);
+    long n = ftell(tmp);
+    assert_true(n >= 0);
+    char *s = calloc(1, (size_t)n + 1);
+    assert_non_null(s);
+    rewind(tmp);
+    assert_int_equal(fread(s, 1, (size_t)n, tmp), (size_t)n);
+    fclose(tmp);
+    return s;
+}
+
+/* Two rows with every kind of member, and a nested empty listing. */
+static void print_listing(const struct cli *c)
+{
+    struct out *o = out_new(c, 2, "NAME", "LAG");
+    out_row(o);
+    out_str(o, "name", "a\"b");
+    out_int_or_null(o, "lag", 7);
+    out_bool(o, "simple", true);
+    out_cells(o, "a\"b", "7");
+    out_row(o);
+    out_strn(o, "name", "xyz", 2);
+    out_int_or_null(o, "lag", -1);
+    out_str(o, "host", NULL);
+    out_raw(o, "ids", "[1,2]");
+    out_raw(o, "parts", NULL);
+    struct out *inner = out_new(c, 0);
+    out_end(inner, "");
+    out_cells(o, "xy", "-");
+    out_end(o, "\n");
+}
+
+static void test_out_listing_as_json_and_as_table(void **state)
+{
+    struct cli c = {.json = true};
+    char *s = stdout_of(print_listing, &c);
+    assert_string_equal(s, "[{\"name\":\"a\\\"b\",\"lag\":7,\"simple\":true},"
+                           "{\"name\":\"xy\",\"lag\":null,\"host\":null,\"ids\":[1,2],"
+                           "\"parts\":[]}]\n");
+    free(s);
+    c.json = false;
+    s = stdout_of(print_listing, &c);
+    assert_string_equal(s, "NAME  LAG\n"
+                           "a\"b   7\n"
+                           "xy    -\n");
+    free(s);
+}
+
+static void print_empty(const struct cli *c)
+{
+    out_end(out_new(c, 1, "NAME"), "}\n");
+}
+
+static void test_out_empty_listing(void **state)
+{
+    struct cli c = {.json = true};
+    char *s = stdout_of(print_empty, &c);
+    assert_string_equal(s, "[]}\n");
+    free(s);
+    c.json = false;
+    s = stdout_of(print_empty, &c);
+    assert_string_equal(s, "NAME\n");
+    free(s);
+}
+
 /* ---- raw.c against a fake broker ---------------------------------------- */
 
 enum fake_mode { FAKE_OK, FAKE_WRONG_CORRELATION, FAKE_TRUNCATED, FAKE_CLOSE };
@@ -315,6 +392,8 @@ int main(void)
         cmocka_unit_test(test_parse_i64),
         cmocka_unit_test(test_parse_datetime),
         cmocka_unit_test(test_table_aligns_columns),
+        cmocka_unit_test(test_out_listing_as_json_and_as_table),
+        cmocka_unit_test(test_out_empty_listing),
         cmocka_unit_test(test_raw_metadata_round_trip),
         cmocka_unit_test(test_raw_refuses_bad_responses),
         cmocka_unit_test(test_raw_open_fails_when_nothing_answers),

@@ -34,8 +34,9 @@ static void test_every_dynamic_key_is_a_broker_key_and_a_topic_default(void **st
         if (i && strcmp(dyncfg_keys[i - 1].name, k->name) >= 0)
             fail_msg("table not sorted at %s", k->name);
         assert_ptr_equal(dyncfg_find(k->name), k);
-        /* unclean.leader.election.enable is the coordinator's key. */
-        if (!k->cluster_only && !broker_def(k->name))
+        /* unclean.leader.election.enable and broker.decommissioned are the
+         * coordinator's keys. */
+        if (!k->cluster_only && !k->broker_only && !broker_def(k->name))
             fail_msg("%s is not a broker key", k->name);
         if (k->topic_key) {
             const struct topic_config_def *t = topic_config_find(k->topic_key);
@@ -86,10 +87,34 @@ static void test_values_are_checked_with_the_static_definition(void **state)
                      KERR_INVALID_CONFIG);
 }
 
+/* The coordinator checks the throttle rates with dyncfg_rate_def(), the broker
+ * reads them with its registry: the same definitions. */
+static void test_throttle_rates_are_checked_as_the_broker_reads_them(void **state)
+{
+    (void)state;
+    char msg[256];
+    const char *names[] = {"leader.replication.throttled.rate",
+                           "follower.replication.throttled.rate"};
+    assert_null(dyncfg_rate_def("log.segment.bytes"));
+    for (size_t i = 0; i < 2; i++) {
+        const struct config_def *d = dyncfg_rate_def(names[i]), *b = broker_def(names[i]);
+        assert_non_null(d);
+        assert_non_null(b);
+        assert_non_null(dyncfg_find(d->name));
+        assert_string_equal(d->default_value, b->default_value);
+        assert_int_equal(d->type, b->type);
+        assert_true(d->min == b->min && d->max == b->max);
+        assert_int_equal(dyncfg_validate(d->name, d, "10485760", msg, sizeof(msg)), KERR_NONE);
+        assert_int_equal(dyncfg_validate(d->name, d, "0", msg, sizeof(msg)), KERR_INVALID_CONFIG);
+        assert_int_equal(dyncfg_validate(d->name, d, "10M", msg, sizeof(msg)), KERR_INVALID_CONFIG);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_dynamic_key_is_a_broker_key_and_a_topic_default),
+        cmocka_unit_test(test_throttle_rates_are_checked_as_the_broker_reads_them),
         cmocka_unit_test(test_static_and_unknown_keys_are_refused_by_name),
         cmocka_unit_test(test_values_are_checked_with_the_static_definition),
     };

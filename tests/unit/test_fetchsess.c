@@ -164,6 +164,33 @@ static void test_named_partitions_update_or_join_and_are_answered(void **state)
 
 /* 10,000 partitions in a session; an incremental fetch naming 3 of them finds
  * each by its index, and a duplicate in a full fetch is one partition. */
+/* The follower's throttle flag (it asks for no records) is session state: it
+ * holds over fetches that do not name the partition and changes only with
+ * one that does. */
+static void test_throttled_flag_is_kept_until_a_fetch_changes_it(void **state)
+{
+    (void)state;
+    struct fsess_cache *c;
+    assert_int_equal(fsess_cache_new(1, &c), 0);
+    struct fps a = make(0, 3, 10);
+    a.v[1].throttled = true;
+    struct fsess *s = NULL, *u = NULL;
+    int16_t err;
+    assert_int_equal(fsess_open(c, 2, P(&a), a.n, &s), 0);
+    assert_false(s->parts[0].throttled);
+    assert_true(s->parts[1].throttled);
+    assert_int_equal(fsess_update(c, 2, s->id, 1, NULL, 0, &u, &err), 0);
+    assert_int_equal(err, KERR_NONE);
+    assert_true(u->parts[1].throttled); /* not named: unchanged */
+    struct fps b = make(1, 1, 10);      /* partition 1, no longer throttled */
+    assert_int_equal(fsess_update(c, 2, s->id, 2, P(&b), b.n, &u, &err), 0);
+    assert_int_equal(err, KERR_NONE);
+    assert_false(u->parts[1].throttled);
+    drop(&a);
+    drop(&b);
+    fsess_cache_free(c);
+}
+
 static void test_big_session_is_indexed(void **state)
 {
     (void)state;
@@ -196,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_full_fetch_opens_a_session_per_follower),
         cmocka_unit_test(test_incremental_fetch_needs_the_session_and_its_next_epoch),
         cmocka_unit_test(test_named_partitions_update_or_join_and_are_answered),
+        cmocka_unit_test(test_throttled_flag_is_kept_until_a_fetch_changes_it),
         cmocka_unit_test(test_big_session_is_indexed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -700,7 +700,8 @@ static void test_create_topic_rejects_bad_counts_and_configs(void **state)
         {{"compression.type", "none"}},
         /* Values Weir cannot honour yet are refused, not stored and ignored. */
         {{"preallocate", "true"}},
-        {{"follower.replication.throttled.replicas", "*"}},
+        /* a malformed throttled replica list (h-throttle made the key known) */
+        {{"follower.replication.throttled.replicas", "0-1"}},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(create_err(e, "t3", 1, 1, bad[i], 1), KERR_INVALID_CONFIG);
@@ -1705,6 +1706,51 @@ static void test_alter_broker_config_accepts_only_dynamic_keys_and_valid_values(
     env_free(e);
 }
 
+/* broker.decommissioned=true on a broker: placement of new topics and
+ * partitions skips it (and counts it out of the live brokers for the
+ * replication factor); existing replicas stay; removing the key undoes it.
+ * Only a per-broker value is accepted. */
+static void test_decommissioned_broker_gets_no_new_replicas(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    bootstrap(e, 4);
+    create(e, "before", 8, 3);
+    assert_int_equal(alter_bconf(e, 2, CCTL_DECOMMISSIONED_KEY, "true"), 0);
+    assert_true(cctl_broker_decommissioned(e->s, 2));
+    assert_false(cctl_broker_decommissioned(e->s, 1));
+    /* the existing topic keeps its replicas on broker 2 */
+    bool on2 = false;
+    for (int32_t i = 0; i < 8; i++)
+        on2 = on2 || cstate_part_is_replica(part(e, "before", i), 2);
+    assert_true(on2);
+    create(e, "after", 12, 3);
+    for (int32_t i = 0; i < 12; i++)
+        assert_false(cstate_part_is_replica(part(e, "after", i), 2));
+    struct cctl_create_partitions_req grow = {.name = "before", .total_count = 16};
+    assert_int_equal(cctl_create_partitions(e->s, &e->ctx, &grow, &e->recs, &e->err), 0);
+    assert_int_equal(e->err.code, 0);
+    commit(e);
+    for (int32_t i = 8; i < 16; i++)
+        assert_false(cstate_part_is_replica(part(e, "before", i), 2));
+    /* three brokers left: RF 4 no longer fits */
+    assert_int_equal(create_err(e, "rf4", 1, 4, NULL, 0), KERR_INVALID_REPLICATION_FACTOR);
+    /* a cluster-wide value and a non-boolean are refused */
+    assert_int_equal(alter_bconf(e, CSTATE_CLUSTER_DEFAULT, CCTL_DECOMMISSIONED_KEY, "true"),
+                     KERR_INVALID_CONFIG);
+    assert_non_null(strstr(e->err.message, "per broker"));
+    assert_int_equal(alter_bconf(e, 3, CCTL_DECOMMISSIONED_KEY, "soon"), KERR_INVALID_CONFIG);
+    /* recommission: the key removed, broker 2 takes replicas again */
+    assert_int_equal(alter_bconf(e, 2, CCTL_DECOMMISSIONED_KEY, NULL), 0);
+    assert_false(cctl_broker_decommissioned(e->s, 2));
+    create(e, "again", 8, 3);
+    on2 = false;
+    for (int32_t i = 0; i < 8; i++)
+        on2 = on2 || cstate_part_is_replica(part(e, "again", i), 2);
+    assert_true(on2);
+    env_free(e);
+}
+
 static void test_dynamic_unclean_default_elects_offline_partitions(void **state)
 {
     (void)state;
@@ -2108,6 +2154,7 @@ int main(void)
         cmocka_unit_test(test_broker_configs_set_replace_remove_per_scope),
         cmocka_unit_test(test_broker_configs_survive_snapshots_and_bad_ones_are_refused),
         cmocka_unit_test(test_alter_broker_config_accepts_only_dynamic_keys_and_valid_values),
+        cmocka_unit_test(test_decommissioned_broker_gets_no_new_replicas),
         cmocka_unit_test(test_dynamic_unclean_default_elects_offline_partitions),
         cmocka_unit_test(test_record_format_names_the_change),
         cmocka_unit_test(test_reassign_adds_catches_up_and_completes),

@@ -22,7 +22,8 @@ static void test_table_is_sorted_and_complete(void **state)
         assert_ptr_equal(topic_config_find(d->name), d);
         assert_non_null(d->doc);
         assert_true(strlen(d->doc) > 20);
-        assert_non_null(d->broker_key);
+        /* Only the throttled replica lists have no broker default, as in Kafka. */
+        assert_true(d->broker_key || d->type == TOPIC_CONFIG_REPLICAS);
         assert_non_null(d->kafka_default);
         assert_true(!d->refused || d->refused_why);
         /* Kafka's default is itself a value Weir accepts. */
@@ -98,12 +99,52 @@ static void test_accepted_values(void **state)
     expect_ok("min.cleanable.dirty.ratio", "0.01");
 }
 
+static void test_throttled_replica_lists(void **state)
+{
+    (void)state;
+    const char *key = "leader.replication.throttled.replicas";
+    char msg[256];
+    const char *good[] = {"", "*", "0:1", "0:1,0:2,3:101", " 0:1 , 1:2", " * "};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_int_equal(topic_config_validate(key, good[i], msg, sizeof(msg)), KERR_NONE);
+    expect_refused(key, "0", "partition:broker");
+    expect_refused(key, "0:1,", "partition:broker");
+    expect_refused(key, "a:1", "partition:broker");
+    expect_refused(key, "-1:1", "partition:broker");
+    expect_refused(key, "0:99999999999", "partition:broker");
+    expect_refused(key, "*,0:1", "partition:broker");
+    expect_refused("follower.replication.throttled.replicas", "1:", "partition:broker");
+
+    assert_true(topic_config_replica_listed("0:1,0:2,3:101", 3, 101));
+    assert_true(topic_config_replica_listed("0:1,0:2,3:101", 0, 2));
+    assert_false(topic_config_replica_listed("0:1,0:2,3:101", 0, 3));
+    assert_false(topic_config_replica_listed("0:1,0:2,3:101", 1, 1));
+    assert_true(topic_config_replica_listed(" 0:1 , 1:2", 1, 2));
+    assert_true(topic_config_replica_listed("*", 7, 9));
+    assert_false(topic_config_replica_listed("", 0, 1));
+    assert_false(topic_config_replica_listed(NULL, 0, 1));
+    assert_false(topic_config_replica_listed("garbage", 0, 1));
+
+    bool l[4];
+    topic_config_replicas_of_broker("0:1,2:1,2:2,9:1", 1, l, 4);
+    assert_true(l[0] && !l[1] && l[2] && !l[3]);
+    topic_config_replicas_of_broker("0:1,2:1", 2, l, 4);
+    assert_true(!l[0] && !l[1] && !l[2] && !l[3]);
+    topic_config_replicas_of_broker("*", 2, l, 4);
+    assert_true(l[0] && l[1] && l[2] && l[3]);
+    topic_config_replicas_of_broker("0:1,x", 1, l, 4);
+    assert_false(l[0]);
+    topic_config_replicas_of_broker(NULL, 1, l, 4);
+    assert_false(l[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_is_sorted_and_complete),
         cmocka_unit_test(test_refusals_name_the_key_and_why),
         cmocka_unit_test(test_accepted_values),
+        cmocka_unit_test(test_throttled_replica_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,12 @@ async function main () {
   const admin = kafka.admin()
   await admin.connect()
   await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 3 }], waitForLeaders: true })
-  const producer = kafka.producer({ allowAutoTopicCreation: false })
+  // Idempotent: a broker takes up a new topic's leaderships over a few reconcile
+  // slices, so the first Produce can meet NOT_LEADER_OR_FOLLOWER for one partition
+  // of a request; kafkajs then resends the whole request, and without idempotence
+  // the partitions that had succeeded get their records twice (at-least-once, as
+  // with Kafka). The check below is "every record once", so the producer dedups.
+  const producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 })
   await producer.connect()
   const messages = []
   for (let i = 0; i < count; i++) messages.push({ key: `k${i}`, value: String(i) })
