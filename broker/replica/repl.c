@@ -165,6 +165,7 @@ struct repl {
     struct fetcher *fetchers;
     struct event *isr_timer;
     struct pchlog *pchl;          /* role and ISR change lines */
+    struct log_budget isr_asks;   /* "adding/removing it" lines; the results are in pchl */
     /* replication throttles (Kafka's ReplicationQuotaManager): bytes this
      * broker sends as a leader / fetches as a follower for throttled replicas
      * outside the ISR */
@@ -712,6 +713,14 @@ static void send_alter(struct repl *r, struct repl_part *p, const int32_t *new_i
     p->alter_adding = adding;
 }
 
+/* Why the leader asks for an ISR change, one line each while they are few;
+ * past the budget at debug (the changes themselves are counted by pchlog). */
+static enum log_level isr_ask_level(struct repl *r)
+{
+    return log_budget_level(&r->isr_asks, LOG_LEVEL_INFO, clock_mono_ms(), PCHLOG_LINES,
+                            PCHLOG_WINDOW_MS);
+}
+
 /* A follower that reached the HW (and the start of our epoch) rejoins the ISR. */
 static void maybe_expand_isr(struct repl *r, struct repl_part *p, struct rfollower *f)
 {
@@ -730,8 +739,8 @@ static void maybe_expand_isr(struct repl *r, struct repl_part *p, struct rfollow
         return;
     memcpy(v, p->isr, p->n_isr * sizeof(*v));
     v[p->n_isr] = f->id;
-    log_info("replica", "%s-%d: broker %d caught up at %" PRId64 ": adding it to the ISR", p->topic,
-             p->partition, f->id, f->leo);
+    log_msg(isr_ask_level(r), "replica", "%s-%d: broker %d caught up at %" PRId64
+            ": adding it to the ISR", p->topic, p->partition, f->id, f->leo);
     send_alter(r, p, v, p->n_isr + 1u, f->id);
 }
 
@@ -746,10 +755,10 @@ static void check_isr_shrink(struct repl *r, struct repl_part *p, int64_t now)
         int32_t id = p->isr[i];
         struct rfollower *f = id == r->s->broker_id ? NULL : follower_of(p, id);
         if (f && now - f->last_caught_up_ms > r->s->replica_lag_time_max_ms) {
-            log_info("replica",
-                     "%s-%d: broker %d not caught up for %" PRId64 " ms (LEO %" PRId64
-                     ", ours %" PRId64 "): removing it from the ISR",
-                     p->topic, p->partition, id, now - f->last_caught_up_ms, f->leo, leo(p));
+            log_msg(isr_ask_level(r), "replica",
+                    "%s-%d: broker %d not caught up for %" PRId64 " ms (LEO %" PRId64
+                    ", ours %" PRId64 "): removing it from the ISR",
+                    p->topic, p->partition, id, now - f->last_caught_up_ms, f->leo, leo(p));
             drop = true;
             continue;
         }
