@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "common/config.h"
+#include "common/crc32c.h"
 #include "common/httpd.h"
 
 /* Bytes of a frame not available to a record: frame header and the WatchRecord
@@ -120,6 +121,127 @@ static int validate_listeners(const struct config_def *def, const char *value, c
     return r;
 }
 
+static int cmp_voter(const void *a, const void *b)
+{
+    const struct coord_voter *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int parse_voter(const char *item, struct coord_voter *ret, char *err, size_t errlen)
+{
+    const char *at = strchr(item, '@');
+    if (!at || at == item) {
+        snprintf(err, errlen,
+                 "id@host:port items (the voter's node.id, then its listener), "
+                 "got '%s'",
+                 item);
+        return -EINVAL;
+    }
+    long long id = 0;
+    for (const char *p = item; p < at; p++) {
+        if (*p < '0' || *p > '9' || id > INT32_MAX) {
+            snprintf(err, errlen, "a voter id in [1, %d] before '@', got '%s'", INT32_MAX, item);
+            return -EINVAL;
+        }
+        id = id * 10 + (*p - '0');
+    }
+    if (id < 1 || id > INT32_MAX) {
+        snprintf(err, errlen, "a voter id in [1, %d] before '@', got '%s'", INT32_MAX, item);
+        return -EINVAL;
+    }
+    char why[160] = "";
+    if (coord_config_parse_listener(at + 1, &ret->addr, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "id@host:port items; in '%s', %s", item, why);
+        return -EINVAL;
+    }
+    if (ret->addr.port == 0 || !ret->addr.host[0]) {
+        snprintf(err, errlen,
+                 "a host and a fixed port for every voter (peers must find it), "
+                 "got '%s'",
+                 item);
+        return -EINVAL;
+    }
+    ret->id = (int32_t)id;
+    return 0;
+}
+
+int coord_config_parse_voters(const char *value, struct coord_voter *ret, size_t *ret_n, char *err,
+                              size_t errlen)
+{
+    struct coord_voter v[COORD_CONFIG_MAX_VOTERS];
+    size_t n = 0;
+    char *copy = strdup(value ? value : "");
+    if (!copy) {
+        snprintf(err, errlen, "(out of memory)");
+        return -ENOMEM;
+    }
+    int r = 0;
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item && r == 0;
+         item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ' || *item == '\t')
+            item++;
+        size_t len = strlen(item);
+        while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+            item[--len] = '\0';
+        if (!*item)
+            continue;
+        if (n == COORD_CONFIG_MAX_VOTERS) {
+            snprintf(err, errlen, "at most %d voters", COORD_CONFIG_MAX_VOTERS);
+            r = -EINVAL;
+            break;
+        }
+        r = parse_voter(item, &v[n], err, errlen);
+        if (r < 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].id == v[n].id) {
+                snprintf(err, errlen, "each voter id once, got %d twice", (int)v[n].id);
+                r = -EINVAL;
+            } else if (v[i].addr.port == v[n].addr.port &&
+                       strcmp(v[i].addr.host, v[n].addr.host) == 0) {
+                snprintf(err, errlen, "a distinct address per voter, got %s:%d for %d and %d",
+                         v[n].addr.host, v[n].addr.port, (int)v[i].id, (int)v[n].id);
+                r = -EINVAL;
+            }
+        }
+        n++;
+    }
+    free(copy);
+    if (r < 0)
+        return r;
+    qsort(v, n, sizeof(v[0]), cmp_voter);
+    memcpy(ret, v, n * sizeof(v[0]));
+    *ret_n = n;
+    return 0;
+}
+
+uint32_t coord_config_voters_digest(const struct coord_voter *voters, size_t n)
+{
+    struct coord_voter sorted[COORD_CONFIG_MAX_VOTERS];
+    if (n > COORD_CONFIG_MAX_VOTERS)
+        n = COORD_CONFIG_MAX_VOTERS;
+    memcpy(sorted, voters, n * sizeof(*voters));
+    qsort(sorted, n, sizeof(sorted[0]), cmp_voter);
+    uint32_t crc = 0;
+    for (size_t i = 0; i < n; i++) {
+        char line[COORD_CONFIG_HOST_MAX + 32];
+        int len = snprintf(line, sizeof(line), "%d@%s:%d\n", (int)sorted[i].id, sorted[i].addr.host,
+                           sorted[i].addr.port);
+        crc = crc32c_update(crc, line, (size_t)len);
+    }
+    return crc;
+}
+
+static int validate_voters(const struct config_def *def, const char *value, char *err,
+                           size_t errlen)
+{
+    (void)def;
+    struct coord_voter v[COORD_CONFIG_MAX_VOTERS];
+    size_t n;
+    return value ? coord_config_parse_voters(value, v, &n, err, errlen) : 0;
+}
+
 static const char *const log_level_choices[] = {"error", "warn", "info", "debug", "trace", NULL};
 static const char *const log_format_choices[] = {"text", "json", NULL};
 
@@ -130,6 +252,9 @@ const struct config_def coord_config_defs[] = {
     {.name = "listeners", .type = CONFIG_LIST, .default_value = "127.0.0.1:2181",
      .validate = validate_listeners,
      .doc = "Where brokers and tools reach the coordinator: host:port or PLAINTEXT://host:port, comma-separated."},
+    {.name = "coordinator.quorum.voters", .type = CONFIG_STRING, .default_value = "",
+     .validate = validate_voters,
+     .doc = "The coordinator quorum as id@host:port,... (each voter's node.id and listener; this node's entry is picked by node.id). Empty, or this node alone: a single coordinator. More than one: this node is one voter of a Raft quorum (docs/coordinator-quorum.md); every voter must have the same list and be formatted with the same --cluster-id."},
     {.name = "data.dir", .type = CONFIG_STRING, .default_value = NULL,
      .doc = "Directory of the metadata log and snapshots (required; created if missing)."},
     {.name = "session.timeout.ms", .type = CONFIG_INT, .default_value = "9000",
@@ -188,6 +313,43 @@ const struct config_def coord_config_defs[] = {
 /* clang-format on */
 
 const size_t coord_config_ndefs = sizeof(coord_config_defs) / sizeof(coord_config_defs[0]);
+
+/* The voter list against node.id and listeners. */
+static int resolve_voters(const struct config *c, struct coord_settings *s, char *err,
+                          size_t errlen)
+{
+    const char *value = config_get_string(c, "coordinator.quorum.voters");
+    char why[300] = "";
+    if (coord_config_parse_voters(value, s->voters, &s->n_voters, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "invalid value for 'coordinator.quorum.voters': expected %s", why);
+        return -EINVAL;
+    }
+    if (s->n_voters == 0)
+        return 0;
+    const struct coord_voter *self = NULL;
+    for (size_t i = 0; i < s->n_voters; i++)
+        if (s->voters[i].id == s->node_id)
+            self = &s->voters[i];
+    if (!self) {
+        snprintf(err, errlen,
+                 "'node.id' %d is not in 'coordinator.quorum.voters' (%s): a coordinator must "
+                 "be one of the voters it names",
+                 (int)s->node_id, value);
+        return -EINVAL;
+    }
+    bool port_ok = false;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        port_ok |= s->listeners[i].port == self->addr.port;
+    if (!port_ok) {
+        snprintf(err, errlen,
+                 "this node's entry %d@%s:%d in 'coordinator.quorum.voters' does not match "
+                 "any of its 'listeners' ports: peers would not reach it",
+                 (int)self->id, self->addr.host, self->addr.port);
+        return -EINVAL;
+    }
+    s->voters_digest = coord_config_voters_digest(s->voters, s->n_voters);
+    return 0;
+}
 
 int coord_config_resolve(const struct config *c, struct coord_settings *ret, char *err,
                          size_t errlen)
@@ -255,6 +417,9 @@ int coord_config_resolve(const struct config *c, struct coord_settings *ret, cha
         snprintf(err, errlen, "invalid value for 'log.format'");
         return -EINVAL;
     }
+    int r = resolve_voters(c, &s, err, errlen);
+    if (r < 0)
+        return r;
     *ret = s;
     return 0;
 }

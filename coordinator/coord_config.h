@@ -27,6 +27,15 @@ struct coord_listener {
     int port;
 };
 
+/* coordinator.quorum.voters: "id@host:port,..." (Kafka's controller.quorum.voters
+ * shape). At most COORD_CONFIG_MAX_VOTERS (the Raft core's CRAFT_MAX_VOTERS). */
+#define COORD_CONFIG_MAX_VOTERS 7
+
+struct coord_voter {
+    int32_t id;
+    struct coord_listener addr;
+};
+
 struct coord_settings {
     int32_t node_id;
     struct coord_listener listeners[COORD_CONFIG_MAX_LISTENERS];
@@ -53,15 +62,35 @@ struct coord_settings {
     uint32_t max_record_bytes;
     enum log_level log_level;
     enum log_format log_format;
+    /* The quorum, sorted by id; n_voters == 0 when the key is unset: a single
+     * coordinator, exactly as before the quorum existed. When set it includes
+     * node.id (resolve checks). */
+    struct coord_voter voters[COORD_CONFIG_MAX_VOTERS];
+    size_t n_voters;
+    uint32_t voters_digest; /* coord_config_voters_digest() of the list */
 };
 
 /* Parse one listener string. -EINVAL with what was expected in @err. */
 int coord_config_parse_listener(const char *value, struct coord_listener *ret, char *err,
                                 size_t errlen);
 
+/* Parse a coordinator.quorum.voters value into @ret (sorted by id) and
+ * *@ret_n. -EINVAL with what was expected in @err: an item not id@host:port,
+ * an id not in [1, 2^31), a repeated id or address, a port 0, more than
+ * COORD_CONFIG_MAX_VOTERS voters. An empty value gives 0 voters. */
+int coord_config_parse_voters(const char *value, struct coord_voter *ret, size_t *ret_n, char *err,
+                              size_t errlen);
+
+/* A fingerprint of a voter list that does not depend on how it was written
+ * (order, spacing, PLAINTEXT://). Voters exchange it when they connect, so
+ * that a list that disagrees between nodes is refused instead of splitting
+ * the quorum. */
+uint32_t coord_config_voters_digest(const struct coord_voter *voters, size_t n);
+
 /* Resolve the loaded keys into @ret, checking what no single key can: data.dir is
  * set, heartbeat.interval.ms is below session.timeout.ms, listeners are valid and
- * at most COORD_CONFIG_MAX_LISTENERS. @c must have been built over
+ * at most COORD_CONFIG_MAX_LISTENERS, node.id is one of coordinator.quorum.voters
+ * and its entry's port is one of its listeners. @c must have been built over
  * coord_config_defs. -EINVAL with a message naming the key in @err. */
 int coord_config_resolve(const struct config *c, struct coord_settings *ret, char *err,
                          size_t errlen);

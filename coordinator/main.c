@@ -498,6 +498,14 @@ int main(int argc, char **argv)
                   cfg.data_dir, mp.cluster_id, (int)mp.node_id);
         goto out;
     }
+    if (mr == -ENOENT && cfg.n_voters > 1 && !args.cluster_id) {
+        log_error("coordinator",
+                  "data.dir '%s' is not formatted: a quorum voter is formatted with the "
+                  "cluster's id, the same on every voter ('weir-coordinator format --config FILE "
+                  "--cluster-id ID'), or the voters' logs would disagree from their first record",
+                  cfg.data_dir);
+        goto out;
+    }
     if (mr == -ENOENT && !args.format && !args.format_if_empty) {
         log_error("coordinator", "data.dir '%s' is not formatted (no %s): refusing to start",
                   cfg.data_dir, METAPROPS_FILE);
@@ -560,6 +568,8 @@ int main(int argc, char **argv)
         log_error("coordinator", "cannot start the service: %s", strerror(-r));
         goto out;
     }
+    if (cfg.n_voters > 1 && coord_service_open_quorum(m.svc, cfg.data_dir) < 0)
+        goto out;
     r = coord_service_start(m.svc, on_ready, &m);
     if (r < 0) {
         log_error("coordinator", "cannot start: %s", strerror(-r));

@@ -58,6 +58,7 @@ static const struct svc_method methods[COORD_M_COUNT] = {
     [COORD_M_ALTER_REASSIGNMENTS] = {.mutate = svc_alter_reassignments},
     [COORD_M_LIST_REASSIGNMENTS] = {.handle = svc_list_reassignments},
     [COORD_M_ELECT_LEADERS] = {.mutate = svc_elect_leaders},
+    [COORD_M_QUORUM_STEP] = {.handle = svc_quorum_step},
 };
 
 void svc_mutation_process(struct coord_service *svc, struct rpc_call *call,
@@ -82,6 +83,10 @@ static void h_mutation(struct rpc_call *call, const ProtobufCMessage *req, void 
     }
     if (svc->stopping) {
         rpc_call_fail(call, RPC_SHUTTING_DOWN, "coordinator is stopping");
+        return;
+    }
+    if (!svc_leads(svc)) {
+        svc_not_leader(svc, call);
         return;
     }
     if (svc_park(svc, call, req))
@@ -151,7 +156,7 @@ static void on_rebalance_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct coord_service *svc = arg;
-    if (svc->failed || svc->stopping)
+    if (svc->failed || svc->stopping || !svc_leads(svc))
         return;
     /* Moves that became possible since their last ISR change (a target
      * replica able to lead came back), whether or not leaders are rebalanced. */
@@ -289,6 +294,19 @@ static int listen_all(struct coord_service *svc)
     return 0;
 }
 
+/* A quorum voter listens and joins the quorum; the controller's start-up work
+ * and timers wait until it leads (service_quorum.c). */
+static int start_voter(struct coord_service *svc)
+{
+    int r = listen_all(svc);
+    if (r < 0)
+        return r;
+    svc->ready_offset = svc->committed->offset;
+    svc->ready_pending = true;
+    svc_maybe_ready(svc);
+    return craft_node_start(svc->quorum);
+}
+
 int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *ud)
 {
     svc->ready = ready;
@@ -301,6 +319,8 @@ int coord_service_start(struct coord_service *svc, coord_ready_fn ready, void *u
                   "the metadata log has no cluster id (data directory not formatted)");
         return -EINVAL;
     }
+    if (svc->quorum)
+        return start_voter(svc);
     /* Partitions left offline by the last run may have a leader now. */
     int r = cctl_elect_offline(svc->spec, &svc->ctx, &svc->recs);
     if (r == 0 && svc->recs.n > 0) {
@@ -386,6 +406,8 @@ void coord_service_free(struct coord_service *svc)
     /* Closing the connections runs their hooks: no session is cut any more. */
     svc->stopping = true;
     close_servers(svc);
+    craft_node_free(svc->quorum);
+    svc->quorum = NULL;
     /* Every watched connection closed above and its hook freed its entry;
      * whatever remains (none expected) is let go here. */
     svc_broker_conns_drop(svc);

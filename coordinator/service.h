@@ -61,6 +61,12 @@ struct coord_service_options {
 int coord_service_new(struct event_base *base, struct mlog *log, struct cstate *state,
                       const struct coord_service_options *opts, struct coord_service **ret);
 
+/* Make the service one voter of the quorum cfg->voters names (more than one),
+ * before coord_service_start: the Raft state is read from @dir (raft_store.h)
+ * and the metadata log's records. The controller then runs only while this
+ * voter leads; see docs/coordinator-quorum.md. -errno having logged one line. */
+int coord_service_open_quorum(struct coord_service *svc, const char *dir);
+
 /* Elect leaders for offline partitions that can have one, start the session and
  * rebalance timers, and listen on every configured listener. The state must have
  * a cluster id (the bootstrap record written when the data directory was

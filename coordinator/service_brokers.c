@@ -224,6 +224,12 @@ void svc_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg, void *ud)
         rpc_call_fail(call, RPC_SHUTTING_DOWN, "coordinator is stopping");
         return;
     }
+    /* The broker's lease counts from an accepted heartbeat: only a leader that
+     * knows no other leader can exist may accept one (docs/coordinator-quorum.md). */
+    if (svc->quorum && !craft_node_lease_valid(svc->quorum)) {
+        svc_not_leader(svc, call);
+        return;
+    }
     int r = cctl_check_broker_epoch(svc->spec, req->broker_id, req->broker_epoch, &err);
     if (r < 0)
         svc_err_internal(&err, r);
@@ -336,7 +342,7 @@ void svc_on_session_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct coord_service *svc = arg;
-    if (svc->failed || svc->stopping)
+    if (svc->failed || svc->stopping || !svc_leads(svc))
         return;
     int64_t now = clock_mono_ms();
     int32_t id;

@@ -28,6 +28,8 @@
 
 #include "common/meta/state.h"
 #include "coordinator/controller.h"
+#include "coordinator/mlog.h"
+#include "coordinator/raft_node.h"
 #include "coordinator/service.h"
 #include "methods.h"
 
@@ -105,7 +107,24 @@ struct coord_service {
 
     struct cstate_records recs; /* scratch */
     struct svc_counters ctr;
+
+    /* The quorum voter (service_quorum.c); NULL for a single coordinator,
+     * whose path is then exactly the one without a quorum. */
+    struct craft_node *quorum;
 };
+
+/* True when this coordinator may run the controller: always for a single one,
+ * only as the Raft leader in a quorum. */
+static inline bool svc_leads(const struct coord_service *svc)
+{
+    return !svc->quorum || craft_node_is_leader(svc->quorum);
+}
+
+/* The offset the next appended record gets. */
+static inline int64_t svc_next_offset(const struct coord_service *svc)
+{
+    return svc->quorum ? craft_node_next_offset(svc->quorum) : mlog_next_offset(svc->log);
+}
 
 static inline int64_t svc_committed_offset(const struct coord_service *svc)
 {
@@ -164,6 +183,23 @@ void svc_fatal(struct coord_service *svc, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Free the records still in flight. */
 void svc_write_deinit(struct coord_service *svc);
+/* Queue @data (taking it) as the in-flight record at @offset. */
+int svc_inflight_push(struct coord_service *svc, int64_t offset, uint8_t *data, size_t len);
+/* Take the oldest in-flight record if it has @offset. */
+bool svc_inflight_pop(struct coord_service *svc, int64_t offset, struct inflight *ret);
+/* Record @offset is durable (single) or committed (quorum) and was applied to
+ * the speculative state: apply it to the committed state, push it to
+ * watchers, release the replies it covers, snapshot when due. Takes
+ * ownership of @data (malloc'd). */
+void svc_commit_record(struct coord_service *svc, int64_t offset, uint8_t *data, size_t len);
+
+/* ---- service_quorum.c ------------------------------------------------------------- */
+
+/* QuorumStep, from another voter. */
+void svc_quorum_step(struct rpc_call *call, const struct ProtobufCMessage *msg, void *ud);
+/* Answer @call on a voter that is not the leader: the caller must go to the
+ * leader (named in the text when known). */
+void svc_not_leader(struct coord_service *svc, struct rpc_call *call);
 
 /* ---- service_wait.c: the two waits --------------------------------------------------- */
 

@@ -42,7 +42,7 @@ void svc_fatal(struct coord_service *svc, const char *fmt, ...)
 
 /* ---- appending -------------------------------------------------------------------- */
 
-static int inflight_push(struct coord_service *svc, int64_t offset, uint8_t *data, size_t len)
+int svc_inflight_push(struct coord_service *svc, int64_t offset, uint8_t *data, size_t len)
 {
     if (svc->q_n == svc->q_cap) {
         size_t cap = svc->q_cap ? svc->q_cap * 2 : 64;
@@ -66,13 +66,15 @@ int svc_write(struct coord_service *svc, struct cstate_records *recs, int64_t *r
 {
     if (svc->failed)
         return -EIO;
+    if (!svc_leads(svc))
+        return -ENOTCONN; /* leadership just lost: nothing was applied */
     for (size_t i = 0; i < recs->n; i++)
         if (recs->v[i].len > svc->cfg->max_record_bytes)
             return -EMSGSIZE;
     int64_t last = -1;
     for (size_t i = 0; i < recs->n; i++) {
         struct cstate_record *rec = &recs->v[i];
-        int64_t off = mlog_next_offset(svc->log);
+        int64_t off = svc_next_offset(svc);
         char why[256] = "";
         int r = cstate_apply_bytes(svc->spec, off, rec->data, rec->len, why, sizeof(why));
         if (r < 0) {
@@ -86,11 +88,14 @@ int svc_write(struct coord_service *svc, struct cstate_records *recs, int64_t *r
             return r == -ENOMEM ? r : -EINVAL;
         }
         int64_t got = -1;
-        r = mlog_append(svc->log, rec->data, rec->len, on_durable, svc, &got);
+        if (svc->quorum)
+            r = craft_node_propose(svc->quorum, rec->data, rec->len, &got);
+        else
+            r = mlog_append(svc->log, rec->data, rec->len, on_durable, svc, &got);
         if (r == 0 && got != off)
             r = -EPROTO;
         if (r == 0)
-            r = inflight_push(svc, off, rec->data, rec->len);
+            r = svc_inflight_push(svc, off, rec->data, rec->len);
         if (r < 0) {
             svc_fatal(svc, "cannot append to the metadata log at offset %" PRId64 ": %s", off,
                       strerror(-r));
@@ -157,9 +162,44 @@ static void maybe_snapshot(struct coord_service *svc)
     if (r == 0)
         r = mlog_write_snapshot(svc->log, svc_committed_offset(svc) + 1, svc->img, svc->img_len,
                                 on_snapshot, svc);
+    if (r == 0 && svc->quorum)
+        craft_node_snapshot_taken(svc->quorum, svc_committed_offset(svc) + 1, svc->img,
+                                  svc->img_len);
     if (r < 0 && r != -EBUSY)
         log_warn("coordinator", "cannot start a snapshot at metadata offset %" PRId64 ": %s",
                  svc_committed_offset(svc) + 1, strerror(-r));
+}
+
+bool svc_inflight_pop(struct coord_service *svc, int64_t offset, struct inflight *ret)
+{
+    if (svc->q_n == 0 || svc->q[svc->q_head].offset != offset)
+        return false;
+    *ret = svc->q[svc->q_head];
+    svc->q_head = (svc->q_head + 1) % svc->q_cap;
+    svc->q_n--;
+    svc->unflushed_bytes -= ret->len;
+    return true;
+}
+
+void svc_commit_record(struct coord_service *svc, int64_t offset, uint8_t *data, size_t len)
+{
+    svc_metrics_note_durable(svc, data, len);
+    char why[256] = "";
+    int r = cstate_apply_bytes(svc->committed, offset, data, len, why, sizeof(why));
+    if (r < 0) {
+        free(data);
+        svc_fatal(svc,
+                  "internal error: durable record at offset %" PRId64
+                  " does not apply to the committed state: %s",
+                  offset, why[0] ? why : strerror(-r));
+        return;
+    }
+    svc_image_invalidate(svc);
+    watch_hub_publish(svc->watch, offset, data, len);
+    csession_pushed(svc->sessions, offset, len);
+    svc_wait_durable(svc);
+    maybe_snapshot(svc);
+    svc_maybe_ready(svc);
 }
 
 static void on_durable(struct mlog *log, int64_t offset, int status, void *ud)
@@ -172,33 +212,13 @@ static void on_durable(struct mlog *log, int64_t offset, int status, void *ud)
         svc_fatal(svc, "metadata log failed at offset %" PRId64 ": %s", offset, strerror(-status));
         return;
     }
-    if (svc->q_n == 0 || svc->q[svc->q_head].offset != offset) {
+    struct inflight rec;
+    if (!svc_inflight_pop(svc, offset, &rec)) {
         svc_fatal(svc, "internal error: durable offset %" PRId64 " is not the oldest in flight",
                   offset);
         return;
     }
-    struct inflight rec = svc->q[svc->q_head];
-    svc->q_head = (svc->q_head + 1) % svc->q_cap;
-    svc->q_n--;
-    svc->unflushed_bytes -= rec.len;
-
-    svc_metrics_note_durable(svc, rec.data, rec.len);
-    char why[256] = "";
-    int r = cstate_apply_bytes(svc->committed, offset, rec.data, rec.len, why, sizeof(why));
-    if (r < 0) {
-        free(rec.data);
-        svc_fatal(svc,
-                  "internal error: durable record at offset %" PRId64
-                  " does not apply to the committed state: %s",
-                  offset, why[0] ? why : strerror(-r));
-        return;
-    }
-    svc_image_invalidate(svc);
-    watch_hub_publish(svc->watch, offset, rec.data, rec.len);
-    csession_pushed(svc->sessions, offset, rec.len);
-    svc_wait_durable(svc);
-    maybe_snapshot(svc);
-    svc_maybe_ready(svc);
+    svc_commit_record(svc, offset, rec.data, rec.len);
 }
 
 void svc_write_deinit(struct coord_service *svc)

@@ -27,6 +27,7 @@ static const char *const coord_names[COORD_M_COUNT] = {
     [COORD_M_ALTER_REASSIGNMENTS] = "AlterReassignments",
     [COORD_M_LIST_REASSIGNMENTS] = "ListReassignments",
     [COORD_M_ELECT_LEADERS] = "ElectLeaders",
+    [COORD_M_QUORUM_STEP] = "QuorumStep",
 };
 
 static const char *const repl_names[REPL_M_COUNT] = {

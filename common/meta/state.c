@@ -1136,6 +1136,17 @@ static int apply_broker_config(struct cstate *s, const Weir__Meta__BrokerConfigR
     return 0;
 }
 
+/* The quorum leader's no-op: only its shape is checked. */
+static int apply_leader_change(struct cstate *s, const Weir__Meta__LeaderChangeRecord *r, char *eb,
+                               size_t el)
+{
+    (void)s;
+    if (r->term <= 0 || r->leader_id <= 0)
+        return fail(eb, el, "LeaderChange with term %" PRId64 " and leader %d", r->term,
+                    (int)r->leader_id);
+    return 0;
+}
+
 int cstate_apply(struct cstate *s, int64_t offset, const MetaRecord *rec, char *eb, size_t el)
 {
     if (offset < 0 || offset <= s->offset)
@@ -1158,6 +1169,7 @@ int cstate_apply(struct cstate *s, int64_t offset, const MetaRecord *rec, char *
         CASE(TOPIC_CONFIG, topic_config, apply_topic_config);
         CASE(PRODUCER_IDS, producer_ids, apply_producer_ids);
         CASE(BROKER_CONFIG, broker_config, apply_broker_config);
+        CASE(LEADER_CHANGE, leader_change, apply_leader_change);
 #undef CASE
     default:
         rc = fail(eb, el, "unknown record type %d", (int)rec->record_case);
@@ -1283,6 +1295,10 @@ void cstate_record_format(const MetaRecord *rec, char *buf, size_t len)
                      nz(r->value));
         return;
     }
+    case WEIR__META__METADATA_RECORD__RECORD_LEADER_CHANGE:
+        snprintf(buf, len, "LeaderChange term=%" PRId64 " leader=%d", rec->leader_change->term,
+                 (int)rec->leader_change->leader_id);
+        return;
     default:
         snprintf(buf, len, "<record type %d>", (int)rec->record_case);
         return;

@@ -195,6 +195,126 @@ static void test_several_listeners_resolve_in_order(void **state)
     config_free(c);
 }
 
+static void test_voters_parse_sorted_and_trimmed(void **state)
+{
+    (void)state;
+    struct coord_voter v[COORD_CONFIG_MAX_VOTERS];
+    size_t n = 99;
+    char err[256] = "";
+    assert_int_equal(coord_config_parse_voters(" 3@c:9093, 1@PLAINTEXT://a:9091 ,2@[::1]:9092", v,
+                                               &n, err, sizeof(err)),
+                     0);
+    assert_int_equal(n, 3);
+    assert_int_equal(v[0].id, 1);
+    assert_string_equal(v[0].addr.host, "a");
+    assert_int_equal(v[0].addr.port, 9091);
+    assert_string_equal(v[1].addr.host, "::1");
+    assert_int_equal(v[2].id, 3);
+    assert_int_equal(coord_config_parse_voters("", v, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);
+}
+
+static void test_malformed_voter_lists_are_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "a:1",                                             /* no id */
+        "@a:1",                                            /* empty id */
+        "x@a:1",                                           /* id not a number */
+        "0@a:1",                                           /* id out of range */
+        "99999999999@a:1",                                 /* id out of range */
+        "1@a",                                             /* no port */
+        "1@a:0",                                           /* port 0: peers could not find it */
+        "1@:9092",                                         /* no host */
+        "1@a:1,1@b:2",                                     /* id twice */
+        "1@a:1,2@a:1",                                     /* address twice */
+        "1@a:1,2@b:1,3@c:1,4@d:1,5@e:1,6@f:1,7@g:1,8@h:1", /* too many */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct coord_voter v[COORD_CONFIG_MAX_VOTERS];
+        size_t n = 0;
+        char err[256] = "";
+        if (coord_config_parse_voters(bad[i], v, &n, err, sizeof(err)) != -EINVAL)
+            fail_msg("'%s' was accepted", bad[i]);
+        assert_true(err[0] != '\0');
+        struct config *c = new_config();
+        char kv[512];
+        snprintf(kv, sizeof(kv), "coordinator.quorum.voters=%s", bad[i]);
+        assert_int_equal(config_apply_override(c, kv, err, sizeof(err)), -EINVAL);
+        config_free(c);
+    }
+}
+
+static void test_voters_digest_ignores_spelling_and_order(void **state)
+{
+    (void)state;
+    struct coord_voter a[COORD_CONFIG_MAX_VOTERS], b[COORD_CONFIG_MAX_VOTERS];
+    size_t na, nb;
+    char err[256];
+    assert_int_equal(
+        coord_config_parse_voters("1@h1:9092,2@h2:9092,3@h3:9092", a, &na, err, sizeof(err)), 0);
+    assert_int_equal(coord_config_parse_voters("3@PLAINTEXT://h3:9092, 2@h2:9092,1@h1:9092", b, &nb,
+                                               err, sizeof(err)),
+                     0);
+    assert_int_equal(coord_config_voters_digest(a, na), coord_config_voters_digest(b, nb));
+    assert_int_equal(
+        coord_config_parse_voters("1@h1:9092,2@h2:9092,3@h4:9092", b, &nb, err, sizeof(err)), 0);
+    assert_int_not_equal(coord_config_voters_digest(a, na), coord_config_voters_digest(b, nb));
+}
+
+static void test_node_id_must_be_a_voter_on_its_listener(void **state)
+{
+    (void)state;
+    struct config *c = new_config();
+    set(c, "data.dir=/d");
+    set(c, "listeners=127.0.0.1:9092");
+    set(c, "node.id=4");
+    set(c, "coordinator.quorum.voters=1@127.0.0.1:9092");
+    struct coord_settings s;
+    char err[512] = "";
+    assert_int_equal(coord_config_resolve(c, &s, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "node.id"));
+    assert_non_null(strstr(err, "coordinator.quorum.voters"));
+    set(c, "node.id=1");
+    set(c, "coordinator.quorum.voters=1@127.0.0.1:9093");
+    assert_int_equal(coord_config_resolve(c, &s, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "listeners"));
+    set(c, "coordinator.quorum.voters=1@127.0.0.1:9092");
+    assert_int_equal(coord_config_resolve(c, &s, err, sizeof(err)), 0);
+    assert_int_equal(s.n_voters, 1);
+    assert_int_equal(s.voters[0].id, 1);
+    config_free(c);
+}
+
+static void test_quorum_of_three_resolves_with_its_digest(void **state)
+{
+    (void)state;
+    struct config *c = new_config();
+    set(c, "data.dir=/d");
+    set(c, "listeners=127.0.0.1:9093");
+    set(c, "node.id=2");
+    set(c, "coordinator.quorum.voters=3@127.0.0.1:9094,1@127.0.0.1:9092,2@127.0.0.1:9093");
+    struct coord_settings s;
+    char err[512] = "";
+    assert_int_equal(coord_config_resolve(c, &s, err, sizeof(err)), 0);
+    assert_int_equal(s.n_voters, 3);
+    assert_int_equal(s.voters[0].id, 1);
+    assert_int_equal(s.voters_digest, coord_config_voters_digest(s.voters, 3));
+    config_free(c);
+}
+
+static void test_no_voters_key_means_a_single_coordinator(void **state)
+{
+    (void)state;
+    struct config *c = new_config();
+    set(c, "data.dir=/d");
+    struct coord_settings s;
+    char err[256] = "";
+    assert_int_equal(coord_config_resolve(c, &s, err, sizeof(err)), 0);
+    assert_int_equal(s.n_voters, 0);
+    config_free(c);
+}
+
 int main(void)
 {
     log_set_level(LOG_LEVEL_ERROR);
@@ -207,6 +327,12 @@ int main(void)
         cmocka_unit_test(test_several_listeners_resolve_in_order),
         cmocka_unit_test(test_disconnect_timeout_is_range_checked),
         cmocka_unit_test(test_busy_grace_rate_is_range_checked),
+        cmocka_unit_test(test_voters_parse_sorted_and_trimmed),
+        cmocka_unit_test(test_malformed_voter_lists_are_refused),
+        cmocka_unit_test(test_voters_digest_ignores_spelling_and_order),
+        cmocka_unit_test(test_node_id_must_be_a_voter_on_its_listener),
+        cmocka_unit_test(test_quorum_of_three_resolves_with_its_digest),
+        cmocka_unit_test(test_no_voters_key_means_a_single_coordinator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
