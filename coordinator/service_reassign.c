@@ -124,6 +124,41 @@ static void results_free(struct results *rs)
     free(rs->errs);
 }
 
+/* The end of a per-partition request: @r is the outcome of building @rs; on
+ * success the results go out in @resp (whose results fields @set_results
+ * fills), else the call fails. Frees @rs either way. */
+static void results_reply(struct coord_service *svc, struct rpc_call *call, struct results *rs,
+                          int r, ProtobufCMessage *resp,
+                          void (*set_results)(ProtobufCMessage *, struct results *, int64_t))
+{
+    if (r == 0)
+        r = results_finish(rs);
+    if (r < 0) {
+        results_free(rs);
+        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
+        return;
+    }
+    set_results(resp, rs, svc->spec->offset);
+    svc_reply(svc, call, resp, svc->spec->offset);
+    results_free(rs);
+}
+
+static void alter_set_results(ProtobufCMessage *m, struct results *rs, int64_t offset)
+{
+    Weir__Coord__AlterReassignmentsResponse *resp = (Weir__Coord__AlterReassignmentsResponse *)m;
+    resp->results = rs->ptrs;
+    resp->n_results = rs->n;
+    resp->metadata_offset = offset;
+}
+
+static void elect_set_results(ProtobufCMessage *m, struct results *rs, int64_t offset)
+{
+    Weir__Coord__ElectLeadersResponse *resp = (Weir__Coord__ElectLeadersResponse *)m;
+    resp->results = rs->ptrs;
+    resp->n_results = rs->n;
+    resp->metadata_offset = offset;
+}
+
 /* ---- AlterReassignments ------------------------------------------------------------------ */
 
 void svc_alter_reassignments(struct coord_service *svc, struct rpc_call *call,
@@ -162,19 +197,8 @@ void svc_alter_reassignments(struct coord_service *svc, struct rpc_call *call,
                      it->cancel ? "" : tgt, it->cancel ? "" : "]");
         r = results_add(&rs, it->topic, it->partition, &err);
     }
-    if (r == 0)
-        r = results_finish(&rs);
-    if (r < 0) {
-        results_free(&rs);
-        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
-        return;
-    }
     Weir__Coord__AlterReassignmentsResponse resp = WEIR__COORD__ALTER_REASSIGNMENTS_RESPONSE__INIT;
-    resp.results = rs.ptrs;
-    resp.n_results = rs.n;
-    resp.metadata_offset = svc->spec->offset;
-    svc_reply(svc, call, &resp.base, svc->spec->offset);
-    results_free(&rs);
+    results_reply(svc, call, &rs, r, &resp.base, alter_set_results);
 }
 
 /* ---- ElectLeaders ------------------------------------------------------------------------ */
@@ -265,19 +289,8 @@ void svc_elect_leaders(struct coord_service *svc, struct rpc_call *call,
                 r = elect_one(svc, &rs, tl->topic, tl->partitions[k], type, false);
         }
     }
-    if (r == 0)
-        r = results_finish(&rs);
-    if (r < 0) {
-        results_free(&rs);
-        rpc_call_fail(call, RPC_INTERNAL, "out of memory");
-        return;
-    }
     Weir__Coord__ElectLeadersResponse resp = WEIR__COORD__ELECT_LEADERS_RESPONSE__INIT;
-    resp.results = rs.ptrs;
-    resp.n_results = rs.n;
-    resp.metadata_offset = svc->spec->offset;
-    svc_reply(svc, call, &resp.base, svc->spec->offset);
-    results_free(&rs);
+    results_reply(svc, call, &rs, r, &resp.base, elect_set_results);
 }
 
 /* ---- ListReassignments ------------------------------------------------------------------- */
