@@ -624,7 +624,8 @@ def test_deploy_vms_add_decommission_replace_roll():
     (retries) and a consumer group running throughout:
     - add-broker.yml adds vm4 (broker 4) and rebalances with a throttle: broker
       4 then leads within 1 of a quarter of all partitions (the topic's and
-      __consumer_offsets', from Metadata);
+      __consumer_offsets', from Metadata), and no throttle is left; a re-run
+      changes nothing;
     - decommission.yml takes broker 2 out (weir cluster decommission --broker 2
       --wait, then stop): no partition lists broker 2 and vm2's log directory
       has no partition directory left;
@@ -697,6 +698,12 @@ def test_deploy_vms_add_decommission_replace_roll():
             timeout=budget.left(300)))
         assert vms.pidfile("vm4", "broker")
         assert re.search(r"rebalance: [1-9]\d* partitions change", out), out[-3000:]
+        # A re-run changes nothing: the broker is installed and running, and the
+        # cluster is balanced ("rebalance: 0 partitions change").
+        out = playbook(tmp, inv, "add-broker.yml", timeout=budget.left(240))
+        assert "rebalance: 0 partitions change" in out, out[-3000:]
+        rc = recap(out)
+        assert all(v.get("changed") == 0 for v in rc.values()), rc
         view = partition_view(bootstrap)
         n = len(view)
         led = sum(1 for leader, _, _ in view.values() if leader == 4)
