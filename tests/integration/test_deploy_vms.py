@@ -616,13 +616,45 @@ class Budget:
 
 SCENARIO_BOUND_S = 540
 THROTTLE = 2000000  # bytes/s per broker for the moves' catch-up traffic
+BULK_TOPIC = "deploy-bulk"  # data for the moves to copy, so the throttle shows
+BULK_BYTES = 16 << 20
+
+
+def fill_bulk(bootstrap, nbytes):
+    """@nbytes of 1 KiB records (incompressible) into BULK_TOPIC, acks=all."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
+                  "enable.idempotence": True, "compression.type": "none"})
+    errs = []
+    for i in range(nbytes // 1024):
+        while True:
+            try:
+                p.produce(BULK_TOPIC, os.urandom(1024), partition=i % PARTITIONS,
+                          on_delivery=lambda e, m: e and errs.append(e))
+                break
+            except BufferError:
+                p.poll(0.05)
+    left = p.flush(60)
+    assert left == 0 and not errs, "bulk fill: %d left, errors %s" % (left, errs[:3])
+
+
+def log_bytes(vms, name, topic):
+    """Bytes of @topic's segment files in @name's broker log directory."""
+    d = os.path.join(vms.hostdir(name), "data", "broker")
+    total = 0
+    for e in os.listdir(d):
+        if e.startswith(topic + "-") and os.path.isdir(os.path.join(d, e)):
+            total += sum(os.path.getsize(os.path.join(d, e, f))
+                         for f in os.listdir(os.path.join(d, e)) if f.endswith(".log"))
+    return total
 
 
 def test_deploy_vms_add_decommission_replace_roll():
     """site.yml deploys a coordinator and three brokers over ssh to three hosts;
     a second run changes nothing. Then, with an idempotent acks=all producer
     (retries) and a consumer group running throughout:
-    - add-broker.yml adds vm4 (broker 4) and rebalances with a throttle: broker
+    - add-broker.yml adds vm4 (broker 4) and rebalances with a throttle (the
+      moves copy 16 MiB of bulk data and take at least 80% of bytes/throttle): broker
       4 then leads within 1 of a quarter of all partitions (the topic's and
       __consumer_offsets', from Metadata), and no throttle is left; a re-run
       changes nothing;
@@ -680,6 +712,9 @@ def test_deploy_vms_add_decommission_replace_roll():
         bootstrap = ",".join("%s:9092" % vms.addr(n) for n in ("vm1", "vm2", "vm3"))
         run([weir, "-b", bootstrap, "topic", "create", TOPIC, "-p", str(PARTITIONS), "-r", "3",
              "-c", "min.insync.replicas=2"], timeout=30)
+        run([weir, "-b", bootstrap, "topic", "create", BULK_TOPIC, "-p", str(PARTITIONS),
+             "-r", "3", "-c", "min.insync.replicas=2"], timeout=30)
+        step("bulk-fill", lambda: fill_bulk(bootstrap, BULK_BYTES))
         ch = weir_checker.Checker(bootstrap, TOPIC, PARTITIONS, rate=200, tag="d",
                                   producer_conf={"enable.idempotence": True})
         ch.start()
@@ -698,6 +733,15 @@ def test_deploy_vms_add_decommission_replace_roll():
             timeout=budget.left(300)))
         assert vms.pidfile("vm4", "broker")
         assert re.search(r"rebalance: [1-9]\d* partitions change", out), out[-3000:]
+        # The throttle took effect: broker 4's copies of the bulk partitions
+        # (all it has of them came by the moves) took at least 80% of
+        # bytes / THROTTLE ("Moved N partitions in Xs" times the moves alone).
+        moved_s = float(re.search(r"Moved \d+ partitions in ([\d.]+)s", out).group(1))
+        copied = log_bytes(vms, "vm4", BULK_TOPIC)
+        throttle_msg = "rebalance copied %.1f MiB to broker 4 in %.1fs (throttle %.1f MB/s)" % (
+            copied / 1048576.0, moved_s, THROTTLE / 1e6)
+        assert copied > BULK_BYTES // 8, throttle_msg
+        assert moved_s >= 0.8 * copied / THROTTLE, throttle_msg
         # A re-run changes nothing: the broker is installed and running, and the
         # cluster is balanced ("rebalance: 0 partitions change").
         out = playbook(tmp, inv, "add-broker.yml", timeout=budget.left(240))
@@ -778,9 +822,9 @@ def test_deploy_vms_add_decommission_replace_roll():
                        if sorted(isr) != sorted(reps) or len(reps) != 3)
         if short:
             problems.append("ISR not full (or not 3 replicas) at the end: %s" % short[:10])
-        print("deploy-vms: %s; total %.1fs; %s; %s" % (
+        print("deploy-vms: %s; total %.1fs; %s; %s; %s" % (
             ", ".join("%s %.1fs" % kv for kv in times.items()), time.monotonic() - t0,
-            lead_msg, summary))
+            lead_msg, throttle_msg, summary))
         assert not problems, "%s: %s" % (summary, problems)
         ok = True
     finally:
