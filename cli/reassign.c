@@ -1415,6 +1415,17 @@ int cli_cluster_move(struct cli *c, const char *verb, int32_t broker, int64_t th
         goto out;
     if (drop_decommissioned(c, &m))
         goto out;
+    /* The broker being decommissioned leaves the plan whatever it reports:
+     * DescribeConfigs of broker N is answered from N's own copy of the
+     * metadata, which may not hold the mark set a moment ago (the plan would
+     * then keep every replica where it is). */
+    for (size_t i = 0; decom && i < m.n_brokers; i++)
+        if (m.brokers[i].id == broker) {
+            free(m.brokers[i].rack);
+            memmove(&m.brokers[i], &m.brokers[i + 1], (m.n_brokers - i - 1) * sizeof(m.brokers[0]));
+            m.n_brokers--;
+            break;
+        }
     int32_t *ids = calloc(m.n_brokers + 1, sizeof(*ids));
     int nb = 0;
     for (size_t i = 0; i < m.n_brokers; i++)

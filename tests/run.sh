@@ -217,7 +217,12 @@ pytest_integration normal
 # "scale") check time bounds that hold for an optimized build; ASan/UBSan makes
 # every process 5-10x slower, so the sanitizer build deselects them (deselected
 # tests are not run and not counted, unlike skips).
-pytest_integration sanitize -m "not scale"
+# The simulated-VM deployment scenario (tests/integration/test_deploy_vms.py,
+# marker "vms") tests the deploy/ playbooks and an operator's add, decommission,
+# replace and rolling-restart steps, not memory safety: its time bounds hold for
+# the installed optimized binaries, and the broker and CLI code it drives is
+# covered under the sanitizers by test_reassign*.py and tests/fault.
+pytest_integration sanitize -m "not scale and not vms"
 
 # Broker-failure scenarios (tests/fault: kill -9, SIGSTOP, rolling SIGTERM, coordinator
 # restart, a network partition in namespaces) with the produce/consume checker and

@@ -34,6 +34,8 @@ import tempfile
 import threading
 import time
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 
@@ -44,6 +46,10 @@ ROOT = weir_cluster.ROOT
 DEPLOY = os.path.join(ROOT, "deploy")
 ANSIBLE_DIR = os.path.join(DEPLOY, "ansible")
 INSTALL_HINT = "run deploy/install-deps.sh (ansible, openssh-server, systemd)"
+
+# The whole module is about deployment: tests/run.sh deselects it ("vms") for
+# the sanitizer build.
+pytestmark = pytest.mark.vms
 
 TOPIC = "deploy-events"
 PARTITIONS = 6
@@ -578,14 +584,91 @@ class GroupConsumer:
         self.c.close()
 
 
-def test_deploy_vms_site_add_broker_rolling_restart():
+def partition_view(bootstrap):
+    """{(topic, partition): (leader, replicas, isr)} of every topic, from Metadata."""
+    from confluent_kafka.admin import AdminClient
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=20)
+    return {(t.topic, p.id): (p.leader, list(p.replicas), list(p.isrs))
+            for t in md.topics.values() for p in t.partitions.values()}
+
+
+def partition_dirs(vms, name):
+    """The directories in @name's broker log directory (partition logs, also
+    the ones renamed for deletion)."""
+    d = os.path.join(vms.hostdir(name), "data", "broker")
+    return sorted(e for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))) \
+        if os.path.isdir(d) else []
+
+
+class Budget:
+    """The scenario's time bound: every step's subprocess timeout is capped by
+    what is left of it, so the test ends (and cleans up) within @total s."""
+
+    def __init__(self, total):
+        self.deadline = time.monotonic() + total
+
+    def left(self, step):
+        left = self.deadline - time.monotonic()
+        if left < 5:
+            raise AssertionError("the scenario ran out of its time bound")
+        return min(step, left)
+
+
+SCENARIO_BOUND_S = 540
+THROTTLE = 2000000  # bytes/s per broker for the moves' catch-up traffic
+BULK_TOPIC = "deploy-bulk"  # data for the moves to copy, so the throttle shows
+BULK_BYTES = 16 << 20
+
+
+def fill_bulk(bootstrap, nbytes):
+    """@nbytes of 1 KiB records (incompressible) into BULK_TOPIC, acks=all."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
+                  "enable.idempotence": True, "compression.type": "none"})
+    errs = []
+    for i in range(nbytes // 1024):
+        while True:
+            try:
+                p.produce(BULK_TOPIC, os.urandom(1024), partition=i % PARTITIONS,
+                          on_delivery=lambda e, m: e and errs.append(e))
+                break
+            except BufferError:
+                p.poll(0.05)
+    left = p.flush(60)
+    assert left == 0 and not errs, "bulk fill: %d left, errors %s" % (left, errs[:3])
+
+
+def log_bytes(vms, name, topic):
+    """Bytes of @topic's segment files in @name's broker log directory."""
+    d = os.path.join(vms.hostdir(name), "data", "broker")
+    total = 0
+    for e in os.listdir(d):
+        if e.startswith(topic + "-") and os.path.isdir(os.path.join(d, e)):
+            total += sum(os.path.getsize(os.path.join(d, e, f))
+                         for f in os.listdir(os.path.join(d, e)) if f.endswith(".log"))
+    return total
+
+
+def test_deploy_vms_add_decommission_replace_roll():
     """site.yml deploys a coordinator and three brokers over ssh to three hosts;
-    a second run changes nothing; an idempotent producer (acks=all) and a
-    consumer group run while add-broker.yml adds a fourth host (rebalance step
-    skipped: reassignment is not built yet) and rolling-restart.yml restarts
-    every broker, one at a time, then the coordinator: no failed produce,
-    nothing lost, duplicated or reordered, the group saw every record, every
-    ISR full at the end."""
+    a second run changes nothing. Then, with an idempotent acks=all producer
+    (retries) and a consumer group running throughout:
+    - add-broker.yml adds vm4 (broker 4) and rebalances with a throttle (the
+      moves copy 16 MiB of bulk data and take at least 80% of bytes/throttle): broker
+      4 then leads within 1 of a quarter of all partitions (the topic's and
+      __consumer_offsets', from Metadata), and no throttle is left; a re-run
+      changes nothing;
+    - decommission.yml takes broker 2 out (weir cluster decommission --broker 2
+      --wait, then stop): no partition lists broker 2 and vm2's log directory
+      has no partition directory left;
+    - broker 3 fails (SIGKILL), its VM's disk is wiped, and site.yml --limit
+      vm3 starts it again with the same id: it re-replicates and the cluster is
+      healthy (every ISR full) with no other step;
+    - rolling-restart.yml restarts brokers 1, 3 and 4 one at a time, then the
+      coordinator.
+    At the end: no failed produce, nothing lost, duplicated or reordered, the
+    group saw every acknowledged record, every ISR full. Bounded by
+    SCENARIO_BOUND_S."""
     deps.require(os.geteuid() == 0, "not root", "network namespaces and sshd need root")
     why = weir_cluster.Netns.available()
     deps.require(why is None, "cannot make network namespaces here (%s)" % why,
@@ -598,22 +681,30 @@ def test_deploy_vms_site_add_broker_rolling_restart():
         deps.require(False, "confluent_kafka not importable (%s)" % e, INSTALL_HINT)
 
     t0 = time.monotonic()
+    budget = Budget(SCENARIO_BOUND_S)
+    times = {}
     tmp = tempfile.mkdtemp(prefix="weir-deploy-")
     vms = Vms(["vm1", "vm2", "vm3", "vm4"], tmp)
     ch = grp = None
     ok = False
+
+    def step(name, fn):
+        t = time.monotonic()
+        r = fn()
+        times[name] = time.monotonic() - t
+        return r
+
     try:
         vms.start()
         stage_bin = os.path.join(stage_install(os.path.join(tmp, "stage")), "bin")
         inv = os.path.join(tmp, "inventory.yml")
         write_inventory(vms, inv, stage_bin, ["vm1", "vm2", "vm3"])
 
-        out = playbook(tmp, inv, "site.yml")
-        t_site = time.monotonic() - t0
+        out = step("site", lambda: playbook(tmp, inv, "site.yml", timeout=budget.left(240)))
         coord_pid = vms.pidfile("vm1", "coordinator")
         assert coord_pid and vms.pidfile("vm3", "broker"), out[-3000:]
         # Idempotent: a second run changes nothing (no re-format, no restart).
-        rc = recap(playbook(tmp, inv, "site.yml"))
+        rc = recap(playbook(tmp, inv, "site.yml", timeout=budget.left(240)))
         assert all(v.get("changed") == 0 for v in rc.values()), rc
         assert vms.pidfile("vm1", "coordinator") == coord_pid
 
@@ -621,29 +712,89 @@ def test_deploy_vms_site_add_broker_rolling_restart():
         bootstrap = ",".join("%s:9092" % vms.addr(n) for n in ("vm1", "vm2", "vm3"))
         run([weir, "-b", bootstrap, "topic", "create", TOPIC, "-p", str(PARTITIONS), "-r", "3",
              "-c", "min.insync.replicas=2"], timeout=30)
+        run([weir, "-b", bootstrap, "topic", "create", BULK_TOPIC, "-p", str(PARTITIONS),
+             "-r", "3", "-c", "min.insync.replicas=2"], timeout=30)
+        step("bulk-fill", lambda: fill_bulk(bootstrap, BULK_BYTES))
         ch = weir_checker.Checker(bootstrap, TOPIC, PARTITIONS, rate=200, tag="d",
                                   producer_conf={"enable.idempotence": True})
         ch.start()
         grp = GroupConsumer(bootstrap).start()
         ch.wait_oks(200, 30)
+        # the group has joined (so __consumer_offsets exists before the rebalance)
+        deadline = time.monotonic() + 30
+        while not grp.seen and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert grp.seen, "the consumer group read nothing in 30 s"
 
+        # ---- add broker 4 and rebalance with a throttle ----
         write_inventory(vms, inv, stage_bin, ["vm1", "vm2", "vm3", "vm4"], new_brokers=["vm4"])
-        playbook(tmp, inv, "add-broker.yml", "--skip-tags", "rebalance")
+        out = step("add-broker", lambda: playbook(
+            tmp, inv, "add-broker.yml", "-e", "weir_rebalance_throttle=%d" % THROTTLE,
+            timeout=budget.left(300)))
         assert vms.pidfile("vm4", "broker")
-        info = run([weir, "-b", bootstrap, "--format", "json", "cluster", "info"],
-                   timeout=30).stdout.decode()
-        assert info.count('"id":') >= 4 or info.count('"node_id":') >= 4, info
+        assert re.search(r"rebalance: [1-9]\d* partitions change", out), out[-3000:]
+        # The throttle took effect: broker 4's copies of the bulk partitions
+        # (all it has of them came by the moves) took at least 80% of
+        # bytes / THROTTLE ("Moved N partitions in Xs" times the moves alone).
+        moved_s = float(re.search(r"Moved \d+ partitions in ([\d.]+)s", out).group(1))
+        copied = log_bytes(vms, "vm4", BULK_TOPIC)
+        throttle_msg = "rebalance copied %.1f MiB to broker 4 in %.1fs (throttle %.1f MB/s)" % (
+            copied / 1048576.0, moved_s, THROTTLE / 1e6)
+        assert copied > BULK_BYTES // 8, throttle_msg
+        assert moved_s >= 0.8 * copied / THROTTLE, throttle_msg
+        # A re-run changes nothing: the broker is installed and running, and the
+        # cluster is balanced ("rebalance: 0 partitions change").
+        out = playbook(tmp, inv, "add-broker.yml", timeout=budget.left(240))
+        assert "rebalance: 0 partitions change" in out, out[-3000:]
+        rc = recap(out)
+        assert all(v.get("changed") == 0 for v in rc.values()), rc
+        view = partition_view(bootstrap)
+        n = len(view)
+        led = sum(1 for leader, _, _ in view.values() if leader == 4)
+        lead_msg = "broker 4 leads %d of %d partitions after the rebalance" % (led, n)
+        assert abs(led - n / 4.0) <= 1, lead_msg
+        assert sum(1 for _, reps, _ in view.values() if 4 in reps) >= 3 * n // 4 - 1, view
+        # --wait removed the throttle once the moves were done
+        cfg = run([weir, "-b", bootstrap, "config", "describe", "--broker", "4"],
+                  timeout=30).stdout.decode()
+        left_set = [li for li in cfg.splitlines() if "throttled.rate" in li and "DYNAMIC" in li]
+        assert not left_set, "throttle left after rebalance --wait: %s" % left_set
 
-        before = {n: vms.pidfile(n, "broker") for n in ("vm1", "vm2", "vm3", "vm4")}
-        t_roll = time.monotonic()
-        # A restart (no weir_bin_src_dir: the install steps are skipped; site.yml
-        # and add-broker.yml ran them).
-        # The coordinator last (weir_restart_coordinator), brokers serving meanwhile.
-        out = playbook(tmp, inv, "rolling-restart.yml", "-e", "weir_bin_src_dir=",
-                       "-e", "weir_restart_coordinator=true", timeout=600)
-        t_roll = time.monotonic() - t_roll
-        after = {n: vms.pidfile(n, "broker") for n in before}
-        assert all(after[n] and after[n] != before[n] for n in before), (before, after)
+        # ---- decommission broker 2 ----
+        step("decommission", lambda: playbook(
+            tmp, inv, "decommission.yml", "-e", "weir_decommission_host=vm2",
+            "-e", "weir_rebalance_throttle=%d" % THROTTLE, timeout=budget.left(300)))
+        view = partition_view(bootstrap)
+        on2 = sorted(k for k, (_, reps, _) in view.items() if 2 in reps)
+        assert not on2, "broker 2 still holds replicas of %s" % on2
+        assert not partition_dirs(vms, "vm2"), partition_dirs(vms, "vm2")
+        assert vms.pidfile("vm2", "broker") is None  # stopped (PID file removed)
+        # the operator takes vm2 out of the inventory
+        write_inventory(vms, inv, stage_bin, ["vm1", "vm3", "vm4"])
+        bootstrap = ",".join("%s:9092" % vms.addr(n) for n in ("vm1", "vm3", "vm4"))
+
+        # ---- broker 3 fails; a new disk, the same broker.id ----
+        t = time.monotonic()
+        os.kill(vms.pidfile("vm3", "broker"), signal.SIGKILL)
+        shutil.rmtree(os.path.join(vms.hostdir("vm3"), "data"))
+        playbook(tmp, inv, "site.yml", "--limit", "vm3", timeout=budget.left(240))
+        assert vms.pidfile("vm3", "broker")
+        run([weir, "-b", bootstrap, "cluster", "health", "--exit-when-healthy", "--timeout",
+             str(int(budget.left(120)))], timeout=budget.left(130))
+        times["replace"] = time.monotonic() - t
+        assert partition_dirs(vms, "vm3"), "broker 3 re-created no partition"
+        view = partition_view(bootstrap)
+        not3 = sorted(k for k, (_, reps, isr) in view.items() if 3 in reps and 3 not in isr)
+        assert not not3, "broker 3 not back in the ISR of %s" % not3
+
+        # ---- roll-restart every broker, then the coordinator ----
+        before = {nm: vms.pidfile(nm, "broker") for nm in ("vm1", "vm3", "vm4")}
+        # A restart (no weir_bin_src_dir: the install steps are skipped).
+        step("rolling-restart", lambda: playbook(
+            tmp, inv, "rolling-restart.yml", "-e", "weir_bin_src_dir=",
+            "-e", "weir_restart_coordinator=true", timeout=budget.left(400)))
+        after = {nm: vms.pidfile(nm, "broker") for nm in before}
+        assert all(after[nm] and after[nm] != before[nm] for nm in before), (before, after)
         assert vms.pidfile("vm1", "coordinator") not in (None, coord_pid)
 
         time.sleep(2)  # some records after the last restart
@@ -666,13 +817,14 @@ def test_deploy_vms_site_add_broker_rolling_restart():
         health = run([weir, "-b", bootstrap, "cluster", "health"], timeout=30, check=False)
         if health.returncode != 0:
             problems.append("not healthy at the end: %s" % health.stdout.decode())
-        urp = run([weir, "-b", bootstrap, "topic", "describe", "--under-replicated-partitions"],
-                  timeout=30).stdout.decode()
-        if TOPIC in urp:
-            problems.append("under-replicated at the end: %s" % urp)
-        print("deploy-vms: site %.1fs, rolling restart of 4 brokers and the coordinator %.1fs, "
-              "total %.1fs; %s" % (
-            t_site, t_roll, time.monotonic() - t0, summary))
+        view = partition_view(bootstrap)
+        short = sorted(k for k, (_, reps, isr) in view.items()
+                       if sorted(isr) != sorted(reps) or len(reps) != 3)
+        if short:
+            problems.append("ISR not full (or not 3 replicas) at the end: %s" % short[:10])
+        print("deploy-vms: %s; total %.1fs; %s; %s; %s" % (
+            ", ".join("%s %.1fs" % kv for kv in times.items()), time.monotonic() - t0,
+            lead_msg, throttle_msg, summary))
         assert not problems, "%s: %s" % (summary, problems)
         ok = True
     finally:
