@@ -425,6 +425,12 @@ def test_offset_delete_and_expiry(request):
             assert res == {("d", 0): NONE, ("gone", 0): UNKNOWN_TOPIC_OR_PARTITION}
             assert offset_fetch_v2(conn, "del", {"d": [0, 1]})[1] == {
                 ("d", 0): (-1, "", NONE), ("d", 1): (11, "", NONE)}
+        finally:
+            conn.close()
+        # a group that does not exist, asked of its own coordinator ("del"'s may
+        # be another broker: it would answer NOT_COORDINATOR)
+        _, conn = coordinator_conn(c, "nobody")
+        try:
             assert offset_delete_v0(conn, "nobody", {"d": [0]})[0] == GROUP_ID_NOT_FOUND
         finally:
             conn.close()

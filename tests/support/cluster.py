@@ -49,7 +49,39 @@ def binary(rel):
     return path
 
 
+_handed_out = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
+    """A port to listen on, free now and below the kernel's ephemeral range.
+
+    bind(0) hands out ephemeral ports, the same range outgoing connections take
+    their source ports from: between this call and the server's bind, a
+    client's connection (the brokers' own, to the coordinator and each other)
+    could take the port and the server then exits with "address in use". A
+    port below the range is only ever taken by another listener, and bind()
+    checks that."""
+    low = min(_ephemeral_low(), 65536)
+    lo, hi = (10000, low - 1) if low > 12000 else (1024, 65535)
+    for _ in range(200):
+        port = random.randint(lo, hi)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
