@@ -142,3 +142,39 @@ def test_describe_log_dirs_sizes_match_segment_files(cluster):
 def weir(*args, timeout=30):
     return subprocess.run([weir_cluster.binary("cli/weir")] + list(args), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def test_weir_cluster_log_dirs_table_and_json(cluster):
+    cluster.create_topic("ld-cli", 2, 3)
+    cluster.create_topic("ld-other", 1, 1)
+    prod = KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all")
+    for i in range(100):
+        prod.send("ld-cli", value=b"z" * 200, partition=i % 2)
+    prod.flush(30)
+    prod.close()
+    b = ["--bootstrap-server", cluster.bootstrap()]
+    deadline = time.monotonic() + 30
+    while True:
+        res = weir("cluster", "log-dirs", "--topics", "ld-cli", "--format", "json", *b)
+        assert res.returncode == 0, res.stderr
+        rows = json.loads(res.stdout)
+        want = sorted((bid, cluster.log_dir(bid), "ld-cli", p, on_disk(cluster, bid, "ld-cli", p))
+                      for bid in sorted(cluster.brokers) for p in range(2))
+        got = sorted((r["broker"], r["dir"], r["topic"], r["partition"], r["size"]) for r in rows)
+        if got == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert got == want
+    for r in rows:
+        assert r["offset_lag"] == 0 and r["is_future"] is False and r["error"] is None
+        assert r["dir_total_bytes"] >= r["dir_usable_bytes"] > 0
+    res = weir("cluster", "log-dirs", *b)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["BROKER", "DIR", "TOPIC", "PARTITION", "SIZE", "ERROR"]
+    assert any(line.split()[2:4] == ["ld-other", "0"] for line in lines[1:])
+    assert len([line for line in lines[1:] if line.split()[2] == "ld-cli"]) == 6
+    res = weir("cluster", "log-dirs", "--topics", "no-such-topic", *b)
+    assert res.returncode == 1 and "no-such-topic" in res.stderr
+    res = weir("cluster", "log-dirs", "--broker", "1", *b)
+    assert res.returncode == 2
