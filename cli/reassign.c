@@ -875,7 +875,8 @@ static double now_s(void)
  * size times their number. The leader's size is the largest size among the
  * replicas that are not being added: the leader's log is never behind an ISR
  * member's. A finished partition keeps its last target as fully caught up, so
- * the totals only grow. Best effort: without an answer the figures stay. */
+ * the totals only grow; one that finished before any sample counts one
+ * replica's size. Best effort: without an answer the figures stay. */
 static void bytes_sample(const struct cli *c, const struct moving *mv, const struct moves *target,
                          int64_t *have, int64_t *want)
 {
@@ -886,6 +887,16 @@ static void bytes_sample(const struct cli *c, const struct moving *mv, const str
     for (size_t i = 0; i < target->n; i++) {
         const struct move *all = moves_find(&mv->all, target->v[i].topic, target->v[i].partition);
         if (!all) {
+            /* Done before any sample saw it move: one replica's worth (the
+             * largest of its replicas now), so the totals still count it. */
+            for (int k = 0; want[i] == 0 && k < target->v[i].n_replicas; k++) {
+                int64_t sz = ld_size(&rows, target->v[i].replicas[k], target->v[i].topic,
+                                     target->v[i].partition);
+                if (sz > have[i])
+                    have[i] = sz;
+            }
+            if (want[i] == 0)
+                want[i] = have[i];
             have[i] = want[i];
             continue;
         }

@@ -364,7 +364,7 @@ def test_rebalance_wait_shows_bytes_caught_up_on_a_terminal_not_when_piped(clust
     done = tmp_path / "done"
     sock = "weir-rebalance-test-%d" % os.getpid()
     # A throttle keeps the move on screen for a few seconds (progress every second).
-    cmd = ("%s -b %s cluster rebalance --throttle 1000000 --wait --timeout 90; echo rc=$? > %s; "
+    cmd = ("%s -b %s cluster rebalance --throttle 300000 --wait --timeout 90; echo rc=$? > %s; "
            "sleep 60" % (weir_bin, c.bootstrap(), done))
     subprocess.run([tmux, "-L", sock, "new-session", "-d", "-x", "200", "-y", "30", cmd],
                    check=True, timeout=10)
