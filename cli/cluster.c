@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/logdirs.h"
 #include "cli/raw.h"
 #include "cli/reassign.h"
 
@@ -23,6 +24,11 @@ static const char cluster_usage[] =
     "           -w, --watch               print again every --interval seconds (2)\n"
     "           -e, --exit-when-healthy   wait until healthy (with --timeout S: exit 1\n"
     "                                     if it is not healthy within S seconds)\n"
+    "  log-dirs every broker's log dirs and the size of each partition replica\n"
+    "           in them (DescribeLogDirs), as BROKER DIR TOPIC PARTITION SIZE ERROR;\n"
+    "           --format json adds offset_lag, is_future and each dir's total and\n"
+    "           usable bytes\n"
+    "           --topics a,b              only these topics' partitions\n"
     "  rebalance     plan over every broker and every topic (__consumer_offsets too)\n"
     "                and start the moves: the step after adding a broker\n"
     "  decommission  --broker N: mark broker N decommissioned (new topics and\n"
@@ -37,6 +43,7 @@ static const char cluster_usage[] =
     "  weir cluster info\n"
     "  weir cluster health\n"
     "  weir cluster health --exit-when-healthy --timeout 60 && echo ready\n"
+    "  weir cluster log-dirs --topics orders --format json\n"
     "  weir cluster rebalance --wait\n"
     "  weir cluster decommission --broker 2 --wait --timeout 600\n";
 
@@ -48,6 +55,7 @@ static const struct option cluster_opts[] = {
     {"throttle", required_argument, NULL, 'r'},
     {"wait", no_argument, NULL, 'W'},
     {"broker", required_argument, NULL, 'B'},
+    {"topics", required_argument, NULL, 't'},
     {"help", no_argument, NULL, 'h'},
     {0},
 };
@@ -413,13 +421,15 @@ int cli_cluster_main(struct cli *c, int argc, char **argv)
     const char *verb = argv[1];
     bool move = !strcmp(verb, "rebalance") || !strcmp(verb, "decommission");
     bool recom = !strcmp(verb, "recommission");
-    if (strcmp(verb, "info") && strcmp(verb, "health") && !move && !recom)
-        return cli_usage_err("unknown verb '%s'; verbs: info, health, rebalance, decommission, "
-                             "recommission",
+    bool logdirs = !strcmp(verb, "log-dirs");
+    if (strcmp(verb, "info") && strcmp(verb, "health") && !move && !recom && !logdirs)
+        return cli_usage_err("unknown verb '%s'; verbs: info, health, log-dirs, rebalance, "
+                             "decommission, recommission",
                              verb);
     cli_set_cmd("cluster", verb);
     bool watch = false, until = false, wait = false;
     int64_t timeout = 0, interval = 2, throttle = 0, broker = -1;
+    const char *topics = NULL;
     optind = 1;
     opterr = 0;
     int ch;
@@ -442,6 +452,7 @@ int cli_cluster_main(struct cli *c, int argc, char **argv)
                 return cli_usage_err("--throttle must be a positive number of bytes per second");
             break;
         case 'W': wait = true; break;
+        case 't': topics = optarg; break;
         case 'B':
             if (cli_parse_i64(optarg, &broker) || broker < 0 || broker > INT32_MAX)
                 return cli_usage_err("--broker must be a broker id");
@@ -453,6 +464,13 @@ int cli_cluster_main(struct cli *c, int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_err("unexpected argument '%s'", argv[optind]);
+    if (topics && !logdirs)
+        return cli_usage_err("--topics is for 'log-dirs'");
+    if (logdirs) {
+        if (watch || until || wait || throttle || timeout || broker >= 0)
+            return cli_usage_err("log-dirs takes only --topics");
+        return cli_cluster_log_dirs(c, topics);
+    }
     if (recom) {
         if (watch || until || wait || throttle || timeout)
             return cli_usage_err("recommission takes only --broker N");

@@ -115,6 +115,29 @@ int raw_open(const struct cli *c, struct raw_conn **ret)
     return err;
 }
 
+int raw_open_addr(const struct cli *c, const char *host, int port, struct raw_conn **ret)
+{
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    int fd;
+    int err = connect_one(host, ps, 5000, &fd);
+    if (err) {
+        cli_err("cannot connect to %s:%d: %s", host, port, strerror(-err));
+        return err;
+    }
+    struct raw_conn *rc = calloc(1, sizeof(*rc));
+    if (!rc) {
+        close(fd);
+        return -ENOMEM;
+    }
+    rc->fd = fd;
+    rc->timeout_ms = c->timeout_ms;
+    snprintf(rc->addr, sizeof(rc->addr), "%s:%d", host, port);
+    arena_init(&rc->arena, 16384, RAW_MAX_RESPONSE);
+    *ret = rc;
+    return 0;
+}
+
 void raw_close(struct raw_conn *rc)
 {
     if (!rc)

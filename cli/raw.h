@@ -18,6 +18,9 @@ struct raw_conn;
 /* Connect to the first reachable bootstrap server of @c. Prints one error line
  * naming every address tried and returns -errno when none answers. */
 int raw_open(const struct cli *c, struct raw_conn **ret);
+/* Connect to one broker (DescribeLogDirs is answered per broker). Errors as
+ * raw_open(). */
+int raw_open_addr(const struct cli *c, const char *host, int port, struct raw_conn **ret);
 void raw_close(struct raw_conn *rc); /* NULL-safe */
 
 /* Send @req (the generated request struct of @api_key) at @version and decode

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "cli/logdirs.h"
 #include "cli/out.h"
 #include "cli/plan.h"
 #include "cli/raw.h"
@@ -868,9 +869,78 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Bytes caught up by the adding replicas of the partitions still moving
+ * (DescribeLogDirs to every broker): per partition, the sum over its adding
+ * replicas of their log size (capped at the leader's) against the leader's
+ * size times their number. The leader's size is the largest size among the
+ * replicas that are not being added: the leader's log is never behind an ISR
+ * member's. A finished partition keeps its last target as fully caught up, so
+ * the totals only grow; one that finished before any sample counts one
+ * replica's size. Best effort: without an answer the figures stay. */
+static void bytes_sample(const struct cli *c, const struct moving *mv, const struct moves *target,
+                         int64_t *have, int64_t *want)
+{
+    struct ld_rows rows;
+    int unreachable;
+    if (ld_collect(c, NULL, 0, &rows, &unreachable))
+        return;
+    for (size_t i = 0; i < target->n; i++) {
+        const struct move *all = moves_find(&mv->all, target->v[i].topic, target->v[i].partition);
+        if (!all) {
+            /* Done before any sample saw it move: one replica's worth (the
+             * largest of its replicas now), so the totals still count it. */
+            for (int k = 0; want[i] == 0 && k < target->v[i].n_replicas; k++) {
+                int64_t sz = ld_size(&rows, target->v[i].replicas[k], target->v[i].topic,
+                                     target->v[i].partition);
+                if (sz > have[i])
+                    have[i] = sz;
+            }
+            if (want[i] == 0)
+                want[i] = have[i];
+            have[i] = want[i];
+            continue;
+        }
+        const struct move *add =
+            moves_find(&mv->adding, target->v[i].topic, target->v[i].partition);
+        int64_t lead = 0;
+        for (int k = 0; k < all->n_replicas; k++) {
+            bool adding = false;
+            for (int j = 0; add && j < add->n_replicas; j++)
+                adding |= add->replicas[j] == all->replicas[k];
+            if (adding)
+                continue;
+            int64_t sz = ld_size(&rows, all->replicas[k], all->topic, all->partition);
+            if (sz > lead)
+                lead = sz;
+        }
+        int64_t h = 0, w = 0;
+        for (int j = 0; add && j < add->n_replicas; j++) {
+            int64_t sz = ld_size(&rows, add->replicas[j], all->topic, all->partition);
+            h += sz < 0 ? 0 : sz < lead ? sz : lead;
+            w += lead;
+        }
+        have[i] = h;
+        want[i] = w;
+    }
+    ld_rows_free(&rows);
+}
+
+static void human_bytes(char *buf, size_t cap, double b)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        u++;
+    }
+    snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+}
+
 /* Waits until no partition of @target is listed as moving; progress on stderr
- * when it is a terminal (partitions moved, ETA from the rate so far). Returns
- * 0 when done, -ETIMEDOUT after @timeout_s (0: none), -EINTR on a signal. */
+ * when it is a terminal: partitions moved, bytes the adding replicas caught
+ * up (bytes_sample) with the byte rate, and an ETA from that rate (from the
+ * partition rate before any byte moved). Returns 0 when done, -ETIMEDOUT
+ * after @timeout_s (0: none), -EINTR on a signal. */
 static int wait_moves(const struct cli *c, struct raw_conn *rc, const struct moves *target,
                       double timeout_s)
 {
@@ -878,23 +948,54 @@ static int wait_moves(const struct cli *c, struct raw_conn *rc, const struct mov
     double t0 = now_s();
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    int64_t *have = calloc(target->n + 1, sizeof(*have));
+    int64_t *want = calloc(target->n + 1, sizeof(*want));
+    if (!have || !want) {
+        free(have);
+        free(want);
+        cli_err("out of memory");
+        return -ENOMEM;
+    }
+    int64_t have0 = -1;
+    double t_have0 = t0;
     int r = 0;
     for (;;) {
         struct moving mv;
-        if (list_moving(c, rc, &mv))
-            return -EIO;
+        if (list_moving(c, rc, &mv)) {
+            r = -EIO;
+            break;
+        }
         size_t left = 0;
         for (size_t i = 0; i < target->n; i++)
             left += moves_find(&mv.all, target->v[i].topic, target->v[i].partition) != NULL;
+        if (tty)
+            bytes_sample(c, &mv, target, have, want);
         moving_free(&mv);
         size_t done = target->n - left;
         double el = now_s() - t0;
         if (tty) {
-            char eta[32] = "--";
-            if (done > 0 && left > 0)
+            int64_t h = 0, w = 0;
+            for (size_t i = 0; i < target->n; i++) {
+                h += have[i];
+                w += want[i];
+            }
+            if (have0 < 0) {
+                have0 = h;
+                t_have0 = now_s();
+            }
+            double rate = now_s() - t_have0 > 0.5 ? (double)(h - have0) / (now_s() - t_have0) : 0;
+            char eta[32] = "--", hs[24], ws[24], rs[24];
+            if (rate > 0 && w > h)
+                snprintf(eta, sizeof(eta), "%.0fs", (double)(w - h) / rate);
+            else if (done > 0 && left > 0)
                 snprintf(eta, sizeof(eta), "%.0fs", el / (double)done * (double)left);
-            fprintf(stderr, "\r\033[Kmoved %zu/%zu partitions, %.0fs elapsed, ETA %s", done,
-                    target->n, el, left ? eta : "0s");
+            human_bytes(hs, sizeof(hs), (double)h);
+            human_bytes(ws, sizeof(ws), (double)w);
+            human_bytes(rs, sizeof(rs), rate);
+            fprintf(stderr,
+                    "\r\033[Kmoved %zu/%zu partitions, caught up %s/%s (%s/s), %.0fs elapsed, "
+                    "ETA %s",
+                    done, target->n, hs, ws, rs, el, left ? eta : "0s");
         }
         if (left == 0)
             break;
@@ -911,6 +1012,8 @@ static int wait_moves(const struct cli *c, struct raw_conn *rc, const struct mov
     }
     if (tty)
         fputc('\n', stderr);
+    free(have);
+    free(want);
     return r;
 }
 

@@ -27,6 +27,7 @@ const struct dispatch_entry dispatch_table[] = {
     {KAFKA_API_ALTER_CONFIGS, 0, 2, api_alter_configs_handle},
     {KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs_handle},
     {KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster_handle},
+    {KAFKA_API_DESCRIBE_LOG_DIRS, 0, 4, api_describe_log_dirs_handle},
     {KAFKA_API_OFFSET_FOR_LEADER_EPOCH, 0, 4, api_offset_for_leader_epoch_handle},
     {KAFKA_API_INIT_PRODUCER_ID, 0, 4, api_init_producer_id_handle},
     {KAFKA_API_FIND_COORDINATOR, 0, 4, api_find_coordinator_handle},

@@ -125,6 +125,8 @@ void api_describe_configs_handle(struct broker_ctx *b, struct kreq *req, void *b
 void api_alter_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_incremental_alter_configs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 void api_describe_cluster_handle(struct broker_ctx *b, struct kreq *req, void *body);
+/* api_describe_log_dirs.c: the partitions and sizes of each log dir. */
+void api_describe_log_dirs_handle(struct broker_ctx *b, struct kreq *req, void *body);
 /* api_reassign.c, api_elect.c: partition reassignment and elections on
  * request, forwarded to the coordinator. */
 void api_alter_partition_reassignments_handle(struct broker_ctx *b, struct kreq *req, void *body);

@@ -347,3 +347,42 @@ def test_execute_with_a_throttle_sets_it_and_verify_removes_it(cluster, tmp_path
     tcfg = configs(c, "--topic", "th")
     assert "follower.replication.throttled.replicas" not in tcfg, tcfg
     assert assignment(c, ["th"])[("th", 0)]["replicas"] == target
+
+
+def test_rebalance_wait_shows_bytes_caught_up_on_a_terminal_not_when_piped(cluster, tmp_path):
+    import shutil
+
+    tmux = shutil.which("tmux")
+    deps.require(tmux is not None, "tmux is not installed", "apt-get install tmux "
+                 "(deploy/install-deps.sh)")
+    c = cluster
+    create(c, "rp", 4, 1)
+    produce(c, "rp", 8000, size=500, partitions=4)  # ~4 MB
+    c.start_broker(4)
+    wait_for("broker 4 in the metadata", lambda: 4 in metadata(c)["brokers"])
+    weir_bin = weir_cluster.binary("cli/weir")
+    done = tmp_path / "done"
+    sock = "weir-rebalance-test-%d" % os.getpid()
+    # A throttle keeps the move on screen for a few seconds (progress every second).
+    cmd = ("%s -b %s cluster rebalance --throttle 300000 --wait --timeout 90; echo rc=$? > %s; "
+           "sleep 60" % (weir_bin, c.bootstrap(), done))
+    subprocess.run([tmux, "-L", sock, "new-session", "-d", "-x", "200", "-y", "30", cmd],
+                   check=True, timeout=10)
+    try:
+        wait_for("the rebalance to finish", lambda: done.exists(), 100)
+        screen = subprocess.run([tmux, "-L", sock, "capture-pane", "-p"], capture_output=True,
+                                text=True, timeout=10).stdout
+    finally:
+        subprocess.run([tmux, "-L", sock, "kill-server"], timeout=10)
+    assert done.read_text() == "rc=0\n", screen
+    lines = [line for line in screen.splitlines() if line.startswith("moved ")]
+    assert lines, screen
+    last = lines[-1]
+    assert " caught up " in last and "/s), " in last and "ETA 0s" in last, last
+    # the last line counts every moved partition's bytes as caught up: X/X, X > 0
+    have, want = last.split(" caught up ")[1].split(" (")[0].split("/")
+    assert have == want and have not in ("0 B",), last
+    # piped: no progress line at all
+    p = weir(c, "cluster", "decommission", "--broker", "4", "--wait", "--timeout", "90")
+    assert "Moved" in p.stdout, p.stdout
+    assert "caught up" not in p.stderr and "moved " not in p.stderr, p.stderr

@@ -61,7 +61,7 @@ static const struct expect_api expected_apis[] = {
     {9, 0, 8, 6},  {10, 0, 4, 3},  {11, 0, 6, 6}, {12, 0, 4, 4}, {13, 0, 4, 4},
     {14, 0, 4, 4}, {15, 0, 5, 5},  {16, 0, 4, 3}, {18, 0, 3, 3}, {19, 0, 7, 5},
     {20, 0, 6, 4}, {21, 0, 2, 2},  {22, 0, 4, 2}, {23, 0, 4, 4}, {32, 0, 2, 4},
-    {33, 0, 2, 2}, {37, 0, 1, 2},  {42, 0, 2, 2}, {43, 0, 2, 2}, {44, 0, 1, 1}, {45, 0, 0, 0},
+    {33, 0, 2, 2}, {35, 0, 4, 2}, {37, 0, 1, 2},  {42, 0, 2, 2}, {43, 0, 2, 2}, {44, 0, 1, 1}, {45, 0, 0, 0},
     {46, 0, 0, 0}, {47, 0, 0, 1},  {60, 0, 1, 0},
 };
 
@@ -426,6 +426,53 @@ static void test_golden_metadata_v1_null_topics_and_v0_empty(void **state)
     assert_int_equal(req.n_topics, 2);
     assert_slice_str(req.topics[0].name, "a");
     assert_slice_str(req.topics[1].name, "bc");
+    buf_writer_deinit(&w);
+    arena_deinit(&a);
+}
+
+/* DescribeLogDirs as Kafka's DescribeLogDirsRequest/Response.json: v2+
+ * flexible, top-level error_code from v3, total/usable bytes from v4. */
+static void test_golden_describe_log_dirs_v1_and_v4(void **state)
+{
+    (void)state;
+    struct arena a;
+    arena_init(&a, 0, 4096);
+    /* v2 request, null topics (every partition): compact null, no tags */
+    static const uint8_t v2_all[] = {0x00, 0x00};
+    buf_reader r;
+    buf_reader_init(&r, v2_all, sizeof(v2_all));
+    struct kafka_describe_log_dirs_request req;
+    assert_int_equal(kafka_describe_log_dirs_request_decode(&r, 2, &a, &req), 0);
+    assert_int_equal(req.n_topics, -1);
+
+    struct kafka_describe_log_dirs_response_partition part = {
+        .partition_index = 1, .partition_size = 5, .offset_lag = 0, .is_future_key = false};
+    struct kafka_describe_log_dirs_response_topic topic = {
+        .name = S("t"), .n_partitions = 1, .partitions = &part};
+    struct kafka_describe_log_dirs_response_result res = {
+        .log_dir = S("/d"), .n_topics = 1, .topics = &topic, .total_bytes = 100,
+        .usable_bytes = 50};
+    struct kafka_describe_log_dirs_response resp;
+    kafka_describe_log_dirs_response_init(&resp);
+    resp.n_results = 1;
+    resp.results = &res;
+    static const uint8_t v4[] = {
+        0, 0, 0, 0, /* throttle */ 0, 0, /* error_code */ 2, /* results */
+        0, 0, 3, '/', 'd', /* error, log_dir */ 2, 2, 't', /* topics, name */
+        2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* partition */
+        0, /* topic tags */ 0, 0, 0, 0, 0, 0, 0, 100, 0, 0, 0, 0, 0, 0, 0, 50, 0, /* result */
+        0};
+    buf_writer w;
+    buf_writer_init(&w);
+    assert_int_equal(kafka_describe_log_dirs_response_encode(&w, 4, &resp, NULL), 0);
+    assert_bytes(&w, v4, sizeof(v4));
+    /* v1: no error_code, no sizes of the dir, classic strings and arrays */
+    static const uint8_t v1[] = {
+        0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, '/', 'd', 0, 0, 0, 1, 0, 1, 't',
+        0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    buf_writer_reset(&w);
+    assert_int_equal(kafka_describe_log_dirs_response_encode(&w, 1, &resp, NULL), 0);
+    assert_bytes(&w, v1, sizeof(v1));
     buf_writer_deinit(&w);
     arena_deinit(&a);
 }
@@ -903,6 +950,7 @@ int main(void)
         cmocka_unit_test(test_golden_api_versions_v3_response_with_tagged_field),
         cmocka_unit_test(test_golden_metadata_v1_null_topics_and_v0_empty),
         cmocka_unit_test(test_golden_metadata_v9_request),
+        cmocka_unit_test(test_golden_describe_log_dirs_v1_and_v4),
         cmocka_unit_test(test_golden_produce_v7_request),
         cmocka_unit_test(test_golden_fetch_v12_response_tagged_partition_fields),
         cmocka_unit_test(test_huge_array_count_with_short_body_fails_before_allocating),
