@@ -13,6 +13,12 @@ up to it and analyses:
   unexpected    read but never sent                                    (must be 0)
   conflicts     one (partition, offset) read with two values           (must be 0)
   misplaced     ok at offset X but never read at X (nor anywhere)      (must be 0)
+  ok_no_offset  ok without an offset (reported): librdkafka's idempotent producer
+                acknowledges a batch whose request timed out when a later batch of
+                the partition succeeds ("implicitly acked by subsequent batch
+                success", rd_kafka_dr_implicit_ack) and gives those messages no
+                offset (msg.offset() is None). They are held to no-loss, not to
+                misplaced: there is no acknowledged offset to compare with.
   duplicated    one value read at two offsets (retries without idempotence; reported)
   out_of_order  a value read after a later sequence of the same partition (reported)
   failed_read   a failed send that was read anyway (indeterminate with retries; reported)
@@ -259,7 +265,13 @@ class Checker:
         lost = sorted(v for v, r in sent.items() if r[2] == "ok" and v not in by_value)
         unexpected = sorted(v for v in by_value if v not in sent)
         misplaced = sorted(v for v, r in sent.items()
-                           if r[2] == "ok" and v in by_value and (r[0], r[3]) not in by_value[v])
+                           if r[2] == "ok" and r[3] is not None and v in by_value and
+                           (r[0], r[3]) not in by_value[v])
+        ok_no_offset = sorted(v for v, r in sent.items() if r[2] == "ok" and r[3] is None)
+        # value: acknowledged (partition, offset) and where it was read instead
+        misplaced_detail = ["%s acked p%d@%s read at %s" % (v, sent[v][0], sent[v][3],
+                                                            sorted(by_value[v]))
+                            for v in misplaced]
         duplicated = sorted(v for v, locs in by_value.items() if len(locs) > 1)
         failed_read = sorted(v for v, r in sent.items() if r[2] == "failed" and v in by_value)
         out_of_order = []
@@ -277,6 +289,7 @@ class Checker:
             "sent": len(sent), "ok": states["ok"], "failed": states["failed"],
             "unknown": states["pending"], "read": len(reads), "lost": lost,
             "unexpected": unexpected, "conflicts": list(self.conflicts), "misplaced": misplaced,
+            "misplaced_detail": misplaced_detail, "ok_no_offset": ok_no_offset,
             "duplicated": duplicated, "out_of_order": out_of_order, "failed_read": failed_read,
             "errors": list(self.errors), "hw": dict(self.hw),
             "error_names": dict(collections.Counter(
@@ -288,10 +301,10 @@ class Checker:
         r = r or self.result
         n = lambda k: len(r[k])  # noqa: E731
         s = ("sent=%d ok=%d failed=%d unknown=%d read=%d lost=%d unexpected=%d conflicts=%d "
-             "misplaced=%d duplicated=%d out_of_order=%d failed_read=%d" %
+             "misplaced=%d duplicated=%d out_of_order=%d failed_read=%d ok_no_offset=%d" %
              (r["sent"], r["ok"], r["failed"], r["unknown"], r["read"], n("lost"),
               n("unexpected"), n("conflicts"), n("misplaced"), n("duplicated"),
-              n("out_of_order"), n("failed_read")))
+              n("out_of_order"), n("failed_read"), n("ok_no_offset")))
         if r["error_names"]:
             s += " errors=" + ",".join("%s:%d" % kv for kv in sorted(r["error_names"].items()))
         if r["errors"]:
@@ -302,9 +315,11 @@ class Checker:
         """The must-be-zero findings, with a few examples each; empty if none."""
         r = r or self.result
         out = []
-        for k in ("lost", "unexpected", "conflicts", "misplaced", "errors"):
+        for k in ("lost", "unexpected", "conflicts", "errors"):
             if r[k]:
                 out.append("%s=%d (e.g. %s)" % (k, len(r[k]), r[k][:5]))
+        if r["misplaced"]:
+            out.append("misplaced=%d (e.g. %s)" % (len(r["misplaced"]), r["misplaced_detail"][:5]))
         if r["ok"] == 0:
             out.append("no produce succeeded at all")
         return out

@@ -303,6 +303,178 @@ static void test_pstate_snapshot_roundtrip_and_corruption(void **state)
     testutil_rmtree(dir);
 }
 
+/* ---- how an acknowledged offset could differ from where the records are ----------
+ * (the fault suite's "misplaced" check). Each case: the duplicate answer names
+ * the offsets of exactly the batch that holds those records, or the retry is
+ * not taken for a duplicate at all. */
+
+static void assert_dup_at(struct pstate *ps, int64_t pid, int16_t epoch, int32_t seq,
+                          int32_t count, int64_t first_offset)
+{
+    bool dup = false;
+    struct pstate_batch orig;
+    assert_int_equal(check(ps, pid, epoch, seq, count, &dup, &orig), 0);
+    assert_true(dup);
+    assert_int_equal(orig.first_offset, first_offset);
+    assert_int_equal(orig.last_offset, first_offset + count - 1);
+}
+
+static void assert_not_dup(struct pstate *ps, int64_t pid, int16_t epoch, int32_t seq,
+                           int32_t count, int16_t want)
+{
+    bool dup = true;
+    struct pstate_batch orig;
+    assert_int_equal(check(ps, pid, epoch, seq, count, &dup, &orig), want);
+    assert_false(dup);
+}
+
+/* The same sequences in a new epoch (librdkafka bumps after a timed-out
+ * batch and restarts at 0): a retry is matched within its own epoch only. */
+static void test_pstate_duplicate_matched_within_its_epoch(void **state)
+{
+    (void)state;
+    struct pstate *ps;
+    assert_int_equal(pstate_new(&ps), 0);
+    assert_int_equal(append(ps, 4, 0, 0, 3, 100), 0);
+    assert_int_equal(append(ps, 4, 0, 3, 3, 103), 0);
+    assert_int_equal(append(ps, 4, 1, 0, 3, 200), 0); /* same sequences, epoch 1 */
+    assert_dup_at(ps, 4, 1, 0, 3, 200);
+    /* The epoch-0 retry of the same sequences is fenced, never answered 200. */
+    assert_not_dup(ps, 4, 0, 0, 3, KERR_INVALID_PRODUCER_EPOCH);
+    assert_not_dup(ps, 4, 0, 3, 3, KERR_INVALID_PRODUCER_EPOCH);
+    /* A later epoch still at sequence 0 is a new batch, not epoch 1's. */
+    assert_not_dup(ps, 4, 2, 0, 3, KERR_NONE);
+    pstate_free(ps);
+}
+
+/* Two producers with the same sequences in one partition: each retry gets
+ * its own producer's offsets. */
+static void test_pstate_duplicate_matched_by_producer(void **state)
+{
+    (void)state;
+    struct pstate *ps;
+    assert_int_equal(pstate_new(&ps), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(append(ps, 10, 0, i * 2, 2, 10 * i), 0);
+        assert_int_equal(append(ps, 11, 0, i * 2, 2, 10 * i + 5), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_dup_at(ps, 10, 0, i * 2, 2, 10 * i);
+        assert_dup_at(ps, 11, 0, i * 2, 2, 10 * i + 5);
+    }
+    pstate_free(ps);
+}
+
+/* A retry that covers other records than one original batch (merged,
+ * split, or grown): never answered with an original's offsets. */
+static void test_pstate_reshaped_retry_is_not_a_duplicate(void **state)
+{
+    (void)state;
+    struct pstate *ps;
+    assert_int_equal(pstate_new(&ps), 0);
+    assert_int_equal(append(ps, 2, 0, 0, 3, 50), 0);  /* seq 0-2 at 50-52 */
+    assert_int_equal(append(ps, 2, 0, 3, 3, 53), 0);  /* seq 3-5 at 53-55 */
+    assert_not_dup(ps, 2, 0, 0, 6, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER); /* merged */
+    assert_not_dup(ps, 2, 0, 0, 2, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER); /* split, head */
+    assert_not_dup(ps, 2, 0, 1, 2, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER); /* split, tail */
+    assert_not_dup(ps, 2, 0, 3, 5, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER); /* grown */
+    assert_not_dup(ps, 2, 0, 4, 2, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER); /* inside the last */
+    assert_dup_at(ps, 2, 0, 0, 3, 50);
+    assert_dup_at(ps, 2, 0, 3, 3, 53);
+    pstate_free(ps);
+}
+
+/* The five-batch window rebuilt from a snapshot plus the log after it (a
+ * restarted broker, or a new leader) answers every retry with the same
+ * offsets as the state that saw the appends, also across an epoch bump. */
+static void test_pstate_window_rebuilt_from_snapshot_and_log(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp("pstate-window");
+    buf_writer w;
+    buf_writer_init(&w);
+    struct pstate *live, *back;
+    assert_int_equal(pstate_new(&live), 0);
+    assert_int_equal(pstate_new(&back), 0);
+    int64_t off = 0;
+    size_t snap_at = 0;
+    int64_t snap_off = 0;
+    for (int i = 0; i < 9; i++) {
+        int16_t epoch = i < 6 ? 0 : 1;
+        int32_t seq = i < 6 ? i * 2 : (i - 6) * 2;
+        if (i == 3) { /* the snapshot of a roll after three batches */
+            assert_int_equal(pstate_snapshot_write(live, dir, off, 0), 0);
+            snap_at = w.len;
+            snap_off = off;
+        }
+        /* Checked and recorded as the leader does, from the batch's own header. */
+        size_t start = w.len;
+        add_batch(&w, 8, epoch, seq, 2, off);
+        struct batch_header h;
+        assert_int_equal(batch_parse_header(w.data + start, w.len - start, &h), 0);
+        bool dup;
+        struct pstate_batch orig;
+        assert_int_equal(pstate_check(live, &h, &dup, &orig), 0);
+        assert_false(dup);
+        assert_int_equal(pstate_update(live, &h), 0);
+        off += 2;
+        add_batch(&w, -1, -1, -1, 1, off); /* another client's plain batch */
+        off += 1;
+    }
+    int64_t at;
+    assert_int_equal(pstate_snapshot_load(back, dir, INT64_MAX, NULL, NULL, &at), 0);
+    assert_int_equal(at, snap_off);
+    assert_int_equal(pstate_load(back, w.data + snap_at, w.len - snap_at), 0);
+    assert_same(live, back);
+    /* Epoch 1 holds three batches (offsets 18, 21, 24); epoch 0 is fenced. */
+    for (int i = 0; i < 3; i++) {
+        assert_dup_at(live, 8, 1, i * 2, 2, 18 + 3 * i);
+        assert_dup_at(back, 8, 1, i * 2, 2, 18 + 3 * i);
+    }
+    assert_not_dup(back, 8, 0, 10, 2, KERR_INVALID_PRODUCER_EPOCH);
+    /* From the log alone: the same. */
+    pstate_clear(back);
+    assert_int_equal(pstate_load(back, w.data, w.len), 0);
+    assert_same(live, back);
+    pstate_free(live);
+    pstate_free(back);
+    buf_writer_deinit(&w);
+    testutil_rmtree(dir);
+}
+
+/* A new leader whose log lost the original (truncated below it) rebuilds
+ * without it: the retry is appended again at a new offset (answered with
+ * that one), never with the offsets of the batch that is gone; a retry past
+ * the cut is a gap. */
+static void test_pstate_retry_of_truncated_batch_is_appended_again(void **state)
+{
+    (void)state;
+    buf_writer w;
+    buf_writer_init(&w);
+    size_t cut = 0;
+    for (int i = 0; i < 5; i++) {
+        if (i == 3)
+            cut = w.len;
+        add_batch(&w, 3, 0, i, 1, i);
+    }
+    struct pstate *ps;
+    assert_int_equal(pstate_new(&ps), 0);
+    assert_int_equal(pstate_load(ps, w.data, w.len), 0);
+    assert_dup_at(ps, 3, 0, 3, 1, 3);
+    /* Truncated to offset 3: rebuilt from what is left. */
+    pstate_clear(ps);
+    assert_int_equal(pstate_load(ps, w.data, cut), 0);
+    assert_dup_at(ps, 3, 0, 2, 1, 2);
+    assert_not_dup(ps, 3, 0, 3, 1, KERR_NONE);
+    assert_not_dup(ps, 3, 0, 4, 1, KERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    /* Appended again at the new log end (another client wrote offset 3). */
+    struct batch_header h = hdr(3, 0, 3, 1, 4);
+    assert_int_equal(pstate_update(ps, &h), 0);
+    assert_dup_at(ps, 3, 0, 3, 1, 4);
+    pstate_free(ps);
+    buf_writer_deinit(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +486,11 @@ int main(void)
         cmocka_unit_test(test_pstate_expiry),
         cmocka_unit_test(test_pstate_rebuild_from_batches),
         cmocka_unit_test(test_pstate_snapshot_roundtrip_and_corruption),
+        cmocka_unit_test(test_pstate_duplicate_matched_within_its_epoch),
+        cmocka_unit_test(test_pstate_duplicate_matched_by_producer),
+        cmocka_unit_test(test_pstate_reshaped_retry_is_not_a_duplicate),
+        cmocka_unit_test(test_pstate_window_rebuilt_from_snapshot_and_log),
+        cmocka_unit_test(test_pstate_retry_of_truncated_batch_is_appended_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
