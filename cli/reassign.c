@@ -107,7 +107,7 @@ static int md_load(struct raw_conn *rc, const char *const *topics, int n_topics,
             mp->partition = pp->partition_index;
             mp->n_replicas = pp->n_replica_nodes;
             mp->replicas = calloc((size_t)pp->n_replica_nodes + 1, sizeof(int32_t));
-            if (mp->replicas)
+            if (mp->replicas && pp->n_replica_nodes > 0)
                 memcpy(mp->replicas, pp->replica_nodes,
                        (size_t)pp->n_replica_nodes * sizeof(int32_t));
         }

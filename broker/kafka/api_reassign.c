@@ -177,13 +177,19 @@ static void list_done(int status, const struct ProtobufCMessage *msg, const char
             continue; /* the partition shows with empty lists rather than wrong ones */
         p->replicas = ids;
         p->n_replicas = (int32_t)o->n_replicas;
-        memcpy(ids, o->replicas, o->n_replicas * sizeof(*ids));
+        /* protobuf-c leaves an empty repeated field NULL, and memcpy from NULL is
+         * undefined even for 0 bytes (UBSan stops the sanitizer build on it) */
+        if (o->n_replicas)
+            memcpy(ids, o->replicas, o->n_replicas * sizeof(*ids));
         p->adding_replicas = ids + o->n_replicas;
         p->n_adding_replicas = (int32_t)o->n_adding_replicas;
-        memcpy(p->adding_replicas, o->adding_replicas, o->n_adding_replicas * sizeof(*ids));
+        if (o->n_adding_replicas)
+            memcpy(p->adding_replicas, o->adding_replicas, o->n_adding_replicas * sizeof(*ids));
         p->removing_replicas = p->adding_replicas + o->n_adding_replicas;
         p->n_removing_replicas = (int32_t)o->n_removing_replicas;
-        memcpy(p->removing_replicas, o->removing_replicas, o->n_removing_replicas * sizeof(*ids));
+        if (o->n_removing_replicas)
+            memcpy(p->removing_replicas, o->removing_replicas,
+                   o->n_removing_replicas * sizeof(*ids));
     }
     resp->n_topics = (int32_t)nt;
     reply_now(c, 0);
