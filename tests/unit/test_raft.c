@@ -108,6 +108,7 @@ static bool chance(struct sim *s, unsigned per_mille)
     return rnd(s) % 1000 < per_mille;
 }
 
+__attribute__((format(printf, 2, 3)))
 static void violate(struct sim *s, const char *fmt, ...)
 {
     if (s->violation[0])
@@ -118,6 +119,7 @@ static void violate(struct sim *s, const char *fmt, ...)
     va_end(ap);
 }
 
+__attribute__((format(printf, 2, 3)))
 static void vlog(struct sim *s, const char *fmt, ...)
 {
     if (!s->verbose)
