@@ -458,10 +458,9 @@ static int list_dir(struct mlog *log)
 /* Load and validate one snapshot. 0 = valid (payload returned), 1 = corrupt,
  * negative = out of memory. Read errors count as corruption: an older snapshot
  * may still be readable. */
-static int snap_load(struct mlog *log, int64_t offset, uint8_t **ret_data, size_t *ret_len)
+static int snap_load_file(struct mlog *log, const char *name, int64_t offset, uint8_t **ret_data,
+                          size_t *ret_len)
 {
-    char name[NAME_MAX_LEN];
-    snap_name(name, offset);
     int fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 1;
@@ -494,6 +493,13 @@ out:
     free(data);
     close(fd);
     return result;
+}
+
+static int snap_load(struct mlog *log, int64_t offset, uint8_t **ret_data, size_t *ret_len)
+{
+    char name[NAME_MAX_LEN];
+    snap_name(name, offset);
+    return snap_load_file(log, name, offset, ret_data, ret_len);
 }
 
 struct scan {
@@ -1571,4 +1577,123 @@ void mlog_get_stats(const struct mlog *log, struct mlog_stats *ret)
 const struct mhist *mlog_fsync_histogram(const struct mlog *log)
 {
     return &log->fsync_hist;
+}
+
+/* ---- replacing the log by a received snapshot ------------------------------------- */
+
+int mlog_install_snapshot(struct mlog *log, const char *tmp_name, int64_t offset,
+                          uint8_t **ret_image, size_t *ret_len)
+{
+    if (log->closing)
+        return -ESHUTDOWN;
+    if (log->failed)
+        return -EIO;
+    if (strncmp(tmp_name, snap_prefix, strlen(snap_prefix)) != 0 ||
+        !strstr(tmp_name, ".snap.tmp.") || strchr(tmp_name, '/') || offset < log->next_offset)
+        return -EINVAL;
+    if (log->flush_busy || log->pending->n > 0 || (log->snap_active && log->snap.running))
+        return -EBUSY;
+    uint8_t *image = NULL;
+    size_t image_len = 0;
+    int rc = snap_load_file(log, tmp_name, offset, &image, &image_len);
+    if (rc != 0)
+        return rc < 0 ? rc : -EBADMSG;
+    /* The received file must be durable before its name makes it the log. */
+    int fd = openat(log->dirfd, tmp_name, O_RDONLY | O_CLOEXEC);
+    rc = fd < 0 ? -errno : sync_fd(fd, false);
+    if (fd >= 0)
+        close(fd);
+    if (rc < 0) {
+        free(image);
+        return rc;
+    }
+    if (log->snap_active) { /* queued below the new start: it would cover nothing */
+        struct mlog_snapjob j = log->snap;
+        memset(&log->snap, 0, sizeof(log->snap));
+        log->snap_active = false;
+        if (j.cb)
+            j.cb(log, j.offset, -ECANCELED, j.ud);
+        snapjob_clear(&j);
+    }
+
+    /* The switch: from the rename on, recovery starts from this snapshot and
+     * finds every segment behind it (log_behind_snapshot), so a crash at any
+     * later point ends in the new state. */
+    char name[NAME_MAX_LEN];
+    snap_name(name, offset);
+    if (renameat(log->dirfd, tmp_name, log->dirfd, name) < 0) {
+        rc = -errno;
+        free(image);
+        return rc;
+    }
+    rc = sync_fd(log->dirfd, false);
+    /* What the switch left behind: every segment (all below the snapshot) and
+     * every other snapshot (older, or of a history this voter no longer has). */
+    if (log->fd >= 0) {
+        close(log->fd);
+        log->fd = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < log->nsegs; i++) {
+        rc = unlink_seg(log, log->segs[i]);
+        if (rc == 0)
+            log->stats.segments_deleted++;
+    }
+    for (size_t i = 0; rc == 0 && i < log->nsnaps; i++) {
+        if (log->snaps[i].offset == offset)
+            continue;
+        char old[NAME_MAX_LEN];
+        snap_name(old, log->snaps[i].offset);
+        if (unlinkat(log->dirfd, old, 0) < 0 && errno != ENOENT)
+            rc = -errno;
+        else
+            log->stats.snapshots_deleted++;
+    }
+    log->nsegs = 0;
+    log->nsnaps = 0;
+    if (rc == 0)
+        rc = create_segment(log->dirfd, offset, &log->fd); /* syncs the directory */
+    if (rc == 0)
+        rc = segs_push(log, offset);
+    if (rc == 0)
+        rc = grow((void **)&log->snaps, &log->snaps_cap, 1, sizeof(*log->snaps));
+    if (rc < 0) {
+        /* On disk the switch is done; recovery finishes the rest. */
+        set_failed(log, rc);
+        free(image);
+        return rc;
+    }
+    log->snaps[log->nsnaps++] = (struct mlog_snapref){offset, false};
+    log->active_bytes = SEG_HDR_LEN;
+    log->roll_requested = false;
+    log->next_offset = log->durable_offset = offset;
+    log->newest_snapshot = offset;
+    log->replay_closed = true;
+    free(log->rec_snap);
+    log->rec_snap = NULL;
+    log->rec_snap_len = 0;
+    log->stats.snapshots++;
+    *ret_image = image;
+    *ret_len = image_len;
+    return 0;
+}
+
+int mlog_open_snapshot(struct mlog *log, int *ret_fd, int64_t *ret_offset, uint64_t *ret_size)
+{
+    if (log->newest_snapshot <= 0)
+        return -ENOENT;
+    char name[NAME_MAX_LEN];
+    snap_name(name, log->newest_snapshot);
+    int fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *ret_fd = fd;
+    *ret_offset = log->newest_snapshot;
+    *ret_size = (uint64_t)st.st_size;
+    return 0;
 }

@@ -196,6 +196,29 @@ int mlog_write_snapshot(struct mlog *log, int64_t offset, const void *data, size
  * being flushed or a snapshot is in progress. */
 int mlog_write_snapshot_sync(struct mlog *log, int64_t offset, const void *data, size_t len);
 
+/* Replace the whole log by a snapshot taken elsewhere (a quorum voter catching
+ * up from its leader). @tmp_name is a file in the log directory named
+ * "snapshot-<anything>.snap.tmp.<anything>" (recovery deletes such leftovers)
+ * holding a complete snapshot file for @offset (header and image, the format
+ * mlog_write_snapshot writes). It is validated and fsynced, then renamed to
+ * snapshot-<offset>.snap: that rename is the switch. Afterwards every segment
+ * and every other snapshot is removed and an empty segment starts at @offset;
+ * a crash after the rename leaves files that recovery completes the same way
+ * (log_behind_snapshot), one before it the old log and a leftover that recovery
+ * deletes. On success the next offset is @offset and *@ret_image (malloc'd) the
+ * image, for the caller's state. A queued snapshot job is cancelled.
+ * Errors: -EINVAL (name, or @offset below the next offset), -EBUSY (records
+ * queued or being flushed, a snapshot running: mlog_sync() first), -EBADMSG (the
+ * file is not a valid snapshot for @offset; nothing changed), -EIO (failed log),
+ * file-system errors. An error after the rename fails the log (mlog_error()). */
+int mlog_install_snapshot(struct mlog *log, const char *tmp_name, int64_t offset,
+                          uint8_t **ret_image, size_t *ret_len);
+
+/* Open the newest snapshot file read-only, to stream it (a quorum leader
+ * sending it to a voter): the whole file, header included. The descriptor
+ * stays readable after retention deletes the file. -ENOENT without one. */
+int mlog_open_snapshot(struct mlog *log, int *ret_fd, int64_t *ret_offset, uint64_t *ret_size);
+
 /* True when snapshot_interval_records records were appended since the newest
  * snapshot (or since offset 0) and no snapshot is in progress. */
 bool mlog_snapshot_due(const struct mlog *log);

@@ -3,12 +3,16 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/clock.h"
+#include "common/crc32c.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/rpc.h"
 #include "common/wpool.h"
@@ -21,11 +25,39 @@
 #define TICK_MS          20
 #define MAX_PEER_PENDING 512
 #define LEASE_DRIFT_DIV  10 /* the lease gives up a tenth of the election timeout */
+#define SNAP_CHUNK_MAX   (1u << 20)
+#define SNAP_READ_BUF    (64u * 1024)
+#define SNAP_MAX_BYTES   ((uint64_t)1 << 31) /* mlog's largest image, and its header */
+
+/* Leader: the snapshot file being streamed to one voter, one chunk in flight. */
+struct snap_out {
+    bool active, in_flight;
+    uint64_t gen; /* answers of an abandoned transfer are ignored */
+    int fd;
+    int64_t offset, term;
+    uint64_t size, pos;
+    uint32_t crc;
+    int64_t quiet_until; /* after a transfer: wait for the voter's answer */
+};
 
 struct peer {
     struct craft_node *n;
     const struct coord_voter *v;
     struct rpc_client *client;
+    struct snap_out snap;
+};
+
+/* Follower: the snapshot being received from the leader, in a temporary file
+ * of the metadata log's directory. */
+struct snap_in {
+    bool active, ready; /* ready: whole and verified, waiting to be installed */
+    int fd;
+    char name[96];
+    int32_t from;
+    int64_t leader_term;
+    int64_t offset, term;
+    uint64_t size, pos;
+    uint32_t crc;
 };
 
 struct craft_node {
@@ -48,7 +80,14 @@ struct craft_node {
     int32_t last_leader;
     int64_t log_durable;
     int64_t prev_snapshot; /* offset of the service's previous snapshot, 0: none */
+    struct snap_in snap_in;
+    uint64_t snap_gen;
 };
+
+static void snap_send(struct craft_node *n, struct peer *p, const struct craft_msg *m);
+static void snap_out_stop(struct peer *p);
+static void snap_in_stop(struct craft_node *n);
+static bool snap_install(struct craft_node *n);
 
 static void process(struct craft_node *n);
 
@@ -116,6 +155,10 @@ static void send_one(struct craft_node *n, const struct craft_msg *m)
             p = &n->peers[i];
     if (!p || !p->client || rpc_client_pending(p->client) >= MAX_PEER_PENDING)
         return;
+    if (m->type == CRAFT_MSG_SNAPSHOT) {
+        snap_send(n, p, m);
+        return;
+    }
     Weir__Quorum__QuorumMessage q;
     weir__quorum__quorum_message__init(&q);
     q.cluster_id = (char *)n->opts.cluster_id;
@@ -214,6 +257,8 @@ static void report_role(struct craft_node *n)
     if (leader == n->was_leader)
         return;
     n->was_leader = leader;
+    for (size_t i = 0; i < n->n_peers; i++)
+        snap_out_stop(&n->peers[i]);
     if (leader)
         log_info("quorum", "became the coordinator leader in term %" PRId64, craft_term(n->r));
     else
@@ -264,13 +309,11 @@ static void process_once(struct craft_node *n)
         node_fatal(n, "Raft safety check failed: %s", craft_broken(n->r));
         return;
     }
-    if (craft_snapshot_dirty(n->r)) {
-        node_fatal(n,
-                   "this voter is behind the leader's snapshot at offset %" PRId64
-                   " and cannot install snapshots yet; rebuild its data directory",
-                   craft_snap_offset(n->r));
+    /* Only snap_install() gives the core a snapshot, after making it durable. */
+    if (craft_snapshot_dirty(n->r))
+        craft_snapshot_saved(n->r);
+    if (n->snap_in.ready && !craft_store_busy(n->store) && !snap_install(n))
         return;
-    }
     report_role(n);
     if (!craft_store_busy(n->store)) {
         bool hard = craft_hard_dirty(n->r);
@@ -336,6 +379,386 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     process(n);
 }
 
+/* ---- snapshot install ---------------------------------------------------------------- */
+
+/* A voter whose next entry the leader compacted away gets the leader's newest
+ * metadata snapshot file, streamed in chunks below rpc.max.frame.bytes with
+ * one chunk in flight; each chunk names the whole (offset, term, size, CRC).
+ * The voter writes them to a temporary file, verifies the whole, then installs
+ * it (raft_store record, mlog_install_snapshot through the service, the core)
+ * and acknowledges through the core: the leader continues with entries from
+ * the snapshot on. Both ends hold one chunk in memory. While chunks arrive the
+ * voter's core hears from its leader (a SNAPSHOT at offset 0: it installs
+ * nothing and answers, which keeps the election timer and the leader's
+ * check-quorum and lease going). */
+
+static size_t snap_chunk_bytes(const struct craft_node *n)
+{
+    size_t c = n->opts.cfg->max_frame_bytes / 2;
+    return c > SNAP_CHUNK_MAX ? SNAP_CHUNK_MAX : c;
+}
+
+static int file_crc(int fd, uint64_t size, uint32_t *ret)
+{
+    uint8_t *buf = malloc(SNAP_READ_BUF);
+    if (!buf)
+        return -ENOMEM;
+    uint32_t crc = 0;
+    int r = 0;
+    for (uint64_t at = 0; r == 0 && at < size;) {
+        size_t len = size - at < SNAP_READ_BUF ? (size_t)(size - at) : SNAP_READ_BUF;
+        r = fsutil_pread_all(fd, buf, len, (int64_t)at);
+        crc = crc32c_update(crc, buf, len);
+        at += len;
+    }
+    free(buf);
+    *ret = crc;
+    return r;
+}
+
+static void snap_out_stop(struct peer *p)
+{
+    if (p->snap.fd >= 0)
+        close(p->snap.fd);
+    uint64_t gen = p->snap.gen;
+    memset(&p->snap, 0, sizeof(p->snap));
+    p->snap.fd = -1;
+    p->snap.gen = gen + 1;
+}
+
+struct chunk_call {
+    struct peer *p;
+    uint64_t gen;
+};
+
+static void snap_send_chunk(struct craft_node *n, struct peer *p);
+
+static void on_chunk_response(int status, const ProtobufCMessage *resp, const char *errmsg,
+                              void *ud)
+{
+    struct chunk_call *cc = ud;
+    struct peer *p = cc->p;
+    bool current = cc->gen == p->snap.gen && p->snap.active;
+    free(cc);
+    (void)errmsg;
+    if (!current)
+        return;
+    p->snap.in_flight = false;
+    if (status != RPC_OK || !resp)
+        return; /* lost: the next SNAPSHOT from the core sends it again */
+    const Weir__Quorum__QuorumStepResponse *r = (const Weir__Quorum__QuorumStepResponse *)resp;
+    struct craft_node *n = p->n;
+    if (r->error && r->error[0]) {
+        node_fatal(n, "coordinator %d at %s:%d refused this voter: %s", (int)p->v->id,
+                   p->v->addr.host, p->v->addr.port, r->error);
+        return;
+    }
+    if (r->snap_corrupt) {
+        log_warn("quorum",
+                 "coordinator %d received the snapshot at offset %" PRId64
+                 " with a bad CRC; sending it again",
+                 (int)p->v->id, p->snap.offset);
+        p->snap.pos = 0;
+    } else if (r->snap_next < 0 || (uint64_t)r->snap_next > p->snap.size) {
+        return; /* not taken now; the core asks again */
+    } else {
+        p->snap.pos = (uint64_t)r->snap_next;
+    }
+    if (p->snap.pos == p->snap.size) {
+        log_info("quorum", "coordinator %d has the snapshot at offset %" PRId64 " (%" PRIu64
+                 " bytes)", (int)p->v->id, p->snap.offset, p->snap.size);
+        snap_out_stop(p);
+        /* Its core answers once installed; until then the core's SNAPSHOT
+         * messages must not start the transfer again. */
+        p->snap.quiet_until = clock_mono_ms() + n->opts.election_ms;
+        return;
+    }
+    if (!n->failed && craft_role_get(n->r) == CRAFT_LEADER)
+        snap_send_chunk(n, p);
+}
+
+static void snap_send_chunk(struct craft_node *n, struct peer *p)
+{
+    struct snap_out *o = &p->snap;
+    uint64_t left = o->size - o->pos;
+    size_t len = left < snap_chunk_bytes(n) ? (size_t)left : snap_chunk_bytes(n);
+    uint8_t *buf = malloc(len ? len : 1);
+    struct chunk_call *cc = malloc(sizeof(*cc));
+    int r = buf && cc ? fsutil_pread_all(o->fd, buf, len, (int64_t)o->pos) : -ENOMEM;
+    if (r == 0) {
+        Weir__Quorum__QuorumMessage q;
+        weir__quorum__quorum_message__init(&q);
+        q.cluster_id = (char *)n->opts.cluster_id;
+        q.voters_digest = n->opts.cfg->voters_digest;
+        q.type = CRAFT_MSG_SNAPSHOT;
+        q.from = craft_id(n->r);
+        q.to = p->v->id;
+        q.term = craft_term(n->r);
+        q.ts = clock_mono_ms();
+        q.snap_offset = o->offset;
+        q.snap_term = o->term;
+        q.snap_total = o->size;
+        q.snap_crc = o->crc;
+        q.chunk_pos = o->pos;
+        q.snap_data.data = buf;
+        q.snap_data.len = len;
+        cc->p = p;
+        cc->gen = o->gen;
+        r = rpc_client_call(p->client, COORD_M_QUORUM_STEP, &q.base, (int)n->opts.election_ms * 5,
+                            on_chunk_response, cc);
+        if (r == 0) {
+            cc = NULL; /* the callback owns it */
+            o->in_flight = true;
+        }
+    }
+    if (r < 0)
+        log_debug("quorum", "snapshot chunk to coordinator %d not sent: %s", (int)p->v->id,
+                  strerror(-r));
+    free(buf);
+    free(cc);
+}
+
+static void snap_send(struct craft_node *n, struct peer *p, const struct craft_msg *m)
+{
+    struct snap_out *o = &p->snap;
+    if (!o->active) {
+        if (clock_mono_ms() < o->quiet_until || !n->opts.cb.open_snapshot)
+            return;
+        int fd = -1;
+        int64_t off = 0;
+        uint64_t size = 0;
+        int r = n->opts.cb.open_snapshot(n->opts.cb.ud, &fd, &off, &size);
+        if (r == 0 && off < m->snap_offset)
+            r = -ESTALE; /* cannot happen: the core compacts only to a written snapshot */
+        uint32_t crc = 0;
+        if (r == 0)
+            r = file_crc(fd, size, &crc);
+        if (r < 0) {
+            if (fd >= 0)
+                close(fd);
+            log_warn("quorum", "cannot send a snapshot to coordinator %d: %s", (int)p->v->id,
+                     strerror(-r));
+            return;
+        }
+        o->active = true;
+        o->fd = fd;
+        o->offset = off;
+        o->term = craft_store_term_of(n->store, off - 1);
+        o->size = size;
+        o->crc = crc;
+        o->pos = 0;
+        log_info("quorum",
+                 "coordinator %d is behind this leader's log: sending the snapshot at offset "
+                 "%" PRId64 " (%" PRIu64 " bytes, chunks of %zu)",
+                 (int)p->v->id, off, size, snap_chunk_bytes(n));
+    }
+    if (!o->in_flight)
+        snap_send_chunk(n, p);
+}
+
+/* ---- receiving ---- */
+
+static void snap_in_stop(struct craft_node *n)
+{
+    struct snap_in *in = &n->snap_in;
+    if (in->fd >= 0) {
+        close(in->fd);
+        if (n->opts.log_dir) {
+            char path[4400];
+            snprintf(path, sizeof(path), "%s/%s", n->opts.log_dir, in->name);
+            unlink(path);
+        }
+    }
+    memset(in, 0, sizeof(*in));
+    in->fd = -1;
+}
+
+static int snap_in_start(struct craft_node *n, const Weir__Quorum__QuorumMessage *q)
+{
+    snap_in_stop(n);
+    struct snap_in *in = &n->snap_in;
+    if (!n->opts.log_dir)
+        return -EINVAL;
+    snprintf(in->name, sizeof(in->name), "snapshot-%020" PRId64 ".snap.tmp.install",
+             q->snap_offset);
+    char path[4400];
+    snprintf(path, sizeof(path), "%s/%s", n->opts.log_dir, in->name);
+    in->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (in->fd < 0)
+        return -errno;
+    in->active = true;
+    in->from = q->from;
+    in->leader_term = q->term;
+    in->offset = q->snap_offset;
+    in->term = q->snap_term;
+    in->size = q->snap_total;
+    in->crc = q->snap_crc;
+    in->pos = 0;
+    log_info("quorum",
+             "receiving the snapshot at offset %" PRId64 " (%" PRIu64
+             " bytes) from coordinator %d",
+             in->offset, in->size, (int)in->from);
+    return 0;
+}
+
+static bool snap_in_same(const struct snap_in *in, const Weir__Quorum__QuorumMessage *q)
+{
+    return in->active && in->from == q->from && in->leader_term == q->term &&
+           in->offset == q->snap_offset && in->term == q->snap_term && in->size == q->snap_total &&
+           in->crc == q->snap_crc;
+}
+
+/* One chunk: the answer goes into @resp (snap_next, snap_corrupt). */
+static void snap_chunk(struct craft_node *n, const Weir__Quorum__QuorumMessage *q,
+                       Weir__Quorum__QuorumStepResponse *resp)
+{
+    struct snap_in *in = &n->snap_in;
+    resp->snap_next = -1;
+    if (craft_term(n->r) != q->term || craft_leader(n->r) != q->from ||
+        craft_role_get(n->r) != CRAFT_FOLLOWER || q->snap_offset <= 0 || q->snap_term < 0 ||
+        q->snap_total > SNAP_MAX_BYTES)
+        return; /* a stale leader, or nonsense */
+    if (q->snap_offset <= craft_commit(n->r)) {
+        resp->snap_next = (int64_t)q->snap_total; /* we have all it covers */
+        return;
+    }
+    if (in->ready) {
+        if (snap_in_same(in, q))
+            resp->snap_next = (int64_t)in->size;
+        return;
+    }
+    if (!snap_in_same(in, q)) {
+        if (q->chunk_pos != 0) {
+            resp->snap_next = 0;
+            return;
+        }
+        int r = snap_in_start(n, q);
+        if (r < 0) {
+            log_warn("quorum", "cannot receive a snapshot: %s", strerror(-r));
+            snap_in_stop(n);
+            return;
+        }
+    }
+    if (q->chunk_pos != in->pos || q->snap_data.len > in->size - in->pos) {
+        resp->snap_next = (int64_t)in->pos;
+        return;
+    }
+    int r = fsutil_pwrite_all(in->fd, q->snap_data.data, q->snap_data.len, (int64_t)in->pos);
+    if (r < 0) {
+        log_warn("quorum", "cannot write the received snapshot: %s", strerror(-r));
+        snap_in_stop(n);
+        return;
+    }
+    in->pos += q->snap_data.len;
+    resp->snap_next = (int64_t)in->pos;
+    if (in->pos < in->size)
+        return;
+    uint32_t crc = 0;
+    r = fdatasync(in->fd) < 0 ? -errno : file_crc(in->fd, in->size, &crc);
+    if (r == 0 && crc != in->crc) {
+        log_warn("quorum",
+                 "the snapshot at offset %" PRId64 " from coordinator %d has CRC %08x, not "
+                 "%08x: discarded, asking for it again",
+                 in->offset, (int)in->from, crc, in->crc);
+        snap_in_stop(n);
+        resp->snap_next = 0;
+        resp->snap_corrupt = true;
+        return;
+    }
+    if (r < 0) {
+        log_warn("quorum", "cannot verify the received snapshot: %s", strerror(-r));
+        snap_in_stop(n);
+        resp->snap_next = -1;
+        return;
+    }
+    in->ready = true;
+}
+
+static void snap_receive(struct craft_node *n, const Weir__Quorum__QuorumMessage *q,
+                         Weir__Quorum__QuorumStepResponse *resp)
+{
+    /* The core hears from its leader (terms, election timer, an answer that
+     * counts for the leader's lease); offset 0 installs nothing. Only a
+     * snapshot that covers nothing new is given to the core as it is. */
+    struct craft_msg m = {
+        .type = CRAFT_MSG_SNAPSHOT,
+        .from = q->from,
+        .to = q->to,
+        .term = q->term,
+        .ts = q->ts,
+        .snap_offset = q->snap_offset <= craft_commit(n->r) ? q->snap_offset : 0,
+        .snap_term = q->snap_term,
+    };
+    craft_tick(n->r, clock_mono_ms());
+    int r = craft_step(n->r, &m);
+    if (r < 0)
+        log_debug("quorum", "snapshot chunk from coordinator %d ignored: %s", (int)q->from,
+                  strerror(-r));
+    Weir__Quorum__QuorumStepResponse scratch = WEIR__QUORUM__QUORUM_STEP_RESPONSE__INIT;
+    snap_chunk(n, q, resp ? resp : &scratch);
+    process(n);
+}
+
+/* Install the received snapshot: false when the node failed. */
+static bool snap_install(struct craft_node *n)
+{
+    struct snap_in *in = &n->snap_in;
+    int64_t s = in->offset, t = in->term;
+    /* Everything below is synchronous: the core must still take exactly this
+     * snapshot from this leader when it is stepped at the end. */
+    if (craft_term(n->r) != in->leader_term || craft_leader(n->r) != in->from ||
+        craft_role_get(n->r) != CRAFT_FOLLOWER || s <= craft_commit(n->r) ||
+        !n->opts.cb.install_snapshot) {
+        snap_in_stop(n);
+        return true;
+    }
+    int r = craft_store_install_begin(n->store, s, t);
+    if (r < 0) {
+        node_fatal(n, "cannot record the snapshot install at offset %" PRId64 ": %s", s,
+                   strerror(-r));
+        return false;
+    }
+    char why[256] = "";
+    r = n->opts.cb.install_snapshot(n->opts.cb.ud, in->name, s, why, sizeof(why));
+    bool switched = r == 0;
+    int r2 = craft_store_install_end(n->store, s, t, switched);
+    if (r == -EBADMSG && r2 == 0) {
+        /* A file that verified its CRC but is no snapshot for offset s: the
+         * leader sends it again; nothing changed here. */
+        log_error("quorum", "the snapshot at offset %" PRId64 " from coordinator %d is invalid: %s",
+                  s, (int)in->from, why[0] ? why : strerror(-r));
+        snap_in_stop(n);
+        return true;
+    }
+    if (r < 0 || r2 < 0) {
+        node_fatal(n, "cannot install the snapshot at offset %" PRId64 ": %s", s,
+                   why[0] ? why : strerror(r < 0 ? -r : -r2));
+        return false;
+    }
+    close(in->fd); /* renamed into place by the metadata log */
+    in->fd = -1;
+    struct craft_msg m = {
+        .type = CRAFT_MSG_SNAPSHOT,
+        .from = in->from,
+        .to = craft_id(n->r),
+        .term = in->leader_term,
+        .ts = clock_mono_ms(),
+        .snap_offset = s,
+        .snap_term = t,
+    };
+    snap_in_stop(n);
+    r = craft_step(n->r, &m);
+    if (r < 0 || craft_commit(n->r) != s) {
+        node_fatal(n, "the Raft core did not take the installed snapshot at offset %" PRId64, s);
+        return false;
+    }
+    craft_snapshot_saved(n->r);
+    n->prev_snapshot = s;
+    n->log_durable = s;
+    log_info("quorum", "installed the snapshot at offset %" PRId64 " (term %" PRId64 ")", s, t);
+    return true;
+}
+
 /* ---- API ---------------------------------------------------------------------------- */
 
 int craft_node_new(struct event_base *base, const struct craft_node_options *opts,
@@ -351,6 +774,8 @@ int craft_node_new(struct event_base *base, const struct craft_node_options *opt
     n->base = base;
     n->opts = *opts;
     n->store = store;
+    n->snap_in.fd = -1;
+    n->prev_snapshot = snap_offset;
     if (n->opts.election_ms <= 0)
         n->opts.election_ms = 1000;
     n->log_durable = log_next;
@@ -414,6 +839,7 @@ int craft_node_start(struct craft_node *n)
             continue;
         struct peer *p = &n->peers[n->n_peers++];
         p->n = n;
+        p->snap.fd = -1;
         p->v = &cfg->voters[i];
         int r = rpc_client_new(n->base, p->v->addr.host, p->v->addr.port,
                                &weir__coord__coordinator__descriptor, &ro, &p->client);
@@ -438,7 +864,9 @@ void craft_node_free(struct craft_node *n)
     for (size_t i = 0; i < n->n_peers; i++) {
         rpc_client_free(n->peers[i].client);
         n->peers[i].client = NULL;
+        snap_out_stop(&n->peers[i]);
     }
+    snap_in_stop(n);
     /* The pool runs the running write's callback before it stops: let it find
      * nothing to do. */
     n->failed = true;
@@ -459,8 +887,17 @@ int craft_node_propose(struct craft_node *n, const void *data, size_t len, int64
     return r;
 }
 
+static void snap_receive(struct craft_node *n, const Weir__Quorum__QuorumMessage *q,
+                         Weir__Quorum__QuorumStepResponse *resp);
+
 int craft_node_receive(struct craft_node *n, const Weir__Quorum__QuorumMessage *q, char *err,
                        size_t errlen)
+{
+    return craft_node_receive_reply(n, q, err, errlen, NULL);
+}
+
+int craft_node_receive_reply(struct craft_node *n, const Weir__Quorum__QuorumMessage *q, char *err,
+                             size_t errlen, Weir__Quorum__QuorumStepResponse *resp)
 {
     const char *cid = q->cluster_id ? q->cluster_id : "";
     if (strcmp(cid, n->opts.cluster_id) != 0 || q->voters_digest != n->opts.cfg->voters_digest) {
@@ -475,6 +912,10 @@ int craft_node_receive(struct craft_node *n, const Weir__Quorum__QuorumMessage *
     }
     if (n->failed)
         return 0;
+    if (q->type == CRAFT_MSG_SNAPSHOT && q->snap_total > 0) {
+        snap_receive(n, q, resp);
+        return 0;
+    }
     struct craft_msg m = {
         .type = (enum craft_msg_type)q->type,
         .from = q->from,
@@ -526,22 +967,15 @@ void craft_node_log_durable(struct craft_node *n, int64_t offset)
 
 void craft_node_snapshot_taken(struct craft_node *n, int64_t offset, const void *img, size_t len)
 {
-    /* Entries stay in memory from the previous snapshot on (what the metadata
-     * log keeps too), and on a leader also as long as a voter still needs
-     * them: this version cannot send snapshots (docs/coordinator-quorum.md). */
+    /* Entries stay in memory from the previous snapshot on, what the metadata
+     * log keeps too; a voter further behind gets the newest snapshot file from
+     * the metadata log (snap_send), so the core keeps no image. */
     (void)img;
     (void)len;
     int64_t upto = n->prev_snapshot;
     n->prev_snapshot = offset;
     if (upto > craft_applied(n->r) || upto <= craft_snap_offset(n->r))
         return;
-    for (size_t i = 0; craft_node_is_leader(n) && i < n->opts.cfg->n_voters; i++) {
-        int64_t match, ack;
-        int32_t id = n->opts.cfg->voters[i].id;
-        if (id != n->opts.cfg->node_id &&
-            (craft_progress(n->r, id, &match, &ack) < 0 || match < upto))
-            return;
-    }
     int r = craft_compact(n->r, upto, NULL, 0);
     if (r < 0)
         log_warn("quorum", "cannot compact the quorum log at %" PRId64 ": %s", upto, strerror(-r));

@@ -34,6 +34,13 @@ struct craft_node_callbacks {
     void (*committed)(void *ud, int64_t offset, uint8_t *data, size_t len);
     /* This voter became leader (@leader true) or stopped being one. */
     void (*role)(void *ud, bool leader, int64_t term);
+    /* Leader: open the newest metadata snapshot file to stream it to a voter
+     * behind the log (mlog_open_snapshot()). */
+    int (*open_snapshot)(void *ud, int *ret_fd, int64_t *ret_offset, uint64_t *ret_size);
+    /* Follower: replace the metadata log and the state by the received
+     * snapshot @name (a file in log_dir) at @offset (mlog_install_snapshot()).
+     * -EBADMSG: not a valid snapshot, nothing changed; other errors are fatal. */
+    int (*install_snapshot)(void *ud, const char *name, int64_t offset, char *err, size_t errlen);
     /* The quorum cannot go on here (store failure, safety tripwire, a peer
      * with another voter list); @why is a sentence, logged by the caller. */
     void (*fatal)(void *ud, const char *why);
@@ -44,6 +51,7 @@ struct craft_node_options {
     const struct coord_settings *cfg; /* borrowed: node id, voters, frame cap */
     const char *cluster_id;           /* borrowed */
     int64_t election_ms;              /* 0: 1000 */
+    const char *log_dir;              /* borrowed: where a received snapshot is written */
     struct craft_node_callbacks cb;
 };
 
@@ -67,6 +75,12 @@ int craft_node_propose(struct craft_node *n, const void *data, size_t len, int64
  * different cluster or voter list; the node has then also reported fatal). */
 int craft_node_receive(struct craft_node *n, const struct Weir__Quorum__QuorumMessage *m, char *err,
                        size_t errlen);
+
+/* The same, filling in @resp's snapshot-chunk answer (may be NULL). */
+struct Weir__Quorum__QuorumStepResponse;
+int craft_node_receive_reply(struct craft_node *n, const struct Weir__Quorum__QuorumMessage *m,
+                             char *err, size_t errlen,
+                             struct Weir__Quorum__QuorumStepResponse *resp);
 
 /* The metadata log has every entry below @offset durably. */
 void craft_node_log_durable(struct craft_node *n, int64_t offset);

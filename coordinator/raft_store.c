@@ -17,6 +17,7 @@
 
 #define STATE_MAGIC    0x57515354u /* "WQST" */
 #define STATE_VERSION  1
+#define STATE_VERSION_INSTALL 2 /* with a snapshot install under way */
 #define STATE_MAX      (1u << 20)
 #define TAIL_HDR       16
 #define TAIL_MAX_BYTES ((size_t)1 << 30)
@@ -50,6 +51,10 @@ struct craft_store {
     int32_t vote;
     struct term_start *starts;
     size_t n_starts, cap_starts;
+    /* A snapshot install under way (install_offset > 0): the metadata log is
+     * being replaced by a snapshot at install_offset whose last entry has
+     * install_term. Persisted with the old starts before the switch. */
+    int64_t install_offset, install_term;
     /* tail index: entry tail_first + i starts at pos[i]; pos[n] = end */
     int64_t tail_first;
     int64_t *pos;
@@ -109,19 +114,24 @@ static int starts_update(struct craft_store *s, int64_t from, const struct craft
 
 static int state_encode(const struct craft_store *s, uint8_t **ret, size_t *ret_len)
 {
-    size_t len = 4 + 4 + 8 + 4 + 4 + s->n_starts * 16 + 4;
+    bool inst = s->install_offset > 0;
+    size_t len = 4 + 4 + 8 + 4 + 4 + s->n_starts * 16 + (inst ? 16 : 0) + 4;
     uint8_t *b = malloc(len);
     if (!b)
         return -ENOMEM;
     uint8_t *p = b;
     buf_store_be32(p, STATE_MAGIC), p += 4;
-    buf_store_be32(p, STATE_VERSION), p += 4;
+    buf_store_be32(p, inst ? STATE_VERSION_INSTALL : STATE_VERSION), p += 4;
     buf_store_be64(p, (uint64_t)s->term), p += 8;
     buf_store_be32(p, (uint32_t)s->vote), p += 4;
     buf_store_be32(p, (uint32_t)s->n_starts), p += 4;
     for (size_t i = 0; i < s->n_starts; i++) {
         buf_store_be64(p, (uint64_t)s->starts[i].term), p += 8;
         buf_store_be64(p, (uint64_t)s->starts[i].start), p += 8;
+    }
+    if (inst) {
+        buf_store_be64(p, (uint64_t)s->install_offset), p += 8;
+        buf_store_be64(p, (uint64_t)s->install_term), p += 8;
     }
     buf_store_be32(p, crc32c_update(0, b, (size_t)(p - b)));
     *ret = b;
@@ -132,12 +142,15 @@ static int state_encode(const struct craft_store *s, uint8_t **ret, size_t *ret_
 static int state_decode(struct craft_store *s, const uint8_t *b, size_t len, char *err,
                         size_t errlen)
 {
-    if (len < 28 || buf_load_be32(b) != STATE_MAGIC || buf_load_be32(b + 4) != STATE_VERSION) {
+    uint32_t version = len >= 8 ? buf_load_be32(b + 4) : 0;
+    size_t extra = version == STATE_VERSION_INSTALL ? 16 : 0;
+    if (len < 28 + extra || buf_load_be32(b) != STATE_MAGIC ||
+        (version != STATE_VERSION && version != STATE_VERSION_INSTALL)) {
         snprintf(err, errlen, "%s: not a quorum state file (bad magic or version)", s->state_path);
         return -EBADMSG;
     }
     uint32_t n = buf_load_be32(b + 20);
-    if (n > (len - 28) / 16 || len != 28 + (size_t)n * 16 ||
+    if (n > (len - 28 - extra) / 16 || len != 28 + extra + (size_t)n * 16 ||
         buf_load_be32(b + len - 4) != crc32c_update(0, b, len - 4)) {
         snprintf(err, errlen, "%s: corrupt (length or CRC)", s->state_path);
         return -EBADMSG;
@@ -157,6 +170,28 @@ static int state_decode(struct craft_store *s, const uint8_t *b, size_t len, cha
         if (r < 0)
             return r;
     }
+    if (extra) {
+        s->install_offset = (int64_t)buf_load_be64(b + 24 + (size_t)n * 16);
+        s->install_term = (int64_t)buf_load_be64(b + 32 + (size_t)n * 16);
+        if (s->install_offset <= 0 || s->install_term < 0 || s->install_term > s->term) {
+            snprintf(err, errlen, "%s: corrupt snapshot install record", s->state_path);
+            return -EBADMSG;
+        }
+    }
+    return 0;
+}
+
+/* The term starts once the metadata log starts at a snapshot at @offset whose
+ * last entry has @term and no entry from @offset - 1 on is kept: every start
+ * from offset - 1 on, and every later term than @term, belongs to entries that
+ * are gone. */
+static int starts_install(struct craft_store *s, int64_t offset, int64_t term)
+{
+    while (s->n_starts > 0 && (s->starts[s->n_starts - 1].start >= offset - 1 ||
+                               s->starts[s->n_starts - 1].term >= term))
+        s->n_starts--;
+    if (term > 0 && craft_store_term_of(s, offset - 1) != term)
+        return starts_push(s, term, offset - 1);
     return 0;
 }
 
@@ -285,6 +320,50 @@ out:
     return r;
 }
 
+static int state_write(struct craft_store *s)
+{
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int r = state_encode(s, &b, &len);
+    if (r == 0)
+        r = fsutil_write_atomic(s->state_path, b, len);
+    free(b);
+    return r;
+}
+
+/* Empty the tail file at @offset: what it held is below the metadata log's
+ * start or was cut away with the entries before the snapshot. */
+static int tail_reset(struct craft_store *s, int64_t offset)
+{
+    if (ftruncate(s->tail_fd, 0) < 0 || fdatasync(s->tail_fd) < 0)
+        return -errno;
+    if (pos_reserve(s, 1) < 0)
+        return -ENOMEM;
+    s->tail_first = offset;
+    s->n_pos = 1;
+    s->pos[0] = 0;
+    return 0;
+}
+
+/* A snapshot install was under way when the voter stopped: finish it if the
+ * metadata log was switched (it starts at or after the snapshot), else forget it. */
+static int install_recover(struct craft_store *s, int64_t log_next, char *err, size_t errlen)
+{
+    int r = 0;
+    if (log_next >= s->install_offset) {
+        r = starts_install(s, s->install_offset, s->install_term);
+        if (r == 0)
+            r = tail_reset(s, log_next);
+    }
+    s->install_offset = s->install_term = 0;
+    if (r == 0)
+        r = state_write(s);
+    if (r < 0)
+        snprintf(err, errlen, "%s: cannot finish an interrupted snapshot install: %s",
+                 s->state_path, strerror(-r));
+    return r;
+}
+
 int craft_store_open(const char *dir, int64_t log_next, struct craft_store **ret,
                      struct craft_store_recovered *ret_rec, char *err, size_t errlen)
 {
@@ -319,6 +398,8 @@ int craft_store_open(const char *dir, int64_t log_next, struct craft_store **ret
             snprintf(err, errlen, "%s: cannot open: %s", tail_path, strerror(-r));
         }
     }
+    if (r == 0 && s->install_offset > 0)
+        r = install_recover(s, log_next, err, errlen);
     if (r == 0)
         r = load_tail(s, tail_path, log_next, ret_rec, err, errlen);
     if (r < 0) {
@@ -520,5 +601,58 @@ int craft_store_write_sync(struct craft_store *s, bool hard_dirty, int64_t term,
     job_work(j);
     r = j->status;
     job_done(j);
+    return r;
+}
+
+/* ---- snapshot install ------------------------------------------------------------- */
+
+/* The tail already holds entry @offset - 1 with @term: the entries from the
+ * snapshot on stay valid and nothing on disk changes. */
+static bool install_keeps_tail(const struct craft_store *s, int64_t offset, int64_t term)
+{
+    return craft_store_tail_end(s) >= offset && craft_store_term_of(s, offset - 1) == term;
+}
+
+int craft_store_install_begin(struct craft_store *s, int64_t offset, int64_t term)
+{
+    if (s->error)
+        return -EIO;
+    if (s->busy)
+        return -EBUSY;
+    if (offset <= 0 || term < 0 || term > s->term)
+        return -EINVAL;
+    if (install_keeps_tail(s, offset, term))
+        return 0;
+    s->install_offset = offset;
+    s->install_term = term;
+    int r = state_write(s);
+    if (r < 0) {
+        s->install_offset = s->install_term = 0;
+        s->error = r;
+    }
+    return r;
+}
+
+int craft_store_install_end(struct craft_store *s, int64_t offset, int64_t term, bool switched)
+{
+    if (s->error)
+        return -EIO;
+    if (s->busy)
+        return -EBUSY;
+    if (switched && offset > s->log_durable)
+        s->log_durable = offset;
+    if (s->install_offset != offset)
+        return 0; /* the tail was kept: nothing was recorded */
+    int r = 0;
+    if (switched) {
+        r = tail_reset(s, offset);
+        if (r == 0)
+            r = starts_install(s, offset, term);
+    }
+    s->install_offset = s->install_term = 0;
+    if (r == 0)
+        r = state_write(s);
+    if (r < 0)
+        s->error = r;
     return r;
 }

@@ -79,4 +79,21 @@ int craft_store_submit(struct craft_store *s, struct wpool *pool, bool hard_dirt
 int craft_store_write_sync(struct craft_store *s, bool hard_dirty, int64_t term, int32_t vote,
                            int64_t from, const struct craft_entry *entries, size_t n);
 bool craft_store_busy(const struct craft_store *s);
+
+/* Snapshot install (a voter behind the leader's snapshot): the metadata log is
+ * replaced by a snapshot at @offset whose last entry has @term. Around
+ * mlog_install_snapshot():
+ *   craft_store_install_begin   unless the tail already holds entry @offset - 1
+ *                               with @term (then its entries from @offset on stay),
+ *                               record the install with the current term starts
+ *                               in the state file (version 2);
+ *   craft_store_install_end     after the switch (@switched) empty the tail at
+ *                               @offset and make the term starts end with @term at
+ *                               @offset - 1; either way clear the record.
+ * A voter that stops in between finishes or forgets the install in
+ * craft_store_open(): the log was switched when it starts at or after @offset.
+ * Synchronous (the state file is replaced atomically, the tail fsynced); -EBUSY
+ * while a write runs, -EINVAL, -EIO; a write error fails the store. */
+int craft_store_install_begin(struct craft_store *s, int64_t offset, int64_t term);
+int craft_store_install_end(struct craft_store *s, int64_t offset, int64_t term, bool switched);
 int64_t craft_store_tail_end(const struct craft_store *s); /* offset after the last entry */

@@ -26,6 +26,7 @@
 #include "coordinator/mlog.h"
 #include "coordinator/raft_store.h"
 #include "coordinator/session.h"
+#include "coordinator/watch.h"
 #include "quorum.pb-c.h"
 
 /* ---- committed entries ------------------------------------------------------------ */
@@ -182,6 +183,62 @@ static void on_role(void *ud, bool leader, int64_t term)
         become_follower(svc, term);
 }
 
+/* ---- snapshot install ----------------------------------------------------------- */
+
+static int on_open_snapshot(void *ud, int *ret_fd, int64_t *ret_offset, uint64_t *ret_size)
+{
+    struct coord_service *svc = ud;
+    return mlog_open_snapshot(svc->log, ret_fd, ret_offset, ret_size);
+}
+
+/* A follower behind the leader's snapshot: the metadata log, the committed
+ * state and the watchers start over from the received snapshot. */
+static int on_install_snapshot(void *ud, const char *name, int64_t offset, char *err,
+                               size_t errlen)
+{
+    struct coord_service *svc = ud;
+    if (svc->failed || svc->stopping)
+        return -ESHUTDOWN;
+    int r = mlog_sync(svc->log); /* nothing may be queued or flushing */
+    uint8_t *img = NULL;
+    size_t len = 0;
+    if (r == 0)
+        r = mlog_install_snapshot(svc->log, name, offset, &img, &len);
+    if (r < 0) {
+        snprintf(err, errlen, "metadata log: %s", strerror(-r));
+        return r;
+    }
+    struct cstate *st = NULL;
+    char why[256] = "";
+    r = cstate_snapshot_decode(img, len, &st, why, sizeof(why));
+    free(img);
+    if (r == 0 && st->offset != offset - 1) {
+        snprintf(why, sizeof(why), "it holds the state up to offset %" PRId64, st->offset);
+        r = -EBADMSG;
+    }
+    if (r < 0) {
+        /* The log switched already: this voter must not go on. */
+        cstate_free(st);
+        snprintf(err, errlen, "the installed snapshot does not decode: %s",
+                 why[0] ? why : strerror(-r));
+        return -EIO;
+    }
+    cstate_free(svc->committed);
+    svc->committed = st;
+    svc_image_invalidate(svc);
+    drop_inflight(svc);
+    r = spec_reset(svc);
+    if (r == 0)
+        r = watch_hub_reset(svc->watch, offset - 1);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot take over the installed state: %s", strerror(-r));
+        return -EIO;
+    }
+    log_info("coordinator", "metadata log replaced by the leader's snapshot at offset %" PRId64
+             ": %zu brokers, %zu topics", offset, st->n_brokers, st->n_topics);
+    return 0;
+}
+
 static void on_quorum_fatal(void *ud, const char *why)
 {
     svc_fatal(ud, "coordinator quorum: %s", why);
@@ -202,7 +259,8 @@ void svc_quorum_step(struct rpc_call *call, const ProtobufCMessage *msg, void *u
         log_error("coordinator", "refused a quorum message from %s: %s",
                   rpc_conn_peer(rpc_call_connection(call)), err);
     } else {
-        craft_node_receive(svc->quorum, (const Weir__Quorum__QuorumMessage *)msg, err, sizeof(err));
+        craft_node_receive_reply(svc->quorum, (const Weir__Quorum__QuorumMessage *)msg, err,
+                                 sizeof(err), &resp);
     }
     resp.error = err;
     rpc_call_reply(call, &resp.base);
@@ -303,7 +361,13 @@ int coord_service_open_quorum(struct coord_service *svc, const char *dir)
     struct craft_node_options o = {
         .cfg = svc->cfg,
         .cluster_id = svc->committed->cluster_id,
-        .cb = {.committed = on_committed, .role = on_role, .fatal = on_quorum_fatal, .ud = svc},
+        .log_dir = mlog_dir(svc->log),
+        .cb = {.committed = on_committed,
+               .role = on_role,
+               .open_snapshot = on_open_snapshot,
+               .install_snapshot = on_install_snapshot,
+               .fatal = on_quorum_fatal,
+               .ud = svc},
     };
     if (r == 0) {
         r = craft_node_new(svc->base, &o, store, &rec, snap, c.v, c.n, log_next, &svc->quorum);

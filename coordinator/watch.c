@@ -500,6 +500,48 @@ void watch_hub_subscribe(struct watch_hub *hub, struct rpc_call *call,
     sweep_dead(hub);
 }
 
+int watch_hub_reset(struct watch_hub *hub, int64_t committed_offset)
+{
+    watch_hub_flush(hub);
+    while (hub->count > 0)
+        ring_drop_oldest(hub);
+    hub->committed = committed_offset;
+    if (!hub->subs)
+        return 0;
+    uint8_t *image = NULL;
+    size_t image_len = 0;
+    int64_t image_offset = -1;
+    int r = hub->image_fn(hub->image_ud, &image, &image_len, &image_offset);
+    if (r == 0 && image_offset != committed_offset)
+        r = -EINVAL;
+    hub->iterating++;
+    for (struct watch_sub *sub = hub->subs; sub; sub = sub->next) {
+        if (sub->dead)
+            continue;
+        int pr = r;
+        if (pr == 0) {
+            Weir__Coord__WatchImage msg = WEIR__COORD__WATCH_IMAGE__INIT;
+            msg.offset = image_offset;
+            msg.image.data = image;
+            msg.image.len = image_len;
+            pr = rpc_conn_push(sub->conn, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_IMAGE,
+                               &msg.base);
+        }
+        if (pr < 0) {
+            /* It resubscribes and gets an image then. */
+            log_warn("watch", "cannot push a new image to %s: %s; disconnecting",
+                     rpc_conn_peer(sub->conn), strerror(-pr));
+            rpc_conn_close(sub->conn);
+        } else {
+            hub->stats.images_sent++;
+        }
+    }
+    hub->iterating--;
+    free(image);
+    sweep_dead(hub);
+    return 0;
+}
+
 size_t watch_hub_subscribers(const struct watch_hub *hub)
 {
     return hub->n_subs;

@@ -76,6 +76,12 @@ void watch_hub_flush(struct watch_hub *hub);
 void watch_hub_subscribe(struct watch_hub *hub, struct rpc_call *call,
                          const struct Weir__Coord__WatchRequest *req);
 
+/* The committed state jumped to @committed_offset (a quorum voter installed its
+ * leader's snapshot): the ring is emptied and every subscriber gets an image of
+ * the new state (the image function's) and continues after it; one that cannot
+ * take the push is disconnected, to resubscribe. Returns 0. */
+int watch_hub_reset(struct watch_hub *hub, int64_t committed_offset);
+
 size_t watch_hub_subscribers(const struct watch_hub *hub);
 int64_t watch_hub_committed_offset(const struct watch_hub *hub);
 
