@@ -474,11 +474,24 @@ static void handle_snapshot(struct craft *r, const struct craft_msg *m)
 
 /* ---- leader side ------------------------------------------------------------------ */
 
+/* A refusal of a message sent after the voter's last answer, with a log end
+ * below what it acknowledged: its disk was replaced by an empty one (formatted
+ * with the same cluster id). It starts over from its log end, by entries or by
+ * a snapshot. A refusal reordered behind a later acceptance answers an older
+ * message and does not qualify. */
+static bool lost_acknowledged(const struct progress *p, const struct craft_msg *m)
+{
+    return m->ts > p->last_ack_ms && m->hint >= 0 && m->hint < p->match &&
+           m->reject_offset >= p->match - 1;
+}
+
 static void handle_append_resp(struct craft *r, const struct craft_msg *m)
 {
     if (r->role != CRAFT_LEADER)
         return;
     struct progress *p = &r->prog[voter_index(r, m->from)];
+    if (!m->granted && lost_acknowledged(p, m))
+        p->match = m->hint;
     /* The lease counts from when we sent what is answered, not from the
      * answer: the voter's refusal window opened no earlier than that. */
     if (m->ts > p->last_ack_ms)

@@ -81,7 +81,7 @@ struct craft_node {
     int64_t log_durable;
     int64_t prev_snapshot; /* offset of the service's previous snapshot, 0: none */
     struct snap_in snap_in;
-    uint64_t snap_gen;
+    char *cluster_id; /* opts.cluster_id: owned, it outlives an installed state */
 };
 
 static void snap_send(struct craft_node *n, struct peer *p, const struct craft_msg *m);
@@ -776,6 +776,8 @@ int craft_node_new(struct event_base *base, const struct craft_node_options *opt
     n->store = store;
     n->snap_in.fd = -1;
     n->prev_snapshot = snap_offset;
+    n->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "");
+    n->opts.cluster_id = n->cluster_id;
     if (n->opts.election_ms <= 0)
         n->opts.election_ms = 1000;
     n->log_durable = log_next;
@@ -792,7 +794,7 @@ int craft_node_new(struct event_base *base, const struct craft_node_options *opt
     co.n_voters = cfg->n_voters;
     size_t ne = n_records + rec->n_tail;
     struct craft_entry *ents = ne ? malloc(ne * sizeof(*ents)) : NULL;
-    int r = ne && !ents ? -ENOMEM : 0;
+    int r = (ne && !ents) || !n->cluster_id ? -ENOMEM : 0;
     if (r == 0) {
         for (size_t i = 0; i < n_records; i++)
             ents[i] = records[i];
@@ -874,6 +876,7 @@ void craft_node_free(struct craft_node *n)
     craft_msgs_free(n->held, n->n_held);
     craft_store_free(n->store);
     craft_free(n->r);
+    free(n->cluster_id);
     free(n);
 }
 

@@ -216,6 +216,12 @@ static int on_install_snapshot(void *ud, const char *name, int64_t offset, char 
         snprintf(why, sizeof(why), "it holds the state up to offset %" PRId64, st->offset);
         r = -EBADMSG;
     }
+    if (r == 0 && (!st->cluster_id || !svc->committed->cluster_id ||
+                   strcmp(st->cluster_id, svc->committed->cluster_id) != 0)) {
+        snprintf(why, sizeof(why), "it names cluster '%s', this voter belongs to '%s'",
+                 st->cluster_id ? st->cluster_id : "", svc->committed->cluster_id);
+        r = -EBADMSG;
+    }
     if (r < 0) {
         /* The log switched already: this voter must not go on. */
         cstate_free(st);
