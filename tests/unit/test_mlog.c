@@ -2,7 +2,8 @@
  * batches concurrent appends and completes them in offset order; recovery cuts a
  * torn or corrupt log where it goes bad and reports it; snapshots, their fallback
  * and retention; a record acknowledged to the caller survives the process dying;
- * a failed write fails the log. */
+ * a failed write fails the log; a received snapshot replaces the log, bad ones
+ * are refused, and a crash at any point of that ends in the old or new state. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1194,6 +1195,185 @@ static void test_write_failure_fails_the_log(void **state)
     testutil_rmtree(dir);
 }
 
+/* ---- replacing the log by a received snapshot --------------------------------- */
+
+#define INSTALL_TMP "snapshot-00000000000000000100.snap.tmp.install"
+
+/* A "leader" log with a snapshot at 100, and its file copied into @dir under
+ * the name a receiving voter uses. */
+static void received_snapshot(const char *dir)
+{
+    char *lead = testutil_mkdtemp("mlog-leader");
+    struct mlog *log = open_ok(lead, NULL);
+    append_n_sync(log, 100);
+    snapshot_at(log, "lead");
+    mlog_close(log);
+    char *src = snap_path(lead, 100);
+    char dst[4200];
+    snprintf(dst, sizeof(dst), "%s/%s", dir, INSTALL_TMP);
+    copy_file(src, dst);
+    free(src);
+    testutil_rmtree(lead);
+}
+
+/* A voter's log that lags: records 0..29, a snapshot at 20. */
+static struct mlog *lagging_log(const char *dir)
+{
+    struct mlog *log = open_ok(dir, NULL);
+    append_n_sync(log, 20);
+    snapshot_at(log, "old");
+    append_n_sync(log, 10);
+    return log;
+}
+
+static void test_install_snapshot_replaces_the_log(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp("mlog");
+    struct mlog *log = lagging_log(dir);
+    received_snapshot(dir);
+    uint8_t *img = NULL;
+    size_t len = 0;
+    assert_int_equal(mlog_install_snapshot(log, INSTALL_TMP, 100, &img, &len), 0);
+    assert_int_equal(len, strlen("lead@100"));
+    assert_memory_equal(img, "lead@100", len);
+    free(img);
+    assert_int_equal(mlog_next_offset(log), 100);
+    assert_int_equal(mlog_durable_offset(log), 100);
+    assert_int_equal(mlog_snapshot_offset(log), 100);
+    assert_int_equal(count_files(dir, "snapshot-"), 1);
+    assert_int_equal(count_files(dir, "metadata-"), 1);
+    char *seg = seg_path(dir, 100);
+    assert_true(exists(seg));
+    free(seg);
+    /* The leader's records follow. */
+    append_n_sync(log, 5);
+    int fd = -1;
+    int64_t off = 0;
+    uint64_t size = 0;
+    assert_int_equal(mlog_open_snapshot(log, &fd, &off, &size), 0);
+    assert_int_equal(off, 100);
+    assert_int_equal(size, 32 + strlen("lead@100"));
+    close(fd);
+    mlog_close(log);
+
+    struct mlog_recovery_info info;
+    log = open_ok(dir, &info);
+    assert_int_equal(info.damage, MLOG_DAMAGE_NONE);
+    assert_int_equal(info.snapshot_offset, 100);
+    assert_int_equal(info.next_offset, 105);
+    check_snapshot(log, 100, "lead");
+    assert_int_equal(replay_all(log, 100, false), 5);
+    mlog_close(log);
+    testutil_rmtree(dir);
+}
+
+static void test_install_snapshot_refuses_bad_input_and_changes_nothing(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp("mlog");
+    struct mlog *log = lagging_log(dir);
+    received_snapshot(dir);
+    uint8_t *img = NULL;
+    size_t len = 0;
+    /* The file is the snapshot at 100, not at 90. */
+    assert_int_equal(mlog_install_snapshot(log, INSTALL_TMP, 90, &img, &len), -EBADMSG);
+    /* Below the log's end, or a name that is no received snapshot. */
+    assert_int_equal(mlog_install_snapshot(log, INSTALL_TMP, 10, &img, &len), -EINVAL);
+    assert_int_equal(mlog_install_snapshot(log, "metadata-1.log", 100, &img, &len), -EINVAL);
+    assert_int_equal(mlog_install_snapshot(log, "../" INSTALL_TMP, 100, &img, &len), -EINVAL);
+    /* A flipped byte in the image. */
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s/%s", dir, INSTALL_TMP);
+    flip_byte(tmp, 34);
+    assert_int_equal(mlog_install_snapshot(log, INSTALL_TMP, 100, &img, &len), -EBADMSG);
+    /* A truncated file. */
+    flip_byte(tmp, 34);
+    truncate_file(tmp, file_size(tmp) - 1);
+    assert_int_equal(mlog_install_snapshot(log, INSTALL_TMP, 100, &img, &len), -EBADMSG);
+    assert_int_equal(mlog_error(log), 0);
+    assert_int_equal(mlog_next_offset(log), 30);
+    assert_int_equal(mlog_snapshot_offset(log), 20);
+    append_n_sync(log, 1);
+    mlog_close(log);
+    /* The leftover goes at the next open; the old log is intact. */
+    struct mlog_recovery_info info;
+    log = open_ok(dir, &info);
+    assert_false(exists(tmp));
+    assert_int_equal(info.snapshot_offset, 20);
+    assert_int_equal(info.next_offset, 31);
+    assert_int_equal(replay_all(log, 20, false), 11);
+    mlog_close(log);
+    testutil_rmtree(dir);
+}
+
+/* A crash at each point of the install: before the rename (the received file
+ * is a leftover, the old log stands), after the rename (old segments and
+ * snapshot still there, or already gone without the new segment): recovery
+ * ends in the old or in the new state, never in between. */
+static void test_install_snapshot_crash_points_recover(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp("mlog");
+    struct mlog *log = lagging_log(dir);
+    mlog_close(log);
+    received_snapshot(dir);
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s/%s", dir, INSTALL_TMP);
+    char *snap100 = snap_path(dir, 100);
+
+    /* 1. Crashed before the rename. */
+    char *c1 = testutil_mkdtemp("mlog-crash1");
+    copy_dir(dir, c1);
+    struct mlog_recovery_info info;
+    log = open_ok(c1, &info);
+    assert_int_equal(info.snapshot_offset, 20);
+    assert_int_equal(info.next_offset, 30);
+    assert_int_equal(count_files(c1, "snapshot-"), 1);
+    mlog_close(log);
+
+    /* 2. Renamed; the old segments and the old snapshot still there. */
+    char *c2 = testutil_mkdtemp("mlog-crash2");
+    copy_dir(dir, c2);
+    char a[4200], b[4200];
+    snprintf(a, sizeof(a), "%s/%s", c2, INSTALL_TMP);
+    char *b2 = snap_path(c2, 100);
+    snprintf(b, sizeof(b), "%s", b2);
+    assert_int_equal(rename(a, b), 0);
+    log = open_ok(c2, &info);
+    assert_true(info.log_behind_snapshot);
+    assert_int_equal(info.snapshot_offset, 100);
+    assert_int_equal(info.next_offset, 100);
+    check_snapshot(log, 100, "lead");
+    append_n_sync(log, 3);
+    mlog_close(log);
+    log = open_ok(c2, &info);
+    assert_int_equal(info.next_offset, 103);
+    assert_int_equal(replay_all(log, 100, false), 3);
+    mlog_close(log);
+
+    /* 3. Renamed and every old file removed, the new segment not created yet. */
+    char *c3 = testutil_mkdtemp("mlog-crash3");
+    char *dst = snap_path(c3, 100);
+    copy_file(tmp, dst);
+    log = open_ok(c3, &info);
+    assert_int_equal(info.snapshot_offset, 100);
+    assert_int_equal(info.next_offset, 100);
+    append_n_sync(log, 2);
+    mlog_close(log);
+    log = open_ok(c3, &info);
+    assert_int_equal(replay_all(log, 100, false), 2);
+    mlog_close(log);
+
+    free(snap100);
+    free(b2);
+    free(dst);
+    testutil_rmtree(c1);
+    testutil_rmtree(c2);
+    testutil_rmtree(c3);
+    testutil_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1221,6 +1401,9 @@ int main(void)
         cmocka_unit_test(test_async_snapshot_waits_until_covered_records_are_durable),
         cmocka_unit_test(test_acknowledged_record_survives_process_death),
         cmocka_unit_test(test_write_failure_fails_the_log),
+        cmocka_unit_test(test_install_snapshot_replaces_the_log),
+        cmocka_unit_test(test_install_snapshot_refuses_bad_input_and_changes_nothing),
+        cmocka_unit_test(test_install_snapshot_crash_points_recover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

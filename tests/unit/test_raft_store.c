@@ -1,7 +1,9 @@
 /* test_raft_store: a voter's durable Raft state besides the metadata log —
  * term, vote and term starts survive a reopen, the tail is cut where a new
  * leader's entries conflict, a torn end is cut, a tail covered by the metadata
- * log is emptied, and damage that loses entries is refused. */
+ * log is emptied, and damage that loses entries is refused; a snapshot
+ * install resets the tail and the term starts, and one interrupted by a crash
+ * is finished or forgotten by the next start. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -198,6 +200,133 @@ static void test_lost_entries_and_corrupt_state_are_refused(void **state)
     free(dir);
 }
 
+/* A voter that lags: entries 1..4 in the tail (terms 1, 1, 2, 2) over a log
+ * that ends at 1, in term 3. */
+static struct craft_store *lagging_store(const char *dir)
+{
+    struct craft_store_recovered rec;
+    struct craft_store *s = reopen(dir, 1, &rec);
+    craft_store_recovered_free(&rec);
+    struct craft_entry e[] = {ent(1, "a"), ent(1, "b"), ent(2, "c"), ent(2, "d")};
+    assert_int_equal(craft_store_write_sync(s, true, 3, 0, 1, e, 4), 0);
+    return s;
+}
+
+static void test_snapshot_install_resets_tail_and_term_starts(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp("rstore");
+    struct craft_store *s = lagging_store(dir);
+    /* The leader's snapshot at 20, its last entry in term 3: nothing of the
+     * tail survives. */
+    assert_int_equal(craft_store_install_begin(s, 20, 3), 0);
+    assert_int_equal(craft_store_install_end(s, 20, 3, true), 0);
+    assert_int_equal(craft_store_tail_end(s), 20);
+    assert_int_equal(craft_store_term_of(s, 19), 3);
+    /* The leader's entries follow from the snapshot on. */
+    struct craft_entry e[] = {ent(3, "x"), ent(3, "y")};
+    assert_int_equal(craft_store_write_sync(s, false, 3, 0, 20, e, 2), 0);
+    craft_store_free(s);
+
+    struct craft_store_recovered rec;
+    s = reopen(dir, 20, &rec); /* the metadata log starts at the snapshot */
+    assert_int_equal(rec.term, 3);
+    assert_int_equal(rec.n_tail, 2);
+    assert_int_equal(rec.tail[0].term, 3);
+    assert_memory_equal(rec.tail[1].data, "y", 1);
+    assert_int_equal(craft_store_term_of(s, 19), 3);
+    craft_store_recovered_free(&rec);
+    craft_store_free(s);
+    fsutil_remove_tree(dir);
+    free(dir);
+}
+
+static void test_snapshot_install_keeps_a_matching_tail(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp("rstore");
+    struct craft_store *s = lagging_store(dir);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, CRAFT_STORE_STATE_FILE);
+    uint8_t *before, *after;
+    size_t lb, la;
+    assert_int_equal(fsutil_read_file(path, 1 << 20, &before, &lb), 0);
+    /* Entry 3 has term 2 here too: entry 4 stays, nothing is written. */
+    assert_int_equal(craft_store_install_begin(s, 4, 2), 0);
+    assert_int_equal(fsutil_read_file(path, 1 << 20, &after, &la), 0);
+    assert_int_equal(la, lb);
+    assert_memory_equal(after, before, lb);
+    assert_int_equal(craft_store_install_end(s, 4, 2, true), 0);
+    assert_int_equal(craft_store_tail_end(s), 5);
+    craft_store_free(s);
+    struct craft_store_recovered rec;
+    s = reopen(dir, 4, &rec);
+    assert_int_equal(rec.n_tail, 1);
+    assert_memory_equal(rec.tail[0].data, "d", 1);
+    assert_int_equal(rec.tail[0].term, 2);
+    craft_store_recovered_free(&rec);
+    craft_store_free(s);
+    free(before);
+    free(after);
+    fsutil_remove_tree(dir);
+    free(dir);
+}
+
+/* A crash between recording the install and finishing it: the metadata log
+ * decides. Not switched (it still ends before the snapshot): the install is
+ * forgotten and the old tail and terms are intact. Switched: it is finished. */
+static void test_interrupted_snapshot_install_is_finished_or_forgotten(void **state)
+{
+    (void)state;
+    char *dir = testutil_mkdtemp("rstore");
+    struct craft_store *s = lagging_store(dir);
+    /* Entry 3 has term 2, the snapshot says term 3 for entry 19: recorded. */
+    assert_int_equal(craft_store_install_begin(s, 20, 3), 0);
+    craft_store_free(s); /* crash before mlog_install_snapshot's rename */
+
+    struct craft_store_recovered rec;
+    s = reopen(dir, 1, &rec);
+    assert_int_equal(rec.n_tail, 4);
+    assert_int_equal(rec.tail[3].term, 2);
+    assert_int_equal(craft_store_term_of(s, 19), 2);
+    craft_store_recovered_free(&rec);
+    /* Forgotten for good: a later start with a longer log does not apply it. */
+    craft_store_free(s);
+    s = reopen(dir, 1, &rec);
+    craft_store_recovered_free(&rec);
+
+    assert_int_equal(craft_store_install_begin(s, 20, 3), 0);
+    craft_store_free(s); /* crash after the rename */
+    s = reopen(dir, 20, &rec);
+    assert_int_equal(rec.n_tail, 0);
+    assert_int_equal(craft_store_tail_end(s), 20);
+    assert_int_equal(craft_store_term_of(s, 19), 3);
+    assert_int_equal(craft_store_term_of(s, 2), 1);
+    craft_store_recovered_free(&rec);
+    struct craft_entry e[] = {ent(3, "x")};
+    assert_int_equal(craft_store_write_sync(s, false, 3, 0, 20, e, 1), 0);
+    craft_store_free(s);
+    s = reopen(dir, 20, &rec);
+    assert_int_equal(rec.n_tail, 1);
+    craft_store_recovered_free(&rec);
+
+    /* A record with a corrupt CRC refuses to start, like any state file. */
+    assert_int_equal(craft_store_install_begin(s, 30, 3), 0);
+    craft_store_free(s);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, CRAFT_STORE_STATE_FILE);
+    uint8_t *b;
+    size_t len;
+    assert_int_equal(fsutil_read_file(path, 1 << 20, &b, &len), 0);
+    b[len - 8] ^= 1;
+    assert_int_equal(fsutil_write_atomic(path, b, len), 0);
+    free(b);
+    char err[512] = "";
+    assert_int_equal(craft_store_open(dir, 20, &s, &rec, err, sizeof(err)), -EBADMSG);
+    fsutil_remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +336,9 @@ int main(void)
         cmocka_unit_test(test_torn_tail_is_cut),
         cmocka_unit_test(test_tail_covered_by_the_log_is_emptied),
         cmocka_unit_test(test_lost_entries_and_corrupt_state_are_refused),
+        cmocka_unit_test(test_snapshot_install_resets_tail_and_term_starts),
+        cmocka_unit_test(test_snapshot_install_keeps_a_matching_tail),
+        cmocka_unit_test(test_interrupted_snapshot_install_is_finished_or_forgotten),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
