@@ -720,19 +720,24 @@ static bool snap_install(struct craft_node *n)
     }
     char why[256] = "";
     r = n->opts.cb.install_snapshot(n->opts.cb.ud, in->name, s, why, sizeof(why));
-    bool switched = r == 0;
-    int r2 = craft_store_install_end(n->store, s, t, switched);
-    if (r == -EBADMSG && r2 == 0) {
-        /* A file that verified its CRC but is no snapshot for offset s: the
-         * leader sends it again; nothing changed here. */
+    if (r == -EBADMSG) {
+        /* A file that verified its CRC but is no snapshot for offset s: nothing
+         * changed here; the leader sends it again. */
         log_error("quorum", "the snapshot at offset %" PRId64 " from coordinator %d is invalid: %s",
                   s, (int)in->from, why[0] ? why : strerror(-r));
         snap_in_stop(n);
-        return true;
+        r = craft_store_install_end(n->store, s, t, false);
+        if (r < 0)
+            node_fatal(n, "cannot write the quorum state: %s", strerror(-r));
+        return r == 0;
     }
-    if (r < 0 || r2 < 0) {
+    /* Other failures may come after the switch: the record stays for the next
+     * start, which finishes or forgets the install by the log's start. */
+    if (r == 0)
+        r = craft_store_install_end(n->store, s, t, true);
+    if (r < 0) {
         node_fatal(n, "cannot install the snapshot at offset %" PRId64 ": %s", s,
-                   why[0] ? why : strerror(r < 0 ? -r : -r2));
+                   why[0] ? why : strerror(-r));
         return false;
     }
     close(in->fd); /* renamed into place by the metadata log */

@@ -4,7 +4,10 @@
  * metadata log (the committed entries, in order). A leader is elected, its
  * proposals commit identically on every voter, a freed ("crashed") leader is
  * replaced by a new one that commits, and the crashed voter, reopened from its
- * store and its log, catches up. A voter with another voter list is refused. */
+ * store and its log, catches up. A voter with another voter list is refused.
+ * A voter receiving a snapshot in chunks refuses a whole with a bad CRC (and
+ * asks for it again) or one its metadata log refuses, installs a good one and
+ * continues with the leader's entries after it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,12 +20,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/rpc.h"
 #include "coordinator.pb-c.h"
+#include "common/crc32c.h"
+#include "common/fsutil.h"
 #include "coordinator/coord_config.h"
+#include "coordinator/mlog.h"
 #include "coordinator/raft_node.h"
 #include "coordinator/raft_store.h"
 #include "methods.h"
@@ -43,6 +50,10 @@ struct voter {
     size_t n_log, cap_log;
     bool fatal;
     char why[512];
+    /* snapshot install: the voter's real metadata log for it, and the result */
+    char *log_dir;
+    struct mlog *mlog;
+    int64_t installed;
 };
 
 static struct event_base *base;
@@ -83,6 +94,33 @@ static void on_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ud
     rpc_call_reply(call, &resp.base);
 }
 
+/* The service's part of an install: the metadata log takes the file, and the
+ * stand-in log now starts at the snapshot (entries below it are NULL). */
+static int on_install(void *ud, const char *name, int64_t offset, char *err, size_t errlen)
+{
+    struct voter *v = ud;
+    uint8_t *img = NULL;
+    size_t len = 0;
+    int r = mlog_install_snapshot(v->mlog, name, offset, &img, &len);
+    if (r < 0) {
+        snprintf(err, errlen, "%s", strerror(-r));
+        return r;
+    }
+    free(img);
+    for (size_t j = 0; j < v->n_log; j++)
+        free(v->log[j]);
+    v->cap_log = (size_t)offset + 64;
+    v->log = realloc(v->log, v->cap_log * sizeof(*v->log));
+    v->log_len = realloc(v->log_len, v->cap_log * sizeof(*v->log_len));
+    assert_non_null(v->log);
+    assert_non_null(v->log_len);
+    memset(v->log, 0, (size_t)offset * sizeof(*v->log));
+    memset(v->log_len, 0, (size_t)offset * sizeof(*v->log_len));
+    v->n_log = (size_t)offset;
+    v->installed = offset;
+    return 0;
+}
+
 static void start_server(struct voter *v, int port)
 {
     struct rpc_handler h[COORD_M_COUNT] = {{0}};
@@ -110,7 +148,11 @@ static void open_voter(struct voter *v)
         .cfg = &v->cfg,
         .cluster_id = "test-cluster",
         .election_ms = 200,
-        .cb = {.committed = on_committed, .fatal = on_fatal, .ud = v},
+        .log_dir = v->log_dir,
+        .cb = {.committed = on_committed,
+               .fatal = on_fatal,
+               .install_snapshot = v->mlog ? on_install : NULL,
+               .ud = v},
     };
     assert_int_equal(
         craft_node_new(base, &o, store, &rec, 0, recs, v->n_log, (int64_t)v->n_log, &v->node), 0);
@@ -194,6 +236,8 @@ static int teardown(void **state)
             free(V[i].log[j]);
         free(V[i].log);
         free(V[i].log_len);
+        mlog_close(V[i].mlog);
+        free(V[i].log_dir);
         fsutil_remove_tree(V[i].dir);
         free(V[i].dir);
     }
@@ -277,12 +321,166 @@ static void test_voter_with_another_list_is_refused(void **state)
     (void)err;
 }
 
+/* ---- snapshot install on the receiving side ------------------------------------- */
+
+/* The bytes of a metadata snapshot file at @offset holding @img. */
+static uint8_t *snapshot_file(int64_t offset, const char *img, size_t *ret_len)
+{
+    char *dir = testutil_mkdtemp("rnode-leader");
+    struct mlog *log = NULL;
+    assert_int_equal(mlog_open(dir, NULL, &log, NULL), 0);
+    for (int64_t i = 0; i < offset; i++)
+        assert_int_equal(mlog_append_sync(log, "r", 1, NULL), 0);
+    assert_int_equal(mlog_write_snapshot_sync(log, offset, img, strlen(img)), 0);
+    int fd = -1;
+    int64_t off = 0;
+    uint64_t size = 0;
+    assert_int_equal(mlog_open_snapshot(log, &fd, &off, &size), 0);
+    uint8_t *b = malloc(size);
+    assert_non_null(b);
+    assert_int_equal(fsutil_pread_all(fd, b, size, 0), 0);
+    close(fd);
+    mlog_close(log);
+    testutil_rmtree(dir);
+    *ret_len = size;
+    return b;
+}
+
+/* Voter 1 receives a chunk of @file from voter 2, the leader of term 5. */
+static Weir__Quorum__QuorumStepResponse chunk(const uint8_t *file, size_t size, uint32_t crc,
+                                              size_t pos, size_t len, int64_t offset)
+{
+    Weir__Quorum__QuorumMessage q;
+    weir__quorum__quorum_message__init(&q);
+    q.cluster_id = "test-cluster";
+    q.voters_digest = V[0].cfg.voters_digest;
+    q.type = CRAFT_MSG_SNAPSHOT;
+    q.from = 2;
+    q.to = 1;
+    q.term = 5;
+    q.ts = clock_mono_ms();
+    q.snap_offset = offset;
+    q.snap_term = 4;
+    q.snap_total = size;
+    q.snap_crc = crc;
+    q.chunk_pos = pos;
+    q.snap_data.data = (uint8_t *)file + pos;
+    q.snap_data.len = len;
+    Weir__Quorum__QuorumStepResponse resp = WEIR__QUORUM__QUORUM_STEP_RESPONSE__INIT;
+    char err[256] = "";
+    assert_int_equal(craft_node_receive_reply(V[0].node, &q, err, sizeof(err), &resp), 0);
+    assert_string_equal(err, "");
+    return resp;
+}
+
+static bool tmp_left(void)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/snapshot-%020d.snap.tmp.install", V[0].log_dir, 10);
+    return access(path, F_OK) == 0;
+}
+
+static bool installed_at_10(void)
+{
+    return V[0].installed == 10;
+}
+
+static void test_received_snapshot_is_verified_then_installed(void **state)
+{
+    (void)state;
+    struct voter *v = &V[0];
+    v->log_dir = malloc(strlen(v->dir) + 16);
+    sprintf(v->log_dir, "%s/metadata", v->dir);
+    assert_int_equal(mlog_open(v->log_dir, NULL, &v->mlog, NULL), 0);
+    open_voter(v);
+    size_t size;
+    uint8_t *file = snapshot_file(10, "state-at-10", &size);
+    uint32_t crc = crc32c_update(0, file, size);
+    size_t half = size / 2;
+
+    /* A whole whose CRC does not match: refused, asked for again, never installed. */
+    Weir__Quorum__QuorumStepResponse r = chunk(file, size, crc ^ 1, 0, half, 10);
+    assert_int_equal(r.snap_next, (int64_t)half);
+    r = chunk(file, size, crc ^ 1, half, size - half, 10);
+    assert_true(r.snap_corrupt);
+    assert_int_equal(r.snap_next, 0);
+    assert_false(tmp_left());
+    assert_int_equal(v->installed, 0);
+
+    /* A chunk out of place: the voter names the position it expects. */
+    r = chunk(file, size, crc, half, size - half, 10);
+    assert_int_equal(r.snap_next, 0);
+
+    /* Bytes with a right CRC that are no snapshot for offset 10: the metadata
+     * log refuses them, nothing is installed, the voter goes on. */
+    uint8_t *junk = malloc(size);
+    memcpy(junk, file, size);
+    junk[size - 1] ^= 0x5a; /* the image's own CRC no longer matches */
+    r = chunk(junk, size, crc32c_update(0, junk, size), 0, size, 10);
+    assert_int_equal(r.snap_next, (int64_t)size);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    run_until(installed_at_10, 300);
+    assert_int_equal(v->installed, 0);
+    assert_false(tmp_left());
+    assert_false(v->fatal);
+    free(junk);
+
+    /* The real thing, in two chunks. */
+    r = chunk(file, size, crc, 0, half, 10);
+    assert_int_equal(r.snap_next, (int64_t)half);
+    r = chunk(file, size, crc, half, size - half, 10);
+    assert_false(r.snap_corrupt);
+    assert_int_equal(r.snap_next, (int64_t)size);
+    assert_true(run_until(installed_at_10, 2000));
+    assert_false(v->fatal);
+    assert_false(tmp_left());
+    assert_int_equal(mlog_next_offset(v->mlog), 10);
+    assert_int_equal(mlog_snapshot_offset(v->mlog), 10);
+    assert_int_equal(craft_node_applied(v->node), 10);
+    assert_int_equal(craft_node_term_of(v->node, 9), 4);
+    /* Chunks of the same snapshot again: it has all of it. */
+    r = chunk(file, size, crc, 0, half, 10);
+    assert_int_equal(r.snap_next, (int64_t)size);
+
+    /* The leader continues with entries from the snapshot on. */
+    Weir__Quorum__QuorumEntry e;
+    weir__quorum__quorum_entry__init(&e);
+    e.term = 5;
+    e.data.data = (uint8_t *)"after";
+    e.data.len = 5;
+    Weir__Quorum__QuorumEntry *ep = &e;
+    Weir__Quorum__QuorumMessage q;
+    weir__quorum__quorum_message__init(&q);
+    q.cluster_id = "test-cluster";
+    q.voters_digest = v->cfg.voters_digest;
+    q.type = CRAFT_MSG_APPEND;
+    q.from = 2;
+    q.to = 1;
+    q.term = 5;
+    q.ts = clock_mono_ms();
+    q.prev_offset = 9;
+    q.prev_term = 4;
+    q.n_entries = 1;
+    q.entries = &ep;
+    q.commit = 11;
+    char err[256] = "";
+    assert_int_equal(craft_node_receive(v->node, &q, err, sizeof(err)), 0);
+    want = 11;
+    assert_true(run_until(all_running_have_want, 2000));
+    assert_int_equal(v->log_len[10], 5);
+    assert_memory_equal(v->log[10], "after", 5);
+    assert_false(v->fatal);
+    free(file);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_three_voters_commit_fail_over_and_catch_up, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_voter_with_another_list_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_received_snapshot_is_verified_then_installed, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
