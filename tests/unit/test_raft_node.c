@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -83,15 +85,77 @@ static void on_fatal(void *ud, const char *why)
     snprintf(v->why, sizeof(v->why), "%s", why);
 }
 
+/* A voter without a node that takes snapshot chunks: the first whole it gets
+ * it reports corrupt, the second it keeps. */
+struct fake_receiver {
+    bool on;
+    uint8_t *buf;
+    uint64_t size, pos;
+    int wholes, restarts, chunks;
+    size_t largest;
+};
+static struct fake_receiver fake;
+
+static void fake_chunk(const Weir__Quorum__QuorumMessage *q, Weir__Quorum__QuorumStepResponse *resp)
+{
+    if (q->chunk_pos == 0) {
+        free(fake.buf);
+        fake.buf = malloc(q->snap_total);
+        assert_non_null(fake.buf);
+        fake.size = q->snap_total;
+        fake.pos = 0;
+    }
+    if (!fake.buf || q->chunk_pos != fake.pos) {
+        resp->snap_next = (int64_t)fake.pos;
+        return;
+    }
+    fake.chunks++;
+    if (q->snap_data.len > fake.largest)
+        fake.largest = q->snap_data.len;
+    memcpy(fake.buf + fake.pos, q->snap_data.data, q->snap_data.len);
+    fake.pos += q->snap_data.len;
+    resp->snap_next = (int64_t)fake.pos;
+    if (fake.pos < fake.size || fake.wholes == 2)
+        return;
+    assert_int_equal(crc32c_update(0, fake.buf, fake.size), q->snap_crc);
+    if (++fake.wholes == 1) {
+        resp->snap_corrupt = true;
+        resp->snap_next = 0;
+        fake.restarts++;
+    }
+}
+
 static void on_step(struct rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
     struct voter *v = ud;
+    const Weir__Quorum__QuorumMessage *q = (const Weir__Quorum__QuorumMessage *)msg;
     Weir__Quorum__QuorumStepResponse resp = WEIR__QUORUM__QUORUM_STEP_RESPONSE__INIT;
     char err[512] = "";
     if (v->node)
-        craft_node_receive(v->node, (const Weir__Quorum__QuorumMessage *)msg, err, sizeof(err));
+        craft_node_receive_reply(v->node, q, err, sizeof(err), &resp);
+    else if (fake.on && q->type == CRAFT_MSG_SNAPSHOT && q->snap_total > 0)
+        fake_chunk(q, &resp);
     resp.error = err;
     rpc_call_reply(call, &resp.base);
+}
+
+/* The leader's newest snapshot file, when a test provides one. */
+static char *leader_snapshot;
+static int64_t leader_snapshot_offset;
+
+static int on_open_snapshot(void *ud, int *ret_fd, int64_t *ret_offset, uint64_t *ret_size)
+{
+    (void)ud;
+    if (!leader_snapshot)
+        return -ENOENT;
+    int fd = open(leader_snapshot, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    *ret_fd = fd;
+    *ret_offset = leader_snapshot_offset;
+    *ret_size = (uint64_t)st.st_size;
+    return 0;
 }
 
 /* The service's part of an install: the metadata log takes the file, and the
@@ -152,6 +216,7 @@ static void open_voter(struct voter *v)
         .cb = {.committed = on_committed,
                .fatal = on_fatal,
                .install_snapshot = v->mlog ? on_install : NULL,
+               .open_snapshot = on_open_snapshot,
                .ud = v},
     };
     assert_int_equal(
@@ -242,6 +307,12 @@ static int teardown(void **state)
         free(V[i].dir);
     }
     event_base_free(base);
+    free(fake.buf);
+    memset(&fake, 0, sizeof(fake));
+    if (leader_snapshot)
+        unlink(leader_snapshot);
+    free(leader_snapshot);
+    leader_snapshot = NULL;
     return 0;
 }
 
@@ -473,6 +544,65 @@ static void test_received_snapshot_is_verified_then_installed(void **state)
     free(file);
 }
 
+static bool fake_has_it(void)
+{
+    return fake.wholes == 2;
+}
+
+static bool leader_among_1_and_3(void)
+{
+    int l = leader();
+    return l == 0 || l == 2;
+}
+
+/* The leader side: a voter that never answered (voter 2, a stand-in) is behind
+ * the compacted log and gets the snapshot file in chunks below the frame
+ * limit; a whole it reports corrupt is sent again from the start. */
+static void test_leader_streams_its_snapshot_and_resends_a_corrupt_one(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N; i++)
+        V[i].cfg.max_frame_bytes = 4096; /* chunks of 2 KiB */
+    size_t size;
+    char img[6000];
+    for (size_t k = 0; k < sizeof(img) - 1; k++)
+        img[k] = (char)('a' + k % 26);
+    img[sizeof(img) - 1] = 0;
+    uint8_t *file = snapshot_file(20, img, &size);
+    char *dir = testutil_mkdtemp("rnode-snap");
+    leader_snapshot = malloc(strlen(dir) + 32);
+    sprintf(leader_snapshot, "%s/snap", dir);
+    int fd = open(leader_snapshot, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(fsutil_pwrite_all(fd, file, size, 0), 0);
+    close(fd);
+    leader_snapshot_offset = 20;
+    fake.on = true;
+
+    open_voter(&V[0]);
+    open_voter(&V[2]);
+    assert_true(run_until(leader_among_1_and_3, 5000));
+    int l = leader();
+    propose_n(l, 30, "s");
+    want = 31;
+    assert_true(run_until(all_running_have_want, 5000));
+    /* The service's snapshots at 10 and 20: the quorum log drops entries
+     * below 10, which voter 2 never got. */
+    craft_node_snapshot_taken(V[l].node, 10, NULL, 0);
+    craft_node_snapshot_taken(V[l].node, 20, NULL, 0);
+    assert_null(craft_node_entry(V[l].node, 5));
+    assert_true(run_until(fake_has_it, 5000));
+    assert_int_equal(fake.restarts, 1);
+    assert_int_equal(fake.size, size);
+    assert_true(fake.largest <= 2048);
+    assert_true(fake.chunks >= 2 * (int)((size + 2047) / 2048));
+    assert_memory_equal(fake.buf, file, size);
+    for (int i = 0; i < N; i++)
+        assert_false(V[i].fatal);
+    free(file);
+    testutil_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +611,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_voter_with_another_list_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_received_snapshot_is_verified_then_installed, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_leader_streams_its_snapshot_and_resends_a_corrupt_one,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
