@@ -512,6 +512,39 @@ static void test_subscribe_during_a_held_turn_sees_each_record_once(void **state
     env_deinit(&e);
 }
 
+/* A quorum voter installed its leader's snapshot: the committed offset jumps,
+ * every subscriber gets an image of the new state and the records after it;
+ * one that subscribes later from before the jump gets the image too. */
+static void test_reset_pushes_an_image_and_continues_after_it(void **state)
+{
+    (void)state;
+    struct env e;
+    env_init(&e, NULL, -1, 0);
+    for (int64_t o = 0; o < 10; o++)
+        publish(&e, o, 16);
+    struct sub s;
+    subscribe(&e, &s, 9);
+    assert_false(s.full_image);
+    assert_int_equal(watch_hub_reset(e.hub, 99), 0);
+    assert_int_equal(watch_hub_committed_offset(e.hub), 99);
+    int64_t deadline = clock_mono_ms() + 5000;
+    while (s.images == 0 && clock_mono_ms() < deadline)
+        pump(&e, 10);
+    assert_int_equal(s.images, 1);
+    assert_int_equal(s.image_offset, 99);
+    publish(&e, 100, 16);
+    wait_seen(&e, &s, 100);
+    assert_int_equal(s.n, 1);
+    struct sub t;
+    subscribe(&e, &t, 9);
+    assert_true(t.full_image);
+    assert_int_equal(t.image_offset, 100);
+    assert_int_equal(e.images_built, 2);
+    rpc_client_free(s.c);
+    rpc_client_free(t.c);
+    env_deinit(&e);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -525,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_a_loop_turns_records_go_out_as_one_batch),
         cmocka_unit_test(test_batches_are_bounded_by_bytes),
         cmocka_unit_test(test_subscribe_during_a_held_turn_sees_each_record_once),
+        cmocka_unit_test(test_reset_pushes_an_image_and_continues_after_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
