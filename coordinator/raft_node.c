@@ -82,6 +82,7 @@ struct craft_node {
     int64_t prev_snapshot; /* offset of the service's previous snapshot, 0: none */
     struct snap_in snap_in;
     char *cluster_id; /* opts.cluster_id: owned, it outlives an installed state */
+    char *log_dir;    /* opts.log_dir: owned */
 };
 
 static void snap_send(struct craft_node *n, struct peer *p, const struct craft_msg *m);
@@ -783,6 +784,8 @@ int craft_node_new(struct event_base *base, const struct craft_node_options *opt
     n->prev_snapshot = snap_offset;
     n->cluster_id = strdup(opts->cluster_id ? opts->cluster_id : "");
     n->opts.cluster_id = n->cluster_id;
+    n->log_dir = opts->log_dir ? strdup(opts->log_dir) : NULL;
+    n->opts.log_dir = n->log_dir;
     if (n->opts.election_ms <= 0)
         n->opts.election_ms = 1000;
     n->log_durable = log_next;
@@ -799,7 +802,7 @@ int craft_node_new(struct event_base *base, const struct craft_node_options *opt
     co.n_voters = cfg->n_voters;
     size_t ne = n_records + rec->n_tail;
     struct craft_entry *ents = ne ? malloc(ne * sizeof(*ents)) : NULL;
-    int r = (ne && !ents) || !n->cluster_id ? -ENOMEM : 0;
+    int r = (ne && !ents) || !n->cluster_id || (opts->log_dir && !n->log_dir) ? -ENOMEM : 0;
     if (r == 0) {
         for (size_t i = 0; i < n_records; i++)
             ents[i] = records[i];
@@ -882,6 +885,7 @@ void craft_node_free(struct craft_node *n)
     craft_store_free(n->store);
     craft_free(n->r);
     free(n->cluster_id);
+    free(n->log_dir);
     free(n);
 }
 
