@@ -133,7 +133,11 @@ def test_lagging_voter_installs_the_leaders_snapshot(quorum):
     q.brokers[2].stop()
     assert max(snapshots(q.data(leader))) > behind + 8
 
+    t0 = time.monotonic()
     q.start(victim)
+    wait_for("coordinator %d installing a snapshot" % victim, lambda: installed_at(q, victim), 30)
+    sys.stderr.write("snapshot installed %.2f s after the lagging voter's start\n"
+                     % (time.monotonic() - t0))
     s = catch_up_by_snapshot(q, victim, leader, "snap-lag")
     assert s > behind
     assert "cannot install" not in q.log(victim)
