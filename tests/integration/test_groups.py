@@ -77,12 +77,17 @@ def wait_for(what, fn, timeout=30.0):
 
 
 def produce_json(c, topic, values):
-    p = kafka.KafkaProducer(bootstrap_servers=c.bootstrap(), acks="all",
+    # retries: a leadership not yet taken up right after CreateTopics answers
+    # NOT_LEADER_OR_FOLLOWER (kafka-python's default retries=0 drops the
+    # batch); every record's future is checked so none is lost silently.
+    p = kafka.KafkaProducer(bootstrap_servers=c.bootstrap(), acks="all", retries=20,
+                            retry_backoff_ms=100, max_in_flight_requests_per_connection=1,
                             value_serializer=lambda v: json.dumps(v).encode())
     try:
-        for v in values:
-            p.send(topic, v)
-        p.flush(timeout=30)
+        futures = [p.send(topic, v) for v in values]
+        p.flush(timeout=60)
+        for f in futures:
+            f.get(timeout=1)
     finally:
         p.close(timeout=10)
 
@@ -164,10 +169,14 @@ def test_three_members_share_six_partitions_and_take_over(cluster):
     need_kafka_python()
     n = 30000
     cluster.create_topic("t6", 6, 3)
-    p = kafka.KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all", linger_ms=5)
-    for i in range(n // 2):
-        p.send("t6", key=str(i).encode(), value=str(i).encode())
+    # retries and checked futures: see produce_json()
+    p = kafka.KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all", linger_ms=5,
+                            retries=20, retry_backoff_ms=100,
+                            max_in_flight_requests_per_connection=1)
+    sent = [p.send("t6", key=str(i).encode(), value=str(i).encode()) for i in range(n // 2)]
     p.flush(timeout=60)
+    for f in sent:
+        f.get(timeout=1)
     members = [Member(cluster, "t6", "g3", "m%d" % i) for i in range(3)]
     for m in members:
         m.start()
@@ -181,9 +190,11 @@ def test_three_members_share_six_partitions_and_take_over(cluster):
         # one member leaves (LeaveGroup on close); the two others take its partitions over
         leaving = members.pop()
         leaving.close()
-        for i in range(n // 2, n):
-            p.send("t6", key=str(i).encode(), value=str(i).encode())
+        sent = [p.send("t6", key=str(i).encode(), value=str(i).encode())
+                for i in range(n // 2, n)]
         p.flush(timeout=60)
+        for f in sent:
+            f.get(timeout=1)
         wait_for("two members with three partitions each",
                  lambda: sorted(len(m.assignment()) for m in members) == [3, 3], timeout=60)
         wait_for("everything consumed",

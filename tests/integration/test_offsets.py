@@ -475,11 +475,21 @@ CONSUMER = textwrap.dedent("""
 
 
 def produce(c, topic, n, partition=None):
-    p = kafka.KafkaProducer(bootstrap_servers=c.bootstrap(), acks="all")
+    """@n records, every one acknowledged (acks=all) or the test fails here.
+
+    kafka-python's default is retries=0 and send() only returns a future, so a
+    retriable error used to drop records silently: right after CreateTopics the
+    metadata can name a leader that has not taken up its leadership yet
+    (NOT_LEADER_OR_FOLLOWER, as Kafka answers before its LeaderAndIsr arrives);
+    under ASan that window is wide enough to lose a whole batch, and a test
+    then waited for records that were never written."""
+    p = kafka.KafkaProducer(bootstrap_servers=c.bootstrap(), acks="all", retries=20,
+                            retry_backoff_ms=100, max_in_flight_requests_per_connection=1)
     try:
-        for i in range(n):
-            p.send(topic, value=b"v%d" % i, partition=partition)
-        p.flush(timeout=30)
+        futures = [p.send(topic, value=b"v%d" % i, partition=partition) for i in range(n)]
+        p.flush(timeout=60)
+        for f in futures:
+            f.get(timeout=1)  # raises the record's error
     finally:
         p.close(timeout=10)
 
@@ -568,8 +578,15 @@ def test_coordinator_sigkill_group_moves_and_keeps_commits(cluster):
         for k, (off, _, _) in before.items():
             assert after[k][0] >= off, (k, off, after[k])
         produce(c, "orders", 600)
-        wait_for("every record consumed",
-                 lambda: len({k for k in seen}) >= total + 600, timeout=90)
+        try:
+            wait_for("every record consumed", lambda: len(seen) >= total + 600, timeout=90)
+        except AssertionError:
+            with lock:
+                per = {}
+                for p, _ in seen:
+                    per[p] = per.get(p, 0) + 1
+            raise AssertionError("consumed %d of %d records; per partition %s"
+                                 % (len(seen), total + 600, sorted(per.items())))
     finally:
         stop.set()
         for t in threads:
