@@ -449,6 +449,67 @@ def test_offset_delete_and_expiry(request):
         assert not problems, "\n".join(problems)
 
 
+def test_offsets_expire_from_when_the_group_became_empty(request):
+    """KIP-211 expiry (test.offsets.retention.ms, a testing-only key, stands in
+    for offsets.retention.minutes): while a consumer is in the group, the offsets
+    of its subscribed topic stay however old; an offset of a topic it does not
+    subscribe to expires from its commit; after the member leaves, the clock
+    starts at the time the group became Empty, and that time survives a kill -9
+    of the coordinator (the new one reads it from the group record)."""
+    need_clients()
+    failed_before = request.session.testsfailed
+    retention = 8.0
+    c = make_cluster(request, **{"offsets.retention.check.interval.ms": "200",
+                                 "test.offsets.retention.ms": str(int(retention * 1000))})
+    c.start()
+    cons = None
+    try:
+        c.create_topic("subbed", 1, 3)
+        c.create_topic("other", 1, 3)
+        group = "kip211"
+        # a simple commit of a topic the group's members will not subscribe to
+        commit_until_ok(c, group, {"other": [(0, 4, "")]})
+        cons = confluent_kafka.Consumer({"bootstrap.servers": c.bootstrap(), "group.id": group,
+                                         "enable.auto.commit": False,
+                                         "session.timeout.ms": 6000})
+        cons.subscribe(["subbed"])
+        deadline = time.monotonic() + 60
+        while not cons.assignment():
+            assert time.monotonic() < deadline, "no assignment"
+            cons.poll(0.2)
+        cons.commit(offsets=[confluent_kafka.TopicPartition("subbed", 0, 7)], asynchronous=False)
+        committed = time.monotonic()
+        # Stable: "other" (unsubscribed) expires from its commit, "subbed" stays
+        while True:
+            cons.poll(0.2)
+            got = fetch_until_ok(c, group)
+            if ("other", 0) not in got:
+                break
+            assert time.monotonic() < deadline, got
+        assert got == {("subbed", 0): (7, "", NONE)}, got
+        # the subscribed topic's offset outlives the retention while the member stays
+        while time.monotonic() < committed + retention + 2:
+            cons.poll(0.2)
+        assert fetch_until_ok(c, group) == {("subbed", 0): (7, "", NONE)}
+        cons.close()  # LeaveGroup: Empty now
+        cons = None
+        empty = time.monotonic()
+        # from the Empty time, not from the (older than retention) commit
+        node, _, _ = coordinator_of(c, group)
+        c.kill9_broker(node)
+        assert fetch_until_ok(c, group) == {("subbed", 0): (7, "", NONE)}
+        assert coordinator_of(c, group)[0] != node
+        assert time.monotonic() < empty + retention - 1, "the move took too long to tell"
+        wait_for("expiry after the group became empty",
+                 lambda: fetch_until_ok(c, group) == {}, timeout=retention + 20)
+        assert time.monotonic() >= empty + retention - 1
+    finally:
+        if cons is not None:
+            cons.close()
+        problems = c.finish(failed=request.session.testsfailed != failed_before)
+        assert not problems, "\n".join(problems)
+
+
 # ---- failures ----------------------------------------------------------------------
 
 CONSUMER = textwrap.dedent("""
