@@ -493,6 +493,45 @@ def test_bad_group_input_gets_kafkas_errors(cluster):
         conn.close()
 
 
+def test_member_that_never_syncs_is_removed_after_the_rebalance_timeout(cluster):
+    """Kafka's pending-sync timeout: a member that joined but sends no SyncGroup
+    is removed once the rebalance timeout (JoinGroup v0: the session timeout,
+    here 10 s) has passed since the join completed, even while it heartbeats,
+    and the group rebalances so its partitions do not stay unconsumed."""
+    group = "gnosync"
+    host, port = coordinator(cluster, group)
+    conn = kafka_raw.Conn(host, port, timeout=30)
+    conn2 = kafka_raw.Conn(host, port, timeout=30)
+    try:
+        c1 = join_v0(conn, group, "")
+        c2 = join_v0(conn2, group, "")
+        e1, gen, leader, m1, members = join_answer(conn, c1)
+        e2, gen2, _, m2, _ = join_answer(conn2, c2)
+        joined = time.monotonic()
+        assert (e1, e2) == (NONE, NONE) and gen == gen2 and len(members) == 2
+        assert leader == m1
+        assert sync_v0(conn, group, gen, m1, [(m1, b"p0"), (m2, b"p1")]) == (NONE, b"p0")
+        # m2 heartbeats but never syncs
+        removed = None
+        while time.monotonic() < joined + 30:
+            h1, h2 = heartbeat_v0(conn, group, gen, m1), heartbeat_v0(conn2, group, gen, m2)
+            if h2 != NONE:
+                removed = time.monotonic() - joined
+                assert h2 == UNKNOWN_MEMBER_ID
+                assert heartbeat_v0(conn, group, gen, m1) == REBALANCE_IN_PROGRESS
+                break
+            assert h1 == NONE
+            time.sleep(0.5)
+        assert removed is not None, "the member that never synced is still in the group"
+        assert 9.0 <= removed <= 20.0, removed  # 10 s rebalance timeout, and the checks' time
+        # the remaining member rejoins alone
+        e, gen3, leader, m, members = join_answer(conn, join_v0(conn, group, m1))
+        assert e == NONE and gen3 == gen + 1 and leader == m1 and len(members) == 1
+    finally:
+        conn2.close()
+        conn.close()
+
+
 def test_huge_member_metadata_is_refused_not_fatal(cluster):
     group = "ghuge"
     host, port = coordinator(cluster, group)
