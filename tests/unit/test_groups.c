@@ -942,7 +942,7 @@ static void test_offset_expiry_follows_group_state(void **state)
     /* rebalancing (CompletingRebalance): nothing expires */
     assert_false(groups_offset_expired(g, "g1", "gone", commit, -1, commit + 10 * R, R));
     struct groups_assignment as = {a.member_id, {(const uint8_t *)"A1", 2}};
-    struct sync_ans s;
+    struct sync_ans s = {0};
     groups_sync(g, "g1", 1, a.member_id, NULL, 1, &as, on_sync, &s);
     flush(KERR_NONE);
     assert_string_equal(state_of(g, "g1"), "Stable");
