@@ -169,8 +169,8 @@ void groups_unload_partition(struct groups *g, int32_t partition);
  * answers. A valid member's commit counts as its heartbeat. */
 int16_t groups_validate_commit(struct groups *g, const char *group_id, int32_t generation,
                                const char *member_id, const char *group_instance_id);
-/* The group has no members (absent, Empty or Dead): offsets of such groups
- * expire after offsets.retention.minutes. */
+/* The group has no members (absent, Empty or Dead). Expiry asks
+ * groups_offset_expired() instead. */
 bool groups_is_empty(const struct groups *g, const char *group_id);
 /* OffsetDelete: the group is non-empty and its members' consumer-protocol
  * subscriptions name @topic (GROUP_SUBSCRIBED_TO_TOPIC). */

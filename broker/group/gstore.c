@@ -2,7 +2,7 @@
  * __consumer_offsets").
  *
  * - Mapping and coordination: group G lives in partition
- *   (java hashCode(G) & 0x7fffffff) % partitions of __consumer_offsets; this
+ *   Utils.abs(java hashCode(G)) % partitions of __consumer_offsets; this
  *   broker coordinates G while it leads that partition and has loaded it.
  * - Creation: the first request that needs the topic asks the coordinator to
  *   create it (offsets.topic.num.partitions, offsets.topic.replication.factor
