@@ -980,6 +980,18 @@ static void test_offset_expiry_follows_group_state(void **state)
     assert_string_equal(state_of(g2, "g1"), "Empty");
     assert_false(groups_offset_expired(g2, "g1", "orders", commit, -1, empty_since + R - 1, R));
     assert_true(groups_offset_expired(g2, "g1", "orders", commit, -1, empty_since + R, R));
+    /* a Stable group whose subscriptions do not decode: Kafka knows no
+     * subscribed topics then, and expires nothing */
+    struct join_ans r;
+    join_proto(g2, "raw", "", NULL, 1, P_RANGE, false, &r);
+    assert_true(r.done);
+    struct groups_assignment ras = {r.member_id, {(const uint8_t *)"R1", 2}};
+    struct sync_ans rs = {0};
+    groups_sync(g2, "raw", 1, r.member_id, NULL, 1, &ras, on_sync, &rs);
+    flush(KERR_NONE);
+    assert_string_equal(state_of(g2, "raw"), "Stable");
+    assert_false(groups_offset_expired(g2, "raw", "gone", commit, -1, commit + 10 * R, R));
+
     free(key);
     free(val);
     done_groups(g2);
