@@ -204,7 +204,15 @@ const struct config_def broker_config_defs[] = {
      .default_value = "10080",
      .min = 1,
      .max = INT32_MAX,
-     .doc = "committed offsets of a group with no members expire this long after their commit"},
+     .doc = "committed offsets expire this long after their group became empty (after their "
+            "commit for a standalone group; never while members subscribe to their topic)"},
+    {.name = "test.offsets.retention.ms",
+     .type = CONFIG_INT,
+     .default_value = "0",
+     .min = 0,
+     .max = INT32_MAX,
+     .doc = "testing only: when > 0, committed offsets expire after this many ms instead of "
+            "offsets.retention.minutes (sub-minute expiry for the integration tests)"},
     {.name = "offsets.retention.check.interval.ms",
      .type = CONFIG_INT,
      .default_value = "600000",
@@ -385,6 +393,8 @@ int broker_settings_resolve(const struct config *c, struct broker_settings *ret,
     s.offsets_topic_replication_factor =
         (int16_t)config_get_int(c, "offsets.topic.replication.factor");
     s.offsets_retention_ms = config_get_int(c, "offsets.retention.minutes") * 60000;
+    if (config_get_int(c, "test.offsets.retention.ms") > 0)
+        s.offsets_retention_ms = config_get_int(c, "test.offsets.retention.ms");
     s.offsets_retention_check_interval_ms =
         config_get_int(c, "offsets.retention.check.interval.ms");
     s.offset_metadata_max_bytes = (int32_t)config_get_int(c, "offset.metadata.max.bytes");

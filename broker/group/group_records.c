@@ -121,8 +121,13 @@ int grec_value_decode(buf_slice value, struct arena *arena, struct grec_value *r
 
 bool grec_subscription_names(buf_slice metadata, const char *topic)
 {
+    return grec_subscription_find(metadata, topic) > 0;
+}
+
+int grec_subscription_find(buf_slice metadata, const char *topic)
+{
     if (!metadata.ptr || metadata.len < 2)
-        return false;
+        return -EBADMSG;
     buf_reader r;
     buf_reader_init(&r, metadata.ptr, (size_t)metadata.len);
     int16_t ver;
@@ -131,14 +136,15 @@ bool grec_subscription_names(buf_slice metadata, const char *topic)
      * only append fields, and Kafka reads any version this way). */
     if (buf_read_i16(&r, &ver) < 0 || ver < 0 ||
         buf_read_array_len(&r, false, 2, INT32_MAX, &n) < 0)
-        return false;
+        return -EBADMSG;
     size_t tl = strlen(topic);
+    int found = 0;
     for (int32_t i = 0; i < n; i++) {
         buf_slice t;
         if (buf_read_string(&r, false, INT16_MAX, &t) < 0)
-            return false;
+            return -EBADMSG;
         if ((size_t)t.len == tl && memcmp(t.ptr, topic, tl) == 0)
-            return true;
+            found = 1;
     }
-    return false;
+    return found;
 }

@@ -50,3 +50,6 @@ int grec_value_decode(buf_slice value, struct arena *arena, struct grec_value *r
 /* Whether consumer-protocol Subscription metadata (any version) names @topic;
  * false for metadata that does not decode. */
 bool grec_subscription_names(buf_slice metadata, const char *topic);
+/* The same, telling malformed metadata apart: 1 names @topic, 0 does not,
+ * -EBADMSG does not decode (Kafka then knows no subscribed topics). */
+int grec_subscription_find(buf_slice metadata, const char *topic);

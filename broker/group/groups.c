@@ -42,7 +42,8 @@ struct gmember {
     void *join_ud;
     groups_sync_fn sync_cb; /* awaiting sync */
     void *sync_ud;
-    int64_t deadline; /* session expiry */
+    int64_t deadline;  /* session expiry */
+    bool pending_sync; /* joined this generation, has not sent SyncGroup yet */
 };
 
 /* A member id handed out with MEMBER_ID_REQUIRED, until it joins with it. */
@@ -59,6 +60,7 @@ struct group {
     int32_t partition;
     uint64_t incarnation; /* tells an append's completion whether its group still exists */
     enum gstate state;
+    int64_t state_ts; /* wall ms of the last state change (Kafka's currentStateTimestamp); -1: unknown */
     int32_t generation;
     char *protocol_type;
     char *protocol; /* NULL: none selected */
@@ -72,6 +74,8 @@ struct group {
     bool new_member_added;
     int32_t delay_remaining;
     int32_t sync_store_gen; /* generation whose assignment is being stored; -1: none */
+    int64_t sync_deadline;  /* Kafka's pending-sync timeout: members that did not sync by then
+                               are removed (CompletingRebalance/Stable); 0: none */
 };
 
 enum append_kind { AP_SYNC, AP_STATIC_JOIN, AP_EMPTY, AP_DELETE };
@@ -110,6 +114,19 @@ struct groups {
 static int64_t now(const struct groups *g)
 {
     return g->o.now_ms(g->o.ud);
+}
+
+static int64_t wall(const struct groups *g)
+{
+    return g->o.wall_ms ? g->o.wall_ms(g->o.ud) : clock_wall_ms();
+}
+
+/* Every state change goes through here: the Empty-since time is what offsets
+ * of an emptied group expire from (KIP-211), and it is persisted. */
+static void set_state(struct groups *g, struct group *grp, enum gstate st)
+{
+    grp->state = st;
+    grp->state_ts = wall(g);
 }
 
 static void schedule(struct groups *g, int64_t t)
@@ -358,7 +375,7 @@ static struct group *group_new(struct groups *g, const char *id)
     grp->partition = g->o.gs ? gstore_partition_for(g->o.gs, id) : 0;
     grp->incarnation = ++g->next_incarnation;
     grp->sync_store_gen = -1;
-    grp->state = GS_EMPTY;
+    set_state(g, grp, GS_EMPTY);
     grp->next = g->groups;
     if (g->groups)
         g->groups->prev = grp;
@@ -492,7 +509,7 @@ static int16_t store_group(struct groups *g, struct group *grp, struct gappend *
                      .len = grp->protocol ? (int32_t)strlen(grp->protocol) : -1},
         .leader = {.ptr = (const uint8_t *)grp->leader,
                    .len = grp->leader ? (int32_t)strlen(grp->leader) : -1},
-        .state_timestamp = clock_wall_ms(),
+        .state_timestamp = grp->state_ts >= 0 ? grp->state_ts : wall(g),
         .n_members = grp->n_members,
     };
     int16_t err = KERR_NONE;
@@ -571,7 +588,7 @@ static void append_done(void *ud, int16_t err)
         /* Kafka: only if the group is still in the generation that was stored. */
         if (grp && grp->state == GS_COMPLETING && grp->generation == a->generation) {
             if (e == KERR_NONE) {
-                grp->state = GS_STABLE;
+                set_state(g, grp, GS_STABLE);
                 propagate_assignments(grp, KERR_NONE);
             } else {
                 log_warn("group", "group %s generation %d: storing the assignment failed: %s",
@@ -745,7 +762,7 @@ static void complete_join(struct groups *g, struct group *grp)
     free(grp->protocol);
     grp->protocol = NULL;
     if (grp->n_members == 0) {
-        grp->state = GS_EMPTY;
+        set_state(g, grp, GS_EMPTY);
         struct gappend *a = append_new(g, grp, AP_EMPTY);
         if (a) {
             int16_t e = store_group(g, grp, a);
@@ -764,7 +781,7 @@ static void complete_join(struct groups *g, struct group *grp)
         grp->leader = strdup(grp->members->id);
     const char *p = select_protocol(grp);
     grp->protocol = p ? strdup(p) : NULL;
-    grp->state = GS_COMPLETING;
+    set_state(g, grp, GS_COMPLETING);
     log_event(LOG_LEVEL_INFO, "group", "group_rebalanced",
               LOG_FIELDS(LF_STR("group", grp->id), LF_INT("generation", grp->generation),
                          LF_INT("members", grp->n_members), LF_STR("protocol", grp->protocol),
@@ -772,8 +789,13 @@ static void complete_join(struct groups *g, struct group *grp)
                          LF_STR("leader", grp->leader)),
               "group %s: generation %d with %d members, protocol %s", grp->id, grp->generation,
               grp->n_members, grp->protocol ? grp->protocol : "-");
+    /* Kafka's pending-sync timeout (KIP-814's GroupCoordinator): every member
+     * must follow its JoinGroup with a SyncGroup within the rebalance timeout. */
+    grp->sync_deadline = t + max_rebalance_ms(grp);
+    schedule(g, grp->sync_deadline);
     for (struct gmember *m = grp->members; m; m = m->next) {
         m->deadline = t + m->session_ms;
+        m->pending_sync = true;
         schedule(g, m->deadline);
     }
     for (struct gmember *m = grp->members; m; m = m->next)
@@ -817,7 +839,10 @@ static void prepare_rebalance(struct groups *g, struct group *grp)
         grp->initial_delay = false;
         grp->join_deadline = t + rebalance;
     }
-    grp->state = GS_PREPARING;
+    set_state(g, grp, GS_PREPARING);
+    grp->sync_deadline = 0;
+    for (struct gmember *m = grp->members; m; m = m->next)
+        m->pending_sync = false;
     schedule(g, grp->join_deadline);
     log_event(LOG_LEVEL_INFO, "group", "group_rebalance_started",
               LOG_FIELDS(LF_STR("group", grp->id), LF_INT("generation", grp->generation),
@@ -938,6 +963,31 @@ static void on_join_deadline(struct groups *g, struct group *grp)
     complete_join(g, grp);
 }
 
+/* Kafka's onExpirePendingSync: the members that joined this generation but sent
+ * no SyncGroup within the rebalance timeout are removed, and the group
+ * rebalances without them (they would hold partitions nobody consumes). */
+static void expire_pending_sync(struct groups *g, struct group *grp)
+{
+    grp->sync_deadline = 0;
+    int removed = 0;
+    for (struct gmember *m = grp->members, *next; m; m = next) {
+        next = m->next;
+        if (!m->pending_sync)
+            continue;
+        log_event(LOG_LEVEL_INFO, "group", "member_removed",
+                  LOG_FIELDS(LF_STR("group", grp->id), LF_STR("member", m->id),
+                             LF_STR("reason", "pending_sync_expired")),
+                  "group %s: member %s sent no SyncGroup within the rebalance timeout, removed",
+                  grp->id, m->id);
+        unlink_member(grp, m);
+        fail_parked(m, KERR_UNKNOWN_MEMBER_ID);
+        member_free(m);
+        removed++;
+    }
+    if (removed > 0)
+        prepare_rebalance(g, grp);
+}
+
 void groups_tick(struct groups *g)
 {
     int64_t t = now(g);
@@ -965,6 +1015,9 @@ void groups_tick(struct groups *g)
         }
         if (grp->state == GS_PREPARING && grp->join_deadline && grp->join_deadline <= t)
             on_join_deadline(g, grp);
+        if ((grp->state == GS_COMPLETING || grp->state == GS_STABLE) && grp->sync_deadline &&
+            grp->sync_deadline <= t)
+            expire_pending_sync(g, grp);
     }
     /* Re-arm at the earliest deadline left. */
     for (struct group *grp = g->groups; grp; grp = grp->next) {
@@ -975,6 +1028,8 @@ void groups_tick(struct groups *g)
                 schedule(g, m->deadline);
         if (grp->state == GS_PREPARING && grp->join_deadline)
             schedule(g, grp->join_deadline);
+        if ((grp->state == GS_COMPLETING || grp->state == GS_STABLE) && grp->sync_deadline)
+            schedule(g, grp->sync_deadline);
     }
 }
 
@@ -1305,9 +1360,11 @@ void groups_sync(struct groups *g, const char *group_id, int32_t generation, con
         return;
     case GS_STABLE:
         heartbeat(g, m);
+        m->pending_sync = false;
         answer_sync(done, ud, KERR_NONE, member_assignment(m));
         return;
     case GS_COMPLETING:
+        m->pending_sync = false;
         break;
     default:
         answer_sync(done, ud, KERR_COORDINATOR_NOT_AVAILABLE, none);
@@ -1624,6 +1681,9 @@ void groups_replay(struct groups *g, int32_t partition, buf_slice key, buf_slice
         grp->n_members++;
     }
     grp->state = grp->n_members > 0 ? GS_STABLE : GS_EMPTY;
+    /* The recorded time survives the move (an Empty group's offsets expire
+     * from it); a record before version 3 has none. */
+    grp->state_ts = v.state_timestamp;
 out:
     arena_deinit(&ar);
     free(id);
@@ -1669,6 +1729,45 @@ bool groups_is_empty(const struct groups *g, const char *group_id)
 {
     const struct group *grp = find_group(g, group_id);
     return !grp || grp->n_members == 0 || grp->state == GS_EMPTY || grp->state == GS_DEAD;
+}
+
+/* Kafka's subscribedTopics check for one topic: 1 a member subscribes to @topic,
+ * 0 none does, -1 the subscriptions are not known (a member's metadata does not
+ * decode as the consumer protocol's). */
+static int consumer_subscribes(const struct group *grp, const char *topic)
+{
+    int found = 0;
+    for (const struct gmember *m = grp->members; m; m = m->next) {
+        const struct gproto *p = grp->protocol ? member_protocol(m, grp->protocol)
+                                               : (m->n_protocols > 0 ? &m->protocols[0] : NULL);
+        int r = p ? grec_subscription_find((buf_slice){p->meta, p->meta_len}, topic) : -EBADMSG;
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            found = 1;
+    }
+    return found;
+}
+
+bool groups_offset_expired(const struct groups *g, const char *group_id, const char *topic,
+                           int64_t commit_ts, int64_t expire_ts, int64_t now_ms,
+                           int64_t retention_ms)
+{
+    const struct group *grp = find_group(g, group_id);
+    int64_t base = commit_ts;
+    bool has_type = grp && grp->protocol_type && *grp->protocol_type;
+    if (grp && grp->state == GS_EMPTY) {
+        if (has_type && grp->state_ts >= 0)
+            base = grp->state_ts;
+    } else if (grp && grp->state == GS_STABLE) {
+        if (!streq(grp->protocol_type, "consumer") || consumer_subscribes(grp, topic) != 0)
+            return false;
+    } else if (grp && grp->state != GS_DEAD) {
+        return false; /* rebalancing: its subscriptions are changing */
+    }
+    if (expire_ts >= 0)
+        return now_ms >= expire_ts;
+    return now_ms - base >= retention_ms;
 }
 
 bool groups_subscribed_to(const struct groups *g, const char *group_id, const char *topic)

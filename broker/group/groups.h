@@ -33,6 +33,9 @@ struct groups_options {
     int32_t max_record_bytes;           /* a GroupMetadataValue larger than this is refused */
     struct gstore *gs;                  /* borrowed */
     int64_t (*now_ms)(void *ud);        /* monotonic milliseconds */
+    /* Wall-clock milliseconds for the state timestamps written in group records
+     * and offsets expiry; NULL: the system clock. */
+    int64_t (*wall_ms)(void *ud);
     /* groups needs groups_tick() at @deadline_ms (a later call replaces it). */
     void (*arm)(void *ud, int64_t deadline_ms);
     void *ud;
@@ -166,12 +169,29 @@ void groups_unload_partition(struct groups *g, int32_t partition);
  * answers. A valid member's commit counts as its heartbeat. */
 int16_t groups_validate_commit(struct groups *g, const char *group_id, int32_t generation,
                                const char *member_id, const char *group_instance_id);
-/* The group has no members (absent, Empty or Dead): offsets of such groups
- * expire after offsets.retention.minutes. */
+/* The group has no members (absent, Empty or Dead). Expiry asks
+ * groups_offset_expired() instead. */
 bool groups_is_empty(const struct groups *g, const char *group_id);
 /* OffsetDelete: the group is non-empty and its members' consumer-protocol
  * subscriptions name @topic (GROUP_SUBSCRIBED_TO_TOPIC). */
 bool groups_subscribed_to(const struct groups *g, const char *group_id, const char *topic);
+
+/* Offsets expiry, as Kafka's GroupMetadata.removeExpiredOffsets since 2.1
+ * (KIP-211): whether the committed offset of @topic (committed at @commit_ts,
+ * with an explicit @expire_ts or -1) has expired at wall time @now_ms.
+ * - A group with members keeps its offsets, except a Stable consumer group
+ *   whose members' subscriptions all decode: offsets of topics none of them
+ *   subscribes to expire @retention_ms after their commit.
+ * - An Empty group that had members (a protocol type) expires them
+ *   @retention_ms after it became Empty (its state timestamp, kept in its
+ *   group record across coordinator moves; the commit time when unknown).
+ * - A standalone group (simple commits, no protocol type; or only offsets
+ *   known) expires each @retention_ms after its commit.
+ * An explicit expire timestamp (OffsetCommit v2-4 retention) replaces the
+ * retention rule wherever the group's state allows expiry. */
+bool groups_offset_expired(const struct groups *g, const char *group_id, const char *topic,
+                           int64_t commit_ts, int64_t expire_ts, int64_t now_ms,
+                           int64_t retention_ms);
 
 /* After gstore expired a group's offsets: an Empty group that has no members
  * and no offsets left is removed, with a tombstone for its metadata record

@@ -2,7 +2,7 @@
  * __consumer_offsets").
  *
  * - Mapping and coordination: group G lives in partition
- *   (java hashCode(G) & 0x7fffffff) % partitions of __consumer_offsets; this
+ *   Utils.abs(java hashCode(G)) % partitions of __consumer_offsets; this
  *   broker coordinates G while it leads that partition and has loaded it.
  * - Creation: the first request that needs the topic asks the coordinator to
  *   create it (offsets.topic.num.partitions, offsets.topic.replication.factor
@@ -17,8 +17,10 @@
  *   offset records into the offset map, group records to groups_replay().
  *   COORDINATOR_LOAD_IN_PROGRESS until done. On losing it, the partition's
  *   offsets are dropped and groups_unload_partition() is called.
- * - Expiry: every offsets.retention.check.interval.ms, offsets of groups with
- *   no members past offsets.retention.minutes get tombstones.
+ * - Expiry: every offsets.retention.check.interval.ms, offsets that
+ *   groups_offset_expired() says are past offsets.retention.minutes (KIP-211:
+ *   counted from when a group became Empty, from the commit for a standalone
+ *   group, never while members subscribe to the topic) get tombstones.
  *
  * Everything runs on the event loop. */
 #include "broker/group/gstore.h"
@@ -466,6 +468,16 @@ int16_t gstore_append(struct gstore *gs, const char *group_id, buf_slice key, bu
     return gstore_append_records(gs, group_id, 1, &key, &value, done, ud);
 }
 
+/* Has this committed offset expired (the group's state decides from when)? */
+static bool entry_expired(const struct gstore *gs, const struct omap_group *g,
+                          const struct omap_entry *en, int64_t now)
+{
+    if (!gs->groups)
+        return omap_entry_expired(en, now, gs->o.retention_ms);
+    return groups_offset_expired(gs->groups, g->group, en->topic, en->commit_timestamp,
+                                 en->expire_timestamp, now, gs->o.retention_ms);
+}
+
 /* Tombstones for @offsets entries of @g (all when @expired_only is false). */
 static int16_t tombstone_group(struct gstore *gs, const struct omap_group *g, bool expired_only,
                                int64_t now, gstore_done_fn done, void *ud, int32_t *ret_n)
@@ -482,7 +494,7 @@ static int16_t tombstone_group(struct gstore *gs, const struct omap_group *g, bo
     int32_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const struct omap_entry *en = &g->entries[i];
-        if (expired_only && !omap_entry_expired(en, now, gs->o.retention_ms))
+        if (expired_only && !entry_expired(gs, g, en, now))
             continue;
         orec_key_encode(&w, g->group, en->topic, en->partition);
         ends[k++] = w.len;
@@ -554,11 +566,9 @@ static void collect_expired(void *ud, const struct omap_group *g)
     struct gs_part *p = part_of(sc->gs, g->opart);
     if (!p || p->st != GS_LOADED)
         return;
-    if (sc->gs->groups && !groups_is_empty(sc->gs->groups, g->group))
-        return;
     bool any = false;
     for (size_t i = 0; i < g->n && !any; i++)
-        any = omap_entry_expired(&g->entries[i], sc->now, sc->gs->o.retention_ms);
+        any = entry_expired(sc->gs, g, &g->entries[i], sc->now);
     if (!any)
         return;
     if (sc->n == sc->cap) {
@@ -610,7 +620,7 @@ void gstore_expire_now(struct gstore *gs)
         }
         if (j && e == KERR_NONE && n > 0) {
             gs->stats.offsets_expired += n;
-            log_info("group", "expiring %d offsets of empty group %s", n, sc.groups[i]);
+            log_info("group", "expiring %d offsets of group %s", n, sc.groups[i]);
             j = NULL; /* expire_done frees it */
         }
         free(j);

@@ -77,12 +77,17 @@ def wait_for(what, fn, timeout=30.0):
 
 
 def produce_json(c, topic, values):
-    p = kafka.KafkaProducer(bootstrap_servers=c.bootstrap(), acks="all",
+    # retries: a leadership not yet taken up right after CreateTopics answers
+    # NOT_LEADER_OR_FOLLOWER (kafka-python's default retries=0 drops the
+    # batch); every record's future is checked so none is lost silently.
+    p = kafka.KafkaProducer(bootstrap_servers=c.bootstrap(), acks="all", retries=20,
+                            retry_backoff_ms=100, max_in_flight_requests_per_connection=1,
                             value_serializer=lambda v: json.dumps(v).encode())
     try:
-        for v in values:
-            p.send(topic, v)
-        p.flush(timeout=30)
+        futures = [p.send(topic, v) for v in values]
+        p.flush(timeout=60)
+        for f in futures:
+            f.get(timeout=1)
     finally:
         p.close(timeout=10)
 
@@ -164,10 +169,14 @@ def test_three_members_share_six_partitions_and_take_over(cluster):
     need_kafka_python()
     n = 30000
     cluster.create_topic("t6", 6, 3)
-    p = kafka.KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all", linger_ms=5)
-    for i in range(n // 2):
-        p.send("t6", key=str(i).encode(), value=str(i).encode())
+    # retries and checked futures: see produce_json()
+    p = kafka.KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all", linger_ms=5,
+                            retries=20, retry_backoff_ms=100,
+                            max_in_flight_requests_per_connection=1)
+    sent = [p.send("t6", key=str(i).encode(), value=str(i).encode()) for i in range(n // 2)]
     p.flush(timeout=60)
+    for f in sent:
+        f.get(timeout=1)
     members = [Member(cluster, "t6", "g3", "m%d" % i) for i in range(3)]
     for m in members:
         m.start()
@@ -181,9 +190,11 @@ def test_three_members_share_six_partitions_and_take_over(cluster):
         # one member leaves (LeaveGroup on close); the two others take its partitions over
         leaving = members.pop()
         leaving.close()
-        for i in range(n // 2, n):
-            p.send("t6", key=str(i).encode(), value=str(i).encode())
+        sent = [p.send("t6", key=str(i).encode(), value=str(i).encode())
+                for i in range(n // 2, n)]
         p.flush(timeout=60)
+        for f in sent:
+            f.get(timeout=1)
         wait_for("two members with three partitions each",
                  lambda: sorted(len(m.assignment()) for m in members) == [3, 3], timeout=60)
         wait_for("everything consumed",
@@ -479,6 +490,45 @@ def test_bad_group_input_gets_kafkas_errors(cluster):
         finally:
             conn2.close()
     finally:
+        conn.close()
+
+
+def test_member_that_never_syncs_is_removed_after_the_rebalance_timeout(cluster):
+    """Kafka's pending-sync timeout: a member that joined but sends no SyncGroup
+    is removed once the rebalance timeout (JoinGroup v0: the session timeout,
+    here 10 s) has passed since the join completed, even while it heartbeats,
+    and the group rebalances so its partitions do not stay unconsumed."""
+    group = "gnosync"
+    host, port = coordinator(cluster, group)
+    conn = kafka_raw.Conn(host, port, timeout=30)
+    conn2 = kafka_raw.Conn(host, port, timeout=30)
+    try:
+        c1 = join_v0(conn, group, "")
+        c2 = join_v0(conn2, group, "")
+        e1, gen, leader, m1, members = join_answer(conn, c1)
+        e2, gen2, _, m2, _ = join_answer(conn2, c2)
+        joined = time.monotonic()
+        assert (e1, e2) == (NONE, NONE) and gen == gen2 and len(members) == 2
+        assert leader == m1
+        assert sync_v0(conn, group, gen, m1, [(m1, b"p0"), (m2, b"p1")]) == (NONE, b"p0")
+        # m2 heartbeats but never syncs
+        removed = None
+        while time.monotonic() < joined + 30:
+            h1, h2 = heartbeat_v0(conn, group, gen, m1), heartbeat_v0(conn2, group, gen, m2)
+            if h2 != NONE:
+                removed = time.monotonic() - joined
+                assert h2 == UNKNOWN_MEMBER_ID
+                assert heartbeat_v0(conn, group, gen, m1) == REBALANCE_IN_PROGRESS
+                break
+            assert h1 == NONE
+            time.sleep(0.5)
+        assert removed is not None, "the member that never synced is still in the group"
+        assert 9.0 <= removed <= 20.0, removed  # 10 s rebalance timeout, and the checks' time
+        # the remaining member rejoins alone
+        e, gen3, leader, m, members = join_answer(conn, join_v0(conn, group, m1))
+        assert e == NONE and gen3 == gen + 1 and leader == m1 and len(members) == 1
+    finally:
+        conn2.close()
         conn.close()
 
 

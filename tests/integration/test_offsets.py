@@ -449,6 +449,67 @@ def test_offset_delete_and_expiry(request):
         assert not problems, "\n".join(problems)
 
 
+def test_offsets_expire_from_when_the_group_became_empty(request):
+    """KIP-211 expiry (test.offsets.retention.ms, a testing-only key, stands in
+    for offsets.retention.minutes): while a consumer is in the group, the offsets
+    of its subscribed topic stay however old; an offset of a topic it does not
+    subscribe to expires from its commit; after the member leaves, the clock
+    starts at the time the group became Empty, and that time survives a kill -9
+    of the coordinator (the new one reads it from the group record)."""
+    need_clients()
+    failed_before = request.session.testsfailed
+    retention = 8.0
+    c = make_cluster(request, **{"offsets.retention.check.interval.ms": "200",
+                                 "test.offsets.retention.ms": str(int(retention * 1000))})
+    c.start()
+    cons = None
+    try:
+        c.create_topic("subbed", 1, 3)
+        c.create_topic("other", 1, 3)
+        group = "kip211"
+        # a simple commit of a topic the group's members will not subscribe to
+        commit_until_ok(c, group, {"other": [(0, 4, "")]})
+        cons = confluent_kafka.Consumer({"bootstrap.servers": c.bootstrap(), "group.id": group,
+                                         "enable.auto.commit": False,
+                                         "session.timeout.ms": 6000})
+        cons.subscribe(["subbed"])
+        deadline = time.monotonic() + 60
+        while not cons.assignment():
+            assert time.monotonic() < deadline, "no assignment"
+            cons.poll(0.2)
+        cons.commit(offsets=[confluent_kafka.TopicPartition("subbed", 0, 7)], asynchronous=False)
+        committed = time.monotonic()
+        # Stable: "other" (unsubscribed) expires from its commit, "subbed" stays
+        while True:
+            cons.poll(0.2)
+            got = fetch_until_ok(c, group)
+            if ("other", 0) not in got:
+                break
+            assert time.monotonic() < deadline, got
+        assert got == {("subbed", 0): (7, "", NONE)}, got
+        # the subscribed topic's offset outlives the retention while the member stays
+        while time.monotonic() < committed + retention + 2:
+            cons.poll(0.2)
+        assert fetch_until_ok(c, group) == {("subbed", 0): (7, "", NONE)}
+        cons.close()  # LeaveGroup: Empty now
+        cons = None
+        empty = time.monotonic()
+        # from the Empty time, not from the (older than retention) commit
+        node, _, _ = coordinator_of(c, group)
+        c.kill9_broker(node)
+        assert fetch_until_ok(c, group) == {("subbed", 0): (7, "", NONE)}
+        assert coordinator_of(c, group)[0] != node
+        assert time.monotonic() < empty + retention - 1, "the move took too long to tell"
+        wait_for("expiry after the group became empty",
+                 lambda: fetch_until_ok(c, group) == {}, timeout=retention + 20)
+        assert time.monotonic() >= empty + retention - 1
+    finally:
+        if cons is not None:
+            cons.close()
+        problems = c.finish(failed=request.session.testsfailed != failed_before)
+        assert not problems, "\n".join(problems)
+
+
 # ---- failures ----------------------------------------------------------------------
 
 CONSUMER = textwrap.dedent("""
@@ -475,11 +536,21 @@ CONSUMER = textwrap.dedent("""
 
 
 def produce(c, topic, n, partition=None):
-    p = kafka.KafkaProducer(bootstrap_servers=c.bootstrap(), acks="all")
+    """@n records, every one acknowledged (acks=all) or the test fails here.
+
+    kafka-python's default is retries=0 and send() only returns a future, so a
+    retriable error used to drop records silently: right after CreateTopics the
+    metadata can name a leader that has not taken up its leadership yet
+    (NOT_LEADER_OR_FOLLOWER, as Kafka answers before its LeaderAndIsr arrives);
+    under ASan that window is wide enough to lose a whole batch, and a test
+    then waited for records that were never written."""
+    p = kafka.KafkaProducer(bootstrap_servers=c.bootstrap(), acks="all", retries=20,
+                            retry_backoff_ms=100, max_in_flight_requests_per_connection=1)
     try:
-        for i in range(n):
-            p.send(topic, value=b"v%d" % i, partition=partition)
-        p.flush(timeout=30)
+        futures = [p.send(topic, value=b"v%d" % i, partition=partition) for i in range(n)]
+        p.flush(timeout=60)
+        for f in futures:
+            f.get(timeout=1)  # raises the record's error
     finally:
         p.close(timeout=10)
 
@@ -568,8 +639,15 @@ def test_coordinator_sigkill_group_moves_and_keeps_commits(cluster):
         for k, (off, _, _) in before.items():
             assert after[k][0] >= off, (k, off, after[k])
         produce(c, "orders", 600)
-        wait_for("every record consumed",
-                 lambda: len({k for k in seen}) >= total + 600, timeout=90)
+        try:
+            wait_for("every record consumed", lambda: len(seen) >= total + 600, timeout=90)
+        except AssertionError:
+            with lock:
+                per = {}
+                for p, _ in seen:
+                    per[p] = per.get(p, 0) + 1
+            raise AssertionError("consumed %d of %d records; per partition %s"
+                                 % (len(seen), total + 600, sorted(per.items())))
     finally:
         stop.set()
         for t in threads:

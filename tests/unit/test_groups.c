@@ -136,6 +136,14 @@ static int64_t fake_now(void *ud)
     return fk.now;
 }
 
+/* The wall clock moves with the monotonic one, from a different origin. */
+#define WALL_ORIGIN INT64_C(1700000000000)
+static int64_t fake_wall(void *ud)
+{
+    (void)ud;
+    return WALL_ORIGIN + fk.now;
+}
+
 static void fake_arm(void *ud, int64_t t)
 {
     (void)ud;
@@ -226,6 +234,7 @@ static struct groups *mk(int32_t initial_delay)
                                .max_record_bytes = 1 << 20,
                                .gs = (struct gstore *)&fk,
                                .now_ms = fake_now,
+                               .wall_ms = fake_wall,
                                .arm = fake_arm};
     struct groups *g;
     assert_int_equal(groups_new(&o, &g), 0);
@@ -815,6 +824,179 @@ static void test_subscribed_to(void **state)
     done_groups(g);
 }
 
+/* Kafka's pending-sync timeout: a member that joined but sends no SyncGroup
+ * within the rebalance timeout is removed (heartbeats do not save it) and the
+ * group rebalances without it; members that synced stay. */
+static void test_pending_sync_timeout_removes_member_that_never_syncs(void **state)
+{
+    (void)state;
+    struct groups *g = mk(0);
+    struct join_ans a, b;
+    one_stable(g, &a);
+    char aid[128], bid[128];
+    strcpy(aid, a.member_id);
+    join(g, "", &b);
+    join(g, aid, &a);
+    assert_true(a.done && b.done);
+    assert_int_equal(b.generation, 2);
+    strcpy(bid, b.member_id);
+    struct groups_assignment as[2] = {{aid, {(const uint8_t *)"AA", 2}},
+                                      {bid, {(const uint8_t *)"BB", 2}}};
+    struct sync_ans sa;
+    sync_(g, 2, aid, 2, as, &sa);
+    flush(KERR_NONE);
+    assert_true(sa.done);
+    assert_string_equal(state_of(g, "g1"), "Stable");
+    /* b heartbeats (session 10 s) but never syncs; a syncs and heartbeats */
+    for (int i = 0; i < 5; i++) {
+        advance(g, 5000);
+        assert_int_equal(groups_heartbeat(g, "g1", 2, aid, NULL), KERR_NONE);
+        assert_int_equal(groups_heartbeat(g, "g1", 2, bid, NULL), KERR_NONE);
+    }
+    advance(g, 4999);
+    assert_string_equal(state_of(g, "g1"), "Stable");
+    advance(g, 1); /* 30 s rebalance timeout after the join completed */
+    assert_string_equal(state_of(g, "g1"), "PreparingRebalance");
+    assert_int_equal(groups_heartbeat(g, "g1", 2, bid, NULL), KERR_UNKNOWN_MEMBER_ID);
+    assert_int_equal(groups_heartbeat(g, "g1", 2, aid, NULL), KERR_REBALANCE_IN_PROGRESS);
+    join(g, aid, &a);
+    assert_true(a.done);
+    assert_int_equal(a.generation, 3);
+    assert_int_equal(a.n_members, 1);
+    /* a member that syncs in time is kept: no rebalance at the deadline */
+    sync_(g, 3, aid, 1, as, &sa);
+    flush(KERR_NONE);
+    for (int i = 0; i < 7; i++) {
+        advance(g, 5000);
+        assert_int_equal(groups_heartbeat(g, "g1", 3, aid, NULL), KERR_NONE);
+    }
+    assert_string_equal(state_of(g, "g1"), "Stable");
+    assert_int_equal(groups_heartbeat(g, "g1", 3, aid, NULL), KERR_NONE);
+    done_groups(g);
+}
+
+/* In CompletingRebalance too: the leader synced (its store is in flight), a
+ * follower never does; at the deadline the follower goes and the parked
+ * leader's SyncGroup is answered REBALANCE_IN_PROGRESS. */
+static void test_pending_sync_timeout_in_completing_rebalance(void **state)
+{
+    (void)state;
+    struct groups *g = mk(0);
+    struct join_ans a, b;
+    one_stable(g, &a);
+    char aid[128];
+    strcpy(aid, a.member_id);
+    join(g, "", &b);
+    join(g, aid, &a);
+    assert_string_equal(state_of(g, "g1"), "CompletingRebalance");
+    char bid[128];
+    strcpy(bid, b.member_id);
+    for (int i = 0; i < 5; i++) { /* both stay alive; b never syncs */
+        advance(g, 5000);
+        assert_int_equal(groups_heartbeat(g, "g1", 2, aid, NULL), KERR_NONE);
+        assert_int_equal(groups_heartbeat(g, "g1", 2, bid, NULL), KERR_NONE);
+    }
+    advance(g, 4999);
+    struct sync_ans sa;
+    sync_(g, 2, aid, 0, NULL, &sa); /* the leader's SyncGroup: parked, its store in flight */
+    assert_false(sa.done);
+    assert_int_equal(fk.nq, 1);
+    advance(g, 1);
+    assert_true(sa.done);
+    assert_int_equal(sa.err, KERR_REBALANCE_IN_PROGRESS);
+    assert_string_equal(state_of(g, "g1"), "PreparingRebalance");
+    flush(KERR_NONE); /* the stale store completes: nothing changes */
+    assert_string_equal(state_of(g, "g1"), "PreparingRebalance");
+    done_groups(g);
+}
+
+/* Offsets expiry (KIP-211) with a fake wall clock: from when the group became
+ * Empty for a group that had members, from the commit for a standalone group,
+ * never while members subscribe to the topic, and for a Stable consumer group
+ * the topics none of its members subscribe to expire from their commit. */
+static void test_offset_expiry_follows_group_state(void **state)
+{
+    (void)state;
+    struct groups *g = mk(0);
+    const int64_t R = 60000;
+    int64_t w0 = fake_wall(NULL);
+    /* a group unknown to groups (only offsets): from the commit */
+    assert_false(groups_offset_expired(g, "ghost", "t", w0, -1, w0 + R - 1, R));
+    assert_true(groups_offset_expired(g, "ghost", "t", w0, -1, w0 + R, R));
+    /* a standalone group (simple commit): from the commit */
+    assert_int_equal(groups_validate_commit(g, "simple", -1, "", NULL), KERR_NONE);
+    advance(g, 5000);
+    assert_true(groups_offset_expired(g, "simple", "t", w0, -1, w0 + R, R));
+    /* an explicit expire timestamp (OffsetCommit v2-4 retention) wins */
+    assert_true(groups_offset_expired(g, "simple", "t", w0, w0 + 10, w0 + 10, R));
+    assert_false(groups_offset_expired(g, "simple", "t", w0, w0 + R * 10, w0 + R, R));
+
+    /* a consumer group subscribed to "orders" */
+    static const uint8_t sub[] = {0, 0, 0, 0, 0, 1, 0, 6, 'o', 'r', 'd', 'e', 'r', 's',
+                                  0xff, 0xff, 0xff, 0xff};
+    struct groups_protocol p[] = {{"range", {sub, sizeof(sub)}}};
+    struct join_ans a;
+    join_proto(g, "g1", "", NULL, 1, p, false, &a);
+    assert_true(a.done);
+    int64_t commit = fake_wall(NULL);
+    /* rebalancing (CompletingRebalance): nothing expires */
+    assert_false(groups_offset_expired(g, "g1", "gone", commit, -1, commit + 10 * R, R));
+    struct groups_assignment as = {a.member_id, {(const uint8_t *)"A1", 2}};
+    struct sync_ans s = {0};
+    groups_sync(g, "g1", 1, a.member_id, NULL, 1, &as, on_sync, &s);
+    flush(KERR_NONE);
+    assert_string_equal(state_of(g, "g1"), "Stable");
+    /* Stable: the subscribed topic never expires, an unsubscribed one does */
+    assert_false(groups_offset_expired(g, "g1", "orders", commit, -1, commit + 10 * R, R));
+    assert_false(groups_offset_expired(g, "g1", "orders", commit, commit, commit + 10 * R, R));
+    assert_false(groups_offset_expired(g, "g1", "gone", commit, -1, commit + R - 1, R));
+    assert_true(groups_offset_expired(g, "g1", "gone", commit, -1, commit + R, R));
+
+    /* the member leaves long after its commit: the clock starts at Empty */
+    for (int i = 0; i < 60; i++) {
+        advance(g, 5000);
+        assert_int_equal(groups_heartbeat(g, "g1", 1, a.member_id, NULL), KERR_NONE);
+    }
+    assert_int_equal(groups_leave(g, "g1", a.member_id, NULL), KERR_NONE);
+    assert_string_equal(state_of(g, "g1"), "Empty");
+    int64_t empty_since = fake_wall(NULL);
+    assert_false(groups_offset_expired(g, "g1", "orders", commit, -1, empty_since + R - 1, R));
+    assert_true(groups_offset_expired(g, "g1", "orders", commit, -1, empty_since + R, R));
+
+    /* the Empty-since time is in the stored record and survives a move */
+    assert_int_equal(flush(KERR_NONE), 1); /* the Empty generation's record */
+    uint8_t *key = fk.last_key, *val = fk.last_value;
+    int32_t kl = fk.last_key_len, vl = fk.last_value_len;
+    fk.last_key = fk.last_value = NULL;
+    groups_free(g);
+    fk.armed = 0;
+    fk.now += 7 * R; /* the new coordinator loads it later */
+    struct groups_options o = {.initial_rebalance_delay_ms = 0, .min_session_timeout_ms = 6000,
+                               .max_session_timeout_ms = 1800000, .gs = (struct gstore *)&fk,
+                               .now_ms = fake_now, .wall_ms = fake_wall, .arm = fake_arm};
+    struct groups *g2;
+    assert_int_equal(groups_new(&o, &g2), 0);
+    groups_replay(g2, 2, (buf_slice){key, kl}, (buf_slice){val, vl});
+    assert_string_equal(state_of(g2, "g1"), "Empty");
+    assert_false(groups_offset_expired(g2, "g1", "orders", commit, -1, empty_since + R - 1, R));
+    assert_true(groups_offset_expired(g2, "g1", "orders", commit, -1, empty_since + R, R));
+    /* a Stable group whose subscriptions do not decode: Kafka knows no
+     * subscribed topics then, and expires nothing */
+    struct join_ans r;
+    join_proto(g2, "raw", "", NULL, 1, P_RANGE, false, &r);
+    assert_true(r.done);
+    struct groups_assignment ras = {r.member_id, {(const uint8_t *)"R1", 2}};
+    struct sync_ans rs = {0};
+    groups_sync(g2, "raw", 1, r.member_id, NULL, 1, &ras, on_sync, &rs);
+    flush(KERR_NONE);
+    assert_string_equal(state_of(g2, "raw"), "Stable");
+    assert_false(groups_offset_expired(g2, "raw", "gone", commit, -1, commit + 10 * R, R));
+
+    free(key);
+    free(val);
+    done_groups(g2);
+}
+
 static void test_delete_groups(void **state)
 {
     (void)state;
@@ -942,6 +1124,9 @@ int main(void)
         cmocka_unit_test(test_unload_answers_parked_with_not_coordinator),
         cmocka_unit_test(test_validate_commit),
         cmocka_unit_test(test_subscribed_to),
+        cmocka_unit_test(test_pending_sync_timeout_removes_member_that_never_syncs),
+        cmocka_unit_test(test_pending_sync_timeout_in_completing_rebalance),
+        cmocka_unit_test(test_offset_expiry_follows_group_state),
         cmocka_unit_test(test_delete_groups),
         cmocka_unit_test(test_unused_empty_group_removed_after_offsets_expire),
         cmocka_unit_test(test_many_groups_found_and_unloaded),
