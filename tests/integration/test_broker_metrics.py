@@ -111,10 +111,11 @@ def test_produce_and_consume_move_topic_counters_by_exact_amounts(cluster):
     before = scrape(cluster, leader)
     n, size = 200, 100
     prod = kafka.KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all",
-                               linger_ms=5)
-    for i in range(n):
-        prod.send("bytes", value=bytes([65 + i % 26]) * size, partition=0)
+                               linger_ms=5, retries=5, max_in_flight_requests_per_connection=1)
+    futs = [prod.send("bytes", value=bytes([65 + i % 26]) * size, partition=0) for i in range(n)]
     prod.flush(TIMEOUT)
+    for f in futs:
+        f.get(timeout=1)  # a dropped record would make every count below wrong
     prod.close(TIMEOUT)
     stored = log_bytes(cluster, leader, "bytes")
     assert stored > n * size  # batches add headers
@@ -244,12 +245,13 @@ def test_group_lag_matches_weir_group_describe(cluster):
     # RF 3 on 3 brokers: the coordinating broker hosts both partitions (it only
     # knows the end of the partitions it hosts; docs/metrics.md).
     cluster.create_topic("lagt", 2, 3)
-    prod = kafka.KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all")
-    for i in range(10):
-        prod.send("lagt", value=b"a%d" % i, partition=0)
-    for i in range(4):
-        prod.send("lagt", value=b"b%d" % i, partition=1)
+    prod = kafka.KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all", retries=5,
+                               max_in_flight_requests_per_connection=1)
+    futs = [prod.send("lagt", value=b"a%d" % i, partition=0) for i in range(10)]
+    futs += [prod.send("lagt", value=b"b%d" % i, partition=1) for i in range(4)]
     prod.flush(TIMEOUT)
+    for f in futs:
+        f.get(timeout=1)
     prod.close(TIMEOUT)
     cons = kafka.KafkaConsumer(bootstrap_servers=cluster.bootstrap(), group_id="lagg",
                                enable_auto_commit=False)

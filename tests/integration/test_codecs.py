@@ -99,7 +99,8 @@ def produce_kafka_python(c, topic, recs, codec):
     import kafka
 
     p = kafka.KafkaProducer(bootstrap_servers=c.bootstrap(), acks="all", linger_ms=20,
-                            compression_type=codec, batch_size=16384)
+                            compression_type=codec, batch_size=16384, retries=5,
+                            max_in_flight_requests_per_connection=1)
     try:
         futs = [p.send(topic, value=v, key=k, partition=0) for k, v in recs]
         p.flush(30)

@@ -100,12 +100,13 @@ def sizes(resp):
 def test_describe_log_dirs_sizes_match_segment_files(cluster):
     cluster.create_topic("ld-a", 3, 3)
     cluster.create_topic("ld-b", 1, 2)
-    prod = KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all")
-    for i in range(300):
-        prod.send("ld-a", value=b"x" * 100, partition=i % 3)
-    for i in range(50):
-        prod.send("ld-b", value=b"y" * 1000, partition=0)
+    prod = KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all", retries=5,
+                         max_in_flight_requests_per_connection=1)
+    futs = [prod.send("ld-a", value=b"x" * 100, partition=i % 3) for i in range(300)]
+    futs += [prod.send("ld-b", value=b"y" * 1000, partition=0) for i in range(50)]
     prod.flush(30)
+    for f in futs:
+        f.get(timeout=1)
     prod.close()
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap(), api_version=(2, 4, 0))
     try:
@@ -147,10 +148,12 @@ def weir(*args, timeout=30):
 def test_weir_cluster_log_dirs_table_and_json(cluster):
     cluster.create_topic("ld-cli", 2, 3)
     cluster.create_topic("ld-other", 1, 1)
-    prod = KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all")
-    for i in range(100):
-        prod.send("ld-cli", value=b"z" * 200, partition=i % 2)
+    prod = KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all", retries=5,
+                         max_in_flight_requests_per_connection=1)
+    futs = [prod.send("ld-cli", value=b"z" * 200, partition=i % 2) for i in range(100)]
     prod.flush(30)
+    for f in futs:
+        f.get(timeout=1)
     prod.close()
     b = ["--bootstrap-server", cluster.bootstrap()]
     deadline = time.monotonic() + 30
