@@ -47,7 +47,8 @@ const struct config_def broker_config_defs[] = {
     {.name = "coordinator.connect",
      .type = CONFIG_STRING,
      .default_value = NULL,
-     .doc = "host:port of weir-coordinator"},
+     .doc = "host:port of weir-coordinator, or of each voter of a coordinator quorum: "
+            "host:port[,host:port...] (at most 7); the broker follows the quorum leader"},
     {.name = "zookeeper.connect",
      .type = CONFIG_STRING,
      .default_value = NULL,
@@ -350,11 +351,10 @@ int broker_settings_resolve(const struct config *c, struct broker_settings *ret,
         snprintf(err, errlen, "coordinator.connect is required");
         return -EINVAL;
     }
-    if (parse_hostport(coord, s.coord_host, sizeof(s.coord_host), &s.coord_port) != 0) {
-        snprintf(err, errlen, "invalid value '%s' for 'coordinator.connect': expected host:port",
-                 coord);
+    if (coordaddr_parse(coord, &s.coord, err, errlen) != 0)
         return -EINVAL;
-    }
+    snprintf(s.coord_host, sizeof(s.coord_host), "%s", s.coord.v[0].host);
+    s.coord_port = s.coord.v[0].port;
     s.replication_listener = config_get_string(c, "replication.listener");
     s.repl_host[0] = 0;
     s.repl_port = 0;

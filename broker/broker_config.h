@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/coordaddr.h"
 #include "common/config.h"
 
 #define BROKER_HOST_MAX 256
@@ -23,7 +24,8 @@ struct broker_settings {
     int32_t broker_id;
     struct broker_endpoint listen;     /* listeners */
     struct broker_endpoint advertised; /* advertised.listeners, else listeners */
-    char coord_host[BROKER_HOST_MAX];  /* coordinator.connect */
+    struct coordaddr coord;            /* coordinator.connect: the list */
+    char coord_host[BROKER_HOST_MAX];  /* its first entry */
     int coord_port;
     const char *replication_listener; /* replication.listener as given; NULL: default */
     char repl_host[BROKER_HOST_MAX];   /* parsed; "" = the advertised host */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "broker/broker_config.h"
+#include "broker/coordaddr.h"
 #include "broker/heartbeat.h"
 #include "common/clock.h"
 #include "common/kerr.h"
@@ -24,6 +25,11 @@
 
 
 #define SHUTDOWN_TRIES     5
+/* Reconnect delays cap at this (rpc backoff), so that walking the list of
+ * coordinators after the leader died takes a fraction of an election. */
+#define COORDCLIENT_BACKOFF_MAX_MS 500
+/* NOT_CONTROLLER without a hint: an election is on; ask the next one after. */
+#define COORDCLIENT_NO_LEADER_PAUSE_MS 150
 /* Watch records are applied for at most this long per loop turn; the rest
  * wait, in order, for the next turn (a fence arrives as one batch of 10,001). */
 #define APPLY_SLICE_MS     10
@@ -55,6 +61,9 @@ struct coordclient {
     const struct broker_settings *s;
     struct coordclient_callbacks cb;
     struct rpc_client *rpc;
+    struct coordaddr addr;  /* coordinator.connect, and which one we talk to */
+    char connected_to[300]; /* "host:port" of the live connection; "" none */
+    uint64_t moves;         /* times the broker moved to another coordinator */
     struct cstate *state;
     bool synced;
     bool registered;
@@ -103,6 +112,68 @@ static void new_incarnation(uint8_t out[16])
     }
     out[6] = (uint8_t)((out[6] & 0x0f) | 0x40);
     out[8] = (uint8_t)((out[8] & 0x3f) | 0x80);
+}
+
+/* ---- which coordinator -------------------------------------------------------- */
+
+/* Point both connections (this loop's and the heartbeat thread's) at the
+ * current address of cc->addr, connecting after @delay_ms (0: at once; < 0:
+ * with the client's backoff). */
+static void retarget(struct coordclient *cc, int delay_ms, const char *why)
+{
+    const struct coordaddr_entry *e = coordaddr_current(&cc->addr);
+    int r = rpc_client_retarget(cc->rpc, e->host, e->port, delay_ms);
+    if (r < 0) {
+        log_warn("coordclient", "cannot switch to coordinator %s:%d: %s", e->host, e->port,
+                 strerror(-r));
+        return;
+    }
+    hbthread_set_target(cc->hb, e->host, e->port);
+    cc->moves++;
+    log_info("coordclient", "%s: talking to coordinator %s:%d", why, e->host, e->port);
+}
+
+/* A coordinator answered NOT_CONTROLLER for @what: go to the hinted leader at
+ * once, or without a hint (an election is on) try the next coordinator after
+ * a short pause. */
+static void follow_leader(struct coordclient *cc, const Weir__Coord__LeaderHint *hint,
+                          const char *what)
+{
+    if (cc->shutting_down)
+        return;
+    if (hint && hint->host && hint->host[0]) {
+        if (coordaddr_adopt(&cc->addr, hint->host, hint->port)) {
+            char why[128];
+            snprintf(why, sizeof(why), "%s: coordinator %d leads the quorum", what,
+                     (int)hint->node_id);
+            retarget(cc, 0, why);
+        }
+        /* Already there: the answer came over the old connection. */
+        return;
+    }
+    coordaddr_advance(&cc->addr);
+    char why[128];
+    snprintf(why, sizeof(why), "%s: no quorum leader known", what);
+    retarget(cc, COORDCLIENT_NO_LEADER_PAUSE_MS, why);
+}
+
+/* A response to forwarded call @method, if it is NOT_CONTROLLER with a hint
+ * field: follow it (the caller still gets the answer and retries). */
+static void check_not_controller(struct coordclient *cc, unsigned method,
+                                 const struct ProtobufCMessage *resp, const char *what)
+{
+    const ProtobufCMessageDescriptor *d = resp ? resp->descriptor : NULL;
+    (void)method;
+    const ProtobufCFieldDescriptor *fc =
+        d ? protobuf_c_message_descriptor_get_field_by_name(d, "error_code") : NULL;
+    const ProtobufCFieldDescriptor *fh =
+        d ? protobuf_c_message_descriptor_get_field_by_name(d, "leader_hint") : NULL;
+    if (!fc || !fh || fc->type != PROTOBUF_C_TYPE_INT32 || fc->label != PROTOBUF_C_LABEL_NONE ||
+        fh->descriptor != &weir__coord__leader_hint__descriptor)
+        return;
+    if (*(const int32_t *)((const char *)resp + fc->offset) != KERR_NOT_CONTROLLER)
+        return;
+    follow_leader(cc, *(Weir__Coord__LeaderHint *const *)((const char *)resp + fh->offset), what);
 }
 
 /* ---- waiters ---------------------------------------------------------------- */
@@ -185,8 +256,8 @@ static void foreign_cluster(struct coordclient *cc, const char *theirs, const ch
     cc->lease_start_ms = -1;
     char why[512];
     snprintf(why, sizeof(why),
-             "the coordinator %s:%d serves cluster %s but this broker belongs to cluster %s (%s)",
-             cc->s->coord_host, cc->s->coord_port, theirs && *theirs ? theirs : "?", cc->cluster_id,
+             "the coordinator %s serves cluster %s but this broker belongs to cluster %s (%s)",
+             rpc_client_peer(cc->rpc), theirs && *theirs ? theirs : "?", cc->cluster_id,
              how);
     if (cc->cb.on_fatal)
         cc->cb.on_fatal(cc->cb.ud, why);
@@ -451,6 +522,10 @@ static void on_watch_response(int status, const struct ProtobufCMessage *msg, co
         return; /* the reconnect subscribes again */
     }
     const Weir__Coord__WatchResponse *resp = (const Weir__Coord__WatchResponse *)msg;
+    if (resp->error_code == KERR_NOT_CONTROLLER) {
+        follow_leader(cc, resp->leader_hint, "watch refused");
+        return; /* the next connection subscribes again */
+    }
     if (resp->error_code) {
         log_warn("coordclient", "watch refused: %s: %s", kerr_name((int16_t)resp->error_code),
                  resp->error_message);
@@ -529,6 +604,18 @@ static void on_heartbeat_refused(void *ud, int64_t epoch, int16_t code, const ch
     do_register(cc);
 }
 
+/* A heartbeat was answered NOT_CONTROLLER: the session is not in question
+ * (the new leader grants it a fresh timeout); send to the leader. */
+static void on_heartbeat_hint(void *ud, int32_t node_id, const char *host, int port)
+{
+    struct coordclient *cc = ud;
+    Weir__Coord__LeaderHint h = WEIR__COORD__LEADER_HINT__INIT;
+    h.node_id = node_id;
+    h.host = (char *)host;
+    h.port = port;
+    follow_leader(cc, host && host[0] ? &h : NULL, "heartbeat refused");
+}
+
 static void reg_fire(evutil_socket_t fd, short what, void *arg)
 {
     struct coordclient *cc = arg;
@@ -557,6 +644,10 @@ static void on_register(int status, const struct ProtobufCMessage *msg, const ch
         foreign_cluster(cc, resp->cluster_id,
                         "it refused the registration: INCONSISTENT_CLUSTER_ID");
         return;
+    }
+    if (resp->error_code == KERR_NOT_CONTROLLER) {
+        follow_leader(cc, resp->leader_hint, "registration refused");
+        return; /* registered on the next connection */
     }
     if (resp->error_code) {
         log_warn("coordclient", "registration refused: %s: %s", kerr_name((int16_t)resp->error_code),
@@ -621,7 +712,8 @@ static void do_register(struct coordclient *cc)
 static void on_connect(struct rpc_client *c, void *ud)
 {
     struct coordclient *cc = ud;
-    log_info("coordclient", "connected to coordinator %s:%d", cc->s->coord_host, cc->s->coord_port);
+    snprintf(cc->connected_to, sizeof(cc->connected_to), "%s", rpc_client_peer(c));
+    log_info("coordclient", "connected to coordinator %s", cc->connected_to);
     /* Re-registering with the same incarnation renews a live session. */
     if (!cc->registered)
         do_register(cc);
@@ -631,9 +723,27 @@ static void on_connect(struct rpc_client *c, void *ud)
 static void on_disconnect(struct rpc_client *c, void *ud)
 {
     struct coordclient *cc = ud;
-    log_warn("coordclient", "lost the coordinator; serving with metadata offset %" PRId64,
-             cc->state->offset);
+    log_warn("coordclient", "lost the coordinator %s; serving with metadata offset %" PRId64,
+             cc->connected_to, cc->state->offset);
     cc->registering = false;
+    /* The coordinator we talked to went away (not a move of ours): try the
+     * next one of the list; a follower there hints at the leader. */
+    bool moved = strcmp(cc->connected_to, rpc_client_peer(c)) != 0;
+    cc->connected_to[0] = '\0';
+    if (!moved && !cc->shutting_down && cc->addr.n > 1) {
+        coordaddr_advance(&cc->addr);
+        retarget(cc, -1, "lost the coordinator");
+    }
+}
+
+static void on_connect_failed(struct rpc_client *c, void *ud)
+{
+    (void)c;
+    struct coordclient *cc = ud;
+    if (cc->shutting_down || (cc->addr.n <= 1 && !cc->addr.adopted))
+        return;
+    coordaddr_advance(&cc->addr);
+    retarget(cc, -1, "cannot connect");
 }
 
 int coordclient_new(struct event_base *base, const struct broker_settings *s,
@@ -644,6 +754,12 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
         return -ENOMEM;
     cc->base = base;
     cc->s = s;
+    cc->addr = s->coord;
+    if (cc->addr.n == 0) { /* settings built by hand (tests): the single address */
+        snprintf(cc->addr.v[0].host, sizeof(cc->addr.v[0].host), "%s", s->coord_host);
+        cc->addr.v[0].port = s->coord_port;
+        cc->addr.n = 1;
+    }
     cc->lease_start_ms = -1;
     if (cb)
         cc->cb = *cb;
@@ -661,9 +777,13 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
     struct rpc_client_options o = {0};
     o.on_connect = on_connect;
     o.on_disconnect = on_disconnect;
+    o.on_connect_failed = on_connect_failed;
     o.event_ud = cc;
     o.max_frame_bytes = 64u * 1024 * 1024;
-    r = rpc_client_new(base, s->coord_host, s->coord_port, &weir__coord__coordinator__descriptor,
+    /* Trying the coordinators of the list in turn: never wait long on one. */
+    o.backoff_max_ms = COORDCLIENT_BACKOFF_MAX_MS;
+    const struct coordaddr_entry *first = coordaddr_current(&cc->addr);
+    r = rpc_client_new(base, first->host, first->port, &weir__coord__coordinator__descriptor,
                        &o, &cc->rpc);
     if (r < 0)
         goto fail;
@@ -673,10 +793,11 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
                        &weir__coord__watch_image__descriptor, on_watch_image, cc);
     rpc_client_on_push(cc->rpc, WEIR__COORD__WATCH_PUSH_TYPE__WATCH_PUSH_BATCH,
                        &weir__coord__watch_batch__descriptor, on_watch_batch, cc);
-    r = hbthread_new(base, s->coord_host, s->coord_port, s->broker_id, on_heartbeat_refused, cc,
+    r = hbthread_new(base, first->host, first->port, s->broker_id, on_heartbeat_refused, cc,
                      &cc->hb);
     if (r < 0)
         goto fail;
+    hbthread_set_hint_fn(cc->hb, on_heartbeat_hint);
     reg_schedule(cc);
     *ret = cc;
     return 0;
@@ -767,7 +888,25 @@ bool coordclient_lease_valid(const struct coordclient *cc, int64_t now_ms)
         start = cc->lease_start_ms;
     if (start < 0)
         return false;
-    return now_ms - start < (int64_t)cc->session_timeout_ms;
+    return now_ms - start < coordclient_lease_ms(cc->session_timeout_ms);
+}
+
+int64_t coordclient_lease_ms(int session_timeout_ms)
+{
+    /* Clocks drift: the coordinator's session timer may run fast and ours
+     * slow. Stop a tenth early (docs/coordinator-quorum.md, "The broker's
+     * lease with a quorum behind it"). */
+    return (int64_t)session_timeout_ms * COORDCLIENT_LEASE_PERMILLE / 1000;
+}
+
+uint64_t coordclient_moves(const struct coordclient *cc)
+{
+    return cc->moves;
+}
+
+const char *coordclient_coordinator(const struct coordclient *cc)
+{
+    return rpc_client_peer(cc->rpc);
 }
 
 int coordclient_session_timeout_ms(const struct coordclient *cc)
@@ -775,10 +914,34 @@ int coordclient_session_timeout_ms(const struct coordclient *cc)
     return cc->session_timeout_ms;
 }
 
+struct fwd_call {
+    struct coordclient *cc;
+    unsigned method;
+    coordclient_response_fn cb;
+    void *ud;
+};
+
+static void on_forwarded(int status, const struct ProtobufCMessage *resp, const char *errmsg,
+                         void *ud)
+{
+    struct fwd_call *f = ud;
+    if (status == RPC_OK)
+        check_not_controller(f->cc, f->method, resp, "forwarded call refused");
+    f->cb(status, resp, errmsg, f->ud);
+    free(f);
+}
+
 int coordclient_call(struct coordclient *cc, unsigned method, const struct ProtobufCMessage *req,
                      int timeout_ms, coordclient_response_fn cb, void *ud)
 {
-    return rpc_client_call(cc->rpc, method, req, timeout_ms, cb, ud);
+    struct fwd_call *f = malloc(sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    *f = (struct fwd_call){cc, method, cb, ud};
+    int r = rpc_client_call(cc->rpc, method, req, timeout_ms, on_forwarded, f);
+    if (r < 0)
+        free(f);
+    return r;
 }
 
 /* ---- controlled shutdown ------------------------------------------------------ */

@@ -41,7 +41,14 @@ struct coordclient_callbacks {
     void *ud;
 };
 
-/* Starts connecting at once. Borrows @s (must outlive the client). */
+/* Starts connecting at once, to the first entry of s->coord (coordinator.connect;
+ * a list of the quorum's voters): a voter that does not lead answers
+ * NOT_CONTROLLER with a hint and the client moves to the leader at once (also
+ * one outside the list); without a hint, or when a connection fails or drops,
+ * it tries the next entry with back-off. Registration is kept across moves:
+ * the new leader grants the session a fresh timeout, so the broker neither
+ * registers again nor gets fenced; the watch resumes from the last applied
+ * offset. Borrows @s (must outlive the client). */
 int coordclient_new(struct event_base *base, const struct broker_settings *s,
                     const struct coordclient_callbacks *cb, struct coordclient **ret);
 void coordclient_free(struct coordclient *cc); /* NULL-safe */
@@ -77,11 +84,23 @@ bool coordclient_current(const struct coordclient *cc);
  * It holds when the broker is registered, its state has caught up with the
  * coordinator's offset at registration (so the leaderships it sees are not from
  * before a fencing), and a heartbeat or registration *sent* less than
- * session.timeout.ms ago (@now_ms, monotonic) was accepted. The coordinator
+ * coordclient_lease_ms(session.timeout.ms) ago (@now_ms, monotonic) was
+ * accepted by the quorum leader. The coordinator
  * fences a broker no earlier than session.timeout.ms after it *received* the
  * last heartbeat, so a broker whose lease is valid has not been fenced for
  * silence (architecture invariant 2). */
 bool coordclient_lease_valid(const struct coordclient *cc, int64_t now_ms);
+/* The lease length for @session_timeout_ms: COORDCLIENT_LEASE_PERMILLE of it.
+ * The broker stops acknowledging a tenth early so that clock drift between it
+ * and the coordinator (a few percent) never lets its lease outlive the
+ * coordinator's session timer (docs/coordinator-quorum.md). */
+#define COORDCLIENT_LEASE_PERMILLE 900
+int64_t coordclient_lease_ms(int session_timeout_ms);
+
+/* Times the broker moved to another coordinator (a hint, a failure). */
+uint64_t coordclient_moves(const struct coordclient *cc);
+/* "host:port" of the coordinator talked to now (or being connected to). */
+const char *coordclient_coordinator(const struct coordclient *cc);
 /* session.timeout.ms as the coordinator announced it (0 before registering). */
 int coordclient_session_timeout_ms(const struct coordclient *cc);
 

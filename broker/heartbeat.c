@@ -66,6 +66,7 @@ struct hbthread {
     struct event *notice_ev; /* notice_fd readable: a refusal to hand over */
     int notice_fd;
     hbthread_refused_fn refused;
+    hbthread_hint_fn hint_fn;
     void *ud;
 
     /* Thread side. */
@@ -79,6 +80,7 @@ struct hbthread {
     int32_t broker_id;
     struct hb_liveness live;
     bool in_flight;
+    uint64_t target_seen; /* target_gen the client points at */
 
     /* Shared. */
     _Atomic int64_t loop_stamp_ms;
@@ -93,6 +95,13 @@ struct hbthread {
     int64_t refused_epoch;
     int16_t refused_code;
     char refused_msg[256];
+    bool hint_pending; /* a NOT_CONTROLLER answer to hand over */
+    int32_t hint_id;
+    char hint_host[256]; /* "" no hint */
+    int hint_port;
+    uint64_t target_gen; /* bumped by hbthread_set_target */
+    char target_host[256];
+    int target_port;
     struct hbthread_stats stats;
 };
 
@@ -118,9 +127,17 @@ static void on_notice(evutil_socket_t fd, short what, void *arg)
     char msg[sizeof(h->refused_msg)];
     memcpy(msg, h->refused_msg, sizeof(msg));
     h->refusal_pending = false;
+    bool hint = h->hint_pending;
+    int32_t hint_id = h->hint_id;
+    char hint_host[sizeof(h->hint_host)];
+    memcpy(hint_host, h->hint_host, sizeof(hint_host));
+    int hint_port = h->hint_port;
+    h->hint_pending = false;
     pthread_mutex_unlock(&h->mu);
     if (pending && h->refused)
         h->refused(h->ud, epoch, code, msg);
+    if (hint && h->hint_fn)
+        h->hint_fn(h->ud, hint_id, hint_host, hint_port);
 }
 
 struct hb_call {
@@ -147,7 +164,17 @@ static void on_heartbeat(int status, const struct ProtobufCMessage *msg, const c
     const Weir__Coord__HeartbeatResponse *resp = (const Weir__Coord__HeartbeatResponse *)msg;
     bool notify = false;
     pthread_mutex_lock(&h->mu);
-    if (!resp->error_code) {
+    if (resp->error_code == KERR_NOT_CONTROLLER) {
+        /* Not the quorum leader (any more): no lease from this answer, but the
+         * session stands; the loop moves both connections to the leader. */
+        h->stats.failed++;
+        h->hint_pending = true;
+        const Weir__Coord__LeaderHint *lh = resp->leader_hint;
+        h->hint_id = lh ? lh->node_id : -1;
+        snprintf(h->hint_host, sizeof(h->hint_host), "%s", lh && lh->host ? lh->host : "");
+        h->hint_port = lh ? lh->port : 0;
+        notify = true;
+    } else if (!resp->error_code) {
         h->stats.accepted++;
         if (resp->metadata_offset > h->coord_offset)
             h->coord_offset = resp->metadata_offset;
@@ -208,7 +235,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_lock(&h->mu);
     int64_t epoch = h->epoch;
     int interval = h->interval_ms, timeout = h->session_timeout_ms;
+    bool move = h->target_gen != h->target_seen;
+    char host[sizeof(h->target_host)];
+    memcpy(host, h->target_host, sizeof(host));
+    int port = h->target_port;
+    h->target_seen = h->target_gen;
     pthread_mutex_unlock(&h->mu);
+    if (move) {
+        int r = rpc_client_retarget(h->rpc, host, port, 0);
+        if (r < 0)
+            log_warn("heartbeat", "cannot switch to coordinator %s:%d: %s", host, port,
+                     strerror(-r));
+        return;
+    }
     if (epoch < 0 || timeout <= 0) {
         hb_liveness_init(&h->live);
         return;
@@ -363,6 +402,22 @@ void hbthread_set_session(struct hbthread *h, int64_t epoch, int interval_ms,
     h->interval_ms = interval_ms > 0 ? interval_ms : 1000;
     h->session_timeout_ms = session_timeout_ms;
     pthread_mutex_unlock(&h->mu);
+}
+
+void hbthread_set_target(struct hbthread *h, const char *host, int port)
+{
+    pthread_mutex_lock(&h->mu);
+    {
+        snprintf(h->target_host, sizeof(h->target_host), "%s", host);
+        h->target_port = port;
+        h->target_gen++;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+void hbthread_set_hint_fn(struct hbthread *h, hbthread_hint_fn fn)
+{
+    h->hint_fn = fn;
 }
 
 void hbthread_set_applied(struct hbthread *h, int64_t offset)

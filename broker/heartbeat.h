@@ -68,6 +68,15 @@ typedef void (*hbthread_refused_fn)(void *ud, int64_t epoch, int16_t code, const
  * start after hbthread_set_session. */
 int hbthread_new(struct event_base *loop_base, const char *host, int port, int32_t broker_id,
                  hbthread_refused_fn refused, void *ud, struct hbthread **ret);
+/* A heartbeat was answered NOT_CONTROLLER by a coordinator that does not lead
+ * the quorum: @host "" when it named no leader. Not a refusal of the session
+ * (the lease is not extended by it, and not cut either). Runs on the loop
+ * thread. */
+typedef void (*hbthread_hint_fn)(void *ud, int32_t node_id, const char *host, int port);
+void hbthread_set_hint_fn(struct hbthread *h, hbthread_hint_fn fn);
+/* Heartbeat to @host:@port from now on (the thread reconnects there within a
+ * tick). Any thread. */
+void hbthread_set_target(struct hbthread *h, const char *host, int port);
 /* Stops and joins the thread. NULL-safe. Loop thread only. */
 void hbthread_free(struct hbthread *h);
 

@@ -110,6 +110,7 @@ struct fetch {
     struct rpc_client *rpc;
     struct event *retry;
     const struct broker_settings *s;
+    struct coordaddr addr; /* coordinator.connect: any voter answers */
     char cluster_id[METAPROPS_ID_BUF];
     int result; /* 1 while waiting */
     int tries;
@@ -125,8 +126,14 @@ static void fetch_retry(evutil_socket_t fd, short what, void *arg)
 static void fetch_later(struct fetch *f, const char *why)
 {
     if (++f->tries % NAG_EVERY == 1)
-        log_warn("broker", "waiting for the coordinator %s:%d to tell its cluster id: %s",
-                 f->s->coord_host, f->s->coord_port, why);
+        log_warn("broker", "waiting for the coordinator %s to tell its cluster id: %s",
+                 rpc_client_peer(f->rpc), why);
+    /* A list of voters: ask the next one (any voter knows the cluster id). */
+    if (f->addr.n > 1) {
+        coordaddr_advance(&f->addr);
+        const struct coordaddr_entry *e = coordaddr_current(&f->addr);
+        rpc_client_retarget(f->rpc, e->host, e->port, 0);
+    }
     struct timeval tv = {0, RETRY_MS * 1000};
     evtimer_add(f->retry, &tv);
 }
@@ -172,7 +179,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 int identity_fetch_cluster_id(struct event_base *base, const struct broker_settings *s,
                               char ret_cluster_id[METAPROPS_ID_BUF])
 {
-    struct fetch f = {.base = base, .s = s, .result = 1};
+    struct fetch f = {.base = base, .s = s, .addr = s->coord, .result = 1};
     struct event *sigterm = evsignal_new(base, SIGTERM, on_stop_signal, &f);
     struct event *sigint = evsignal_new(base, SIGINT, on_stop_signal, &f);
     f.retry = evtimer_new(base, fetch_retry, &f);

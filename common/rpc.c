@@ -804,6 +804,8 @@ struct rpc_client {
     int connect_fd;
     struct event connect_ev;
     struct event retry_ev;
+    struct event switch_ev; /* rpc_client_retarget: acts from the loop */
+    int switch_delay_ms;
     uint64_t gen; /* bumped on every connect and disconnect */
     int backoff_ms;
     uint64_t rng;
@@ -823,6 +825,7 @@ static void client_start_connect(struct rpc_client *c);
 static void client_destroy(struct rpc_client *c)
 {
     event_del(&c->retry_ev);
+    event_del(&c->switch_ev);
     free(c->buckets);
     free(c->pushes);
     free(c);
@@ -955,6 +958,15 @@ static void client_schedule_retry(struct rpc_client *c)
     struct timeval tv = ms_to_tv(delay);
     evtimer_add(&c->retry_ev, &tv);
     log_debug("rpc", "reconnecting to %s in %d ms", c->peer, delay);
+}
+
+/* A connect attempt failed: retry with backoff, and tell the owner (it may
+ * point the client elsewhere for that retry). */
+static void client_connect_failed(struct rpc_client *c)
+{
+    client_schedule_retry(c);
+    if (c->opts.on_connect_failed)
+        c->opts.on_connect_failed(c, c->opts.event_ud);
 }
 
 static void client_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -1142,7 +1154,7 @@ static void client_connected(struct rpc_client *c, int fd)
     struct bufferevent *bev = factory(c->base, fd, false, c->opts.bev_factory_ud);
     if (!bev) {
         log_debug("rpc", "cannot set up connection to %s", c->peer);
-        client_schedule_retry(c);
+        client_connect_failed(c);
         return;
     }
     c->bev = bev;
@@ -1175,7 +1187,7 @@ static void client_connect_cb(evutil_socket_t fd, short what, void *arg)
     if (err) {
         log_debug("rpc", "connect to %s failed: %s", c->peer, strerror(err));
         close(fd);
-        client_schedule_retry(c);
+        client_connect_failed(c);
     } else {
         client_connected(c, fd);
     }
@@ -1187,7 +1199,7 @@ static void client_start_connect(struct rpc_client *c)
     int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         log_debug("rpc", "socket for %s: %s", c->peer, strerror(errno));
-        client_schedule_retry(c);
+        client_connect_failed(c);
         return;
     }
     set_nodelay(fd);
@@ -1198,7 +1210,7 @@ static void client_start_connect(struct rpc_client *c)
     if (errno != EINPROGRESS) {
         log_debug("rpc", "connect to %s failed: %s", c->peer, strerror(errno));
         close(fd);
-        client_schedule_retry(c);
+        client_connect_failed(c);
         return;
     }
     /* Connect ourselves rather than through the bufferevent, so the bev factory
@@ -1208,6 +1220,59 @@ static void client_start_connect(struct rpc_client *c)
     event_assign(&c->connect_ev, c->base, fd, EV_WRITE, client_connect_cb, c);
     struct timeval tv = ms_to_tv(c->opts.connect_timeout_ms);
     event_add(&c->connect_ev, &tv);
+}
+
+/* The address changed (rpc_client_retarget): leave the old peer and connect to
+ * the new one, at once or after the delay asked for, or with backoff. */
+static void client_switch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct rpc_client *c = arg;
+    client_enter(c);
+    if (c->connect_fd >= 0) { /* a connect to the old address in progress */
+        event_del(&c->connect_ev);
+        close(c->connect_fd);
+        c->connect_fd = -1;
+        c->state = CLIENT_WAITING;
+    }
+    if (c->state == CLIENT_CONNECTED)
+        client_drop(c); /* in-flight calls: RPC_DISCONNECTED; on_disconnect runs */
+    if (!c->dead) {
+        c->state = CLIENT_WAITING;
+        if (c->switch_delay_ms >= 0) {
+            event_del(&c->retry_ev);
+            c->backoff_ms = c->opts.backoff_initial_ms;
+            struct timeval tv = ms_to_tv(c->switch_delay_ms);
+            evtimer_add(&c->retry_ev, &tv);
+        } else if (!evtimer_pending(&c->retry_ev, NULL)) {
+            client_schedule_retry(c);
+        }
+    }
+    client_leave(c);
+}
+
+int rpc_client_retarget(struct rpc_client *c, const char *host, int port, int delay_ms)
+{
+    if (!c || !host || port <= 0 || port > 65535)
+        return -EINVAL;
+    if (c->dead)
+        return -ESHUTDOWN;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int r = resolve(host, port, false, &addr, &addrlen);
+    if (r < 0)
+        return r;
+    c->addr = addr;
+    c->addrlen = addrlen;
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    c->switch_delay_ms = delay_ms;
+    struct timeval now = {0, 0};
+    evtimer_add(&c->switch_ev, &now);
+    return 0;
+}
+
+const char *rpc_client_peer(const struct rpc_client *c)
+{
+    return c->peer;
 }
 
 int rpc_client_new(struct event_base *base, const char *host, int port,
@@ -1261,6 +1326,7 @@ int rpc_client_new(struct event_base *base, const char *host, int port,
         c->rng = 1;
     c->next_corr = 1;
     evtimer_assign(&c->retry_ev, base, client_retry_cb, c);
+    evtimer_assign(&c->switch_ev, base, client_switch_cb, c);
     /* The first attempt starts from the loop, so on_connect never runs before the
      * caller has its pointer. */
     struct timeval now = {0, 0};
@@ -1285,6 +1351,7 @@ void rpc_client_free(struct rpc_client *c)
         c->connect_fd = -1;
     }
     event_del(&c->retry_ev);
+    event_del(&c->switch_ev);
     c->state = CLIENT_WAITING;
     /* rpc_client_call refuses new calls now, so this terminates. */
     while (c->head)

@@ -158,6 +158,9 @@ struct rpc_client_options {
     /* Called after an established connection drops (after the in-flight calls got
      * RPC_DISCONNECTED). Not called for failed connect attempts, nor by _free. */
     rpc_client_event_fn on_disconnect;
+    /* Called after a connect attempt failed, the retry already scheduled (with
+     * backoff); the owner may rpc_client_retarget for that retry. May be NULL. */
+    rpc_client_event_fn on_connect_failed;
     void *event_ud;
     rpc_bev_factory_fn bev_factory; /* NULL = plain TCP */
     void *bev_factory_ud;
@@ -187,5 +190,15 @@ int rpc_client_call(struct rpc_client *c, unsigned method, const struct Protobuf
 int rpc_client_on_push(struct rpc_client *c, uint16_t type,
                        const struct ProtobufCMessageDescriptor *msgdesc, rpc_push_fn fn, void *ud);
 bool rpc_client_is_connected(const struct rpc_client *c);
+/* Talk to @host:@port from now on (a coordinator quorum's leader moved). From
+ * the loop, right after this returns: a connection to the old address is
+ * closed (its in-flight calls complete with RPC_DISCONNECTED, on_disconnect
+ * runs; queued calls wait for the new one), and the client connects to the new
+ * address after @delay_ms (0: at once, backoff reset), or with the usual
+ * backoff when @delay_ms < 0. -EINVAL, -ESHUTDOWN, or a resolve error (the
+ * client keeps its old address then). Safe from inside the client's callbacks. */
+int rpc_client_retarget(struct rpc_client *c, const char *host, int port, int delay_ms);
+/* "host:port" the client connects to. */
+const char *rpc_client_peer(const struct rpc_client *c);
 /* Calls queued or in flight. */
 size_t rpc_client_pending(const struct rpc_client *c);

@@ -272,17 +272,54 @@ void svc_quorum_step(struct rpc_call *call, const ProtobufCMessage *msg, void *u
     rpc_call_reply(call, &resp.base);
 }
 
+/* The answer of a voter that may not do what @call asks: NOT_CONTROLLER with
+ * the leader as a hint when one is known. A method whose response has an
+ * error_code and a leader_hint field gets that response (the broker follows
+ * the hint); any other gets the same text in an RPC_INTERNAL error. */
 void svc_not_leader(struct coord_service *svc, struct rpc_call *call)
 {
     char text[COORD_CONFIG_HOST_MAX + 128];
     const struct coord_voter *v = craft_node_leader_voter(svc->quorum);
-    if (v && v->id != svc->cfg->node_id)
+    bool hint = v && v->id != svc->cfg->node_id;
+    if (hint)
         snprintf(text, sizeof(text), "NOT_CONTROLLER: coordinator %d at %s:%d leads the quorum",
                  (int)v->id, v->addr.host, v->addr.port);
     else
         snprintf(text, sizeof(text),
                  "NOT_CONTROLLER: no coordinator leads the quorum with a valid lease right now");
-    rpc_call_fail(call, RPC_INTERNAL, text);
+    unsigned m = rpc_call_method(call);
+    const ProtobufCServiceDescriptor *sd = &weir__coord__coordinator__descriptor;
+    const ProtobufCMessageDescriptor *d = m < sd->n_methods ? sd->methods[m].output : NULL;
+    const ProtobufCFieldDescriptor *fc =
+        d ? protobuf_c_message_descriptor_get_field_by_name(d, "error_code") : NULL;
+    const ProtobufCFieldDescriptor *fm =
+        d ? protobuf_c_message_descriptor_get_field_by_name(d, "error_message") : NULL;
+    const ProtobufCFieldDescriptor *fh =
+        d ? protobuf_c_message_descriptor_get_field_by_name(d, "leader_hint") : NULL;
+    if (!fc || fc->type != PROTOBUF_C_TYPE_INT32 || fc->label != PROTOBUF_C_LABEL_NONE || !fh ||
+        fh->type != PROTOBUF_C_TYPE_MESSAGE ||
+        fh->descriptor != &weir__coord__leader_hint__descriptor) {
+        rpc_call_fail(call, RPC_INTERNAL, text);
+        return;
+    }
+    ProtobufCMessage *resp = calloc(1, d->sizeof_message);
+    if (!resp) {
+        rpc_call_fail(call, RPC_INTERNAL, text);
+        return;
+    }
+    protobuf_c_message_init(d, resp);
+    *(int32_t *)((char *)resp + fc->offset) = KERR_NOT_CONTROLLER;
+    if (fm && fm->type == PROTOBUF_C_TYPE_STRING && fm->label == PROTOBUF_C_LABEL_NONE)
+        *(char **)((char *)resp + fm->offset) = text;
+    Weir__Coord__LeaderHint lh = WEIR__COORD__LEADER_HINT__INIT;
+    if (hint) {
+        lh.node_id = (int32_t)v->id;
+        lh.host = (char *)v->addr.host;
+        lh.port = v->addr.port;
+        *(Weir__Coord__LeaderHint **)((char *)resp + fh->offset) = &lh;
+    }
+    rpc_call_reply(call, resp);
+    free(resp); /* the fields it points to are borrowed */
 }
 
 /* ---- opening ---------------------------------------------------------------------- */

@@ -244,6 +244,12 @@ void svc_watch(struct rpc_call *call, const ProtobufCMessage *msg, void *ud)
         rpc_call_fail(call, RPC_SHUTTING_DOWN, "coordinator is stopping");
         return;
     }
+    /* Brokers watch the leader, whose heartbeats they send on (a follower
+     * answers NOT_CONTROLLER with the leader: they move there). */
+    if (!svc_leads(svc)) {
+        svc_not_leader(svc, call);
+        return;
+    }
     watch_hub_subscribe(svc->watch, call, (const Weir__Coord__WatchRequest *)msg);
 }
 
