@@ -30,6 +30,9 @@
 #define COORDCLIENT_BACKOFF_MAX_MS 500
 /* NOT_CONTROLLER without a hint: an election is on; ask the next one after. */
 #define COORDCLIENT_NO_LEADER_PAUSE_MS 150
+/* A hint naming the coordinator that failed less than this ago is ignored
+ * (followers keep naming a dead leader until their election timer fires). */
+#define COORDCLIENT_DEAD_HINT_MS 1000
 /* Watch records are applied for at most this long per loop turn; the rest
  * wait, in order, for the next turn (a fence arrives as one batch of 10,001). */
 #define APPLY_SLICE_MS     10
@@ -64,6 +67,8 @@ struct coordclient {
     struct coordaddr addr;  /* coordinator.connect, and which one we talk to */
     char connected_to[300]; /* "host:port" of the live connection; "" none */
     uint64_t moves;         /* times the broker moved to another coordinator */
+    char failed[300];       /* "host:port" that last failed or dropped ... */
+    int64_t failed_ms;      /* ... at this monotonic time; -1 none */
     struct cstate *state;
     bool synced;
     bool registered;
@@ -141,6 +146,17 @@ static void follow_leader(struct coordclient *cc, const Weir__Coord__LeaderHint 
 {
     if (cc->shutting_down)
         return;
+    /* Moving already (another refusal on the same connection came first). */
+    if (cc->connected_to[0] && strcmp(cc->connected_to, rpc_client_peer(cc->rpc)) != 0)
+        return;
+    /* A follower names the leader it last heard of until its election timer
+     * runs out: a leader that just died is not worth another try yet. */
+    char hinted[300] = "";
+    if (hint && hint->host)
+        snprintf(hinted, sizeof(hinted), "%s:%d", hint->host, hint->port);
+    if (hinted[0] && cc->failed_ms >= 0 && strcmp(hinted, cc->failed) == 0 &&
+        clock_mono_ms() - cc->failed_ms < COORDCLIENT_DEAD_HINT_MS)
+        hint = NULL;
     if (hint && hint->host && hint->host[0]) {
         if (coordaddr_adopt(&cc->addr, hint->host, hint->port)) {
             char why[128];
@@ -151,6 +167,8 @@ static void follow_leader(struct coordclient *cc, const Weir__Coord__LeaderHint 
         /* Already there: the answer came over the old connection. */
         return;
     }
+    if (cc->addr.n <= 1 && !cc->addr.adopted)
+        return; /* a single coordinator: nowhere else to ask; it is retried */
     coordaddr_advance(&cc->addr);
     char why[128];
     snprintf(why, sizeof(why), "%s: no quorum leader known", what);
@@ -729,6 +747,10 @@ static void on_disconnect(struct rpc_client *c, void *ud)
     /* The coordinator we talked to went away (not a move of ours): try the
      * next one of the list; a follower there hints at the leader. */
     bool moved = strcmp(cc->connected_to, rpc_client_peer(c)) != 0;
+    if (!moved) {
+        snprintf(cc->failed, sizeof(cc->failed), "%s", cc->connected_to);
+        cc->failed_ms = clock_mono_ms();
+    }
     cc->connected_to[0] = '\0';
     if (!moved && !cc->shutting_down && cc->addr.n > 1) {
         coordaddr_advance(&cc->addr);
@@ -738,8 +760,9 @@ static void on_disconnect(struct rpc_client *c, void *ud)
 
 static void on_connect_failed(struct rpc_client *c, void *ud)
 {
-    (void)c;
     struct coordclient *cc = ud;
+    snprintf(cc->failed, sizeof(cc->failed), "%s", rpc_client_peer(c));
+    cc->failed_ms = clock_mono_ms();
     if (cc->shutting_down || (cc->addr.n <= 1 && !cc->addr.adopted))
         return;
     coordaddr_advance(&cc->addr);
@@ -761,6 +784,7 @@ int coordclient_new(struct event_base *base, const struct broker_settings *s,
         cc->addr.n = 1;
     }
     cc->lease_start_ms = -1;
+    cc->failed_ms = -1;
     if (cb)
         cc->cb = *cb;
     new_incarnation(cc->incarnation);

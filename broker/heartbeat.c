@@ -81,6 +81,7 @@ struct hbthread {
     struct hb_liveness live;
     bool in_flight;
     uint64_t target_seen; /* target_gen the client points at */
+    int timeouts;         /* heartbeats in a row that got no answer in time */
 
     /* Shared. */
     _Atomic int64_t loop_stamp_ms;
@@ -155,12 +156,30 @@ static void on_heartbeat(int status, const struct ProtobufCMessage *msg, const c
     free(c);
     h->in_flight = false;
     if (status != RPC_OK) {
+        bool notify = false;
         pthread_mutex_lock(&h->mu);
         h->stats.failed++;
+        /* A coordinator that stopped answering but keeps its connections open
+         * (SIGSTOP, a wedged VM): after HB_TIMEOUTS_TO_MOVE unanswered
+         * heartbeats ask the loop to try the next coordinator of the list. */
+        if (status == RPC_TIMEOUT && ++h->timeouts >= HB_TIMEOUTS_TO_MOVE) {
+            h->timeouts = 0;
+            h->hint_pending = true;
+            h->hint_id = -1;
+            h->hint_host[0] = '\0';
+            h->hint_port = 0;
+            notify = true;
+        }
         pthread_mutex_unlock(&h->mu);
         log_debug("heartbeat", "heartbeat failed: %s", errmsg);
+        if (notify) {
+            uint64_t one = 1;
+            if (write(h->notice_fd, &one, sizeof(one)) < 0)
+                log_warn("heartbeat", "cannot notify the event loop: %s", strerror(errno));
+        }
         return;
     }
+    h->timeouts = 0;
     const Weir__Coord__HeartbeatResponse *resp = (const Weir__Coord__HeartbeatResponse *)msg;
     bool notify = false;
     pthread_mutex_lock(&h->mu);

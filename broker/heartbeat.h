@@ -32,6 +32,9 @@ struct hbthread;
 /* How often the loop stamps its progress, and how often the thread looks. */
 #define HB_LOOP_STAMP_MS 100
 #define HB_TICK_MS       100
+/* Unanswered heartbeats in a row (each times out after the interval) before the
+ * broker tries another coordinator: a paused leader keeps its sockets open. */
+#define HB_TIMEOUTS_TO_MOVE 2
 
 /* ---- the decision (pure; tests/unit/test_heartbeat.c) ------------------------- */
 
@@ -69,7 +72,8 @@ typedef void (*hbthread_refused_fn)(void *ud, int64_t epoch, int16_t code, const
 int hbthread_new(struct event_base *loop_base, const char *host, int port, int32_t broker_id,
                  hbthread_refused_fn refused, void *ud, struct hbthread **ret);
 /* A heartbeat was answered NOT_CONTROLLER by a coordinator that does not lead
- * the quorum: @host "" when it named no leader. Not a refusal of the session
+ * the quorum: @host "" when it named no leader, or when HB_TIMEOUTS_TO_MOVE
+ * heartbeats in a row got no answer in time. Not a refusal of the session
  * (the lease is not extended by it, and not cut either). Runs on the loop
  * thread. */
 typedef void (*hbthread_hint_fn)(void *ud, int32_t node_id, const char *host, int port);

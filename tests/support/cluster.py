@@ -22,8 +22,10 @@ own network namespace (veth pairs to a bridge in a namespace of its own, and one
 veth back to the test's namespace so clients route to the brokers).
 """
 
+import base64
 import os
 import random
+import re
 import select
 import shutil
 import signal
@@ -31,10 +33,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+# coordinator/raft_node.c logs this when a voter takes the quorum leadership
+LEADER_LINE = re.compile(r"became the coordinator leader in term (\d+)")
 
 
 def build_dir():
@@ -214,47 +219,110 @@ class Proc:
 
 
 class Cluster:
-    """A coordinator and brokers 1..n. Use as a context manager."""
+    """Coordinators and brokers 1..n. Use as a context manager.
+
+    API (stable: other tests build on it):
+
+    Cluster(brokers=3, coordinators=1, ...)
+        coordinators=1: one weir-coordinator, exactly as before (self.coordinator,
+        self.coord_port, name "coordinator" for host()/metrics_url()/Netns).
+        coordinators=3 (or 5): a quorum. Voters 1..k, each formatted with
+        `weir-coordinator format --cluster-id <self.cluster_id>` and started with
+        coordinator.quorum.voters naming all of them; brokers get every voter in
+        coordinator.connect (host:port,host:port,...). Voter i is named
+        "coordinator-i" (host(), metrics_url(), a Netns must hold those names).
+    self.coordinators    {i: Proc} of the voters (for k=1: {1: self.coordinator})
+    self.coord_ports     {i: port}; coord_port is coord_ports[1]
+    coord_name(i)        "coordinator" (k=1) or "coordinator-i"
+    coordinator_connect() the brokers' coordinator.connect value
+    coordinator_leader(timeout=15, exclude=(), min_term=1)
+        the voter id leading now: among running, not paused voters, the one whose
+        log has the highest "became the coordinator leader in term N" (terms are
+        unique to a leader, so a deposed leader's older line never wins); waits
+        up to @timeout for one at >= @min_term. Returns the id (1 for k=1).
+    coordinator_term(i)  the highest term voter i logged leading (0: never)
+    kill9_coordinator(i=1), pause_coordinator(i=1), resume_coordinator(i=1),
+    restart_coordinator(i=1, format_if_empty=True)
+        by PID; restart keeps the port and data directory (a voter is not
+        formatted again).
+    coordinator_log(i=1) the text of voter i's log.
+    """
 
     def __init__(self, brokers=3, broker_overrides=None, root=None, coordinator_overrides=None,
-                 per_broker_overrides=None, netns=None):
+                 per_broker_overrides=None, netns=None, coordinators=1):
         """coordinator_overrides: extra coordinator --override keys (after the defaults, so
-        they win); per_broker_overrides: {bid: {key: value}} after broker_overrides;
-        netns: a started Netns holding "coordinator" and every broker id."""
+        they win; for every voter); per_broker_overrides: {bid: {key: value}} after
+        broker_overrides; netns: a started Netns holding the coordinator names
+        (coord_name(i)) and every broker id; coordinators: 1, or the voters of a quorum."""
+        assert coordinators >= 1
         self.n = brokers
+        self.k = coordinators
         self.root = root or tempfile.mkdtemp(prefix="weir-it-")
         self.broker_overrides = dict(broker_overrides or {})
         self.coordinator_overrides = dict(coordinator_overrides or {})
         self.per_broker_overrides = {b: dict(o) for b, o in (per_broker_overrides or {}).items()}
         self.netns = netns
-        self.coord_port = free_port()
+        self.coord_ports = {i: free_port() for i in range(1, coordinators + 1)}
+        self.coord_port = self.coord_ports[1]
+        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         self.coordinator = None
+        self.coordinators = {}
         self.brokers = {}
         self.ports = {}
-        # metrics.listener of every process ("coordinator" or a broker id): /metrics, /health
+        # metrics.listener of every process (a coordinator name or a broker id): /metrics, /health
         self.metrics_ports = {}
         self.started = []  # every Proc started, also those since restarted or replaced
 
     # ---- processes ----------------------------------------------------------
 
-    def _coordinator_proc(self, format_if_empty=True):
-        """The coordinator formats an empty data directory on its first start
-        (--format-if-empty); without it an unformatted directory is refused."""
-        argv = [binary("coordinator/weir-coordinator")]
-        if format_if_empty:
-            argv.append("--format-if-empty")
-        argv += ["--override", "node.id=1",
-                "--override", "listeners=%s:%d" % (self.host("coordinator"), self.coord_port),
-                "--override", "data.dir=%s" % os.path.join(self.root, "coordinator"),
+    def coord_name(self, i=1):
+        return "coordinator" if self.k == 1 else "coordinator-%d" % i
+
+    def _coordinator_args(self, i):
+        name = self.coord_name(i)
+        data = os.path.join(self.root, "coordinator" if self.k == 1 else "coordinator-%d" % i)
+        argv = ["--override", "node.id=%d" % i,
+                "--override", "listeners=%s:%d" % (self.host(name), self.coord_ports[i]),
+                "--override", "data.dir=%s" % data,
                 "--override", "session.timeout.ms=6000",
                 "--override", "heartbeat.interval.ms=500",
                 "--override", "metrics.listener=%s:%d" % (
-                    self.host("coordinator"),
-                    self.metrics_ports.setdefault("coordinator", free_port()))]
+                    self.host(name), self.metrics_ports.setdefault(name, free_port()))]
+        if self.k > 1:
+            argv += ["--override", "coordinator.quorum.voters=%s" % ",".join(
+                "%d@%s:%d" % (j, self.host(self.coord_name(j)), p)
+                for j, p in sorted(self.coord_ports.items()))]
         for k, v in self.coordinator_overrides.items():
             argv += ["--override", "%s=%s" % (k, v)]
-        argv = self._ns_prefix("coordinator") + argv
-        return Proc("coordinator", argv, os.path.join(self.root, "coordinator.log"))
+        return argv
+
+    def _format_voter(self, i):
+        """`weir-coordinator format --cluster-id` for voter i (the same id for all)."""
+        argv = self._ns_prefix(self.coord_name(i)) + [
+            binary("coordinator/weir-coordinator"), "format", "--cluster-id",
+            self.cluster_id] + self._coordinator_args(i)
+        log = open(os.path.join(self.root, "coordinator-%d-format.log" % i), "ab")
+        try:
+            subprocess.run(argv, check=True, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                           timeout=30)
+        finally:
+            log.close()
+
+    def _coordinator_proc(self, format_if_empty=True, i=1):
+        """The single coordinator formats an empty data directory on its first start
+        (--format-if-empty); without it an unformatted directory is refused. Quorum
+        voters are formatted by start() (_format_voter) instead."""
+        argv = [binary("coordinator/weir-coordinator")]
+        if format_if_empty and self.k == 1:
+            argv.append("--format-if-empty")
+        argv += self._coordinator_args(i)
+        name = self.coord_name(i)
+        argv = self._ns_prefix(name) + argv
+        return Proc(name, argv, os.path.join(self.root, "%s.log" % name))
+
+    def coordinator_connect(self):
+        return ",".join("%s:%d" % (self.host(self.coord_name(i)), p)
+                        for i, p in sorted(self.coord_ports.items()))
 
     def _broker_proc(self, bid):
         port = self.ports.setdefault(bid, free_port())
@@ -262,8 +330,7 @@ class Cluster:
                 "--override", "broker.id=%d" % bid,
                 "--override", "listeners=PLAINTEXT://%s:%d" % (self.host(bid), port),
                 "--override", "log.dirs=%s" % self.log_dir(bid),
-                "--override", "coordinator.connect=%s:%d" % (self.host("coordinator"),
-                                                             self.coord_port),
+                "--override", "coordinator.connect=%s" % self.coordinator_connect(),
                 "--override", "metrics.listener=%s:%d" % (
                     self.host(bid), self.metrics_ports.setdefault(bid, free_port()))]
         for k, v in self.broker_overrides.items():
@@ -275,9 +342,17 @@ class Cluster:
 
     def start(self):
         try:
-            self.coordinator = self._coordinator_proc()
-            self.started.append(self.coordinator)
-            self.coordinator.start()
+            if self.k > 1:
+                for i in sorted(self.coord_ports):
+                    self._format_voter(i)
+            for i in sorted(self.coord_ports):
+                p = self._coordinator_proc(i=i)
+                self.coordinators[i] = p
+                self.started.append(p)
+                p.start()
+            self.coordinator = self.coordinators[1]
+            if self.k > 1:
+                self.coordinator_leader()
             for bid in range(1, self.n + 1):
                 self.start_broker(bid)
         except Exception:
@@ -311,17 +386,62 @@ class Cluster:
         """SIGTERM (controlled shutdown), SIGKILL after @timeout. Returns the exit code."""
         return self.brokers[bid].stop(timeout)
 
-    def kill9_coordinator(self):
-        self.coordinator.kill()
+    def kill9_coordinator(self, i=1):
+        self.coordinators[i].kill()
 
-    def restart_coordinator(self, format_if_empty=True):
-        """Start the coordinator again on the same port and data directory."""
-        if self.coordinator is not None and self.coordinator.running():
-            self.coordinator.stop()
-        self.coordinator = self._coordinator_proc(format_if_empty)
-        self.started.append(self.coordinator)
-        self.coordinator.start()
-        return self.coordinator
+    def pause_coordinator(self, i=1):
+        """SIGSTOP voter @i (sockets stay open, nothing is answered)."""
+        self.coordinators[i].pause()
+
+    def resume_coordinator(self, i=1):
+        self.coordinators[i].resume()
+
+    def restart_coordinator(self, i=1, format_if_empty=True):
+        """Start coordinator @i again on the same port and data directory (stopped
+        with SIGTERM first if it runs)."""
+        old = self.coordinators.get(i)
+        if old is not None and old.running():
+            old.stop()
+        p = self._coordinator_proc(format_if_empty, i=i)
+        self.coordinators[i] = p
+        if i == 1:
+            self.coordinator = p
+        self.started.append(p)
+        p.start()
+        return p
+
+    def coordinator_log(self, i=1):
+        try:
+            with open(self.coordinators[i].log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def coordinator_term(self, i):
+        terms = [int(t) for t in LEADER_LINE.findall(self.coordinator_log(i))]
+        return max(terms) if terms else 0
+
+    def coordinator_leader(self, timeout=15.0, exclude=(), min_term=1):
+        """The id of the voter leading now (see the class doc); 1 for a single
+        coordinator. AssertionError when none within @timeout."""
+        if self.k == 1:
+            return 1
+        deadline = time.monotonic() + timeout
+        while True:
+            best = None
+            for i, p in self.coordinators.items():
+                if i in exclude or not p.running() or p.paused:
+                    continue
+                t = self.coordinator_term(i)
+                if t >= min_term and (best is None or t > best[1]):
+                    best = (i, t)
+            # A paused or dead voter may have led in a later term: only a
+            # leader above every term logged anywhere is the current one.
+            top = max((self.coordinator_term(i) for i in self.coordinators), default=0)
+            if best is not None and best[1] >= top:
+                return best[0]
+            assert time.monotonic() < deadline, "no coordinator leader within %.0f s" % timeout
+            time.sleep(0.05)
 
     def stop_all(self):
         """Stop every process (brokers first). Returns {name: exit code}."""
@@ -331,11 +451,11 @@ class Cluster:
                 codes[p.name] = p.stop()
             except Exception:
                 p._sigkill()
-        if self.coordinator is not None:
+        for i, p in sorted(self.coordinators.items()):
             try:
-                codes["coordinator"] = self.coordinator.stop()
+                codes[p.name] = p.stop()
             except Exception:
-                self.coordinator._sigkill()
+                p._sigkill()
         return codes
 
     def exit_problems(self):
@@ -343,7 +463,7 @@ class Cluster:
         SIGTERM, or -9 when the test killed it on purpose. Covers processes since
         restarted or replaced, and ones a test put in self.brokers itself."""
         procs = list(self.started)
-        for p in list(self.brokers.values()) + [self.coordinator]:
+        for p in list(self.brokers.values()) + list(self.coordinators.values()):
             if p is not None and all(p is not q for q in procs):
                 procs.append(p)
         return [why for why in (p.exit_problem() for p in procs) if why]
@@ -354,7 +474,7 @@ class Cluster:
         where they are and their tails. Returns exit_problems() to assert on.
         Processes a test paused with SIGSTOP are resumed first, so they can
         answer SIGTERM."""
-        for proc in list(self.brokers.values()) + [self.coordinator]:
+        for proc in list(self.brokers.values()) + list(self.coordinators.values()):
             if proc is not None and proc.running():
                 try:
                     os.kill(proc.pid, signal.SIGCONT)
@@ -432,7 +552,7 @@ class Cluster:
 
     def tails(self, lines=30):
         out = []
-        procs = ([self.coordinator] if self.coordinator else []) + \
+        procs = [p for _, p in sorted(self.coordinators.items())] + \
             [p for _, p in sorted(self.brokers.items())]
         for p in procs:
             out.append("---- %s (%s) ----\n%s" % (p.name, p.log_path, p.tail(lines)))
