@@ -2,7 +2,13 @@
  * coordinator on loopback — a WatchBatch is applied in bounded slices (the loop
  * turns in between), in offset order, and the broker is told once at the end;
  * a batch that leaves a gap makes it subscribe again from the start; its
- * heartbeats (from the heartbeat thread) report the applied offset. */
+ * heartbeats (from the heartbeat thread) report the applied offset.
+ *
+ * The quorum: a coordinator answering NOT_CONTROLLER with a LeaderHint makes
+ * the broker move its connections to the hinted leader, also one that is not
+ * in coordinator.connect, without registering twice; a heartbeat answered
+ * NOT_CONTROLLER does not renew the lease, which ends a tenth of the session
+ * timeout early (clock drift allowance). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +26,7 @@
 #include "broker/broker_config.h"
 #include "broker/coordclient.h"
 #include "common/clock.h"
+#include "common/kerr.h"
 #include "common/log.h"
 #include "common/meta/state.h"
 #include "common/rpc.h"
@@ -37,13 +44,36 @@ struct fake {
     int64_t last_watch_offset;
     int64_t hb_applied;
     int heartbeats;
+    int registers;
+    /* Answer NOT_CONTROLLER (a follower), naming @hint_port as the leader
+     * when it is not 0. */
+    bool not_controller;
+    int hint_port;
 };
+
+static Weir__Coord__LeaderHint *fake_hint(struct fake *f, Weir__Coord__LeaderHint *h)
+{
+    if (!f->hint_port)
+        return NULL;
+    h->node_id = 2;
+    h->host = "127.0.0.1";
+    h->port = f->hint_port;
+    return h;
+}
 
 static void fake_register(struct rpc_call *call, const ProtobufCMessage *msg, void *ud)
 {
     (void)msg;
-    (void)ud;
+    struct fake *f = ud;
     Weir__Coord__RegisterBrokerResponse resp = WEIR__COORD__REGISTER_BROKER_RESPONSE__INIT;
+    Weir__Coord__LeaderHint h = WEIR__COORD__LEADER_HINT__INIT;
+    if (f->not_controller) {
+        resp.error_code = KERR_NOT_CONTROLLER;
+        resp.leader_hint = fake_hint(f, &h);
+        rpc_call_reply(call, &resp.base);
+        return;
+    }
+    f->registers++;
     resp.broker_epoch = 3;
     resp.cluster_id = CLUSTER;
     resp.heartbeat_interval_ms = 100;
@@ -56,9 +86,16 @@ static void fake_heartbeat(struct rpc_call *call, const ProtobufCMessage *msg, v
 {
     struct fake *f = ud;
     const Weir__Coord__HeartbeatRequest *req = (const Weir__Coord__HeartbeatRequest *)msg;
+    Weir__Coord__HeartbeatResponse resp = WEIR__COORD__HEARTBEAT_RESPONSE__INIT;
+    Weir__Coord__LeaderHint h = WEIR__COORD__LEADER_HINT__INIT;
+    if (f->not_controller) {
+        resp.error_code = KERR_NOT_CONTROLLER;
+        resp.leader_hint = fake_hint(f, &h);
+        rpc_call_reply(call, &resp.base);
+        return;
+    }
     f->heartbeats++;
     f->hb_applied = req->metadata_offset;
-    Weir__Coord__HeartbeatResponse resp = WEIR__COORD__HEARTBEAT_RESPONSE__INIT;
     resp.metadata_offset = -1;
     rpc_call_reply(call, &resp.base);
 }
@@ -68,6 +105,14 @@ static void fake_watch(struct rpc_call *call, const ProtobufCMessage *msg, void 
     struct fake *f = ud;
     const Weir__Coord__WatchRequest *req = (const Weir__Coord__WatchRequest *)msg;
     assert_true(req->accept_batches);
+    if (f->not_controller) {
+        Weir__Coord__WatchResponse resp = WEIR__COORD__WATCH_RESPONSE__INIT;
+        Weir__Coord__LeaderHint h = WEIR__COORD__LEADER_HINT__INIT;
+        resp.error_code = KERR_NOT_CONTROLLER;
+        resp.leader_hint = fake_hint(f, &h);
+        rpc_call_reply(call, &resp.base);
+        return;
+    }
     f->watches++;
     f->last_watch_offset = req->last_offset;
     if (f->watch_conn)
@@ -237,7 +282,7 @@ static bool waited(void *arg)
     return ((struct broker *)arg)->waited != -2;
 }
 
-static void setup(struct fake *f, struct broker *b, struct broker_settings *s)
+static void fake_start(struct fake *f)
 {
     memset(f, 0, sizeof(*f));
     f->base = event_base_new();
@@ -251,6 +296,11 @@ static void setup(struct fake *f, struct broker *b, struct broker_settings *s)
     assert_int_equal(rpc_server_new(f->base, "127.0.0.1", 0, &weir__coord__coordinator__descriptor,
                                     h, &so, &f->server),
                      0);
+}
+
+static void setup(struct fake *f, struct broker *b, struct broker_settings *s)
+{
+    fake_start(f);
     memset(s, 0, sizeof(*s));
     s->broker_id = 1;
     snprintf(s->coord_host, sizeof(s->coord_host), "127.0.0.1");
@@ -356,6 +406,108 @@ static void test_a_gap_resubscribes_from_the_start(void **state)
     teardown(&f, &b);
 }
 
+static void test_lease_ends_a_tenth_early_and_not_controller_does_not_renew(void **state)
+{
+    (void)state;
+    struct fake f;
+    struct broker b;
+    struct broker_settings s;
+    setup(&f, &b, &s);
+    assert_int_equal(coordclient_lease_ms(9000), 8100);
+    assert_int_equal(coordclient_session_timeout_ms(b.cc), 3000);
+    /* Right after an accepted heartbeat (they go every 100 ms), the fake stops
+     * leading: the last accepted one was sent at most a few ms before t. */
+    int seen = f.heartbeats;
+    while (f.heartbeats == seen)
+        pump(f.base, 1);
+    f.not_controller = true;
+    int64_t t = clock_mono_ms();
+    pump(f.base, 400); /* answers in flight arrive; refusals come back */
+    assert_true(coordclient_registered(b.cc)); /* NOT_CONTROLLER is no fencing */
+    assert_true(coordclient_lease_valid(b.cc, t + 2500));
+    /* Without the allowance the lease would last until t + 3000 - a few ms. */
+    assert_false(coordclient_lease_valid(b.cc, t + 2800));
+    assert_false(coordclient_lease_valid(b.cc, t + 3100));
+    /* The refused heartbeats did not renew it. */
+    assert_false(coordclient_lease_valid(b.cc, clock_mono_ms() + 2750));
+    assert_int_equal(f.registers, 1);
+    teardown(&f, &b);
+}
+
+static bool registered(void *arg)
+{
+    return coordclient_registered(((struct broker *)arg)->cc);
+}
+
+static bool leader_has_heartbeats(void *arg)
+{
+    return ((struct fake *)arg)->heartbeats >= 3;
+}
+
+/* A broker configured with only a follower moves to the leader it hints at,
+ * which is not in its list (a voter added by a membership change): it
+ * registers there once, watches there and heartbeats there. */
+static void test_follows_a_hint_outside_the_list(void **state)
+{
+    (void)state;
+    struct fake follower, leader;
+    fake_start(&leader);
+    fake_start(&follower);
+    event_base_free(follower.base); /* both on one loop */
+    rpc_server_free(follower.server);
+    follower.base = leader.base;
+    struct rpc_handler h[COORD_M_COUNT];
+    memset(h, 0, sizeof(h));
+    h[COORD_M_REGISTER_BROKER] = (struct rpc_handler){fake_register, &follower};
+    h[COORD_M_HEARTBEAT] = (struct rpc_handler){fake_heartbeat, &follower};
+    h[COORD_M_WATCH] = (struct rpc_handler){fake_watch, &follower};
+    struct rpc_server_options so = {.max_output_bytes = 64u * 1024 * 1024};
+    assert_int_equal(rpc_server_new(leader.base, "127.0.0.1", 0,
+                                    &weir__coord__coordinator__descriptor, h, &so,
+                                    &follower.server),
+                     0);
+    follower.not_controller = true;
+    follower.hint_port = rpc_server_port(leader.server);
+
+    struct broker_settings s;
+    memset(&s, 0, sizeof(s));
+    s.broker_id = 1;
+    char list[64], err[256];
+    snprintf(list, sizeof(list), "127.0.0.1:%d", rpc_server_port(follower.server));
+    assert_int_equal(coordaddr_parse(list, &s.coord, err, sizeof(err)), 0);
+    snprintf(s.coord_host, sizeof(s.coord_host), "127.0.0.1");
+    s.coord_port = rpc_server_port(follower.server);
+    snprintf(s.advertised.listener, sizeof(s.advertised.listener), "PLAINTEXT");
+    snprintf(s.advertised.host, sizeof(s.advertised.host), "127.0.0.1");
+    s.advertised.port = 9092;
+    struct broker b;
+    memset(&b, 0, sizeof(b));
+    b.waited = -2;
+    struct coordclient_callbacks cb = {.on_metadata = on_metadata, .ud = &b};
+    assert_int_equal(coordclient_new(leader.base, &s, &cb, &b.cc), 0);
+    coordclient_set_cluster_id(b.cc, CLUSTER);
+    pump_until(leader.base, registered, &b, 5000);
+    pump_until(leader.base, watched, &leader, 5000);
+    pump_until(leader.base, leader_has_heartbeats, &leader, 5000);
+    assert_int_equal(leader.registers, 1);
+    assert_int_equal(follower.registers, 0);
+    assert_int_equal(follower.heartbeats, 0);
+    char want[64];
+    snprintf(want, sizeof(want), "127.0.0.1:%d", rpc_server_port(leader.server));
+    assert_string_equal(coordclient_coordinator(b.cc), want);
+    assert_true(coordclient_moves(b.cc) >= 1);
+    pump(leader.base, 300);
+    assert_int_equal(leader.registers, 1); /* registered once */
+    coordclient_free(b.cc);
+    if (leader.watch_conn)
+        rpc_conn_unref(leader.watch_conn);
+    if (follower.watch_conn)
+        rpc_conn_unref(follower.watch_conn);
+    rpc_server_free(follower.server);
+    rpc_server_free(leader.server);
+    event_base_free(leader.base);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -363,6 +515,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_batch_is_applied_in_slices_and_told_at_the_end),
         cmocka_unit_test(test_a_gap_resubscribes_from_the_start),
+        cmocka_unit_test(test_lease_ends_a_tenth_early_and_not_controller_does_not_renew),
+        cmocka_unit_test(test_follows_a_hint_outside_the_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
