@@ -22,11 +22,19 @@
 
 #define CC_SVC (&weir__coord__coordinator__descriptor)
 
+#define CC_MAX_COORDS 7
+
 struct cc_client {
     struct event_base *base; /* borrowed */
     struct rpc_client *rpc;
     int connects;
     int disconnects;
+    /* A quorum (cc_client_init_list): the voters' ports on 127.0.0.1, and the
+     * one talked to. cc_call follows NOT_CONTROLLER to the leader. */
+    int ports[CC_MAX_COORDS];
+    int n_ports;
+    int cur;
+    int moves; /* times cc_call moved to another coordinator */
 };
 
 static inline void cc_on_connect(struct rpc_client *c, void *ud)
@@ -53,6 +61,31 @@ static inline int cc_client_init(struct cc_client *cc, struct event_base *base, 
         .backoff_max_ms = 200,
     };
     return rpc_client_new(base, "127.0.0.1", port, CC_SVC, &o, &cc->rpc);
+}
+
+/* A client of a coordinator quorum: "port,port,..." or "host:port,..." with
+ * 127.0.0.1 hosts (up to CC_MAX_COORDS). Starts with the first; cc_call moves
+ * to the leader a NOT_CONTROLLER answer names, or to the next one. */
+static inline int cc_client_init_list(struct cc_client *cc, struct event_base *base,
+                                      const char *list)
+{
+    int ports[CC_MAX_COORDS], n = 0;
+    const char *p = list;
+    while (p && *p && n < CC_MAX_COORDS) {
+        const char *comma = strchr(p, ',');
+        const char *colon = strchr(p, ':');
+        const char *num = colon && (!comma || colon < comma) ? colon + 1 : p;
+        ports[n++] = atoi(num);
+        p = comma ? comma + 1 : NULL;
+    }
+    if (n == 0 || ports[0] <= 0)
+        return -EINVAL;
+    int r = cc_client_init(cc, base, ports[0]);
+    if (r == 0) {
+        memcpy(cc->ports, ports, sizeof(ports));
+        cc->n_ports = n;
+    }
+    return r;
 }
 
 static inline void cc_client_deinit(struct cc_client *cc)
@@ -110,28 +143,88 @@ static inline int cc_call_async(struct cc_client *cc, unsigned method, const Pro
     return rpc_client_call(cc->rpc, method, req, timeout_ms, cc_result_cb, r);
 }
 
-/* Call and wait. Returns the RPC status (or a negative errno from the client);
- * *ret gets the response copy on RPC_OK. */
-static inline int cc_call(struct cc_client *cc, unsigned method, const ProtobufCMessage *req,
-                          int timeout_ms, ProtobufCMessage **ret)
-{
-    struct cc_result r = {0};
-    int rc = cc_call_async(cc, method, req, timeout_ms, &r);
-    if (rc < 0)
-        return rc;
-    while (!r.done)
-        event_base_loop(cc->base, EVLOOP_ONCE);
-    if (r.status == RPC_OK && !r.resp)
-        return -ENOMEM;
-    if (r.status == RPC_OK)
-        *ret = r.resp;
-    return r.status;
-}
-
 static inline void cc_free(void *msg)
 {
     if (msg)
         protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+/* The leader a NOT_CONTROLLER answer names: a response's leader_hint (with
+ * error_code 41), or the text of an RPC_INTERNAL error for methods whose
+ * response has no hint field. 1 with @host/@port set, 0 when it names none, -1
+ * when it is not NOT_CONTROLLER. */
+static inline int cc_not_controller(const struct cc_result *r, char host[256], int *port)
+{
+    host[0] = '\0';
+    *port = 0;
+    if (r->status == RPC_OK && r->resp) {
+        const ProtobufCMessageDescriptor *d = r->resp->descriptor;
+        const ProtobufCFieldDescriptor *fc =
+            protobuf_c_message_descriptor_get_field_by_name(d, "error_code");
+        const ProtobufCFieldDescriptor *fh =
+            protobuf_c_message_descriptor_get_field_by_name(d, "leader_hint");
+        if (!fc || !fh || fc->type != PROTOBUF_C_TYPE_INT32 || fc->label != PROTOBUF_C_LABEL_NONE)
+            return -1;
+        if (*(const int32_t *)((const char *)r->resp + fc->offset) != 41) /* NOT_CONTROLLER */
+            return -1;
+        const Weir__Coord__LeaderHint *h =
+            *(Weir__Coord__LeaderHint *const *)((const char *)r->resp + fh->offset);
+        if (!h || !h->host || !h->host[0])
+            return 0;
+        snprintf(host, 256, "%s", h->host);
+        *port = h->port;
+        return 1;
+    }
+    if (r->status == RPC_INTERNAL && strncmp(r->err, "NOT_CONTROLLER", 14) == 0) {
+        int id;
+        char hbuf[256];
+        if (sscanf(r->err, "NOT_CONTROLLER: coordinator %d at %255[^:]:%d", &id, hbuf, port) == 3) {
+            snprintf(host, 256, "%s", hbuf);
+            return 1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+/* Call and wait. Returns the RPC status (or a negative errno from the client);
+ * *ret gets the response copy on RPC_OK. A client of a quorum follows
+ * NOT_CONTROLLER to the leader and calls again (for up to @timeout_ms). */
+static inline int cc_call(struct cc_client *cc, unsigned method, const ProtobufCMessage *req,
+                          int timeout_ms, ProtobufCMessage **ret)
+{
+    int64_t deadline = clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
+    for (;;) {
+        struct cc_result r = {0};
+        int rc = cc_call_async(cc, method, req, timeout_ms, &r);
+        if (rc < 0)
+            return rc;
+        while (!r.done)
+            event_base_loop(cc->base, EVLOOP_ONCE);
+        if (r.status == RPC_OK && !r.resp)
+            return -ENOMEM;
+        char host[256];
+        int port;
+        int nc = cc->n_ports > 1 ? cc_not_controller(&r, host, &port) : -1;
+        bool lost = cc->n_ports > 1 && (r.status == RPC_DISCONNECTED || r.status == RPC_TIMEOUT);
+        if ((nc < 0 && !lost) || clock_mono_ms() >= deadline) {
+            if (r.status == RPC_OK)
+                *ret = r.resp;
+            return r.status;
+        }
+        cc_free(r.resp);
+        cc->moves++;
+        if (nc == 1) {
+            rpc_client_retarget(cc->rpc, host, port, 0);
+            for (int i = 0; i < cc->n_ports; i++)
+                if (cc->ports[i] == port)
+                    cc->cur = i;
+        } else {
+            cc->cur = (cc->cur + 1) % cc->n_ports;
+            rpc_client_retarget(cc->rpc, "127.0.0.1", cc->ports[cc->cur], 100);
+        }
+        cc_pump(cc->base, 20);
+    }
 }
 
 /* ---- typed helpers --------------------------------------------------------------- */
